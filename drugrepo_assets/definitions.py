@@ -1,0 +1,71 @@
+"""`defs` of the asset code location, with resources chosen by the one variable ``DRUGREPO_ENV``.
+
+``DRUGREPO_ENV`` is ``local`` (default), ``staging`` or ``prod``; it is the only environment
+variable the package reads itself. Secrets and URIs of the deployed environments come in through
+`EnvVar`, resolved by Dagster at launch, never at import.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from dagster import (
+    AssetSelection,
+    Definitions,
+    EnvVar,
+    define_asset_job,
+    load_asset_checks_from_modules,
+    load_assets_from_modules,
+)
+
+from drugrepo_assets import checks
+from drugrepo_assets.assets import raw, splits, validated
+from drugrepo_assets.io_managers import ParquetIOManager
+from drugrepo_assets.resources import DataSourceResource, SplitSettings
+
+ENV_VAR = "DRUGREPO_ENV"
+DEFAULT_ENV = "local"
+
+all_assets = load_assets_from_modules([raw, validated, splits])
+all_asset_checks = load_asset_checks_from_modules([checks])
+
+materialize_all_job = define_asset_job(
+    "materialize_all_job",
+    selection=AssetSelection.all(),
+    description="Every asset of the location, with its checks, for one dataset partition.",
+)
+
+RESOURCES_BY_ENV: dict[str, dict[str, Any]] = {
+    "local": {
+        "io_manager": ParquetIOManager(),
+        "data_source": DataSourceResource(root="bundled"),
+        "split_settings": SplitSettings(seed=0),
+    },
+    "staging": {
+        "io_manager": ParquetIOManager(base_path=EnvVar("DRUGREPO_STORAGE_URI")),
+        "data_source": DataSourceResource(root=EnvVar("DRUGREPO_SOURCE_ROOT")),
+        "split_settings": SplitSettings(seed=0),
+    },
+    "prod": {
+        "io_manager": ParquetIOManager(base_path=EnvVar("DRUGREPO_STORAGE_URI")),
+        "data_source": DataSourceResource(root=EnvVar("DRUGREPO_SOURCE_ROOT")),
+        "split_settings": SplitSettings(seed=0),
+    },
+}
+
+
+def build_defs(env: str) -> Definitions:
+    """The code location's definitions for one environment (``local``, ``staging`` or ``prod``)."""
+    if env not in RESOURCES_BY_ENV:
+        known = ", ".join(sorted(RESOURCES_BY_ENV))
+        raise ValueError(f"{ENV_VAR}={env!r} is not a known environment (known: {known})")
+    return Definitions(
+        assets=all_assets,
+        asset_checks=all_asset_checks,
+        jobs=[materialize_all_job],
+        resources=RESOURCES_BY_ENV[env],
+    )
+
+
+defs = build_defs(os.environ.get(ENV_VAR, DEFAULT_ENV))
