@@ -1,0 +1,371 @@
+"""Drug and protein featurisation for DrugBAN, without DGL or dgllife.
+
+`drug_graph` reproduces, bit for bit, dgllife 0.3.2's
+``smiles_to_bigraph(smiles, add_self_loop=True, node_featurizer=CanonicalAtomFeaturizer(),
+edge_featurizer=CanonicalBondFeaturizer(self_loop=True))`` with its default
+``canonical_atom_order=True``. `encode_protein` / `encode_proteins` reproduce DrugBAN's
+``integer_label_protein``. Per-atom and per-bond work is limited to reading raw RDKit values;
+every one-hot encoding is done with numpy lookup tables.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from rdkit import Chem, rdBase
+from rdkit.Chem import rdmolfiles
+
+logger = logging.getLogger(__name__)
+
+MAX_DRUG_NODES = 290
+ATOM_FEATURE_DIM = 74
+BOND_FEATURE_DIM = 13
+PROTEIN_MAX_LENGTH = 1200
+PROTEIN_ALPHABET = "ACBEDGFIHKMLONQPSRUTWVYXZ"
+
+ATOM_TYPES = (
+    "C", "N", "O", "S", "F", "Si", "P", "Cl", "Br", "Mg", "Na", "Ca", "Fe", "As", "Al", "I",
+    "B", "V", "K", "Tl", "Yb", "Sb", "Sn", "Ag", "Pd", "Co", "Se", "Ti", "Zn", "H", "Li",
+    "Ge", "Cu", "Au", "Ni", "Cd", "In", "Mn", "Zr", "Cr", "Pt", "Hg", "Pb",
+)  # fmt: skip
+
+# Column layout of CanonicalAtomFeaturizer (74 columns, no "unknown" slots anywhere).
+_TYPE_OFFSET = 0  # 43 atom types
+_DEGREE_OFFSET = 43  # degree 0..10
+_IMPLICIT_VALENCE_OFFSET = 54  # implicit valence 0..6
+_CHARGE_COL = 61  # raw formal charge
+_RADICAL_COL = 62  # raw number of radical electrons
+_HYBRIDIZATION_OFFSET = 63  # SP, SP2, SP3, SP3D, SP3D2
+_AROMATIC_COL = 68
+_TOTAL_H_OFFSET = 69  # total Hs 0..4
+_TRASH_COL = ATOM_FEATURE_DIM  # out-of-vocabulary values are written here and sliced away
+
+# Column layout of CanonicalBondFeaturizer(self_loop=True) (13 columns).
+_BOND_TYPE_OFFSET = 0  # SINGLE, DOUBLE, TRIPLE, AROMATIC
+_CONJUGATED_COL = 4
+_IN_RING_COL = 5
+_STEREO_OFFSET = 6  # STEREONONE, STEREOANY, STEREOZ, STEREOE, STEREOCIS, STEREOTRANS
+_SELF_LOOP_COL = 12
+_BOND_TRASH_COL = BOND_FEATURE_DIM
+
+_IMPLICIT = Chem.ValenceType.IMPLICIT
+
+
+def _implicit_valence(atom: Chem.Atom) -> int:
+    """dgllife's atom.GetImplicitValence(), via the non-deprecated RDKit accessor."""
+    return atom.GetValence(_IMPLICIT)
+
+
+def _lookup_table(size: int, mapping: dict[int, int], default: int) -> np.ndarray:
+    """Dense int64 table: raw RDKit value -> feature column, `default` for everything else."""
+    table = np.full(size, default, dtype=np.int64)
+    for raw, col in mapping.items():
+        table[raw] = col
+    return table
+
+
+def _one_hot_range(offset: int, n: int, size: int, default: int) -> np.ndarray:
+    """Table mapping the values 0..n-1 to offset..offset+n-1 and larger values to `default`."""
+    return _lookup_table(size, {v: offset + v for v in range(n)}, default)
+
+
+_PERIODIC_TABLE = Chem.GetPeriodicTable()
+_ATOMIC_NUM_TO_COL = _lookup_table(
+    128,
+    {_PERIODIC_TABLE.GetAtomicNumber(s): _TYPE_OFFSET + i for i, s in enumerate(ATOM_TYPES)},
+    _TRASH_COL,
+)
+_DEGREE_TO_COL = _one_hot_range(_DEGREE_OFFSET, 11, 12, _TRASH_COL)
+_IMPLICIT_VALENCE_TO_COL = _one_hot_range(_IMPLICIT_VALENCE_OFFSET, 7, 8, _TRASH_COL)
+_TOTAL_H_TO_COL = _one_hot_range(_TOTAL_H_OFFSET, 5, 6, _TRASH_COL)
+_HYB = Chem.HybridizationType
+_HYBRIDIZATION_TO_COL = _lookup_table(
+    max(int(h) for h in _HYB.values.values()) + 2,
+    {
+        int(h): _HYBRIDIZATION_OFFSET + i
+        for i, h in enumerate((_HYB.SP, _HYB.SP2, _HYB.SP3, _HYB.SP3D, _HYB.SP3D2))
+    },
+    _TRASH_COL,
+)
+_BT = Chem.BondType
+_BOND_TYPE_TO_COL = _lookup_table(
+    max(int(b) for b in _BT.values.values()) + 2,
+    {
+        int(b): _BOND_TYPE_OFFSET + i
+        for i, b in enumerate((_BT.SINGLE, _BT.DOUBLE, _BT.TRIPLE, _BT.AROMATIC))
+    },
+    _BOND_TRASH_COL,
+)
+_BS = Chem.BondStereo
+_STEREO_TO_COL = _lookup_table(
+    max(int(s) for s in _BS.values.values()) + 2,
+    {
+        int(s): _STEREO_OFFSET + i
+        for i, s in enumerate(
+            (
+                _BS.STEREONONE,
+                _BS.STEREOANY,
+                _BS.STEREOZ,
+                _BS.STEREOE,
+                _BS.STEREOCIS,
+                _BS.STEREOTRANS,
+            )
+        )
+    },
+    _BOND_TRASH_COL,
+)
+
+
+class InvalidSmilesError(ValueError):
+    """Raised when RDKit cannot parse a SMILES into a molecule with at least one atom."""
+
+    def __init__(self, smiles: str) -> None:
+        """Keep the offending SMILES on the exception so callers can report or skip it."""
+        super().__init__(f"invalid SMILES: {smiles!r}")
+        self.smiles = smiles
+
+
+@dataclass(frozen=True, eq=False)
+class DrugGraph:
+    """A molecule as a directed graph: atom features, (src, dst) edges and edge features.
+
+    Matches the DGLGraph dgllife builds: each bond as u->v then v->u, then one self loop per node.
+    """
+
+    node_feats: np.ndarray
+    edge_index: np.ndarray
+    edge_feats: np.ndarray
+
+    def __post_init__(self) -> None:
+        """Validate shapes and dtypes so a malformed graph (e.g. from a cache) fails early."""
+        nf, ei, ef = self.node_feats, self.edge_index, self.edge_feats
+        if nf.dtype != np.float32 or nf.ndim != 2 or nf.shape[1] != ATOM_FEATURE_DIM:
+            raise ValueError(f"node_feats must be float32 [n, 74], got {nf.dtype} {nf.shape}")
+        if ei.dtype != np.int64 or ei.ndim != 2 or ei.shape[0] != 2:
+            raise ValueError(f"edge_index must be int64 [2, E], got {ei.dtype} {ei.shape}")
+        if ef.dtype != np.float32 or ef.shape != (ei.shape[1], BOND_FEATURE_DIM):
+            raise ValueError(
+                f"edge_feats must be float32 [{ei.shape[1]}, 13], got {ef.dtype} {ef.shape}"
+            )
+
+    @property
+    def num_nodes(self) -> int:
+        """Number of atoms (graph nodes)."""
+        return int(self.node_feats.shape[0])
+
+    @property
+    def num_edges(self) -> int:
+        """Number of directed edges, self loops included."""
+        return int(self.edge_index.shape[1])
+
+
+def _parse_smiles(smiles: str) -> Chem.Mol:
+    """Parse with RDKit's log silenced for this call only; raise InvalidSmilesError on failure."""
+    blocker = rdBase.BlockLogs()
+    try:
+        mol = Chem.MolFromSmiles(smiles)
+    finally:
+        del blocker
+    if mol is None or mol.GetNumAtoms() == 0:
+        raise InvalidSmilesError(smiles)
+    return mol
+
+
+def _int_column(getter: Callable[[object], int], items: list, count: int) -> np.ndarray:
+    """Read one integer RDKit property of every atom or bond into an int64 array."""
+    return np.fromiter(map(getter, items), dtype=np.int64, count=count)
+
+
+def _lookup(table: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Map raw RDKit values through a column table; values past its end hit the last entry."""
+    return table[np.minimum(values, table.size - 1)]
+
+
+def drug_graph(smiles: str) -> DrugGraph:
+    """Featurise a SMILES exactly like dgllife's smiles_to_bigraph with Canonical featurizers.
+
+    Atoms follow dgllife's canonical_atom_order=True, i.e. RenumberAtoms(mol, CanonicalRankAtoms),
+    applied here as a permutation of the feature rows instead of rebuilding the molecule.
+    """
+    mol = _parse_smiles(smiles)
+    n = mol.GetNumAtoms()
+    num_bonds = mol.GetNumBonds()
+    atoms = list(map(mol.GetAtomWithIdx, range(n)))
+    bonds = list(map(mol.GetBondWithIdx, range(num_bonds)))
+
+    begin = _int_column(Chem.Bond.GetBeginAtomIdx, bonds, num_bonds)
+    end = _int_column(Chem.Bond.GetEndAtomIdx, bonds, num_bonds)
+    # GetDegree counts bonds to explicit atoms, i.e. the atom's incidence count in the bond list.
+    degree = np.bincount(np.concatenate((begin, end)), minlength=n)
+
+    # dgllife passes the ranks themselves as RenumberAtoms' new order: node k is old atom rank[k].
+    order = np.fromiter(rdmolfiles.CanonicalRankAtoms(mol), dtype=np.int64, count=n)
+    new_index = np.empty(n, dtype=np.int64)
+    new_index[order] = np.arange(n, dtype=np.int64)
+
+    one_hot_cols = np.stack(
+        (
+            _lookup(_ATOMIC_NUM_TO_COL, _int_column(Chem.Atom.GetAtomicNum, atoms, n)),
+            _lookup(_DEGREE_TO_COL, degree),
+            _lookup(_IMPLICIT_VALENCE_TO_COL, _int_column(_implicit_valence, atoms, n)),
+            _lookup(_HYBRIDIZATION_TO_COL, _int_column(Chem.Atom.GetHybridization, atoms, n)),
+            _lookup(_TOTAL_H_TO_COL, _int_column(Chem.Atom.GetTotalNumHs, atoms, n)),
+        ),
+        axis=1,
+    )
+    node_buf = np.zeros((n, ATOM_FEATURE_DIM + 1), dtype=np.float32)
+    node_buf[np.arange(n)[:, None], one_hot_cols] = 1.0
+    node_buf[:, _CHARGE_COL] = _int_column(Chem.Atom.GetFormalCharge, atoms, n)
+    node_buf[:, _RADICAL_COL] = _int_column(Chem.Atom.GetNumRadicalElectrons, atoms, n)
+    node_buf[:, _AROMATIC_COL] = _int_column(Chem.Atom.GetIsAromatic, atoms, n)
+    node_feats = node_buf[order, :ATOM_FEATURE_DIM]
+
+    num_bond_edges = 2 * num_bonds
+    num_edges = num_bond_edges + n
+    edge_index = np.empty((2, num_edges), dtype=np.int64)
+    pairs = edge_index[:, :num_bond_edges].reshape(2, num_bonds, 2)
+    pairs[0, :, 0] = pairs[1, :, 1] = new_index[begin]
+    pairs[0, :, 1] = pairs[1, :, 0] = new_index[end]
+    edge_index[:, num_bond_edges:] = np.arange(n, dtype=np.int64)
+
+    bond_buf = np.zeros((num_bonds, BOND_FEATURE_DIM + 1), dtype=np.float32)
+    bond_cols = np.stack(
+        (
+            _lookup(_BOND_TYPE_TO_COL, _int_column(Chem.Bond.GetBondType, bonds, num_bonds)),
+            _lookup(_STEREO_TO_COL, _int_column(Chem.Bond.GetStereo, bonds, num_bonds)),
+        ),
+        axis=1,
+    )
+    bond_buf[np.arange(num_bonds)[:, None], bond_cols] = 1.0
+    bond_buf[:, _CONJUGATED_COL] = _int_column(Chem.Bond.GetIsConjugated, bonds, num_bonds)
+    bond_buf[:, _IN_RING_COL] = _int_column(Chem.Bond.IsInRing, bonds, num_bonds)
+    edge_feats = np.zeros((num_edges, BOND_FEATURE_DIM), dtype=np.float32)
+    edge_feats[:num_bond_edges] = np.repeat(bond_buf[:, :BOND_FEATURE_DIM], 2, axis=0)
+    edge_feats[num_bond_edges:, _SELF_LOOP_COL] = 1.0
+
+    for array in (node_feats, edge_index, edge_feats):
+        array.setflags(write=False)
+    return DrugGraph(node_feats=node_feats, edge_index=edge_index, edge_feats=edge_feats)
+
+
+@dataclass
+class GraphBatch:
+    """Several DrugGraphs as one disjoint graph, with edge ids offset into the joint node ids."""
+
+    node_feats: torch.Tensor
+    edge_index: torch.Tensor
+    num_nodes: torch.Tensor
+
+    @property
+    def num_graphs(self) -> int:
+        """Number of molecules in the batch."""
+        return int(self.num_nodes.shape[0])
+
+
+def collate_graphs(graphs: Sequence[DrugGraph]) -> GraphBatch:
+    """Concatenate graphs into one GraphBatch (numpy concatenation, one tensor conversion each).
+
+    Node ids of graph i are shifted by the number of nodes of graphs 0..i-1.
+    """
+    if len(graphs) == 0:
+        raise ValueError("collate_graphs needs at least one graph")
+    num_nodes = np.fromiter((g.node_feats.shape[0] for g in graphs), dtype=np.int64)
+    num_edges = np.fromiter((g.edge_index.shape[1] for g in graphs), dtype=np.int64)
+    node_offsets = np.cumsum(num_nodes) - num_nodes
+    node_feats = np.concatenate([g.node_feats for g in graphs], axis=0)
+    edge_index = np.concatenate([g.edge_index for g in graphs], axis=1)
+    edge_index += np.repeat(node_offsets, num_edges)
+    return GraphBatch(
+        node_feats=torch.from_numpy(node_feats),
+        edge_index=torch.from_numpy(edge_index),
+        num_nodes=torch.from_numpy(num_nodes),
+    )
+
+
+def _protein_byte_table() -> np.ndarray:
+    """256-entry table: ASCII byte -> DrugBAN code (upper and lower case), 0 for the rest."""
+    table = np.zeros(256, dtype=np.int64)
+    for code, letter in enumerate(PROTEIN_ALPHABET, start=1):
+        table[ord(letter)] = code
+        table[ord(letter.lower())] = code
+    return table
+
+
+_PROTEIN_TABLE = _protein_byte_table()
+_PROTEIN_CODES = {letter: code for code, letter in enumerate(PROTEIN_ALPHABET, start=1)}
+
+
+def _warn_unknown(characters: set[str]) -> None:
+    """Log, once per call, the characters that were encoded as padding (DrugBAN warns too)."""
+    if characters:
+        logger.warning(
+            "characters %s are not in the protein alphabet; encoded as 0 (padding)",
+            ", ".join(repr(c) for c in sorted(characters)),
+        )
+
+
+def _encode_non_ascii(sequence: str, max_length: int) -> tuple[np.ndarray, set[str]]:
+    """Slow path for non-ASCII input: per-character str.upper() exactly as DrugBAN does."""
+    encoding = np.zeros(max_length, dtype=np.int64)
+    unknown: set[str] = set()
+    for i, char in enumerate(sequence[:max_length]):
+        code = _PROTEIN_CODES.get(char.upper(), 0)
+        encoding[i] = code
+        if code == 0:
+            unknown.add(char)
+    return encoding, unknown
+
+
+def _encode_protein_rows(
+    sequences: Sequence[str], max_length: int
+) -> tuple[np.ndarray, set[str]]:
+    """Encode sequences into an [N, max_length] int64 matrix and collect unknown characters."""
+    out = np.zeros((len(sequences), max_length), dtype=np.int64)
+    unknown: set[str] = set()
+    if max_length == 0 or len(sequences) == 0:
+        return out, unknown
+    lengths = np.fromiter((min(len(s), max_length) for s in sequences), dtype=np.int64)
+    try:
+        raw = np.array(sequences, dtype=f"S{max_length}")
+        ascii_rows = np.arange(len(sequences))
+    except UnicodeEncodeError:
+        is_ascii = [s.isascii() for s in sequences]
+        ascii_rows = np.flatnonzero(is_ascii)
+        raw = np.array([sequences[i] for i in ascii_rows], dtype=f"S{max_length}")
+        for i in np.flatnonzero(~np.asarray(is_ascii)):
+            out[i], bad = _encode_non_ascii(sequences[i], max_length)
+            unknown |= bad
+    if ascii_rows.size:
+        byte_matrix = raw.view(np.uint8).reshape(ascii_rows.size, max_length)
+        codes = _PROTEIN_TABLE[byte_matrix]
+        out[ascii_rows] = codes
+        in_sequence = np.arange(max_length) < lengths[ascii_rows, None]
+        bad_bytes = np.unique(byte_matrix[in_sequence & (codes == 0)])
+        unknown |= {chr(b) for b in bad_bytes.tolist()}
+    return out, unknown
+
+
+def encode_protein(sequence: str, max_length: int = PROTEIN_MAX_LENGTH) -> np.ndarray:
+    """Integer-encode one amino-acid sequence like DrugBAN's integer_label_protein (int64).
+
+    Letters map through PROTEIN_ALPHABET (1-based, case-insensitive); anything else becomes 0.
+    """
+    out, unknown = _encode_protein_rows([sequence], max_length)
+    _warn_unknown(unknown)
+    return out[0]
+
+
+def encode_proteins(
+    sequences: Sequence[str], max_length: int = PROTEIN_MAX_LENGTH
+) -> np.ndarray:
+    """Vectorised encode_protein over many sequences: an [N, max_length] int64 matrix.
+
+    Uses a 256-entry byte lookup table over a fixed-width byte matrix (no per-character loop).
+    """
+    out, unknown = _encode_protein_rows(list(sequences), max_length)
+    _warn_unknown(unknown)
+    return out
