@@ -265,6 +265,14 @@ class GraphBatch:
         """Number of molecules in the batch."""
         return int(self.num_nodes.shape[0])
 
+    def to(self, device: torch.device | str) -> "GraphBatch":
+        """The same batch on ``device`` (non-blocking where the source memory allows)."""
+        return GraphBatch(
+            node_feats=self.node_feats.to(device, non_blocking=True),
+            edge_index=self.edge_index.to(device, non_blocking=True),
+            num_nodes=self.num_nodes.to(device, non_blocking=True),
+        )
+
 
 def collate_graphs(graphs: Sequence[DrugGraph]) -> GraphBatch:
     """Concatenate graphs into one GraphBatch (numpy concatenation, one tensor conversion each).

@@ -1,0 +1,101 @@
+"""Featurise once, batch by index: packed molecule graphs and protein codes for training and scoring.
+
+The reference rebuilds every molecular graph for every item in every epoch. Here each unique
+molecule and protein of a dataset is featurised once; a batch is then a few vectorised gathers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from drugrepo_assets.ml.featurize import DrugGraph, GraphBatch, drug_graph, encode_proteins
+from drugrepo_assets.ml.model import segment_ranges
+
+
+@dataclass
+class MoleculeStore:
+    """Graphs of many molecules packed into flat tensors, addressed by molecule index."""
+
+    node_feats: Tensor  # float32 [ΣN, 74]
+    edge_index: Tensor  # int64 [2, ΣE], local node ids per molecule
+    node_offsets: Tensor  # int64 [M + 1]
+    edge_offsets: Tensor  # int64 [M + 1]
+
+    @classmethod
+    def from_graphs(cls, graphs: Sequence[DrugGraph]) -> "MoleculeStore":
+        """Pack featurised graphs (order kept: molecule i is ``graphs[i]``)."""
+        n = np.fromiter((g.node_feats.shape[0] for g in graphs), dtype=np.int64, count=len(graphs))
+        e = np.fromiter((g.edge_index.shape[1] for g in graphs), dtype=np.int64, count=len(graphs))
+        feats = np.concatenate([g.node_feats for g in graphs]) if graphs else np.zeros((0, 74), np.float32)
+        edges = np.concatenate([g.edge_index for g in graphs], axis=1) if graphs else np.zeros((2, 0), np.int64)
+        return cls(
+            node_feats=torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32)),
+            edge_index=torch.from_numpy(np.ascontiguousarray(edges, dtype=np.int64)),
+            node_offsets=torch.from_numpy(np.concatenate([[0], np.cumsum(n)])),
+            edge_offsets=torch.from_numpy(np.concatenate([[0], np.cumsum(e)])),
+        )
+
+    @classmethod
+    def from_smiles(cls, smiles: Iterable[str]) -> "MoleculeStore":
+        """Featurise and pack molecules; an unparseable SMILES raises ``InvalidSmilesError``."""
+        return cls.from_graphs([drug_graph(s) for s in smiles])
+
+    def __len__(self) -> int:
+        return len(self.node_offsets) - 1
+
+    @property
+    def num_nodes(self) -> Tensor:
+        """Atoms per molecule [M]."""
+        return self.node_offsets.diff()
+
+    def batch(self, idx: Tensor) -> GraphBatch:
+        """The graphs of molecules ``idx`` (repeats allowed) as one disjoint-union batch."""
+        n = self.num_nodes[idx]
+        e = self.edge_offsets.diff()[idx]
+        _, node_idx = segment_ranges(self.node_offsets[idx], n)
+        edge_seg, edge_idx = segment_ranges(self.edge_offsets[idx], e)
+        new_start = torch.cumsum(n, 0) - n
+        edge_index = self.edge_index[:, edge_idx] + new_start[edge_seg]
+        return GraphBatch(node_feats=self.node_feats[node_idx], edge_index=edge_index, num_nodes=n)
+
+
+@dataclass
+class PairData:
+    """Pairs as indices into a molecule store and a protein code table, with optional labels."""
+
+    molecules: MoleculeStore
+    proteins: Tensor  # int64 [P, max_length]
+    drug_idx: Tensor  # int64 [N]
+    protein_idx: Tensor  # int64 [N]
+    labels: Tensor | None = None  # float32 [N]
+
+    def __len__(self) -> int:
+        return len(self.drug_idx)
+
+    @classmethod
+    def from_lists(
+        cls,
+        smiles: Sequence[str],
+        proteins: Sequence[str],
+        labels: Sequence[float] | None = None,
+        max_protein_length: int = 1200,
+    ) -> "PairData":
+        """Featurise each unique SMILES and protein once and index the pairs into them."""
+        uniq_s, drug_idx = np.unique(np.asarray(smiles, dtype=object), return_inverse=True)
+        uniq_p, prot_idx = np.unique(np.asarray(proteins, dtype=object), return_inverse=True)
+        return cls(
+            molecules=MoleculeStore.from_smiles(uniq_s.tolist()),
+            proteins=torch.from_numpy(encode_proteins(uniq_p.tolist(), max_protein_length)),
+            drug_idx=torch.from_numpy(drug_idx.astype(np.int64).reshape(-1)),
+            protein_idx=torch.from_numpy(prot_idx.astype(np.int64).reshape(-1)),
+            labels=None if labels is None else torch.as_tensor(np.asarray(labels, dtype=np.float32)),
+        )
+
+    def batch(self, rows: Tensor) -> tuple[GraphBatch, Tensor]:
+        """Graphs and protein codes of pairs ``rows``."""
+        return self.molecules.batch(self.drug_idx[rows]), self.proteins[self.protein_idx[rows]]

@@ -1,0 +1,457 @@
+"""DrugBAN in plain torch, state_dict-compatible with the reference (peizhenbai/DrugBAN).
+
+Module and parameter names mirror the reference, weight norm included (legacy ``weight_g`` /
+``weight_v`` names), so a reference ``state_dict`` loads strictly with no conversion.
+
+The function computed is the reference's: molecules padded to 290 nodes with virtual nodes
+(features: 74 zeros and a 1), real atoms carrying two self-loops and virtual nodes one, a protein
+CNN whose output is *reshaped* (not transposed) to [L, C] exactly as the reference does, and a
+bilinear attention network with 2 heads followed by sum-pooling, BatchNorm and an MLP.
+
+What differs is the cost, never the function:
+- the virtual nodes of every molecule are one and the same row through the GCN (they only see
+  their own self-loop), so the GCN runs on real atoms plus a single shared virtual row, and
+  BatchNorm's batch statistics in training weight that row by the number of virtual nodes;
+- the attention maps of the heads are summed before pooling (pooling is linear in the map), and
+  in eval mode each molecule contributes its real rows plus one weighted virtual row, so a pair
+  costs ~(atoms + 1) instead of 290 rows; where a protein meets many rows its Gram matrix
+  ``q_ᵀ q_`` replaces the per-row products (see PERFORMANCE.md for the identity).
+Attention maps are computed only on demand (:meth:`DrugBAN.attention_maps`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from drugrepo_assets.ml.featurize import GraphBatch
+
+CHECKPOINT_FORMAT = "drugrepo.drugban/1"
+
+
+@dataclass(frozen=True)
+class DrugBANConfig:
+    """Hyperparameters of DrugBAN; the defaults are the reference's configs/DrugBAN.yaml."""
+
+    node_in_feats: int = 75
+    node_in_embedding: int = 128
+    hidden_feats: tuple[int, ...] = (128, 128, 128)
+    protein_emb_dim: int = 128
+    num_filters: tuple[int, ...] = (128, 128, 128)
+    kernel_size: tuple[int, ...] = (3, 6, 9)
+    mlp_in_dim: int = 256
+    mlp_hidden_dim: int = 512
+    mlp_out_dim: int = 128
+    ban_heads: int = 2
+    ban_k: int = 3
+    ban_dropout: float = 0.2
+    max_drug_nodes: int = 290
+    max_protein_length: int = 1200
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-typed dict (lists, ints, floats) that ``torch.load(weights_only=True)`` accepts."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "DrugBANConfig":
+        """Inverse of :meth:`to_dict`; unknown keys are an error so typos do not pass silently."""
+        known = set(cls.__dataclass_fields__)
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown DrugBAN config keys: {sorted(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+class WeightNormLinear(nn.Module):
+    """Linear layer with whole-tensor weight norm (``weight_norm(..., dim=None)``), legacy names."""
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__()
+        base = nn.Linear(in_features, out_features)
+        self.bias = nn.Parameter(base.bias.detach().clone())
+        self.weight_g = nn.Parameter(torch.linalg.vector_norm(base.weight.detach()))
+        self.weight_v = nn.Parameter(base.weight.detach().clone())
+
+    def weight(self) -> Tensor:
+        """The effective weight g · v / ‖v‖."""
+        return self.weight_v * (self.weight_g / torch.linalg.vector_norm(self.weight_v))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight(), self.bias)
+
+
+class FCNet(nn.Module):
+    """Dropout → weight-normed Linear → ReLU, as the reference's ``FCNet([in, out])``."""
+
+    def __init__(self, in_dim: int, out_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.main = nn.Sequential(nn.Dropout(dropout), WeightNormLinear(in_dim, out_dim), nn.ReLU())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.main(x)
+
+
+class GraphConv(nn.Module):
+    """DGL ``GraphConv(norm='none')`` parameters: weight [in, out] and bias [out]."""
+
+    def __init__(self, in_feats: int, out_feats: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(in_feats, out_feats))
+        self.bias = nn.Parameter(torch.zeros(out_feats))
+        nn.init.xavier_uniform_(self.weight)
+
+
+class GCNLayer(nn.Module):
+    """dgllife ``GCNLayer``: ReLU(GraphConv) + ReLU(residual Linear), then BatchNorm1d."""
+
+    def __init__(self, in_feats: int, out_feats: int) -> None:
+        super().__init__()
+        self.graph_conv = GraphConv(in_feats, out_feats)
+        self.res_connection = nn.Linear(in_feats, out_feats)
+        self.bn_layer = nn.BatchNorm1d(out_feats)
+
+    def forward(self, h: Tensor, u: Tensor, src: Tensor, dst: Tensor, n_virtual: int) -> tuple[Tensor, Tensor]:
+        """One layer over real atoms ``h`` [N, C] and the shared virtual row ``u`` [C].
+
+        A real atom sums its in-neighbours (dgllife's edges, its own self-loop among them) plus
+        itself once more (the reference's second self-loop); a virtual node sees only itself.
+        """
+        agg = h.index_add(0, dst, h[src])
+        both_agg = torch.cat([agg, u.unsqueeze(0)])
+        both = torch.cat([h, u.unsqueeze(0)])
+        conv = F.relu(both_agg @ self.graph_conv.weight + self.graph_conv.bias)
+        out = conv + F.relu(self.res_connection(both))
+        return _batch_norm_with_virtual(out[:-1], out[-1], n_virtual, self.bn_layer)
+
+
+def _batch_norm_with_virtual(x: Tensor, v: Tensor, n_virtual: int, bn: nn.BatchNorm1d) -> tuple[Tensor, Tensor]:
+    """BatchNorm1d over ``x`` ([N, C] or [B, C, L]) plus ``n_virtual`` copies of the column ``v`` [C].
+
+    Equal to the reference's BatchNorm over the padded input with the copies materialised, in
+    training (batch statistics, running-stat update) and in eval (running statistics).
+    """
+    if not (bn.training and bn.track_running_stats):
+        return (
+            F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps),
+            F.batch_norm(v.unsqueeze(0), bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)[0],
+        )
+    dims = [0] if x.dim() == 2 else [0, 2]
+    shape = (1, -1) if x.dim() == 2 else (1, -1, 1)
+    count = x.numel() // x.shape[1] + n_virtual
+    mean = (x.sum(dims) + n_virtual * v) / count
+    var = (((x - mean.reshape(shape)) ** 2).sum(dims) + n_virtual * (v - mean) ** 2) / count
+    with torch.no_grad():
+        bn.num_batches_tracked += 1
+        momentum = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+        bn.running_mean.mul_(1 - momentum).add_(momentum * mean)
+        bn.running_var.mul_(1 - momentum).add_(momentum * var * (count / (count - 1)))
+    scale = bn.weight / torch.sqrt(var + bn.eps)
+    shift = bn.bias - mean * scale
+    return x * scale.reshape(shape) + shift.reshape(shape), v * scale + shift
+
+
+class GCN(nn.Module):
+    """Stack of dgllife GCN layers (names ``gnn_layers.i``)."""
+
+    def __init__(self, in_feats: int, hidden_feats: tuple[int, ...]) -> None:
+        super().__init__()
+        dims = (in_feats, *hidden_feats)
+        self.gnn_layers = nn.ModuleList(GCNLayer(a, b) for a, b in zip(dims[:-1], dims[1:]))
+
+
+class MolecularGCN(nn.Module):
+    """Drug encoder: bias-free Linear 75→128, then the GCN; names as in the reference."""
+
+    def __init__(self, config: DrugBANConfig) -> None:
+        super().__init__()
+        self.init_transform = nn.Linear(config.node_in_feats, config.node_in_embedding, bias=False)
+        with torch.no_grad():
+            self.init_transform.weight[-1].fill_(0)  # the reference zeroes this row at init
+        self.gnn = GCN(config.node_in_embedding, config.hidden_feats)
+
+    def forward(self, graphs: GraphBatch, n_virtual: int) -> tuple[Tensor, Tensor]:
+        """Real-atom embeddings [N, C] and the shared virtual-node embedding [C]."""
+        w = self.init_transform.weight
+        h = graphs.node_feats.to(w.dtype) @ w[:, :-1].T  # real atoms: virtual flag 0
+        u = w[:, -1]  # virtual nodes: 74 zeros and a 1
+        src, dst = graphs.edge_index[0], graphs.edge_index[1]
+        for layer in self.gnn.gnn_layers:
+            h, u = layer(h, u, src, dst, n_virtual)
+        return h, u
+
+
+class ProteinCNN(nn.Module):
+    """Protein encoder: embedding, 3 × (Conv1d → ReLU → BatchNorm), reshaped as the reference.
+
+    The zero padding after a sequence gives a constant tail in every layer, so the convolutions
+    run only over the longest sequence of the batch (plus the kernels' reach); the tail is one
+    column, counted in BatchNorm's batch statistics as often as the padded positions it stands for.
+    """
+
+    def __init__(self, config: DrugBANConfig) -> None:
+        super().__init__()
+        self.max_length = config.max_protein_length
+        self.embedding = nn.Embedding(26, config.protein_emb_dim, padding_idx=0)
+        ch = (config.protein_emb_dim, *config.num_filters)
+        k = config.kernel_size
+        self.conv1 = nn.Conv1d(ch[0], ch[1], k[0])
+        self.bn1 = nn.BatchNorm1d(ch[1])
+        self.conv2 = nn.Conv1d(ch[1], ch[2], k[1])
+        self.bn2 = nn.BatchNorm1d(ch[2])
+        self.conv3 = nn.Conv1d(ch[2], ch[3], k[2])
+        self.bn3 = nn.BatchNorm1d(ch[3])
+
+    def forward(self, codes: Tensor, full_width: bool = False) -> Tensor:
+        """[B, max_length] integer codes → [B, L', C] (L' = max_length − Σ(kernel − 1)).
+
+        ``full_width`` runs the convolutions over all positions, as the reference does: the same
+        function, with float32 rounding closest to the reference's (used for attention maps).
+        """
+        codes = codes.long()
+        batch, full = codes.shape
+        reach = sum(c.kernel_size[0] - 1 for c in (self.conv1, self.conv2, self.conv3))
+        positions = torch.arange(1, full + 1, device=codes.device)
+        longest = int(((codes != 0) * positions).amax()) if codes.numel() else 0
+        width = full if full_width else min(full, longest + reach)
+        x = self.embedding(codes[:, :width]).transpose(2, 1)
+        tail = self.embedding.weight[0]
+        for conv, bn in ((self.conv1, self.bn1), (self.conv2, self.bn2), (self.conv3, self.bn3)):
+            full -= conv.kernel_size[0] - 1
+            x = F.relu(conv(x))
+            tail = F.relu(conv.weight.sum(-1) @ tail + conv.bias)
+            x, tail = _batch_norm_with_virtual(x, tail, batch * (full - x.shape[2]), bn)
+        if x.shape[2] < full:
+            x = torch.cat([x, tail.reshape(1, -1, 1).expand(batch, -1, full - x.shape[2])], 2)
+        return x.reshape(batch, full, -1)  # the reference's view, not a transpose
+
+
+class BANLayer(nn.Module):
+    """Bilinear attention network with ``h_out`` heads (reference names, ``h_mat`` weight-normed)."""
+
+    def __init__(self, v_dim: int, q_dim: int, h_dim: int, h_out: int, k: int, dropout: float) -> None:
+        super().__init__()
+        self.k = k
+        self.h_out = h_out
+        self.v_net = FCNet(v_dim, h_dim * k, dropout)
+        self.q_net = FCNet(q_dim, h_dim * k, dropout)
+        h_mat = torch.empty(1, h_out, 1, h_dim * k).normal_()
+        self.h_bias = nn.Parameter(torch.empty(1, h_out, 1, 1).normal_())
+        self.h_mat_g = nn.Parameter(torch.linalg.vector_norm(h_mat))  # registration order = reference's
+        self.h_mat_v = nn.Parameter(h_mat)
+        self.bn = nn.BatchNorm1d(h_dim)
+
+    def h_mat(self) -> Tensor:
+        """Per-head bilinear weights [heads, K] (g · v / ‖v‖ over the whole tensor)."""
+        w = self.h_mat_v * (self.h_mat_g / torch.linalg.vector_norm(self.h_mat_v))
+        return w.reshape(self.h_out, -1)
+
+    def head_sums(self) -> tuple[Tensor, Tensor]:
+        """``H = Σ_heads h`` [K] and ``B = Σ_heads bias`` (scalar): all that pooling needs."""
+        return self.h_mat().sum(0), self.h_bias.sum()
+
+    def pool(self, fusion: Tensor) -> Tensor:
+        """Sum-pool groups of k features (the reference's AvgPool1d · k), then BatchNorm."""
+        pooled = F.avg_pool1d(fusion.unsqueeze(1), self.k, stride=self.k).squeeze(1) * self.k
+        return self.bn(pooled)
+
+
+class MLPDecoder(nn.Module):
+    """Reference MLP: 3 × (Linear → ReLU → BatchNorm), then Linear to one logit."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(in_dim, hidden_dim)
+        self.bn1 = nn.BatchNorm1d(hidden_dim)
+        self.fc2 = nn.Linear(hidden_dim, hidden_dim)
+        self.bn2 = nn.BatchNorm1d(hidden_dim)
+        self.fc3 = nn.Linear(hidden_dim, out_dim)
+        self.bn3 = nn.BatchNorm1d(out_dim)
+        self.fc4 = nn.Linear(out_dim, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.bn1(F.relu(self.fc1(x)))
+        x = self.bn2(F.relu(self.fc2(x)))
+        x = self.bn3(F.relu(self.fc3(x)))
+        return self.fc4(x)
+
+
+@dataclass
+class DrugEncoding:
+    """v_net rows of a batch of molecules in compact form.
+
+    ``rows`` [N + 1, K]: the real atoms of all molecules, then the single virtual row shared by
+    all; molecule ``i`` owns rows ``offsets[i]:offsets[i+1]`` plus the virtual row with
+    multiplicity ``n_virtual[i]`` (290 − atoms).
+    """
+
+    rows: Tensor
+    offsets: Tensor
+    n_virtual: Tensor
+    row_sums: Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        real = self.rows[:-1]
+        seg = torch.repeat_interleave(torch.arange(len(self.n_virtual), device=real.device), self.offsets.diff())
+        sums = torch.zeros(len(self.n_virtual), real.shape[1], dtype=real.dtype, device=real.device)
+        sums.index_add_(0, seg, real)
+        self.row_sums = sums + self.n_virtual.to(real.dtype).unsqueeze(1) * self.rows[-1]
+
+    @property
+    def virtual_row(self) -> Tensor:
+        """The v_net output of a virtual node, the same for every molecule."""
+        return self.rows[-1]
+
+
+def segment_ranges(starts: Tensor, counts: Tensor) -> tuple[Tensor, Tensor]:
+    """For segments ``[starts[i], starts[i] + counts[i])``: each element's segment id and index."""
+    seg = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
+    first = F.pad(torch.cumsum(counts, 0), (1, 0))[:-1]
+    idx = torch.arange(int(counts.sum()), device=counts.device) - first[seg] + starts[seg]
+    return seg, idx
+
+
+# A protein meeting more drug rows than this uses its Gram matrix q_ᵀq_ (768² · L once) rather
+# than two products per row (2 · 768 · L per row): the break-even of the two costs.
+GRAM_ROWS_THRESHOLD = 576
+
+
+class DrugBAN(nn.Module):
+    """DrugBAN (Bai et al., 2023) with the reference's state_dict layout and function."""
+
+    def __init__(self, config: DrugBANConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or DrugBANConfig()
+        c = self.config
+        self.drug_extractor = MolecularGCN(c)
+        self.protein_extractor = ProteinCNN(c)
+        self.bcn = BANLayer(c.hidden_feats[-1], c.num_filters[-1], c.mlp_in_dim, c.ban_heads, c.ban_k, c.ban_dropout)
+        self.mlp_classifier = MLPDecoder(c.mlp_in_dim, c.mlp_hidden_dim, c.mlp_out_dim)
+
+    def _virtual_counts(self, graphs: GraphBatch) -> Tensor:
+        n_virtual = self.config.max_drug_nodes - graphs.num_nodes
+        if bool((n_virtual < 0).any()):
+            raise ValueError(f"a molecule has more than {self.config.max_drug_nodes} atoms; DrugBAN pads to that")
+        return n_virtual
+
+    def forward(self, graphs: GraphBatch, proteins: Tensor) -> Tensor:
+        """Logits [B] for pairs (graph i, protein codes i); exact reference function in both modes."""
+        if self.training:
+            return self._forward_padded(graphs, proteins)
+        drugs = self.encode_drugs(graphs)
+        uniq, inverse = torch.unique(proteins, dim=0, return_inverse=True)
+        q = self.encode_proteins(uniq)
+        idx = torch.arange(len(inverse), device=proteins.device)
+        return self.pair_logits(drugs, idx, q, inverse)
+
+    def encode_drugs(self, graphs: GraphBatch) -> DrugEncoding:
+        """Compact v_net rows of each molecule (eval mode: dropout is the identity)."""
+        n_virtual = self._virtual_counts(graphs)
+        h, u = self.drug_extractor(graphs, int(n_virtual.sum()))
+        rows = self.bcn.v_net(torch.cat([h, u.unsqueeze(0)]))
+        offsets = F.pad(torch.cumsum(graphs.num_nodes, 0), (1, 0))
+        return DrugEncoding(rows=rows, offsets=offsets, n_virtual=n_virtual)
+
+    def encode_proteins(self, codes: Tensor) -> Tensor:
+        """q_net output of each protein [P, L', K]."""
+        return self.bcn.q_net(self.protein_extractor(codes))
+
+    def pair_logits(self, drugs: DrugEncoding, drug_idx: Tensor, q: Tensor, protein_idx: Tensor) -> Tensor:
+        """Logits of pairs (drug ``drug_idx[i]``, protein ``protein_idx[i]``) from encodings."""
+        fusion = self.pair_fusion(drugs, drug_idx, q, protein_idx)
+        return self.mlp_classifier(self.bcn.pool(fusion)).squeeze(-1)
+
+    def pair_fusion(self, drugs: DrugEncoding, drug_idx: Tensor, q: Tensor, protein_idx: Tensor) -> Tensor:
+        """BAN fusion before pooling [P, K], grouped by protein; no attention map is formed.
+
+        fusion[k] = Σ_v w_v v[v,k] · ((v ⊙ H) qᵀ q)[v,k] + B · sv[k] · sq[k], with rows v the
+        molecule's real atoms (weight 1) and its virtual row (weight 290 − atoms).
+        """
+        H, B = self.bcn.head_sums()
+        out = torch.empty(len(drug_idx), q.shape[-1], dtype=q.dtype, device=q.device)
+        counts = drugs.offsets.diff()
+        u = drugs.virtual_row
+        for p in torch.unique(protein_idx).tolist():
+            pairs = (protein_idx == p).nonzero().squeeze(1)
+            mols = drug_idx[pairs]
+            seg, row_idx = segment_ranges(drugs.offsets[mols], counts[mols])
+            rows = torch.cat([drugs.rows[row_idx], u.unsqueeze(0)])
+            qp = q[p]
+            if rows.shape[0] > GRAM_ROWS_THRESHOLD:
+                proj = (rows * H) @ (qp.T @ qp)
+            else:
+                proj = ((rows * H) @ qp.T) @ qp
+            prod = rows * proj
+            fusion = torch.zeros(len(mols), q.shape[-1], dtype=q.dtype, device=q.device)
+            fusion.index_add_(0, seg, prod[:-1])
+            fusion += drugs.n_virtual[mols].to(q.dtype).unsqueeze(1) * prod[-1]
+            fusion += B * drugs.row_sums[mols] * qp.sum(0)
+            out[pairs] = fusion
+        return out
+
+    def _forward_padded(self, graphs: GraphBatch, proteins: Tensor) -> Tensor:
+        """Training path: virtual rows materialised after the GCN so dropout samples each one."""
+        n_virtual = self._virtual_counts(graphs)
+        h, u = self.drug_extractor(graphs, int(n_virtual.sum()))
+        table = torch.cat([h, u.unsqueeze(0)])
+        v = self.bcn.v_net(table[self._padding_index(graphs)])
+        q = self.encode_proteins(proteins)
+        H, B = self.bcn.head_sums()
+        proj = torch.bmm(torch.bmm(v * H, q.transpose(1, 2)), q)
+        fusion = (v * proj).sum(1) + B * v.sum(1) * q.sum(1)
+        return self.mlp_classifier(self.bcn.pool(fusion)).squeeze(-1)
+
+    def _padding_index(self, graphs: GraphBatch) -> Tensor:
+        """Index [B, 290] into (real atoms + virtual row) giving each molecule's padded node list."""
+        n = graphs.num_nodes
+        total = int(n.sum())
+        pos = torch.arange(self.config.max_drug_nodes, device=n.device).unsqueeze(0)
+        starts = F.pad(torch.cumsum(n, 0), (1, 0))[:-1].unsqueeze(1)
+        return torch.where(pos < n.unsqueeze(1), starts + pos, torch.full_like(pos, total))
+
+    @torch.no_grad()
+    def attention_maps(self, graphs: GraphBatch, proteins: Tensor) -> Tensor:
+        """The reference's attention maps [B, heads, 290, L'] (eval mode), for explaining pairs."""
+        n_virtual = self._virtual_counts(graphs)
+        h, u = self.drug_extractor(graphs, int(n_virtual.sum()))
+        v = self.bcn.v_net(torch.cat([h, u.unsqueeze(0)])[self._padding_index(graphs)])
+        q = self.bcn.q_net(self.protein_extractor(proteins, full_width=True))
+        return torch.einsum("hk,bvk,bqk->bhvq", self.bcn.h_mat(), v, q) + self.bcn.h_bias.reshape(1, -1, 1, 1)
+
+
+def load_reference_state_dict(state_dict: Mapping[str, Tensor], config: DrugBANConfig | None = None) -> DrugBAN:
+    """Build a model from a reference DrugBAN ``state_dict`` (strict: every key must match)."""
+    model = DrugBAN(config)
+    model.load_state_dict(state_dict, strict=True)
+    return model
+
+
+def export_reference_state_dict(model: DrugBAN) -> dict[str, Tensor]:
+    """The reference DrugBAN ``state_dict`` of a model (same keys, shapes, dtypes), detached copies."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def save_checkpoint(path: str, model: DrugBAN, **extra: Any) -> None:
+    """Save weights + config + anything plain (optimizer state, epoch, metrics) for resumption."""
+    payload = {"format": CHECKPOINT_FORMAT, "config": model.config.to_dict(), "state_dict": model.state_dict(), **extra}
+    torch.save(payload, path)
+
+
+def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> tuple[DrugBAN, dict[str, Any]]:
+    """Load our checkpoint or a bare reference ``state_dict`` (``weights_only=True`` either way).
+
+    Returns the model in eval mode and the checkpoint's extra entries (empty for a reference file).
+    """
+    payload = torch.load(path, map_location=map_location, weights_only=True)
+    if isinstance(payload, Mapping) and payload.get("format") == CHECKPOINT_FORMAT:
+        model = DrugBAN(DrugBANConfig.from_dict(payload["config"]))
+        model.load_state_dict(payload["state_dict"], strict=True)
+        extra = {k: v for k, v in payload.items() if k not in ("format", "config", "state_dict")}
+    elif isinstance(payload, Mapping) and "bcn.h_mat_v" in payload:
+        model, extra = load_reference_state_dict(payload), {}
+    else:
+        raise ValueError(f"{path}: neither a drugrepo DrugBAN checkpoint nor a reference DrugBAN state_dict")
+    return model.eval(), extra
