@@ -1,0 +1,146 @@
+"""The ``drugrepo`` command line: ``validate`` in-process and through the installed console script."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from drugrepo_assets.cli import build_parser, main
+from drugrepo_assets_tests.data.rows import real_rows, write_csv
+from drugrepo_assets_tests.data.servers import S3Bucket, moto_endpoint, s3_bucket
+
+__all__ = ["moto_endpoint", "s3_bucket"]
+
+HUMAN = real_rows("human/random/train.csv", [1, 2, 3])
+
+
+def _console_script() -> str:
+    found = Path(sys.executable).with_name("drugrepo")
+    if found.exists():
+        return str(found)
+    located = shutil.which("drugrepo")
+    if located is None:
+        pytest.skip("the drugrepo console script is not installed")
+    return located
+
+
+def test_validate_prints_counts_and_writes_tables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, protein, _ = HUMAN[0]
+    source = write_csv(
+        tmp_path / "pairs.csv",
+        [*HUMAN, ("CCO", protein, "yes"), ("C1CC", protein, "1"), HUMAN[0], ("", protein, "1")],
+    )
+    out = tmp_path / "out"
+    assert main(["validate", str(source), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert captured.out.splitlines() == [
+        f"input: {source} (1 file)",
+        "rows read: 7",
+        "valid: 3",
+        "rejected: 4",
+        "  missing_value: 1",
+        "  invalid_label: 1",
+        "  invalid_smiles: 1",
+        "  duplicate: 1",
+        f"wrote {out / 'valid.parquet'}",
+        f"wrote {out / 'rejected.parquet'}",
+    ]
+    valid = pd.read_parquet(out / "valid.parquet")
+    rejected = pd.read_parquet(out / "rejected.parquet")
+    assert list(valid["source_row"]) == [1, 2, 3]
+    assert list(rejected["reason_code"]) == ["invalid_label", "invalid_smiles", "duplicate", "missing_value"]
+
+
+def test_validate_bundled_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "bundled:biosnap", "--out", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1:4] == ["rows read: 8240", "valid: 8240", "rejected: 0"]
+
+
+@pytest.mark.parametrize(
+    "name, content, problem",
+    [
+        ("missing.csv", None, "file not found"),
+        ("x.csv", b"SMILES,Y\nCCO,1\n", "missing column 'Protein' (found: SMILES, Y)"),
+        ("empty.csv", b"", "empty file"),
+        ("header.csv", b"SMILES,Protein,Y\n", "no data rows (only a header)"),
+        ("latin1.csv", b"SMILES,Protein,Y\nCCO,MKV\xe9,1\n", "not valid UTF-8 text (byte 0xe9 at offset 24)"),
+    ],
+)
+def test_unreadable_input_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, content: bytes | None, problem: str
+) -> None:
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    out = tmp_path / "out"
+    assert main(["validate", str(path), "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"drugrepo validate: error: {path}: {problem}\n"
+    assert not out.exists()
+
+
+def test_unknown_bundled_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "bundled:davis", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("drugrepo validate: error: bundled:davis: no bundled dataset 'davis'")
+    assert err.count("\n") == 1
+
+
+def test_validate_from_s3(s3_bucket: S3Bucket, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    client, bucket, endpoint = s3_bucket
+    body = write_csv(tmp_path / "a.csv", HUMAN).read_bytes()
+    client.put_object(Bucket=bucket, Key="in/human/random/train.csv", Body=body)
+    out = tmp_path / "out"
+    code = main(["validate", f"s3://{bucket}/in/human", "--out", str(out), "--s3-endpoint-url", endpoint])
+    assert code == 0
+    assert "valid: 3" in capsys.readouterr().out.splitlines()
+    assert list(pd.read_parquet(out / "valid.parquet")["source_file"]) == ["random/train.csv"] * 3
+
+
+def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "validate" in capsys.readouterr().err
+
+
+def test_parser_has_subcommands_for_extension() -> None:
+    parser = build_parser()
+    args = parser.parse_args(["validate", "in.csv", "--out", "o"])
+    assert (args.command, args.input, args.out, args.s3_endpoint_url) == ("validate", "in.csv", "o", None)
+    with pytest.raises(SystemExit) as info:
+        parser.parse_args(["validate", "in.csv"])
+    assert info.value.code == 2
+
+
+def test_console_script_missing_file_has_no_traceback(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.csv"
+    completed = subprocess.run(
+        [_console_script(), "validate", str(missing), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 2
+    assert completed.stdout == ""
+    assert completed.stderr == f"drugrepo validate: error: {missing}: file not found\n"
+    assert "Traceback" not in completed.stderr
+
+
+def test_console_script_validates_a_file(tmp_path: Path) -> None:
+    source = write_csv(tmp_path / "pairs.csv", HUMAN)
+    completed = subprocess.run(
+        [_console_script(), "validate", str(source), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "valid: 3" in completed.stdout.splitlines()
+    assert (tmp_path / "out" / "valid.parquet").is_file()
