@@ -36,9 +36,9 @@ class ParquetUPathIOManager(UPathIOManager):
     def dump_to_path(self, context: OutputContext, obj: pd.DataFrame, path: UPath) -> None:
         """Serialise ``obj`` fully in memory, then publish it at ``path`` in one atomic step."""
         if not isinstance(obj, pd.DataFrame):
+            source = context.asset_key.to_user_string() if context.has_asset_key else "the output"
             raise TypeError(
-                f"{type(self).__name__} stores pandas DataFrames; "
-                f"{context.asset_key.to_user_string()} returned {type(obj).__name__}"
+                f"{type(self).__name__} stores pandas DataFrames; {source} is a {type(obj).__name__}"
             )
         data = obj.to_parquet(index=False)
         if path.protocol in _LOCAL_PROTOCOLS:
