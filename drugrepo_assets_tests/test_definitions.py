@@ -1,0 +1,82 @@
+"""The code location loads in every environment and exposes exactly the expected graph."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from dagster import AssetCheckKey, AssetKey, Definitions
+
+from drugrepo_assets.data.sources import DATASETS
+from drugrepo_assets.definitions import RESOURCES_BY_ENV, build_defs, defs
+
+REPO = Path(__file__).resolve().parents[1]
+
+EXPECTED_GROUPS = {
+    "raw_pairs": "ingest",
+    "validated_pairs": "validation",
+    "rejected_pairs": "validation",
+    "dataset_splits": "splits",
+}
+EXPECTED_CHECKS = {
+    ("validated_pairs", "validated_pairs_expectations"),
+    ("validated_pairs", "rows_accounted_for"),
+    ("dataset_splits", "splits_disjoint"),
+}
+EXPECTED_RESOURCES = {"io_manager", "data_source", "split_settings"}
+
+
+def test_assets_groups_and_partitions_snapshot() -> None:
+    specs = {spec.key.to_user_string(): spec for spec in defs.resolve_all_asset_specs()}
+    assert {name: spec.group_name for name, spec in specs.items()} == EXPECTED_GROUPS
+    for spec in specs.values():
+        assert spec.partitions_def is not None
+        assert spec.partitions_def.get_partition_keys() == list(DATASETS)
+
+
+def test_checks_snapshot() -> None:
+    graph = defs.resolve_asset_graph()
+    assert {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys} == EXPECTED_CHECKS
+    for key in graph.asset_check_keys:
+        node = graph.get(key)
+        assert node.blocking, key
+        assert node.partitions_def is not None and node.partitions_def.get_partition_keys() == list(DATASETS)
+
+
+def test_materialize_all_job_covers_every_asset_and_check_per_dataset() -> None:
+    job = defs.resolve_job_def("materialize_all_job")
+    assert job.partitions_def is not None
+    assert job.partitions_def.get_partition_keys() == list(DATASETS)
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == set(EXPECTED_GROUPS)
+    check_keys = {AssetCheckKey(AssetKey(asset), name) for asset, name in EXPECTED_CHECKS}
+    assert check_keys <= set(job.asset_layer.asset_graph.asset_check_keys)
+
+
+@pytest.mark.parametrize("env", sorted(RESOURCES_BY_ENV))
+def test_every_environment_loads(env: str) -> None:
+    assert set(RESOURCES_BY_ENV[env]) == EXPECTED_RESOURCES
+    env_defs = build_defs(env)
+    assert isinstance(env_defs, Definitions)
+    assert {key.to_user_string() for key in env_defs.resolve_all_asset_keys()} == set(EXPECTED_GROUPS)
+    env_defs.resolve_job_def("materialize_all_job")
+
+
+def test_unknown_environment_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="DRUGREPO_ENV='qa' is not a known environment"):
+        build_defs("qa")
+
+
+def test_instance_yaml_files_agree_and_disable_telemetry() -> None:
+    root = (REPO / "dagster.yaml").read_text()
+    assert (REPO / "deployments" / "local" / "dagster.yaml").read_text() == root
+    assert yaml.safe_load(root)["telemetry"] == {"enabled": False}
+    workspace = yaml.safe_load((REPO / "workspace.yaml").read_text())
+    assert workspace == {
+        "load_from": [
+            {
+                "python_module": {
+                    "module_name": "drugrepo_assets.definitions",
+                    "location_name": "drugrepo_assets",
+                }
+            }
+        ]
+    }
