@@ -77,7 +77,7 @@ def _expectation_name(config: Any) -> str:
     return f"{config.type}[{target}]"
 
 
-def validate_pairs_expectations(table: pd.DataFrame) -> list[ExpectationOutcome]:
+def run_pairs_suite(table: pd.DataFrame) -> list[ExpectationOutcome]:
     """Run the Great Expectations suite of `validated_pairs` on ``table``; one outcome per rule."""
     batch_definition, suite = _gx_suite()
     batch = batch_definition.get_batch(batch_parameters={"dataframe": table})
@@ -115,7 +115,7 @@ def split_leaks(splits: pd.DataFrame) -> dict[str, int]:
 )
 def validated_pairs_expectations(validated_pairs: pd.DataFrame) -> AssetCheckResult:
     """Run the GX suite on the valid pairs; downstream splits wait for it and stop if it fails."""
-    outcomes = validate_pairs_expectations(validated_pairs)
+    outcomes = run_pairs_suite(validated_pairs)
     failed = [f"{o.expectation}: {o.unexpected_count} unexpected" for o in outcomes if not o.success]
     return AssetCheckResult(
         passed=not failed,

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from drugrepo_assets.checks import PROTEIN_REGEX, split_leaks, validate_pairs_expectations
+from drugrepo_assets.checks import PROTEIN_REGEX, run_pairs_suite, split_leaks
 
 ALL_EXPECTATIONS = {
     "expect_column_values_to_not_be_null[smiles]",
@@ -33,7 +33,7 @@ def good_pairs() -> pd.DataFrame:
 
 
 def failed(table: pd.DataFrame) -> set[str]:
-    outcomes = validate_pairs_expectations(table)
+    outcomes = run_pairs_suite(table)
     assert {o.expectation for o in outcomes} == ALL_EXPECTATIONS
     return {o.expectation for o in outcomes if not o.success}
 

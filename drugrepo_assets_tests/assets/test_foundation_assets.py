@@ -140,7 +140,7 @@ def test_a_failed_expectation_blocks_the_splits(tmp_path: Path, monkeypatch: pyt
     def one_rule_fails(table: pd.DataFrame) -> list[checks.ExpectationOutcome]:
         return [checks.ExpectationOutcome("expect_column_values_to_be_in_set[label]", False, len(table))]
 
-    monkeypatch.setattr(checks, "validate_pairs_expectations", one_rule_fails)
+    monkeypatch.setattr(checks, "run_pairs_suite", one_rule_fails)
     source = tmp_path / "source"
     write_csv(source / "human" / "random" / "train.csv", GOOD_ROWS)
     result = run(tmp_path / "storage", "human", root=str(source))
