@@ -52,7 +52,7 @@ def reference_forward(model: DrugBAN, smiles: list[str], proteins: torch.Tensor)
         x[:n, :74] = torch.tensor(g.node_feats)
         x[n:, 74] = 1.0
         a = torch.eye(n_max)  # the reference's add_self_loop() on the padded graph
-        src, dst = torch.from_numpy(g.edge_index)
+        src, dst = torch.tensor(g.edge_index)
         a.index_put_((dst, src), torch.ones(len(src)), accumulate=True)
         feats.append(x)
         adj.append(a)
