@@ -28,7 +28,9 @@ def _resolve_input(text: str) -> str:
     if text.startswith(_BUNDLED_PREFIX):
         from drugrepo_assets.data.sources import dataset_location
 
-        return dataset_location("bundled", text[len(_BUNDLED_PREFIX):])
+        dataset, _, rest = text[len(_BUNDLED_PREFIX) :].partition("/")
+        location = dataset_location("bundled", dataset)
+        return f"{location}/{rest}" if rest else location
     return text
 
 
@@ -88,7 +90,202 @@ def _add_validate(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=cmd_validate)
 
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_validate]
+def _read_pairs_for_training(location: str, label: str):
+    """Read and validate one training input; rejected rows are counted and kept, never dropped silently."""
+    from drugrepo_assets.data.sources import read_source
+    from drugrepo_assets.data.validate import validate_pairs
+
+    result = validate_pairs(read_source(_resolve_input(location)))
+    if result.counts["rejected"]:
+        print(f"{label}: {result.counts['rejected']} of {result.counts['input_rows']} rows rejected (see {label}_rejected.parquet)")
+    return result
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train DrugBAN from CSV/Parquet pairs; write best.pt, last.pt, metrics.json and history.csv."""
+    import json
+    from dataclasses import asdict
+
+    import pandas as pd
+
+    from drugrepo_assets.data.sources import InputFileError
+    from drugrepo_assets.data.splits import cold_split, random_split
+    from drugrepo_assets.ml.dataset import PairData
+    from drugrepo_assets.ml.evaluate import evaluate, sigmoid
+    from drugrepo_assets.ml.predict import predict_logits
+    from drugrepo_assets.ml.runtime import configure_cpu
+    from drugrepo_assets.ml.train import TrainConfig, train
+
+    out = Path(args.out)
+    try:
+        if args.data:
+            result = _read_pairs_for_training(args.data, "data")
+            valid = result.valid
+            if args.split == "random":
+                table = random_split(valid, seed=args.seed)
+            else:
+                table = cold_split(valid, by=args.split.removeprefix("cold_"), seed=args.seed)
+            parts = {name: table[table["split"] == name] for name in ("train", "val", "test")}
+            rejected = {"data": result.rejected}
+        else:
+            results = {name: _read_pairs_for_training(loc, name) for name, loc in (("train", args.train), ("val", args.val), ("test", args.test)) if loc}
+            parts = {name: r.valid for name, r in results.items()}
+            rejected = {name: r.rejected for name, r in results.items()}
+    except InputFileError as exc:
+        _error("train", str(exc))
+        return EXIT_BAD_INPUT
+    except ValueError as exc:
+        _error("train", str(exc))
+        return EXIT_BAD_INPUT
+    out.mkdir(parents=True, exist_ok=True)
+    for name, table in rejected.items():
+        if len(table):
+            table.to_parquet(out / f"{name}_rejected.parquet", index=False)
+    if args.max_train_pairs:
+        parts["train"] = parts["train"].sample(n=min(args.max_train_pairs, len(parts["train"])), random_state=args.seed)
+    for name in ("train", "val"):
+        if parts[name]["label"].nunique() < 2:
+            _error("train", f"the {name} part needs both labels (has {len(parts[name])} rows)")
+            return EXIT_BAD_INPUT
+    configure_cpu(args.threads)
+    data = {name: PairData.from_lists(t["smiles"].tolist(), t["protein"].tolist(), t["label"].tolist()) for name, t in parts.items()}
+    config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=args.seed, device=args.device,
+        max_seconds=None if args.max_minutes is None else args.max_minutes * 60,
+    )
+    sizes = ", ".join(f"{name} {len(d)}" for name, d in data.items())
+    print(f"training on {sizes} pairs; device {config.device}; up to {config.epochs} epochs")
+
+    def report(record) -> None:
+        print(f"epoch {record.epoch:3d}  loss {record.train_loss:.4f}  val AUROC {record.val_auroc:.4f}  {record.pairs_per_s:.1f} pairs/s  {record.seconds:.0f} s", flush=True)
+
+    result = train(data["train"], data["val"], out, config=config, resume=args.resume, on_epoch=report)
+    metrics: dict[str, object] = {
+        "best_epoch": result.best_epoch,
+        "best_val_auroc": result.best_val_auroc,
+        "device": result.device,
+        "wall_seconds": result.wall_seconds,
+        "stopped_early": result.stopped_early,
+        "pairs": {name: len(d) for name, d in data.items()},
+        "train_config": config.to_dict(),
+    }
+    if "test" in data and data["test"].labels is not None and len(data["test"]):
+        val_scores = sigmoid(predict_logits(result.model, data["val"], device=result.device))
+        test_scores = sigmoid(predict_logits(result.model, data["test"], device=result.device))
+        evaluation = evaluate(data["val"].labels.numpy(), val_scores, data["test"].labels.numpy(), test_scores)
+        metrics.update({name: m.as_dict() for name, m in evaluation.items()})
+        print(f"test AUROC {evaluation['test'].auroc:.4f}  AUPRC {evaluation['test'].auprc:.4f}  (threshold {evaluation['test'].threshold:.3f} chosen on val)")
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    pd.DataFrame([asdict(h) for h in result.history]).to_csv(out / "history.csv", index=False)
+    print(f"best epoch {result.best_epoch} (val AUROC {result.best_val_auroc:.4f}); wrote {result.best_path}, {out / 'metrics.json'}")
+    return EXIT_OK
+
+
+def _add_train(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train DrugBAN on CSV/Parquet pairs (SMILES, Protein, Y)",
+        description=(
+            "Train DrugBAN (Adam, early stopping on validation AUROC, resumable). Give --train/--val "
+            "[--test] files (DrugBAN's split files), or --data with --split to split one table. Every "
+            "input is validated as by 'drugrepo validate'; rejected rows are written beside the outputs."
+        ),
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--train", metavar="FILE", help="training pairs")
+    source.add_argument("--data", metavar="FILE", help="one table to split with --split")
+    parser.add_argument("--val", metavar="FILE", help="validation pairs (with --train)")
+    parser.add_argument("--test", metavar="FILE", help="test pairs (with --train; optional)")
+    parser.add_argument("--split", choices=("random", "cold_drug", "cold_target"), default="random")
+    parser.add_argument("--out", required=True, metavar="DIR")
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--patience", type=int, default=20, help="epochs without validation gain before stopping")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--max-train-pairs", type=int, default=None, help="train on a random subset of this size")
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop at the first epoch end past this time")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+
+    def run(args: argparse.Namespace) -> int:
+        if args.train and not args.val:
+            parser.error("--train needs --val")
+        return cmd_train(args)
+
+    parser.set_defaults(func=run)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Score the pairs of a CSV with a checkpoint; the output keeps every input row and column."""
+    import pandas as pd
+
+    from drugrepo_assets.ml.model import load_checkpoint
+    from drugrepo_assets.ml.predict import score_table
+    from drugrepo_assets.ml.runtime import configure_cpu
+    from drugrepo_assets.ml.train import resolve_device
+
+    try:
+        table = pd.read_csv(args.pairs, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        _error("predict", f"{args.pairs}: file not found")
+        return EXIT_BAD_INPUT
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        _error("predict", f"{args.pairs}: cannot read CSV ({str(exc).splitlines()[0]})")
+        return EXIT_BAD_INPUT
+    try:
+        model, _ = load_checkpoint(args.checkpoint)
+    except FileNotFoundError:
+        _error("predict", f"{args.checkpoint}: file not found")
+        return EXIT_BAD_INPUT
+    except Exception as exc:  # a corrupt or foreign file: say so in one line
+        _error("predict", f"{args.checkpoint}: cannot load checkpoint ({str(exc).splitlines()[0]})")
+        return EXIT_BAD_INPUT
+    configure_cpu(args.threads)
+    device = resolve_device(args.device)
+    try:
+        scored = score_table(model.to(device), table, args.smiles_col, args.protein_col, args.batch_size, device)
+    except KeyError as exc:
+        _error("predict", f"{args.pairs}: {exc.args[0]}")
+        return EXIT_BAD_INPUT
+    scored.table.to_csv(args.out, index=False)
+    print(f"scored {len(table) - scored.n_failed} of {len(table)} pairs; wrote {args.out}")
+    if scored.n_failed:
+        bad = scored.table[scored.table["error"] != ""]
+        print(f"{scored.n_failed} rows could not be scored (logit empty, reason in column 'error'):", file=sys.stderr)
+        for row, reason in list(zip(bad.index, bad["error"]))[:10]:
+            print(f"  {args.pairs}: row {row + 1}: {reason}", file=sys.stderr)
+        if scored.n_failed > 10:
+            print(f"  ... and {scored.n_failed - 10} more", file=sys.stderr)
+        if args.strict:
+            return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _add_predict(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="score (SMILES, protein) pairs with a checkpoint",
+        description=(
+            "Score every row of --pairs with CKPT (a drugrepo checkpoint or a reference DrugBAN "
+            "state_dict). The output CSV keeps the input's rows, order and columns and adds logit, "
+            "score = sigmoid(logit) and error (why a row could not be scored; empty otherwise)."
+        ),
+    )
+    parser.add_argument("--checkpoint", required=True, metavar="CKPT")
+    parser.add_argument("--pairs", required=True, metavar="CSV")
+    parser.add_argument("--out", required=True, metavar="CSV")
+    parser.add_argument("--smiles-col", default="SMILES")
+    parser.add_argument("--protein-col", default="Protein")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--strict", action="store_true", help="exit 1 when any row could not be scored")
+    parser.set_defaults(func=cmd_predict)
+
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_validate, _add_train, _add_predict]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,6 +32,12 @@ class BinaryMetrics:
         return asdict(self)
 
 
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Interaction probability from logits, in float64 so that large logits neither overflow nor tie."""
+    x = np.asarray(logits, dtype=np.float64)
+    return np.exp(-np.logaddexp(0.0, -x))
+
+
 def _check(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     labels = np.asarray(labels).astype(np.int64).ravel()
     scores = np.asarray(scores, dtype=np.float64).ravel()

@@ -318,9 +318,52 @@ def segment_ranges(starts: Tensor, counts: Tensor) -> tuple[Tensor, Tensor]:
 # larger chunks only spill out of cache.
 PROTEIN_CHUNK = 32
 
-# A protein meeting more drug rows than this uses its Gram matrix q_ᵀq_ (768² · L once) rather
-# than two products per row (2 · 768 · L per row): the break-even of the two costs.
-GRAM_ROWS_THRESHOLD = 576
+def use_gram(drug_rows: int, protein_rows: int, dim: int) -> bool:
+    """Whether a protein's Gram matrix (rows · dim² once, then dim² per drug row) is cheaper than
+    two products per drug row (2 · rows · dim each)."""
+    return drug_rows * (2 * protein_rows - dim) > protein_rows * dim
+
+
+@dataclass
+class ProteinEncoding:
+    """q_net rows of proteins, compacted: the rows a sequence's padded tail repeats are kept once.
+
+    After the reference's reshape of the CNN output, a row lying wholly in one channel's constant
+    tail equals every other such row of that channel; it is stored once with ``weights`` = copies.
+    Protein ``p`` owns rows ``offsets[p]:offsets[p+1]``.
+    """
+
+    rows: Tensor
+    weights: Tensor
+    offsets: Tensor
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def protein(self, p: int) -> tuple[Tensor, Tensor]:
+        """Rows [R_p, K] and their multiplicities [R_p] of protein ``p``."""
+        a, b = int(self.offsets[p]), int(self.offsets[p + 1])
+        return self.rows[a:b], self.weights[a:b]
+
+
+def tail_row_plan(lengths: Tensor, n_rows: int, row_width: int) -> tuple[Tensor, Tensor]:
+    """Which reshaped CNN rows to keep [P, n_rows] and each kept row's multiplicity.
+
+    The CNN output is [C, n_rows] per protein (channel-major); position ≥ the sequence length is
+    the tail. The reference views it as [n_rows, C]: row r holds flat elements r·C … r·C + C − 1.
+    """
+    r = torch.arange(n_rows, device=lengths.device)
+    first, last = r * row_width, r * row_width + row_width - 1
+    channel = first // n_rows
+    one_channel = channel == last // n_rows
+    pure = one_channel & ((first - channel * n_rows).unsqueeze(0) >= lengths.unsqueeze(1))
+    same_as_prev = F.pad(pure[:, :-1] & (channel[1:] == channel[:-1]), (1, 0))
+    representative = pure & ~same_as_prev
+    per_channel = torch.zeros(len(lengths), int(channel.max()) + 1, device=lengths.device)
+    per_channel.scatter_add_(1, channel.expand(len(lengths), -1), pure.float())
+    keep = ~pure | representative
+    weights = torch.where(representative, per_channel[:, channel], torch.ones_like(per_channel[:, channel]))
+    return keep, weights
 
 
 class DrugBAN(nn.Module):
@@ -362,23 +405,31 @@ class DrugBAN(nn.Module):
         offsets = F.pad(torch.cumsum(graphs.num_nodes, 0), (1, 0))
         return DrugEncoding(rows=rows, offsets=offsets, n_virtual=n_virtual)
 
-    def encode_proteins(self, codes: Tensor) -> Tensor:
-        """q_net output of each protein [P, L', K]."""
-        return self.bcn.q_net(self.protein_extractor(codes))
+    def encode_proteins(self, codes: Tensor) -> ProteinEncoding:
+        """Compacted q_net rows of each protein (eval mode)."""
+        x = self.protein_extractor(codes)
+        positions = torch.arange(1, codes.shape[1] + 1, device=codes.device)
+        lengths = ((codes != 0) * positions).amax(1)
+        keep, weights = tail_row_plan(lengths, x.shape[1], x.shape[2])
+        rows = self.bcn.q_net(x[keep])
+        offsets = F.pad(torch.cumsum(keep.sum(1), 0), (1, 0))
+        return ProteinEncoding(rows=rows, weights=weights[keep].to(rows.dtype), offsets=offsets)
 
-    def pair_logits(self, drugs: DrugEncoding, drug_idx: Tensor, q: Tensor, protein_idx: Tensor) -> Tensor:
+    def pair_logits(self, drugs: DrugEncoding, drug_idx: Tensor, q: ProteinEncoding, protein_idx: Tensor) -> Tensor:
         """Logits of pairs (drug ``drug_idx[i]``, protein ``protein_idx[i]``) from encodings."""
         fusion = self.pair_fusion(drugs, drug_idx, q, protein_idx)
         return self.mlp_classifier(self.bcn.pool(fusion)).squeeze(-1)
 
-    def pair_fusion(self, drugs: DrugEncoding, drug_idx: Tensor, q: Tensor, protein_idx: Tensor) -> Tensor:
+    def pair_fusion(self, drugs: DrugEncoding, drug_idx: Tensor, q: ProteinEncoding, protein_idx: Tensor) -> Tensor:
         """BAN fusion before pooling [P, K], grouped by protein; no attention map is formed.
 
-        fusion[k] = Σ_v w_v v[v,k] · ((v ⊙ H) qᵀ q)[v,k] + B · sv[k] · sq[k], with rows v the
-        molecule's real atoms (weight 1) and its virtual row (weight 290 − atoms).
+        fusion[k] = Σ_v w_v v[v,k] · ((v ⊙ H) qᵀ W q)[v,k] + B · sv[k] · (wᵀq)[k], with rows v the
+        molecule's real atoms (weight 1) and its virtual row (weight 290 − atoms), rows q the
+        protein's compacted rows with multiplicities W.
         """
         H, B = self.bcn.head_sums()
-        out = torch.empty(len(drug_idx), q.shape[-1], dtype=q.dtype, device=q.device)
+        dim = q.rows.shape[-1]
+        out = q.rows.new_empty(len(drug_idx), dim)
         counts = drugs.offsets.diff()
         u = drugs.virtual_row
         for p in torch.unique(protein_idx).tolist():
@@ -386,16 +437,16 @@ class DrugBAN(nn.Module):
             mols = drug_idx[pairs]
             seg, row_idx = segment_ranges(drugs.offsets[mols], counts[mols])
             rows = torch.cat([drugs.rows[row_idx], u.unsqueeze(0)])
-            qp = q[p]
-            if rows.shape[0] > GRAM_ROWS_THRESHOLD:
-                proj = (rows * H) @ (qp.T @ qp)
+            qp, wq = q.protein(p)
+            if use_gram(rows.shape[0], qp.shape[0], dim):
+                proj = (rows * H) @ (qp.T @ (qp * wq.unsqueeze(1)))
             else:
-                proj = ((rows * H) @ qp.T) @ qp
+                proj = (((rows * H) @ qp.T) * wq) @ qp
             prod = rows * proj
-            fusion = torch.zeros(len(mols), q.shape[-1], dtype=q.dtype, device=q.device)
+            fusion = torch.zeros(len(mols), dim, dtype=prod.dtype, device=prod.device)
             fusion.index_add_(0, seg, prod[:-1])
-            fusion += drugs.n_virtual[mols].to(q.dtype).unsqueeze(1) * prod[-1]
-            fusion += B * drugs.row_sums[mols] * qp.sum(0)
+            fusion += drugs.n_virtual[mols].to(prod.dtype).unsqueeze(1) * prod[-1]
+            fusion += B * drugs.row_sums[mols] * (wq @ qp)
             out[pairs] = fusion
         return out
 
@@ -405,7 +456,7 @@ class DrugBAN(nn.Module):
         h, u = self.drug_extractor(graphs, int(n_virtual.sum()))
         table = torch.cat([h, u.unsqueeze(0)])
         v = self.bcn.v_net(table[self._padding_index(graphs)])
-        q = self.encode_proteins(proteins)
+        q = self.bcn.q_net(self.protein_extractor(proteins))
         H, B = self.bcn.head_sums()
         proj = torch.bmm(torch.bmm(v * H, q.transpose(1, 2)), q)
         fusion = (v * proj).sum(1) + B * v.sum(1) * q.sum(1)

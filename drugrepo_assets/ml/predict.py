@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 
 from drugrepo_assets.ml.dataset import MoleculeStore, PairData
+from drugrepo_assets.ml.evaluate import sigmoid
 from drugrepo_assets.ml.featurize import PROTEIN_ALPHABET, InvalidSmilesError, drug_graph, encode_proteins
 from drugrepo_assets.ml.model import DrugBAN
 
@@ -99,6 +100,6 @@ def score_table(
         logits[ok] = predict_logits(model, data, batch_size=batch_size, device=device)
     out = table.copy()
     out["logit"] = logits
-    out["score"] = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    out["score"] = sigmoid(logits)
     out["error"] = errors
     return ScoredTable(table=out, n_failed=int((~ok).sum()))

@@ -35,6 +35,7 @@ class TrainConfig:
     eval_batch_size: int = 256
     amp: bool = True
     device: str = "auto"
+    max_seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for checkpoints and experiment tracking."""
@@ -97,7 +98,7 @@ def _train_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total += float(loss) * len(rows)
+        total += float(loss.detach()) * len(rows)
         seen += len(rows)
     return total / seen
 
@@ -111,7 +112,10 @@ def train(
     resume: bool = False,
     on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> TrainResult:
-    """Train DrugBAN; keep the epoch with the best validation AUROC; stop after ``patience`` epochs without gain."""
+    """Train DrugBAN; keep the epoch with the best validation AUROC.
+
+    Stops after ``patience`` epochs without gain, or at the first epoch boundary past ``max_seconds``.
+    """
     if train_data.labels is None or val_data.labels is None:
         raise ValueError("training and validation pairs need labels")
     out_dir = Path(out_dir)
@@ -135,7 +139,8 @@ def train(
     val_labels = val_data.labels.numpy()
     stopped_early = False
     for epoch in range(start_epoch, config.epochs + 1):
-        if config.patience is not None and since_best >= config.patience:
+        out_of_time = config.max_seconds is not None and time.perf_counter() - t0 >= config.max_seconds
+        if out_of_time or (config.patience is not None and since_best >= config.patience):
             stopped_early = True
             break
         t_epoch = time.perf_counter()

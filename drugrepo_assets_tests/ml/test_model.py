@@ -167,7 +167,7 @@ def test_gram_and_direct_fusion_agree(pairs: PairData, monkeypatch: pytest.Monke
     graphs, proteins = pairs.batch(torch.arange(len(pairs)))
     with torch.no_grad():
         direct = model(graphs, proteins)
-        monkeypatch.setattr(model_mod, "GRAM_ROWS_THRESHOLD", 0)
+        monkeypatch.setattr(model_mod, "use_gram", lambda *_: True)
         gram = model(graphs, proteins)
     torch.testing.assert_close(gram, direct, atol=1e-9, rtol=1e-9)
 
