@@ -20,6 +20,7 @@ __all__ = [
     "random_split",
     "shipped_split_part",
     "shipped_splits",
+    "split_subset",
 ]
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -209,3 +210,22 @@ def make_splits(valid: pd.DataFrame, rejected: pd.DataFrame | None = None, *, se
     table["source_row"] = table["source_row"].astype("int64")
     table.attrs["shipped_dropped"] = shipped.attrs.get("shipped_dropped", {})
     return table[list(SPLIT_COLUMNS)]
+
+
+def split_subset(
+    splits: pd.DataFrame, strategy: str, split: str, max_pairs: int | None = None, *, seed: int = 0
+) -> pd.DataFrame:
+    """The rows of one split of one strategy, at most ``max_pairs`` of them, sampled per label.
+
+    Sampling the same fraction of each label keeps both classes in a capped validation or test
+    set, so its AUROC exists; the same arguments always give the same rows.
+    """
+    rows = splits[(splits["strategy"] == strategy) & (splits["split"] == split)]
+    if rows.empty:
+        known = sorted(splits["strategy"].unique())
+        raise ValueError(f"no {split} rows for split strategy {strategy!r} (strategies: {known})")
+    if max_pairs is None or len(rows) <= max_pairs:
+        return rows.reset_index(drop=True)
+    fraction = max_pairs / len(rows)
+    picked = rows.groupby("label", group_keys=False).sample(frac=fraction, random_state=seed)
+    return picked.sort_index().reset_index(drop=True)
