@@ -25,7 +25,7 @@ def _console_script() -> str:
         return str(found)
     located = shutil.which("drugrepo")
     if located is None:
-        pytest.skip("the drugrepo console script is not installed")
+        pytest.fail("the drugrepo console script is not installed: run pip install -e .")
     return located
 
 

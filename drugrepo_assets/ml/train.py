@@ -11,7 +11,8 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -103,6 +104,17 @@ def _train_epoch(
     return total / seen
 
 
+@contextmanager
+def _deterministic(enabled: bool) -> Iterator[None]:
+    """Deterministic kernels for the duration (on CPU: ordered scatter-adds in the graph gathers)."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(enabled or previous)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
 def train(
     train_data: PairData,
     val_data: PairData,
@@ -118,7 +130,19 @@ def train(
     """
     if train_data.labels is None or val_data.labels is None:
         raise ValueError("training and validation pairs need labels")
-    out_dir = Path(out_dir)
+    with _deterministic(resolve_device(config.device).type == "cpu"):
+        return _train(train_data, val_data, Path(out_dir), config, model_config, resume, on_epoch)
+
+
+def _train(
+    train_data: PairData,
+    val_data: PairData,
+    out_dir: Path,
+    config: TrainConfig,
+    model_config: DrugBANConfig,
+    resume: bool,
+    on_epoch: Callable[[EpochRecord], None] | None,
+) -> TrainResult:
     out_dir.mkdir(parents=True, exist_ok=True)
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
     device = resolve_device(config.device)
@@ -139,8 +163,7 @@ def train(
     val_labels = val_data.labels.numpy()
     stopped_early = False
     for epoch in range(start_epoch, config.epochs + 1):
-        out_of_time = config.max_seconds is not None and time.perf_counter() - t0 >= config.max_seconds
-        if out_of_time or (config.patience is not None and since_best >= config.patience):
+        if config.patience is not None and since_best >= config.patience:
             stopped_early = True
             break
         t_epoch = time.perf_counter()
@@ -174,6 +197,9 @@ def train(
         )
         if on_epoch is not None:
             on_epoch(record)
+        if config.max_seconds is not None and time.perf_counter() - t0 >= config.max_seconds and epoch < config.epochs:
+            stopped_early = True
+            break
     if best_epoch == 0:
         raise RuntimeError("no epoch produced a finite validation AUROC (NaN losses?)")
     best_model, _ = load_checkpoint(str(best_path), map_location=device)
