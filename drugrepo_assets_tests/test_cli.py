@@ -144,3 +144,82 @@ def test_console_script_validates_a_file(tmp_path: Path) -> None:
     assert completed.returncode == 0, completed.stderr
     assert "valid: 3" in completed.stdout.splitlines()
     assert (tmp_path / "out" / "valid.parquet").is_file()
+
+
+def test_predict_reproduces_the_reference_checkpoint(tmp_path: Path, golden_dir: Path) -> None:
+    import numpy as np
+
+    out = tmp_path / "scored.csv"
+    pairs = golden_dir / "model_pairs.csv"
+    assert main(["predict", "--checkpoint", str(golden_dir / "model_state.pt"), "--pairs", str(pairs), "--out", str(out)]) == 0
+    scored = pd.read_csv(out, keep_default_na=False)
+    original = pd.read_csv(pairs)
+    assert list(scored.columns) == [*original.columns, "logit", "score", "error"]
+    assert scored["SMILES"].tolist() == original["SMILES"].tolist()  # row order kept
+    expected = np.load(golden_dir / "model_io.npz")
+    np.testing.assert_allclose(scored["logit"].astype(float), expected["logit"], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(scored["score"].astype(float), expected["prob"], atol=2e-6, rtol=0)
+    assert (scored["error"] == "").all()
+
+
+def test_predict_reports_bad_rows_and_keeps_them(
+    tmp_path: Path, golden_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    smiles, protein, label = HUMAN[0]
+    pairs = write_csv(
+        tmp_path / "pairs.csv",
+        [(smiles, protein, label), ("C1CC", protein, "1"), (smiles, protein + "J", "0"), ("", protein, "1"), ("C" * 300, protein, "0")],
+    )
+    out = tmp_path / "scored.csv"
+    ckpt = str(golden_dir / "model_state.pt")
+    assert main(["predict", "--checkpoint", ckpt, "--pairs", str(pairs), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    scored = pd.read_csv(out, keep_default_na=False)
+    assert len(scored) == 5
+    assert scored["logit"].iloc[0] != "" and (scored["logit"].iloc[1:] == "").all()
+    assert scored["error"].tolist() == [
+        "",
+        "SMILES: cannot parse 'C1CC'",
+        "Protein: letters 'J' outside DrugBAN's 25-letter alphabet",
+        "SMILES: empty",
+        "SMILES: 300 atoms, more than DrugBAN's 290",
+    ]
+    assert "4 rows could not be scored" in err
+    assert f"{pairs}: row 2: SMILES: cannot parse 'C1CC'" in err
+    assert main(["predict", "--checkpoint", ckpt, "--pairs", str(pairs), "--out", str(out), "--strict"]) == 1
+
+
+def test_predict_bad_files_exit_2_with_one_line(tmp_path: Path, golden_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ckpt = str(golden_dir / "model_state.pt")
+    no_protein = write_csv(tmp_path / "x.csv", [("CCO", "MKT", "1")]).read_text().replace("Protein", "Target")
+    (tmp_path / "x.csv").write_text(no_protein)
+    cases = [
+        (["--checkpoint", ckpt, "--pairs", str(tmp_path / "missing.csv")], f"{tmp_path / 'missing.csv'}: file not found"),
+        (["--checkpoint", ckpt, "--pairs", str(tmp_path / "x.csv")], f"{tmp_path / 'x.csv'}: missing column 'Protein'"),
+        (["--checkpoint", str(tmp_path / "x.csv"), "--pairs", str(tmp_path / "x.csv")], f"{tmp_path / 'x.csv'}: cannot load checkpoint"),
+    ]
+    for args, message in cases:
+        assert main(["predict", *args, "--out", str(tmp_path / "o.csv")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+
+
+def test_train_command_writes_checkpoint_and_val_threshold_metrics(tmp_path: Path) -> None:
+    import json
+
+    import torch
+
+    rows = pd.read_csv(Path(__file__).resolve().parents[1] / "drugrepo_assets/bundled/drugban/human/random/train.csv").head(120)
+    rows.head(64).to_csv(tmp_path / "train.csv", index=False)
+    rows.iloc[64:96].to_csv(tmp_path / "val.csv", index=False)
+    rows.iloc[96:].to_csv(tmp_path / "test.csv", index=False)
+    out = tmp_path / "run"
+    args = ["train", "--train", str(tmp_path / "train.csv"), "--val", str(tmp_path / "val.csv"), "--test", str(tmp_path / "test.csv")]
+    assert main([*args, "--out", str(out), "--epochs", "1", "--batch-size", "32", "--threads", "2"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["pairs"] == {"train": 64, "val": 32, "test": 24}
+    assert metrics["best_epoch"] == 1
+    assert metrics["test"]["threshold"] == metrics["val"]["threshold"]
+    assert 0.0 <= metrics["test"]["auroc"] <= 1.0
+    assert torch.load(out / "best.pt", weights_only=True)["epoch"] == 1
+    assert (out / "history.csv").read_text().startswith("epoch,train_loss,val_auroc")

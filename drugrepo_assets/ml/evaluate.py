@@ -35,7 +35,8 @@ class BinaryMetrics:
 def sigmoid(logits: np.ndarray) -> np.ndarray:
     """Interaction probability from logits, in float64 so that large logits neither overflow nor tie."""
     x = np.asarray(logits, dtype=np.float64)
-    return np.exp(-np.logaddexp(0.0, -x))
+    with np.errstate(invalid="ignore"):  # NaN (an unscored row) stays NaN
+        return np.exp(-np.logaddexp(0.0, -x))
 
 
 def _check(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
