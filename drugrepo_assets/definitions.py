@@ -1,7 +1,8 @@
 """`defs` of the asset code location, with resources chosen by the one variable ``DRUGREPO_ENV``.
 
 ``DRUGREPO_ENV`` is ``local`` (default), ``staging`` or ``prod``; it is the only environment
-variable the package reads itself. Secrets and URIs of the deployed environments come in through
+variable the package reads itself, with ``DRUGREPO_GPU_IMAGE`` in staging/prod (the image of the GPU
+step pods, see `drugrepo_assets.k8s`). Secrets and URIs of the deployed environments come in through
 `EnvVar`, resolved by Dagster at launch, never at import.
 """
 
@@ -22,6 +23,7 @@ from dagster import (
 from drugrepo_assets import checks
 from drugrepo_assets.assets import raw, splits, validated
 from drugrepo_assets.io_managers import ParquetIOManager
+from drugrepo_assets.k8s import executor_for
 from drugrepo_assets.resources import DataSourceResource, SplitSettings
 
 ENV_VAR = "DRUGREPO_ENV"
@@ -65,6 +67,7 @@ def build_defs(env: str) -> Definitions:
         asset_checks=all_asset_checks,
         jobs=[materialize_all_job],
         resources=RESOURCES_BY_ENV[env],
+        executor=executor_for(env, all_assets, os.environ),
     )
 
 
