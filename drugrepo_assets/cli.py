@@ -285,7 +285,94 @@ def _add_predict(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=cmd_predict)
 
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_validate, _add_train, _add_predict]
+def cmd_screen(args: argparse.Namespace) -> int:
+    """Score a library against targets; write the ranked table and a side file of refused inputs."""
+    import hashlib
+
+    import numpy as np
+    import pandas as pd
+    from tqdm import tqdm
+
+    from drugrepo_assets.data.library import read_library, read_targets
+    from drugrepo_assets.data.sources import InputFileError
+    from drugrepo_assets.ml.model import load_checkpoint
+    from drugrepo_assets.ml.runtime import configure_cpu
+    from drugrepo_assets.ml.screen import ScreeningEngine, prepare_library, prepare_targets, rank_table
+    from drugrepo_assets.ml.train import resolve_device
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".parquet", ".csv"):
+        _error("screen", f"{out}: the output must end in .parquet or .csv")
+        return EXIT_BAD_INPUT
+    try:
+        library = read_library(args.library)
+        targets = read_targets(args.targets)
+        model, _ = load_checkpoint(args.checkpoint)
+    except InputFileError as exc:
+        _error("screen", str(exc))
+        return EXIT_BAD_INPUT
+    except FileNotFoundError:
+        _error("screen", f"{args.checkpoint}: file not found")
+        return EXIT_BAD_INPUT
+    except Exception as exc:  # a corrupt or foreign checkpoint: one line, no traceback
+        _error("screen", f"{args.checkpoint}: cannot load checkpoint ({str(exc).splitlines()[0]})")
+        return EXIT_BAD_INPUT
+    configure_cpu(args.threads)
+    molecules, lib = prepare_library(library)
+    codes, tgt = prepare_targets(targets)
+    rejected = pd.concat(
+        [
+            lib.rejected.assign(kind="molecule", file=args.library)[["kind", "file", "line", "id", "reason"]],
+            tgt.rejected.assign(kind="target", file=args.targets)[["kind", "file", "line", "id", "reason"]],
+        ],
+        ignore_index=True,
+    )
+    side = out.with_name(out.stem + ".rejected.csv")
+    if len(rejected):
+        rejected.to_csv(side, index=False)
+        print(f"{len(lib.rejected)} molecules and {len(tgt.rejected)} targets refused and skipped; see {side}", file=sys.stderr)
+    if not len(molecules) or not len(codes):
+        _error("screen", "nothing to screen: no valid molecule or no valid target")
+        return EXIT_BAD_INPUT
+    device = resolve_device(args.device)
+    engine = ScreeningEngine(model, device=device, drug_chunk=args.batch_size)
+    total = len(molecules) * len(codes)
+    with tqdm(total=total, unit="pair", unit_scale=True, disable=not sys.stderr.isatty(), file=sys.stderr) as bar:
+        logits = np.zeros((len(molecules), len(codes)), dtype=np.float32)
+        for drug_ids, t_slice, block in engine.iter_scores(molecules, codes, progress=bar.update):
+            logits[drug_ids, t_slice] = block
+    checkpoint_id = hashlib.sha256(Path(args.checkpoint).read_bytes()).hexdigest()[:12]
+    table = rank_table(logits, lib.kept["id"].tolist(), lib.kept["smiles"].tolist(), tgt.kept["id"].tolist(), checkpoint_id, args.top)
+    if out.suffix.lower() == ".parquet":
+        table.to_parquet(out, index=False)
+    else:
+        table.to_csv(out, index=False)
+    print(f"scored {total} pairs ({len(molecules)} molecules × {len(codes)} targets); wrote {len(table)} rows to {out}")
+    return EXIT_OK
+
+
+def _add_screen(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "screen",
+        help="score a compound library against targets and rank it",
+        description=(
+            "Score every molecule of LIBRARY (CSV id,SMILES or .smi) against every target of TARGETS "
+            "(FASTA, or CSV id,sequence) with CKPT, exactly as 'drugrepo predict' would, and write the "
+            "ranked table (Parquet or CSV by extension). Refused molecules/targets go to OUT.rejected.csv."
+        ),
+    )
+    parser.add_argument("--checkpoint", required=True, metavar="CKPT")
+    parser.add_argument("--library", required=True, metavar="FILE")
+    parser.add_argument("--targets", required=True, metavar="FILE")
+    parser.add_argument("--out", required=True, metavar="FILE")
+    parser.add_argument("--top", type=int, default=None, metavar="K", help="keep the best K per target")
+    parser.add_argument("--batch-size", type=int, default=64, metavar="B", help="molecules per chunk")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.set_defaults(func=cmd_screen)
+
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_validate, _add_train, _add_predict, _add_screen]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -223,3 +223,34 @@ def test_train_command_writes_checkpoint_and_val_threshold_metrics(tmp_path: Pat
     assert 0.0 <= metrics["test"]["auroc"] <= 1.0
     assert torch.load(out / "best.pt", weights_only=True)["epoch"] == 1
     assert (out / "history.csv").read_text().startswith("epoch,train_loss,val_auroc")
+
+
+def test_screen_ranks_library_against_fasta_targets(tmp_path: Path, golden_dir: Path) -> None:
+    import numpy as np
+
+    from drugrepo_assets.ml.dataset import PairData
+    from drugrepo_assets.ml.model import load_checkpoint
+    from drugrepo_assets.ml.predict import predict_logits
+
+    golden = pd.read_csv(golden_dir / "model_pairs.csv")
+    smiles = golden["SMILES"].unique()[:6].tolist()
+    proteins = golden["Protein"].unique()[:2].tolist()
+    (tmp_path / "lib.smi").write_text("".join(f"{s} mol{i}\n" for i, s in enumerate(smiles)) + "C1CC broken\n")
+    (tmp_path / "t.fasta").write_text("".join(f">T{i} a target\n{p[:50]}\n{p[50:]}\n" for i, p in enumerate(proteins)))
+    out = tmp_path / "hits.parquet"
+    ckpt = str(golden_dir / "model_state.pt")
+    args = ["screen", "--checkpoint", ckpt, "--library", str(tmp_path / "lib.smi"), "--targets", str(tmp_path / "t.fasta")]
+    assert main([*args, "--out", str(out), "--batch-size", "4"]) == 0
+    table = pd.read_parquet(out)
+    assert len(table) == 12 and set(table["target_id"]) == {"T0", "T1"}
+    model, _ = load_checkpoint(ckpt)
+    for (target, drug), row in table.set_index(["target_id", "drug_id"]).iterrows():
+        pair = PairData.from_lists([smiles[int(drug[3:])]], [proteins[int(target[1:])]])
+        assert abs(row["logit"] - predict_logits(model, pair)[0]) < 1e-5
+    for _, group in table.groupby("target_id"):
+        assert group["rank"].tolist() == list(range(1, 7))
+        assert np.all(np.diff(group["logit"].to_numpy()) <= 0)
+    rejected = pd.read_csv(tmp_path / "hits.rejected.csv")
+    assert rejected[["kind", "line", "id", "reason"]].values.tolist() == [["molecule", 7, "broken", "SMILES: cannot parse 'C1CC'"]]
+    assert main([*args, "--out", str(tmp_path / "top.csv"), "--top", "2"]) == 0
+    assert pd.read_csv(tmp_path / "top.csv").groupby("target_id").size().tolist() == [2, 2]
