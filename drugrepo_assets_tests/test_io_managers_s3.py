@@ -1,0 +1,236 @@
+"""Every kind of stored value round-trips through S3: moto's server on loopback, real HTTP, s3fs/boto3."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from dagster import (
+    AssetKey,
+    ConfigurableResource,
+    DagsterInstance,
+    StaticPartitionsDefinition,
+    asset,
+    build_output_context,
+    materialize,
+)
+from pandas.testing import assert_frame_equal
+
+from drugrepo_assets import storage
+from drugrepo_assets.assets.raw import raw_pairs
+from drugrepo_assets.assets.splits import dataset_splits
+from drugrepo_assets.assets.validated import validated_and_rejected_pairs
+from drugrepo_assets.data.sources import bundled_root
+from drugrepo_assets.io_managers import (
+    FileIOManager,
+    FileUPathIOManager,
+    JsonIOManager,
+    ParquetIOManager,
+    ParquetUPathIOManager,
+)
+from drugrepo_assets.resources import DataSourceResource, SplitSettings
+from drugrepo_assets.storage import storage_path
+from drugrepo_assets_tests.data.servers import S3Bucket, moto_endpoint, s3_bucket
+
+__all__ = ["moto_endpoint", "s3_bucket"]
+
+DATA_STAGE = [raw_pairs, validated_and_rejected_pairs, dataset_splits]
+DATA_KEYS = ["dataset_splits", "raw_pairs", "rejected_pairs", "validated_pairs"]
+SOURCE_ROWS = 80
+
+
+@pytest.fixture
+def source_root(tmp_path: Path) -> Path:
+    """A source folder holding the first rows of the bundled human/random/train.csv, under its own name."""
+    lines = (bundled_root() / "human" / "random" / "train.csv").read_text().splitlines(keepends=True)
+    folder = tmp_path / "source" / "human" / "random"
+    folder.mkdir(parents=True)
+    (folder / "train.csv").write_text("".join(lines[: SOURCE_ROWS + 1]))
+    return tmp_path / "source"
+
+
+def _keys(bucket: S3Bucket, prefix: str = "") -> list[str]:
+    listing = bucket.client.list_objects_v2(Bucket=bucket.name, Prefix=prefix)
+    return sorted(obj["Key"] for obj in listing.get("Contents", []))
+
+
+def _object_table(bucket: S3Bucket, key: str) -> pd.DataFrame:
+    body = bucket.client.get_object(Bucket=bucket.name, Key=key)["Body"].read()
+    return pd.read_parquet(io.BytesIO(body))
+
+
+def _data_resources(bucket: S3Bucket, source_root: Path) -> dict:
+    return {
+        "io_manager": ParquetIOManager(base_path=f"s3://{bucket.name}/assets", s3_endpoint_url=bucket.endpoint_url),
+        "data_source": DataSourceResource(root=str(source_root)),
+        "split_settings": SplitSettings(seed=0),
+    }
+
+
+def test_the_data_stage_materialises_on_s3_and_reads_back(s3_bucket: S3Bucket, source_root: Path) -> None:
+    resources = _data_resources(s3_bucket, source_root)
+    first = materialize(DATA_STAGE, partition_key="human", resources=resources, instance=DagsterInstance.ephemeral())
+    assert first.success
+    assert _keys(s3_bucket) == [f"assets/{name}/human.parquet" for name in DATA_KEYS]
+    stored = {name: _object_table(s3_bucket, f"assets/{name}/human.parquet") for name in DATA_KEYS}
+    for name in DATA_KEYS:
+        assert_frame_equal(stored[name], first.asset_value(AssetKey(name)).reset_index(drop=True))
+    assert len(stored["raw_pairs"]) == SOURCE_ROWS
+    assert len(stored["validated_pairs"]) + len(stored["rejected_pairs"]) == SOURCE_ROWS
+    assert set(stored["dataset_splits"]["strategy"]) >= {"random", "cold_drug", "cold_target"}
+
+    again = materialize(
+        DATA_STAGE, partition_key="human", resources=resources, instance=DagsterInstance.ephemeral(),
+        selection=[dataset_splits],
+    )
+    assert again.success
+    assert_frame_equal(_object_table(s3_bucket, "assets/dataset_splits/human.parquet"), stored["dataset_splits"])
+
+
+parts = StaticPartitionsDefinition(["alpha", "beta"])
+
+
+class OutputFolder(ConfigurableResource):
+    """Where the file-valued test assets write their local outputs."""
+
+    path: str
+
+
+@asset(partitions_def=parts, io_manager_key="json_io_manager")
+def record(context) -> dict:
+    return {"partition": context.partition_key, "auroc": 0.75, "uri": "s3://bucket/key"}
+
+
+@asset(partitions_def=parts, io_manager_key="file_io_manager")
+def report(context, output_folder: OutputFolder) -> Path:
+    folder = Path(output_folder.path) / f"report-{context.partition_key}"
+    (folder / "pictures").mkdir(parents=True, exist_ok=True)
+    (folder / "summary.md").write_text(f"# {context.partition_key}\n")
+    (folder / "pictures" / "roc.png").write_bytes(b"\x89PNG fake")
+    return folder
+
+
+@asset(partitions_def=parts, io_manager_key="file_io_manager")
+def checkpoint(context, output_folder: OutputFolder) -> Path:
+    Path(output_folder.path).mkdir(parents=True, exist_ok=True)
+    path = Path(output_folder.path) / f"best-{context.partition_key}.pt"
+    path.write_bytes(bytes(range(256)) * 8)
+    return path
+
+
+@asset(partitions_def=parts, io_manager_key="json_io_manager")
+def consumer(record: dict, report: Path, checkpoint: Path) -> dict:
+    return {
+        "record": record,
+        "summary": (report / "summary.md").read_text(),
+        "picture": (report / "pictures" / "roc.png").read_bytes().decode("latin-1"),
+        "checkpoint_bytes": checkpoint.stat().st_size,
+        "checkpoint_name": checkpoint.name,
+    }
+
+
+def _file_resources(base: str, endpoint: str | None, folder: Path) -> dict:
+    return {
+        "json_io_manager": JsonIOManager(base_path=base, s3_endpoint_url=endpoint),
+        "file_io_manager": FileIOManager(base_path=base, s3_endpoint_url=endpoint),
+        "output_folder": OutputFolder(path=str(folder)),
+    }
+
+
+@pytest.mark.parametrize("where", ["s3", "local"])
+def test_records_files_and_folders_round_trip(where: str, s3_bucket: S3Bucket, tmp_path: Path) -> None:
+    base = f"s3://{s3_bucket.name}/store" if where == "s3" else str(tmp_path / "store")
+    endpoint = s3_bucket.endpoint_url if where == "s3" else None
+    resources = _file_resources(base, endpoint, tmp_path / "outputs")
+    assets = [record, report, checkpoint, consumer]
+    assert materialize(assets, partition_key="beta", resources=resources, instance=DagsterInstance.ephemeral()).success
+    reread = materialize(assets, partition_key="beta", resources=resources, instance=DagsterInstance.ephemeral(),
+                         selection=[consumer])
+    assert reread.success
+    value = reread.asset_value("consumer")
+    assert value == {
+        "record": {"partition": "beta", "auroc": 0.75, "uri": "s3://bucket/key"},
+        "summary": "# beta\n",
+        "picture": "\x89PNG fake",
+        "checkpoint_bytes": 2048,
+        "checkpoint_name": "best-beta.pt",
+    }
+    stored = json.loads(storage_path(f"{base}/consumer/beta.json", endpoint).read_bytes())
+    assert stored == value
+    if where == "s3":
+        keys = _keys(s3_bucket, "store/report/")
+        assert "store/report/beta.files.json" in keys
+        assert sum(k.endswith("/pictures/roc.png") for k in keys) == 1
+
+
+def test_a_table_that_fails_mid_serialisation_leaves_the_stored_version(s3_bucket: S3Bucket) -> None:
+    base = storage_path(f"s3://{s3_bucket.name}/t", s3_bucket.endpoint_url)
+    manager = ParquetUPathIOManager(base_path=base)
+    final = base / "table.parquet"
+    manager.dump_to_path(build_output_context(), pd.DataFrame({"a": [1, 2]}), final)
+    broken = pd.DataFrame({"a": [1, "two", 3.5, object()]})
+    with pytest.raises(Exception):
+        manager.dump_to_path(build_output_context(), broken, final)
+    assert _keys(s3_bucket) == ["t/table.parquet"]
+    assert _object_table(s3_bucket, "t/table.parquet")["a"].tolist() == [1, 2]
+
+
+def test_an_upload_cut_off_mid_transfer_leaves_no_object(
+    s3_bucket: S3Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from s3fs import S3FileSystem
+
+    big = tmp_path / "checkpoint.pt"
+    big.write_bytes(b"\x01" * (11 * 2**20))
+    original = S3FileSystem._call_s3
+    parts_sent: list[int] = []
+
+    async def cut_after_first_part(self, method, *args, **kwargs):
+        if method == "upload_part":
+            parts_sent.append(kwargs["PartNumber"])
+            if len(parts_sent) > 1:
+                raise ConnectionResetError("connection reset by peer")
+        return await original(self, method, *args, **kwargs)
+
+    monkeypatch.setattr(S3FileSystem, "_call_s3", cut_after_first_part)
+    target = storage_path(f"s3://{s3_bucket.name}/ckpt/best.pt", s3_bucket.endpoint_url)
+    with pytest.raises(ConnectionResetError):
+        storage.upload_file_atomic(big, target, part_size=5 * 2**20)
+    assert parts_sent[:1] == [1] and len(parts_sent) >= 2
+    assert _keys(s3_bucket) == []
+    assert s3_bucket.client.list_multipart_uploads(Bucket=s3_bucket.name).get("Uploads", []) == []
+    monkeypatch.setattr(S3FileSystem, "_call_s3", original)
+    storage.upload_file_atomic(big, target, part_size=5 * 2**20)
+    assert s3_bucket.client.head_object(Bucket=s3_bucket.name, Key="ckpt/best.pt")["ContentLength"] == big.stat().st_size
+
+
+def test_a_folder_whose_upload_fails_keeps_the_previous_version_readable(
+    s3_bucket: S3Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = storage_path(f"s3://{s3_bucket.name}/f", s3_bucket.endpoint_url)
+    manager = FileUPathIOManager(base_path=base)
+    manifest = base / "report" / "alpha.files.json"
+    old, new = tmp_path / "old", tmp_path / "new"
+    for folder, text in ((old, "old"), (new, "new")):
+        folder.mkdir()
+        (folder / "a.txt").write_text(text)
+        (folder / "b.txt").write_text(text)
+    manager.dump_to_path(build_output_context(), old, manifest)
+    real_upload = storage.upload_file_atomic
+    uploads: list[Path] = []
+
+    def fail_on_second(local: Path, path, part_size=None) -> None:
+        uploads.append(local)
+        if len(uploads) == 2:
+            raise ConnectionResetError("connection reset by peer")
+        real_upload(local, path, part_size)
+
+    monkeypatch.setattr("drugrepo_assets.io_managers.upload_file_atomic", fail_on_second)
+    with pytest.raises(ConnectionResetError):
+        manager.dump_to_path(build_output_context(), new, manifest)
+    loaded = manager.load_from_path(None, manifest)
+    assert sorted(p.name for p in loaded.iterdir()) == ["a.txt", "b.txt"]
+    assert (loaded / "b.txt").read_text() == "old"

@@ -1,0 +1,72 @@
+"""StorageResource: files of an asset partition on a local folder or S3 (moto on loopback), atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from dagster import AssetKey, DagsterInstance, asset, materialize
+
+from drugrepo_assets.storage import StorageResource, storage_path
+from drugrepo_assets_tests.data.servers import S3Bucket, moto_endpoint, s3_bucket
+
+__all__ = ["moto_endpoint", "s3_bucket"]
+
+
+def _resource(where: str, bucket: S3Bucket, tmp_path: Path) -> StorageResource:
+    if where == "s3":
+        return StorageResource(base_path=f"s3://{bucket.name}/files", s3_endpoint_url=bucket.endpoint_url)
+    return StorageResource(base_path=str(tmp_path / "files"))
+
+
+@pytest.mark.parametrize("where", ["s3", "local"])
+def test_files_are_keyed_by_asset_key_partition_and_name(where: str, s3_bucket: S3Bucket, tmp_path: Path) -> None:
+    store = _resource(where, s3_bucket, tmp_path)
+    local = tmp_path / "best.pt"
+    local.write_bytes(b"weights")
+    uri = store.upload(local, AssetKey(["training", "drugban_checkpoint"]), "human")
+    root = f"s3://{s3_bucket.name}/files" if where == "s3" else str(tmp_path / "files")
+    assert uri == f"{root}/training/drugban_checkpoint/human/best.pt"
+    assert store.uri("training/drugban_checkpoint", "human", "best.pt") == uri
+    assert store.write_bytes(b"{}", ["model_evaluation"], None, "metrics.json") == f"{root}/model_evaluation/metrics.json"
+    assert store.exists(uri) and store.read_bytes(uri) == b"weights"
+    copy = store.local_copy(uri, tmp_path / "downloads")
+    assert copy == tmp_path / "downloads" / "best.pt" and copy.read_bytes() == b"weights"
+    assert store.is_local() == (where == "local")
+
+
+@pytest.mark.parametrize("where", ["s3", "local"])
+def test_a_writer_publishes_only_a_finished_file(where: str, s3_bucket: S3Bucket, tmp_path: Path) -> None:
+    store = _resource(where, s3_bucket, tmp_path)
+    with store.writer("report", "human", "summary.md") as path:
+        path.write_text("done")
+    with pytest.raises(RuntimeError, match="training diverged"):
+        with store.writer("report", "human", "broken.md") as path:
+            path.write_text("half of it")
+            raise RuntimeError("training diverged")
+    assert store.read_bytes(store.uri("report", "human", "summary.md")) == b"done"
+    assert not store.exists(store.uri("report", "human", "broken.md"))
+    if where == "s3":
+        keys = [o["Key"] for o in s3_bucket.client.list_objects_v2(Bucket=s3_bucket.name)["Contents"]]
+        assert keys == ["files/report/human/summary.md"]
+    else:
+        assert [p.name for p in (tmp_path / "files" / "report" / "human").iterdir()] == ["summary.md"]
+
+
+def test_without_a_base_path_files_go_to_the_instance_storage(tmp_path: Path) -> None:
+    seen: dict[str, str] = {}
+
+    @asset
+    def notes(storage: StorageResource) -> None:
+        seen["uri"] = storage.write_bytes(b"x", "notes", None, "a.txt")
+
+    with DagsterInstance.ephemeral(tempdir=str(tmp_path)) as instance:
+        assert materialize([notes], resources={"storage": StorageResource()}, instance=instance).success
+        assert seen["uri"] == str(Path(instance.storage_directory()) / "notes" / "a.txt")
+    assert Path(seen["uri"]).read_bytes() == b"x"
+
+
+def test_an_endpoint_only_applies_to_s3_paths(tmp_path: Path) -> None:
+    assert storage_path(str(tmp_path), "http://127.0.0.1:9").storage_options == {}
+    s3 = storage_path("s3://bucket/prefix", "http://127.0.0.1:9")
+    assert s3.storage_options["endpoint_url"] == "http://127.0.0.1:9"
