@@ -71,15 +71,20 @@ def gpu_op_names(assets: Iterable[Any]) -> list[str]:
     return sorted(names)
 
 
-def k8s_executor(gpu_image: Optional[str], gpu_ops: Iterable[str]) -> ExecutorDefinition:
-    """`k8s_job_executor` with CPU step pods by default and ``gpu_image`` for the ``gpu_ops`` steps.
+def k8s_executor_config(gpu_image: Optional[str], gpu_ops: Iterable[str]) -> dict[str, Any]:
+    """Config of `k8s_job_executor`: CPU step pods by default, ``gpu_image`` for the ``gpu_ops`` steps.
 
     Namespace, service account, env config maps and secrets come from the `K8sRunLauncher`.
     """
     config: dict[str, Any] = {"step_k8s_config": CPU_STEP_K8S_CONFIG, "max_concurrent": MAX_CONCURRENT_STEPS}
     if gpu_image:
         config["per_step_k8s_config"] = {op: {"container_config": {"image": gpu_image}} for op in gpu_ops}
-    return k8s_job_executor.configured(config, name="k8s")
+    return config
+
+
+def k8s_executor(gpu_image: Optional[str], gpu_ops: Iterable[str]) -> ExecutorDefinition:
+    """`k8s_job_executor` configured by `k8s_executor_config`."""
+    return k8s_job_executor.configured(k8s_executor_config(gpu_image, gpu_ops), name="k8s")
 
 
 def executor_for(env: str, assets: Iterable[Any], environ: Mapping[str, str]) -> ExecutorDefinition:

@@ -1,0 +1,178 @@
+"""The Kubernetes Jobs that dagster-k8s builds for GPU-tagged and CPU steps, without a cluster.
+
+The run launcher comes from deployments/staging/dagster.yaml, the step handler from the staging
+executor of `drugrepo_assets.k8s`, and the Job from dagster-k8s's own `construct_dagster_k8s_job`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Iterator
+
+import pytest
+import yaml
+from dagster import AssetsDefinition, asset
+from dagster._config import process_config
+from dagster._core.definitions.job_base import InMemoryJob
+from dagster._core.executor.init import InitExecutorContext
+from dagster._core.storage.dagster_run import DagsterRun
+from dagster._core.test_utils import instance_for_test
+from dagster_k8s import K8sRunLauncher, k8s_job_executor
+from dagster_k8s.job import construct_dagster_k8s_job
+from kubernetes.client import ApiClient, V1Job
+
+from drugrepo_assets.definitions import all_assets, build_defs
+from drugrepo_assets.k8s import (
+    CPU_STEP_K8S_CONFIG,
+    GPU_IMAGE_ENV,
+    GPU_NODE_SELECTOR,
+    GPU_OP_TAGS,
+    GPU_POOL,
+    GPU_TOLERATIONS,
+    K8S_CONFIG_TAG,
+    executor_for,
+    gpu_op_names,
+    is_gpu_op,
+    k8s_executor_config,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+LOCATION_IMAGE = "registry.drugrepo.internal/drugrepo/assets:0.1.0"
+GPU_IMAGE = "registry.drugrepo.internal/drugrepo/gpu-worker:0.1.0"
+KUBECONFIG = {
+    "apiVersion": "v1",
+    "kind": "Config",
+    "clusters": [{"name": "offline", "cluster": {"server": "https://127.0.0.1:1"}}],
+    "users": [{"name": "offline", "user": {"token": "unused"}}],
+    "contexts": [{"name": "offline", "context": {"cluster": "offline", "user": "offline"}}],
+    "current-context": "offline",
+}
+
+
+@asset(op_tags=GPU_OP_TAGS, pool=GPU_POOL)
+def train_on_gpu() -> None:
+    """Stands for drugban_checkpoint, HPO trials and screening shards."""
+
+
+@asset
+def plain_table() -> None:
+    """Stands for every CPU asset."""
+
+
+@pytest.fixture
+def step_handler(tmp_path: Path) -> Iterator[Any]:
+    """The staging step handler: its executor config processed by dagster, its run launcher from the instance yaml."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(KUBECONFIG))
+    launcher = yaml.safe_load((REPO / "deployments" / "staging" / "dagster.yaml").read_text())["run_launcher"]
+    launcher["config"] |= {"load_incluster_config": False, "kubeconfig_file": str(kubeconfig)}
+    with instance_for_test(overrides={"run_launcher": launcher}) as instance:
+        assert isinstance(instance.run_launcher, K8sRunLauncher)
+        config = process_config(
+            k8s_job_executor.config_schema.config_type,
+            k8s_executor_config(GPU_IMAGE, ["train_on_gpu"]),
+        )
+        assert config.success, config.errors
+        executor = k8s_job_executor.executor_creation_fn(
+            InitExecutorContext(
+                job=InMemoryJob(build_defs("local").resolve_job_def("materialize_all_job")),
+                executor_def=k8s_job_executor,
+                executor_config=config.value,
+                instance=instance,
+            )
+        )
+        yield executor._step_handler, instance  # noqa: SLF001
+
+
+def _step_job(handler: Any, instance: Any, op: AssetsDefinition) -> tuple[dict[str, Any], str]:
+    """The Job dagster-k8s would create for ``op``'s step, as the API's JSON, and its namespace."""
+    run = DagsterRun(job_name="materialize_all_job", run_id="0" * 36)
+    step_key = op.op.name
+    context = SimpleNamespace(
+        execute_step_args=SimpleNamespace(step_keys_to_execute=[step_key]),
+        dagster_run=run,
+        instance=instance,
+        step_tags={step_key: op.op.tags},
+        get_step_context=lambda key: SimpleNamespace(step=SimpleNamespace(op_name=key)),
+    )
+    container_context = handler._get_container_context(context)  # noqa: SLF001
+    job_config = container_context.get_k8s_job_config(None, instance.run_launcher)
+    if not job_config.job_image:
+        job_config = job_config.with_image(LOCATION_IMAGE)
+    job = construct_dagster_k8s_job(
+        job_config=job_config,
+        args=["dagster", "api", "execute_step"],
+        job_name=f"dagster-step-{step_key.replace('_', '-')}",
+        component="step_worker",
+        user_defined_k8s_config=container_context.run_k8s_config,
+        labels={"dagster/op": step_key},
+    )
+    assert isinstance(job, V1Job)
+    return ApiClient().sanitize_for_serialization(job), container_context.namespace
+
+
+def _env_from(container: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(kind, source[kind]["name"]) for source in container["envFrom"] for kind in source}
+
+
+def test_a_gpu_step_gets_a_gpu_on_a_gpu_node_in_the_gpu_image(step_handler: Any) -> None:
+    job, namespace = _step_job(*step_handler, train_on_gpu)
+    pod = job["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert namespace == "drugrepo-staging"
+    assert container["image"] == GPU_IMAGE
+    assert container["resources"] == {
+        "requests": {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"},
+        "limits": {"memory": "24Gi", "nvidia.com/gpu": "1"},
+    }
+    assert pod["nodeSelector"] == GPU_NODE_SELECTOR
+    assert pod["tolerations"] == [
+        {"key": t["key"], "operator": t["operator"], "effect": t["effect"]} for t in GPU_TOLERATIONS
+    ]
+    assert pod["serviceAccountName"] == "dagster"
+    assert _env_from(container) == {("configMapRef", "drugrepo-env"), ("secretRef", "drugrepo-secrets")}
+    env = {e["name"]: e for e in container["env"]}
+    assert env["DAGSTER_PG_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "dagster-postgresql-secret", "key": "postgresql-password"
+    }
+    assert pod["restartPolicy"] == "Never"
+
+
+def test_a_cpu_step_is_a_plain_pod_on_the_location_image(step_handler: Any) -> None:
+    job, namespace = _step_job(*step_handler, plain_table)
+    pod = job["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert namespace == "drugrepo-staging"
+    assert container["image"] == LOCATION_IMAGE
+    assert container["resources"] == {
+        "requests": {"cpu": "1", "memory": "4Gi"}, "limits": {"memory": "8Gi"}
+    } == CPU_STEP_K8S_CONFIG["container_config"]["resources"]
+    assert "nodeSelector" not in pod and "tolerations" not in pod
+    assert "nvidia.com/gpu" not in str(container["resources"])
+    assert _env_from(container) == {("configMapRef", "drugrepo-env"), ("secretRef", "drugrepo-secrets")}
+
+
+def test_gpu_ops_are_found_from_their_tags() -> None:
+    assert is_gpu_op(train_on_gpu.op.tags) and is_gpu_op(GPU_OP_TAGS)
+    assert not is_gpu_op(plain_table.op.tags)
+    assert gpu_op_names([train_on_gpu, plain_table]) == ["train_on_gpu"]
+
+
+def test_every_gpu_op_of_the_location_uses_the_shared_tags_and_the_gpu_pool() -> None:
+    for item in all_assets:
+        if not isinstance(item, AssetsDefinition):
+            continue
+        for op in item.node_def.iterate_op_defs():
+            if is_gpu_op(op.tags):
+                assert op.tags[K8S_CONFIG_TAG] == train_on_gpu.op.tags[K8S_CONFIG_TAG], op.name
+                assert op.pool == GPU_POOL, op.name
+
+
+def test_executors_per_environment() -> None:
+    assert executor_for("local", all_assets, {}).name == "multi_or_in_process_executor"
+    staging = executor_for("staging", all_assets, {GPU_IMAGE_ENV: GPU_IMAGE})
+    assert staging.name == "k8s"
+    config = k8s_executor_config(GPU_IMAGE, gpu_op_names(all_assets))
+    assert set(config["per_step_k8s_config"]) == set(gpu_op_names(all_assets))
+    assert "per_step_k8s_config" not in k8s_executor_config(None, ["x"])
