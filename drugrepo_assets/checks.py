@@ -1,19 +1,32 @@
-"""Asset checks of the foundation stage; the Great Expectations suite of the valid pairs lives here.
+"""Asset checks: the foundation stage's (the Great Expectations suite of the valid pairs lives here)
+and the training stage's gates (finite losses, a checkpoint that loads and reproduces its val AUROC,
+a test AUROC floor).
 
 Great Expectations 1.x is called directly (dagster-ge pins GX < 1). Its import and context are
 slow, so the suite is built lazily, once per process, and reused by every check run.
 """
 
+import math
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import torch
 from dagster import AssetCheckResult, AssetIn, MetadataValue, PreviewWarning, asset_check
 
+from drugrepo_assets.assets.training import load_pairs
 from drugrepo_assets.data.validate import PROTEIN_ALPHABET
+from drugrepo_assets.ml.evaluate import binary_metrics
+from drugrepo_assets.ml.model import load_checkpoint
+from drugrepo_assets.ml.predict import predict_logits
+from drugrepo_assets.ml.runtime import configure_cpu
+from drugrepo_assets.ml.train import resolve_device
 from drugrepo_assets.partitions import dataset_partitions
+from drugrepo_assets.resources import TrainingProfile
+from drugrepo_assets.storage import StorageResource
 
 # The checks are partitioned like their assets so that a run checks (and loads) only its own
 # dataset partition; an unpartitioned check of a partitioned asset loads every partition. Partitioned
@@ -27,6 +40,7 @@ warnings.filterwarnings(
 
 PROTEIN_REGEX = f"^[{PROTEIN_ALPHABET}]+$"
 _COLD_KEYS = {"cold_drug": "drug_id", "cold_target": "target_id"}
+REPRODUCE_TOLERANCE = 1e-4
 
 
 @dataclass(frozen=True)
@@ -162,4 +176,102 @@ def splits_disjoint(dataset_splits: pd.DataFrame) -> AssetCheckResult:
     )
 
 
+@asset_check(
+    asset="drugban_checkpoint",
+    blocking=True,
+    partitions_def=dataset_partitions,
+    description="Every epoch's training loss and validation AUROC is finite (no NaN).",
+)
+def drugban_checkpoint_losses_finite(drugban_checkpoint: dict[str, Any]) -> AssetCheckResult:
+    """Fail on a NaN or infinite loss or validation AUROC anywhere in the training history."""
+    history = drugban_checkpoint.get("history") or []
+    bad = [h["epoch"] for h in history if not (math.isfinite(h["train_loss"]) and math.isfinite(h["val_auroc"]))]
+    return AssetCheckResult(
+        passed=bool(history) and not bad,
+        description=f"non-finite loss or AUROC at epochs {bad}" if bad else f"{len(history)} finite epochs",
+        metadata={"epochs": MetadataValue.int(len(history)), "non_finite_epochs": MetadataValue.json(bad)},
+    )
+
+
+def reproduce_val_auroc(
+    ckpt: dict[str, Any],
+    splits: pd.DataFrame,
+    drug_graphs: pd.DataFrame,
+    protein_encodings: pd.DataFrame,
+    storage: StorageResource,
+    device: torch.device,
+) -> tuple[bool, str, dict[str, MetadataValue]]:
+    """Load the checkpoint file and recompute its val AUROC on the same pairs: (passed, why, metadata)."""
+    try:
+        model, _ = load_checkpoint(str(storage.local_copy(ckpt["checkpoint"])), map_location=device)
+    except Exception as exc:  # any unreadable or foreign file is a refusal, not a crash of the check
+        return False, f"checkpoint does not load: {type(exc).__name__}: {exc}", {}
+    non_finite = sum(int((~torch.isfinite(p)).sum()) for p in model.state_dict().values() if p.is_floating_point())
+    if non_finite:
+        return False, f"{non_finite} non-finite weights", {"non_finite_weights": MetadataValue.int(non_finite)}
+    _, val = load_pairs(splits, drug_graphs, protein_encodings, storage, ckpt["strategy"], "val",
+                        ckpt["max_eval_pairs"], ckpt["seed"])
+    scores = predict_logits(model, val, 256, device)
+    if not np.isfinite(scores).all():
+        return False, "non-finite validation scores", {}
+    auroc = binary_metrics(val.labels.numpy(), scores, 0.0).auroc
+    diff = abs(auroc - float(ckpt["best_val_auroc"]))
+    metadata = {
+        "logged_val_auroc": MetadataValue.float(float(ckpt["best_val_auroc"])),
+        "reproduced_val_auroc": MetadataValue.float(auroc),
+        "abs_diff": MetadataValue.float(diff),
+    }
+    why = f"val AUROC {auroc:.6f} vs logged {ckpt['best_val_auroc']:.6f} (|diff| {diff:.2e})"
+    return diff <= REPRODUCE_TOLERANCE, why, metadata
+
+
+@asset_check(
+    asset="drugban_checkpoint",
+    blocking=True,
+    partitions_def=dataset_partitions,
+    additional_ins={
+        "dataset_splits": AssetIn("dataset_splits"),
+        "drug_graphs": AssetIn("drug_graphs"),
+        "protein_encodings": AssetIn("protein_encodings"),
+    },
+    description=f"The checkpoint loads, has finite weights and reproduces its logged val AUROC "
+    f"(within {REPRODUCE_TOLERANCE:g}).",
+)
+def drugban_checkpoint_reproduces(
+    drugban_checkpoint: dict[str, Any],
+    dataset_splits: pd.DataFrame,
+    drug_graphs: pd.DataFrame,
+    protein_encodings: pd.DataFrame,
+    storage: StorageResource,
+    training_profile: TrainingProfile,
+) -> AssetCheckResult:
+    """Refuse a checkpoint file that is corrupt, holds NaN weights or does not score as logged."""
+    configure_cpu(training_profile.threads)
+    passed, why, metadata = reproduce_val_auroc(
+        drugban_checkpoint, dataset_splits, drug_graphs, protein_encodings, storage,
+        resolve_device(training_profile.device),
+    )
+    metadata["checkpoint"] = MetadataValue.path(drugban_checkpoint["checkpoint"])
+    return AssetCheckResult(passed=passed, description=why, metadata=metadata)
+
+
+@asset_check(
+    asset="model_evaluation",
+    blocking=True,
+    partitions_def=dataset_partitions,
+    description="Test AUROC (threshold-free) is at least the training profile's floor.",
+)
+def model_evaluation_auroc_floor(
+    model_evaluation: dict[str, Any], training_profile: TrainingProfile
+) -> AssetCheckResult:
+    """Gate what uses the model (screening, serving) on a minimum test AUROC."""
+    auroc, floor = float(model_evaluation["test"]["auroc"]), training_profile.test_auroc_floor
+    return AssetCheckResult(
+        passed=auroc >= floor,
+        description=f"test AUROC {auroc:.4f} vs floor {floor:.4f}",
+        metadata={"test_auroc": MetadataValue.float(auroc), "floor": MetadataValue.float(floor)},
+    )
+
+
 foundation_checks = [validated_pairs_expectations, rows_accounted_for, splits_disjoint]
+training_checks = [drugban_checkpoint_losses_finite, drugban_checkpoint_reproduces, model_evaluation_auroc_floor]

@@ -3,7 +3,8 @@
 ``DRUGREPO_ENV`` is ``local`` (default), ``staging`` or ``prod``; it is the only environment
 variable the package reads itself, with ``DRUGREPO_GPU_IMAGE`` in staging/prod (the image of the GPU
 step pods, see `drugrepo_assets.k8s`). Secrets and URIs of the deployed environments come in through
-`EnvVar`, resolved by Dagster at launch, never at import.
+`EnvVar`, resolved by Dagster at launch, never at import. The training profile is chosen here too:
+``demo`` (a few epochs on a capped subset) locally and in staging, ``full`` (the paper's) in prod.
 """
 
 from __future__ import annotations
@@ -21,39 +22,69 @@ from dagster import (
 )
 
 from drugrepo_assets import checks
-from drugrepo_assets.assets import raw, splits, validated
-from drugrepo_assets.io_managers import ParquetIOManager
+from drugrepo_assets.assets import features, raw, splits, training, validated
+from drugrepo_assets.io_managers import JsonIOManager, ParquetIOManager
 from drugrepo_assets.k8s import executor_for
-from drugrepo_assets.resources import DataSourceResource, SplitSettings
+from drugrepo_assets.storage import StorageResource
+from drugrepo_assets.resources import (
+    DEMO_PROFILE,
+    FULL_PROFILE,
+    DataSourceResource,
+    HpoSettings,
+    MlflowTracking,
+    SplitSettings,
+    TrainingProfile,
+)
 
 ENV_VAR = "DRUGREPO_ENV"
 DEFAULT_ENV = "local"
 
-all_assets = load_assets_from_modules([raw, validated, splits])
+all_assets = load_assets_from_modules([raw, validated, splits, features, training])
 all_asset_checks = load_asset_checks_from_modules([checks])
+
+HPO = AssetSelection.assets("hpo_study")
 
 materialize_all_job = define_asset_job(
     "materialize_all_job",
-    selection=AssetSelection.all(),
-    description="Every asset of the location, with its checks, for one dataset partition.",
+    selection=AssetSelection.all() - HPO,
+    description="Every asset of the location but the HPO study, with its checks, for one dataset partition.",
 )
+hpo_job = define_asset_job(
+    "hpo_job",
+    selection=HPO,
+    description="Run the HPO study's trials (in parallel steps) for one dataset partition.",
+)
+
+
+def _deployed_resources(profile: TrainingProfile) -> dict[str, Any]:
+    """Resources of a deployed environment: everything shared comes from environment variables."""
+    return {
+        "io_manager": ParquetIOManager(base_path=EnvVar("DRUGREPO_STORAGE_URI")),
+        "json_io_manager": JsonIOManager(base_path=EnvVar("DRUGREPO_STORAGE_URI")),
+        "data_source": DataSourceResource(root=EnvVar("DRUGREPO_SOURCE_ROOT")),
+        "split_settings": SplitSettings(seed=0),
+        "training_profile": profile,
+        "storage": StorageResource(base_path=EnvVar("DRUGREPO_STORAGE_URI")),
+        "mlflow_tracking": MlflowTracking(
+            tracking_uri=EnvVar("MLFLOW_TRACKING_URI"), dagster_url=EnvVar("DAGSTER_WEBSERVER_URL")
+        ),
+        "hpo_settings": HpoSettings(storage_url=EnvVar("DRUGREPO_OPTUNA_STORAGE")),
+    }
+
 
 RESOURCES_BY_ENV: dict[str, dict[str, Any]] = {
     "local": {
         "io_manager": ParquetIOManager(),
         "data_source": DataSourceResource(root="bundled"),
         "split_settings": SplitSettings(seed=0),
+        "json_io_manager": JsonIOManager(),
+        "training_profile": DEMO_PROFILE,
+        "storage": StorageResource(),
+        "mlflow_tracking": MlflowTracking(),
+        "hpo_settings": HpoSettings(),
     },
-    "staging": {
-        "io_manager": ParquetIOManager(base_path=EnvVar("DRUGREPO_STORAGE_URI")),
-        "data_source": DataSourceResource(root=EnvVar("DRUGREPO_SOURCE_ROOT")),
-        "split_settings": SplitSettings(seed=0),
-    },
-    "prod": {
-        "io_manager": ParquetIOManager(base_path=EnvVar("DRUGREPO_STORAGE_URI")),
-        "data_source": DataSourceResource(root=EnvVar("DRUGREPO_SOURCE_ROOT")),
-        "split_settings": SplitSettings(seed=0),
-    },
+    "staging": _deployed_resources(DEMO_PROFILE),
+    "prod": _deployed_resources(FULL_PROFILE),
 }
 
 
@@ -65,7 +96,7 @@ def build_defs(env: str) -> Definitions:
     return Definitions(
         assets=all_assets,
         asset_checks=all_asset_checks,
-        jobs=[materialize_all_job],
+        jobs=[materialize_all_job, hpo_job],
         resources=RESOURCES_BY_ENV[env],
         executor=executor_for(env, all_assets, os.environ),
     )

@@ -1,23 +1,30 @@
 """Materialise every asset and check for every dataset partition into the persistent instance.
 
 ``python -m drugrepo_assets.demo`` (what ``make demo`` runs) executes `materialize_all_job` once per
-dataset on the bundled data, records the runs in ``$DAGSTER_HOME`` (so ``make dev`` shows them),
-exits non-zero when a run or a check fails, and prints rows per stage and where the tables are.
+dataset on the bundled data, training included (the ``demo`` profile unless ``--profile`` names
+another), records the runs in ``$DAGSTER_HOME`` (so ``make dev`` shows them), exits non-zero when a
+run or a check fails, and prints rows per stage, val/test AUROC, checkpoints and MLflow runs.
 """
 
+import argparse
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Sequence
 
 from dagster import DagsterError, DagsterInstance, ExecuteInProcessResult
 
 from drugrepo_assets.definitions import defs, materialize_all_job
 from drugrepo_assets.partitions import dataset_partitions
+from drugrepo_assets.resources import PROFILES
 
-_STAGES = ("raw_pairs", "validated_pairs", "rejected_pairs", "dataset_splits")
+_STAGES = (
+    "raw_pairs", "validated_pairs", "rejected_pairs", "dataset_splits",
+    "drug_graphs", "protein_encodings", "drugban_checkpoint", "model_evaluation",
+)  # fmt: skip
 _FIXED_STRATEGIES = ("random", "cold_drug", "cold_target")
+_TABLES = ("raw_pairs", "validated_pairs", "rejected_pairs", "dataset_splits", "drug_graphs", "protein_encodings")
 _QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
@@ -32,14 +39,21 @@ class PartitionReport:
     split_rows: dict[str, int] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    val_auroc: Optional[float] = None
+    test_auroc: Optional[float] = None
+    checkpoint: Optional[str] = None
+    mlflow_run: Optional[str] = None
 
 
-def run_partition(instance: DagsterInstance, dataset: str) -> PartitionReport:
-    """Execute `materialize_all_job` for one dataset and collect what it materialised and checked."""
+def run_partition(instance: DagsterInstance, dataset: str, profile: Optional[str] = None) -> PartitionReport:
+    """Execute `materialize_all_job` for one dataset (with another training profile when named)."""
     job = defs.resolve_job_def(materialize_all_job.name)
+    run_config: dict[str, Any] = dict(_QUIET_CONSOLE)
+    if profile is not None:
+        run_config["resources"] = {"training_profile": {"config": PROFILES[profile].model_dump()}}
     started = time.perf_counter()
     result = job.execute_in_process(
-        run_config=_QUIET_CONSOLE, instance=instance, partition_key=dataset, raise_on_error=False
+        run_config=run_config, instance=instance, partition_key=dataset, raise_on_error=False
     )
     report = PartitionReport(dataset, result.run_id, time.perf_counter() - started)
     _collect(result, report)
@@ -56,6 +70,12 @@ def _collect(result: ExecuteInProcessResult, report: PartitionReport) -> None:
         if name == "dataset_splits":
             for strategy, splits in metadata.get("counts", {}).items():
                 report.split_rows[strategy] = sum(int(n) for n in splits.values())
+        elif name == "drugban_checkpoint":
+            report.val_auroc = float(metadata["val_auroc"])
+            report.checkpoint = str(metadata["checkpoint"])
+            report.mlflow_run = str(metadata["mlflow_run"])
+        elif name == "model_evaluation":
+            report.test_auroc = float(metadata["test_auroc"])
     for evaluation in result.get_asset_check_evaluations():
         if not evaluation.passed:
             key = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
@@ -74,9 +94,14 @@ def _collect(result: ExecuteInProcessResult, report: PartitionReport) -> None:
         report.problems.append("run failed")
 
 
-def summary(reports: list[PartitionReport]) -> str:
-    """Plain-text table of rows per stage and dataset, then the storage paths of the tables."""
-    header = ["dataset", "raw", "valid", "rejected", *_FIXED_STRATEGIES, "shipped splits", "run s"]
+def _auroc(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def summary(reports: list[PartitionReport], mlflow_ui: Optional[str] = None) -> str:
+    """Plain-text table of rows per stage, val/test AUROC per dataset, then where everything went."""
+    header = ["dataset", "raw", "valid", "rejected", *_FIXED_STRATEGIES, "shipped splits", "val AUROC",
+              "test AUROC", "run s"]
     lines = []
     for r in reports:
         shipped = ", ".join(
@@ -90,6 +115,8 @@ def summary(reports: list[PartitionReport]) -> str:
                 *(str(r.rows.get(stage, "-")) for stage in _STAGES[:3]),
                 *(str(r.split_rows.get(s, "-")) for s in _FIXED_STRATEGIES),
                 shipped or "-",
+                _auroc(r.val_auroc),
+                _auroc(r.test_auroc),
                 f"{r.seconds:.1f}",
             ]
         )
@@ -100,16 +127,29 @@ def summary(reports: list[PartitionReport]) -> str:
     ]
     text.append("")
     text.append("random .. shipped: rows (train + val + test) of each split strategy")
+    text.append("val/test AUROC: drugban_checkpoint on its split strategy, test at the threshold chosen on val")
     text.append("tables (Parquet, one file per dataset):")
-    for stage in _STAGES:
+    for stage in _TABLES:
         found = [r.paths[stage] for r in reports if stage in r.paths]
         if found:
-            text.append(f"  {stage:<16} {Path(found[0]).parent}/<dataset>.parquet")
+            text.append(f"  {stage:<18} {Path(found[0]).parent}/<dataset>.parquet")
+    trained = [r for r in reports if r.checkpoint]
+    if trained:
+        text.append("checkpoints and MLflow runs:")
+        for r in trained:
+            text.append(f"  {r.dataset:<18} {r.checkpoint}")
+            text.append(f"  {'':<18} {r.mlflow_run}")
+    if mlflow_ui:
+        text.append(f"MLflow UI: {mlflow_ui}")
     return "\n".join(text)
 
 
-def main() -> int:
+def main(argv: Sequence[str] = ()) -> int:
     """Run the demo; 0 when every run and check passed, 1 when one failed, 2 without an instance."""
+    parser = argparse.ArgumentParser(prog="python -m drugrepo_assets.demo", description=__doc__)
+    parser.add_argument("--profile", choices=sorted(PROFILES), default=None,
+                        help="training profile (default: the environment's, demo locally)")
+    args = parser.parse_args(list(argv))
     started = time.perf_counter()
     try:
         instance = DagsterInstance.get()
@@ -120,9 +160,10 @@ def main() -> int:
         reports = []
         for dataset in dataset_partitions.get_partition_keys():
             print(f"materialising {dataset} ...", flush=True)
-            reports.append(run_partition(instance, dataset))
+            reports.append(run_partition(instance, dataset, args.profile))
         home = instance.root_directory
-    print(summary(reports))
+    mlflow_ui = f"mlflow ui --backend-store-uri sqlite:///{Path(home) / 'mlflow' / 'mlflow.db'}  (http://127.0.0.1:5000)"
+    print(summary(reports, mlflow_ui))
     print(f"  runs recorded in {home} (open them with `make dev`)")
     problems = [f"{r.dataset}: {p}" for r in reports for p in r.problems]
     for problem in problems:
@@ -133,4 +174,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -1,14 +1,26 @@
-"""Configurable resources of the asset code location: where raw pairs come from, split settings."""
+"""Configurable resources of the asset code location: data source, splits, training profile, MLflow
+tracking and the Optuna storage (files of file-valued assets: `drugrepo_assets.storage.StorageResource`)."""
 
 from __future__ import annotations
 
-from typing import Optional
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import pandas as pd
-from dagster import ConfigurableResource
-from pydantic import Field
+from dagster import ConfigurableResource, InitResourceContext, OpExecutionContext
+from pydantic import Field, PrivateAttr
 
 from drugrepo_assets.data.sources import dataset_location, read_source
+from drugrepo_assets.ml.model import DrugBANConfig
+from drugrepo_assets.ml.train import TrainConfig
+
+if TYPE_CHECKING:
+    import optuna
+    from mlflow import MlflowClient
 
 
 class DataSourceResource(ConfigurableResource):
@@ -41,3 +53,244 @@ class SplitSettings(ConfigurableResource):
     """Settings of the train/val/test splits, so that a split can be reproduced from its seed."""
 
     seed: int = Field(default=0, description="Random seed of the random and cold splits.")
+
+
+class TrainingProfile(ConfigurableResource):
+    """How much to train: epochs, patience, learning rate and how many pairs; one profile per environment.
+
+    The defaults are the paper's settings on all pairs (`FULL_PROFILE`); `DEMO_PROFILE` trains two
+    epochs on a capped subset so that a laptop materialises everything in minutes.
+    """
+
+    name: str = Field(default="full", description="Profile name, recorded with every run and study.")
+    epochs: int = Field(default=100, description="Maximum number of epochs.")
+    patience: Optional[int] = Field(default=20, description="Stop after this many epochs without a better val AUROC.")
+    batch_size: int = Field(default=64, description="Training batch size.")
+    lr: float = Field(default=5e-5, description="Adam learning rate.")
+    max_train_pairs: Optional[int] = Field(default=None, description="Cap on training pairs (None: all).")
+    max_eval_pairs: Optional[int] = Field(default=None, description="Cap on val and on test pairs (None: all).")
+    seed: int = Field(default=0, description="Seed of the model, the shuffling and the capped subsets.")
+    threads: Optional[int] = Field(default=None, description="torch CPU threads (None: torch's default).")
+    device: str = Field(default="auto", description='"auto" (CUDA when present, else CPU), "cpu" or "cuda".')
+    test_auroc_floor: float = Field(default=0.8, description="The model_evaluation gate: minimum test AUROC.")
+    attention_examples: int = Field(default=3, description="Test pairs whose attention is drawn on the molecule.")
+
+    def train_config(self, overrides: Optional[dict[str, Any]] = None) -> TrainConfig:
+        """The core's `TrainConfig` for this profile, with tuned values (lr, batch_size) applied."""
+        values = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr, "patience": self.patience,
+                  "seed": self.seed, "device": self.device}
+        values.update({k: v for k, v in (overrides or {}).items() if k in TrainConfig.__dataclass_fields__})
+        return TrainConfig(**values)
+
+    def drugban_config(self, overrides: Optional[dict[str, Any]] = None) -> DrugBANConfig:
+        """The reference `DrugBANConfig`, with tuned architecture values (e.g. ban_dropout) applied."""
+        known = DrugBANConfig.__dataclass_fields__
+        return DrugBANConfig(**{k: v for k, v in (overrides or {}).items() if k in known})
+
+
+FULL_PROFILE = TrainingProfile()
+DEMO_PROFILE = TrainingProfile(
+    name="demo", epochs=2, patience=None, batch_size=32, lr=5e-4, max_train_pairs=512, max_eval_pairs=256,
+    test_auroc_floor=0.5,
+)
+"""Two epochs on 512 pairs: a 10× larger learning rate than the paper's so that 32 steps learn something."""
+TINY_PROFILE = TrainingProfile(
+    name="tiny", epochs=1, patience=None, batch_size=32, max_train_pairs=128, max_eval_pairs=64,
+    test_auroc_floor=0.0, attention_examples=1,
+)
+"""A smoke-test profile (tests, CI): it proves the wiring, not the model, so its AUROC floor is 0."""
+PROFILES: dict[str, TrainingProfile] = {p.name: p for p in (DEMO_PROFILE, FULL_PROFILE, TINY_PROFILE)}
+
+
+class MlflowTracking(ConfigurableResource):
+    """MLflow experiment tracking through `MlflowClient`: one MLflow run per training or trial.
+
+    Without ``tracking_uri`` runs go to a SQLite store under ``$DAGSTER_HOME/mlflow`` (view it with
+    ``mlflow ui --backend-store-uri sqlite:///$DAGSTER_HOME/mlflow/mlflow.db``). Every run is tagged
+    with the Dagster run id, its URL, the asset key and the partition.
+    """
+
+    tracking_uri: Optional[str] = Field(
+        default=None, description="MLflow tracking URI; default sqlite:///$DAGSTER_HOME/mlflow/mlflow.db."
+    )
+    artifact_location: Optional[str] = Field(
+        default=None,
+        description="Artifact root of a new experiment; default $DAGSTER_HOME/mlflow/artifacts "
+        "for the local store, the server's default otherwise.",
+    )
+    experiment_name: str = Field(default="drugrepo", description="MLflow experiment of every run.")
+    ui_url: Optional[str] = Field(
+        default=None,
+        description="Base URL of the MLflow UI for run links; default the tracking URI when it is "
+        "http(s), else http://127.0.0.1:5000 (`mlflow ui`).",
+    )
+    dagster_url: str = Field(default="http://localhost:3000", description="Base URL of the Dagster UI.")
+    _home: Optional[str] = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        """Remember the instance folder for the default local store."""
+        if context.instance is not None:
+            self._home = context.instance.root_directory
+
+    def resolved_tracking_uri(self) -> str:
+        """The tracking URI in use."""
+        if self.tracking_uri:
+            return self.tracking_uri
+        if self._home is None:
+            raise ValueError("MlflowTracking needs tracking_uri when no Dagster instance is at hand")
+        folder = Path(self._home) / "mlflow"
+        folder.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{folder / 'mlflow.db'}"
+
+    def client(self) -> "MlflowClient":
+        """A client of the tracking store."""
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.resolved_tracking_uri())
+
+    def experiment_id(self, client: "MlflowClient") -> str:
+        """Id of the experiment, created on first use (safe when two processes race to create it)."""
+        from mlflow.exceptions import MlflowException
+
+        found = client.get_experiment_by_name(self.experiment_name)
+        if found is not None:
+            return found.experiment_id
+        location = self.artifact_location
+        if location is None and not self.tracking_uri and self._home is not None:
+            location = str(Path(self._home) / "mlflow" / "artifacts")
+        try:
+            return client.create_experiment(self.experiment_name, artifact_location=location)
+        except MlflowException:
+            found = client.get_experiment_by_name(self.experiment_name)
+            if found is None:
+                raise
+            return found.experiment_id
+
+    def run_url(self, experiment_id: str, run_id: str) -> str:
+        """Link to an MLflow run in the MLflow UI."""
+        uri = self.resolved_tracking_uri()
+        base = self.ui_url or (uri if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000")
+        return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    def dagster_run_url(self, run_id: str) -> str:
+        """Link to a Dagster run in the Dagster UI."""
+        return f"{self.dagster_url.rstrip('/')}/runs/{run_id}"
+
+    def existing_run(self, run_id: str, experiment_id: str) -> TrackedRun:
+        """A handle to log more (e.g. evaluation) into a run made earlier."""
+        return TrackedRun(self.client(), run_id, experiment_id, self.run_url(experiment_id, run_id))
+
+    @contextmanager
+    def start_run(
+        self,
+        context: OpExecutionContext,
+        name: str,
+        asset_key: str,
+        tags: Optional[dict[str, str]] = None,
+        parent_run_id: Optional[str] = None,
+    ) -> Iterator[TrackedRun]:
+        """An MLflow run tagged with the Dagster run; FINISHED on success, FAILED on an exception."""
+        client = self.client()
+        experiment_id = self.experiment_id(client)
+        all_tags = {
+            "dagster.run_id": context.run.run_id,
+            "dagster.run_url": self.dagster_run_url(context.run.run_id),
+            "dagster.asset_key": asset_key,
+            "dagster.partition": context.partition_key if context.has_partition_key else "",
+            "dagster.job": context.run.job_name,
+            **(tags or {}),
+        }
+        if parent_run_id:
+            all_tags["mlflow.parentRunId"] = parent_run_id
+        run = client.create_run(experiment_id, tags=all_tags, run_name=name)
+        tracked = TrackedRun(client, run.info.run_id, experiment_id, self.run_url(experiment_id, run.info.run_id))
+        try:
+            yield tracked
+        except BaseException:
+            client.set_terminated(tracked.run_id, status="FAILED")
+            raise
+        client.set_terminated(tracked.run_id, status="FINISHED")
+
+
+@dataclass
+class TrackedRun:
+    """One MLflow run being logged to."""
+
+    client: "MlflowClient"
+    run_id: str
+    experiment_id: str
+    url: str
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        """Log parameters (values as strings), in one batch."""
+        from mlflow.entities import Param
+
+        self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+
+    def log_metrics(self, metrics: dict[str, float], step: Optional[int] = None) -> None:
+        """Log finite metrics at ``step`` in one batch (NaN values are skipped, not stored)."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if math.isfinite(float(v))]
+        if batch:
+            self.client.log_batch(self.run_id, metrics=batch)
+
+    def log_artifact(self, path: Path, artifact_path: Optional[str] = None) -> None:
+        """Upload a local file into the run's artifacts."""
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+
+class HpoSettings(ConfigurableResource):
+    """Where the Optuna studies live and how many trials one `hpo_study` materialisation adds.
+
+    Without ``storage_url`` studies go to a SQLite file under ``$DAGSTER_HOME/optuna``; off a
+    laptop use a PostgreSQL URL (``postgresql+psycopg2://user:pass@host/db``) so trial pods share it.
+    """
+
+    storage_url: Optional[str] = Field(
+        default=None, description="Optuna RDB storage URL; default sqlite:///$DAGSTER_HOME/optuna/optuna.db."
+    )
+    n_trials: int = Field(default=2, ge=1, description="Trials run (in parallel) by one materialisation of hpo_study.")
+    pruner_startup_trials: int = Field(default=2, description="MedianPruner: trials finished before pruning starts.")
+    pruner_warmup_epochs: int = Field(default=0, description="MedianPruner: epochs of a trial before it may be pruned.")
+    sampler_seed: Optional[int] = Field(default=None, description="Seed of the TPE sampler (None: random).")
+    _home: Optional[str] = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        """Remember the instance folder for the default SQLite storage."""
+        if context.instance is not None:
+            self._home = context.instance.root_directory
+
+    def resolved_storage_url(self) -> str:
+        """The storage URL in use."""
+        if self.storage_url:
+            return self.storage_url
+        if self._home is None:
+            raise ValueError("HpoSettings needs storage_url when no Dagster instance is at hand")
+        folder = Path(self._home) / "optuna"
+        folder.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{folder / 'optuna.db'}"
+
+    def storage(self) -> "optuna.storages.RDBStorage":
+        """The shared RDB storage; SQLite waits up to a minute on a lock held by a parallel trial."""
+        import optuna
+
+        url = self.resolved_storage_url()
+        engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+
+    def study(self, name: str) -> "optuna.Study":
+        """Create or open the study ``name`` (maximising val AUROC, median pruning, TPE sampling)."""
+        import optuna
+
+        return optuna.create_study(
+            study_name=name,
+            storage=self.storage(),
+            direction="maximize",
+            load_if_exists=True,
+            sampler=optuna.samplers.TPESampler(seed=self.sampler_seed),
+            pruner=optuna.pruners.MedianPruner(
+                n_startup_trials=self.pruner_startup_trials, n_warmup_steps=self.pruner_warmup_epochs
+            ),
+        )

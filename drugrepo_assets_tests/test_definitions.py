@@ -1,5 +1,6 @@
 """The code location loads in every environment and exposes exactly the expected graph."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -16,13 +17,25 @@ EXPECTED_GROUPS = {
     "validated_pairs": "validation",
     "rejected_pairs": "validation",
     "dataset_splits": "splits",
+    "drug_graphs": "features",
+    "protein_encodings": "features",
+    "drugban_checkpoint": "training",
+    "model_evaluation": "training",
+    "hpo_study": "training",
 }
 EXPECTED_CHECKS = {
     ("validated_pairs", "validated_pairs_expectations"),
     ("validated_pairs", "rows_accounted_for"),
     ("dataset_splits", "splits_disjoint"),
+    ("drugban_checkpoint", "drugban_checkpoint_losses_finite"),
+    ("drugban_checkpoint", "drugban_checkpoint_reproduces"),
+    ("model_evaluation", "model_evaluation_auroc_floor"),
 }
-EXPECTED_RESOURCES = {"io_manager", "data_source", "split_settings"}
+EXPECTED_RESOURCES = {
+    "io_manager", "json_io_manager", "data_source", "split_settings", "training_profile", "storage",
+    "mlflow_tracking", "hpo_settings",
+}  # fmt: skip
+PROFILE_BY_ENV = {"local": "demo", "staging": "demo", "prod": "full"}
 
 
 def test_assets_groups_and_partitions_snapshot() -> None:
@@ -46,18 +59,43 @@ def test_materialize_all_job_covers_every_asset_and_check_per_dataset() -> None:
     job = defs.resolve_job_def("materialize_all_job")
     assert job.partitions_def is not None
     assert job.partitions_def.get_partition_keys() == list(DATASETS)
-    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == set(EXPECTED_GROUPS)
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == set(EXPECTED_GROUPS) - {"hpo_study"}
     check_keys = {AssetCheckKey(AssetKey(asset), name) for asset, name in EXPECTED_CHECKS}
     assert check_keys <= set(job.asset_layer.asset_graph.asset_check_keys)
+
+
+def test_hpo_job_runs_only_the_study() -> None:
+    job = defs.resolve_job_def("hpo_job")
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {"hpo_study"}
+
+
+def _gpu_tags(tags: dict) -> dict:
+    """The k8s config tag (Dagster stores non-string tag values as JSON)."""
+    return json.loads(tags["dagster-k8s/config"])
+
+
+def test_training_and_trials_ask_for_a_gpu_pod_and_the_gpu_pool() -> None:
+    graph = defs.resolve_asset_graph()
+    checkpoint_op = graph.get(AssetKey("drugban_checkpoint")).assets_def.op
+    trial_op = graph.get(AssetKey("hpo_study")).assets_def.node_def.node_named("hpo_trial").definition
+    for node in (checkpoint_op, trial_op):
+        k8s = _gpu_tags(node.tags)
+        assert k8s["container_config"]["resources"]["limits"]["nvidia.com/gpu"] in (1, "1")
+        assert k8s["pod_spec_config"]["node_selector"] and k8s["pod_spec_config"]["tolerations"]
+        assert node.pool == "gpu"
+    evaluation_op = graph.get(AssetKey("model_evaluation")).assets_def.op
+    assert "dagster-k8s/config" not in evaluation_op.tags
 
 
 @pytest.mark.parametrize("env", sorted(RESOURCES_BY_ENV))
 def test_every_environment_loads(env: str) -> None:
     assert set(RESOURCES_BY_ENV[env]) == EXPECTED_RESOURCES
+    assert RESOURCES_BY_ENV[env]["training_profile"].name == PROFILE_BY_ENV[env]
     env_defs = build_defs(env)
     assert isinstance(env_defs, Definitions)
     assert {key.to_user_string() for key in env_defs.resolve_all_asset_keys()} == set(EXPECTED_GROUPS)
     env_defs.resolve_job_def("materialize_all_job")
+    env_defs.resolve_job_def("hpo_job")
 
 
 def test_unknown_environment_is_a_clear_error() -> None:

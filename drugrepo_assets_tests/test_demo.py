@@ -1,4 +1,5 @@
-"""`python -m drugrepo_assets.demo`: every dataset materialised into the instance at DAGSTER_HOME."""
+"""`python -m drugrepo_assets.demo`: every dataset materialised, training included, into the instance at
+DAGSTER_HOME (with the tiny profile here; `make demo` uses the demo profile)."""
 
 from pathlib import Path
 
@@ -13,14 +14,23 @@ def test_demo_materialises_every_dataset_into_the_persistent_instance(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
-    assert demo.main() == 0
+    assert demo.main(["--profile", "tiny"]) == 0
     out = capsys.readouterr().out
     assert "all assets materialised, all checks passed" in out
+    lines = out.splitlines()
     for dataset in DATASETS:
-        assert any(line.startswith(dataset) for line in out.splitlines())
-        for stage in ("raw_pairs", "validated_pairs", "rejected_pairs", "dataset_splits"):
+        (row,) = [line for line in lines if line.startswith(dataset + " ")]
+        val_auroc, test_auroc = row.split()[-3:-1]
+        assert 0.0 <= float(val_auroc) <= 1.0 and 0.0 <= float(test_auroc) <= 1.0
+        for stage in ("raw_pairs", "validated_pairs", "rejected_pairs", "dataset_splits", "drug_graphs"):
             assert (tmp_path / "storage" / stage / f"{dataset}.parquet").is_file()
+        for stage in ("drugban_checkpoint", "model_evaluation"):
+            assert (tmp_path / "storage" / stage / f"{dataset}.json").is_file()
+        (checkpoint,) = (tmp_path / "storage" / "drugban_checkpoint" / dataset / "random").glob("*/best.pt")
+        assert f"  {dataset:<18} {checkpoint}" in lines
     assert f"{tmp_path}/storage/raw_pairs/<dataset>.parquet" in out
+    assert sum("/#/experiments/" in line for line in lines) == len(DATASETS)
+    assert f"MLflow UI: mlflow ui --backend-store-uri sqlite:///{tmp_path}/mlflow/mlflow.db" in out
     with DagsterInstance.from_config(str(tmp_path)) as instance:
         runs = instance.get_runs(RunsFilter(job_name="materialize_all_job"))
         assert sorted(run.tags["dagster/partition"] for run in runs) == sorted(DATASETS)
@@ -32,14 +42,25 @@ def test_summary_lists_rows_per_stage_and_shipped_splits() -> None:
     report.rows = {"raw_pairs": 10, "validated_pairs": 7, "rejected_pairs": 3, "dataset_splits": 30}
     report.split_rows = {"random": 7, "cold_drug": 7, "cold_target": 7, "shipped_cold": 5}
     report.paths = {"raw_pairs": "/s/raw_pairs/human.parquet"}
-    lines = demo.summary([report]).splitlines()
+    report.val_auroc, report.test_auroc = 0.71234, 0.65
+    report.checkpoint, report.mlflow_run = "/s/checkpoints/human/random/r1/best.pt", "http://m/#/experiments/1/runs/a"
+    lines = demo.summary([report], "mlflow ui ...").splitlines()
     assert lines[0].split() == [
-        "dataset", "raw", "valid", "rejected", "random", "cold_drug", "cold_target", "shipped", "splits", "run", "s",
+        "dataset", "raw", "valid", "rejected", "random", "cold_drug", "cold_target", "shipped", "splits",
+        "val", "AUROC", "test", "AUROC", "run", "s",
     ]
-    assert lines[1].split() == ["human", "10", "7", "3", "7", "7", "7", "cold", "5", "1.2"]
-    assert "  raw_pairs        /s/raw_pairs/<dataset>.parquet" in lines
+    assert lines[1].split() == ["human", "10", "7", "3", "7", "7", "7", "cold", "5", "0.712", "0.650", "1.2"]
+    assert "  raw_pairs          /s/raw_pairs/<dataset>.parquet" in lines
+    assert "  human              /s/checkpoints/human/random/r1/best.pt" in lines
+    assert "                     http://m/#/experiments/1/runs/a" in lines
+    assert lines[-1] == "MLflow UI: mlflow ui ..."
 
 
 def test_demo_without_an_instance_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     assert demo.main() == 2
+
+
+def test_unknown_profile_is_refused() -> None:
+    with pytest.raises(SystemExit):
+        demo.main(["--profile", "huge"])

@@ -1,0 +1,222 @@
+"""The training stage in-process on a small real dataset: features → checkpoint → evaluation, tracked
+by a real MLflow server on loopback, and the gates that refuse a broken checkpoint."""
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import requests
+import torch
+from dagster import (
+    AssetExecutionContext,
+    AssetSelection,
+    DagsterInstance,
+    ExecuteInProcessResult,
+    asset,
+    materialize,
+)
+from mlflow import MlflowClient
+
+from drugrepo_assets.definitions import all_asset_checks, all_assets
+from drugrepo_assets.ml.model import load_checkpoint, save_checkpoint
+from drugrepo_assets.partitions import dataset_partitions
+from drugrepo_assets.resources import TrainingProfile
+from drugrepo_assets.storage import StorageResource
+from drugrepo_assets_tests.assets.training_setup import resources, small_dataset
+
+PROFILE = TrainingProfile(
+    name="tiny", epochs=2, batch_size=32, max_train_pairs=128, max_eval_pairs=64, test_auroc_floor=0.0,
+    attention_examples=2,
+)
+TRAINING = AssetSelection.all() - AssetSelection.assets("hpo_study")
+GATED = {"drugban_checkpoint_losses_finite", "drugban_checkpoint_reproduces", "model_evaluation_auroc_floor"}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `mlflow server` on loopback with a SQLite store; its base URL once /health answers."""
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    port = _free_port()
+    command = [
+        str(Path(sys.executable).with_name("mlflow")), "server",
+        "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+        "--default-artifact-root", str(folder / "artifacts"),
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    log = open(folder / "server.log", "wb")
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if requests.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"mlflow server did not start:\n{(folder / 'server.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+class Stage:
+    """One materialisation of the training stage and where it wrote."""
+
+    def __init__(self, base: Path, source: Path, instance: DagsterInstance, result: ExecuteInProcessResult) -> None:
+        self.base, self.source, self.instance, self.result = base, source, instance, result
+
+    def metadata(self, asset_name: str) -> dict[str, Any]:
+        (event,) = [e for e in self.result.get_asset_materialization_events() if e.asset_key.to_user_string() == asset_name]
+        return {k: v.value for k, v in event.materialization.metadata.items()}
+
+    def value(self, asset_name: str) -> dict[str, Any]:
+        return json.loads((self.base / "storage" / asset_name / "human.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def stage(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str) -> Iterator[Stage]:
+    base = tmp_path_factory.mktemp("training")
+    source = base / "source"
+    small_dataset(source)
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize(
+            [*all_assets, *all_asset_checks],
+            selection=TRAINING,
+            partition_key="human",
+            resources=resources(base, source, PROFILE, tracking_uri=mlflow_server),
+            instance=instance,
+            raise_on_error=False,
+        )
+        yield Stage(base, source, instance, result)
+
+
+def test_whole_stage_materialises_and_every_gate_passes(stage: Stage) -> None:
+    assert stage.result.success
+    materialised = {e.asset_key.to_user_string() for e in stage.result.get_asset_materialization_events()}
+    assert {"drug_graphs", "protein_encodings", "drugban_checkpoint", "model_evaluation"} <= materialised
+    checks = {e.check_name: e.passed for e in stage.result.get_asset_check_evaluations()}
+    assert GATED <= set(checks) and all(checks.values()), checks
+
+    checkpoint = stage.value("drugban_checkpoint")
+    assert Path(checkpoint["checkpoint"]).is_file()
+    assert checkpoint["checkpoint"].startswith(str(stage.base / "storage" / "drugban_checkpoint" / "human" / "random"))
+    assert checkpoint["train_pairs"] == 128 and checkpoint["device"] == "cpu"
+    assert len(checkpoint["history"]) == 2
+    meta = stage.metadata("drugban_checkpoint")
+    assert meta["best_epoch"] == checkpoint["best_epoch"] and meta["val_auroc"] == checkpoint["best_val_auroc"]
+    assert {"wall_seconds", "device", "checkpoint", "mlflow_run"} <= set(meta)
+
+
+def test_evaluation_writes_curves_and_attention_pictures(stage: Stage) -> None:
+    evaluation = stage.value("model_evaluation")
+    assert 0.0 <= evaluation["test"]["auroc"] <= 1.0
+    assert evaluation["test"]["threshold"] == evaluation["val"]["threshold"]
+    names = set(evaluation["pictures"])
+    assert {"roc_test.png", "pr_test.png"} <= names
+    assert len([n for n in names if n.startswith("attention_")]) == 2
+    for path in evaluation["pictures"].values():
+        assert Path(path).read_bytes().startswith(PNG_MAGIC)
+    meta = stage.metadata("model_evaluation")
+    assert meta["curves"].count("data:image/png;base64,") == 2
+    assert meta["attention"].count("data:image/png;base64,") == 2
+
+
+def test_mlflow_run_has_params_epoch_metrics_checkpoint_and_working_links(stage: Stage, mlflow_server: str) -> None:
+    checkpoint = stage.value("drugban_checkpoint")
+    client = MlflowClient(tracking_uri=mlflow_server)
+    run = client.get_run(checkpoint["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["dataset"] == "human" and params["strategy"] == "random" and params["profile"] == "tiny"
+    assert params["train.epochs"] == "2" and params["train.lr"] == "5e-05" and params["train_pairs"] == "128"
+    for metric in ("train_loss", "val_auroc"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, metric)] == [1, 2]
+    assert "test_auroc" in run.data.metrics  # logged by model_evaluation into the same run
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")}
+    assert artifacts == {"checkpoint/best.pt"}
+    evaluation = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+    assert "evaluation/roc_test.png" in evaluation
+    downloaded = client.download_artifacts(run.info.run_id, "checkpoint/best.pt", str(stage.base))
+    model, extra = load_checkpoint(downloaded)
+    assert extra["epoch"] == checkpoint["best_epoch"]
+
+    run_url = stage.metadata("drugban_checkpoint")["mlflow_run"]
+    assert run_url == checkpoint["mlflow_run_url"]
+    assert run_url == f"{mlflow_server}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    assert requests.get(run_url, timeout=10).status_code == 200
+    api = requests.get(f"{mlflow_server}/api/2.0/mlflow/runs/get", params={"run_id": run.info.run_id}, timeout=10)
+    assert api.status_code == 200 and api.json()["run"]["info"]["run_id"] == run.info.run_id
+
+    tags = run.data.tags
+    dagster_run_id = stage.result.run_id
+    assert tags["dagster.run_id"] == dagster_run_id
+    assert tags["dagster.asset_key"] == "drugban_checkpoint" and tags["dagster.partition"] == "human"
+    assert re.fullmatch(r"http://localhost:3000/runs/[0-9a-f-]{36}", tags["dagster.run_url"])
+    assert tags["dagster.run_url"].rsplit("/", 1)[1] == dagster_run_id
+    dagster_run = stage.instance.get_run_by_id(dagster_run_id)
+    assert dagster_run is not None and dagster_run.tags["dagster/partition"] == "human"
+
+
+def _broken_checkpoint_asset(kind: str):
+    """A stand-in `drugban_checkpoint` whose file is corrupt (truncated) or has NaN weights."""
+
+    @asset(name="drugban_checkpoint", partitions_def=dataset_partitions, group_name="training",
+           io_manager_key="json_io_manager")
+    def drugban_checkpoint(context: AssetExecutionContext, storage: StorageResource) -> dict[str, Any]:
+        good = json.loads((Path(storage.base_path) / "drugban_checkpoint" / "human.json").read_text())
+        path = Path(storage.uri("broken", None, context.run.run_id)) / "best.pt"
+        path.parent.mkdir(parents=True)
+        if kind == "nan_weights":
+            model, extra = load_checkpoint(good["checkpoint"])
+            with torch.no_grad():
+                next(model.parameters()).fill_(float("nan"))
+            save_checkpoint(str(path), model, **extra)
+        else:
+            path.write_bytes(Path(good["checkpoint"]).read_bytes()[:4096])
+        return {**good, "checkpoint": str(path)}
+
+    return drugban_checkpoint
+
+
+@pytest.mark.parametrize("kind", ["nan_weights", "truncated_file"])
+def test_gate_refuses_a_broken_checkpoint_and_stops_evaluation(stage: Stage, tmp_path: Path, kind: str) -> None:
+    base = tmp_path / "copy"
+    shutil.copytree(stage.base / "storage", base / "storage")
+    assets = [a for a in all_assets if "drugban_checkpoint" not in {k.to_user_string() for k in a.keys}]
+    result = materialize(
+        [*assets, _broken_checkpoint_asset(kind), *all_asset_checks],
+        selection=AssetSelection.assets("drugban_checkpoint", "model_evaluation"),
+        partition_key="human",
+        resources=resources(base, stage.source, PROFILE),
+        instance=DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert not checks["drugban_checkpoint_reproduces"].passed
+    reason = checks["drugban_checkpoint_reproduces"].description
+    assert ("non-finite weights" in reason) if kind == "nan_weights" else ("does not load" in reason)
+    materialised = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "drugban_checkpoint" in materialised and "model_evaluation" not in materialised
+    assert "model_evaluation_auroc_floor" not in checks
