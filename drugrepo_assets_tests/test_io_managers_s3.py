@@ -23,7 +23,6 @@ from drugrepo_assets import storage
 from drugrepo_assets.assets.raw import raw_pairs
 from drugrepo_assets.assets.splits import dataset_splits
 from drugrepo_assets.assets.validated import validated_and_rejected_pairs
-from drugrepo_assets.data.sources import bundled_root
 from drugrepo_assets.io_managers import (
     FileIOManager,
     FileUPathIOManager,
@@ -34,6 +33,7 @@ from drugrepo_assets.io_managers import (
 from drugrepo_assets.resources import DataSourceResource, SplitSettings
 from drugrepo_assets.storage import storage_path
 from drugrepo_assets_tests.data.servers import S3Bucket, moto_endpoint, s3_bucket
+from drugrepo_assets_tests.samples import write_sample_source
 
 __all__ = ["moto_endpoint", "s3_bucket"]
 
@@ -45,11 +45,7 @@ SOURCE_ROWS = 80
 @pytest.fixture
 def source_root(tmp_path: Path) -> Path:
     """A source folder holding the first rows of the bundled human/random/train.csv, under its own name."""
-    lines = (bundled_root() / "human" / "random" / "train.csv").read_text().splitlines(keepends=True)
-    folder = tmp_path / "source" / "human" / "random"
-    folder.mkdir(parents=True)
-    (folder / "train.csv").write_text("".join(lines[: SOURCE_ROWS + 1]))
-    return tmp_path / "source"
+    return write_sample_source(tmp_path / "source", SOURCE_ROWS)
 
 
 def _keys(bucket: S3Bucket, prefix: str = "") -> list[str]:

@@ -36,18 +36,11 @@ from drugrepo_assets.k8s import (
     is_gpu_op,
     k8s_executor_config,
 )
+from drugrepo_assets_tests.samples import OFFLINE_KUBECONFIG
 
 REPO = Path(__file__).resolve().parents[1]
 LOCATION_IMAGE = "registry.drugrepo.internal/drugrepo/assets:0.1.0"
 GPU_IMAGE = "registry.drugrepo.internal/drugrepo/gpu-worker:0.1.0"
-KUBECONFIG = {
-    "apiVersion": "v1",
-    "kind": "Config",
-    "clusters": [{"name": "offline", "cluster": {"server": "https://127.0.0.1:1"}}],
-    "users": [{"name": "offline", "user": {"token": "unused"}}],
-    "contexts": [{"name": "offline", "context": {"cluster": "offline", "user": "offline"}}],
-    "current-context": "offline",
-}
 
 
 @asset(op_tags=GPU_OP_TAGS, pool=GPU_POOL)
@@ -64,7 +57,7 @@ def plain_table() -> None:
 def step_handler(tmp_path: Path) -> Iterator[Any]:
     """The staging step handler: its executor config processed by dagster, its run launcher from the instance yaml."""
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump(KUBECONFIG))
+    kubeconfig.write_text(yaml.safe_dump(OFFLINE_KUBECONFIG))
     launcher = yaml.safe_load((REPO / "deployments" / "staging" / "dagster.yaml").read_text())["run_launcher"]
     launcher["config"] |= {"load_incluster_config": False, "kubeconfig_file": str(kubeconfig)}
     with instance_for_test(overrides={"run_launcher": launcher}) as instance:
