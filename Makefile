@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.drugrepo-installed
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: demo test dev venv
+.PHONY: demo test dev venv postgres docker-constraints
 
 venv: $(INSTALLED)
 
@@ -21,7 +21,23 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 demo: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m drugrepo_assets.demo
 
-test: $(INSTALLED)
+# PostgreSQL server binaries for the tests that start one (drugrepo_assets_tests/postgres.py):
+# on PATH or under /usr/lib/postgresql/*/bin, else Debian's package is installed.
+PG_INITDB := $(firstword $(shell command -v initdb 2>/dev/null) $(wildcard /usr/lib/postgresql/*/bin/initdb))
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+postgres:
+ifeq ($(PG_INITDB),)
+	$(SUDO) apt-get update
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends postgresql
+endif
+
+# docker/constraints.txt: the exact versions of .venv, pinned by every image.
+docker-constraints: $(INSTALLED)
+	{ head -n 2 docker/constraints.txt; $(BIN)/pip freeze --exclude-editable | sed -e 's/+cpu$$//'; } > docker/constraints.txt.new
+	mv docker/constraints.txt.new docker/constraints.txt
+
+test: $(INSTALLED) postgres
 	$(BIN)/pytest -q -n 2
 
 dev: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml
