@@ -11,7 +11,7 @@ import math
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import pandas as pd
@@ -98,8 +98,8 @@ def _epoch_metrics(record: EpochRecord) -> dict[str, float]:
     }
 
 
-def _run_params(dataset: str, strategy: str, profile: TrainingProfile, result_config: dict[str, Any]) -> dict[str, Any]:
-    return {"dataset": dataset, "strategy": strategy, "profile": profile.name, **result_config}
+def _run_params(dataset: str, strategy: str, profile: TrainingProfile, extra: dict[str, Any]) -> dict[str, Any]:
+    return {"dataset": dataset, "strategy": strategy, "profile": profile.name, **extra}
 
 
 def _train_tracked(
@@ -109,7 +109,7 @@ def _train_tracked(
     out_dir: Path,
     profile: TrainingProfile,
     overrides: dict[str, Any],
-    on_epoch: Any = None,
+    on_epoch: Optional[Callable[[EpochRecord], None]] = None,
 ) -> TrainResult:
     """Train with per-epoch metrics going to MLflow (and to ``on_epoch``); log the best checkpoint."""
     train_config, model_config = profile.train_config(overrides), profile.drugban_config(overrides)
@@ -171,12 +171,14 @@ def drugban_checkpoint(
         if not any(t.state.name == "COMPLETE" for t in study.trials):
             raise Failure(description=f"use_hpo_params is set but study {name!r} has no completed trial")
         overrides = dict(study.best_params)
-    train_rows, train_data = load_pairs(dataset_splits, drug_graphs, protein_encodings, storage, strategy,
-                                        "train", profile.max_train_pairs, profile.seed)
+    _, train_data = load_pairs(dataset_splits, drug_graphs, protein_encodings, storage, strategy,
+                               "train", profile.max_train_pairs, profile.seed)
     _, val_data = load_pairs(dataset_splits, drug_graphs, protein_encodings, storage, strategy,
                              "val", profile.max_eval_pairs, profile.seed)
     folder = f"{strategy}/{context.run.run_id}"
-    out_dir = Path(storage.uri("drugban_checkpoint", dataset, folder)) if storage.is_local() else Path(tempfile.mkdtemp())
+    # Locally train straight into the final folder (last.pt stays there for resuming); else stage and upload.
+    local = storage.is_local()
+    out_dir = Path(storage.uri("drugban_checkpoint", dataset, folder)) if local else Path(tempfile.mkdtemp())
     with mlflow_tracking.start_run(context, f"drugban {dataset} {strategy}", "drugban_checkpoint") as run:
         run.log_params(_run_params(dataset, strategy, profile, {f"hpo.{k}": v for k, v in overrides.items()}))
         result = _train_tracked(run, train_data, val_data, out_dir, profile, overrides)

@@ -1,0 +1,36 @@
+"""Evaluation pictures: ROC/PR curves and attention drawn on molecules are real PNGs."""
+
+import numpy as np
+import pytest
+import torch
+
+from drugrepo_assets.ml.dataset import PairData
+from drugrepo_assets.ml.model import DrugBAN
+from drugrepo_assets.ml.plots import atom_attention, attention_png, pr_png, roc_png
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SMILES = ["CC(=O)Oc1ccccc1C(=O)O", "CCO"]
+PROTEINS = ["MKTAYIAKQRQISFVKSHFSRQ" * 3, "MSTNPKPQRKTKRNTNRRPQDVKFPGG"]
+
+
+def test_curves_are_pngs() -> None:
+    labels = np.array([0, 1, 0, 1, 1, 0])
+    scores = np.array([0.1, 0.8, 0.3, 0.6, 0.2, 0.4])
+    assert roc_png(labels, scores, "ROC", 0.78).startswith(PNG_MAGIC)
+    assert pr_png(labels, scores, "PR", 0.7).startswith(PNG_MAGIC)
+
+
+def test_attention_has_one_weight_per_atom_and_draws() -> None:
+    torch.manual_seed(0)
+    model = DrugBAN().eval()
+    data = PairData.from_lists(SMILES, PROTEINS, [1, 0])
+    graphs, proteins = data.batch(torch.arange(2))
+    weights = atom_attention(model, graphs, proteins)
+    assert [len(w) for w in weights] == graphs.num_nodes.tolist()
+    assert all(np.isfinite(w).all() for w in weights)
+    # PairData orders molecules by SMILES; row i of the batch is pair i
+    first = data.molecules.num_nodes[data.drug_idx[0]].item()
+    assert len(weights[0]) == first == 13
+    assert attention_png(SMILES[0], weights[0]).startswith(PNG_MAGIC)
+    with pytest.raises(ValueError, match="do not fit"):
+        attention_png(SMILES[1], weights[0])
