@@ -4,12 +4,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from dagster import DagsterInstance, ExecuteInProcessResult, materialize
+from dagster import DagsterInstance, ExecuteInProcessResult, load_assets_from_modules, materialize
 
-from drugrepo_assets.definitions import all_asset_checks, all_assets
+from drugrepo_assets.assets import raw, splits, validated
+from drugrepo_assets.checks import foundation_checks
 from drugrepo_assets.io_managers import ParquetIOManager
 from drugrepo_assets.resources import DataSourceResource, SplitSettings
 
+FOUNDATION_ASSETS = load_assets_from_modules([raw, validated, splits])
 STAGES = ("raw_pairs", "validated_pairs", "rejected_pairs", "dataset_splits")
 CHECKS = {"validated_pairs_expectations", "rows_accounted_for", "splits_disjoint"}
 PROTEIN = "MKTAYIAKQRQISFVKSHFSRQ"
@@ -32,7 +34,7 @@ BAD_ROWS = [
 
 def run(base: Path, partition: str, root: str = "bundled") -> ExecuteInProcessResult:
     return materialize(
-        [*all_assets, *all_asset_checks],
+        [*FOUNDATION_ASSETS, *foundation_checks],
         partition_key=partition,
         resources={
             "io_manager": ParquetIOManager(base_path=str(base)),
