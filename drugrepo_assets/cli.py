@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
+
+if TYPE_CHECKING:
+    from drugrepo_assets.ml.model import DrugBAN
 
 __all__ = ["build_parser", "main"]
 
@@ -217,11 +220,23 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _load_model(command: str, path: str) -> DrugBAN | None:
+    """The checkpoint's model, or None after one error line (missing, corrupt or foreign file)."""
+    from drugrepo_assets.ml.model import load_checkpoint
+
+    try:
+        return load_checkpoint(path)[0]
+    except FileNotFoundError:
+        _error(command, f"{path}: file not found")
+    except Exception as exc:  # a corrupt or foreign file: one line, never a traceback
+        _error(command, f"{path}: cannot load checkpoint ({str(exc).splitlines()[0]})")
+    return None
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     """Score the pairs of a CSV with a checkpoint; the output keeps every input row and column."""
     import pandas as pd
 
-    from drugrepo_assets.ml.model import load_checkpoint
     from drugrepo_assets.ml.predict import score_table
     from drugrepo_assets.ml.runtime import configure_cpu
     from drugrepo_assets.ml.train import resolve_device
@@ -234,13 +249,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         _error("predict", f"{args.pairs}: cannot read CSV ({str(exc).splitlines()[0]})")
         return EXIT_BAD_INPUT
-    try:
-        model, _ = load_checkpoint(args.checkpoint)
-    except FileNotFoundError:
-        _error("predict", f"{args.checkpoint}: file not found")
-        return EXIT_BAD_INPUT
-    except Exception as exc:  # a corrupt or foreign file: say so in one line
-        _error("predict", f"{args.checkpoint}: cannot load checkpoint ({str(exc).splitlines()[0]})")
+    model = _load_model("predict", args.checkpoint)
+    if model is None:
         return EXIT_BAD_INPUT
     configure_cpu(args.threads)
     device = resolve_device(args.device)
@@ -295,7 +305,6 @@ def cmd_screen(args: argparse.Namespace) -> int:
 
     from drugrepo_assets.data.library import read_library, read_targets
     from drugrepo_assets.data.sources import InputFileError
-    from drugrepo_assets.ml.model import load_checkpoint
     from drugrepo_assets.ml.runtime import configure_cpu
     from drugrepo_assets.ml.screen import ScreeningEngine, prepare_library, prepare_targets, rank_table
     from drugrepo_assets.ml.train import resolve_device
@@ -307,15 +316,11 @@ def cmd_screen(args: argparse.Namespace) -> int:
     try:
         library = read_library(args.library)
         targets = read_targets(args.targets)
-        model, _ = load_checkpoint(args.checkpoint)
     except InputFileError as exc:
         _error("screen", str(exc))
         return EXIT_BAD_INPUT
-    except FileNotFoundError:
-        _error("screen", f"{args.checkpoint}: file not found")
-        return EXIT_BAD_INPUT
-    except Exception as exc:  # a corrupt or foreign checkpoint: one line, no traceback
-        _error("screen", f"{args.checkpoint}: cannot load checkpoint ({str(exc).splitlines()[0]})")
+    model = _load_model("screen", args.checkpoint)
+    if model is None:
         return EXIT_BAD_INPUT
     configure_cpu(args.threads)
     molecules, lib = prepare_library(library)
