@@ -12,6 +12,8 @@ from typing import Literal, Sequence
 import numpy as np
 import pandas as pd
 
+from drugrepo_assets.data.validate import VALID_COLUMNS
+
 __all__ = [
     "SPLITS",
     "SPLIT_COLUMNS",
@@ -24,18 +26,9 @@ __all__ = [
 ]
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-SPLIT_COLUMNS: tuple[str, ...] = (
-    "strategy",
-    "split",
-    "drug_id",
-    "target_id",
-    "smiles",
-    "protein",
-    "label",
-    "source_file",
-    "source_row",
-)
-_PAIR_COLUMNS = ("drug_id", "target_id", "smiles", "protein", "label", "source_file", "source_row")
+# A split row carries the validated pair as it is, less the original SMILES text.
+_PAIR_COLUMNS: tuple[str, ...] = tuple(c for c in VALID_COLUMNS if c != "smiles_input")
+SPLIT_COLUMNS: tuple[str, ...] = ("strategy", "split", *_PAIR_COLUMNS)
 _SHIPPED_FILE = re.compile(
     r"(?:^|/)(?P<strategy>[^/]+)/(?P<split>train|val|test)\.(?:csv|csv\.gz|parquet|pq)$",
     re.IGNORECASE,
