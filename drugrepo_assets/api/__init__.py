@@ -1,0 +1,1 @@
+"""The prediction API (FastAPI): scores pairs and screens libraries with the ML core, no Dagster inside."""

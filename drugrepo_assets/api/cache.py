@@ -1,0 +1,93 @@
+"""Caches of per-target terms (a protein's CNN encoding reduced to the screening engine's target side).
+
+A target's terms cost one protein CNN pass and a 768² Gram product (tens of ms); reused, a pair
+costs about a millisecond. In process: an LRU of the tensors. With Redis: the tensors serialised
+once (``torch.save``, loaded back with ``weights_only=True``) under a key of model and sequence, so
+every API process shares them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import threading
+from collections import OrderedDict
+from typing import Any, Callable, Optional, Protocol
+
+import torch
+
+KEY_PREFIX = "drugrepo:target"
+
+
+def target_key(model_id: str, sequence: str) -> str:
+    """Cache key of one target's terms under one model (model id and the sequence's SHA-256)."""
+    return f"{KEY_PREFIX}:{model_id}:{hashlib.sha256(sequence.encode()).hexdigest()}"
+
+
+def dump_terms(terms: Any) -> bytes:
+    """Serialise a dataclass of tensors (the engine's target terms) to bytes."""
+    fields = {f.name: getattr(terms, f.name) for f in dataclasses.fields(terms)}
+    buffer = io.BytesIO()
+    torch.save({k: v.contiguous() if isinstance(v, torch.Tensor) else v for k, v in fields.items()}, buffer)
+    return buffer.getvalue()
+
+
+def load_terms(data: bytes, cls: type) -> Any:
+    """Rebuild a dataclass of tensors from `dump_terms` bytes (``weights_only``: no code runs)."""
+    return cls(**torch.load(io.BytesIO(data), weights_only=True))
+
+
+class TargetCache(Protocol):
+    """Get-or-compute store of target terms; ``get_or_compute`` returns (terms, was_hit)."""
+
+    backend: str
+
+    def get_or_compute(self, key: str, compute: Callable[[], Any]) -> tuple[Any, bool]:
+        """The cached value of ``key``, or ``compute()`` stored under it."""
+        ...
+
+
+class LruTargetCache:
+    """In-process LRU of target terms (thread-safe; computing happens outside the lock)."""
+
+    backend = "memory"
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_compute(self, key: str, compute: Callable[[], Any]) -> tuple[Any, bool]:
+        """The cached terms of ``key`` or freshly computed ones (then kept, evicting the oldest)."""
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key], True
+        value = compute()
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value, False
+
+
+class RedisTargetCache:
+    """Target terms in Redis, shared by every API process, each entry expiring after ``ttl`` seconds."""
+
+    backend = "redis"
+
+    def __init__(self, client: Any, terms_cls: type, ttl_seconds: int) -> None:
+        self.client = client
+        self.terms_cls = terms_cls
+        self.ttl = ttl_seconds
+
+    def get_or_compute(self, key: str, compute: Callable[[], Any]) -> tuple[Any, bool]:
+        """The terms stored under ``key`` or freshly computed ones, then stored with the TTL."""
+        data: Optional[bytes] = self.client.get(key)
+        if data is not None:
+            return load_terms(data, self.terms_cls), True
+        value = compute()
+        self.client.set(key, dump_terms(value), ex=self.ttl)
+        return value, False

@@ -1,0 +1,123 @@
+"""ASGI middleware in front of /v1/: API key (401), per-key rate limit (429), body size (413), metrics.
+
+Pure ASGI so that it answers before FastAPI reads or parses a body: a request without a valid key
+is refused the same way whatever it carries, and an oversized body is never parsed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from typing import Any, Awaitable, Callable, Sequence
+
+from drugrepo_assets.api.metrics import ApiMetrics
+from drugrepo_assets.api.ratelimit import RateLimiter
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+PROTECTED_PREFIX = "/v1/"
+KNOWN_ROUTES = ("/v1/predict", "/v1/screen", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json")
+
+
+def key_id(key: str) -> str:
+    """A stable, non-reversible id of an API key for logs and limits (SHA-256, 12 hex digits)."""
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def matching_key(given: str, keys: Sequence[str]) -> bool:
+    """Whether ``given`` is one of ``keys``, comparing every key in constant time."""
+    found = False
+    for key in keys:
+        found |= hmac.compare_digest(given.encode(), key.encode())
+    return found
+
+
+async def _json(send: Send, status: int, body: dict[str, Any], headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    payload = json.dumps(body).encode()
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), *headers],
+    })
+    await send({"type": "http.response.body", "body": payload})
+
+
+class GuardMiddleware:
+    """Authenticates, rate-limits and size-limits /v1/ requests; times and counts every request."""
+
+    def __init__(self, app: Any, keys: Sequence[str], limiter: RateLimiter, max_body_bytes: int, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.keys = list(keys)
+        self.limiter = limiter
+        self.max_body = max_body_bytes
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        route = path if path in KNOWN_ROUTES else "other"
+        status_seen = {"status": 500}
+
+        async def counting_send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status_seen["status"] = message["status"]
+            await send(message)
+
+        start = time.perf_counter()
+        try:
+            if path.startswith(PROTECTED_PREFIX):
+                await self._guarded(scope, receive, counting_send)
+            else:
+                await self.app(scope, receive, counting_send)
+        finally:
+            self.metrics.latency.labels(route).observe(time.perf_counter() - start)
+            self.metrics.requests.labels(route, str(status_seen["status"])).inc()
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(b"x-api-key", b"").decode("latin-1")
+        if not given or not matching_key(given, self.keys):
+            await _json(send, 401, {"detail": "missing or invalid API key (header X-API-Key)"},
+                        [(b"www-authenticate", b"X-API-Key")])
+            return
+        kid = key_id(given)
+        allowed, retry_after = self.limiter.allow(kid)
+        if not allowed:
+            await _json(send, 429, {"detail": "rate limit exceeded for this API key", "retry_after_seconds": retry_after},
+                        [(b"retry-after", str(retry_after).encode())])
+            return
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            await _json(send, 413, {"detail": f"request body over {self.max_body} bytes"})
+            return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                await _json(send, 413, {"detail": f"request body over {self.max_body} bytes"})
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        scope.setdefault("state", {})["key_id"] = kid
+        await self.app(scope, replay, send)

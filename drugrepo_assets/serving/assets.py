@@ -1,0 +1,229 @@
+"""Serving-stage assets: the registered model (MLflow Model Registry, alias moved only through the gates)
+and the drift report (Evidently), downstream of the training location's assets.
+
+The training location's assets appear here as external `AssetSpec`s with the same keys, partitions
+and I/O managers, so the UI draws lineage across the two locations and their values load here.
+"""
+
+import hashlib
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetSpec,
+    AutomationCondition,
+    MetadataValue,
+    Output,
+    asset,
+)
+
+from drugrepo_assets.api.request_log import read_request_log
+from drugrepo_assets.ml.descriptors import DESCRIPTOR_COLUMNS, pair_descriptor_table
+from drugrepo_assets.partitions import dataset_partitions
+from drugrepo_assets.resources import MlflowTracking
+from drugrepo_assets.serving.drift import DriftSummary, compare
+from drugrepo_assets.serving.gates import gate_outcomes
+from drugrepo_assets.serving.registry import (
+    alias_version,
+    checkpoint_source,
+    promote,
+    register_checkpoint,
+    registered_name,
+)
+from drugrepo_assets.serving.resources import DriftSettings, RegistrySettings
+from drugrepo_assets.storage import StorageResource
+
+TRAINING_LOCATION = "drugrepo_assets"
+
+
+def _external(key: str, group: str, io_manager_key: str, description: str) -> AssetSpec:
+    return AssetSpec(
+        key, partitions_def=dataset_partitions, group_name=group, description=description,
+        metadata={"code_location": TRAINING_LOCATION},
+    ).with_io_manager_key(io_manager_key)
+
+
+external_assets = [
+    _external("drugban_checkpoint", "training", "json_io_manager", "The trained checkpoint's record (asset location)."),
+    _external("model_evaluation", "training", "json_io_manager", "Test metrics of the checkpoint (asset location)."),
+    _external("dataset_splits", "splits", "io_manager", "Train/val/test splits of every strategy (asset location)."),
+    _external("validated_pairs", "validation", "io_manager", "Every valid landed pair (asset location)."),
+]
+
+DRIFT_CHECK = "drift_report_no_drift"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@asset(
+    partitions_def=dataset_partitions,
+    group_name="serving",
+    io_manager_key="json_io_manager",
+    kinds={"mlflow"},
+    automation_condition=AutomationCondition.eager(),
+)
+def registered_model(
+    context: AssetExecutionContext,
+    drugban_checkpoint: dict[str, Any],
+    model_evaluation: dict[str, Any],
+    registry_settings: RegistrySettings,
+    mlflow_tracking: MlflowTracking,
+    storage: StorageResource,
+) -> Output[dict[str, Any]]:
+    """The checkpoint as a version of ``<prefix>-<dataset>``; the alias moves to it only if every gate passed.
+
+    Gates: the training location's checks (finite losses, reproducible val AUROC, test AUROC floor)
+    on the latest materialisations, read from the instance, and an evaluation of this very checkpoint.
+    """
+    dataset = context.partition_key
+    name = registered_name(registry_settings.model_prefix, dataset)
+    outcomes = gate_outcomes(context.instance, dataset, registry_settings.gating_checks)
+    same_checkpoint = model_evaluation.get("checkpoint") == drugban_checkpoint["checkpoint"]
+    local = storage.local_copy(drugban_checkpoint["checkpoint"])
+    client = mlflow_tracking.client()
+    source = checkpoint_source(client, drugban_checkpoint["mlflow_run_id"], local)
+    test = model_evaluation["test"]
+    tags = {
+        "dataset": dataset,
+        "strategy": str(drugban_checkpoint["strategy"]),
+        "profile": str(drugban_checkpoint["profile"]),
+        "checkpoint_uri": drugban_checkpoint["checkpoint"],
+        "checkpoint_sha256": _sha256(local),
+        "test_auroc": f"{float(test['auroc']):.6f}",
+        "dagster.training_run_id": str(drugban_checkpoint["dagster_run_id"]),
+        "dagster.run_id": context.run.run_id,
+    }
+    version, created = register_checkpoint(
+        client, name, source, drugban_checkpoint["mlflow_run_id"], tags,
+        description=f"DrugBAN {dataset}/{drugban_checkpoint['strategy']}, test AUROC {float(test['auroc']):.4f}",
+    )
+    gates_passed = same_checkpoint and all(o.passed for o in outcomes)
+    for outcome in outcomes:
+        client.set_model_version_tag(name, version.version, f"gate.{outcome.check.split(':')[1]}", outcome.state)
+    if gates_passed:
+        move = promote(client, name, registry_settings.alias, version.version)
+        decision = "promoted" if move.from_version != move.to_version else "already champion"
+        context.log.info(f"{name}@{move.alias}: {move.from_version} -> {move.to_version}")
+    else:
+        failing = [o.check for o in outcomes if not o.passed] + ([] if same_checkpoint else ["evaluation of another checkpoint"])
+        decision = "held back: " + ", ".join(failing)
+        context.log.warning(f"{name} version {version.version} not promoted ({decision})")
+    champion = alias_version(client, name, registry_settings.alias)
+    value = {
+        "name": name,
+        "version": str(version.version),
+        "created": created,
+        "source": source,
+        "checkpoint": drugban_checkpoint["checkpoint"],
+        "alias": registry_settings.alias,
+        "champion_version": champion,
+        "promoted": gates_passed,
+        "decision": decision,
+        "gates": {o.check: o.state for o in outcomes},
+        "model_uri": f"models:/{name}@{registry_settings.alias}",
+    }
+    gates_md = "\n".join(["| check | state | detail |", "| --- | --- | --- |"]
+                         + [f"| {o.check} | {o.state} | {o.description} |" for o in outcomes])
+    return Output(
+        value,
+        metadata={
+            "model": MetadataValue.text(name),
+            "version": MetadataValue.text(str(version.version)),
+            "champion_version": MetadataValue.text(champion or "none"),
+            "decision": MetadataValue.text(decision),
+            "gates": MetadataValue.md(gates_md),
+            "model_uri": MetadataValue.text(value["model_uri"]),
+            "mlflow_run": MetadataValue.url(drugban_checkpoint["mlflow_run_url"]),
+        },
+    )
+
+
+def _sample(table: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    return table if len(table) <= n else table.sample(n=n, random_state=seed)
+
+
+def _summary_md(summaries: list[DriftSummary]) -> str:
+    lines = ["| comparison | column | method | score | threshold | drift |", "| --- | --- | --- | --- | --- | --- |"]
+    for s in summaries:
+        if not s.columns:
+            lines.append(f"| {s.name} | - | - | - | - | {s.note} |")
+        for column, c in s.columns.items():
+            lines.append(f"| {s.name} | {column} | {c.method} | {c.score:.4g} | {c.threshold:g} | {'yes' if c.drifted else 'no'} |")
+    return "\n".join(lines)
+
+
+@asset(
+    partitions_def=dataset_partitions,
+    group_name="serving",
+    io_manager_key="json_io_manager",
+    kinds={"evidently"},
+    check_specs=[AssetCheckSpec(DRIFT_CHECK, asset="drift_report",
+                                description="Warns when landed data or API requests drift from the training set.")],
+)
+def drift_report(
+    context: AssetExecutionContext,
+    drugban_checkpoint: dict[str, Any],
+    dataset_splits: pd.DataFrame,
+    validated_pairs: pd.DataFrame,
+    drift_settings: DriftSettings,
+    storage: StorageResource,
+) -> Iterator[Any]:
+    """Evidently drift of the inputs: the checkpoint's training pairs against landed pairs it was not
+    trained on, and against the pairs the API scored (its request log); HTML reports under storage."""
+    s = drift_settings
+    train = dataset_splits[(dataset_splits["strategy"] == drugban_checkpoint["strategy"]) & (dataset_splits["split"] == "train")]
+    seen = set(zip(train["smiles"], train["protein"]))
+    landed = validated_pairs[[pair not in seen for pair in zip(validated_pairs["smiles"], validated_pairs["protein"])]]
+    train = _sample(train, s.max_rows, s.seed)
+    landed = _sample(landed, s.max_rows, s.seed)
+    reference = pair_descriptor_table(train["smiles"], train["protein"])
+    requests = pd.DataFrame(read_request_log(s.resolved_request_log_dir()))
+    requests = _sample(requests.reindex(columns=list(DESCRIPTOR_COLUMNS)), s.max_rows, s.seed)
+    comparisons = {
+        "landed": pair_descriptor_table(landed["smiles"], landed["protein"]),
+        "requests": requests,
+    }
+    summaries, html_uris = [], {}
+    for name, current in comparisons.items():
+        summary, html = compare(name, reference, current, s.drift_share, s.min_rows)
+        summaries.append(summary)
+        if html is not None:
+            html_uris[name] = storage.write_bytes(html.encode(), "drift_report", context.partition_key,
+                                                  f"{context.run.run_id}/{name}.html")
+    drifted = [x.name for x in summaries if x.dataset_drift]
+    value = {
+        "dataset": context.partition_key,
+        "strategy": drugban_checkpoint["strategy"],
+        "checkpoint": drugban_checkpoint["checkpoint"],
+        "created": datetime.now(timezone.utc).isoformat(),
+        "comparisons": {x.name: x.as_dict() for x in summaries},
+        "reports": html_uris,
+        "drifted": drifted,
+    }
+    metadata: dict[str, Any] = {
+        "drifted": MetadataValue.json(drifted),
+        "reference_rows": MetadataValue.int(len(reference)),
+        "columns": MetadataValue.md(_summary_md(summaries)),
+    }
+    for x in summaries:
+        metadata[f"{x.name}_rows"] = MetadataValue.int(x.current_rows)
+        metadata[f"{x.name}_share_drifted"] = MetadataValue.float(x.share_drifted)
+        metadata[f"{x.name}_drifted_columns"] = MetadataValue.json(x.drifted_columns)
+    for name, uri in html_uris.items():
+        metadata[f"{name}_report"] = MetadataValue.path(uri)
+    yield Output(value, metadata=metadata)
+    yield AssetCheckResult(
+        check_name=DRIFT_CHECK,
+        passed=not drifted,
+        severity=AssetCheckSeverity.WARN,
+        description=f"drift in {', '.join(drifted)}" if drifted else "no drift in landed data or requests",
+        metadata={f"{x.name}_share_drifted": MetadataValue.float(x.share_drifted) for x in summaries},
+    )

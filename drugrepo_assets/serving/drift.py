@@ -1,0 +1,86 @@
+"""Drift of the model's inputs, with Evidently (0.7 API): descriptors of a reference set (the training
+pairs) against a current set (newly landed pairs, or the pairs the API was asked about).
+
+Columns are the descriptors of `ml.descriptors` (molecular weight, logP, TPSA, ring counts, heavy
+atoms; protein length and residue-group shares). Evidently picks each column's test by sample size
+(K-S p-value for small samples, normalised Wasserstein distance for large ones); the set has drifted
+when at least ``drift_share`` of its columns have.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+import pandas as pd
+
+from drugrepo_assets.ml.descriptors import DESCRIPTOR_COLUMNS
+
+
+@dataclass
+class ColumnDrift:
+    """One column's drift test: its method, score (p-value or distance), threshold and verdict."""
+
+    method: str
+    score: float
+    threshold: float
+    drifted: bool
+
+
+@dataclass
+class DriftSummary:
+    """The outcome of one reference-vs-current comparison."""
+
+    name: str
+    reference_rows: int
+    current_rows: int
+    drift_share: float
+    share_drifted: float = 0.0
+    dataset_drift: bool = False
+    columns: dict[str, ColumnDrift] = field(default_factory=dict)
+    note: str = ""
+
+    @property
+    def drifted_columns(self) -> list[str]:
+        """Names of the columns whose test says drift."""
+        return [name for name, c in self.columns.items() if c.drifted]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form (for the asset's value and metadata)."""
+        return {**asdict(self), "drifted_columns": self.drifted_columns}
+
+
+def _column_drift(config: dict[str, Any], value: float) -> ColumnDrift:
+    method, threshold = str(config.get("method", "")), float(config.get("threshold", 0.05))
+    drifted = value < threshold if "p_value" in method else value >= threshold
+    return ColumnDrift(method=method, score=float(value), threshold=threshold, drifted=bool(drifted))
+
+
+def compare(
+    name: str, reference: pd.DataFrame, current: pd.DataFrame, drift_share: float = 0.5, min_rows: int = 5
+) -> tuple[DriftSummary, Optional[str]]:
+    """Evidently's data-drift preset on the descriptor columns: (summary, report HTML or None when too few rows)."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    columns = [c for c in DESCRIPTOR_COLUMNS if c in reference.columns and c in current.columns]
+    ref = reference[columns].dropna()
+    cur = current[columns].dropna()
+    summary = DriftSummary(name, len(ref), len(cur), drift_share)
+    if len(ref) < min_rows or len(cur) < min_rows:
+        summary.note = f"too few rows to compare (reference {len(ref)}, current {len(cur)}, need {min_rows})"
+        return summary, None
+    definition = DataDefinition(numerical_columns=columns)
+    snapshot = Report([DataDriftPreset(drift_share=drift_share)]).run(
+        current_data=Dataset.from_pandas(cur, data_definition=definition),
+        reference_data=Dataset.from_pandas(ref, data_definition=definition),
+    )
+    for metric in snapshot.dict()["metrics"]:
+        config = metric.get("config", {})
+        kind = str(config.get("type", ""))
+        if kind.endswith("DriftedColumnsCount"):
+            summary.share_drifted = float(metric["value"]["share"])
+        elif kind.endswith("ValueDrift") and config.get("column") in columns:
+            summary.columns[config["column"]] = _column_drift(config, float(metric["value"]))
+    summary.dataset_drift = summary.share_drifted >= drift_share
+    return summary, snapshot.get_html_str(as_iframe=False)
