@@ -377,7 +377,83 @@ def _add_screen(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=cmd_screen)
 
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_validate, _add_train, _add_predict, _add_screen]
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the prediction API; settings from DRUGREPO_* variables, the flags override them."""
+    from pydantic import ValidationError
+
+    from drugrepo_assets.api.settings import ServingSettings
+
+    overrides = {k: v for k, v in {"checkpoint": args.checkpoint, "model_uri": args.model_uri, "host": args.host,
+                                   "port": args.port, "torch_threads": args.threads}.items() if v is not None}
+    try:
+        settings = ServingSettings(**overrides)
+    except ValidationError as exc:
+        _error("serve", str(exc).splitlines()[0])
+        return EXIT_BAD_INPUT
+    if settings.checkpoint and not Path(settings.checkpoint).is_file():
+        _error("serve", f"{settings.checkpoint}: file not found")
+        return EXIT_BAD_INPUT
+    if not settings.keys():
+        _error("serve", "no API key: set DRUGREPO_API_KEYS (comma-separated)")
+        return EXIT_BAD_INPUT
+    from drugrepo_assets.api.server import serve
+
+    serve(settings)
+    return EXIT_OK
+
+
+def _add_serve(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the prediction API (FastAPI + uvicorn)",
+        description=(
+            "Serve POST /v1/predict and /v1/screen with a checkpoint file, an MLflow model URI, or by "
+            "default the registry alias models:/$DRUGREPO_MODEL_NAME@champion of $MLFLOW_TRACKING_URI. "
+            "Keys come from DRUGREPO_API_KEYS; the other settings from DRUGREPO_* (see README, Serving)."
+        ),
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", default=None, metavar="CKPT", help="serve this checkpoint file")
+    source.add_argument("--model-uri", default=None, metavar="URI", help="an MLflow model URI (models:/name@alias, ...)")
+    parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="port to bind (default 8000)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default 1)")
+    parser.set_defaults(func=cmd_serve)
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    """Move a registry alias back to the version it named before (or to --to-version)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from drugrepo_assets.serving.registry import RegistryError, rollback
+
+    client = MlflowClient(tracking_uri=args.tracking_uri, registry_uri=args.tracking_uri)
+    try:
+        moved = rollback(client, args.model, args.alias, args.to_version)
+    except (RegistryError, MlflowException) as exc:
+        _error("rollback", str(exc).splitlines()[0])
+        return EXIT_FAILURE
+    print(f"{args.model}@{args.alias}: version {moved.from_version} -> {moved.to_version}")
+    return EXIT_OK
+
+
+def _add_rollback(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "rollback",
+        help="move a model registry alias (champion) back to the previous version",
+        description="Point MODEL@ALIAS at the version it named before its last promotion, or at --to-version.",
+    )
+    parser.add_argument("--model", required=True, help="registered model name, e.g. drugban-human")
+    parser.add_argument("--alias", default="champion")
+    parser.add_argument("--to-version", default=None, metavar="V", help="version to move the alias to")
+    parser.add_argument("--tracking-uri", default=None, help="default $MLFLOW_TRACKING_URI")
+    parser.set_defaults(func=cmd_rollback)
+
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_validate, _add_train, _add_predict, _add_screen, _add_serve, _add_rollback,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
