@@ -1,0 +1,138 @@
+"""Real processes on loopback for the serving tests: the API (``drugrepo serve``), redis-server, mlflow server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import pytest
+import requests
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(process: subprocess.Popen, ready: callable, log: Path, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"{what} did not start:\n{log.read_text()[-4000:]}", pytrace=False)
+        time.sleep(0.2)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+@dataclass
+class Api:
+    """A running ``drugrepo serve``: base URL, its request-log folder and its log file."""
+
+    url: str
+    request_log: Path
+    log: Path
+
+
+@contextmanager
+def running_api(folder: Path, args: Sequence[str], env: dict[str, str]) -> Iterator[Api]:
+    """``drugrepo serve ARGS`` on a free port with ``env`` added; yields once /readyz answers 200."""
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("DRUGREPO_")}
+    environ |= {"DRUGREPO_REQUEST_LOG_DIR": str(folder / "requests"), **env}
+    log = folder / f"api-{port}.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen([str(BIN / "drugrepo"), "serve", *args, "--port", str(port)],
+                                   stdout=out, stderr=subprocess.STDOUT, env=environ)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait(process, lambda: _http_ok(f"{url}/readyz"), log, "drugrepo serve")
+        yield Api(url, folder / "requests", log)
+    finally:
+        _stop(process)
+
+
+@contextmanager
+def running_redis(folder: Path) -> Iterator[str]:
+    """A throwaway ``redis-server`` (no persistence) on a free port; yields its redis:// URL."""
+    import redis
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server not found: install Debian's redis-server (make test does)", pytrace=False)
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = folder / "redis.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                    "--dir", str(folder)], stdout=out, stderr=subprocess.STDOUT)
+    url = f"redis://127.0.0.1:{port}/0"
+
+    def ready() -> bool:
+        try:
+            return bool(redis.Redis.from_url(url).ping())
+        except redis.RedisError:
+            return False
+
+    try:
+        _wait(process, ready, log, "redis-server", timeout=30)
+        yield url
+    finally:
+        _stop(process)
+
+
+@contextmanager
+def running_mlflow(folder: Path) -> Iterator[str]:
+    """A real ``mlflow server`` with a SQLite store in ``folder``; yields its base URL once /health answers."""
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = folder / "mlflow.log"
+    command = [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+               "--default-artifact-root", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+               "--workers", "1"]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait(process, lambda: _http_ok(f"{url}/health"), log, "mlflow server")
+        yield url
+    finally:
+        _stop(process)
+
+
+def metric_value(text: str, name: str, labels: Optional[dict[str, str]] = None) -> float:
+    """The value of one sample of a Prometheus exposition (0 when absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in (labels or {}).items()):
+                return sample.value
+    return 0.0

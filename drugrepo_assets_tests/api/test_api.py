@@ -1,0 +1,191 @@
+"""The prediction API as a real uvicorn process on loopback, serving the golden reference checkpoint:
+keys, every error status, parity with ``drugrepo predict`` / ``drugrepo screen``, rate limit,
+metrics, health and the request log the drift report reads."""
+
+import hashlib
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from drugrepo_assets.api.request_log import read_request_log
+from drugrepo_assets.ml.descriptors import DESCRIPTOR_COLUMNS
+from drugrepo_assets_tests.api.servers import BIN, Api, metric_value, running_api
+
+KEYS = ("key-alpha", "key-beta", "key-limited")
+LIMIT = 100
+ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory, golden_dir: Path) -> Iterator[Api]:
+    """``drugrepo serve --checkpoint golden/model_state.pt``, in-process LRU cache, 100 requests/min per key."""
+    env = {"DRUGREPO_API_KEYS": ",".join(KEYS), "DRUGREPO_RATE_LIMIT_PER_MINUTE": str(LIMIT)}
+    with running_api(tmp_path_factory.mktemp("api"), ["--checkpoint", str(golden_dir / "model_state.pt")], env) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def golden_pairs(golden_dir: Path) -> pd.DataFrame:
+    """The 64 pairs of the golden checkpoint's outputs."""
+    return pd.read_csv(golden_dir / "model_pairs.csv", dtype=str)
+
+
+def _post(api: Api, path: str, body: object, key: str = KEYS[0], **kwargs: object) -> httpx.Response:
+    headers = {"X-API-Key": key} if key else {}
+    if isinstance(body, (bytes, str)):
+        return httpx.post(api.url + path, content=body, headers={**headers, "content-type": "application/json"}, timeout=60, **kwargs)
+    return httpx.post(api.url + path, json=body, headers=headers, timeout=60, **kwargs)
+
+
+def _pairs(table: pd.DataFrame) -> dict:
+    return {"pairs": [{"smiles": s, "protein": p} for s, p in zip(table["SMILES"], table["Protein"])]}
+
+
+def test_requests_without_a_valid_key_are_refused_before_anything_else(api: Api, golden_pairs: pd.DataFrame) -> None:
+    body = _pairs(golden_pairs.head(1))
+    for key in ("", "wrong-key", KEYS[0] + "x", KEYS[0][:-1]):
+        response = _post(api, "/v1/predict", body, key=key)
+        assert response.status_code == 401, key
+        assert "API key" in response.json()["detail"]
+    assert _post(api, "/v1/predict", b"{not json", key="").status_code == 401
+    assert _post(api, "/v1/screen", {"protein": "MKV", "smiles": ["CCO"]}, key="nope").status_code == 401
+    assert _post(api, "/v1/predict", body, key=KEYS[1]).status_code == 200
+
+
+def test_predict_equals_drugrepo_predict_in_order(api: Api, golden_pairs: pd.DataFrame, golden_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "scored.csv"
+    subprocess.run([str(BIN / "drugrepo"), "predict", "--checkpoint", str(golden_dir / "model_state.pt"),
+                    "--pairs", str(golden_dir / "model_pairs.csv"), "--out", str(out), "--threads", "1"], check=True)
+    cli = pd.read_csv(out)
+    response = _post(api, "/v1/predict", _pairs(golden_pairs))
+    assert response.status_code == 200
+    body = response.json()
+    logits = np.array([p["logit"] for p in body["predictions"]])
+    assert len(logits) == len(golden_pairs) == len(cli)
+    np.testing.assert_allclose(logits, cli["logit"].to_numpy(), atol=1e-4, rtol=0)
+    np.testing.assert_allclose([p["score"] for p in body["predictions"]], 1 / (1 + np.exp(-logits)), atol=1e-9)
+    np.testing.assert_allclose(logits, np.load(golden_dir / "model_io.npz")["logit"], atol=1e-4, rtol=0)
+    sha = hashlib.sha256((golden_dir / "model_state.pt").read_bytes()).hexdigest()
+    assert body["model_version"] == f"checkpoint:{sha[:12]}"
+    reversed_body = _post(api, "/v1/predict", _pairs(golden_pairs.iloc[::-1])).json()
+    np.testing.assert_allclose([p["logit"] for p in reversed_body["predictions"]], logits[::-1], atol=1e-6)
+
+
+def test_screen_ranks_like_drugrepo_screen(api: Api, golden_pairs: pd.DataFrame, golden_dir: Path, tmp_path: Path) -> None:
+    protein = golden_pairs["Protein"].iloc[0]
+    smiles = list(dict.fromkeys(golden_pairs["SMILES"]))[:20]
+    pd.DataFrame({"id": [f"m{i}" for i in range(len(smiles))], "SMILES": smiles}).to_csv(tmp_path / "lib.csv", index=False)
+    (tmp_path / "t.fasta").write_text(f">t0\n{protein}\n")
+    subprocess.run([str(BIN / "drugrepo"), "screen", "--checkpoint", str(golden_dir / "model_state.pt"), "--library",
+                    str(tmp_path / "lib.csv"), "--targets", str(tmp_path / "t.fasta"), "--out", str(tmp_path / "out.csv"),
+                    "--threads", "1"], check=True, capture_output=True)
+    cli = pd.read_csv(tmp_path / "out.csv")
+    response = _post(api, "/v1/screen", {"protein": protein, "smiles": smiles, "ids": [f"m{i}" for i in range(len(smiles))]})
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [r["id"] for r in results] == cli["drug_id"].tolist()
+    np.testing.assert_allclose([r["logit"] for r in results], cli["logit"], atol=1e-4, rtol=0)
+    assert [r["rank"] for r in results] == cli["rank"].tolist()
+    top = _post(api, "/v1/screen", {"protein": protein, "smiles": smiles, "top": 3}).json()["results"]
+    assert [r["smiles"] for r in top] == [r["smiles"] for r in results[:3]]
+
+
+def test_bad_values_are_422_naming_value_and_index(api: Api, golden_pairs: pd.DataFrame) -> None:
+    good = {"smiles": golden_pairs["SMILES"].iloc[0], "protein": golden_pairs["Protein"].iloc[0]}
+    body = {"pairs": [good, {"smiles": "C1CC(", "protein": good["protein"]}, {"smiles": ASPIRIN, "protein": "MKV1LA"},
+                      good, {"smiles": "", "protein": "MKV"}]}
+    response = _post(api, "/v1/predict", body)
+    assert response.status_code == 422
+    errors = response.json()["errors"]
+    assert [(e["index"], e["field"], e["value"]) for e in errors] == [(1, "smiles", "C1CC("), (2, "protein", "MKV1LA"), (4, "smiles", "")]
+    assert "1" in errors[1]["message"]
+    big = "C" * 300
+    response = _post(api, "/v1/predict", {"pairs": [good, {"smiles": big, "protein": "MKV"}]})
+    assert response.status_code == 422 and response.json()["errors"][0]["index"] == 1
+    assert "atoms" in response.json()["errors"][0]["message"]
+    response = _post(api, "/v1/screen", {"protein": "MK*V", "smiles": ["CCO", "not a smiles", "CCN"]})
+    assert response.status_code == 422
+    assert [(e["field"], e["index"], e["value"]) for e in response.json()["errors"]] == [("protein", 0, "MK*V"), ("smiles", 1, "not a smiles")]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{not json", b"", b"[]", b"null", b'{"pairs": []}', b'{"pairs": [{"smiles": "CCO"}]}', b'{"pairs": "CCO"}',
+     b'{"pairs": [{"smiles": 5, "protein": "MKV"}]}', b'{"pairs": [{"smiles": "CCO", "protein": "MKV", "x": 1}]}',
+     b"\xff\xfe\x00garbage", '{"pairs": [{"smiles": "C\u00e9", "protein": "MKV\u00e9"}]}'.encode()],
+)
+def test_malformed_bodies_are_4xx_never_500(api: Api, body: bytes) -> None:
+    response = _post(api, "/v1/predict", body, key=KEYS[1])
+    assert response.status_code in (400, 422), (body, response.status_code, response.text)
+    assert response.json()["detail"]
+
+
+def test_bodies_over_one_mib_are_413(api: Api) -> None:
+    pair = {"smiles": ASPIRIN, "protein": "M" * 1000}
+    body = json.dumps({"pairs": [pair] * 1100}).encode()
+    assert len(body) > 1024 * 1024
+    response = _post(api, "/v1/predict", body, key=KEYS[1])
+    assert response.status_code == 413
+    streamed = httpx.post(api.url + "/v1/predict", content=iter([body[i : i + 65536] for i in range(0, len(body), 65536)]),
+                          headers={"X-API-Key": KEYS[1], "content-type": "application/json"}, timeout=60)
+    assert streamed.status_code == 413
+    assert _post(api, "/v1/predict", json.dumps({"pairs": [pair] * 10}).encode(), key=KEYS[1]).status_code == 200
+
+
+def test_rate_limit_per_key_is_429_with_retry_after(api: Api) -> None:
+    statuses = [_post(api, "/v1/predict", {"pairs": []}, key=KEYS[2]).status_code for _ in range(LIMIT + 15)]
+    assert set(statuses[:LIMIT]) == {422}
+    assert 429 in statuses[LIMIT:]
+    limited = _post(api, "/v1/predict", {"pairs": []}, key=KEYS[2])
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+    assert _post(api, "/v1/predict", {"pairs": []}, key=KEYS[1]).status_code == 422
+
+
+def test_health_readiness_docs_and_metrics(api: Api, golden_pairs: pd.DataFrame) -> None:
+    assert httpx.get(api.url + "/healthz").json() == {"status": "ok"}
+    ready = httpx.get(api.url + "/readyz").json()
+    assert ready["status"] == "ready" and ready["cache"] == "memory" and ready["model_version"].startswith("checkpoint:")
+    assert "swagger" in httpx.get(api.url + "/docs").text.lower()
+    schema = httpx.get(api.url + "/openapi.json").json()
+    assert {"/v1/predict", "/v1/screen"} <= set(schema["paths"])
+    assert "APIKeyHeader" in schema["components"]["securitySchemes"]
+    before = httpx.get(api.url + "/metrics").text
+    protein = "MKTAYIAKQRQISFVKSHFSRQ" + "A" * 50
+    for _ in range(3):
+        assert _post(api, "/v1/predict", {"pairs": [{"smiles": ASPIRIN, "protein": protein}]}).status_code == 200
+    text = httpx.get(api.url + "/metrics").text
+    ok = {"route": "/v1/predict", "status": "200"}
+    assert metric_value(text, "drugrepo_requests_total", ok) - metric_value(before, "drugrepo_requests_total", ok) == 3
+    hit, miss = ({"result": r, "backend": "memory"} for r in ("hit", "miss"))
+    assert metric_value(text, "drugrepo_target_cache_total", miss) - metric_value(before, "drugrepo_target_cache_total", miss) == 1
+    assert metric_value(text, "drugrepo_target_cache_total", hit) - metric_value(before, "drugrepo_target_cache_total", hit) == 2
+    assert metric_value(text, "drugrepo_request_seconds_count", {"route": "/v1/predict"}) >= 3
+    assert metric_value(text, "drugrepo_model_info", {"version": ready["model_version"]}) == 1
+    assert metric_value(text, "drugrepo_requests_total", {"route": "/v1/predict", "status": "401"}) >= 1
+
+
+def test_request_log_holds_hashed_keys_descriptors_and_scores(api: Api) -> None:
+    protein = "MSTNPKPQRKTKRNTNRRPQDVKFPGG"
+    response = _post(api, "/v1/predict", {"pairs": [{"smiles": ASPIRIN, "protein": protein}]}, key=KEYS[1])
+    score = response.json()["predictions"][0]["score"]
+    deadline = time.monotonic() + 10
+    while True:
+        records = [r for r in read_request_log(api.request_log) if r["protein_length"] == len(protein)]
+        if records or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert len(records) == 1
+    record = records[0]
+    assert record["key_id"] == hashlib.sha256(KEYS[1].encode()).hexdigest()[:12]
+    assert set(DESCRIPTOR_COLUMNS) <= set(record)
+    assert record["mol_weight"] == pytest.approx(180.159, abs=0.01) and record["aromatic_rings"] == 1
+    assert record["score"] == pytest.approx(score)
+    text = "".join(p.read_text() for p in api.request_log.glob("*.jsonl"))
+    assert KEYS[1] not in text and ASPIRIN not in text and protein not in text
