@@ -76,6 +76,9 @@ def attention_png(smiles: str, weights: np.ndarray, size: int = 320) -> bytes:
     if scale > 0:
         centred = centred / scale
     drawer = rdMolDraw2D.MolDraw2DCairo(size, size)
-    SimilarityMaps.GetSimilarityMapFromWeights(mol, centred.tolist(), draw2d=drawer)
+    if mol.GetNumAtoms() < 2:  # RDKit draws no similarity map of a single atom (an ion): draw the atom alone
+        drawer.DrawMolecule(mol)
+    else:
+        SimilarityMaps.GetSimilarityMapFromWeights(mol, centred.tolist(), draw2d=drawer)
     drawer.FinishDrawing()
     return drawer.GetDrawingText()

@@ -34,3 +34,7 @@ def test_attention_has_one_weight_per_atom_and_draws() -> None:
     assert attention_png(SMILES[0], weights[0]).startswith(PNG_MAGIC)
     with pytest.raises(ValueError, match="do not fit"):
         attention_png(SMILES[1], weights[0])
+
+
+def test_attention_of_a_single_atom_molecule_is_the_atom_drawn_alone() -> None:
+    assert attention_png("[Na+]", np.array([1.0])).startswith(PNG_MAGIC)
