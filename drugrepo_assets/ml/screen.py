@@ -8,7 +8,9 @@ target's q_net rows, the BAN's pooled feature before sum-pooling is
 with Gv = vᵀ diag(w) v and Gq = qᵀ diag(m) q (768 × 768), sv, sq the weighted column sums, H and B
 the heads' summed bilinear weights and biases (PERFORMANCE.md). Gv depends on the drug alone and
 Gq on the target alone: each is computed once, and a pair then costs one 768² contraction and the
-MLP, against ~3.2 GFLOP in the reference. The scores are the model's (eval mode), not a proxy.
+MLP, against ~3.2 GFLOP in the reference. The virtual rows' share of Gv, (290 − atoms) · u uᵀ for
+the one virtual row u, contracts to a per-target vector once. The scores are the model's (eval
+mode), not a proxy.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from torch import Tensor
 
 from drugrepo_assets.ml.dataset import MoleculeStore
 from drugrepo_assets.ml.evaluate import sigmoid
-from drugrepo_assets.ml.model import DrugBAN
+from drugrepo_assets.ml.model import DrugBAN, DrugEncoding
+from drugrepo_assets.ml.native import fusion as native_fusion
+from drugrepo_assets.ml.native import fusion_kernel, pack_targets
 
 
 @dataclass
@@ -33,28 +37,35 @@ class TargetTerms:
     gqh: Tensor
     sq: Tensor
 
+    def packed(self) -> Tensor:
+        """``gqh`` in the CPU kernel's tile order (computed once per object, see `native.pack_targets`)."""
+        cached = self.__dict__.get("_packed")
+        if cached is None:
+            cached = self.__dict__["_packed"] = pack_targets(self.gqh)
+        return cached
 
-@dataclass
-class DrugTerms:
-    """Per-drug terms: the weighted Gram matrix ``gv`` [D, K, K] and weighted row sums ``sv`` [D, K]."""
 
-    gv: Tensor
-    sv: Tensor
+DrugTerms = DrugEncoding
+"""A chunk of molecules as the engine holds them: their compact v_net rows (`model.DrugEncoding`)."""
 
 
 class ScreeningEngine:
     """Scores libraries against targets with a DrugBAN model, in drug and target chunks.
 
-    ``drug_chunk`` bounds memory (each drug's Gram matrix is K² floats, 2.4 MB at K = 768);
-    ``target_chunk`` bounds the targets' terms held at once.
+    On CPU the per-drug Gram matrices are contracted with the targets' terms inside a C kernel
+    (`native`), never stored; on CUDA (or without a C compiler) the same identity runs as torch
+    batched matmuls, the drug's Gram matrix (K² floats, 2.4 MB at K = 768) held per chunk.
+    ``drug_chunk`` bounds the molecules encoded at once, ``target_chunk`` the targets' terms held
+    at once (each 2 × K² floats on CPU).
     """
 
     def __init__(
         self,
         model: DrugBAN,
         device: str | torch.device = "cpu",
-        drug_chunk: int = 64,
-        target_chunk: int = 256,
+        drug_chunk: int = 1024,
+        target_chunk: int = 64,
+        native: bool | None = None,
     ) -> None:
         self.model = model.to(device).eval()
         self.device = torch.device(device)
@@ -63,6 +74,15 @@ class ScreeningEngine:
         H, B = self.model.bcn.head_sums()
         self._H = H.detach()
         self._B = B.detach()
+        on_cpu = self.device.type == "cpu"
+        self._kernel = fusion_kernel() if on_cpu and native is not False else None
+        if native and self._kernel is None:
+            raise RuntimeError("the native screening kernel is not available on this device/machine")
+
+    @property
+    def native(self) -> bool:
+        """Whether pairs are scored by the C kernel (CPU) rather than torch matmuls."""
+        return self._kernel is not None
 
     @torch.no_grad()
     def target_terms(self, codes: Tensor) -> TargetTerms:
@@ -78,31 +98,36 @@ class ScreeningEngine:
 
     @torch.no_grad()
     def drug_terms(self, molecules: MoleculeStore, idx: Tensor) -> DrugTerms:
-        """Gv and sv of molecules ``idx`` of a store (one GCN pass for the chunk)."""
-        graphs = molecules.batch(idx).to(self.device)
-        enc = self.model.encode_drugs(graphs)
-        n = graphs.num_nodes
-        width = int(n.max()) + 1
-        pos = torch.arange(width, device=self.device).unsqueeze(0)
-        real = pos < n.unsqueeze(1)
-        index = torch.where(real, enc.offsets[:-1].unsqueeze(1) + pos, torch.full_like(pos, len(enc.rows) - 1))
-        weight = torch.where(real, 1.0, 0.0).to(enc.rows.dtype)
-        weight[torch.arange(len(n), device=self.device), n] = enc.n_virtual.to(enc.rows.dtype)
-        v = enc.rows[index]  # [D, width, K]: atoms, the virtual row, then padding with weight 0
-        vw = v * weight.unsqueeze(2)
-        return DrugTerms(gv=torch.bmm(vw.transpose(1, 2), v), sv=vw.sum(1))
+        """The compact v_net rows of molecules ``idx`` of a store (one GCN pass for the chunk)."""
+        return self.model.encode_drugs(molecules.batch(idx).to(self.device))
 
     @torch.no_grad()
     def pair_logits(self, drugs: DrugTerms, targets: TargetTerms) -> Tensor:
         """Logits [D, T] of every drug against every target from their terms."""
-        gv = drugs.gv.permute(1, 0, 2)  # [K, D, J]
-        gq = targets.gqh.permute(1, 2, 0)  # [K, J, T]
-        fusion = torch.bmm(gv, gq).permute(1, 2, 0)  # [D, T, K]
-        fusion = fusion + self._B * drugs.sv.unsqueeze(1) * targets.sq.unsqueeze(0)
+        u = drugs.virtual_row
+        n_virtual = drugs.n_virtual.to(u.dtype)
+        if self._kernel is not None:
+            fusion = native_fusion(self._kernel, drugs.rows[:-1], drugs.offsets, targets.packed(), torch.get_num_threads())
+        else:
+            fusion = self._torch_fusion(drugs, targets)
+        # the virtual rows' share, n_virtual · u uᵀ in each Gram matrix: one matvec per target
+        virtual = u * (targets.gqh @ u)  # [T, K]
+        fusion = fusion + n_virtual[:, None, None] * virtual.unsqueeze(0)
+        fusion = fusion + self._B * drugs.row_sums.unsqueeze(1) * targets.sq.unsqueeze(0)
         d, t, k = fusion.shape
-        flat = fusion.reshape(d * t, k)
-        logits = self.model.mlp_classifier(self.model.bcn.pool(flat)).squeeze(-1)
+        logits = self.model.mlp_classifier(self.model.bcn.pool(fusion.reshape(d * t, k))).squeeze(-1)
         return logits.reshape(d, t)
+
+    def _torch_fusion(self, drugs: DrugTerms, targets: TargetTerms) -> Tensor:
+        """Σ_j Gv[k, j] · Gqh[t, k, j] over the real atoms' Gram matrices, as batched matmuls [D, T, K]."""
+        n = drugs.offsets.diff()
+        width = int(n.max())
+        pos = torch.arange(width, device=self.device).unsqueeze(0)
+        real = pos < n.unsqueeze(1)
+        index = torch.where(real, drugs.offsets[:-1].unsqueeze(1) + pos, torch.zeros_like(pos))
+        v = drugs.rows[index] * real.unsqueeze(2).to(drugs.rows.dtype)  # [D, width, K], zero padding
+        gv = torch.bmm(v.transpose(1, 2), v).permute(1, 0, 2)  # [K, D, J]
+        return torch.bmm(gv, targets.gqh.permute(1, 2, 0)).permute(1, 2, 0)  # [D, T, K]
 
     def iter_scores(
         self, molecules: MoleculeStore, target_codes: Tensor, progress: Callable[[int], None] | None = None

@@ -12,6 +12,7 @@ import torch
 from drugrepo_assets.data.sources import bundled_root
 from drugrepo_assets.ml.dataset import MoleculeStore, PairData
 from drugrepo_assets.ml.featurize import encode_proteins
+from drugrepo_assets.ml import native
 from drugrepo_assets.ml.model import load_checkpoint
 from drugrepo_assets.ml.predict import predict_logits
 from drugrepo_assets.ml.screen import ScreeningEngine, prepare_library, prepare_targets, rank_table
@@ -27,13 +28,16 @@ def library_and_targets() -> tuple[list[str], list[str]]:
     rows = pd.read_csv(bundled_root() / "bindingdb" / "sample" / "train.csv")
     rng = np.random.default_rng(7)
     smiles = list(rng.choice(rows["SMILES"].unique(), 23, replace=False))
+    big = max(rows["SMILES"].unique(), key=len)  # the largest molecule of the sample: many kernel blocks
     proteins = list(rng.choice(rows["Protein"].unique(), 5, replace=False))
-    return smiles, proteins
+    return ["C", *smiles, big], proteins  # "C": one atom, a Gram matrix of rank one
 
 
-def test_screen_equals_predict_on_every_pair(golden_model, library_and_targets) -> None:
+@pytest.mark.parametrize("native", [True, False], ids=["c-kernel", "torch"])
+def test_screen_equals_predict_on_every_pair(golden_model, library_and_targets, native: bool) -> None:
     smiles, proteins = library_and_targets
-    engine = ScreeningEngine(golden_model, drug_chunk=6, target_chunk=2)
+    engine = ScreeningEngine(golden_model, drug_chunk=6, target_chunk=2, native=native)
+    assert engine.native is native
     matrix = engine.score_matrix(MoleculeStore.from_smiles(smiles), torch.from_numpy(encode_proteins(proteins)))
     pairs = PairData.from_lists([s for s in smiles for _ in proteins], [p for _ in smiles for p in proteins])
     expected = predict_logits(golden_model, pairs).reshape(len(smiles), len(proteins))
@@ -48,6 +52,29 @@ def test_chunking_does_not_change_scores(golden_model, library_and_targets) -> N
     one = ScreeningEngine(golden_model, drug_chunk=1, target_chunk=1).score_matrix(molecules, codes)
     many = ScreeningEngine(golden_model, drug_chunk=64, target_chunk=64).score_matrix(molecules, codes)
     np.testing.assert_allclose(one, many, atol=5e-6, rtol=0)  # float32 rounding of other batch shapes only
+
+
+def test_kernel_is_built_per_source_and_cached(tmp_path: Path) -> None:
+    first = native.build(tmp_path)
+    assert first.exists() and first.parent.parent == tmp_path
+    stamp = first.stat().st_mtime_ns
+    assert native.build(tmp_path) == first and first.stat().st_mtime_ns == stamp  # reused, not rebuilt
+
+
+def test_kernel_contracts_each_drugs_gram_matrix_with_each_target() -> None:
+    """The kernel's output against the definition, in float64, on rows of many sizes (groups of 8 and a rest)."""
+    lib = native.fusion_kernel()
+    assert lib is not None
+    gen = torch.Generator().manual_seed(3)
+    sizes = [1, 2, 7, 40, 3, 95, 11, 8, 30, 290, 5]
+    offsets = torch.tensor([0, *np.cumsum(sizes)])
+    rows = torch.randn(int(offsets[-1]), 768, generator=gen).relu()
+    gqh = torch.randn(3, 768, 768, generator=gen)
+    out = native.fusion(lib, rows, offsets, native.pack_targets(gqh), threads=2)
+    for d in range(len(sizes)):
+        x = rows[offsets[d] : offsets[d + 1]].double()
+        expected = ((x.T @ x).unsqueeze(0) * gqh.double()).sum(-1)
+        torch.testing.assert_close(out[d].double(), expected, rtol=1e-5, atol=1e-5 * float(expected.abs().max()))
 
 
 def test_rank_table_ranks_and_percentiles() -> None:
