@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.drugrepo-installed
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: demo test dev venv postgres docker-constraints
+.PHONY: demo test dev venv postgres redis docker-constraints
 
 venv: $(INSTALLED)
 
@@ -32,12 +32,21 @@ ifeq ($(PG_INITDB),)
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends postgresql
 endif
 
+# redis-server for the API tests that start one (drugrepo_assets_tests/api/servers.py): Debian's package when missing.
+REDIS_SERVER := $(shell command -v redis-server 2>/dev/null)
+
+redis:
+ifeq ($(REDIS_SERVER),)
+	$(SUDO) apt-get update
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends redis-server
+endif
+
 # docker/constraints.txt: the exact versions of .venv, pinned by every image.
 docker-constraints: $(INSTALLED)
 	{ head -n 2 docker/constraints.txt; $(BIN)/pip freeze --exclude-editable | sed -e 's/+cpu$$//'; } > docker/constraints.txt.new
 	mv docker/constraints.txt.new docker/constraints.txt
 
-test: $(INSTALLED) postgres
+test: $(INSTALLED) postgres redis
 	$(BIN)/pytest -q -n 2
 
 dev: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml
