@@ -4,13 +4,15 @@
 variable the package reads itself, with ``DRUGREPO_GPU_IMAGE`` in staging/prod (the image of the GPU
 step pods, see `drugrepo_assets.k8s`). Secrets and URIs of the deployed environments come in through
 `EnvVar`, resolved by Dagster at launch, never at import. The training profile is chosen here too:
-``demo`` (a few epochs on a capped subset) locally and in staging, ``full`` (the paper's) in prod.
+``demo`` (a few epochs on a capped subset) locally and in staging, ``full`` (the paper's) in prod;
+``DRUGREPO_TRAINING_PROFILE`` (``demo``, ``full`` or ``tiny``) overrides it, e.g. ``tiny`` for the
+end-to-end UI test. Locally Slack is used only when ``SLACK_BOT_TOKEN`` is set.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Optional
 
 from dagster import (
     AssetSelection,
@@ -22,13 +24,17 @@ from dagster import (
 )
 
 from drugrepo_assets import checks
+from drugrepo_assets.automation import automation_sensor
 from drugrepo_assets.assets import features, raw, splits, training, validated
 from drugrepo_assets.io_managers import JsonIOManager, ParquetIOManager
 from drugrepo_assets.k8s import executor_for
+from drugrepo_assets.notifications import SlackNotifier, slack_on_materialization, slack_on_run_failure
+from drugrepo_assets.sensors import LandingZone, RetrainPolicy, ingest_job, landing_sensor, retrain_job, retrain_sensor
 from drugrepo_assets.storage import StorageResource
 from drugrepo_assets.resources import (
     DEMO_PROFILE,
     FULL_PROFILE,
+    PROFILES,
     DataSourceResource,
     HpoSettings,
     MlflowTracking,
@@ -38,6 +44,8 @@ from drugrepo_assets.resources import (
 
 ENV_VAR = "DRUGREPO_ENV"
 DEFAULT_ENV = "local"
+PROFILE_VAR = "DRUGREPO_TRAINING_PROFILE"
+SLACK_TOKEN_VAR = "SLACK_BOT_TOKEN"
 
 all_assets = load_assets_from_modules([raw, validated, splits, features, training])
 all_asset_checks = load_asset_checks_from_modules([checks])
@@ -56,8 +64,11 @@ hpo_job = define_asset_job(
 )
 
 
-def _deployed_resources(profile: TrainingProfile) -> dict[str, Any]:
-    """Resources of a deployed environment: everything shared comes from environment variables."""
+def _deployed_resources(profile: TrainingProfile, min_growth: float) -> dict[str, Any]:
+    """Resources of a deployed environment: everything shared comes from environment variables.
+
+    New data lands where `raw_pairs` reads: the landing location is ``DRUGREPO_SOURCE_ROOT``.
+    """
     return {
         "io_manager": ParquetIOManager(base_path=EnvVar("DRUGREPO_STORAGE_URI")),
         "json_io_manager": JsonIOManager(base_path=EnvVar("DRUGREPO_STORAGE_URI")),
@@ -69,6 +80,13 @@ def _deployed_resources(profile: TrainingProfile) -> dict[str, Any]:
             tracking_uri=EnvVar("MLFLOW_TRACKING_URI"), dagster_url=EnvVar("DAGSTER_WEBSERVER_URL")
         ),
         "hpo_settings": HpoSettings(storage_url=EnvVar("DRUGREPO_OPTUNA_STORAGE")),
+        "landing": LandingZone(root=EnvVar("DRUGREPO_SOURCE_ROOT")),
+        "retrain_policy": RetrainPolicy(min_growth=min_growth),
+        "slack": SlackNotifier(
+            token=EnvVar(SLACK_TOKEN_VAR),
+            channel=EnvVar("DRUGREPO_SLACK_CHANNEL"),
+            dagster_url=EnvVar("DAGSTER_WEBSERVER_URL"),
+        ),
     }
 
 
@@ -82,24 +100,36 @@ RESOURCES_BY_ENV: dict[str, dict[str, Any]] = {
         "storage": StorageResource(),
         "mlflow_tracking": MlflowTracking(),
         "hpo_settings": HpoSettings(),
+        "landing": LandingZone(),
+        "retrain_policy": RetrainPolicy(min_growth=0.10),
+        "slack": SlackNotifier(token=EnvVar(SLACK_TOKEN_VAR) if SLACK_TOKEN_VAR in os.environ else None),
     },
-    "staging": _deployed_resources(DEMO_PROFILE),
-    "prod": _deployed_resources(FULL_PROFILE),
+    "staging": _deployed_resources(DEMO_PROFILE, min_growth=0.10),
+    "prod": _deployed_resources(FULL_PROFILE, min_growth=0.20),
 }
 
 
-def build_defs(env: str) -> Definitions:
-    """The code location's definitions for one environment (``local``, ``staging`` or ``prod``)."""
+def build_defs(env: str, profile: Optional[str] = None) -> Definitions:
+    """The code location's definitions for one environment (``local``, ``staging`` or ``prod``).
+
+    ``profile`` names a training profile to use instead of the environment's (``tiny`` in UI tests).
+    """
     if env not in RESOURCES_BY_ENV:
         known = ", ".join(sorted(RESOURCES_BY_ENV))
         raise ValueError(f"{ENV_VAR}={env!r} is not a known environment (known: {known})")
+    resources = dict(RESOURCES_BY_ENV[env])
+    if profile:
+        if profile not in PROFILES:
+            raise ValueError(f"{PROFILE_VAR}={profile!r} is not a training profile (known: {', '.join(PROFILES)})")
+        resources["training_profile"] = PROFILES[profile]
     return Definitions(
         assets=all_assets,
         asset_checks=all_asset_checks,
-        jobs=[materialize_all_job, hpo_job],
-        resources=RESOURCES_BY_ENV[env],
+        jobs=[materialize_all_job, hpo_job, ingest_job, retrain_job],
+        sensors=[landing_sensor, retrain_sensor, automation_sensor, slack_on_materialization, slack_on_run_failure],
+        resources=resources,
         executor=executor_for(env, all_assets, os.environ),
     )
 
 
-defs = build_defs(os.environ.get(ENV_VAR, DEFAULT_ENV))
+defs = build_defs(os.environ.get(ENV_VAR, DEFAULT_ENV), os.environ.get(PROFILE_VAR))

@@ -33,7 +33,7 @@ EXPECTED_CHECKS = {
 }
 EXPECTED_RESOURCES = {
     "io_manager", "json_io_manager", "data_source", "split_settings", "training_profile", "storage",
-    "mlflow_tracking", "hpo_settings",
+    "mlflow_tracking", "hpo_settings", "landing", "retrain_policy", "slack",
 }  # fmt: skip
 PROFILE_BY_ENV = {"local": "demo", "staging": "demo", "prod": "full"}
 

@@ -8,6 +8,7 @@ asset's value is a small Parquet manifest: the ids of its partition and the shar
 import pandas as pd
 from dagster import MetadataValue, Output, asset
 
+from drugrepo_assets.automation import REFRESH
 from drugrepo_assets.ml.feature_store import EnsureResult, FeatureStore
 from drugrepo_assets.partitions import dataset_partitions
 from drugrepo_assets.storage import StorageResource
@@ -32,7 +33,9 @@ def _manifest_output(items: pd.DataFrame, key: str, result: EnsureResult, locati
     )
 
 
-@asset(partitions_def=dataset_partitions, group_name="features", kinds={"rdkit", "numpy"})
+@asset(
+    partitions_def=dataset_partitions, group_name="features", kinds={"rdkit", "numpy"}, automation_condition=REFRESH
+)
 def drug_graphs(validated_pairs: pd.DataFrame, storage: StorageResource) -> Output[pd.DataFrame]:
     """DrugBAN graphs of every unique molecule, featurised only if its ``drug_id`` is not stored yet.
 
@@ -44,7 +47,7 @@ def drug_graphs(validated_pairs: pd.DataFrame, storage: StorageResource) -> Outp
     return _manifest_output(items, "drug_id", result, str(store.dir))
 
 
-@asset(partitions_def=dataset_partitions, group_name="features", kinds={"numpy"})
+@asset(partitions_def=dataset_partitions, group_name="features", kinds={"numpy"}, automation_condition=REFRESH)
 def protein_encodings(validated_pairs: pd.DataFrame, storage: StorageResource) -> Output[pd.DataFrame]:
     """DrugBAN integer codes of every unique protein, encoded only if its ``target_id`` is not stored yet.
 

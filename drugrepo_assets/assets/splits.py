@@ -3,12 +3,13 @@
 import pandas as pd
 from dagster import MetadataValue, Output, asset
 
+from drugrepo_assets.automation import REFRESH
 from drugrepo_assets.data.splits import make_splits
 from drugrepo_assets.partitions import dataset_partitions
 from drugrepo_assets.resources import SplitSettings
 
 
-@asset(partitions_def=dataset_partitions, group_name="splits", kinds={"pandas"})
+@asset(partitions_def=dataset_partitions, group_name="splits", kinds={"pandas"}, automation_condition=REFRESH)
 def dataset_splits(
     validated_pairs: pd.DataFrame,
     rejected_pairs: pd.DataFrame,

@@ -3,6 +3,7 @@
 import pandas as pd
 from dagster import AssetOut, MetadataValue, Output, multi_asset
 
+from drugrepo_assets.automation import REFRESH
 from drugrepo_assets.data.validate import REASON_CODES, validate_pairs
 from drugrepo_assets.partitions import dataset_partitions
 
@@ -12,10 +13,12 @@ from drugrepo_assets.partitions import dataset_partitions
         "validated_pairs": AssetOut(
             description="Valid pairs with canonical SMILES, stable drug/target ids and 0/1 labels.",
             kinds={"pandas"},
+            automation_condition=REFRESH,
         ),
         "rejected_pairs": AssetOut(
             description="Raw rows that failed validation, with a reason code and a readable reason.",
             kinds={"pandas"},
+            automation_condition=REFRESH,
         ),
     },
     partitions_def=dataset_partitions,

@@ -1,0 +1,186 @@
+"""The living pipeline on a real instance: landed files become runs, automation refreshes, growth retrains.
+
+One module-scoped location walks the whole path: a file lands → `landing_sensor` requests one
+`raw_pairs` run (reading the landing folder) → the automation conditions refresh validation, splits
+and features → `retrain_sensor` trains; more data (+30 %) retrains, a little (+2 %) does not.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from dagster import AssetKey, DagsterEventType, EventRecordsFilter, SkipReason, build_sensor_context
+
+from drugrepo_assets.sensors import (
+    LANDING_FILES_TAG,
+    RETRAIN_REASON_TAG,
+    LandingZone,
+    landing_sensor,
+    retrain_sensor,
+)
+from drugrepo_assets_tests.data.rows import real_rows, write_csv
+from drugrepo_assets_tests.living import REFRESHED, Location, location
+
+FIRST_ROWS = 300
+
+
+def _materialized_rows(loc: Location, asset: str, partition: str = "human") -> int:
+    records = loc.instance.fetch_materializations(AssetKey(asset), limit=1).records
+    assert records and records[0].asset_materialization.partition == partition
+    return int(records[0].asset_materialization.metadata["dagster/row_count"].value)
+
+
+def _human_rows(start: int, stop: int) -> list[tuple[str, str, str]]:
+    return real_rows("human/random/train.csv", range(start, stop))
+
+
+@pytest.fixture(scope="module")
+def loc(tmp_path_factory: pytest.TempPathFactory) -> Location:
+    return location(tmp_path_factory.mktemp("living"))
+
+
+def test_a_new_file_requests_one_raw_pairs_run_reading_the_landing_folder(loc: Location) -> None:
+    assert loc.automate() == {}, "the automation sensor's first tick: nothing to refresh yet"
+    landed = write_csv(loc.landing / "human" / "batch1.csv", _human_rows(1, FIRST_ROWS + 1))
+    result = loc.tick(landing_sensor, None)
+    assert len(result.run_requests) == 1
+    request = result.run_requests[0]
+    assert request.partition_key == "human"
+    assert request.run_config == {"resources": {"data_source": {"config": {"root": str(loc.landing)}}}}
+    assert request.tags[LANDING_FILES_TAG] == str(landed)
+    assert json.loads(result.cursor) == {"human/batch1.csv": LandingZone(root=str(loc.landing)).files()["human/batch1.csv"]}
+
+    run = loc.execute(request, "ingest_job")
+    assert run.success
+    assert run.dagster_run.tags[LANDING_FILES_TAG] == str(landed)
+    assert _materialized_rows(loc, "raw_pairs") == FIRST_ROWS
+    loc.landing_cursor = result.cursor
+
+
+def test_the_same_file_again_requests_nothing(loc: Location) -> None:
+    result = loc.tick(landing_sensor, loc.landing_cursor)
+    assert result.run_requests == []
+    assert isinstance(result.skip_reason, SkipReason) and result.skip_reason.skip_message == "no new or changed file"
+    assert result.cursor == loc.landing_cursor
+
+
+def test_automation_refreshes_validation_splits_and_features_but_not_training(loc: Location) -> None:
+    requested = loc.automate()
+    assert requested == {name: {"human"} for name in REFRESHED}
+    assert _materialized_rows(loc, "validated_pairs") + _materialized_rows(loc, "rejected_pairs") == FIRST_ROWS
+    checks = {e.asset_check_evaluation_data.check_name for e in _check_evaluations(loc)}
+    assert {"validated_pairs_expectations", "rows_accounted_for", "splits_disjoint"} <= checks
+    assert loc.automate() == {}
+
+
+def _check_evaluations(loc: Location) -> list:
+    records = loc.instance.get_event_records(
+        EventRecordsFilter(event_type=DagsterEventType.ASSET_CHECK_EVALUATION), limit=100
+    )
+    return [r.event_log_entry.dagster_event for r in records]
+
+
+def test_retrain_sensor_trains_a_partition_without_checkpoint_when_the_policy_says_so(loc: Location) -> None:
+    result = loc.tick(retrain_sensor, None)
+    assert [r.partition_key for r in result.run_requests] == ["human"]
+    request = result.run_requests[0]
+    assert request.tags[RETRAIN_REASON_TAG].startswith("no checkpoint yet")
+    run = loc.execute(request, "retrain_job")
+    assert run.success
+    assert {e.asset_key.to_user_string() for e in run.get_asset_materialization_events()} == {
+        "drugban_checkpoint", "model_evaluation"
+    }  # fmt: skip
+    skipped = loc.tick(retrain_sensor, None)
+    assert skipped.run_requests == []
+    assert "human: checkpoint is newer than validated_pairs" in skipped.skip_reason.skip_message
+
+
+def test_a_changed_file_requests_one_new_run_and_growth_past_the_threshold_retrains(loc: Location) -> None:
+    grown = int(FIRST_ROWS * 1.3)
+    write_csv(loc.landing / "human" / "batch1.csv", _human_rows(1, grown + 1))
+    result = loc.tick(landing_sensor, loc.landing_cursor)
+    assert [r.partition_key for r in result.run_requests] == ["human"]
+    assert loc.execute(result.run_requests[0], "ingest_job").success
+    assert _materialized_rows(loc, "raw_pairs") == grown
+    loc.landing_cursor = result.cursor
+    assert loc.tick(landing_sensor, loc.landing_cursor).run_requests == []
+
+    waiting = loc.tick(retrain_sensor, None)
+    assert waiting.run_requests == []
+    assert "human: checkpoint is newer than validated_pairs" in waiting.skip_reason.skip_message
+    assert loc.automate() == {name: {"human"} for name in REFRESHED}
+    valid_before, valid_now = _validated_row_counts(loc)
+    result = loc.tick(retrain_sensor, None)
+    assert [r.partition_key for r in result.run_requests] == ["human"]
+    growth = (valid_now - valid_before) / valid_before
+    assert growth >= 0.10
+    assert result.run_requests[0].tags[RETRAIN_REASON_TAG] == (
+        f"valid rows {valid_before} → {valid_now} ({growth:+.1%}) vs threshold 10.0%"
+    )
+    assert loc.execute(result.run_requests[0], "retrain_job").success
+
+
+def _validated_row_counts(loc: Location) -> tuple[int, int]:
+    """Valid rows at the last training and now."""
+    records = loc.instance.fetch_materializations(AssetKey("validated_pairs"), limit=2).records
+    now, before = (int(r.asset_materialization.metadata["dagster/row_count"].value) for r in records)
+    return before, now
+
+
+def test_growth_below_the_threshold_does_not_retrain(loc: Location) -> None:
+    write_csv(loc.landing / "human" / "batch2.csv", _human_rows(1000, 1008))
+    result = loc.tick(landing_sensor, loc.landing_cursor)
+    assert [r.partition_key for r in result.run_requests] == ["human"]
+    assert result.run_requests[0].tags[LANDING_FILES_TAG] == str(loc.landing / "human" / "batch2.csv")
+    assert loc.execute(result.run_requests[0], "ingest_job").success
+    loc.landing_cursor = result.cursor
+    assert loc.automate() == {name: {"human"} for name in REFRESHED}
+    skipped = loc.tick(retrain_sensor, None)
+    assert skipped.run_requests == []
+    assert "vs threshold 10.0%" in skipped.skip_reason.skip_message
+
+
+def test_files_outside_a_known_dataset_folder_are_named_and_not_retried(loc: Location) -> None:
+    stray = write_csv(loc.landing / "stray.csv", _human_rows(1, 3))
+    unknown = write_csv(loc.landing / "davis" / "pairs.csv", _human_rows(1, 3))
+    notes = loc.landing / "human" / "notes.txt"
+    notes.write_text("not data\n")
+    result = loc.tick(landing_sensor, loc.landing_cursor)
+    assert result.run_requests == []
+    assert result.skip_reason.skip_message == "; ".join([
+        f"{unknown}: unknown dataset folder 'davis' (known: bindingdb, biosnap, human)",
+        f"{notes}: unsupported file type (expected .csv, .csv.gz, .parquet or .pq)",
+        f"{stray}: not inside a dataset folder (expected <dataset>/<file>)",
+    ])  # fmt: skip
+    again = loc.tick(landing_sensor, result.cursor)
+    assert again.run_requests == [] and again.skip_reason.skip_message == "no new or changed file"
+    for path in (stray, unknown, notes):
+        path.unlink()
+    (loc.landing / "davis").rmdir()
+    loc.landing_cursor = loc.tick(landing_sensor, again.cursor).cursor
+
+
+def test_a_malformed_file_is_ingested_once_and_its_run_fails_naming_the_file(loc: Location) -> None:
+    bad = loc.landing / "biosnap" / "broken.csv"
+    bad.parent.mkdir()
+    bad.write_text("SMILES,Protein\nCCO,MKT\n")
+    result = loc.tick(landing_sensor, loc.landing_cursor)
+    assert [r.partition_key for r in result.run_requests] == ["biosnap"]
+    run = loc.execute(result.run_requests[0], "ingest_job")
+    assert not run.success
+    failure = run.get_step_failure_events()[0].step_failure_data
+    assert f"{bad}: missing column 'Y' (found: SMILES, Protein)" in failure.user_failure_data.description
+    assert loc.tick(landing_sensor, result.cursor).run_requests == []
+
+
+def test_without_a_root_the_landing_folder_is_under_the_instance(tmp_path: Path) -> None:
+    loc = location(tmp_path)
+    write_csv(Path(loc.instance.root_directory) / "landing" / "bindingdb" / "new.csv", _human_rows(1, 5))
+    with_default = {"landing": LandingZone()}
+    with build_sensor_context(instance=loc.instance, resources=with_default) as ctx:
+        result = landing_sensor(ctx)
+    expected_root = str(Path(loc.instance.root_directory) / "landing")
+    assert [r.partition_key for r in result.run_requests] == ["bindingdb"]
+    assert result.run_requests[0].run_config["resources"]["data_source"]["config"] == {"root": expected_root}
