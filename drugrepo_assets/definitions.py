@@ -25,7 +25,7 @@ from dagster import (
 
 from drugrepo_assets import checks
 from drugrepo_assets.automation import automation_sensor
-from drugrepo_assets.assets import features, raw, splits, training, validated
+from drugrepo_assets.assets import features, raw, screening, splits, training, validated
 from drugrepo_assets.io_managers import JsonIOManager, ParquetIOManager
 from drugrepo_assets.k8s import executor_for
 from drugrepo_assets.notifications import SlackNotifier, slack_on_materialization, slack_on_run_failure
@@ -38,6 +38,7 @@ from drugrepo_assets.resources import (
     DataSourceResource,
     HpoSettings,
     MlflowTracking,
+    ScreeningSettings,
     SplitSettings,
     TrainingProfile,
 )
@@ -47,15 +48,29 @@ DEFAULT_ENV = "local"
 PROFILE_VAR = "DRUGREPO_TRAINING_PROFILE"
 SLACK_TOKEN_VAR = "SLACK_BOT_TOKEN"
 
-all_assets = load_assets_from_modules([raw, validated, splits, features, training])
+all_assets = load_assets_from_modules([raw, validated, splits, features, training, screening])
 all_asset_checks = load_asset_checks_from_modules([checks])
 
 HPO = AssetSelection.assets("hpo_study")
+SCREENING = AssetSelection.groups("screening")
+SCREENING_INPUTS = AssetSelection.assets(
+    "screening_library", "screening_library_rejected", "screening_targets", "screening_targets_rejected"
+)
 
 materialize_all_job = define_asset_job(
     "materialize_all_job",
-    selection=AssetSelection.all() - HPO,
-    description="Every asset of the location but the HPO study, with its checks, for one dataset partition.",
+    selection=AssetSelection.all() - HPO - SCREENING,
+    description="Ingest to evaluation, with the checks, for one dataset partition (no HPO study, no screening).",
+)
+screening_inputs_job = define_asset_job(
+    "screening_inputs_job",
+    selection=SCREENING_INPUTS,
+    description="The screening library and targets (from every dataset's features, or the configured files).",
+)
+screening_job = define_asset_job(
+    "screening_job",
+    selection=SCREENING - SCREENING_INPUTS,
+    description="Screen the library against the targets with one dataset's checkpoint; the candidates.",
 )
 hpo_job = define_asset_job(
     "hpo_job",
@@ -80,6 +95,7 @@ def _deployed_resources(profile: TrainingProfile, min_growth: float) -> dict[str
             tracking_uri=EnvVar("MLFLOW_TRACKING_URI"), dagster_url=EnvVar("DAGSTER_WEBSERVER_URL")
         ),
         "hpo_settings": HpoSettings(storage_url=EnvVar("DRUGREPO_OPTUNA_STORAGE")),
+        "screening": ScreeningSettings(shards=8, device="cuda"),
         "landing": LandingZone(root=EnvVar("DRUGREPO_SOURCE_ROOT")),
         "retrain_policy": RetrainPolicy(min_growth=min_growth),
         "slack": SlackNotifier(
@@ -100,6 +116,7 @@ RESOURCES_BY_ENV: dict[str, dict[str, Any]] = {
         "storage": StorageResource(),
         "mlflow_tracking": MlflowTracking(),
         "hpo_settings": HpoSettings(),
+        "screening": ScreeningSettings(),
         "landing": LandingZone(),
         "retrain_policy": RetrainPolicy(min_growth=0.10),
         "slack": SlackNotifier(token=EnvVar(SLACK_TOKEN_VAR) if SLACK_TOKEN_VAR in os.environ else None),
@@ -125,7 +142,7 @@ def build_defs(env: str, profile: Optional[str] = None) -> Definitions:
     return Definitions(
         assets=all_assets,
         asset_checks=all_asset_checks,
-        jobs=[materialize_all_job, hpo_job, ingest_job, retrain_job],
+        jobs=[materialize_all_job, screening_inputs_job, screening_job, hpo_job, ingest_job, retrain_job],
         sensors=[landing_sensor, retrain_sensor, automation_sensor, slack_on_materialization, slack_on_run_failure],
         resources=resources,
         executor=executor_for(env, all_assets, os.environ),

@@ -2,8 +2,10 @@
 
 ``python -m drugrepo_assets.demo`` (what ``make demo`` runs) executes `materialize_all_job` once per
 dataset on the bundled data, training included (the ``demo`` profile unless ``--profile`` names
-another), records the runs in ``$DAGSTER_HOME`` (so ``make dev`` shows them), exits non-zero when a
-run or a check fails, and prints rows per stage, val/test AUROC, checkpoints and MLflow runs.
+another), then the screening stage (`screening_inputs_job` once, `screening_job` per dataset),
+records the runs in ``$DAGSTER_HOME`` (so ``make dev`` shows them), exits non-zero when a run or a
+check fails, and prints rows per stage, val/test AUROC, checkpoints, MLflow runs and the best
+candidate of each target.
 """
 
 import argparse
@@ -15,7 +17,7 @@ from typing import Any, Optional, Sequence
 
 from dagster import DagsterError, DagsterInstance, ExecuteInProcessResult
 
-from drugrepo_assets.definitions import defs, materialize_all_job
+from drugrepo_assets.definitions import defs, materialize_all_job, screening_inputs_job, screening_job
 from drugrepo_assets.partitions import dataset_partitions
 from drugrepo_assets.resources import PROFILES
 
@@ -60,6 +62,80 @@ def run_partition(instance: DagsterInstance, dataset: str, profile: Optional[str
     return report
 
 
+def _failures(result: ExecuteInProcessResult) -> list[str]:
+    """One line per failed step or check of a run."""
+    problems = []
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed:
+            key = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+            problems.append(f"check {key} failed: {evaluation.description or ''}".rstrip(": "))
+    for event in result.get_step_failure_events():
+        data = event.step_failure_data
+        if data.user_failure_data is not None and data.user_failure_data.description:
+            message = data.user_failure_data.description
+        else:
+            message = data.error.message.strip().splitlines()[0] if data.error else "unknown error"
+        problems.append(f"step {event.step_key} failed: {message}")
+    if not result.success and not problems:
+        problems.append("run failed")
+    return problems
+
+
+@dataclass
+class ScreeningReport:
+    """The screening stage's runs: library and targets, then per dataset the pairs and best candidates."""
+
+    seconds: float = 0.0
+    library: int = 0
+    targets: int = 0
+    pairs: dict[str, int] = field(default_factory=dict)
+    best: dict[str, str] = field(default_factory=dict)
+    known: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def run_screening(instance: DagsterInstance, datasets: Sequence[str], max_library: Optional[int] = None) -> ScreeningReport:
+    """Materialise the screening inputs once, then each dataset's scores and candidates."""
+    run_config: dict[str, Any] = dict(_QUIET_CONSOLE)
+    if max_library is not None:
+        run_config["resources"] = {"screening": {"config": {"max_library": max_library}}}
+    report, started = ScreeningReport(), time.perf_counter()
+    inputs = defs.resolve_job_def(screening_inputs_job.name).execute_in_process(
+        run_config=run_config, instance=instance, raise_on_error=False
+    )
+    report.problems += [f"screening inputs: {p}" for p in _failures(inputs)]
+    for event in inputs.get_asset_materialization_events():
+        rows = int(event.materialization.metadata["dagster/row_count"].value)
+        if event.asset_key.to_user_string() == "screening_library":
+            report.library = rows
+        elif event.asset_key.to_user_string() == "screening_targets":
+            report.targets = rows
+    if report.problems:
+        return report
+    job = defs.resolve_job_def(screening_job.name)
+    for dataset in datasets:
+        result = job.execute_in_process(run_config=run_config, instance=instance, partition_key=dataset, raise_on_error=False)
+        report.problems += [f"{dataset}: {p}" for p in _failures(result)]
+        for event in result.get_asset_materialization_events():
+            metadata = {k: v.value for k, v in event.materialization.metadata.items()}
+            if event.asset_key.to_user_string() == "screening_scores":
+                report.pairs[dataset] = int(metadata["dagster/row_count"])
+            elif event.asset_key.to_user_string() == "repurposing_candidates":
+                report.known[dataset] = int(metadata["known_interactions"])
+                report.best[dataset] = str(metadata["top_candidates"])
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def screening_summary(report: ScreeningReport) -> str:
+    """Pairs scored per dataset and the markdown table of each dataset's top candidates."""
+    text = [f"screening: {report.library} molecules × {report.targets} targets per checkpoint ({report.seconds:.1f} s)"]
+    for dataset, pairs in report.pairs.items():
+        text.append(f"  {dataset}: {pairs} pairs scored; known interactions among the candidates: {report.known.get(dataset, 0)}")
+        text += [f"    {line}" for line in report.best.get(dataset, "").splitlines()]
+    return "\n".join(text)
+
+
 def _collect(result: ExecuteInProcessResult, report: PartitionReport) -> None:
     for event in result.get_asset_materialization_events():
         name = event.asset_key.to_user_string()
@@ -76,22 +152,10 @@ def _collect(result: ExecuteInProcessResult, report: PartitionReport) -> None:
             report.mlflow_run = str(metadata["mlflow_run"])
         elif name == "model_evaluation":
             report.test_auroc = float(metadata["test_auroc"])
-    for evaluation in result.get_asset_check_evaluations():
-        if not evaluation.passed:
-            key = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
-            report.problems.append(f"check {key} failed: {evaluation.description or ''}".rstrip(": "))
-    for event in result.get_step_failure_events():
-        data = event.step_failure_data
-        if data.user_failure_data is not None and data.user_failure_data.description:
-            message = data.user_failure_data.description
-        else:
-            message = data.error.message.strip().splitlines()[0] if data.error else "unknown error"
-        report.problems.append(f"step {event.step_key} failed: {message}")
+    report.problems += _failures(result)
     missing = [stage for stage in _STAGES if stage not in report.rows]
     if missing:
         report.problems.append(f"not materialised: {', '.join(missing)}")
-    if not result.success and not report.problems:
-        report.problems.append("run failed")
 
 
 def _auroc(value: Optional[float]) -> str:
@@ -149,6 +213,8 @@ def main(argv: Sequence[str] = ()) -> int:
     parser = argparse.ArgumentParser(prog="python -m drugrepo_assets.demo", description=__doc__)
     parser.add_argument("--profile", choices=sorted(PROFILES), default=None,
                         help="training profile (default: the environment's, demo locally)")
+    parser.add_argument("--max-library", type=int, default=None, metavar="N",
+                        help="screen only the first N library molecules (default: every validated drug)")
     args = parser.parse_args(list(argv))
     started = time.perf_counter()
     try:
@@ -161,15 +227,21 @@ def main(argv: Sequence[str] = ()) -> int:
         for dataset in dataset_partitions.get_partition_keys():
             print(f"materialising {dataset} ...", flush=True)
             reports.append(run_partition(instance, dataset, args.profile))
+        trained = [r.dataset for r in reports if not r.problems]
+        screening = ScreeningReport(problems=["not run: a dataset's run failed"])
+        if len(trained) == len(reports):
+            print("screening ...", flush=True)
+            screening = run_screening(instance, trained, args.max_library)
         home = instance.root_directory
     mlflow_ui = f"mlflow ui --backend-store-uri sqlite:///{Path(home) / 'mlflow' / 'mlflow.db'}  (http://127.0.0.1:5000)"
     print(summary(reports, mlflow_ui))
+    print(screening_summary(screening))
     print(f"  runs recorded in {home} (open them with `make dev`)")
-    problems = [f"{r.dataset}: {p}" for r in reports for p in r.problems]
+    problems = [f"{r.dataset}: {p}" for r in reports for p in r.problems] + [f"screening: {p}" for p in screening.problems]
     for problem in problems:
         print(f"FAILED {problem}", file=sys.stderr)
     verdict = "FAILED" if problems else "all assets materialised, all checks passed"
-    print(f"{len(reports)} runs: {verdict} ({time.perf_counter() - started:.1f} s)")
+    print(f"{len(reports) + 1 + len(screening.pairs)} runs: {verdict} ({time.perf_counter() - started:.1f} s)")
     return 1 if problems else 0
 
 

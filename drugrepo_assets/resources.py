@@ -102,6 +102,25 @@ TINY_PROFILE = TrainingProfile(
 PROFILES: dict[str, TrainingProfile] = {p.name: p for p in (DEMO_PROFILE, FULL_PROFILE, TINY_PROFILE)}
 
 
+class ScreeningSettings(ConfigurableResource):
+    """What the screening stage scores and how it splits the work; one per environment."""
+
+    library: Optional[str] = Field(
+        default=None,
+        description="Library file: CSV with id and SMILES columns, or .smi. None: every validated drug of the datasets.",
+    )
+    targets: Optional[str] = Field(
+        default=None,
+        description="Targets file: FASTA, or CSV with id and sequence. None: the most-studied targets of the datasets.",
+    )
+    default_targets: int = Field(default=4, description="How many targets the default set holds (most known positives first).")
+    max_library: Optional[int] = Field(default=None, description="Cap on library molecules (the first by drug_id); None: all.")
+    shards: int = Field(default=2, ge=1, description="Library shards, each scored by its own op (own GPU pod under k8s).")
+    top_k: int = Field(default=25, ge=1, description="Candidates kept per target in repurposing_candidates.")
+    threads: Optional[int] = Field(default=None, description="torch CPU threads of a shard op (None: torch's default).")
+    device: str = Field(default="auto", description='"auto" (CUDA when present, else CPU), "cpu" or "cuda".')
+
+
 class MlflowTracking(ConfigurableResource):
     """MLflow experiment tracking through `MlflowClient`: one MLflow run per training or trial.
 

@@ -22,7 +22,15 @@ EXPECTED_GROUPS = {
     "drugban_checkpoint": "training",
     "model_evaluation": "training",
     "hpo_study": "training",
+    "screening_library": "screening",
+    "screening_library_rejected": "screening",
+    "screening_targets": "screening",
+    "screening_targets_rejected": "screening",
+    "screening_scores": "screening",
+    "repurposing_candidates": "screening",
 }
+UNPARTITIONED = {"screening_library", "screening_library_rejected", "screening_targets", "screening_targets_rejected"}
+"""The screening inputs are shared by every dataset's checkpoint (the library spans all datasets)."""
 EXPECTED_CHECKS = {
     ("validated_pairs", "validated_pairs_expectations"),
     ("validated_pairs", "rows_accounted_for"),
@@ -33,7 +41,7 @@ EXPECTED_CHECKS = {
 }
 EXPECTED_RESOURCES = {
     "io_manager", "json_io_manager", "data_source", "split_settings", "training_profile", "storage",
-    "mlflow_tracking", "hpo_settings", "landing", "retrain_policy", "slack",
+    "mlflow_tracking", "hpo_settings", "screening", "landing", "retrain_policy", "slack",
 }  # fmt: skip
 PROFILE_BY_ENV = {"local": "demo", "staging": "demo", "prod": "full"}
 
@@ -41,9 +49,11 @@ PROFILE_BY_ENV = {"local": "demo", "staging": "demo", "prod": "full"}
 def test_assets_groups_and_partitions_snapshot() -> None:
     specs = {spec.key.to_user_string(): spec for spec in defs.resolve_all_asset_specs()}
     assert {name: spec.group_name for name, spec in specs.items()} == EXPECTED_GROUPS
-    for spec in specs.values():
-        assert spec.partitions_def is not None
-        assert spec.partitions_def.get_partition_keys() == list(DATASETS)
+    for name, spec in specs.items():
+        if name in UNPARTITIONED:
+            assert spec.partitions_def is None, name
+        else:
+            assert spec.partitions_def is not None and spec.partitions_def.get_partition_keys() == list(DATASETS), name
 
 
 def test_checks_snapshot() -> None:
@@ -59,9 +69,19 @@ def test_materialize_all_job_covers_every_asset_and_check_per_dataset() -> None:
     job = defs.resolve_job_def("materialize_all_job")
     assert job.partitions_def is not None
     assert job.partitions_def.get_partition_keys() == list(DATASETS)
-    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == set(EXPECTED_GROUPS) - {"hpo_study"}
+    screening = {name for name, group in EXPECTED_GROUPS.items() if group == "screening"}
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == set(EXPECTED_GROUPS) - {"hpo_study"} - screening
     check_keys = {AssetCheckKey(AssetKey(asset), name) for asset, name in EXPECTED_CHECKS}
     assert check_keys <= set(job.asset_layer.asset_graph.asset_check_keys)
+
+
+def test_screening_jobs_split_the_shared_inputs_from_the_per_dataset_scores() -> None:
+    inputs = defs.resolve_job_def("screening_inputs_job")
+    assert inputs.partitions_def is None
+    assert {k.to_user_string() for k in inputs.asset_layer.selected_asset_keys} == UNPARTITIONED
+    scores = defs.resolve_job_def("screening_job")
+    assert scores.partitions_def is not None and scores.partitions_def.get_partition_keys() == list(DATASETS)
+    assert {k.to_user_string() for k in scores.asset_layer.selected_asset_keys} == {"screening_scores", "repurposing_candidates"}
 
 
 def test_hpo_job_runs_only_the_study() -> None:
@@ -110,11 +130,7 @@ def test_instance_yaml_files_agree_and_disable_telemetry() -> None:
     workspace = yaml.safe_load((REPO / "workspace.yaml").read_text())
     assert workspace == {
         "load_from": [
-            {
-                "python_module": {
-                    "module_name": "drugrepo_assets.definitions",
-                    "location_name": "drugrepo_assets",
-                }
-            }
+            {"python_module": {"module_name": "drugrepo_assets.definitions", "location_name": "drugrepo_assets"}},
+            {"python_module": {"module_name": "drugrepo_assets.serving.definitions", "location_name": "drugrepo_serving"}},
         ]
     }

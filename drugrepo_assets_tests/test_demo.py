@@ -3,6 +3,8 @@ DAGSTER_HOME (with the tiny profile here; `make demo` uses the demo profile)."""
 
 from pathlib import Path
 
+import pandas as pd
+
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
@@ -14,7 +16,7 @@ def test_demo_materialises_every_dataset_into_the_persistent_instance(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
-    assert demo.main(["--profile", "tiny"]) == 0
+    assert demo.main(["--profile", "tiny", "--max-library", "150"]) == 0
     out = capsys.readouterr().out
     assert "all assets materialised, all checks passed" in out
     lines = out.splitlines()
@@ -35,6 +37,14 @@ def test_demo_materialises_every_dataset_into_the_persistent_instance(
         runs = instance.get_runs(RunsFilter(job_name="materialize_all_job"))
         assert sorted(run.tags["dagster/partition"] for run in runs) == sorted(DATASETS)
         assert {run.status for run in runs} == {DagsterRunStatus.SUCCESS}
+        screened = instance.get_runs(RunsFilter(job_name="screening_job"))
+        assert sorted(run.tags["dagster/partition"] for run in screened) == sorted(DATASETS)
+        assert {run.status for run in screened} == {DagsterRunStatus.SUCCESS}
+    assert "screening: 150 molecules × 4 targets per checkpoint" in out
+    for dataset in DATASETS:
+        assert f"  {dataset}: 600 pairs scored;" in out
+        scores = pd.read_parquet(tmp_path / "storage" / "screening_scores" / f"{dataset}.parquet")
+        assert len(scores) == 600 and scores.groupby("target_id")["rank"].min().tolist() == [1] * 4
 
 
 def test_summary_lists_rows_per_stage_and_shipped_splits() -> None:

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 import pytest
 import yaml
-from dagster import AssetsDefinition, asset
+from dagster import AssetsDefinition, OpDefinition, asset
 from dagster._config import process_config
 from dagster._core.definitions.job_base import InMemoryJob
 from dagster._core.executor.init import InitExecutorContext
@@ -64,7 +64,7 @@ def step_handler(tmp_path: Path) -> Iterator[Any]:
         assert isinstance(instance.run_launcher, K8sRunLauncher)
         config = process_config(
             k8s_job_executor.config_schema.config_type,
-            k8s_executor_config(GPU_IMAGE, ["train_on_gpu"]),
+            k8s_executor_config(GPU_IMAGE, ["train_on_gpu", *gpu_op_names(all_assets)]),
         )
         assert config.success, config.errors
         executor = k8s_job_executor.executor_creation_fn(
@@ -78,16 +78,17 @@ def step_handler(tmp_path: Path) -> Iterator[Any]:
         yield executor._step_handler, instance  # noqa: SLF001
 
 
-def _step_job(handler: Any, instance: Any, op: AssetsDefinition) -> tuple[dict[str, Any], str]:
-    """The Job dagster-k8s would create for ``op``'s step, as the API's JSON, and its namespace."""
+def _step_job(handler: Any, instance: Any, op: AssetsDefinition | OpDefinition, step_key: str = "") -> tuple[dict[str, Any], str]:
+    """The Job dagster-k8s would create for ``op``'s step (``step_key``: its key in a graph), as JSON, and its namespace."""
+    op_def = op.op if isinstance(op, AssetsDefinition) else op
     run = DagsterRun(job_name="materialize_all_job", run_id="0" * 36)
-    step_key = op.op.name
+    step_key = step_key or op_def.name
     context = SimpleNamespace(
         execute_step_args=SimpleNamespace(step_keys_to_execute=[step_key]),
         dagster_run=run,
         instance=instance,
-        step_tags={step_key: op.op.tags},
-        get_step_context=lambda key: SimpleNamespace(step=SimpleNamespace(op_name=key)),
+        step_tags={step_key: op_def.tags},
+        get_step_context=lambda key: SimpleNamespace(step=SimpleNamespace(op_name=op_def.name)),
     )
     container_context = handler._get_container_context(context)  # noqa: SLF001
     job_config = container_context.get_k8s_job_config(None, instance.run_launcher)
@@ -144,6 +145,29 @@ def test_a_cpu_step_is_a_plain_pod_on_the_location_image(step_handler: Any) -> N
     assert "nodeSelector" not in pod and "tolerations" not in pod
     assert "nvidia.com/gpu" not in str(container["resources"])
     assert _env_from(container) == {("configMapRef", "drugrepo-env"), ("secretRef", "drugrepo-secrets")}
+
+
+def _graph_op(asset_name: str, op_name: str) -> OpDefinition:
+    (graph_asset,) = [a for a in all_assets if isinstance(a, AssetsDefinition) and asset_name in {k.path[-1] for k in a.keys}]
+    (op_def,) = [o for o in graph_asset.node_def.iterate_op_defs() if o.name == op_name]
+    return op_def
+
+
+def test_each_screening_shard_step_gets_a_gpu_pod_and_the_merge_a_cpu_pod(step_handler: Any) -> None:
+    shard_job, _ = _step_job(*step_handler, _graph_op("screening_scores", "score_shard"), "screening_scores.score_shard[shard_3]")
+    pod = shard_job["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["image"] == GPU_IMAGE
+    assert container["resources"]["requests"]["nvidia.com/gpu"] == "1"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pod["nodeSelector"] == GPU_NODE_SELECTOR
+    for name in ("library_shards", "merge_scores"):
+        job, _ = _step_job(*step_handler, _graph_op("screening_scores", name), f"screening_scores.{name}")
+        cpu_pod = job["spec"]["template"]["spec"]
+        [cpu] = cpu_pod["containers"]
+        assert cpu["image"] == LOCATION_IMAGE, name
+        assert cpu["resources"] == CPU_STEP_K8S_CONFIG["container_config"]["resources"], name
+        assert "nvidia.com/gpu" not in str(cpu_pod), name
 
 
 def test_gpu_ops_are_found_from_their_tags() -> None:

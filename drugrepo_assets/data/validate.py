@@ -126,6 +126,11 @@ def _smiles_problem(smiles: str) -> str:
     return re.sub(r"\s+", " ", problems[0]).strip() if problems else "RDKit cannot sanitize it"
 
 
+def parse_smiles(smiles: str) -> tuple[str | None, int, str]:
+    """(canonical SMILES or None, heavy-atom count, problem): the validation's verdict on one molecule."""
+    return _parse_smiles(smiles.strip())
+
+
 def canonicalize(smiles: str) -> str | None:
     """RDKit canonical isomeric SMILES of ``smiles`` (surrounding whitespace ignored), None if invalid."""
     canonical, _atoms, _problem = _parse_smiles(smiles.strip())

@@ -16,7 +16,7 @@ mode), not a proxy.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -157,38 +157,49 @@ class ScreeningEngine:
         return out
 
 
+def rank_scores(
+    table: pd.DataFrame, target_order: Mapping[str, int] | None = None, drug_order: Mapping[str, int] | None = None
+) -> pd.DataFrame:
+    """A long table of logits (``target_id``, ``drug_id``, ``logit``, ...) ranked within each target.
+
+    Adds ``score`` (sigmoid), ``rank`` (1 = highest logit of the target; ties share the lowest rank)
+    and ``percentile`` (share of the target's rows scoring at or below, in percent). Rows come out
+    by target (``target_order``, else first appearance), then best first, ties in ``drug_order``
+    (else input order): the same table whatever order the rows came in.
+    """
+    targets = target_order or {t: i for i, t in enumerate(pd.unique(table["target_id"]))}
+    logit = table["logit"].astype(np.float64)
+    by_target = logit.groupby(table["target_id"])
+    ranked = table.assign(
+        score=sigmoid(table["logit"].to_numpy()),
+        rank=by_target.rank(method="min", ascending=False).astype(np.int64),
+        percentile=100.0 * by_target.rank(method="max", ascending=True) / by_target.transform("size"),
+        _t=table["target_id"].map(targets),
+        _neg=-logit,
+        _d=table["drug_id"].map(drug_order) if drug_order is not None else np.arange(len(table)),
+    )
+    ranked = ranked.sort_values(["_t", "_neg", "_d"], kind="stable").drop(columns=["_t", "_neg", "_d"])
+    columns = ["target_id", "drug_id", "smiles", "logit", "score", "rank", "percentile", "checkpoint_id"]
+    return ranked[[c for c in columns if c in ranked] + [c for c in ranked if c not in columns]].reset_index(drop=True)
+
+
 def rank_table(
     logits: np.ndarray, drug_ids: list[str], smiles: list[str], target_ids: list[str], checkpoint_id: str, top: int | None = None
 ) -> pd.DataFrame:
     """Long table of a [drugs, targets] logit matrix: one row per pair, ranked within each target.
 
-    ``rank`` 1 is the highest logit of a target (ties share the lowest rank); ``percentile`` is the
-    share of the library scoring at or below the pair, in percent; ``top`` keeps the best k per target.
+    See `rank_scores`; ``top`` keeps the best k per target.
     """
     n_drugs, n_targets = logits.shape
-    order = np.argsort(-logits, axis=0, kind="stable")  # [D, T]
-    frames = []
-    keep = n_drugs if top is None else min(top, n_drugs)
-    for t in range(n_targets):
-        column = logits[:, t]
-        tie_rank = pd.Series(column).rank(method="min", ascending=False).to_numpy().astype(np.int64)
-        at_or_below = pd.Series(column).rank(method="max", ascending=True).to_numpy()
-        rows = order[:keep, t]
-        frames.append(
-            pd.DataFrame(
-                {
-                    "target_id": target_ids[t],
-                    "drug_id": np.asarray(drug_ids, dtype=object)[rows],
-                    "smiles": np.asarray(smiles, dtype=object)[rows],
-                    "logit": column[rows],
-                    "score": sigmoid(column[rows]),
-                    "rank": tie_rank[rows],
-                    "percentile": 100.0 * at_or_below[rows] / n_drugs,
-                    "checkpoint_id": checkpoint_id,
-                }
-            )
-        )
-    return pd.concat(frames, ignore_index=True)
+    table = pd.DataFrame({
+        "target_id": np.tile(np.asarray(target_ids, dtype=object), n_drugs),
+        "drug_id": np.repeat(np.asarray(drug_ids, dtype=object), n_targets),
+        "smiles": np.repeat(np.asarray(smiles, dtype=object), n_targets),
+        "logit": logits.reshape(-1),
+        "checkpoint_id": checkpoint_id,
+    })
+    ranked = rank_scores(table, target_order={t: i for i, t in enumerate(target_ids)})
+    return ranked if top is None else ranked[ranked.groupby("target_id").cumcount() < top].reset_index(drop=True)
 
 
 @dataclass

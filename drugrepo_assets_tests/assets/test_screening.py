@@ -1,0 +1,157 @@
+"""The screening stage in-process on small real datasets: library and targets, sharded scores, candidates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from dagster import AssetSelection, DagsterInstance, materialize
+
+from drugrepo_assets.definitions import all_asset_checks, all_assets
+from drugrepo_assets.ml.dataset import PairData
+from drugrepo_assets.ml.model import load_checkpoint
+from drugrepo_assets.ml.predict import predict_logits
+from drugrepo_assets.resources import ScreeningSettings
+from drugrepo_assets_tests.assets.training_setup import resources
+from drugrepo_assets_tests.data.rows import real_rows, write_csv
+
+FEATURES = AssetSelection.assets("raw_pairs", "validated_pairs", "rejected_pairs", "drug_graphs", "protein_encodings")
+TRAINING = AssetSelection.assets("dataset_splits", "drugban_checkpoint")
+INPUTS = AssetSelection.assets("screening_library", "screening_library_rejected", "screening_targets", "screening_targets_rejected")
+SCORES = AssetSelection.assets("screening_scores", "repurposing_candidates")
+SOURCES = {"bindingdb": "bindingdb/sample/train.csv", "biosnap": "biosnap/random/test.csv", "human": "human/random/train.csv"}
+
+
+class Screening:
+    """Where the fixture's stages wrote, and how to run the screening stage again."""
+
+    def __init__(self, base: Path, source: Path, instance: DagsterInstance) -> None:
+        self.base, self.source, self.instance = base, source, instance
+
+    def run(self, selection: AssetSelection, settings: ScreeningSettings, partition: str | None = "human") -> Any:
+        result = materialize(
+            [*all_assets, *all_asset_checks], selection=selection, partition_key=partition, instance=self.instance,
+            resources={**resources(self.base, self.source), "screening": settings},
+        )
+        assert result.success
+        return result
+
+    def table(self, name: str, partition: str | None = "human") -> pd.DataFrame:
+        folder = self.base / "storage"
+        return pd.read_parquet(folder / name / f"{partition}.parquet" if partition else folder / f"{name}.parquet")
+
+
+@pytest.fixture(scope="module")
+def screening(tmp_path_factory: pytest.TempPathFactory) -> Screening:
+    """Three small datasets featurised, a tiny checkpoint trained on human, the default library and targets."""
+    base = tmp_path_factory.mktemp("screening")
+    source = base / "source"
+    for dataset, relative in SOURCES.items():
+        write_csv(source / dataset / "pairs.csv", real_rows(relative, range(1, 61 if dataset != "human" else 301)))
+    instance = DagsterInstance.ephemeral()
+    stage = Screening(base, source, instance)
+    for dataset in SOURCES:
+        stage.run(FEATURES, ScreeningSettings(), dataset)
+    stage.run(TRAINING, ScreeningSettings())
+    stage.run(INPUTS, ScreeningSettings(default_targets=3), partition=None)
+    return stage
+
+
+def _scores_with(stage: Screening, shards: int) -> pd.DataFrame:
+    stage.run(SCORES, ScreeningSettings(shards=shards, top_k=1000))
+    return stage.table("screening_scores")
+
+
+def test_default_library_is_every_validated_drug_and_targets_the_most_studied(screening: Screening) -> None:
+    validated = pd.concat(screening.table("validated_pairs", d) for d in SOURCES)
+    library = screening.table("screening_library", None)
+    assert sorted(library["drug_id"]) == sorted(validated["drug_id"].unique())
+    assert (library["drug_id"] == library["feature_id"]).all() and library["shard"].notna().all()
+    targets = screening.table("screening_targets", None)
+    positives = validated[validated["label"] == 1].groupby("target_id").size()
+    expected = positives.reset_index().sort_values([0, "target_id"], ascending=[False, True])["target_id"].head(3)
+    assert targets["target_id"].tolist() == expected.tolist()
+    assert targets["known_positives"].tolist() == positives[expected].tolist()
+    assert screening.table("screening_library_rejected", None).empty
+
+
+def test_shard_count_does_not_change_the_table_and_scores_are_the_models(screening: Screening) -> None:
+    one = _scores_with(screening, shards=1)
+    three = _scores_with(screening, shards=3)
+    library, targets = screening.table("screening_library", None), screening.table("screening_targets", None)
+    assert len(one) == len(library) * len(targets)
+    pd.testing.assert_frame_equal(one.drop(columns=["logit", "score", "percentile"]), three.drop(columns=["logit", "score", "percentile"]))
+    np.testing.assert_allclose(one["logit"], three["logit"], atol=1e-6, rtol=0)
+    np.testing.assert_allclose(one["percentile"], three["percentile"])
+
+    checkpoint = pd.read_json(screening.base / "storage" / "drugban_checkpoint" / "human.json", typ="series")
+    model, _ = load_checkpoint(checkpoint["checkpoint"])
+    sample = one.sample(40, random_state=0)
+    proteins = dict(zip(pd.concat(screening.table("validated_pairs", d) for d in SOURCES)["target_id"],
+                        pd.concat(screening.table("validated_pairs", d) for d in SOURCES)["protein"]))
+    pairs = PairData.from_lists(sample["smiles"].tolist(), [proteins[t] for t in sample["target_id"]])
+    np.testing.assert_allclose(sample["logit"], predict_logits(model, pairs), atol=1e-5, rtol=0)
+
+
+def test_ranks_and_percentiles_within_each_target(screening: Screening) -> None:
+    table = _scores_with(screening, shards=2)
+    for _, rows in table.groupby("target_id", sort=False):
+        logits = rows["logit"].to_numpy()
+        assert (np.diff(logits) <= 0).all()  # best first
+        expected_rank = [int((logits > x).sum()) + 1 for x in logits]
+        assert rows["rank"].tolist() == expected_rank
+        np.testing.assert_allclose(rows["percentile"], [100.0 * (logits <= x).sum() / len(logits) for x in logits])
+        np.testing.assert_allclose(rows["score"], 1 / (1 + np.exp(-logits.astype(np.float64))), rtol=1e-6)
+    assert table["checkpoint_id"].nunique() == 1 and len(table["checkpoint_id"].iloc[0]) == 12
+
+
+def test_candidates_are_the_top_k_with_the_known_pairs_flagged(screening: Screening) -> None:
+    screening.run(SCORES, ScreeningSettings(shards=2, top_k=5))
+    scores, candidates = screening.table("screening_scores"), screening.table("repurposing_candidates")
+    assert candidates.groupby("target_id").size().tolist() == [5] * scores["target_id"].nunique()
+    top = scores.groupby("target_id", sort=False).head(5).reset_index(drop=True)
+    pd.testing.assert_frame_equal(candidates[top.columns], top)
+    screening.run(SCORES, ScreeningSettings(shards=2, top_k=10_000))  # every pair: every known one must be flagged
+    candidates = screening.table("repurposing_candidates")
+    human = screening.table("validated_pairs")
+    known = human[human["target_id"].isin(candidates["target_id"])]
+    flagged = candidates[candidates["known_interaction"]]
+    assert len(flagged) > 0
+    assert set(zip(flagged["drug_id"], flagged["target_id"])) == set(
+        zip(known.loc[known["label"] == 1, "drug_id"], known.loc[known["label"] == 1, "target_id"])
+    )
+    negatives = candidates[candidates["known_label"] == 0]
+    assert set(zip(negatives["drug_id"], negatives["target_id"])) == set(
+        zip(known.loc[known["label"] == 0, "drug_id"], known.loc[known["label"] == 0, "target_id"])
+    ) - set(zip(flagged["drug_id"], flagged["target_id"]))
+
+
+def test_a_users_files_are_screened_and_bad_rows_quarantined(screening: Screening, tmp_path: Path) -> None:
+    library = tmp_path / "library.csv"
+    library.write_text("id,SMILES\naspirin,CC(=O)Oc1ccccc1C(=O)O\nbroken,C1CC\naspirin,CCO\ncaffeine,Cn1cnc2c1c(=O)n(C)c(=O)n2C\n,CCN\n")
+    fasta = tmp_path / "targets.fasta"
+    sequence = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQFEVVHSLAKWKRQTLGQHDFSAGEGLYTHMKALRPDEDRLSPLHSVYVDQWDWERVMGDGERQFSTLKSTVEAIWAGIKATEAAVSEEFGLAPFLPDQIHFVHSQELLSRYPDLDAKGRERAIAKDLGAVFLVGIGGKLSDGHRHDVRAPDYDDWSTPSELGHAGLNGDILVWNPVLEDAFELSSMGIRVDADTLKHALALTGDEDRLELEWHQALLRGEMPQTIGGGIGQSRLTMLLLQLPH"
+    fasta.write_text(f">P1 kinase\n{sequence[:60]}\n{sequence[60:]}\n>bad\nMKJX\n")
+    settings = ScreeningSettings(library=str(library), targets=str(fasta), shards=2, top_k=2)
+    screening.run(INPUTS, settings, partition=None)
+    kept = screening.table("screening_library", None)
+    assert kept["drug_id"].tolist() == ["aspirin", "caffeine"]
+    rejected = screening.table("screening_library_rejected", None)
+    assert rejected[["source_row", "id", "reason"]].values.tolist() == [
+        [3, "broken", "SMILES: SMILES syntax error"],
+        [4, "aspirin", "id: 'aspirin' already used on an earlier row"],
+        [6, "", "id: empty"],
+    ]
+    assert set(rejected["source_file"]) == {str(library)}
+    assert screening.table("screening_targets", None)["target_id"].tolist() == ["P1"]
+    bad = screening.table("screening_targets_rejected", None)
+    assert bad[["source_row", "id", "reason"]].values.tolist() == [
+        [4, "bad", "sequence: letters 'J' outside DrugBAN's 25-letter alphabet"]
+    ]
+    screening.run(SCORES, settings)
+    scores = screening.table("screening_scores")
+    assert sorted(scores["drug_id"]) == ["aspirin", "caffeine"] and set(scores["target_id"]) == {"P1"}
+    assert sorted(scores["rank"]) == [1, 2]
