@@ -35,6 +35,7 @@ from drugrepo_assets.resources import (
     DEMO_PROFILE,
     FULL_PROFILE,
     PROFILES,
+    TINY_PROFILE,
     DataSourceResource,
     HpoSettings,
     MlflowTracking,
@@ -42,6 +43,9 @@ from drugrepo_assets.resources import (
     SplitSettings,
     TrainingProfile,
 )
+
+SMOKE_SCREENING = ScreeningSettings(max_library=200)
+"""Screening settings of smoke tests: 200 molecules × the default targets."""
 
 ENV_VAR = "DRUGREPO_ENV"
 DEFAULT_ENV = "local"
@@ -129,7 +133,8 @@ RESOURCES_BY_ENV: dict[str, dict[str, Any]] = {
 def build_defs(env: str, profile: Optional[str] = None) -> Definitions:
     """The code location's definitions for one environment (``local``, ``staging`` or ``prod``).
 
-    ``profile`` names a training profile to use instead of the environment's (``tiny`` in UI tests).
+    ``profile`` names a training profile to use instead of the environment's (``tiny`` in UI tests);
+    ``tiny`` also screens only `SMOKE_SCREENING`'s capped library, the whole pipeline being a smoke test.
     """
     if env not in RESOURCES_BY_ENV:
         known = ", ".join(sorted(RESOURCES_BY_ENV))
@@ -139,6 +144,8 @@ def build_defs(env: str, profile: Optional[str] = None) -> Definitions:
         if profile not in PROFILES:
             raise ValueError(f"{PROFILE_VAR}={profile!r} is not a training profile (known: {', '.join(PROFILES)})")
         resources["training_profile"] = PROFILES[profile]
+        if profile == TINY_PROFILE.name:
+            resources["screening"] = SMOKE_SCREENING
     return Definitions(
         assets=all_assets,
         asset_checks=all_asset_checks,
