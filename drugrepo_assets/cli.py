@@ -371,7 +371,7 @@ def _add_screen(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--targets", required=True, metavar="FILE")
     parser.add_argument("--out", required=True, metavar="FILE")
     parser.add_argument("--top", type=int, default=None, metavar="K", help="keep the best K per target")
-    parser.add_argument("--batch-size", type=int, default=64, metavar="B", help="molecules per chunk")
+    parser.add_argument("--batch-size", type=int, default=1024, metavar="B", help="molecules encoded per chunk")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
     parser.set_defaults(func=cmd_screen)
