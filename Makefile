@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.drugrepo-installed
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: demo test dev venv postgres redis docker-constraints
+.PHONY: demo test dev venv postgres chromium redis docker-constraints
 
 venv: $(INSTALLED)
 
@@ -41,12 +41,22 @@ ifeq ($(REDIS_SERVER),)
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends redis-server
 endif
 
+# Chromium for the browser test (drugrepo_assets_tests/test_e2e_ui.py, driven by Playwright, which
+# never downloads a browser here): Debian's package when missing.
+CHROMIUM := $(firstword $(shell command -v chromium 2>/dev/null) $(wildcard /usr/bin/chromium))
+
+chromium:
+ifeq ($(CHROMIUM),)
+	$(SUDO) apt-get update
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends chromium
+endif
+
 # docker/constraints.txt: the exact versions of .venv, pinned by every image.
 docker-constraints: $(INSTALLED)
 	{ head -n 2 docker/constraints.txt; $(BIN)/pip freeze --exclude-editable | sed -e 's/+cpu$$//'; } > docker/constraints.txt.new
 	mv docker/constraints.txt.new docker/constraints.txt
 
-test: $(INSTALLED) postgres redis
+test: $(INSTALLED) postgres redis chromium
 	$(BIN)/pytest -q -n 2
 
 dev: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml

@@ -1,9 +1,10 @@
 """Declarative automation: validation, splits and features refresh on their own after new raw data.
 
 `REFRESH` (``AutomationCondition.eager()``) is set on `validated_pairs` / `rejected_pairs`,
-`dataset_splits`, `drug_graphs`, `protein_encodings` and on the blocking checks of validation and
-splits, so that a new `raw_pairs` partition (from `landing_sensor`) flows through validation, its
-gates, the splits and the features in the runs the automation sensor launches. Training is not eager:
+`dataset_splits`, `drug_graphs` and `protein_encodings`, so that a new `raw_pairs` partition (from
+`landing_sensor`) flows through validation, the splits and the features in the runs the automation
+sensor launches. The checks have no condition of their own on purpose: checks without one ride along
+in every run of their asset, so the blocking gates still stop a bad table, and no check-only runs follow. Training is not eager:
 `retrain_sensor` applies an explicit policy. Automation conditions are only evaluated by an
 automation condition sensor, which Dagster creates *stopped*; `automation_sensor` targets every asset
 with a condition and is declared running, so `dagster dev` (daemon included) evaluates them at once.

@@ -18,7 +18,6 @@ import torch
 from dagster import AssetCheckResult, AssetIn, MetadataValue, PreviewWarning, asset_check
 
 from drugrepo_assets.assets.training import load_pairs
-from drugrepo_assets.automation import REFRESH
 from drugrepo_assets.data.validate import PROTEIN_ALPHABET
 from drugrepo_assets.ml.evaluate import binary_metrics
 from drugrepo_assets.ml.model import load_checkpoint
@@ -127,7 +126,6 @@ def split_leaks(splits: pd.DataFrame) -> dict[str, int]:
     blocking=True,
     partitions_def=dataset_partitions,
     description="Great Expectations suite: no nulls, 0/1 labels, amino-acid proteins, unique pairs.",
-    automation_condition=REFRESH,
 )
 def validated_pairs_expectations(validated_pairs: pd.DataFrame) -> AssetCheckResult:
     """Run the GX suite on the valid pairs; downstream splits wait for it and stop if it fails."""
@@ -146,7 +144,6 @@ def validated_pairs_expectations(validated_pairs: pd.DataFrame) -> AssetCheckRes
     partitions_def=dataset_partitions,
     additional_ins={"raw_pairs": AssetIn("raw_pairs"), "rejected_pairs": AssetIn("rejected_pairs")},
     description="Every raw row is either a valid or a rejected pair: raw = valid + rejected.",
-    automation_condition=REFRESH,
 )
 def rows_accounted_for(
     validated_pairs: pd.DataFrame, raw_pairs: pd.DataFrame, rejected_pairs: pd.DataFrame
@@ -169,7 +166,6 @@ def rows_accounted_for(
     blocking=True,
     partitions_def=dataset_partitions,
     description="Splits are disjoint per strategy; cold splits share no drug/target with train.",
-    automation_condition=REFRESH,
 )
 def splits_disjoint(dataset_splits: pd.DataFrame) -> AssetCheckResult:
     """Fail on any pair in two splits of one strategy, or a cold held-out drug/target seen in train."""

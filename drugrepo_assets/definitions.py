@@ -6,7 +6,9 @@ step pods, see `drugrepo_assets.k8s`). Secrets and URIs of the deployed environm
 `EnvVar`, resolved by Dagster at launch, never at import. The training profile is chosen here too:
 ``demo`` (a few epochs on a capped subset) locally and in staging, ``full`` (the paper's) in prod;
 ``DRUGREPO_TRAINING_PROFILE`` (``demo``, ``full`` or ``tiny``) overrides it, e.g. ``tiny`` for the
-end-to-end UI test. Locally Slack is used only when ``SLACK_BOT_TOKEN`` is set.
+end-to-end UI test; ``DRUGREPO_EXECUTOR=in_process`` (local only) runs each run's steps in one
+process instead of a process per step (the UI test: no per-step imports of torch and RDKit). Locally
+Slack is used only when ``SLACK_BOT_TOKEN`` is set.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from dagster import (
     AssetSelection,
     Definitions,
     EnvVar,
+    ExecutorDefinition,
     define_asset_job,
+    in_process_executor,
     load_asset_checks_from_modules,
     load_assets_from_modules,
 )
@@ -50,6 +54,7 @@ SMOKE_SCREENING = ScreeningSettings(max_library=200)
 ENV_VAR = "DRUGREPO_ENV"
 DEFAULT_ENV = "local"
 PROFILE_VAR = "DRUGREPO_TRAINING_PROFILE"
+EXECUTOR_VAR = "DRUGREPO_EXECUTOR"
 SLACK_TOKEN_VAR = "SLACK_BOT_TOKEN"
 
 all_assets = load_assets_from_modules([raw, validated, splits, features, training, screening])
@@ -130,7 +135,16 @@ RESOURCES_BY_ENV: dict[str, dict[str, Any]] = {
 }
 
 
-def build_defs(env: str, profile: Optional[str] = None) -> Definitions:
+def _executor(env: str, executor: Optional[str]) -> ExecutorDefinition:
+    """The environment's executor, or the in-process one when asked for locally."""
+    if not executor:
+        return executor_for(env, all_assets, os.environ)
+    if executor != "in_process" or env != "local":
+        raise ValueError(f"{EXECUTOR_VAR}={executor!r}: only 'in_process', and only with {ENV_VAR}=local")
+    return in_process_executor
+
+
+def build_defs(env: str, profile: Optional[str] = None, executor: Optional[str] = None) -> Definitions:
     """The code location's definitions for one environment (``local``, ``staging`` or ``prod``).
 
     ``profile`` names a training profile to use instead of the environment's (``tiny`` in UI tests);
@@ -152,8 +166,8 @@ def build_defs(env: str, profile: Optional[str] = None) -> Definitions:
         jobs=[materialize_all_job, screening_inputs_job, screening_job, hpo_job, ingest_job, retrain_job],
         sensors=[landing_sensor, retrain_sensor, automation_sensor, slack_on_materialization, slack_on_run_failure],
         resources=resources,
-        executor=executor_for(env, all_assets, os.environ),
+        executor=_executor(env, executor),
     )
 
 
-defs = build_defs(os.environ.get(ENV_VAR, DEFAULT_ENV), os.environ.get(PROFILE_VAR))
+defs = build_defs(os.environ.get(ENV_VAR, DEFAULT_ENV), os.environ.get(PROFILE_VAR), os.environ.get(EXECUTOR_VAR))

@@ -42,7 +42,7 @@ NOTIFY_ASSETS: tuple[str, ...] = ("drugban_checkpoint", "model_evaluation", "scr
 FIGURES: tuple[tuple[str, str], ...] = (("val_auroc", "val AUROC"), ("test_auroc", "test AUROC"), ("test_auprc", "test AUPRC"))
 OBJECT_KEYS: tuple[str, ...] = ("checkpoint", "uri", "path", "table", "pictures")
 """Metadata entries that hold the stored object, in order of preference."""
-CANDIDATE_KEYS: tuple[str, ...] = ("top_candidates", "top_hits", "candidates")
+CANDIDATE_KEYS: tuple[str, ...] = ("top_candidates", "best_per_target")
 MAX_CANDIDATES = 5
 MAX_ERROR_CHARS = 600
 
