@@ -22,7 +22,8 @@ Attention maps are computed only on demand (:meth:`DrugBAN.attention_maps`).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+import warnings
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -114,13 +115,14 @@ class GCNLayer(nn.Module):
         self.res_connection = nn.Linear(in_feats, out_feats)
         self.bn_layer = nn.BatchNorm1d(out_feats)
 
-    def forward(self, h: Tensor, u: Tensor, src: Tensor, dst: Tensor, n_virtual: int) -> tuple[Tensor, Tensor]:
+    def forward(self, h: Tensor, u: Tensor, aggregate: Callable[[Tensor], Tensor], n_virtual: int) -> tuple[Tensor, Tensor]:
         """One layer over real atoms ``h`` [N, C] and the shared virtual row ``u`` [C].
 
-        A real atom sums its in-neighbours (dgllife's edges, its own self-loop among them) plus
-        itself once more (the reference's second self-loop); a virtual node sees only itself.
+        ``aggregate`` (see `neighbourhood_sum`): a real atom sums its in-neighbours (dgllife's
+        edges, its own self-loop among them) plus itself once more (the reference's second
+        self-loop); a virtual node sees only itself.
         """
-        agg = h.index_add(0, dst, h[src])
+        agg = aggregate(h)
         both_agg = torch.cat([agg, u.unsqueeze(0)])
         both = torch.cat([h, u.unsqueeze(0)])
         conv = F.relu(both_agg @ self.graph_conv.weight + self.graph_conv.bias)
@@ -178,10 +180,29 @@ class MolecularGCN(nn.Module):
         w = self.init_transform.weight
         h = graphs.node_feats.to(w.dtype) @ w[:, :-1].T  # real atoms: virtual flag 0
         u = w[:, -1]  # virtual nodes: 74 zeros and a 1
-        src, dst = graphs.edge_index[0], graphs.edge_index[1]
+        aggregate = neighbourhood_sum(graphs.edge_index[0], graphs.edge_index[1], len(h), h.dtype)
         for layer in self.gnn.gnn_layers:
-            h, u = layer(h, u, src, dst, n_virtual)
+            h, u = layer(h, u, aggregate, n_virtual)
         return h, u
+
+
+def neighbourhood_sum(src: Tensor, dst: Tensor, n: int, dtype: torch.dtype) -> Callable[[Tensor], Tensor]:
+    """``h ↦ h + Σ_{edges src→dst} h[src]`` at each dst, for ``n`` nodes.
+
+    Without autograd it is one sparse CSR product (the adjacency is built once per batch and serves
+    every layer), about twice as fast on CPU as the gather + scatter-add used in training, whose
+    gradient is deterministic.
+    """
+    if torch.is_grad_enabled():
+        return lambda h: h.index_add(0, dst, h[src])
+    order = torch.argsort(dst, stable=True)
+    rows = F.pad(torch.bincount(dst, minlength=n).cumsum(0), (1, 0))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        adjacency = torch.sparse_csr_tensor(
+            rows, src[order], torch.ones(len(src), dtype=dtype, device=src.device), (n, n), check_invariants=False
+        )
+    return lambda h: h + adjacency @ h
 
 
 class ProteinCNN(nn.Module):
@@ -295,9 +316,7 @@ class DrugEncoding:
 
     def __post_init__(self) -> None:
         real = self.rows[:-1]
-        seg = torch.repeat_interleave(torch.arange(len(self.n_virtual), device=real.device), self.offsets.diff())
-        sums = torch.zeros(len(self.n_virtual), real.shape[1], dtype=real.dtype, device=real.device)
-        sums.index_add_(0, seg, real)
+        sums = torch.segment_reduce(real, "sum", offsets=self.offsets, axis=0)
         self.row_sums = sums + self.n_virtual.to(real.dtype).unsqueeze(1) * self.rows[-1]
 
     @property
