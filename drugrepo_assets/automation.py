@@ -4,7 +4,8 @@
 `dataset_splits`, `drug_graphs` and `protein_encodings`, so that a new `raw_pairs` partition (from
 `landing_sensor`) flows through validation, the splits and the features in the runs the automation
 sensor launches. The checks have no condition of their own on purpose: checks without one ride along
-in every run of their asset, so the blocking gates still stop a bad table, and no check-only runs follow. Training is not eager:
+in every run of their asset, so the blocking gates still stop a bad table, and no check-only runs
+follow. Training is not eager:
 `retrain_sensor` applies an explicit policy. Automation conditions are only evaluated by an
 automation condition sensor, which Dagster creates *stopped*; `automation_sensor` targets every asset
 with a condition and is declared running, so `dagster dev` (daemon included) evaluates them at once.

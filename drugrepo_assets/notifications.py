@@ -37,9 +37,13 @@ from slack_sdk.web.client import WebClient
 
 from drugrepo_assets.sensors import LANDING_FILES_TAG, PARTITION_TAG
 
-NOTIFY_ASSETS: tuple[str, ...] = ("drugban_checkpoint", "model_evaluation", "screening_scores", "repurposing_candidates")
+NOTIFY_ASSETS: tuple[str, ...] = (
+    "drugban_checkpoint", "model_evaluation", "screening_scores", "repurposing_candidates"
+)  # fmt: skip
 """Assets whose materialisations are announced; screening tables may not exist in every deployment."""
-FIGURES: tuple[tuple[str, str], ...] = (("val_auroc", "val AUROC"), ("test_auroc", "test AUROC"), ("test_auprc", "test AUPRC"))
+FIGURES: tuple[tuple[str, str], ...] = (
+    ("val_auroc", "val AUROC"), ("test_auroc", "test AUROC"), ("test_auprc", "test AUPRC")
+)  # fmt: skip
 OBJECT_KEYS: tuple[str, ...] = ("checkpoint", "uri", "path", "table", "pictures")
 """Metadata entries that hold the stored object, in order of preference."""
 CANDIDATE_KEYS: tuple[str, ...] = ("top_candidates", "best_per_target")
@@ -121,6 +125,8 @@ def _candidate_lines(value: Any) -> list[str]:
     """Up to `MAX_CANDIDATES` lines of a top-candidates entry (table, JSON records or markdown)."""
     if isinstance(value, TableMetadataValue):
         rows: Sequence[Any] = [dict(record.data) for record in value.records]
+    elif hasattr(value, "value"):
+        return _candidate_lines(value.value)
     elif isinstance(value, (list, tuple)):
         rows = value
     elif isinstance(value, dict):
@@ -191,24 +197,46 @@ def slack_on_materialization(context: SensorEvaluationContext, slack: SlackNotif
 
 
 def failure_message(notifier: SlackNotifier, context: RunFailureSensorContext) -> SlackMessage:
-    """The message reporting a failed run: job, partition, step errors and links."""
+    """The message reporting a failed run: job, partition, step errors, links to the failed assets and the run."""
     run = context.dagster_run
     partition = run.tags.get(PARTITION_TAG)
     where = f" for partition `{partition}`" if partition else ""
     message = SlackMessage(f":x: run of *{run.job_name}* failed{where}")
-    errors = [
-        f"`{event.step_key}`: {event.step_failure_data.error.message.strip()}"
-        for event in context.get_step_failure_events()
-        if event.step_failure_data and event.step_failure_data.error
-    ]
+    errors = [f"`{event.step_key}`: {_step_error(event)}" for event in context.get_step_failure_events()]
     text = "\n".join(errors) or (context.failure_event.message or "")
     message.lines.append(text[:MAX_ERROR_CHARS])
-    for key in sorted(run.asset_selection or [], key=lambda k: k.to_user_string()):
+    for key in sorted(_failed_assets(context), key=lambda k: k.to_user_string()):
         message.links[key.to_user_string()] = notifier.asset_url(key, partition)
     message.links["run"] = notifier.run_url(run.run_id)
     for uri in filter(None, run.tags.get(LANDING_FILES_TAG, "").split("\n")):
         message.links[uri.rsplit("/", 1)[-1]] = object_uri(uri)
     return message
+
+
+def _failed_assets(context: RunFailureSensorContext) -> set[AssetKey]:
+    """Asset keys of the failed steps' outputs, read from the run's execution plan."""
+    run = context.dagster_run
+    failed = {event.step_key for event in context.get_step_failure_events()}
+    if not run.execution_plan_snapshot_id:
+        return set(run.asset_selection or [])
+    plan = context.instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+    return {
+        output.properties.asset_key
+        for step in plan.steps
+        if step.key in failed
+        for output in step.outputs
+        if output.properties is not None and output.properties.asset_key is not None
+    }
+
+
+def _step_error(event: Any) -> str:
+    """A failed step's reason: the description of a raised `Failure`, else the error's message."""
+    data = event.step_failure_data
+    if data is None:
+        return event.message or "failed"
+    if data.user_failure_data is not None and data.user_failure_data.description:
+        return data.user_failure_data.description
+    return data.error.message.strip() if data.error else (event.message or "failed")
 
 
 @run_failure_sensor(minimum_interval_seconds=30, default_status=DefaultSensorStatus.RUNNING)

@@ -178,11 +178,13 @@ class RetrainPolicy(ConfigurableResource):
     """When `retrain_sensor` retrains a partition: valid pairs grew by ``min_growth`` since the last training."""
 
     min_growth: float = Field(
-        default=0.10, ge=0.0, description="Relative growth of validated_pairs rows that triggers retraining (0.1 = 10%)."
+        default=0.10,
+        ge=0.0,
+        description="Relative growth of validated_pairs rows that triggers retraining (0.1 = 10%).",
     )
     train_when_missing: bool = Field(
         default=False,
-        description="Also train partitions that have no checkpoint yet (off: the first training is a deliberate launch).",
+        description="Also train partitions without a checkpoint (off: the first training is a deliberate launch).",
     )
 
 
@@ -196,7 +198,9 @@ class RetrainDecision:
     validated_storage_id: Optional[int] = None
 
 
-def _latest(instance: DagsterInstance, asset: str, dataset: str, before: Optional[int] = None) -> Optional[EventLogRecord]:
+def _latest(
+    instance: DagsterInstance, asset: str, dataset: str, before: Optional[int] = None
+) -> Optional[EventLogRecord]:
     records = instance.fetch_materializations(
         AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[dataset], before_storage_id=before), limit=1
     ).records

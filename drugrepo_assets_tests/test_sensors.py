@@ -50,7 +50,8 @@ def test_a_new_file_requests_one_raw_pairs_run_reading_the_landing_folder(loc: L
     assert request.partition_key == "human"
     assert request.run_config == {"resources": {"data_source": {"config": {"root": str(loc.landing)}}}}
     assert request.tags[LANDING_FILES_TAG] == str(landed)
-    assert json.loads(result.cursor) == {"human/batch1.csv": LandingZone(root=str(loc.landing)).files()["human/batch1.csv"]}
+    version = LandingZone(root=str(loc.landing)).files()["human/batch1.csv"]
+    assert json.loads(result.cursor) == {"human/batch1.csv": version}
 
     run = loc.execute(request, "ingest_job")
     assert run.success
