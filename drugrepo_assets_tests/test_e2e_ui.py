@@ -154,7 +154,7 @@ def test_materialize_all_from_the_asset_graph_in_chromium(dagster_dev: str) -> N
             while (missing := _not_done(base)) and time.monotonic() < deadline:
                 failed = graphql(base, FAILED_RUNS)["runsOrError"]["results"]
                 assert not failed, f"failed runs: {failed}"
-                time.sleep(5)
+                time.sleep(2)
             assert not missing, f"not materialised after {MATERIALIZE_TIMEOUT_S}s: {missing}"
             page.set_viewport_size({"width": 1600, "height": 2400})  # the catalog renders only visible rows
             page.goto(f"{base}/assets")
