@@ -21,7 +21,10 @@ from drugrepo_assets.sensors import (
     retrain_sensor,
 )
 from drugrepo_assets_tests.data.rows import real_rows, write_csv
+from drugrepo_assets_tests.data.servers import S3Bucket, moto_endpoint, s3_bucket
 from drugrepo_assets_tests.living import REFRESHED, Location, location
+
+__all__ = ["moto_endpoint", "s3_bucket"]
 
 FIRST_ROWS = 300
 
@@ -185,3 +188,35 @@ def test_without_a_root_the_landing_folder_is_under_the_instance(tmp_path: Path)
     expected_root = str(Path(loc.instance.root_directory) / "landing")
     assert [r.partition_key for r in result.run_requests] == ["bindingdb"]
     assert result.run_requests[0].run_config["resources"]["data_source"]["config"] == {"root": expected_root}
+
+
+def test_an_s3_landing_prefix_is_followed_by_etag_and_ingested_from_s3(s3_bucket: S3Bucket, tmp_path: Path) -> None:
+    loc = location(tmp_path)
+    root = f"s3://{s3_bucket.name}/landing"
+    landing = LandingZone(root=root, s3_endpoint_url=s3_bucket.endpoint_url)
+    csv = write_csv(tmp_path / "pairs.csv", _human_rows(1, 41)).read_bytes()
+    s3_bucket.client.put_object(Bucket=s3_bucket.name, Key="landing/human/pairs.csv", Body=csv)
+    s3_bucket.client.put_object(Bucket=s3_bucket.name, Key="landing/qsar/pairs.csv", Body=csv)
+
+    def tick(cursor: str | None):
+        with build_sensor_context(instance=loc.instance, cursor=cursor, resources={"landing": landing}) as ctx:
+            return landing_sensor(ctx)
+
+    first = tick(None)
+    assert [r.partition_key for r in first.run_requests] == ["human"]
+    request = first.run_requests[0]
+    assert request.run_config == {
+        "resources": {"data_source": {"config": {"root": root, "s3_endpoint_url": s3_bucket.endpoint_url}}}
+    }
+    assert request.tags[LANDING_FILES_TAG] == f"{root}/human/pairs.csv"
+    etag = s3_bucket.client.head_object(Bucket=s3_bucket.name, Key="landing/human/pairs.csv")["ETag"].strip('"')
+    assert json.loads(first.cursor)["human/pairs.csv"] == etag
+    run = loc.execute(request, "ingest_job")
+    assert run.success and _materialized_rows(loc, "raw_pairs") == 40
+
+    assert tick(first.cursor).run_requests == []
+    grown = csv + csv.split(b"\n", 2)[1] + b"\n"
+    s3_bucket.client.put_object(Bucket=s3_bucket.name, Key="landing/human/pairs.csv", Body=grown)
+    changed = tick(first.cursor)
+    assert [r.partition_key for r in changed.run_requests] == ["human"]
+    assert changed.run_requests[0].run_key != request.run_key
