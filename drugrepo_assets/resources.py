@@ -3,6 +3,7 @@ tracking and the Optuna storage (files of file-valued assets: `drugrepo_assets.s
 
 from __future__ import annotations
 
+import fcntl
 import math
 import time
 from contextlib import contextmanager
@@ -162,10 +163,21 @@ class MlflowTracking(ConfigurableResource):
         return f"sqlite:///{folder / 'mlflow.db'}"
 
     def client(self) -> "MlflowClient":
-        """A client of the tracking store."""
+        """A client of the tracking store; the local SQLite store's tables are created by one process at a time.
+
+        Two runs starting together on a fresh instance (a backfill) would otherwise both create
+        MLflow's tables and one fails with "table ... already exists".
+        """
         from mlflow import MlflowClient
 
-        return MlflowClient(tracking_uri=self.resolved_tracking_uri())
+        uri = self.resolved_tracking_uri()
+        if self.tracking_uri or self._home is None:
+            return MlflowClient(tracking_uri=uri)
+        with open(Path(self._home) / "mlflow" / ".create.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            client = MlflowClient(tracking_uri=uri)
+            client.search_experiments(max_results=1)
+        return client
 
     def experiment_id(self, client: "MlflowClient") -> str:
         """Id of the experiment, created on first use (safe when two processes race to create it)."""
