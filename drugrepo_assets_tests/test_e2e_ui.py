@@ -5,8 +5,8 @@ The test starts `dagster dev -m drugrepo_assets.definitions` on a free loopback 
 ``DRUGREPO_EXECUTOR=in_process`` (one process per run, not per step), opens the global
 asset lineage in headless Chromium (Debian's ``/usr/bin/chromium`` through Playwright), clicks
 "Materialize all…", selects all partitions and launches the backfill, then waits until the UI shows
-every asset's partitions materialised (and GraphQL agrees). The screenshot of the final graph is saved
-under ``test-artifacts/``.
+every asset's partitions materialised (and GraphQL agrees); the daemon has ticked the sensors, all
+declared running. Screenshots of the catalog and of the final graph are saved under ``test-artifacts/``.
 """
 
 from __future__ import annotations
@@ -45,6 +45,14 @@ PARTITION_STATS = """
 FAILED_RUNS = """
 { runsOrError(filter: {statuses: [FAILURE]}) { ... on Runs { results { runId jobName tags { key value } } } } }
 """
+SENSORS = """
+{ sensorsOrError(repositorySelector: {repositoryName: "__repository__",
+                                      repositoryLocationName: "drugrepo_assets.definitions"}) {
+  ... on Sensors { results { name sensorState { status ticks(limit: 1) { status } } } } } }
+"""
+EXPECTED_SENSORS = {
+    "automation_sensor", "landing_sensor", "retrain_sensor", "slack_on_materialization", "slack_on_run_failure"
+}  # fmt: skip
 LOCATION_STATUS = """
 { workspaceOrError { ... on Workspace { locationEntries { name loadStatus
   locationOrLoadError { __typename ... on PythonError { message } } } } } }
@@ -167,6 +175,11 @@ def test_materialize_all_from_the_asset_graph_in_chromium(dagster_dev: str) -> N
                 page.wait_for_timeout(2_000)
             page.screenshot(path=str(ARTIFACTS / "catalog.png"), full_page=True)
             assert {n: s for n, s in statuses.items() if not _shown_materialised(s)} == {}
+            sensors = graphql(base, SENSORS)["sensorsOrError"]["results"]
+            assert {s["name"] for s in sensors} == EXPECTED_SENSORS
+            assert {s["name"]: s["sensorState"]["status"] for s in sensors} == dict.fromkeys(EXPECTED_SENSORS, "RUNNING")
+            ticked = {s["name"] for s in sensors if s["sensorState"]["ticks"]}
+            assert {"automation_sensor", "landing_sensor"} <= ticked, ticked
             page.goto(f"{base}/asset-groups")
             page.wait_for_timeout(5_000)
             page.screenshot(path=str(ARTIFACTS / "materialize_all.png"), full_page=True)
