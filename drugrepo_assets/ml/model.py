@@ -90,7 +90,7 @@ class FCNet(nn.Module):
 
     def __init__(self, in_dim: int, out_dim: int, dropout: float) -> None:
         super().__init__()
-        self.main = nn.Sequential(nn.Dropout(dropout), WeightNormLinear(in_dim, out_dim), nn.ReLU())
+        self.main = nn.Sequential(nn.Dropout(dropout), WeightNormLinear(in_dim, out_dim), nn.ReLU(inplace=True))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.main(x)
