@@ -85,6 +85,22 @@ class WeightNormLinear(nn.Module):
         return F.linear(x, self.weight(), self.bias)
 
 
+def fcnet_eval(net: "FCNet", h: Tensor, last: Tensor) -> Tensor:
+    """``net`` in eval mode on the rows of ``h`` then the row ``last``, the bias inside the matrix product.
+
+    The input gets a column of ones and the weight the bias as a column: addmm would first copy
+    the bias into every output row, a full extra pass over v_net's [atoms, 768] output, the
+    largest activation of the drug side.
+    """
+    linear = net.main[1]
+    weight = torch.cat([linear.weight(), linear.bias.unsqueeze(1)], 1)
+    x = h.new_empty(len(h) + 1, h.shape[1] + 1)
+    x[:-1, :-1] = h
+    x[-1, :-1] = last
+    x[:, -1] = 1
+    return (x @ weight.T).relu_()
+
+
 class FCNet(nn.Module):
     """Dropout → weight-normed Linear → ReLU, as the reference's ``FCNet([in, out])``."""
 
@@ -122,12 +138,10 @@ class GCNLayer(nn.Module):
         edges, its own self-loop among them) plus itself once more (the reference's second
         self-loop); a virtual node sees only itself.
         """
-        agg = aggregate(h)
-        both_agg = torch.cat([agg, u.unsqueeze(0)])
-        both = torch.cat([h, u.unsqueeze(0)])
-        conv = F.relu(both_agg @ self.graph_conv.weight + self.graph_conv.bias)
-        out = conv + F.relu(self.res_connection(both))
-        return _batch_norm_with_virtual(out[:-1], out[-1], n_virtual, self.bn_layer)
+        w, b = self.graph_conv.weight, self.graph_conv.bias
+        out = F.relu(aggregate(h) @ w + b) + F.relu(self.res_connection(h))
+        out_u = F.relu(u @ w + b) + F.relu(self.res_connection(u))
+        return _batch_norm_with_virtual(out, out_u, n_virtual, self.bn_layer)
 
 
 def _batch_norm_with_virtual(x: Tensor, v: Tensor, n_virtual: int, bn: nn.BatchNorm1d) -> tuple[Tensor, Tensor]:
@@ -312,12 +326,16 @@ class DrugEncoding:
     rows: Tensor
     offsets: Tensor
     n_virtual: Tensor
-    row_sums: Tensor = field(init=False)
 
-    def __post_init__(self) -> None:
-        real = self.rows[:-1]
-        sums = torch.segment_reduce(real, "sum", offsets=self.offsets, axis=0)
-        self.row_sums = sums + self.n_virtual.to(real.dtype).unsqueeze(1) * self.rows[-1]
+    @property
+    def row_sums(self) -> Tensor:
+        """Each molecule's weighted row sum [B, K] (virtual row counted ``n_virtual`` times); computed once."""
+        sums = self.__dict__.get("_row_sums")
+        if sums is None:
+            real = self.rows[:-1]
+            sums = torch.segment_reduce(real, "sum", offsets=self.offsets, axis=0)
+            sums = self.__dict__["_row_sums"] = sums + self.n_virtual.to(real.dtype).unsqueeze(1) * self.rows[-1]
+        return sums
 
     @property
     def virtual_row(self) -> Tensor:
@@ -420,7 +438,7 @@ class DrugBAN(nn.Module):
         """Compact v_net rows of each molecule (eval mode: dropout is the identity)."""
         n_virtual = self._virtual_counts(graphs)
         h, u = self.drug_extractor(graphs, int(n_virtual.sum()))
-        rows = self.bcn.v_net(torch.cat([h, u.unsqueeze(0)]))
+        rows = fcnet_eval(self.bcn.v_net, h, u)
         offsets = F.pad(torch.cumsum(graphs.num_nodes, 0), (1, 0))
         return DrugEncoding(rows=rows, offsets=offsets, n_virtual=n_virtual)
 

@@ -74,7 +74,7 @@ def fusion_kernel() -> Optional[ctypes.CDLL]:
         log.warning("screening falls back to the torch path: %s", exc)
         return None
     p, i64 = ctypes.c_void_p, ctypes.c_int64
-    lib.drugban_fusion.argtypes = [p, p, i64, i64, p, i64, p, ctypes.c_int]
+    lib.drugban_fusion.argtypes = [p, p, i64, i64, p, i64, p, p, ctypes.c_int]
     lib.drugban_fusion.restype = ctypes.c_int
     return lib
 
@@ -87,16 +87,18 @@ def pack_targets(gqh: Tensor) -> Tensor:
     return tiles.contiguous()
 
 
-def fusion(lib: ctypes.CDLL, rows: Tensor, offsets: Tensor, packed: Tensor, threads: int) -> Tensor:
-    """Σ_j (XᵀX)[k, j] · Gqh[t, k, j] for each drug's rows X = rows[offsets[d]:offsets[d+1]]: [D, T, K]."""
+def fusion(lib: ctypes.CDLL, rows: Tensor, offsets: Tensor, packed: Tensor, threads: int) -> tuple[Tensor, Tensor]:
+    """For each drug's rows X = rows[offsets[d]:offsets[d+1]]: Σ_j (XᵀX)[k, j] · Gqh[t, k, j] [D, T, K] and Σ X [D, K]."""
     rows = rows.float().contiguous()
     offsets = offsets.to(torch.int64).contiguous()
     k = rows.shape[1]
     if k % BS:
         raise ValueError(f"the kernel needs a feature width divisible by {BS}, not {k}")
     n, t = len(offsets) - 1, packed.shape[2]
-    out = torch.empty(n, t, k)
-    rc = lib.drugban_fusion(rows.data_ptr(), offsets.data_ptr(), n, k, packed.data_ptr(), t, out.data_ptr(), threads)
+    out, sums = torch.empty(n, t, k), torch.empty(n, k)
+    rc = lib.drugban_fusion(
+        rows.data_ptr(), offsets.data_ptr(), n, k, packed.data_ptr(), t, out.data_ptr(), sums.data_ptr(), threads
+    )
     if rc != 0:
         raise MemoryError(f"screening kernel failed (code {rc}): out of memory for {n} drugs × {t} targets")
-    return out
+    return out, sums

@@ -107,13 +107,16 @@ class ScreeningEngine:
         u = drugs.virtual_row
         n_virtual = drugs.n_virtual.to(u.dtype)
         if self._kernel is not None:
-            fusion = native_fusion(self._kernel, drugs.rows[:-1], drugs.offsets, targets.packed(), torch.get_num_threads())
+            fusion, real_sums = native_fusion(
+                self._kernel, drugs.rows[:-1], drugs.offsets, targets.packed(), torch.get_num_threads()
+            )
+            row_sums = real_sums + n_virtual.unsqueeze(1) * u
         else:
-            fusion = self._torch_fusion(drugs, targets)
+            fusion, row_sums = self._torch_fusion(drugs, targets), drugs.row_sums
         # the virtual rows' share, n_virtual · u uᵀ in each Gram matrix: one matvec per target
         virtual = u * (targets.gqh @ u)  # [T, K]
-        fusion = fusion + n_virtual[:, None, None] * virtual.unsqueeze(0)
-        fusion = fusion + self._B * drugs.row_sums.unsqueeze(1) * targets.sq.unsqueeze(0)
+        fusion.addcmul_(n_virtual[:, None, None], virtual.unsqueeze(0))
+        fusion.addcmul_(self._B * row_sums.unsqueeze(1), targets.sq.unsqueeze(0))
         d, t, k = fusion.shape
         logits = self.model.mlp_classifier(self.model.bcn.pool(fusion.reshape(d * t, k))).squeeze(-1)
         return logits.reshape(d, t)

@@ -70,9 +70,10 @@ def test_kernel_contracts_each_drugs_gram_matrix_with_each_target() -> None:
     offsets = torch.tensor([0, *np.cumsum(sizes)])
     rows = torch.randn(int(offsets[-1]), 768, generator=gen).relu()
     gqh = torch.randn(3, 768, 768, generator=gen)
-    out = native.fusion(lib, rows, offsets, native.pack_targets(gqh), threads=2)
+    out, sums = native.fusion(lib, rows, offsets, native.pack_targets(gqh), threads=2)
     for d in range(len(sizes)):
         x = rows[offsets[d] : offsets[d + 1]].double()
+        torch.testing.assert_close(sums[d].double(), x.sum(0), rtol=1e-5, atol=1e-4)
         expected = ((x.T @ x).unsqueeze(0) * gqh.double()).sum(-1)
         torch.testing.assert_close(out[d].double(), expected, rtol=1e-5, atol=1e-5 * float(expected.abs().max()))
 

@@ -32,7 +32,7 @@ static void pack(const float *X, int64_t A, int64_t K, float *P) {
 }
 
 static void group(const float *X, const int64_t *offsets, int64_t g, int64_t K, const float *QP,
-                  int64_t T, float *out, float *panels, vf *rowacc) {
+                  int64_t T, float *out, float *sums, float *panels, vf *rowacc) {
     float *P[GROUP];
     int64_t A[GROUP];
     float *pp = panels;
@@ -41,6 +41,12 @@ static void group(const float *X, const int64_t *offsets, int64_t g, int64_t K, 
         P[i] = pp;
         pack(X + offsets[i] * K, A[i], K, pp);
         pp += A[i] * K;
+        float *sum = sums + i * K;
+        for (int64_t j = 0; j < K; j += NV) {
+            vf acc = (vf){0};
+            for (int64_t a = 0; a < A[i]; a++) acc += vload(X + (offsets[i] + a) * K + j);
+            vstore(sum + j, acc);
+        }
     }
     for (int64_t kb = 0; kb < K; kb += BS) {
         memset(rowacc, 0, sizeof(vf) * g * T * BS);
@@ -89,10 +95,11 @@ static void group(const float *X, const int64_t *offsets, int64_t g, int64_t K, 
     }
 }
 
-/* X: every drug's rows [sum A_d, K]; offsets [n+1]; QP: packed target terms (see screen.py's
-   packed_terms): [K/MR][K/NR][T][Q rows, QT rows][MR][NR]; out [n, T, K] (overwritten). */
+/* X: every drug's rows [sum A_d, K]; offsets [n+1]; QP: packed target terms (native.py's
+   pack_targets): [K/MR][K/NR][T][Q rows, QT rows][MR][NR]; out [n, T, K] and sums [n, K], each
+   drug's row sum (overwritten). */
 int drugban_fusion(const float *X, const int64_t *offsets, int64_t n, int64_t K, const float *QP,
-                   int64_t T, float *out, int threads) {
+                   int64_t T, float *out, float *sums, int threads) {
     if (K % BS) return 1;
     int64_t max_rows = 0;
     for (int64_t d = 0; d < n; d++) if (offsets[d + 1] - offsets[d] > max_rows) max_rows = offsets[d + 1] - offsets[d];
@@ -109,7 +116,7 @@ int drugban_fusion(const float *X, const int64_t *offsets, int64_t n, int64_t K,
             #pragma omp for schedule(dynamic, 1)
             for (int64_t d = 0; d < n; d += GROUP) {
                 int64_t g = n - d < GROUP ? n - d : GROUP;
-                group(X, offsets + d, g, K, QP, T, out + d * T * K, panels, rowacc);
+                group(X, offsets + d, g, K, QP, T, out + d * T * K, sums + d * K, panels, rowacc);
             }
         }
         free(rowacc);
