@@ -11,6 +11,7 @@ from drugrepo_assets.resources import (
     DataSourceResource,
     HpoSettings,
     MlflowTracking,
+    ScreeningSettings,
     SplitSettings,
     TrainingProfile,
 )
@@ -46,4 +47,5 @@ def resources(
             artifact_location=None if tracking_uri else str(base / "mlflow-artifacts"),
         ),
         "hpo_settings": HpoSettings(storage_url=f"sqlite:///{base / 'optuna.db'}"),
+        "screening": ScreeningSettings(),
     }

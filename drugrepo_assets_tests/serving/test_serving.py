@@ -30,7 +30,7 @@ from drugrepo_assets_tests.assets.training_setup import resources, small_dataset
 
 NAME = "drugban-human"
 KEY = "serving-test-key"
-TRAINING = AssetSelection.all() - AssetSelection.assets("hpo_study")
+TRAINING = AssetSelection.all() - AssetSelection.assets("hpo_study") - AssetSelection.groups("screening")
 RETRAIN = AssetSelection.assets("drugban_checkpoint", "model_evaluation")
 
 
