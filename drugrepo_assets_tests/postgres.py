@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import Iterator, NamedTuple, Optional
 
 import pytest
+
+from drugrepo_assets_tests.processes import free_port
 
 
 class Postgres(NamedTuple):
@@ -38,12 +39,6 @@ def find_postgres_bin() -> Optional[Path]:
         key=lambda p: [int(x) if x.isdigit() else 0 for x in p.parent.parent.name.split(".")],
     )
     return candidates[-1].parent if candidates else None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _server_user() -> Optional[str]:
@@ -71,7 +66,7 @@ def postgres_server() -> Iterator[Postgres]:
         entry = pwd.getpwnam(user)
         os.chown(folder, entry.pw_uid, entry.pw_gid)
     prefix = ["runuser", "-u", user, "--"] if user else []
-    data, port = folder / "data", _free_port()
+    data, port = folder / "data", free_port()
 
     def run(*args: str) -> None:
         subprocess.run([*prefix, *args], check=True, capture_output=True, text=True, cwd=folder)

@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -28,6 +27,7 @@ import pytest
 from playwright.sync_api import Page, sync_playwright
 
 from drugrepo_assets.data.sources import DATASETS
+from drugrepo_assets_tests.processes import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -63,12 +63,6 @@ LOCATION_STATUS = """
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def graphql(base: str, query: str) -> dict[str, Any]:
     """POST one GraphQL query to the webserver; its ``data``."""
     request = urllib.request.Request(
@@ -102,7 +96,7 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`dagster dev` with the daemon on a free loopback port and a fresh instance; its base URL."""
     home = tmp_path_factory.mktemp("dagster_home")
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("SLACK_BOT_TOKEN", "DRUGREPO_ENV")}
     env |= {"DAGSTER_HOME": str(home), "DRUGREPO_TRAINING_PROFILE": "tiny", "DRUGREPO_EXECUTOR": "in_process",
             "PYTHONUNBUFFERED": "1"}

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,32 +14,9 @@ from typing import Iterator, Optional, Sequence
 import pytest
 import requests
 
+from drugrepo_assets_tests.processes import free_port, stop, wait_until
+
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(process: subprocess.Popen, ready: callable, log: Path, what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"{what} did not start:\n{log.read_text()[-4000:]}", pytrace=False)
-        time.sleep(0.2)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def _http_ok(url: str) -> bool:
@@ -73,10 +48,10 @@ def running_api(folder: Path, args: Sequence[str], env: dict[str, str]) -> Itera
                                    stdout=out, stderr=subprocess.STDOUT, env=environ)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait(process, lambda: _http_ok(f"{url}/readyz"), log, "drugrepo serve")
+        wait_until(process, lambda: _http_ok(f"{url}/readyz"), log, "drugrepo serve")
         yield Api(url, folder / "requests", log)
     finally:
-        _stop(process)
+        stop(process)
 
 
 @contextmanager
@@ -102,10 +77,10 @@ def running_redis(folder: Path) -> Iterator[str]:
             return False
 
     try:
-        _wait(process, ready, log, "redis-server", timeout=30)
+        wait_until(process, ready, log, "redis-server", timeout=30)
         yield url
     finally:
-        _stop(process)
+        stop(process)
 
 
 @contextmanager
@@ -121,10 +96,10 @@ def running_mlflow(folder: Path) -> Iterator[str]:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait(process, lambda: _http_ok(f"{url}/health"), log, "mlflow server")
+        wait_until(process, lambda: _http_ok(f"{url}/health"), log, "mlflow server")
         yield url
     finally:
-        _stop(process)
+        stop(process)
 
 
 def metric_value(text: str, name: str, labels: Optional[dict[str, str]] = None) -> float:

@@ -4,10 +4,6 @@ by a real MLflow server on loopback, and the gates that refuse a broken checkpoi
 import json
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -29,6 +25,7 @@ from drugrepo_assets.ml.model import load_checkpoint, save_checkpoint
 from drugrepo_assets.partitions import dataset_partitions
 from drugrepo_assets.resources import TrainingProfile
 from drugrepo_assets.storage import StorageResource
+from drugrepo_assets_tests.api.servers import running_mlflow
 from drugrepo_assets_tests.assets.training_setup import resources, small_dataset
 
 PROFILE = TrainingProfile(
@@ -40,45 +37,11 @@ GATED = {"drugban_checkpoint_losses_finite", "drugban_checkpoint_reproduces", "m
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real `mlflow server` on loopback with a SQLite store; its base URL once /health answers."""
-    folder = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
-    command = [
-        str(Path(sys.executable).with_name("mlflow")), "server",
-        "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
-        "--default-artifact-root", str(folder / "artifacts"),
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-    ]  # fmt: skip
-    log = open(folder / "server.log", "wb")
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if requests.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not start:\n{(folder / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.5)
+    with running_mlflow(tmp_path_factory.mktemp("mlflow-server")) as url:
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
 
 
 class Stage:

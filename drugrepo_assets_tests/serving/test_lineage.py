@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+
+from drugrepo_assets_tests.processes import free_port, stop, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 ASSET_NODES = """
@@ -23,12 +23,6 @@ LOCATIONS = """
 { workspaceOrError { ... on Workspace { locationEntries { name loadStatus
   locationOrLoadError { __typename ... on PythonError { message } } } } } }
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _graphql(url: str, query: str) -> dict[str, Any]:
@@ -42,7 +36,7 @@ def _graphql(url: str, query: str) -> dict[str, Any]:
 def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`dagster-webserver -w workspace.yaml` on a free loopback port, once both locations have loaded."""
     home = tmp_path_factory.mktemp("dagster_home")
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DRUGREPO_", "DAGSTER_"))} | {"DAGSTER_HOME": str(home)}
     log = open(home / "webserver.log", "wb")
     server = subprocess.Popen(
@@ -50,25 +44,19 @@ def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
+
+    def loaded() -> bool:
+        try:
+            entries = _graphql(url, LOCATIONS)["workspaceOrError"]["locationEntries"]
+        except OSError:
+            return False
+        return len(entries) == 2 and all(e["loadStatus"] == "LOADED" for e in entries)
+
     try:
-        deadline = time.monotonic() + 240
-        while True:
-            try:
-                entries = _graphql(url, LOCATIONS)["workspaceOrError"]["locationEntries"]
-                if len(entries) == 2 and all(e["loadStatus"] == "LOADED" for e in entries):
-                    break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"dagster-webserver did not load both locations:\n{(home / 'webserver.log').read_text()[-3000:]}")
-            time.sleep(1)
+        wait_until(server, loaded, home / "webserver.log", "dagster-webserver with both locations", timeout=240)
         yield url
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server, timeout=30)
         log.close()
 
 
