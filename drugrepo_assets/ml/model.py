@@ -139,7 +139,7 @@ class GCNLayer(nn.Module):
         self-loop); a virtual node sees only itself.
         """
         w, b = self.graph_conv.weight, self.graph_conv.bias
-        out = F.relu(aggregate(h) @ w + b) + F.relu(self.res_connection(h))
+        out = torch.addmm(b, aggregate(h), w).relu_() + self.res_connection(h).relu_()
         out_u = F.relu(u @ w + b) + F.relu(self.res_connection(u))
         return _batch_norm_with_virtual(out, out_u, n_virtual, self.bn_layer)
 
@@ -204,11 +204,13 @@ def neighbourhood_sum(src: Tensor, dst: Tensor, n: int, dtype: torch.dtype) -> C
     """``h ↦ h + Σ_{edges src→dst} h[src]`` at each dst, for ``n`` nodes.
 
     Without autograd it is one sparse CSR product (the adjacency is built once per batch and serves
-    every layer), about twice as fast on CPU as the gather + scatter-add used in training, whose
-    gradient is deterministic.
+    every layer), about twice as fast on CPU as the gather + scatter-add used in training (whose
+    gradient is deterministic).
     """
     if torch.is_grad_enabled():
         return lambda h: h.index_add(0, dst, h[src])
+    nodes = torch.arange(n, device=src.device)
+    src, dst = torch.cat([src, nodes]), torch.cat([dst, nodes])  # the "+ h" as one more self-loop
     order = torch.argsort(dst, stable=True)
     rows = F.pad(torch.bincount(dst, minlength=n).cumsum(0), (1, 0))
     with warnings.catch_warnings():
@@ -216,7 +218,7 @@ def neighbourhood_sum(src: Tensor, dst: Tensor, n: int, dtype: torch.dtype) -> C
         adjacency = torch.sparse_csr_tensor(
             rows, src[order], torch.ones(len(src), dtype=dtype, device=src.device), (n, n), check_invariants=False
         )
-    return lambda h: h + adjacency @ h
+    return lambda h: adjacency @ h
 
 
 class ProteinCNN(nn.Module):
@@ -343,6 +345,21 @@ class DrugEncoding:
         return self.rows[-1]
 
 
+@dataclass
+class DrugEmbedding:
+    """GCN output of a batch of molecules, before v_net (for kernels that apply v_net themselves).
+
+    ``atoms`` [N, C]: the real atoms' rows, molecule ``i`` owning ``offsets[i]:offsets[i+1]``;
+    ``virtual_row`` [K]: v_net's output for the virtual node, which molecule ``i`` has
+    ``n_virtual[i]`` times.
+    """
+
+    atoms: Tensor
+    offsets: Tensor
+    n_virtual: Tensor
+    virtual_row: Tensor
+
+
 def segment_ranges(starts: Tensor, counts: Tensor) -> tuple[Tensor, Tensor]:
     """For segments ``[starts[i], starts[i] + counts[i])``: each element's segment id and index."""
     seg = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
@@ -441,6 +458,13 @@ class DrugBAN(nn.Module):
         rows = fcnet_eval(self.bcn.v_net, h, u)
         offsets = F.pad(torch.cumsum(graphs.num_nodes, 0), (1, 0))
         return DrugEncoding(rows=rows, offsets=offsets, n_virtual=n_virtual)
+
+    def embed_drugs(self, graphs: GraphBatch) -> DrugEmbedding:
+        """The GCN rows of each molecule and v_net's virtual row (eval mode); `encode_drugs` less v_net."""
+        n_virtual = self._virtual_counts(graphs)
+        h, u = self.drug_extractor(graphs, int(n_virtual.sum()))
+        offsets = F.pad(torch.cumsum(graphs.num_nodes, 0), (1, 0))
+        return DrugEmbedding(atoms=h, offsets=offsets, n_virtual=n_virtual, virtual_row=self.bcn.v_net(u.unsqueeze(0))[0])
 
     def encode_proteins(self, codes: Tensor) -> ProteinEncoding:
         """Compacted q_net rows of each protein (eval mode)."""

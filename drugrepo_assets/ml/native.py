@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("kernels") / "screen_fusion.c"
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=gnu11"]
-MR, NR, BS = 8, 32, 96  # must match the #defines of the source
+MR, NR = 8, 32  # must match the #defines of the source
 
 
 def _cpu_signature() -> str:
@@ -74,30 +74,43 @@ def fusion_kernel() -> Optional[ctypes.CDLL]:
         log.warning("screening falls back to the torch path: %s", exc)
         return None
     p, i64 = ctypes.c_void_p, ctypes.c_int64
-    lib.drugban_fusion.argtypes = [p, p, i64, i64, p, i64, p, p, ctypes.c_int]
+    lib.drugban_fusion.argtypes = [p, p, i64, i64, p, i64, p, p, i64, p, p, ctypes.c_int]
     lib.drugban_fusion.restype = ctypes.c_int
     return lib
 
 
-def pack_targets(gqh: Tensor) -> Tensor:
-    """Target terms [T, K, K] in the kernel's tile order: [K/MR, K/NR, T, (Gqh, Gqhᵀ), MR, NR]."""
-    t, k, _ = gqh.shape
-    both = torch.stack([gqh, gqh.transpose(1, 2)], 1).float()  # [T, 2, K, K]
-    tiles = both.reshape(t, 2, k // MR, MR, k // NR, NR).permute(2, 4, 0, 1, 3, 5)
-    return tiles.contiguous()
+def pack_vnet(weight: Tensor, bias: Tensor) -> Tensor:
+    """v_net's Linear (weight [K, C], bias [K]) in the kernel's panel order: [K/NR, C + 1, NR], the bias as row C."""
+    k, c = weight.shape
+    both = torch.cat([weight.T, bias.unsqueeze(0)]).float()  # [C + 1, K]
+    return both.reshape(c + 1, k // NR, NR).permute(1, 0, 2).contiguous()
 
 
-def fusion(lib: ctypes.CDLL, rows: Tensor, offsets: Tensor, packed: Tensor, threads: int) -> tuple[Tensor, Tensor]:
-    """For each drug's rows X = rows[offsets[d]:offsets[d+1]]: Σ_j (XᵀX)[k, j] · Gqh[t, k, j] [D, T, K] and Σ X [D, K]."""
-    rows = rows.float().contiguous()
+def pack_targets(gq: Tensor) -> Tensor:
+    """Targets' Gram matrices [T, K, K] in the kernel's tile order: [K/MR, K/NR, T, MR, NR]."""
+    t, k, _ = gq.shape
+    return gq.float().reshape(t, k // MR, MR, k // NR, NR).permute(1, 3, 0, 2, 4).contiguous()
+
+
+def fusion(
+    lib: ctypes.CDLL, atoms: Tensor, offsets: Tensor, vnet: Tensor, targets: Tensor, heads: Tensor, threads: int
+) -> tuple[Tensor, Tensor]:
+    """For each drug's v_net rows X = relu(atoms[offsets[d]:offsets[d+1]] Wᵀ + b) (``vnet`` from `pack_vnet`)
+    and each target's symmetric Gq (``targets`` from `pack_targets`): Σ_j (XᵀX)[k, j] · Gq[t, k, j] · H[j]
+    [D, T, K] (``heads`` = H [K]), and Σ X [D, K]."""
+    atoms = atoms.float().contiguous()
     offsets = offsets.to(torch.int64).contiguous()
-    k = rows.shape[1]
-    if k % BS:
-        raise ValueError(f"the kernel needs a feature width divisible by {BS}, not {k}")
-    n, t = len(offsets) - 1, packed.shape[2]
+    heads = heads.float().contiguous()
+    k, c = vnet.shape[0] * vnet.shape[2], atoms.shape[1]
+    if k % NR:
+        raise ValueError(f"the kernel needs a feature width divisible by {NR}, not {k}")
+    if vnet.shape[1] != c + 1:
+        raise ValueError(f"v_net takes {vnet.shape[1] - 1} features, the atoms have {c}")
+    n, t = len(offsets) - 1, targets.shape[2]
     out, sums = torch.empty(n, t, k), torch.empty(n, k)
     rc = lib.drugban_fusion(
-        rows.data_ptr(), offsets.data_ptr(), n, k, packed.data_ptr(), t, out.data_ptr(), sums.data_ptr(), threads
+        atoms.data_ptr(), offsets.data_ptr(), n, c, vnet.data_ptr(), k, targets.data_ptr(), heads.data_ptr(), t,
+        out.data_ptr(), sums.data_ptr(), threads,
     )
     if rc != 0:
         raise MemoryError(f"screening kernel failed (code {rc}): out of memory for {n} drugs × {t} targets")

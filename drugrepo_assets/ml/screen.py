@@ -16,7 +16,7 @@ mode), not a proxy.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator, Mapping
+from typing import Callable, Iterator, Mapping, Union
 
 import numpy as np
 import pandas as pd
@@ -25,28 +25,29 @@ from torch import Tensor
 
 from drugrepo_assets.ml.dataset import MoleculeStore
 from drugrepo_assets.ml.evaluate import sigmoid
-from drugrepo_assets.ml.model import DrugBAN, DrugEncoding
+from drugrepo_assets.ml.model import DrugBAN, DrugEmbedding, DrugEncoding
 from drugrepo_assets.ml.native import fusion as native_fusion
-from drugrepo_assets.ml.native import fusion_kernel, pack_targets
+from drugrepo_assets.ml.native import fusion_kernel, pack_targets, pack_vnet
 
 
 @dataclass
 class TargetTerms:
-    """Per-target terms: ``gqh`` = Gq ⊙ H (H along the second axis) [T, K, K] and ``sq`` [T, K]."""
+    """Per-target terms: the Gram matrices ``gq`` = Gq [T, K, K] (symmetric) and ``sq`` [T, K]."""
 
-    gqh: Tensor
+    gq: Tensor
     sq: Tensor
 
     def packed(self) -> Tensor:
-        """``gqh`` in the CPU kernel's tile order (computed once per object, see `native.pack_targets`)."""
+        """``gq`` in the CPU kernel's tile order (computed once per object, see `native.pack_targets`)."""
         cached = self.__dict__.get("_packed")
         if cached is None:
-            cached = self.__dict__["_packed"] = pack_targets(self.gqh)
+            cached = self.__dict__["_packed"] = pack_targets(self.gq)
         return cached
 
 
-DrugTerms = DrugEncoding
-"""A chunk of molecules as the engine holds them: their compact v_net rows (`model.DrugEncoding`)."""
+DrugTerms = Union[DrugEmbedding, DrugEncoding]
+"""A chunk of molecules as the engine holds them: GCN rows for the C kernel, which applies v_net
+itself (`model.DrugEmbedding`), or compact v_net rows for the torch path (`model.DrugEncoding`)."""
 
 
 class ScreeningEngine:
@@ -78,6 +79,9 @@ class ScreeningEngine:
         self._kernel = fusion_kernel() if on_cpu and native is not False else None
         if native and self._kernel is None:
             raise RuntimeError("the native screening kernel is not available on this device/machine")
+        if self._kernel is not None:
+            linear = self.model.bcn.v_net.main[1]
+            self._vnet = pack_vnet(linear.weight().detach(), linear.bias.detach())
 
     @property
     def native(self) -> bool:
@@ -86,35 +90,36 @@ class ScreeningEngine:
 
     @torch.no_grad()
     def target_terms(self, codes: Tensor) -> TargetTerms:
-        """Gq ⊙ H and sq of each target (protein codes [T, L])."""
+        """Gq and sq of each target (protein codes [T, L])."""
         enc = self.model.encode_proteins(codes.to(self.device))
-        gqh, sq = [], []
+        gq, sq = [], []
         for p in range(len(enc)):
             q, m = enc.protein(p)
             qm = q * m.unsqueeze(1)
-            gqh.append((q.T @ qm) * self._H)
+            gq.append(q.T @ qm)
             sq.append(qm.sum(0))
-        return TargetTerms(gqh=torch.stack(gqh), sq=torch.stack(sq))
+        return TargetTerms(gq=torch.stack(gq), sq=torch.stack(sq))
 
     @torch.no_grad()
     def drug_terms(self, molecules: MoleculeStore, idx: Tensor) -> DrugTerms:
-        """The compact v_net rows of molecules ``idx`` of a store (one GCN pass for the chunk)."""
-        return self.model.encode_drugs(molecules.batch(idx).to(self.device))
+        """The terms of molecules ``idx`` of a store (one GCN pass for the chunk; v_net too on the torch path)."""
+        graphs = molecules.batch(idx).to(self.device)
+        return self.model.embed_drugs(graphs) if self._kernel is not None else self.model.encode_drugs(graphs)
 
     @torch.no_grad()
     def pair_logits(self, drugs: DrugTerms, targets: TargetTerms) -> Tensor:
         """Logits [D, T] of every drug against every target from their terms."""
         u = drugs.virtual_row
         n_virtual = drugs.n_virtual.to(u.dtype)
-        if self._kernel is not None:
+        if isinstance(drugs, DrugEmbedding):
             fusion, real_sums = native_fusion(
-                self._kernel, drugs.rows[:-1], drugs.offsets, targets.packed(), torch.get_num_threads()
+                self._kernel, drugs.atoms, drugs.offsets, self._vnet, targets.packed(), self._H, torch.get_num_threads()
             )
             row_sums = real_sums + n_virtual.unsqueeze(1) * u
         else:
             fusion, row_sums = self._torch_fusion(drugs, targets), drugs.row_sums
         # the virtual rows' share, n_virtual · u uᵀ in each Gram matrix: one matvec per target
-        virtual = u * (targets.gqh @ u)  # [T, K]
+        virtual = u * (targets.gq @ (self._H * u))  # [T, K]
         fusion.addcmul_(n_virtual[:, None, None], virtual.unsqueeze(0))
         fusion.addcmul_(self._B * row_sums.unsqueeze(1), targets.sq.unsqueeze(0))
         d, t, k = fusion.shape
@@ -122,7 +127,7 @@ class ScreeningEngine:
         return logits.reshape(d, t)
 
     def _torch_fusion(self, drugs: DrugTerms, targets: TargetTerms) -> Tensor:
-        """Σ_j Gv[k, j] · Gqh[t, k, j] over the real atoms' Gram matrices, as batched matmuls [D, T, K]."""
+        """Σ_j Gv[k, j] · Gq[t, k, j] · H[j] over the real atoms' Gram matrices, as batched matmuls [D, T, K]."""
         n = drugs.offsets.diff()
         width = int(n.max())
         pos = torch.arange(width, device=self.device).unsqueeze(0)
@@ -130,7 +135,8 @@ class ScreeningEngine:
         index = torch.where(real, drugs.offsets[:-1].unsqueeze(1) + pos, torch.zeros_like(pos))
         v = drugs.rows[index] * real.unsqueeze(2).to(drugs.rows.dtype)  # [D, width, K], zero padding
         gv = torch.bmm(v.transpose(1, 2), v).permute(1, 0, 2)  # [K, D, J]
-        return torch.bmm(gv, targets.gqh.permute(1, 2, 0)).permute(1, 2, 0)  # [D, T, K]
+        gqh = targets.gq * self._H  # Gq ⊙ H, H along the second axis
+        return torch.bmm(gv, gqh.permute(1, 2, 0)).permute(1, 2, 0)  # [D, T, K]
 
     def iter_scores(
         self, molecules: MoleculeStore, target_codes: Tensor, progress: Callable[[int], None] | None = None

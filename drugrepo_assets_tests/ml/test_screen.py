@@ -62,19 +62,23 @@ def test_kernel_is_built_per_source_and_cached(tmp_path: Path) -> None:
 
 
 def test_kernel_contracts_each_drugs_gram_matrix_with_each_target() -> None:
-    """The kernel's output against the definition, in float64, on rows of many sizes (groups of 8 and a rest)."""
+    """The kernel's output against the definition, in float64, on drugs of many sizes (groups of 8 and a rest)."""
     lib = native.fusion_kernel()
     assert lib is not None
     gen = torch.Generator().manual_seed(3)
     sizes = [1, 2, 7, 40, 3, 95, 11, 8, 30, 290, 5]
     offsets = torch.tensor([0, *np.cumsum(sizes)])
-    rows = torch.randn(int(offsets[-1]), 768, generator=gen).relu()
-    gqh = torch.randn(3, 768, 768, generator=gen)
-    out, sums = native.fusion(lib, rows, offsets, native.pack_targets(gqh), threads=2)
+    atoms = torch.randn(int(offsets[-1]), 128, generator=gen)
+    weight, bias = torch.randn(768, 128, generator=gen) / 10, torch.randn(768, generator=gen) / 10
+    q = torch.randn(3, 200, 768, generator=gen)
+    gq, heads = q.transpose(1, 2) @ q, torch.randn(768, generator=gen)
+    packed = native.pack_targets(gq)
+    out, sums = native.fusion(lib, atoms, offsets, native.pack_vnet(weight, bias), packed, heads, threads=2)
     for d in range(len(sizes)):
-        x = rows[offsets[d] : offsets[d + 1]].double()
+        x = (atoms[offsets[d] : offsets[d + 1]].double() @ weight.double().T + bias.double()).relu()
+        assert 0.2 < float((x > 0).double().mean()) < 0.8  # ReLU cuts a real share of the entries
         torch.testing.assert_close(sums[d].double(), x.sum(0), rtol=1e-5, atol=1e-4)
-        expected = ((x.T @ x).unsqueeze(0) * gqh.double()).sum(-1)
+        expected = ((x.T @ x).unsqueeze(0) * gq.double() * heads.double()).sum(-1)
         torch.testing.assert_close(out[d].double(), expected, rtol=1e-5, atol=1e-5 * float(expected.abs().max()))
 
 
