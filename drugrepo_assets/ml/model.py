@@ -316,6 +316,41 @@ class MLPDecoder(nn.Module):
         return self.fc4(x)
 
 
+def _fold_batch_norm(bn: nn.BatchNorm1d, linear: nn.Linear) -> tuple[Tensor, Tensor]:
+    """Weight and bias of ``linear ∘ bn`` in eval mode, one affine map: bn(x) = x · a + c."""
+    a = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    c = bn.bias - bn.running_mean * a
+    return linear.weight * a, linear.bias + linear.weight @ c
+
+
+class EvalHead:
+    """Eval-mode pooling, BatchNorms and MLP (`BANLayer.pool` then `MLPDecoder`) as four Linear maps.
+
+    Each BatchNorm is folded into the Linear after it, so scoring many pairs spends no pass on
+    BatchNorm or bias copies; the same function as ``mlp(bcn.pool(fusion))`` in eval mode, up to
+    float32 rounding. Built from the weights as they are now: rebuild after training.
+    """
+
+    @torch.no_grad()
+    def __init__(self, bcn: "BANLayer", mlp: MLPDecoder) -> None:
+        self.k = bcn.k
+        self.layers = [
+            _fold_batch_norm(bcn.bn, mlp.fc1),
+            _fold_batch_norm(mlp.bn1, mlp.fc2),
+            _fold_batch_norm(mlp.bn2, mlp.fc3),
+            _fold_batch_norm(mlp.bn3, mlp.fc4),
+        ]
+
+    def __call__(self, fusion: Tensor) -> Tensor:
+        """Logits [N] of fused features [N, K]."""
+        x = fusion.reshape(len(fusion), -1, self.k).sum(-1)
+        for i, (weight, bias) in enumerate(self.layers):
+            x = torch.addmm(bias, x, weight.T)
+            if i < len(self.layers) - 1:
+                x.relu_()
+        return x.squeeze(-1)
+
+
 @dataclass
 class DrugEncoding:
     """v_net rows of a batch of molecules in compact form.

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from drugrepo_assets.ml.dataset import MoleculeStore
 from drugrepo_assets.ml.evaluate import sigmoid
-from drugrepo_assets.ml.model import DrugBAN, DrugEmbedding, DrugEncoding
+from drugrepo_assets.ml.model import DrugBAN, DrugEmbedding, DrugEncoding, EvalHead
 from drugrepo_assets.ml.native import fusion as native_fusion
 from drugrepo_assets.ml.native import fusion_kernel, pack_targets, pack_vnet
 
@@ -75,6 +75,7 @@ class ScreeningEngine:
         H, B = self.model.bcn.head_sums()
         self._H = H.detach()
         self._B = B.detach()
+        self._head = EvalHead(self.model.bcn, self.model.mlp_classifier)
         on_cpu = self.device.type == "cpu"
         self._kernel = fusion_kernel() if on_cpu and native is not False else None
         if native and self._kernel is None:
@@ -123,8 +124,7 @@ class ScreeningEngine:
         fusion.addcmul_(n_virtual[:, None, None], virtual.unsqueeze(0))
         fusion.addcmul_(self._B * row_sums.unsqueeze(1), targets.sq.unsqueeze(0))
         d, t, k = fusion.shape
-        logits = self.model.mlp_classifier(self.model.bcn.pool(fusion.reshape(d * t, k))).squeeze(-1)
-        return logits.reshape(d, t)
+        return self._head(fusion.reshape(d * t, k)).reshape(d, t)
 
     def _torch_fusion(self, drugs: DrugTerms, targets: TargetTerms) -> Tensor:
         """Σ_j Gv[k, j] · Gq[t, k, j] · H[j] over the real atoms' Gram matrices, as batched matmuls [D, T, K]."""

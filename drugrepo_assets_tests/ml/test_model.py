@@ -17,6 +17,7 @@ from drugrepo_assets.ml.featurize import drug_graph, encode_proteins
 from drugrepo_assets.ml.model import (
     DrugBAN,
     DrugBANConfig,
+    EvalHead,
     export_reference_state_dict,
     load_checkpoint,
     load_reference_state_dict,
@@ -170,6 +171,19 @@ def test_gram_and_direct_fusion_agree(pairs: PairData, monkeypatch: pytest.Monke
         monkeypatch.setattr(model_mod, "use_gram", lambda *_: True)
         gram = model(graphs, proteins)
     torch.testing.assert_close(gram, direct, atol=1e-9, rtol=1e-9)
+
+
+def test_eval_head_folds_batchnorms_into_the_linears() -> None:
+    """Pooling + 4 BatchNorms + MLP as 4 Linear maps: the same logits as the modules, BatchNorm statistics non-trivial."""
+    model = DrugBAN()
+    _randomise_batchnorm(model)
+    model.eval()
+    fusion = 30 * torch.randn(300, model.config.mlp_in_dim * model.config.ban_k, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = model.mlp_classifier(model.bcn.pool(fusion)).squeeze(-1)
+        got = EvalHead(model.bcn, model.mlp_classifier)(fusion)
+    assert got.shape == (300,) and float(expected.std()) > 0.5
+    torch.testing.assert_close(got, expected, rtol=0, atol=3e-6 * float(expected.abs().max()))
 
 
 def test_molecule_over_290_atoms_is_refused() -> None:
