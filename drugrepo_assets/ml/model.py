@@ -380,21 +380,6 @@ class DrugEncoding:
         return self.rows[-1]
 
 
-@dataclass
-class DrugEmbedding:
-    """GCN output of a batch of molecules, before v_net (for kernels that apply v_net themselves).
-
-    ``atoms`` [N, C]: the real atoms' rows, molecule ``i`` owning ``offsets[i]:offsets[i+1]``;
-    ``virtual_row`` [K]: v_net's output for the virtual node, which molecule ``i`` has
-    ``n_virtual[i]`` times.
-    """
-
-    atoms: Tensor
-    offsets: Tensor
-    n_virtual: Tensor
-    virtual_row: Tensor
-
-
 def segment_ranges(starts: Tensor, counts: Tensor) -> tuple[Tensor, Tensor]:
     """For segments ``[starts[i], starts[i] + counts[i])``: each element's segment id and index."""
     seg = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
@@ -467,8 +452,9 @@ class DrugBAN(nn.Module):
         self.bcn = BANLayer(c.hidden_feats[-1], c.num_filters[-1], c.mlp_in_dim, c.ban_heads, c.ban_k, c.ban_dropout)
         self.mlp_classifier = MLPDecoder(c.mlp_in_dim, c.mlp_hidden_dim, c.mlp_out_dim)
 
-    def _virtual_counts(self, graphs: GraphBatch) -> Tensor:
-        n_virtual = self.config.max_drug_nodes - graphs.num_nodes
+    def virtual_counts(self, num_nodes: Tensor) -> Tensor:
+        """Virtual (padding) nodes of each molecule: DrugBAN pads every molecule to ``max_drug_nodes``."""
+        n_virtual = self.config.max_drug_nodes - num_nodes
         if bool((n_virtual < 0).any()):
             raise ValueError(f"a molecule has more than {self.config.max_drug_nodes} atoms; DrugBAN pads to that")
         return n_virtual
@@ -488,18 +474,18 @@ class DrugBAN(nn.Module):
 
     def encode_drugs(self, graphs: GraphBatch) -> DrugEncoding:
         """Compact v_net rows of each molecule (eval mode: dropout is the identity)."""
-        n_virtual = self._virtual_counts(graphs)
+        n_virtual = self.virtual_counts(graphs.num_nodes)
         h, u = self.drug_extractor(graphs, int(n_virtual.sum()))
         rows = fcnet_eval(self.bcn.v_net, h, u)
         offsets = F.pad(torch.cumsum(graphs.num_nodes, 0), (1, 0))
         return DrugEncoding(rows=rows, offsets=offsets, n_virtual=n_virtual)
 
-    def embed_drugs(self, graphs: GraphBatch) -> DrugEmbedding:
-        """The GCN rows of each molecule and v_net's virtual row (eval mode); `encode_drugs` less v_net."""
-        n_virtual = self._virtual_counts(graphs)
-        h, u = self.drug_extractor(graphs, int(n_virtual.sum()))
-        offsets = F.pad(torch.cumsum(graphs.num_nodes, 0), (1, 0))
-        return DrugEmbedding(atoms=h, offsets=offsets, n_virtual=n_virtual, virtual_row=self.bcn.v_net(u.unsqueeze(0))[0])
+    def virtual_drug_row(self) -> Tensor:
+        """v_net's output for a virtual (padding) node in eval mode [K]: it sees only itself, so every molecule shares it."""
+        u = self.drug_extractor.init_transform.weight[:, -1]
+        for layer in self.drug_extractor.gnn.gnn_layers:
+            _, u = layer(u.new_zeros(0, len(u)), u, lambda h: h, 0)
+        return self.bcn.v_net(u.unsqueeze(0))[0]
 
     def encode_proteins(self, codes: Tensor) -> ProteinEncoding:
         """Compacted q_net rows of each protein (eval mode)."""
@@ -548,7 +534,7 @@ class DrugBAN(nn.Module):
 
     def _forward_padded(self, graphs: GraphBatch, proteins: Tensor) -> Tensor:
         """Training path: virtual rows materialised after the GCN so dropout samples each one."""
-        n_virtual = self._virtual_counts(graphs)
+        n_virtual = self.virtual_counts(graphs.num_nodes)
         h, u = self.drug_extractor(graphs, int(n_virtual.sum()))
         table = torch.cat([h, u.unsqueeze(0)])
         v = self.bcn.v_net(table[self._padding_index(graphs)])
@@ -569,7 +555,7 @@ class DrugBAN(nn.Module):
     @torch.no_grad()
     def attention_maps(self, graphs: GraphBatch, proteins: Tensor) -> Tensor:
         """The reference's attention maps [B, heads, 290, L'] (eval mode), for explaining pairs."""
-        n_virtual = self._virtual_counts(graphs)
+        n_virtual = self.virtual_counts(graphs.num_nodes)
         h, u = self.drug_extractor(graphs, int(n_virtual.sum()))
         v = self.bcn.v_net(torch.cat([h, u.unsqueeze(0)])[self._padding_index(graphs)])
         q = self.bcn.q_net(self.protein_extractor(proteins, full_width=True))

@@ -18,10 +18,14 @@ import subprocess
 import sysconfig
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from drugrepo_assets.ml.dataset import MoleculeStore
+    from drugrepo_assets.ml.model import MolecularGCN
 
 log = logging.getLogger(__name__)
 
@@ -74,16 +78,39 @@ def fusion_kernel() -> Optional[ctypes.CDLL]:
         log.warning("screening falls back to the torch path: %s", exc)
         return None
     p, i64 = ctypes.c_void_p, ctypes.c_int64
-    lib.drugban_fusion.argtypes = [p, p, i64, i64, p, i64, p, p, i64, p, p, ctypes.c_int]
-    lib.drugban_fusion.restype = ctypes.c_int
+    lib.drugban_screen.argtypes = [p, p, i64, p, p, p, p, i64, i64, p, p, i64, p, i64, p, p, i64, p, p, ctypes.c_int]
+    lib.drugban_screen.restype = ctypes.c_int
     return lib
 
 
-def pack_vnet(weight: Tensor, bias: Tensor) -> Tensor:
-    """v_net's Linear (weight [K, C], bias [K]) in the kernel's panel order: [K/NR, C + 1, NR], the bias as row C."""
-    k, c = weight.shape
-    both = torch.cat([weight.T, bias.unsqueeze(0)]).float()  # [C + 1, K]
-    return both.reshape(c + 1, k // NR, NR).permute(1, 0, 2).contiguous()
+def pack_linear(weight: Tensor, bias: Tensor) -> Tensor:
+    """A Linear (weight [N, C], bias [N]) in the kernel's panel order: [N/NR, C + 1, NR], the bias as row C."""
+    n, c = weight.shape
+    both = torch.cat([weight.T, bias.unsqueeze(0)]).float()  # [C + 1, N]
+    return both.reshape(c + 1, n // NR, NR).permute(1, 0, 2).contiguous()
+
+
+@torch.no_grad()
+def pack_gcn(gcn: "MolecularGCN") -> tuple[Tensor, Tensor]:
+    """The drug GCN in eval mode as the kernel reads it: its weights in one buffer, and its widths.
+
+    Order: the initial transform (real atoms: without the virtual-flag column, no bias), then per
+    layer the graph convolution, the residual Linear (both `pack_linear`) and BatchNorm's running
+    statistics as a scale and a shift.
+    """
+    init = gcn.init_transform.weight[:, :-1]
+    parts = [pack_linear(init, init.new_zeros(len(init)))]
+    for layer in gcn.gnn.gnn_layers:
+        bn = layer.bn_layer
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        parts += [
+            pack_linear(layer.graph_conv.weight.T, layer.graph_conv.bias),
+            pack_linear(layer.res_connection.weight, layer.res_connection.bias),
+            scale,
+            bn.bias - bn.running_mean * scale,
+        ]
+    dims = [len(init), *(layer.graph_conv.weight.shape[1] for layer in gcn.gnn.gnn_layers)]
+    return torch.cat([t.float().reshape(-1) for t in parts]), torch.tensor(dims, dtype=torch.int64)
 
 
 def pack_targets(gq: Tensor) -> Tensor:
@@ -92,25 +119,45 @@ def pack_targets(gq: Tensor) -> Tensor:
     return gq.float().reshape(t, k // MR, MR, k // NR, NR).permute(1, 3, 0, 2, 4).contiguous()
 
 
-def fusion(
-    lib: ctypes.CDLL, atoms: Tensor, offsets: Tensor, vnet: Tensor, targets: Tensor, heads: Tensor, threads: int
+def kernel_supports(gcn: "MolecularGCN", vnet_width: int) -> bool:
+    """Whether the kernel takes this model: every width of the GCN and v_net a multiple of NR."""
+    dims = [gcn.init_transform.weight.shape[0], *(layer.graph_conv.weight.shape[1] for layer in gcn.gnn.gnn_layers)]
+    return all(d % NR == 0 for d in [*dims, vnet_width])
+
+
+def screen(
+    lib: ctypes.CDLL,
+    molecules: "MoleculeStore",
+    idx: Tensor,
+    gcn: tuple[Tensor, Tensor],
+    vnet: Tensor,
+    targets: Tensor,
+    heads: Tensor,
+    threads: int,
 ) -> tuple[Tensor, Tensor]:
-    """For each drug's v_net rows X = relu(atoms[offsets[d]:offsets[d+1]] Wᵀ + b) (``vnet`` from `pack_vnet`)
-    and each target's symmetric Gq (``targets`` from `pack_targets`): Σ_j (XᵀX)[k, j] · Gq[t, k, j] · H[j]
-    [D, T, K] (``heads`` = H [K]), and Σ X [D, K]."""
-    atoms = atoms.float().contiguous()
-    offsets = offsets.to(torch.int64).contiguous()
+    """Molecules ``idx`` of a store against packed targets, GCN and v_net inside the kernel.
+
+    With X = v_net(GCN(molecule d)) over its real atoms (``gcn`` from `pack_gcn`, ``vnet`` from
+    `pack_linear`) and each target's symmetric Gq (``targets`` from `pack_targets`):
+    Σ_j (XᵀX)[k, j] · Gq[t, k, j] · H[j] [D, T, K] (``heads`` = H [K]), and Σ X [D, K].
+    """
+    weights, dims = gcn
+    k = vnet.shape[0] * vnet.shape[2]
+    if k % NR or any(int(d) % NR for d in dims):
+        raise ValueError(f"the kernel needs widths divisible by {NR}: GCN {dims.tolist()}, v_net {k}")
+    idx = idx.to(torch.int64)
+    feats, edges = molecules.node_feats.float().contiguous(), molecules.edge_index.contiguous()
+    node_start, atoms = molecules.node_offsets[idx].contiguous(), molecules.num_nodes[idx].contiguous()
+    edge_start = molecules.edge_offsets[idx].contiguous()
+    edge_count = (molecules.edge_offsets[idx + 1] - molecules.edge_offsets[idx]).contiguous()
     heads = heads.float().contiguous()
-    k, c = vnet.shape[0] * vnet.shape[2], atoms.shape[1]
-    if k % NR:
-        raise ValueError(f"the kernel needs a feature width divisible by {NR}, not {k}")
-    if vnet.shape[1] != c + 1:
-        raise ValueError(f"v_net takes {vnet.shape[1] - 1} features, the atoms have {c}")
-    n, t = len(offsets) - 1, targets.shape[2]
+    n, t = len(idx), targets.shape[2]
     out, sums = torch.empty(n, t, k), torch.empty(n, k)
-    rc = lib.drugban_fusion(
-        atoms.data_ptr(), offsets.data_ptr(), n, c, vnet.data_ptr(), k, targets.data_ptr(), heads.data_ptr(), t,
-        out.data_ptr(), sums.data_ptr(), threads,
+    rc = lib.drugban_screen(
+        feats.data_ptr(), edges.data_ptr(), edges.shape[1], node_start.data_ptr(), atoms.data_ptr(),
+        edge_start.data_ptr(), edge_count.data_ptr(), n, feats.shape[1], weights.data_ptr(), dims.data_ptr(),
+        len(dims) - 1, vnet.data_ptr(), k, targets.data_ptr(), heads.data_ptr(), t, out.data_ptr(),
+        sums.data_ptr(), threads,
     )
     if rc != 0:
         raise MemoryError(f"screening kernel failed (code {rc}): out of memory for {n} drugs × {t} targets")

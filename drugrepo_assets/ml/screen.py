@@ -25,9 +25,9 @@ from torch import Tensor
 
 from drugrepo_assets.ml.dataset import MoleculeStore
 from drugrepo_assets.ml.evaluate import sigmoid
-from drugrepo_assets.ml.model import DrugBAN, DrugEmbedding, DrugEncoding, EvalHead
-from drugrepo_assets.ml.native import fusion as native_fusion
-from drugrepo_assets.ml.native import fusion_kernel, pack_targets, pack_vnet
+from drugrepo_assets.ml.model import DrugBAN, DrugEncoding, EvalHead
+from drugrepo_assets.ml.native import fusion_kernel, kernel_supports, pack_gcn, pack_linear, pack_targets
+from drugrepo_assets.ml.native import screen as native_screen
 
 
 @dataclass
@@ -45,19 +45,31 @@ class TargetTerms:
         return cached
 
 
-DrugTerms = Union[DrugEmbedding, DrugEncoding]
-"""A chunk of molecules as the engine holds them: GCN rows for the C kernel, which applies v_net
-itself (`model.DrugEmbedding`), or compact v_net rows for the torch path (`model.DrugEncoding`)."""
+@dataclass
+class MoleculeChunk:
+    """Molecules ``idx`` of a store as the C kernel takes them (it runs the GCN and v_net itself),
+    with their virtual-node counts and v_net's virtual row [K]."""
+
+    molecules: MoleculeStore
+    idx: Tensor
+    n_virtual: Tensor
+    virtual_row: Tensor
+
+
+DrugTerms = Union[MoleculeChunk, DrugEncoding]
+"""A chunk of molecules as the engine holds them: a `MoleculeChunk` for the C kernel, or compact
+v_net rows for the torch path (`model.DrugEncoding`)."""
 
 
 class ScreeningEngine:
     """Scores libraries against targets with a DrugBAN model, in drug and target chunks.
 
-    On CPU the per-drug Gram matrices are contracted with the targets' terms inside a C kernel
-    (`native`), never stored; on CUDA (or without a C compiler) the same identity runs as torch
-    batched matmuls, the drug's Gram matrix (K² floats, 2.4 MB at K = 768) held per chunk.
-    ``drug_chunk`` bounds the molecules encoded at once, ``target_chunk`` the targets' terms held
-    at once (each 2 × K² floats on CPU).
+    On CPU a C kernel (`native`) runs each molecule's GCN and v_net and contracts its Gram matrix
+    with the targets' terms, never storing it; on CUDA (or without a C compiler, or for layer
+    widths the kernel does not take) the same identity runs as torch batched matmuls, the drug's
+    Gram matrix (K² floats, 2.4 MB at K = 768) held per chunk. ``drug_chunk`` bounds the
+    molecules scored at once, ``target_chunk`` the targets' terms held at once (each 2 × K²
+    floats on CPU).
     """
 
     def __init__(
@@ -76,13 +88,17 @@ class ScreeningEngine:
         self._H = H.detach()
         self._B = B.detach()
         self._head = EvalHead(self.model.bcn, self.model.mlp_classifier)
+        linear = self.model.bcn.v_net.main[1]
         on_cpu = self.device.type == "cpu"
-        self._kernel = fusion_kernel() if on_cpu and native is not False else None
+        supported = kernel_supports(self.model.drug_extractor, linear.weight().shape[0])
+        self._kernel = fusion_kernel() if on_cpu and supported and native is not False else None
         if native and self._kernel is None:
-            raise RuntimeError("the native screening kernel is not available on this device/machine")
+            raise RuntimeError("the native screening kernel is not available for this model/device/machine")
         if self._kernel is not None:
-            linear = self.model.bcn.v_net.main[1]
-            self._vnet = pack_vnet(linear.weight().detach(), linear.bias.detach())
+            with torch.no_grad():
+                self._gcn = pack_gcn(self.model.drug_extractor)
+                self._vnet = pack_linear(linear.weight(), linear.bias)
+                self._virtual_row = self.model.virtual_drug_row()
 
     @property
     def native(self) -> bool:
@@ -103,18 +119,21 @@ class ScreeningEngine:
 
     @torch.no_grad()
     def drug_terms(self, molecules: MoleculeStore, idx: Tensor) -> DrugTerms:
-        """The terms of molecules ``idx`` of a store (one GCN pass for the chunk; v_net too on the torch path)."""
-        graphs = molecules.batch(idx).to(self.device)
-        return self.model.embed_drugs(graphs) if self._kernel is not None else self.model.encode_drugs(graphs)
+        """The terms of molecules ``idx`` of a store: as they lie for the C kernel, or one GCN + v_net pass (torch path)."""
+        if self._kernel is not None:
+            n_virtual = self.model.virtual_counts(molecules.num_nodes[idx])
+            return MoleculeChunk(molecules=molecules, idx=idx, n_virtual=n_virtual, virtual_row=self._virtual_row)
+        return self.model.encode_drugs(molecules.batch(idx).to(self.device))
 
     @torch.no_grad()
     def pair_logits(self, drugs: DrugTerms, targets: TargetTerms) -> Tensor:
         """Logits [D, T] of every drug against every target from their terms."""
         u = drugs.virtual_row
         n_virtual = drugs.n_virtual.to(u.dtype)
-        if isinstance(drugs, DrugEmbedding):
-            fusion, real_sums = native_fusion(
-                self._kernel, drugs.atoms, drugs.offsets, self._vnet, targets.packed(), self._H, torch.get_num_threads()
+        if isinstance(drugs, MoleculeChunk):
+            fusion, real_sums = native_screen(
+                self._kernel, drugs.molecules, drugs.idx, self._gcn, self._vnet, targets.packed(), self._H,
+                torch.get_num_threads(),
             )
             row_sums = real_sums + n_virtual.unsqueeze(1) * u
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from drugrepo_assets.data.sources import bundled_root
 from drugrepo_assets.ml.dataset import MoleculeStore, PairData
 from drugrepo_assets.ml.featurize import encode_proteins
 from drugrepo_assets.ml import native
-from drugrepo_assets.ml.model import load_checkpoint
+from drugrepo_assets.ml.model import DrugBAN, DrugBANConfig, load_checkpoint
 from drugrepo_assets.ml.predict import predict_logits
 from drugrepo_assets.ml.screen import ScreeningEngine, prepare_library, prepare_targets, rank_table
 
@@ -61,25 +62,43 @@ def test_kernel_is_built_per_source_and_cached(tmp_path: Path) -> None:
     assert native.build(tmp_path) == first and first.stat().st_mtime_ns == stamp  # reused, not rebuilt
 
 
-def test_kernel_contracts_each_drugs_gram_matrix_with_each_target() -> None:
-    """The kernel's output against the definition, in float64, on drugs of many sizes (groups of 8 and a rest)."""
+def test_kernel_runs_each_drugs_gcn_v_net_and_contraction() -> None:
+    """The kernel against the model's own modules in float64, on molecules of 1 to 250 atoms (groups of 8 and a rest)."""
     lib = native.fusion_kernel()
     assert lib is not None
     gen = torch.Generator().manual_seed(3)
-    sizes = [1, 2, 7, 40, 3, 95, 11, 8, 30, 290, 5]
-    offsets = torch.tensor([0, *np.cumsum(sizes)])
-    atoms = torch.randn(int(offsets[-1]), 128, generator=gen)
-    weight, bias = torch.randn(768, 128, generator=gen) / 10, torch.randn(768, generator=gen) / 10
+    model = DrugBAN()
+    for bn in [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)]:  # non-trivial statistics
+        bn.running_mean.copy_(torch.randn(bn.num_features, generator=gen) * 0.1)
+        bn.running_var.copy_(torch.rand(bn.num_features, generator=gen) + 0.5)
+        bn.weight.data.copy_(torch.rand(bn.num_features, generator=gen) + 0.5)
+    model.eval()
+    smiles = ["C", "CC", "c1ccccc1", "CC(=O)Oc1ccccc1C(=O)O", "C" * 250, "[Na+].[Cl-]", "CN1CCC[C@H]1c1cccnc1",
+              "O=C(O)CC(O)(CC(=O)O)C(=O)O", "C" * 40, "c1ccc2ccccc2c1", "CCN(CC)CC"]
+    molecules = MoleculeStore.from_smiles(smiles)
+    idx = torch.randperm(len(smiles), generator=gen)
     q = torch.randn(3, 200, 768, generator=gen)
-    gq, heads = q.transpose(1, 2) @ q, torch.randn(768, generator=gen)
-    packed = native.pack_targets(gq)
-    out, sums = native.fusion(lib, atoms, offsets, native.pack_vnet(weight, bias), packed, heads, threads=2)
-    for d in range(len(sizes)):
-        x = (atoms[offsets[d] : offsets[d + 1]].double() @ weight.double().T + bias.double()).relu()
-        assert 0.2 < float((x > 0).double().mean()) < 0.8  # ReLU cuts a real share of the entries
-        torch.testing.assert_close(sums[d].double(), x.sum(0), rtol=1e-5, atol=1e-4)
+    gq, heads = q.transpose(1, 2) @ q, model.bcn.head_sums()[0].detach()
+    linear = model.bcn.v_net.main[1]
+    with torch.no_grad():
+        out, sums = native.screen(lib, molecules, idx, native.pack_gcn(model.drug_extractor),
+                                  native.pack_linear(linear.weight(), linear.bias), native.pack_targets(gq), heads, threads=2)
+        reference = copy.deepcopy(model).double()
+        rows = reference.encode_drugs(molecules.batch(idx))
+    for d in range(len(smiles)):
+        x = rows.rows[rows.offsets[d] : rows.offsets[d + 1]]
+        assert len(x) == molecules.num_nodes[idx[d]]
+        torch.testing.assert_close(sums[d].double(), x.sum(0), rtol=0, atol=1e-5 * float(x.sum(0).abs().max()))
         expected = ((x.T @ x).unsqueeze(0) * gq.double() * heads.double()).sum(-1)
-        torch.testing.assert_close(out[d].double(), expected, rtol=1e-5, atol=1e-5 * float(expected.abs().max()))
+        torch.testing.assert_close(out[d].double(), expected, rtol=0, atol=1e-5 * float(expected.abs().max()))
+
+
+def test_kernel_refuses_widths_it_does_not_take() -> None:
+    """A GCN width that is not a multiple of 32 goes to the torch path (same numbers), or is refused when the kernel is asked for."""
+    model = DrugBAN(DrugBANConfig(hidden_feats=(48, 48, 48))).eval()
+    assert not ScreeningEngine(model).native
+    with pytest.raises(RuntimeError, match="not available"):
+        ScreeningEngine(model, native=True)
 
 
 def test_rank_table_ranks_and_percentiles() -> None:

@@ -1,18 +1,20 @@
-/* DrugBAN screening on CPU: each drug's v_net rows, Gram matrix and contraction with every target, fused.
+/* DrugBAN screening on CPU: each drug's GCN, v_net rows, Gram matrix and contraction with every
+   target, fused.
 
-   For a drug with GCN rows E [A, C], v_net gives X = relu(E W^T + b) [A, K]; with a target's Gram
+   A drug's atoms go through the GCN (gcn) and v_net, X = relu(E W^T + b) [A, K], one molecule at
+   a time in cache-sized buffers, read straight from the molecule store. With a target's Gram
    matrix Gq [K, K] and the heads' summed weights H [K] (screen.py),
-   fusion[k] = sum_j (X^T X)[k, j] * Gq[k, j] * H[j]. X is computed straight into the panel layout
-   the Gram tiles read (its column sums on the way), so the drug side never exists as an
-   [atoms, K] tensor in memory. Both Gram matrices are symmetric, so only tiles on and above the
-   diagonal are computed: strips of MR rows, tiles of MR x NR in registers, the NR-wide tile
-   holding the strip's diagonal computed whole. Each tile is contracted at once against every
-   target, with D = tile ⊙ Gq-tile: its rows (sum over the lanes of D * H[j], kept per strip,
-   summed at the strip's end) and, off the diagonal, its columns (sum over rows of D * H[k],
-   lanes over the output j). Nothing of size K x K per drug is ever written to memory. Drugs go
-   in groups of GROUP so a tile of target terms is read once per group; groups are spread over
-   OpenMP threads. Compiled at first use with the machine's C compiler (see native.py); GCC/Clang
-   vector extensions. */
+   fusion[k] = sum_j (X^T X)[k, j] * Gq[k, j] * H[j]. X is written in the panel layout the Gram
+   tiles read (its column sums on the way), so the drug side never exists as an [atoms, K]
+   tensor in memory. Both Gram matrices are symmetric, so only tiles on and above the diagonal
+   are computed: strips of MR rows, tiles of MR x NR in registers, the NR-wide tile holding the
+   strip's diagonal computed whole. Each tile is contracted at once against every target, with
+   D = tile ⊙ Gq-tile: its rows (sum over the lanes of D * H[j], kept per strip, summed at the
+   strip's end) and, off the diagonal, its columns (sum over rows of D * H[k], lanes over the
+   output j). Nothing of size K x K per drug is ever written to memory. Drugs go in groups of
+   GROUP so a tile of target terms is read once per group; groups are spread over OpenMP threads.
+   Compiled at first use with the machine's C compiler (see native.py); GCC/Clang vector
+   extensions. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,52 +33,108 @@ static inline float vsum(vf v) { float s = 0; for (int i = 0; i < NV; i++) s += 
 
 static inline vf relu(vf x) { return (vf)((vi)x & (x > (vf){0})); }
 
-/* One drug's v_net rows X = relu(E W^T + b) in panel layout, P[(j / NR) * A * NR + a * NR + j % NR],
-   and their column sums. E [A, C]; WP [K/NR][C + 1][NR]: W^T by panels of NR columns, the bias
-   as row C; ET: scratch for E by blocks of MR rows, transposed and zero-padded [A/MR][C][MR]. */
-static void vnet(const float *E, int64_t A, int64_t C, const float *WP, int64_t K, float *P, float *sum, float *ET) {
-    const int64_t blocks = (A + MR - 1) / MR;
-    for (int64_t b = 0; b < blocks; b++)
-        for (int64_t c = 0; c < C; c++)
-            for (int r = 0; r < MR; r++) ET[(b * C + c) * MR + r] = b * MR + r < A ? E[(b * MR + r) * C + c] : 0.0f;
-    for (int64_t p = 0; p < K / NR; p++) {
-        const float *w = WP + p * (C + 1) * NR;
+/* out = act(in W^T + b) for the A rows of in [A, Cin]; WP (native.py's pack_linear): W^T by
+   panels of NR output columns with the bias as row Cin, [N/NR][Cin + 1][NR]. Output (a, j) goes
+   to out[(j / NR) * panel + a * row + j % NR]: row-major with (row, panel) = (N, NR), the Gram
+   tiles' panel layout with (NR, A * NR). sum, if given, gets the output's column sums [N].
+   pad: scratch [MR][Cin] for the last block of rows, zero-padded to MR. */
+static void linear(const float *in, int64_t A, int64_t Cin, const float *WP, int64_t N, int act, float *out,
+                   int64_t row, int64_t panel, float *sum, float *pad) {
+    const int64_t blocks = (A + MR - 1) / MR, full = A / MR;
+    if (blocks > full) {
+        memset(pad, 0, sizeof(float) * MR * Cin);
+        memcpy(pad, in + full * MR * Cin, sizeof(float) * (A - full * MR) * Cin);
+    }
+    for (int64_t p = 0; p < N / NR; p++) {
+        const float *w = WP + p * (Cin + 1) * NR;
         vf s0 = (vf){0}, s1 = (vf){0};
         for (int64_t b = 0; b < blocks; b++) {
             vf c0[MR], c1[MR];
-            for (int r = 0; r < MR; r++) { c0[r] = vload(w + C * NR); c1[r] = vload(w + C * NR + NV); }
-            const float *et = ET + b * C * MR;
-            for (int64_t c = 0; c < C; c++) {
+            for (int r = 0; r < MR; r++) { c0[r] = vload(w + Cin * NR); c1[r] = vload(w + Cin * NR + NV); }
+            const float *x = b < full ? in + b * MR * Cin : pad;
+            for (int64_t c = 0; c < Cin; c++) {
                 vf x0 = vload(w + c * NR), x1 = vload(w + c * NR + NV);
                 for (int r = 0; r < MR; r++) {
-                    c0[r] += et[c * MR + r] * x0;
-                    c1[r] += et[c * MR + r] * x1;
+                    c0[r] += x[r * Cin + c] * x0;
+                    c1[r] += x[r * Cin + c] * x1;
                 }
             }
             const int64_t rows = A - b * MR < MR ? A - b * MR : MR;
             for (int64_t r = 0; r < rows; r++) {
-                vf y0 = relu(c0[r]), y1 = relu(c1[r]);
-                vstore(P + (p * A + b * MR + r) * NR, y0);
-                vstore(P + (p * A + b * MR + r) * NR + NV, y1);
+                vf y0 = act ? relu(c0[r]) : c0[r], y1 = act ? relu(c1[r]) : c1[r];
+                float *o = out + p * panel + (b * MR + r) * row;
+                vstore(o, y0);
+                vstore(o + NV, y1);
                 s0 += y0;
                 s1 += y1;
             }
         }
-        vstore(sum + p * NR, s0);
-        vstore(sum + p * NR + NV, s1);
+        if (sum) {
+            vstore(sum + p * NR, s0);
+            vstore(sum + p * NR + NV, s1);
+        }
     }
 }
 
-static void group(const float *E, const int64_t *offsets, int64_t g, int64_t C, const float *WP, int64_t K,
-                  const float *QP, const float *Hd, int64_t T, float *out, float *sums, float *panels, float *ET,
-                  vf *rowacc) {
+/* One molecule's drug GCN in eval mode (model.py's MolecularGCN), into h [A, dims[L]]: the
+   initial transform of its features [A, F], then per layer relu(agg(h) Wg + bg) + relu(h Wr^T + br)
+   through BatchNorm (a scale and a shift), agg(h)[i] = h[i] + sum over edges s -> i of h[s].
+   GP (native.py's pack_gcn): the initial transform, then per layer Wg, Wr (pack_linear), scale,
+   shift. agg, t1, t2: scratch [A, max dims]. */
+static void gcn(const float *feats, int64_t A, int64_t F, const int64_t *src, const int64_t *dst, int64_t E,
+                const float *GP, const int64_t *dims, int64_t L, float *h, float *agg, float *t1, float *t2, float *pad) {
+    const float *w = GP;
+    linear(feats, A, F, w, dims[0], 0, h, dims[0], NR, NULL, pad);
+    w += (F + 1) * dims[0];
+    for (int64_t l = 0; l < L; l++) {
+        const int64_t ci = dims[l], co = dims[l + 1];
+        memcpy(agg, h, sizeof(float) * A * ci);
+        for (int64_t e = 0; e < E; e++) {
+            float *to = agg + dst[e] * ci;
+            const float *from = h + src[e] * ci;
+            for (int64_t c = 0; c < ci; c++) to[c] += from[c];
+        }
+        linear(agg, A, ci, w, co, 1, t1, co, NR, NULL, pad);
+        w += (ci + 1) * co;
+        linear(h, A, ci, w, co, 1, t2, co, NR, NULL, pad);
+        w += (ci + 1) * co;
+        const float *scale = w, *shift = w + co;
+        w += 2 * co;
+        for (int64_t a = 0; a < A; a++)
+            for (int64_t c = 0; c < co; c++) h[a * co + c] = (t1[a * co + c] + t2[a * co + c]) * scale[c] + shift[c];
+    }
+}
+
+/* The molecules of one group, read from the store (feats, edges) as they lie. */
+typedef struct {
+    const float *feats;        /* every molecule's atom features [sum A, F] */
+    const int64_t *edges;      /* [2, n_edges]: source then destination rows, local atom ids */
+    int64_t n_edges;
+    const int64_t *node_start; /* per molecule of the chunk: first atom row, atoms, first edge, edges */
+    const int64_t *atoms;
+    const int64_t *edge_start;
+    const int64_t *edge_count;
+    int64_t F;
+    const float *GP;           /* the GCN (pack_gcn) and its widths dims[0..L] */
+    const int64_t *dims;
+    int64_t L;
+    const float *WP;           /* v_net (pack_linear) */
+} Drugs;
+
+static void group(const Drugs *D, int64_t d0, int64_t g, int64_t K, const float *QP, const float *Hd, int64_t T,
+                  float *out, float *sums, float *panels, float *scratch, int64_t width, float *pad, vf *rowacc) {
     float *P[GROUP];
     int64_t A[GROUP];
     float *pp = panels;
+    float *h = scratch, *agg = h + width, *t1 = agg + width, *t2 = t1 + width;
+    const int64_t C = D->dims[D->L];
     for (int64_t i = 0; i < g; i++) {
-        A[i] = offsets[i + 1] - offsets[i];
+        const int64_t d = d0 + i, e0 = D->edge_start[d];
+        A[i] = D->atoms[d];
         P[i] = pp;
-        vnet(E + offsets[i] * C, A[i], C, WP, K, pp, sums + i * K, ET);
+        gcn(D->feats + D->node_start[d] * D->F, A[i], D->F, D->edges + e0, D->edges + D->n_edges + e0,
+            D->edge_count[d], D->GP, D->dims, D->L, h, agg, t1, t2, pad);
+        linear(h, A[i], C, D->WP, K, 1, pp, NR, A[i] * NR, sums + i * K, pad);
         pp += A[i] * K;
     }
     for (int64_t k0 = 0; k0 < K; k0 += MR) {
@@ -130,35 +188,46 @@ static void group(const float *E, const int64_t *offsets, int64_t g, int64_t C, 
     }
 }
 
-/* E: every drug's GCN rows [sum A_d, C]; offsets [n+1]; WP: packed v_net weights (native.py's
-   pack_vnet) [K/NR][C + 1][NR]; QP: each target's Gram matrix Gq by tiles (pack_targets)
-   [K/MR][K/NR][T][MR][NR], of which the tiles on and above the diagonal are read; Hd: the heads'
-   summed weights H [K]; out [n, T, K] and sums [n, K], each drug's v_net row sum (overwritten). */
-int drugban_fusion(const float *E, const int64_t *offsets, int64_t n, int64_t C, const float *WP, int64_t K,
-                   const float *QP, const float *Hd, int64_t T, float *out, float *sums, int threads) {
+/* One chunk of n molecules (Drugs) against T targets. QP: each target's Gram matrix Gq by tiles
+   (pack_targets) [K/MR][K/NR][T][MR][NR], of which the tiles on and above the diagonal are read;
+   Hd: the heads' summed weights H [K]; out [n, T, K] and sums [n, K], each drug's v_net row sum
+   (overwritten). Returns 1 for a width that is not a multiple of NR, 2 when out of memory. */
+int drugban_screen(const float *feats, const int64_t *edges, int64_t n_edges, const int64_t *node_start,
+                   const int64_t *atoms, const int64_t *edge_start, const int64_t *edge_count, int64_t n, int64_t F,
+                   const float *GP, const int64_t *dims, int64_t L, const float *WP, int64_t K, const float *QP,
+                   const float *Hd, int64_t T, float *out, float *sums, int threads) {
+    const Drugs D = {feats, edges, n_edges, node_start, atoms, edge_start, edge_count, F, GP, dims, L, WP};
+    if (n == 0) return 0;
+    int64_t max_rows = 0, width = F;
+    for (int64_t d = 0; d < n; d++) if (atoms[d] > max_rows) max_rows = atoms[d];
     if (K % NR) return 1;
-    int64_t max_rows = 0;
-    for (int64_t d = 0; d < n; d++) if (offsets[d + 1] - offsets[d] > max_rows) max_rows = offsets[d + 1] - offsets[d];
+    for (int64_t l = 0; l <= L; l++) {
+        if (dims[l] % NR) return 1;
+        if (dims[l] > width) width = dims[l];
+    }
+    width *= max_rows + MR;
     memset(out, 0, sizeof(float) * n * T * K);
     int failed = 0;
     #pragma omp parallel num_threads(threads)
     {
         vf *rowacc = aligned_alloc(64, sizeof(vf) * GROUP * T * MR);
         float *panels = malloc(sizeof(float) * GROUP * max_rows * K);
-        float *ET = malloc(sizeof(float) * (max_rows + MR) * C);
-        if (!rowacc || !panels || !ET) {
+        float *scratch = malloc(sizeof(float) * 4 * width);
+        float *pad = malloc(sizeof(float) * width);
+        if (!rowacc || !panels || !scratch || !pad) {
             #pragma omp atomic write
             failed = 1;
         } else {
             #pragma omp for schedule(dynamic, 1)
             for (int64_t d = 0; d < n; d += GROUP) {
                 int64_t g = n - d < GROUP ? n - d : GROUP;
-                group(E, offsets + d, g, C, WP, K, QP, Hd, T, out + d * T * K, sums + d * K, panels, ET, rowacc);
+                group(&D, d, g, K, QP, Hd, T, out + d * T * K, sums + d * K, panels, scratch, width, pad, rowacc);
             }
         }
         free(rowacc);
         free(panels);
-        free(ET);
+        free(scratch);
+        free(pad);
     }
     return failed ? 2 : 0;
 }
