@@ -33,9 +33,15 @@ def dump_terms(terms: Any) -> bytes:
     return buffer.getvalue()
 
 
-def load_terms(data: bytes, cls: type) -> Any:
-    """Rebuild a dataclass of tensors from `dump_terms` bytes (``weights_only``: no code runs)."""
-    return cls(**torch.load(io.BytesIO(data), weights_only=True))
+def load_terms(data: bytes, cls: type) -> Optional[Any]:
+    """Rebuild a dataclass of tensors from `dump_terms` bytes (``weights_only``: no code runs).
+
+    None when the stored fields are not ``cls``'s: an entry written by another version of the engine.
+    """
+    stored = torch.load(io.BytesIO(data), weights_only=True)
+    if set(stored) != {f.name for f in dataclasses.fields(cls)}:
+        return None
+    return cls(**stored)
 
 
 class TargetCache(Protocol):
@@ -86,8 +92,9 @@ class RedisTargetCache:
     def get_or_compute(self, key: str, compute: Callable[[], Any]) -> tuple[Any, bool]:
         """The terms stored under ``key`` or freshly computed ones, then stored with the TTL."""
         data: Optional[bytes] = self.client.get(key)
-        if data is not None:
-            return load_terms(data, self.terms_cls), True
-        value = compute()
+        terms = load_terms(data, self.terms_cls) if data is not None else None
+        if terms is not None:
+            return terms, True
+        value = compute()  # absent, or left by another engine version: replaced
         self.client.set(key, dump_terms(value), ex=self.ttl)
         return value, False

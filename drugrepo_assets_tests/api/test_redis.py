@@ -1,6 +1,7 @@
 """The API with Redis (a real redis-server started here): target terms cached in Redis and shared by
 two API processes, rate limits counted in Redis, readiness following Redis."""
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Iterator
@@ -9,8 +10,11 @@ import httpx
 import numpy as np
 import pytest
 import redis
+import torch
 
+from drugrepo_assets.api.cache import RedisTargetCache, dump_terms
 from drugrepo_assets.api.guard import key_id
+from drugrepo_assets.ml.screen import TargetTerms
 from drugrepo_assets_tests.api.servers import Api, metric_value, running_api, running_redis
 
 KEY = "redis-key"
@@ -79,3 +83,22 @@ def test_rate_limit_is_counted_in_redis(api: Api, redis_url: str) -> None:
     [counter] = redis.Redis.from_url(redis_url).keys(f"drugrepo:rate:{key_id(LIMITED)}:*")
     assert int(redis.Redis.from_url(redis_url).get(counter)) == LIMIT + 3
     assert _predict(api, ASPIRIN).status_code == 200
+
+
+def test_entries_of_another_engine_version_are_recomputed(redis_url: str) -> None:
+    """A stored entry whose fields are not today's TargetTerms' (an older engine's) is a miss and is replaced."""
+    client = redis.Redis.from_url(redis_url)
+    cache = RedisTargetCache(client, TargetTerms, ttl_seconds=60)
+    key = "drugrepo:target:test-model:stale"
+
+    @dataclasses.dataclass
+    class OldTerms:
+        gqh: torch.Tensor
+        sq: torch.Tensor
+
+    client.set(key, dump_terms(OldTerms(gqh=torch.ones(2, 2), sq=torch.ones(2))))
+    fresh = TargetTerms(gq=torch.full((1, 2, 2), 3.0), sq=torch.full((1, 2), 4.0))
+    got, hit = cache.get_or_compute(key, lambda: fresh)
+    assert not hit and got is fresh
+    again, hit = cache.get_or_compute(key, lambda: pytest.fail("computed although cached"))
+    assert hit and torch.equal(again.gq, fresh.gq) and torch.equal(again.sq, fresh.sq)
