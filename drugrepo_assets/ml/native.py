@@ -147,6 +147,10 @@ def screen(
         raise ValueError(f"the kernel needs widths divisible by {NR}: GCN {dims.tolist()}, v_net {k}")
     idx = idx.to(torch.int64)
     feats, edges = molecules.node_feats.float().contiguous(), molecules.edge_index.contiguous()
+    d = dims.tolist()
+    expected = (feats.shape[1] + 1) * d[0] + sum(2 * (a + 1) * b + 2 * b for a, b in zip(d[:-1], d[1:]))
+    if weights.numel() != expected:
+        raise ValueError(f"the packed GCN does not take {feats.shape[1]} atom features (widths {d})")
     node_start, atoms = molecules.node_offsets[idx].contiguous(), molecules.num_nodes[idx].contiguous()
     edge_start = molecules.edge_offsets[idx].contiguous()
     edge_count = (molecules.edge_offsets[idx + 1] - molecules.edge_offsets[idx]).contiguous()
