@@ -121,6 +121,8 @@ typedef struct {
     const float *WP;           /* v_net (pack_linear) */
 } Drugs;
 
+/* Molecules d0 .. d0 + g - 1 of the chunk: each one's GCN and v_net into its panels, then every
+   tile of their Gram matrices contracted with every target (out [g, T, K], sums [g, K]). */
 static void group(const Drugs *D, int64_t d0, int64_t g, int64_t K, const float *QP, const float *Hd, int64_t T,
                   float *out, float *sums, float *panels, float *scratch, int64_t width, float *pad, vf *rowacc) {
     float *P[GROUP];
