@@ -7,6 +7,8 @@ log read by the drift report, and the guard middleware (key, rate, size) in fron
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Optional
@@ -25,6 +27,7 @@ from drugrepo_assets.api.model_service import (
     clean_protein,
     clean_smiles,
     load_served_model,
+    registry_version,
     scores,
 )
 from drugrepo_assets.api.ratelimit import RateLimiter, RedisWindowLimiter, TokenBucketLimiter
@@ -40,6 +43,8 @@ from drugrepo_assets.api.schemas import (
 )
 from drugrepo_assets.api.settings import ServingSettings
 from drugrepo_assets.ml.runtime import configure_cpu
+
+log = logging.getLogger(__name__)
 
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="One of DRUGREPO_API_KEYS.")
 
@@ -93,10 +98,36 @@ def create_app(settings: ServingSettings, served: Optional[ServedModel] = None) 
             cache = LruTargetCache(settings.cache_size)
         metrics.model_info.labels(model.version, model.model_id).set(1)
         runtime["rt"] = Runtime(settings, Scorer(model, cache), RequestLog(settings.request_log_dir), metrics, redis_client)
+        follower = asyncio.create_task(follow_alias(runtime["rt"])) if served is None and settings.follows_alias() else None
         try:
             yield
         finally:
+            if follower is not None:
+                follower.cancel()
             runtime.pop("rt").request_log.close()
+
+    async def follow_alias(rt: Runtime) -> None:
+        """Every ``model_refresh_seconds``, re-read the alias; when it names another version, load it and swap it in.
+
+        Requests in flight finish on the model they started with; the registry being unreachable
+        keeps the loaded model (logged), never stops the API.
+        """
+        uri = settings.resolved_model_uri()
+        while True:
+            await asyncio.sleep(settings.model_refresh_seconds)
+            current = rt.scorer.served
+            try:
+                if await asyncio.to_thread(registry_version, uri, settings.mlflow_tracking_uri) == current.version:
+                    continue
+                model = await asyncio.to_thread(load_served_model, settings)
+                scorer = await asyncio.to_thread(Scorer, model, rt.scorer.cache)
+            except Exception as exc:  # a registry or download failure must not take the API down
+                log.warning("model refresh of %s failed, still serving %s: %s", uri, current.version, exc)
+                continue
+            rt.scorer = scorer
+            metrics.model_info.labels(current.version, current.model_id).set(0)
+            metrics.model_info.labels(model.version, model.model_id).set(1)
+            log.info("%s now serves %s (was %s)", uri, model.version, current.version)
 
     app = FastAPI(
         title="drugrepo prediction API",
@@ -126,14 +157,15 @@ def create_app(settings: ServingSettings, served: Optional[ServedModel] = None) 
     def predict(body: PredictRequest, key: str = Depends(_key_id)) -> PredictResponse:
         """Score pairs; the predictions come back in request order."""
         rt = runtime["rt"]
+        scorer = rt.scorer  # one model for the whole request, even if the alias moves meanwhile
         smiles = [clean_smiles(p.smiles) for p in body.pairs]
         proteins = [clean_protein(p.protein) for p in body.pairs]
-        logits, hits = rt.scorer.predict(smiles, proteins)
+        logits, hits = scorer.predict(smiles, proteins)
         probabilities = scores(logits)
         by_target = dict(zip(proteins, hits))
         count_cache(rt, list(by_target.values()))
         rt.metrics.pairs.labels("/v1/predict").inc(len(smiles))
-        version = rt.scorer.served.version
+        version = scorer.served.version
         rt.request_log.submit(LoggedBatch("/v1/predict", key, version, smiles, proteins, logits.tolist(), probabilities.tolist()))
         return PredictResponse(
             predictions=[Prediction(logit=float(x), score=float(y)) for x, y in zip(logits, probabilities)],
@@ -155,10 +187,11 @@ def create_app(settings: ServingSettings, served: Optional[ServedModel] = None) 
         protein = clean_protein(body.protein)
         smiles = [clean_smiles(s) for s in body.smiles]
         ids = body.ids or [str(i) for i in range(len(smiles))]
-        table, hit = rt.scorer.screen(protein, smiles, ids, body.top)
+        scorer = rt.scorer
+        table, hit = scorer.screen(protein, smiles, ids, body.top)
         count_cache(rt, [hit])
         rt.metrics.pairs.labels("/v1/screen").inc(len(smiles))
-        version = rt.scorer.served.version
+        version = scorer.served.version
         rt.request_log.submit(LoggedBatch("/v1/screen", key, version, table["smiles"].tolist(), [protein] * len(table),
                                           table["logit"].tolist(), table["score"].tolist()))
         hits = [

@@ -40,6 +40,10 @@ class ServingSettings(BaseSettings):
         validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "DRUGREPO_MLFLOW_TRACKING_URI"),
         description="MLflow tracking server of the registry.",
     )
+    model_refresh_seconds: float = Field(
+        default=60.0, ge=0,
+        description="Seconds between re-reads of the registry alias (0: never): a promotion or rollback is served without a restart.",
+    )
     torch_threads: int = Field(default=1, ge=1, description="torch intra-op threads per request.")
     max_screen_smiles: int = Field(default=10_000, ge=1, description="Most SMILES in one /v1/screen request.")
     host: str = Field(default="127.0.0.1", description="Address uvicorn binds.")
@@ -52,3 +56,7 @@ class ServingSettings(BaseSettings):
     def resolved_model_uri(self) -> str:
         """The registry URI to load when no checkpoint file is given."""
         return self.model_uri or f"models:/{self.model_name}@{self.model_alias}"
+
+    def follows_alias(self) -> bool:
+        """Whether the API re-reads a registry alias while it runs (no checkpoint file, an ``@alias`` URI, refresh on)."""
+        return not self.checkpoint and "@" in self.resolved_model_uri() and self.model_refresh_seconds > 0

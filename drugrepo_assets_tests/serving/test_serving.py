@@ -5,6 +5,7 @@ checkpoint and moves the champion alias only when every gate passed; the API ser
 
 import json
 import subprocess
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -15,7 +16,9 @@ import pytest
 from dagster import AssetCheckSeverity, AssetSelection, DagsterInstance, ExecuteInProcessResult, materialize
 from mlflow import MlflowClient
 
+from drugrepo_assets.api.model_service import load_served_model
 from drugrepo_assets.api.request_log import LoggedBatch, RequestLog
+from drugrepo_assets.api.settings import ServingSettings
 from drugrepo_assets.definitions import all_asset_checks, all_assets
 from drugrepo_assets.io_managers import JsonIOManager, ParquetIOManager
 from drugrepo_assets.ml.model import load_checkpoint
@@ -25,7 +28,7 @@ from drugrepo_assets.serving.assets import drift_report, external_assets, regist
 from drugrepo_assets.serving.registry import PREVIOUS_TAG, alias_version
 from drugrepo_assets.serving.resources import DriftSettings, RegistrySettings
 from drugrepo_assets.storage import StorageResource
-from drugrepo_assets_tests.api.servers import BIN, running_api, running_mlflow
+from drugrepo_assets_tests.api.servers import BIN, metric_value, running_api, running_mlflow
 from drugrepo_assets_tests.assets.training_setup import resources, small_dataset
 
 NAME = "drugban-human"
@@ -112,24 +115,38 @@ def test_alias_moves_only_when_every_gate_passed_and_rolls_back(world: World, tm
 
     # 4. The API serves models:/drugban-human@champion from the server: version 2's weights.
     pairs = pd.read_csv(golden_dir / "model_pairs.csv", dtype=str).head(8)
-    env = {"DRUGREPO_API_KEYS": KEY, "MLFLOW_TRACKING_URI": world.mlflow_url, "DRUGREPO_MODEL_NAME": NAME}
+    body = {"pairs": [{"smiles": s, "protein": p} for s, p in zip(pairs["SMILES"], pairs["Protein"])]}
+    env = {"DRUGREPO_API_KEYS": KEY, "MLFLOW_TRACKING_URI": world.mlflow_url, "DRUGREPO_MODEL_NAME": NAME,
+           "DRUGREPO_MODEL_REFRESH_SECONDS": "0.5"}
     with running_api(tmp_path / "api", [], env) as api:
         assert httpx.get(api.url + "/readyz").json()["model_version"] == f"{NAME}/2"
-        body = {"pairs": [{"smiles": s, "protein": p} for s, p in zip(pairs["SMILES"], pairs["Protein"])]}
         response = httpx.post(api.url + "/v1/predict", json=body, headers={"X-API-Key": KEY}, timeout=60).json()
-    expected = score_table(load_checkpoint(checkpoint_2)[0], pairs).table["logit"].to_numpy()
-    assert response["model_version"] == f"{NAME}/2"
-    np.testing.assert_allclose([p["logit"] for p in response["predictions"]], expected, atol=1e-4, rtol=0)
+        expected = score_table(load_checkpoint(checkpoint_2)[0], pairs).table["logit"].to_numpy()
+        assert response["model_version"] == f"{NAME}/2"
+        np.testing.assert_allclose([p["logit"] for p in response["predictions"]], expected, atol=1e-4, rtol=0)
 
-    # 5. Rollback: the alias goes back to version 1; with no earlier version, a second rollback refuses.
-    rollback = [str(BIN / "drugrepo"), "rollback", "--model", NAME, "--tracking-uri", world.mlflow_url]
-    moved = subprocess.run(rollback, capture_output=True, text=True)
-    assert moved.returncode == 0, moved.stderr
-    assert f"{NAME}@champion: version 2 -> 1" in moved.stdout
-    assert alias_version(client, NAME, "champion") == "1"
-    again = subprocess.run(rollback, capture_output=True, text=True)
-    assert again.returncode == 1 and "no previous version" in again.stderr
-    assert alias_version(client, NAME, "champion") == "1"
+        # 5. Rollback: the alias goes back to version 1; with no earlier version, a second rollback refuses.
+        rollback = [str(BIN / "drugrepo"), "rollback", "--model", NAME, "--tracking-uri", world.mlflow_url]
+        moved = subprocess.run(rollback, capture_output=True, text=True)
+        assert moved.returncode == 0, moved.stderr
+        assert f"{NAME}@champion: version 2 -> 1" in moved.stdout
+        assert alias_version(client, NAME, "champion") == "1"
+        again = subprocess.run(rollback, capture_output=True, text=True)
+        assert again.returncode == 1 and "no previous version" in again.stderr
+        assert alias_version(client, NAME, "champion") == "1"
+
+        # 6. The running API follows the alias: version 1 is served within a few refreshes, no restart.
+        deadline = time.monotonic() + 60
+        while httpx.get(api.url + "/readyz").json()["model_version"] != f"{NAME}/1" and time.monotonic() < deadline:
+            time.sleep(0.25)
+        after = httpx.post(api.url + "/v1/predict", json=body, headers={"X-API-Key": KEY}, timeout=60).json()
+        text = httpx.get(api.url + "/metrics").text
+    assert after["model_version"] == f"{NAME}/1"
+    assert metric_value(text, "drugrepo_model_info", {"version": f"{NAME}/1"}) == 1
+    assert metric_value(text, "drugrepo_model_info", {"version": f"{NAME}/2"}) == 0
+    version_1 = load_served_model(ServingSettings(model_uri=f"models:/{NAME}/1", mlflow_tracking_uri=world.mlflow_url))
+    expected_1 = score_table(version_1.model, pairs).table["logit"].to_numpy()
+    np.testing.assert_allclose([p["logit"] for p in after["predictions"]], expected_1, atol=1e-4, rtol=0)
 
 
 def _log_requests(folder: Path, smiles: list[str], proteins: list[str]) -> None:
