@@ -239,7 +239,7 @@ def test_kubernetes_objects_in_the_values_are_valid(env: str) -> None:
         k8s_model("V1ResourceRequirements", deployment["resources"])
         k8s_model("V1PodSecurityContext", deployment["podSecurityContext"])
         k8s_model("V1SecurityContext", deployment["securityContext"])
-        k8s_model("list[V1EnvVar]", deployment["env"])
+        k8s_model("list[V1EnvVar]", deployment.get("env", []))
         assert deployment["podSecurityContext"]["runAsNonRoot"] is True
     launcher = chart["runLauncher"]["config"]["k8sRunLauncher"]
     k8s_model("V1ResourceRequirements", launcher["runK8sConfig"]["containerConfig"]["resources"])
@@ -275,15 +275,37 @@ def test_values_and_the_instance_config_agree(env: str) -> None:
 
 @pytest.mark.parametrize("env", ENVS)
 def test_the_asset_location_and_its_gpu_image_come_from_one_release(env: str) -> None:
-    workspace = yaml.safe_load((REPO / "workspace.yaml").read_text())
-    module = workspace["load_from"][0]["python_module"]["module_name"]
-    [location] = values(env)["dagster-user-deployments"]["deployments"]
-    assert location["dagsterApiGrpcArgs"] == ["--module-name", module]
-    assert location["includeConfigInLaunchedRuns"] == {"enabled": True}
-    assert [r["name"] for r in location["envConfigMaps"]] == ["drugrepo-env"]
-    assert [r["name"] for r in location["envSecrets"]] == ["drugrepo-secrets"]
-    env_vars = {e["name"]: e["value"] for e in location["env"]}
+    assets = _deployments(env)["drugrepo_assets.definitions"]
+    env_vars = {e["name"]: e["value"] for e in assets["env"]}
     gpu_repository, gpu_tag = env_vars["DRUGREPO_GPU_IMAGE"].rsplit(":", 1)
-    assert gpu_tag == str(location["image"]["tag"])
-    assert gpu_repository.rsplit("/", 1)[0] == location["image"]["repository"].rsplit("/", 1)[0]
+    assert gpu_tag == str(assets["image"]["tag"])
+    assert gpu_repository.rsplit("/", 1)[0] == assets["image"]["repository"].rsplit("/", 1)[0]
     assert gpu_repository.endswith("/gpu-worker")
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_every_workspace_location_is_a_user_deployment_of_one_image(env: str) -> None:
+    """workspace.yaml's locations (training and serving) each get a gRPC server, on the assets image of one release."""
+    workspace = yaml.safe_load((REPO / "workspace.yaml").read_text())
+    modules = [entry["python_module"]["module_name"] for entry in workspace["load_from"]]
+    deployments = _deployments(env)
+    assert sorted(deployments) == sorted(modules) == ["drugrepo_assets.definitions", "drugrepo_assets.serving.definitions"]
+    assert len({d["name"] for d in deployments.values()}) == len(deployments)
+    assert len({(d["image"]["repository"], str(d["image"]["tag"])) for d in deployments.values()}) == 1
+    for location in deployments.values():
+        assert location["includeConfigInLaunchedRuns"] == {"enabled": True}
+        assert [r["name"] for r in location["envConfigMaps"]] == ["drugrepo-env"]
+        assert [r["name"] for r in location["envSecrets"]] == ["drugrepo-secrets"]
+    assert "env" not in deployments["drugrepo_assets.serving.definitions"]  # no GPU steps there
+
+
+def _deployments(env: str) -> dict[str, dict[str, Any]]:
+    """The chart's user deployments of ``env`` by the module each one serves."""
+    deployments = values(env)["dagster-user-deployments"]["deployments"]
+    by_module = {}
+    for location in deployments:
+        flag, module = location["dagsterApiGrpcArgs"]
+        assert flag == "--module-name"
+        by_module[module] = location
+    assert len(by_module) == len(deployments)
+    return by_module
