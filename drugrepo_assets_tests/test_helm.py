@@ -171,6 +171,8 @@ CHART_SUBSCHEMA: dict[str, Any] = {
                             "resources": {"type": "object"},
                             "podSecurityContext": {"type": "object"},
                             "securityContext": {"type": "object"},
+                            "volumes": {"type": "array", "items": {"type": "object"}},
+                            "volumeMounts": {"type": "array", "items": {"type": "object"}},
                         },
                     },
                 },
@@ -240,6 +242,8 @@ def test_kubernetes_objects_in_the_values_are_valid(env: str) -> None:
         k8s_model("V1PodSecurityContext", deployment["podSecurityContext"])
         k8s_model("V1SecurityContext", deployment["securityContext"])
         k8s_model("list[V1EnvVar]", deployment.get("env", []))
+        k8s_model("list[V1Volume]", deployment.get("volumes", []))
+        k8s_model("list[V1VolumeMount]", deployment.get("volumeMounts", []))
         assert deployment["podSecurityContext"]["runAsNonRoot"] is True
     launcher = chart["runLauncher"]["config"]["k8sRunLauncher"]
     k8s_model("V1ResourceRequirements", launcher["runK8sConfig"]["containerConfig"]["resources"])
