@@ -316,11 +316,16 @@ class MLPDecoder(nn.Module):
         return self.fc4(x)
 
 
+def batch_norm_affine(bn: nn.BatchNorm1d) -> tuple[Tensor, Tensor]:
+    """BatchNorm in eval mode as a scale and a shift: bn(x) = x · scale + shift (running statistics)."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    return scale, bn.bias - bn.running_mean * scale
+
+
 def _fold_batch_norm(bn: nn.BatchNorm1d, linear: nn.Linear) -> tuple[Tensor, Tensor]:
-    """Weight and bias of ``linear ∘ bn`` in eval mode, one affine map: bn(x) = x · a + c."""
-    a = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    c = bn.bias - bn.running_mean * a
-    return linear.weight * a, linear.bias + linear.weight @ c
+    """Weight and bias of ``linear ∘ bn`` in eval mode, one affine map."""
+    scale, shift = batch_norm_affine(bn)
+    return linear.weight * scale, linear.bias + linear.weight @ shift
 
 
 class EvalHead:

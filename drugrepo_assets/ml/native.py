@@ -18,14 +18,13 @@ import subprocess
 import sysconfig
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from drugrepo_assets.ml.dataset import MoleculeStore
-    from drugrepo_assets.ml.model import MolecularGCN
+from drugrepo_assets.ml.dataset import MoleculeStore
+from drugrepo_assets.ml.model import MolecularGCN, batch_norm_affine
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +90,7 @@ def pack_linear(weight: Tensor, bias: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def pack_gcn(gcn: "MolecularGCN") -> tuple[Tensor, Tensor]:
+def pack_gcn(gcn: MolecularGCN) -> tuple[Tensor, Tensor]:
     """The drug GCN in eval mode as the kernel reads it: its weights in one buffer, and its widths.
 
     Order: the initial transform (real atoms: without the virtual-flag column, no bias), then per
@@ -101,16 +100,17 @@ def pack_gcn(gcn: "MolecularGCN") -> tuple[Tensor, Tensor]:
     init = gcn.init_transform.weight[:, :-1]
     parts = [pack_linear(init, init.new_zeros(len(init)))]
     for layer in gcn.gnn.gnn_layers:
-        bn = layer.bn_layer
-        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
         parts += [
             pack_linear(layer.graph_conv.weight.T, layer.graph_conv.bias),
             pack_linear(layer.res_connection.weight, layer.res_connection.bias),
-            scale,
-            bn.bias - bn.running_mean * scale,
+            *batch_norm_affine(layer.bn_layer),
         ]
-    dims = [len(init), *(layer.graph_conv.weight.shape[1] for layer in gcn.gnn.gnn_layers)]
-    return torch.cat([t.float().reshape(-1) for t in parts]), torch.tensor(dims, dtype=torch.int64)
+    return torch.cat([t.float().reshape(-1) for t in parts]), torch.tensor(_gcn_widths(gcn), dtype=torch.int64)
+
+
+def _gcn_widths(gcn: MolecularGCN) -> list[int]:
+    """The GCN's feature widths: after the initial transform, then after each layer."""
+    return [gcn.init_transform.weight.shape[0], *(layer.graph_conv.weight.shape[1] for layer in gcn.gnn.gnn_layers)]
 
 
 def pack_targets(gq: Tensor) -> Tensor:
@@ -119,15 +119,14 @@ def pack_targets(gq: Tensor) -> Tensor:
     return gq.float().reshape(t, k // MR, MR, k // NR, NR).permute(1, 3, 0, 2, 4).contiguous()
 
 
-def kernel_supports(gcn: "MolecularGCN", vnet_width: int) -> bool:
+def kernel_supports(gcn: MolecularGCN, vnet_width: int) -> bool:
     """Whether the kernel takes this model: every width of the GCN and v_net a multiple of NR."""
-    dims = [gcn.init_transform.weight.shape[0], *(layer.graph_conv.weight.shape[1] for layer in gcn.gnn.gnn_layers)]
-    return all(d % NR == 0 for d in [*dims, vnet_width])
+    return all(d % NR == 0 for d in [*_gcn_widths(gcn), vnet_width])
 
 
 def screen(
     lib: ctypes.CDLL,
-    molecules: "MoleculeStore",
+    molecules: MoleculeStore,
     idx: Tensor,
     gcn: tuple[Tensor, Tensor],
     vnet: Tensor,
