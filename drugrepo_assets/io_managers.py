@@ -31,7 +31,7 @@ from dagster import (
 from pydantic import Field
 from upath import UPath
 
-from drugrepo_assets.storage import download_atomic, is_local, storage_path, upload_file_atomic, write_bytes_atomic
+from drugrepo_assets.files import download_atomic, is_local, storage_path, upload_file_atomic, write_bytes_atomic
 
 
 class _StorageUPathIOManager(UPathIOManager):

@@ -44,7 +44,7 @@ from pydantic import Field, PrivateAttr
 from upath import UPath
 
 from drugrepo_assets.data.sources import DATASETS, is_data_file
-from drugrepo_assets.storage import storage_path, uri_of
+from drugrepo_assets.files import storage_path, uri_of
 
 LANDING_FILES_TAG = "drugrepo/landing_files"
 """Run tag of a landing-triggered run: the URIs of the files that triggered it, one per line."""

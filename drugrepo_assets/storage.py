@@ -1,114 +1,20 @@
-"""Where stored values live: a local folder or an ``s3://`` URI (AWS, MinIO or any S3-compatible store).
-
-One path type serves both: `upath.UPath`, with s3fs underneath for ``s3://``. Every write is atomic:
-a local file is written to a hidden temporary sibling, flushed and renamed over the final path; an
-object is sent whole, in one PUT or in a multipart upload that S3 only publishes on completion (and
-that is aborted on any error), so a reader never sees half a file. Nothing is ever streamed into an
-open S3 file handle: s3fs commits such a handle on ``close()`` even when an exception is unwinding.
-"""
+"""Where stored values live: `StorageResource`, a local folder or an ``s3://`` URI (AWS, MinIO or any
+S3-compatible store), over the atomic file functions of `drugrepo_assets.files`."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import tempfile
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence, Union
+from typing import Iterator, Optional, Sequence, Union
 
 from dagster import AssetKey, ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 from upath import UPath
 
-LOCAL_PROTOCOLS = ("", "file", "local")
-S3_SCHEMES = ("s3://", "s3a://")
+from drugrepo_assets.files import download_atomic, is_local, storage_path, upload_file_atomic, uri_of, write_bytes_atomic
 
 AssetKeyLike = Union[AssetKey, str, Sequence[str]]
-
-
-def storage_path(uri: str, s3_endpoint_url: Optional[str] = None) -> UPath:
-    """`UPath` of a local path or object-store URI; ``s3_endpoint_url`` points s3fs at MinIO, moto, ...
-
-    Without an explicit endpoint, s3fs (like boto3) honours ``AWS_ENDPOINT_URL_S3`` /
-    ``AWS_ENDPOINT_URL``. S3 listings are not cached, so objects written by other pods are seen.
-    """
-    options: dict[str, Any] = {}
-    if uri.startswith(S3_SCHEMES):
-        options["use_listings_cache"] = False
-        if s3_endpoint_url:
-            options["endpoint_url"] = s3_endpoint_url
-    return UPath(uri, **options)
-
-
-def is_local(path: UPath) -> bool:
-    """True when ``path`` is on this machine's file system."""
-    return path.protocol in LOCAL_PROTOCOLS
-
-
-def uri_of(path: UPath) -> str:
-    """A plain path for a local `UPath`, the full URI (``s3://bucket/key``) otherwise."""
-    return path.path if is_local(path) else str(path)
-
-
-def _temp_sibling(final: Path) -> Path:
-    return final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
-
-
-def _replace_from(final: Path, write: Any) -> None:
-    """Call ``write(handle)`` on a temporary sibling of ``final``, fsync it, then rename it over ``final``."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_sibling(final)
-    try:
-        with open(tmp, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_bytes_atomic(path: UPath, data: bytes) -> None:
-    """Publish ``data`` at ``path`` in one atomic step (rename locally, one PUT or multipart on S3)."""
-    if is_local(path):
-        _replace_from(Path(path.path), lambda handle: handle.write(data))
-    else:
-        path.fs.pipe_file(path.path, data)
-
-
-def upload_file_atomic(local_file: Path, path: UPath, part_size: Optional[int] = None) -> None:
-    """Publish a copy of ``local_file`` at ``path`` atomically.
-
-    On S3 a file of at least twice ``part_size`` bytes (s3fs's default: 50 MiB) goes up in parts.
-    """
-    if is_local(path):
-        final = Path(path.path)
-        if final.resolve() == Path(local_file).resolve():
-            return
-        with open(local_file, "rb") as source:
-            _replace_from(final, lambda handle: shutil.copyfileobj(source, handle))
-    else:
-        kwargs = {"chunksize": part_size} if part_size else {}
-        path.fs.put_file(str(local_file), path.path, **kwargs)
-
-
-def download_atomic(path: UPath, dest: Path) -> Path:
-    """Copy the file at ``path`` to the local file ``dest`` (written to a temporary sibling, then renamed)."""
-    if is_local(path):
-        with open(path.path, "rb") as source:
-            _replace_from(dest, lambda handle: shutil.copyfileobj(source, handle))
-    else:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _temp_sibling(dest)
-        try:
-            path.fs.get_file(path.path, str(tmp))
-            os.replace(tmp, dest)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-    return dest
 
 
 def asset_key_parts(asset_key: AssetKeyLike) -> list[str]:

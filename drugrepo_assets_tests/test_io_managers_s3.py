@@ -19,7 +19,7 @@ from dagster import (
 )
 from pandas.testing import assert_frame_equal
 
-from drugrepo_assets import storage
+from drugrepo_assets import files
 from drugrepo_assets.assets.raw import raw_pairs
 from drugrepo_assets.assets.splits import dataset_splits
 from drugrepo_assets.assets.validated import validated_and_rejected_pairs
@@ -31,7 +31,7 @@ from drugrepo_assets.io_managers import (
     ParquetUPathIOManager,
 )
 from drugrepo_assets.resources import DataSourceResource, SplitSettings
-from drugrepo_assets.storage import storage_path
+from drugrepo_assets.files import storage_path
 from drugrepo_assets_tests.data.servers import S3Bucket, moto_endpoint, s3_bucket
 from drugrepo_assets_tests.samples import write_sample_source
 
@@ -194,12 +194,12 @@ def test_an_upload_cut_off_mid_transfer_leaves_no_object(
     monkeypatch.setattr(S3FileSystem, "_call_s3", cut_after_first_part)
     target = storage_path(f"s3://{s3_bucket.name}/ckpt/best.pt", s3_bucket.endpoint_url)
     with pytest.raises(ConnectionResetError):
-        storage.upload_file_atomic(big, target, part_size=5 * 2**20)
+        files.upload_file_atomic(big, target, part_size=5 * 2**20)
     assert parts_sent[:1] == [1] and len(parts_sent) >= 2
     assert _keys(s3_bucket) == []
     assert s3_bucket.client.list_multipart_uploads(Bucket=s3_bucket.name).get("Uploads", []) == []
     monkeypatch.setattr(S3FileSystem, "_call_s3", original)
-    storage.upload_file_atomic(big, target, part_size=5 * 2**20)
+    files.upload_file_atomic(big, target, part_size=5 * 2**20)
     assert s3_bucket.client.head_object(Bucket=s3_bucket.name, Key="ckpt/best.pt")["ContentLength"] == big.stat().st_size
 
 
@@ -215,7 +215,7 @@ def test_a_folder_whose_upload_fails_keeps_the_previous_version_readable(
         (folder / "a.txt").write_text(text)
         (folder / "b.txt").write_text(text)
     manager.dump_to_path(build_output_context(), old, manifest)
-    real_upload = storage.upload_file_atomic
+    real_upload = files.upload_file_atomic
     uploads: list[Path] = []
 
     def fail_on_second(local: Path, path, part_size=None) -> None:

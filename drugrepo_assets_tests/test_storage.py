@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, DagsterInstance, asset, materialize
 
-from drugrepo_assets.storage import StorageResource, storage_path
+from drugrepo_assets.files import storage_path
+from drugrepo_assets.storage import StorageResource
 from drugrepo_assets_tests.data.servers import S3Bucket, moto_endpoint, s3_bucket
 
 __all__ = ["moto_endpoint", "s3_bucket"]
