@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from drugrepo_assets.ml.featurize import DrugGraph, GraphBatch, drug_graph, encode_proteins
+from drugrepo_assets.ml.featurize import CompactMolecules, DrugGraph, GraphBatch, drug_graph, encode_proteins
 from drugrepo_assets.ml.model import segment_ranges
 
 
@@ -36,6 +36,18 @@ class MoleculeStore:
         return cls(
             node_feats=torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32)),
             edge_index=torch.from_numpy(np.ascontiguousarray(edges, dtype=np.int64)),
+            node_offsets=torch.from_numpy(np.concatenate([[0], np.cumsum(n)])),
+            edge_offsets=torch.from_numpy(np.concatenate([[0], np.cumsum(e)])),
+        )
+
+    @classmethod
+    def from_compact(cls, molecules: CompactMolecules) -> "MoleculeStore":
+        """Expand compact molecules (atom codes, bonds) into the same store `from_graphs` builds."""
+        n = molecules.num_atoms.astype(np.int64)
+        e = 2 * molecules.num_bonds.astype(np.int64) + n
+        return cls(
+            node_feats=torch.from_numpy(molecules.node_feats()),
+            edge_index=torch.from_numpy(molecules.edge_index()),
             node_offsets=torch.from_numpy(np.concatenate([[0], np.cumsum(n)])),
             edge_offsets=torch.from_numpy(np.concatenate([[0], np.cumsum(e)])),
         )

@@ -13,11 +13,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from rdkit import Chem, rdBase
 from rdkit.Chem import rdmolfiles
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -185,18 +188,19 @@ def _lookup(table: np.ndarray, values: np.ndarray) -> np.ndarray:
     return table[np.minimum(values, table.size - 1)]
 
 
-def drug_graph(smiles: str) -> DrugGraph:
-    """Featurise a SMILES exactly like dgllife's smiles_to_bigraph with Canonical featurizers.
+ATOM_CODE_WIDTH = 8
+"""A compact atom: the feature columns set by its five one-hot groups (type, degree, implicit
+valence, hybridisation, total Hs; 74 = none), then its formal charge, radical electrons and
+aromatic flag: 8 bytes instead of 74 floats, expanded exactly by `expand_atoms`."""
+_CODE_RAW_COLS = (_CHARGE_COL, _RADICAL_COL, _AROMATIC_COL)
 
-    Atoms follow dgllife's canonical_atom_order=True, i.e. RenumberAtoms(mol, CanonicalRankAtoms),
-    applied here as a permutation of the feature rows instead of rebuilding the molecule.
-    """
-    mol = _parse_smiles(smiles)
+
+def _canonical_atoms(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
+    """Atom codes [n, 8] in dgllife's canonical order, and each bond's (begin, end) in that order."""
     n = mol.GetNumAtoms()
     num_bonds = mol.GetNumBonds()
     atoms = list(map(mol.GetAtomWithIdx, range(n)))
     bonds = list(map(mol.GetBondWithIdx, range(num_bonds)))
-
     begin = _int_column(Chem.Bond.GetBeginAtomIdx, bonds, num_bonds)
     end = _int_column(Chem.Bond.GetEndAtomIdx, bonds, num_bonds)
     # GetDegree counts bonds to explicit atoms, i.e. the atom's incidence count in the bond list.
@@ -207,31 +211,58 @@ def drug_graph(smiles: str) -> DrugGraph:
     new_index = np.empty(n, dtype=np.int64)
     new_index[order] = np.arange(n, dtype=np.int64)
 
-    one_hot_cols = np.stack(
+    codes = np.stack(
         (
             _lookup(_ATOMIC_NUM_TO_COL, _int_column(Chem.Atom.GetAtomicNum, atoms, n)),
             _lookup(_DEGREE_TO_COL, degree),
             _lookup(_IMPLICIT_VALENCE_TO_COL, _int_column(_implicit_valence, atoms, n)),
             _lookup(_HYBRIDIZATION_TO_COL, _int_column(Chem.Atom.GetHybridization, atoms, n)),
             _lookup(_TOTAL_H_TO_COL, _int_column(Chem.Atom.GetTotalNumHs, atoms, n)),
+            _int_column(Chem.Atom.GetFormalCharge, atoms, n),
+            _int_column(Chem.Atom.GetNumRadicalElectrons, atoms, n),
+            _int_column(Chem.Atom.GetIsAromatic, atoms, n),
         ),
         axis=1,
-    )
-    node_buf = np.zeros((n, ATOM_FEATURE_DIM + 1), dtype=np.float32)
-    node_buf[np.arange(n)[:, None], one_hot_cols] = 1.0
-    node_buf[:, _CHARGE_COL] = _int_column(Chem.Atom.GetFormalCharge, atoms, n)
-    node_buf[:, _RADICAL_COL] = _int_column(Chem.Atom.GetNumRadicalElectrons, atoms, n)
-    node_buf[:, _AROMATIC_COL] = _int_column(Chem.Atom.GetIsAromatic, atoms, n)
-    node_feats = node_buf[order, :ATOM_FEATURE_DIM]
+    )[order]
+    if codes.size and (codes.min() < -128 or codes.max() > 127):
+        raise InvalidSmilesError(Chem.MolToSmiles(mol))  # a charge or radical count no feature can hold
+    return codes.astype(np.int8), new_index[begin], new_index[end], bonds
+
+
+def expand_atoms(codes: np.ndarray) -> np.ndarray:
+    """CanonicalAtomFeaturizer's float32 features [n, 74] of compact atom codes [n, 8], exactly."""
+    n = len(codes)
+    buf = np.zeros((n, ATOM_FEATURE_DIM + 1), dtype=np.float32)
+    buf[np.arange(n)[:, None], codes[:, :5].astype(np.int64)] = 1.0
+    buf[:, list(_CODE_RAW_COLS)] = codes[:, 5:]
+    return np.ascontiguousarray(buf[:, :ATOM_FEATURE_DIM])
+
+
+def bond_edges(bonds: np.ndarray, num_nodes: int) -> np.ndarray:
+    """dgllife's edge list [2, 2b + n] of bonds [b, 2]: each bond u->v then v->u, then a self loop per node."""
+    b = len(bonds)
+    edge_index = np.empty((2, 2 * b + num_nodes), dtype=np.int64)
+    pairs = edge_index[:, : 2 * b].reshape(2, b, 2)
+    pairs[0, :, 0] = pairs[1, :, 1] = bonds[:, 0]
+    pairs[0, :, 1] = pairs[1, :, 0] = bonds[:, 1]
+    edge_index[:, 2 * b :] = np.arange(num_nodes, dtype=np.int64)
+    return edge_index
+
+
+def drug_graph(smiles: str) -> DrugGraph:
+    """Featurise a SMILES exactly like dgllife's smiles_to_bigraph with Canonical featurizers.
+
+    Atoms follow dgllife's canonical_atom_order=True, i.e. RenumberAtoms(mol, CanonicalRankAtoms),
+    applied here as a permutation of the feature rows instead of rebuilding the molecule.
+    """
+    mol = _parse_smiles(smiles)
+    codes, begin, end, bonds = _canonical_atoms(mol)
+    n, num_bonds = len(codes), len(bonds)
+    node_feats = expand_atoms(codes)
+    edge_index = bond_edges(np.stack((begin, end), axis=1), n)
 
     num_bond_edges = 2 * num_bonds
     num_edges = num_bond_edges + n
-    edge_index = np.empty((2, num_edges), dtype=np.int64)
-    pairs = edge_index[:, :num_bond_edges].reshape(2, num_bonds, 2)
-    pairs[0, :, 0] = pairs[1, :, 1] = new_index[begin]
-    pairs[0, :, 1] = pairs[1, :, 0] = new_index[end]
-    edge_index[:, num_bond_edges:] = np.arange(n, dtype=np.int64)
-
     bond_buf = np.zeros((num_bonds, BOND_FEATURE_DIM + 1), dtype=np.float32)
     bond_cols = np.stack(
         (
@@ -250,6 +281,88 @@ def drug_graph(smiles: str) -> DrugGraph:
     for array in (node_feats, edge_index, edge_feats):
         array.setflags(write=False)
     return DrugGraph(node_feats=node_feats, edge_index=edge_index, edge_feats=edge_feats)
+
+
+@dataclass
+class CompactMolecules:
+    """Molecules as compact atom codes and bonds (numpy only, ~10 bytes an atom): what screening
+    featurises in worker processes, ships between them and holds per library shard."""
+
+    codes: np.ndarray  # int8 [ΣN, 8], see ATOM_CODE_WIDTH
+    bonds: np.ndarray  # int16 [ΣB, 2], atom ids local to each molecule, canonical order
+    num_atoms: np.ndarray  # int32 [M]
+    num_bonds: np.ndarray  # int32 [M]
+
+    def __len__(self) -> int:
+        return len(self.num_atoms)
+
+    @classmethod
+    def empty(cls) -> "CompactMolecules":
+        """No molecule."""
+        return cls(np.zeros((0, ATOM_CODE_WIDTH), np.int8), np.zeros((0, 2), np.int16), np.zeros(0, np.int32), np.zeros(0, np.int32))
+
+    @classmethod
+    def concat(cls, parts: Sequence["CompactMolecules"]) -> "CompactMolecules":
+        """Molecules of ``parts`` one after the other."""
+        if not parts:
+            return cls.empty()
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("codes", "bonds", "num_atoms", "num_bonds")))
+
+    def take(self, idx: np.ndarray) -> "CompactMolecules":
+        """Molecules ``idx`` (in that order)."""
+        atom_off = np.concatenate([[0], np.cumsum(self.num_atoms, dtype=np.int64)])
+        bond_off = np.concatenate([[0], np.cumsum(self.num_bonds, dtype=np.int64)])
+        atoms = np.concatenate([np.arange(atom_off[i], atom_off[i + 1]) for i in idx]) if len(idx) else np.zeros(0, np.int64)
+        bonds = np.concatenate([np.arange(bond_off[i], bond_off[i + 1]) for i in idx]) if len(idx) else np.zeros(0, np.int64)
+        return CompactMolecules(self.codes[atoms], self.bonds[bonds], self.num_atoms[idx], self.num_bonds[idx])
+
+    def node_feats(self) -> np.ndarray:
+        """Every atom's float32 features [ΣN, 74] (`expand_atoms`)."""
+        return expand_atoms(self.codes)
+
+    def edge_index(self) -> np.ndarray:
+        """Every molecule's dgllife edge list, concatenated [2, Σ(2B + N)], local atom ids."""
+        return np.concatenate(
+            [np.zeros((2, 0), np.int64)]
+            + [bond_edges(b, int(n)) for b, n in zip(np.split(self.bonds, np.cumsum(self.num_bonds)[:-1]), self.num_atoms)],
+            axis=1,
+        )
+
+
+def compact_molecules(smiles: Sequence[str], max_atoms: int = MAX_DRUG_NODES) -> tuple[CompactMolecules, list[tuple[int, str]]]:
+    """Featurise SMILES compactly; those that cannot be scored come back as (position, reason).
+
+    Reasons name the field: ``SMILES: cannot parse '…'``, ``SMILES: empty`` or ``SMILES: N atoms,
+    more than DrugBAN's 290``. Numpy only, so a worker process needs no torch.
+    """
+    codes, bonds, atoms, nbonds, rejected = [], [], [], [], []
+    for i, s in enumerate(smiles):
+        s = s.strip()
+        if not s:
+            rejected.append((i, "SMILES: empty"))
+            continue
+        try:
+            c, begin, end, _ = _canonical_atoms(_parse_smiles(s))
+        except InvalidSmilesError:
+            rejected.append((i, f"SMILES: cannot parse {_shown(s)!r}"))
+            continue
+        if len(c) > max_atoms:
+            rejected.append((i, f"SMILES: {len(c)} atoms, more than DrugBAN's {max_atoms}"))
+            continue
+        codes.append(c)
+        bonds.append(np.stack((begin, end), axis=1).astype(np.int16))
+        atoms.append(len(c))
+        nbonds.append(len(begin))
+    if not atoms:
+        return CompactMolecules.empty(), rejected
+    return CompactMolecules(
+        np.concatenate(codes), np.concatenate(bonds), np.asarray(atoms, np.int32), np.asarray(nbonds, np.int32)
+    ), rejected
+
+
+def _shown(smiles: str, limit: int = 80) -> str:
+    """A SMILES as shown in a reason: cut to ``limit`` characters."""
+    return smiles if len(smiles) <= limit else smiles[:limit] + "…"
 
 
 @dataclass
@@ -279,6 +392,8 @@ def collate_graphs(graphs: Sequence[DrugGraph]) -> GraphBatch:
 
     Node ids of graph i are shifted by the number of nodes of graphs 0..i-1.
     """
+    import torch
+
     if len(graphs) == 0:
         raise ValueError("collate_graphs needs at least one graph")
     num_nodes = np.fromiter((g.node_feats.shape[0] for g in graphs), dtype=np.int64)
