@@ -35,8 +35,8 @@ def storage_path(uri: str, s3_endpoint_url: Optional[str] = None) -> UPath:
 
 
 def is_local(path: UPath) -> bool:
-    """True when ``path`` is on this machine's file system."""
-    return path.protocol in LOCAL_PROTOCOLS
+    """True when ``path`` (a `UPath` or a plain `Path`) is on this machine's file system."""
+    return getattr(path, "protocol", "") in LOCAL_PROTOCOLS
 
 
 def uri_of(path: UPath) -> str:
@@ -66,7 +66,7 @@ def _replace_from(final: Path, write: Any) -> None:
 def write_bytes_atomic(path: UPath, data: bytes) -> None:
     """Publish ``data`` at ``path`` in one atomic step (rename locally, one PUT or multipart on S3)."""
     if is_local(path):
-        _replace_from(Path(path.path), lambda handle: handle.write(data))
+        _replace_from(Path(getattr(path, "path", path)), lambda handle: handle.write(data))
     else:
         path.fs.pipe_file(path.path, data)
 

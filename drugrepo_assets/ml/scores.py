@@ -1,0 +1,165 @@
+"""A library screen's scores as a partitioned Parquet data set, ranked exactly without a global table.
+
+Under a root folder (a local path or an ``s3://`` `UPath`), one file per library shard ``i``:
+
+- ``scores/part-i.parquet``: every pair, ``target_id, drug_id, logit``; one row group per target,
+  molecules in library order (4 bytes a pair, plus the ids' dictionary pages);
+- ``top/part-i.parquet``: the shard's best ``top`` per target, with ``smiles`` and the molecule's
+  ``row`` in the shard (for ties);
+- ``ranked/target-t/part-i.parquet`` (`rank_dataset`): every pair with ``score, rank, percentile``.
+
+The ranking is `ml.screen.rank_scores`'s: within a target, rank = 1 + the number of higher
+logits, percentile = 100 · (logits at or below) / N, ties in library order. Both follow from
+counts, so the global top-K is the merge of the shards' top-Ks (every logit above a top-K row is
+in the top-K too), and any pair's rank needs only its target's sorted logits (4 bytes a pair),
+one target at a time. Every file is written whole and atomically (`drugrepo_assets.files`).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from drugrepo_assets.files import write_bytes_atomic
+from drugrepo_assets.ml.evaluate import sigmoid
+
+SCORES, TOP, RANKED = "scores", "top", "ranked"
+TOP_COLUMNS = ["target_id", "drug_id", "smiles", "logit", "score", "rank", "percentile", "checkpoint_id"]
+
+
+def part_name(shard: int) -> str:
+    """The file name of library shard ``shard`` in every folder of the data set."""
+    return f"part-{shard:05d}.parquet"
+
+
+def _write_table(path: Any, table: pa.Table, row_group_size: int | None = None) -> None:
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, row_group_size=row_group_size, compression="zstd")
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def _read_table(path: Any, **kwargs: Any) -> pa.Table:
+    with path.open("rb") as handle:
+        return pq.read_table(handle, **kwargs)
+
+
+@dataclass
+class ShardScores:
+    """One library shard's logits [molecules, targets], its molecules' ids and SMILES in library order."""
+
+    drug_ids: np.ndarray
+    smiles: np.ndarray
+    logits: np.ndarray
+    target_ids: Sequence[str]
+
+    def top(self, k: int) -> pd.DataFrame:
+        """The best ``k`` molecules per target (ties: earlier row first), with each one's ``row``."""
+        n, t = self.logits.shape
+        keep = min(k, n)
+        frames = []
+        for j, target in enumerate(self.target_ids):
+            order = np.lexsort((np.arange(n), -self.logits[:, j].astype(np.float64)))[:keep]
+            frames.append(pd.DataFrame({
+                "target_id": target, "drug_id": self.drug_ids[order], "smiles": self.smiles[order],
+                "logit": self.logits[order, j], "row": order.astype(np.int64),
+            }))
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["target_id", "drug_id", "smiles", "logit", "row"])
+
+    def arrow(self) -> pa.Table:
+        """Every pair, target-major: ``target_id`` (dictionary), ``drug_id``, ``logit`` (float32)."""
+        n, t = self.logits.shape
+        targets = pa.DictionaryArray.from_arrays(
+            pa.array(np.repeat(np.arange(t, dtype=np.int32), n)), pa.array(list(self.target_ids), pa.string())
+        )
+        drugs = pa.array(self.drug_ids.tolist(), pa.string())
+        return pa.table({
+            "target_id": targets,
+            "drug_id": pa.concat_arrays([drugs] * t) if t else pa.array([], pa.string()),
+            "logit": pa.array(np.ascontiguousarray(self.logits.T, dtype=np.float32).reshape(-1)),
+        })
+
+
+def write_shard(root: Any, shard: int, scores: ShardScores, top: int | None) -> None:
+    """Write shard ``shard``'s pairs (one row group per target) and, with ``top``, its best ``top`` per target."""
+    if top is not None:
+        table = scores.top(top).assign(shard=shard)
+        _write_table(root / TOP / part_name(shard), pa.Table.from_pandas(table, preserve_index=False))
+    _write_table(root / SCORES / part_name(shard), scores.arrow(), row_group_size=max(1, len(scores.drug_ids)))
+
+
+def _first_of_equal(logits_desc: np.ndarray) -> np.ndarray:
+    """For logits sorted high to low: the position of the first equal value (0-based)."""
+    neg = -logits_desc
+    return np.searchsorted(neg, neg, side="left")
+
+
+def merge_top(
+    root: Any, shards: Sequence[int], target_ids: Sequence[str], molecules: int, top: int, checkpoint_id: str
+) -> pd.DataFrame:
+    """The best ``top`` per target over every shard, ranked over all ``molecules`` (as `rank_scores` would)."""
+    parts = [_read_table(root / TOP / part_name(s)).to_pandas() for s in shards]
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["target_id", "drug_id", "smiles", "logit", "row", "shard"])
+    order = {t: i for i, t in enumerate(target_ids)}
+    table = table.assign(_t=table["target_id"].map(order), _neg=-table["logit"].astype(np.float64))
+    table = table.sort_values(["_t", "_neg", "shard", "row"], kind="stable")
+    table = table[table.groupby("_t").cumcount() < top].reset_index(drop=True)
+    first = np.zeros(len(table), dtype=np.int64)
+    for _, index in table.groupby("_t").indices.items():
+        first[index] = _first_of_equal(table["logit"].to_numpy(np.float64)[index])
+    table = table.assign(
+        score=sigmoid(table["logit"].to_numpy()),
+        rank=first + 1,
+        percentile=100.0 * (molecules - first) / molecules,
+        checkpoint_id=checkpoint_id,
+    )
+    return table[TOP_COLUMNS]
+
+
+def target_logits(root: Any, shards: Sequence[int], target: int) -> list[np.ndarray]:
+    """Target ``target``'s logits from each shard's scores file (its row group only), in shard order."""
+    out = []
+    for s in shards:
+        with (root / SCORES / part_name(s)).open("rb") as handle:
+            file = pq.ParquetFile(handle)
+            if file.metadata.num_rows == 0:
+                out.append(np.zeros(0, np.float32))
+                continue
+            out.append(file.read_row_group(target, columns=["logit"]).column("logit").to_numpy())
+    return out
+
+
+def rank_dataset(root: Any, shards: Sequence[int], target_ids: Sequence[str], checkpoint_id: str) -> int:
+    """Every pair ranked within its target into ``ranked/target-t/part-i.parquet``; returns the pairs written.
+
+    One target at a time: its logits from every shard (4 bytes a pair) sorted once, then each
+    shard's rank and percentile by binary search.
+    """
+    written = 0
+    for t, target in enumerate(target_ids):
+        parts = target_logits(root, shards, t)
+        ordered = np.sort(np.concatenate(parts).astype(np.float64))
+        n = len(ordered)
+        for s, logits in zip(shards, parts):
+            if not len(logits):
+                continue
+            drug_ids = _read_table(root / SCORES / part_name(s), columns=["drug_id"]).column("drug_id")
+            drugs = drug_ids.slice(t * len(logits), len(logits))
+            at_or_below = np.searchsorted(ordered, logits.astype(np.float64), side="right")
+            table = pa.table({
+                "target_id": pa.array([target] * len(logits), pa.string()),
+                "drug_id": drugs,
+                "logit": pa.array(logits),
+                "score": pa.array(sigmoid(logits)),
+                "rank": pa.array(n - at_or_below + 1),
+                "percentile": pa.array(100.0 * at_or_below / n),
+                "checkpoint_id": pa.array([checkpoint_id] * len(logits), pa.string()),
+            })
+            _write_table(root / RANKED / f"target-{t:05d}" / part_name(s), table)
+            written += len(logits)
+    return written
