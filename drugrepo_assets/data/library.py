@@ -1,19 +1,692 @@
-"""Readers for screening inputs: compound libraries (CSV ``id,SMILES`` or ``.smi``) and targets (FASTA or CSV).
+"""Readers for screening inputs: compound libraries and targets (FASTA or CSV).
 
-Both return tables of strings with the line each entry came from, so every report can point at it.
-A file that cannot be used at all is an :class:`InputFileError` naming it.
+A compound library of millions to billions of molecules is read as a stream by :func:`iter_library`:
+chunks of at most ``chunk_rows`` rows, from one file, a folder or an S3 prefix, in the formats
+vendors ship (Enamine REAL, ZINC, ChEMBL, MolPort, eMolecules):
+
+* text: ``.smi``, ``.smiles``, ``.txt``, ``.cxsmiles``, ``.csv``, ``.tsv``, each optionally ``.gz``
+  (decompressed as it is read). Fields are separated by whitespace, tabs or commas (``.csv``: commas,
+  else tabs, else semicolons; ``.tsv``: tabs). A first line that names a SMILES column is a header
+  (``.csv``/``.tsv`` must have one); without one, the SMILES is the first field and the id the
+  second (``.smi`` convention; whitespace-separated: the rest of the line). Blank lines and lines
+  starting with ``#`` are skipped. Lines are read with a bounded length: a longer one is refused
+  without ever being held whole.
+* ``.parquet`` / ``.pq``: read batch by batch, only the SMILES and id columns.
+
+No bad row stops the stream and none is dropped silently: each is in a chunk's ``rejected`` table
+with its file, 1-based physical line (Parquet: row) and a reason. A file that cannot be used at all
+is an :class:`InputFileError` naming it (found midway, e.g. a corrupt gzip, it is raised there).
 """
 
 from __future__ import annotations
 
+import csv
+import gzip
 import io
-from pathlib import Path
+import logging
+import re
+import shutil
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, Callable, Iterator, NamedTuple
+from urllib.parse import unquote, urlparse
 
+import numpy as np
 import pandas as pd
 
-from drugrepo_assets.data.sources import InputFileError
+from drugrepo_assets.data.sources import HTTP_TIMEOUT_S, InputFileError
 
-__all__ = ["read_library", "read_targets"]
+__all__ = [
+    "LIBRARY_SUFFIXES",
+    "MAX_LINE_BYTES",
+    "MAX_SMILES_CHARS",
+    "LibraryChunk",
+    "is_library_file",
+    "iter_library",
+    "read_library",
+    "read_targets",
+]
+
+logger = logging.getLogger(__name__)
+
+MAX_SMILES_CHARS = 10_000
+"""A longer SMILES is refused ("SMILES: N characters, more than the limit of ...")."""
+MAX_LINE_BYTES = 1 << 20
+"""A longer text line is refused unread: only its first bytes are kept, to show."""
+VALUE_CHARS = 80
+"""How much of a refused value ``rejected`` shows (then ``…``)."""
+
+_BLOCK_BYTES = 1 << 20
+_S3_BLOCK_BYTES = 8 << 20
+_TEXT_SUFFIXES = (".smi", ".smiles", ".txt", ".cxsmiles")
+_TABLE_SUFFIXES = (".csv", ".tsv")
+_PARQUET_SUFFIXES = (".parquet", ".pq")
+LIBRARY_SUFFIXES: tuple[str, ...] = (
+    *(s + gz for s in (*_TEXT_SUFFIXES, *_TABLE_SUFFIXES) for gz in ("", ".gz")),
+    *_PARQUET_SUFFIXES,
+)
+_SUFFIX_TEXT = ".smi, .smiles, .txt, .cxsmiles, .csv, .tsv (each optionally .gz), .parquet"
+
+# Column names, compared lower-case without spaces, "_" or "-"; the first present wins.
+_SMILES_NAMES = (
+    "smiles", "canonicalsmiles", "isomericsmiles", "isosmiles", "cxsmiles", "smilescanonical", "smi", "smile",
+)
+_ID_NAMES = (
+    "id", "idnumber", "zincid", "chemblid", "molportid", "mculeid", "versionid", "catalogid", "catalognumber",
+    "compoundid", "moleculeid", "molid", "name", "title", "identifier", "vendorid", "emolid", "cid",
+)
+
+ROW_COLUMNS = ("id", "smiles", "file", "line")
+REJECTED_COLUMNS = ("file", "line", "id", "value", "reason")
+
+
+@dataclass(frozen=True)
+class LibraryChunk:
+    """Part of a library stream.
+
+    ``rows``: ``id``, ``smiles``, ``file``, ``line`` (str, str, str, int64). ``rejected``: ``file``,
+    ``line``, ``id``, ``value`` (shown truncated), ``reason``. ``file`` is the location for a single
+    file, else the path relative to the folder or prefix; ``line`` the 1-based physical line
+    (Parquet: row).
+    """
+
+    rows: pd.DataFrame
+    rejected: pd.DataFrame
+
+
+def is_library_file(name: str) -> bool:
+    """True when ``name`` ends with a library suffix (see ``LIBRARY_SUFFIXES``)."""
+    return _format_of(name) is not None
+
+
+# --- the stream -------------------------------------------------------------------------------
+
+
+def iter_library(
+    location: str, chunk_rows: int = 100_000, s3_endpoint_url: str | None = None
+) -> Iterator[LibraryChunk]:
+    """Stream a compound library: a file, a folder or a prefix; local, ``http(s)://`` (a file) or ``s3://``.
+
+    Files of a folder or prefix are read recursively in sorted path order; files that are not in a
+    library format (or hidden) are skipped and named in a log warning. A chunk holds at most
+    ``chunk_rows`` rows, good and rejected together; it may end inside a file, and may hold rows
+    of several files. A library without any row yields nothing.
+    """
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
+    builder = _ChunkBuilder()
+    for member in _members(str(location), s3_endpoint_url):
+        default_id = _generated_id(member.id_prefix)
+        for event in _events(member, default_id, batch_rows=min(chunk_rows, 65_536)):
+            if type(event) is _Bad:
+                builder.bad(member.label, event)
+            else:
+                builder.row(member.label, event)
+            if builder.size >= chunk_rows:
+                yield builder.take()
+    if builder.size:
+        yield builder.take()
+
+
+class _Bad(NamedTuple):
+    line: int
+    id: str
+    value: str
+    reason: str
+
+
+class _ChunkBuilder:
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self.ids: list[str] = []
+        self.smiles: list[str] = []
+        self.files: list[str] = []
+        self.lines: list[int] = []
+        self.rejected: list[tuple[str, int, str, str, str]] = []
+        self.size = 0
+
+    def row(self, file: str, event: tuple[int, str, str]) -> None:
+        line, ident, smiles = event
+        self.ids.append(ident)
+        self.smiles.append(smiles)
+        self.files.append(file)
+        self.lines.append(line)
+        self.size += 1
+
+    def bad(self, file: str, event: _Bad) -> None:
+        self.rejected.append((file, event.line, event.id, event.value, event.reason))
+        self.size += 1
+
+    def take(self) -> LibraryChunk:
+        rows = pd.DataFrame({
+            "id": pd.Series(self.ids, dtype=object),
+            "smiles": pd.Series(self.smiles, dtype=object),
+            "file": pd.Series(self.files, dtype=object),
+            "line": np.asarray(self.lines, dtype=np.int64),
+        })
+        columns = list(zip(*self.rejected)) or [[]] * len(REJECTED_COLUMNS)
+        rejected = pd.DataFrame({
+            name: np.asarray(values, dtype=np.int64) if name == "line" else pd.Series(values, dtype=object)
+            for name, values in zip(REJECTED_COLUMNS, columns)
+        })
+        self._reset()
+        return LibraryChunk(rows=rows, rejected=rejected)
+
+
+def _generated_id(prefix: str) -> Callable[[int, bool], str]:
+    return lambda line, header: f"{prefix}:{line}"
+
+
+# --- the files of a location ------------------------------------------------------------------
+
+
+class _Member(NamedTuple):
+    uri: str  # the full location, for errors
+    label: str  # the ``file`` column
+    id_prefix: str  # generated ids: ``<id_prefix>:<line>``
+    kind: str  # local | http | s3
+    fmt: str  # text | csv | tsv | parquet
+    gz: bool
+    fs: object = None  # the S3 file system
+
+
+def _format_of(name: str) -> tuple[str, bool] | None:
+    lowered = name.lower()
+    gz = lowered.endswith(".gz")
+    base = lowered[:-3] if gz else lowered
+    if base.endswith(_TEXT_SUFFIXES):
+        return "text", gz
+    if base.endswith(".csv"):
+        return "csv", gz
+    if base.endswith(".tsv"):
+        return "tsv", gz
+    if not gz and base.endswith(_PARQUET_SUFFIXES):
+        return "parquet", False
+    return None
+
+
+def _kind(location: str) -> str:
+    scheme = urlparse(location).scheme.lower()
+    if scheme in ("http", "https"):
+        return "http"
+    if scheme in ("s3", "s3a"):
+        return "s3"
+    return "local"
+
+
+def _not_library(location: str) -> InputFileError:
+    return InputFileError(location, f"not a library file (expected {_SUFFIX_TEXT})")
+
+
+def _hidden(rel: str) -> bool:
+    return any(part.startswith(".") for part in PurePosixPath(rel).parts)
+
+
+def _warn_skipped(location: str, skipped: list[str]) -> None:
+    if skipped:
+        shown = ", ".join(skipped[:20]) + (f", and {len(skipped) - 20} more" if len(skipped) > 20 else "")
+        logger.warning(
+            "%s: skipped %d file(s) that are not library files (%s) or are hidden: %s",
+            location, len(skipped), _SUFFIX_TEXT, shown,
+        )
+
+
+def _members(location: str, s3_endpoint_url: str | None) -> list[_Member]:
+    kind = _kind(location)
+    if kind == "http":
+        name = unquote(urlparse(location).path)
+        found = _format_of(name)
+        if found is None:
+            raise InputFileError(
+                location, f"not a library file (expected {_SUFFIX_TEXT}); folders cannot be listed over http(s)"
+            )
+        return [_Member(location, location, PurePosixPath(name).name, "http", *found)]
+    if kind == "s3":
+        return _s3_members(location, s3_endpoint_url)
+    path = Path(unquote(urlparse(location).path)) if location.lower().startswith("file:") else Path(location).expanduser()
+    if path.is_dir():
+        files, skipped = [], []
+        for p in path.rglob("*"):
+            if not p.is_file():
+                continue
+            rel = p.relative_to(path).as_posix()
+            found = _format_of(p.name)
+            if found is None or _hidden(rel):
+                skipped.append(rel)
+            else:
+                files.append(_Member(str(p), rel, rel, "local", *found))
+        _warn_skipped(location, sorted(skipped))
+        if not files:
+            raise InputFileError(location, f"folder holds no library files ({_SUFFIX_TEXT})")
+        return sorted(files, key=lambda m: m.label)
+    found = _format_of(path.name)
+    if not path.exists():
+        raise InputFileError(location, "file not found" if found else "no such file or folder")
+    if found is None:
+        raise _not_library(location)
+    return [_Member(location, location, path.name, "local", *found)]
+
+
+def _s3_members(location: str, endpoint_url: str | None) -> list[_Member]:
+    from drugrepo_assets.storage import storage_path  # lazily: this package stays free of Dagster
+
+    root = storage_path(location, endpoint_url)
+    fs, key = root.fs, root.path.rstrip("/")
+    bucket_only = "/" not in key
+    try:
+        if not bucket_only and not location.endswith("/") and fs.isfile(key):
+            found = _format_of(key)
+            if found is None:
+                raise _not_library(location)
+            return [_Member(location, location, PurePosixPath(key).name, "s3", *found, fs)]
+        keys = fs.find(key)
+    except InputFileError:
+        raise
+    except Exception as exc:  # s3fs and botocore raise many types; all mean the same here
+        raise InputFileError(location, _s3_problem(exc)) from None
+    files, skipped = [], []
+    for full in sorted(keys):
+        if not full.startswith(key + "/"):
+            continue
+        rel = full[len(key) + 1:]
+        found = _format_of(rel)
+        if found is None or _hidden(rel):
+            skipped.append(rel)
+        else:
+            files.append(_Member(f"s3://{full}", rel, rel, "s3", *found, fs))
+    _warn_skipped(location, skipped)
+    if not files and not keys and not location.endswith("/") and _format_of(key) is not None:
+        raise InputFileError(location, "no such S3 key")
+    if not files:
+        raise InputFileError(location, f"no library files ({_SUFFIX_TEXT}) under this S3 prefix")
+    return files
+
+
+def _s3_problem(exc: BaseException) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "no such S3 bucket or key"
+    if isinstance(exc, PermissionError):
+        return "access denied"
+    detail = re.sub(r"\s+", " ", str(exc)).strip()
+    return f"S3 error: {type(exc).__name__}" + (f" ({detail})" if detail else "")
+
+
+# --- opening a file ---------------------------------------------------------------------------
+
+
+def _open_binary(member: _Member) -> IO[bytes]:
+    """The file's bytes as sent (gzip not undone), for sequential reading."""
+    try:
+        if member.kind == "local":
+            return open(member.uri, "rb")
+        if member.kind == "s3":
+            return member.fs.open(member.uri[len("s3://"):], "rb", block_size=_S3_BLOCK_BYTES)
+    except FileNotFoundError:
+        raise InputFileError(member.uri, "file not found") from None
+    except IsADirectoryError:
+        raise InputFileError(member.uri, "is a folder, not a file") from None
+    except PermissionError:
+        raise InputFileError(member.uri, "permission denied") from None
+    except OSError as exc:
+        raise InputFileError(member.uri, f"cannot read file ({exc.strerror or exc})") from None
+    except Exception as exc:
+        raise InputFileError(member.uri, _s3_problem(exc)) from None
+    return _http_stream(member)
+
+
+def _http_stream(member: _Member) -> IO[bytes]:
+    import requests
+
+    try:
+        response = requests.get(member.uri, stream=True, timeout=HTTP_TIMEOUT_S)
+    except requests.RequestException as exc:
+        raise InputFileError(member.uri, f"cannot download ({type(exc).__name__})") from None
+    if response.status_code >= 400:
+        response.close()
+        reason = f" {response.reason}" if response.reason else ""
+        raise InputFileError(member.uri, f"HTTP error {response.status_code}{reason}")
+    raw = response.raw
+    encoded = "gzip" in response.headers.get("Content-Encoding", "").lower()
+    # A .gz file sent with "Content-Encoding: gzip" is one gzip layer, undone by the reader.
+    return gzip.GzipFile(fileobj=raw, mode="rb") if encoded and not member.gz else raw
+
+
+_READ_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error)
+
+
+def _read_problem(member: _Member, exc: BaseException) -> InputFileError:
+    detail = re.sub(r"\s+", " ", str(exc)).strip().rstrip(".") or type(exc).__name__
+    if member.gz and isinstance(exc, (gzip.BadGzipFile, EOFError, zlib.error)):
+        return InputFileError(member.uri, f"not a valid gzip file ({detail})")
+    return InputFileError(member.uri, f"cannot read file ({detail})")
+
+
+def _events(member: _Member, default_id: Callable[[int, bool], str], *, batch_rows: int,
+            compat: bool = False) -> Iterator[tuple[int, str, str] | _Bad]:
+    """Rows ``(line, id, smiles)`` and refused rows (:class:`_Bad`) of one file, in file order."""
+    if member.fmt == "parquet":
+        yield from _parquet_events(member, default_id, batch_rows, compat)
+        return
+    try:
+        import urllib3.exceptions
+
+        errors = (*_READ_ERRORS, urllib3.exceptions.HTTPError)
+    except ImportError:  # pragma: no cover - requests always brings urllib3
+        errors = _READ_ERRORS
+    raw = _open_binary(member)
+    try:
+        stream = gzip.GzipFile(fileobj=raw, mode="rb") if member.gz else raw
+        yield from _text_events(member, stream, default_id, compat)
+    except InputFileError:
+        raise
+    except errors as exc:
+        raise _read_problem(member, exc) from None
+    finally:
+        raw.close()
+
+
+# --- text formats -----------------------------------------------------------------------------
+
+
+def _physical_lines(stream: IO[bytes], limit: int) -> Iterator[tuple[int, bytes | None, int, bytes]]:
+    """``(number, line, length, head)``: each line without its end; ``line`` is None when it is longer
+    than ``limit`` bytes (then only ``head``, its first bytes, is kept). Holds at most a block plus
+    ``limit`` bytes."""
+    keep = VALUE_CHARS * 4
+    buffer = b""
+    number = 0
+    skipping, skipped, head = False, 0, b""
+    while True:
+        data = stream.read(_BLOCK_BYTES)
+        if not data:
+            break
+        buffer = buffer + data if buffer else data
+        start = 0
+        while True:
+            end = buffer.find(b"\n", start)
+            if end < 0:
+                break
+            number += 1
+            if skipping:
+                yield number, None, skipped + end, head
+                skipping = False
+            elif end - start > limit:
+                yield number, None, end - start, buffer[start:start + keep]
+            else:
+                yield number, buffer[start:end], end - start, b""
+            start = end + 1
+        rest = len(buffer) - start
+        if skipping:
+            skipped += rest
+            buffer = b""
+        elif rest > limit:
+            skipping, skipped, head = True, rest, buffer[start:start + keep]
+            buffer = b""
+        else:
+            buffer = buffer[start:] if start else buffer
+    if skipping:
+        yield number + 1, None, skipped, head
+    elif buffer:
+        yield number + 1, buffer, len(buffer), b""
+
+
+def _shown(value: str) -> str:
+    return value if len(value) <= VALUE_CHARS else value[:VALUE_CHARS] + "…"
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[\s_\-]", "", name.strip().strip('"').strip("'").lower())
+
+
+def _find_columns(names: list[str]) -> tuple[int | None, int | None]:
+    """Indexes of the SMILES and id columns (by name; the id else the other of two columns)."""
+    normal = [_norm(n) for n in names]
+    smiles = next((normal.index(n) for n in _SMILES_NAMES if n in normal), None)
+    if smiles is None:
+        return None, None
+    ident = next((normal.index(n) for n in _ID_NAMES if n in normal), None)
+    if ident is None and len(names) == 2:
+        ident = 1 - smiles
+    return smiles, ident
+
+
+def _sniff(fmt: str, line: str) -> str:
+    """The field separator: ``"\\t"``, ``","``, ``";"`` or ``" "`` (any run of whitespace)."""
+    if fmt == "tsv":
+        return "\t"
+    if fmt == "csv":
+        return next((s for s in (",", "\t", ";") if s in line), ",")
+    if "\t" in line:
+        return "\t"
+    stripped = line.strip()
+    if "," in stripped and not any(c.isspace() for c in stripped):
+        return ","
+    return " "
+
+
+def _split(line: str, sep: str) -> list[str]:
+    if sep == " ":
+        return line.split()
+    if sep == "," and '"' in line:
+        return next(csv.reader((line,), strict=True))
+    return line.split(sep)
+
+
+def _text_events(member: _Member, stream: IO[bytes], default_id: Callable[[int, bool], str],
+                 compat: bool) -> Iterator[tuple[int, str, str] | _Bad]:
+    sep: str | None = None
+    width = 0  # fields in the header; 0: no header
+    smiles_at, id_at = 0, None
+    for number, raw, length, head in _physical_lines(stream, MAX_LINE_BYTES):
+        if raw is None:
+            if head.lstrip().startswith(b"#"):
+                continue
+            if sep is None and member.fmt != "text":
+                raise InputFileError(member.uri, f"line {number}: header of {length} bytes, more than the limit of {MAX_LINE_BYTES}")
+            yield _Bad(number, "", _shown(head.decode("utf-8", "replace")),
+                       f"line: {length} bytes, more than the limit of {MAX_LINE_BYTES}")
+            continue
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        stripped = raw.strip()
+        if not stripped or stripped.startswith(b"#"):
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            problem = f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} of the line)"
+            if sep is None and member.fmt != "text":
+                raise InputFileError(member.uri, f"line {number}: header {problem}") from None
+            yield _Bad(number, "", _shown(raw.decode("utf-8", "replace").strip()), f"line: {problem}")
+            continue
+        if number == 1 and text.startswith("\ufeff"):
+            text = text[1:]
+        if sep is None:
+            sep = _sniff(member.fmt, text)
+            try:
+                names = _split(text, sep)
+            except csv.Error:
+                names = []
+            found_smiles, found_id = _find_columns(names)
+            if found_smiles is not None:
+                width, smiles_at, id_at = len(names), found_smiles, found_id
+                continue
+            if member.fmt != "text":
+                found = ", ".join(repr(n.strip()) for n in names) or "nothing"
+                raise InputFileError(
+                    member.uri,
+                    f"no SMILES column in the header (line {number}; found: {_shown(found)}; "
+                    f"expected one named {', '.join(_SMILES_NAMES[:3])}, ...)",
+                )
+        if width:
+            try:
+                fields = _split(text, sep)
+            except csv.Error as exc:
+                yield _Bad(number, "", _shown(text.strip()), f"CSV: {exc}")
+                continue
+            if len(fields) != width:
+                if not (compat and len(fields) < width):
+                    ident = fields[id_at].strip() if id_at is not None and id_at < len(fields) else ""
+                    yield _Bad(number, ident, _shown(text.strip()),
+                               f"fields: {len(fields)}, the header has {width}")
+                    continue
+                fields += [""] * (width - len(fields))
+            smiles = fields[smiles_at].strip()
+            ident = fields[id_at].strip() if id_at is not None else ""
+        elif "\t" in text or (sep == "," and "," in text):
+            # No header: the SMILES is the first field, the id the second (line by line, so
+            # a file mixing tabs and spaces reads as it did with whitespace alone).
+            try:
+                fields = _split(text, "\t" if "\t" in text else ",")
+            except csv.Error as exc:
+                yield _Bad(number, "", _shown(text.strip()), f"CSV: {exc}")
+                continue
+            smiles = fields[0].strip()
+            ident = fields[1].strip() if len(fields) > 1 else ""
+        else:  # whitespace: the SMILES, then the name (the rest of the line)
+            parts = text.split(None, 1)
+            smiles, ident = parts[0], parts[1].strip() if len(parts) > 1 else ""
+        if not ident:
+            ident = default_id(number, bool(width))
+        if not smiles and not compat:
+            yield _Bad(number, ident, "", "SMILES: empty")
+        elif len(smiles) > MAX_SMILES_CHARS and not compat:
+            yield _Bad(number, ident, _shown(smiles),
+                       f"SMILES: {len(smiles)} characters, more than the limit of {MAX_SMILES_CHARS}")
+        else:
+            yield number, ident, smiles
+
+
+# --- Parquet ----------------------------------------------------------------------------------
+
+
+def _parquet_events(member: _Member, default_id: Callable[[int, bool], str], batch_rows: int,
+                    compat: bool) -> Iterator[tuple[int, str, str] | _Bad]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with _parquet_source(member) as source:
+        try:
+            handle = pq.ParquetFile(source)
+            names = list(handle.schema_arrow.names)
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            detail = re.sub(r"\s+", " ", str(exc)).strip().rstrip(".")
+            raise InputFileError(member.uri, f"not a valid Parquet file ({detail})") from None
+        smiles_at, id_at = _find_columns(names)
+        if smiles_at is None:
+            raise InputFileError(
+                member.uri, f"no SMILES column (found: {_shown(', '.join(map(repr, names)) or 'nothing')})"
+            )
+        columns = [names[smiles_at]] + ([names[id_at]] if id_at is not None else [])
+        number = 0
+        try:
+            for batch in handle.iter_batches(batch_size=batch_rows, columns=columns):
+                smiles_values = batch.column(0).to_pylist()
+                id_values = batch.column(1).to_pylist() if id_at is not None else [None] * len(smiles_values)
+                for smiles, ident in zip(smiles_values, id_values):
+                    number += 1
+                    ident = "" if ident is None else ident.decode("utf-8", "replace") if isinstance(ident, bytes) else str(ident).strip()
+                    if not ident:
+                        ident = default_id(number, True)
+                    if isinstance(smiles, bytes):
+                        try:
+                            smiles = smiles.decode("utf-8")
+                        except UnicodeDecodeError as exc:
+                            yield _Bad(number, ident, _shown(smiles.decode("utf-8", "replace")),
+                                       f"SMILES: not valid UTF-8 (byte 0x{smiles[exc.start]:02x} at byte {exc.start + 1})")
+                            continue
+                    smiles = "" if smiles is None else str(smiles).strip()
+                    if not smiles and not compat:
+                        yield _Bad(number, ident, "", "SMILES: empty")
+                    elif len(smiles) > MAX_SMILES_CHARS and not compat:
+                        yield _Bad(number, ident, _shown(smiles),
+                                   f"SMILES: {len(smiles)} characters, more than the limit of {MAX_SMILES_CHARS}")
+                    else:
+                        yield number, ident, smiles
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            detail = re.sub(r"\s+", " ", str(exc)).strip().rstrip(".")
+            raise InputFileError(member.uri, f"not a valid Parquet file ({detail})") from None
+
+
+class _parquet_source:
+    """A seekable source for ParquetFile: the local path, an S3 file, or an http download on disk."""
+
+    def __init__(self, member: _Member) -> None:
+        self.member = member
+        self.closers: list[Callable[[], None]] = []
+
+    def __enter__(self) -> object:
+        member = self.member
+        if member.kind == "local":
+            if not Path(member.uri).is_file():
+                raise InputFileError(member.uri, "file not found")
+            return member.uri
+        raw = _open_binary(member)
+        self.closers.append(raw.close)
+        if member.kind == "s3":
+            return raw
+        spool = tempfile.TemporaryFile(prefix="drugrepo-library-")
+        self.closers.append(spool.close)
+        try:
+            shutil.copyfileobj(raw, spool, _BLOCK_BYTES)
+        except Exception as exc:
+            raise InputFileError(member.uri, f"cannot download ({type(exc).__name__})") from None
+        spool.seek(0)
+        return spool
+
+    def __exit__(self, *exc: object) -> None:
+        for close in reversed(self.closers):
+            close()
+
+
+# --- small files, whole ---------------------------------------------------------------------
+
+
+def read_library(path: str | Path) -> pd.DataFrame:
+    """One small library file as columns ``id``, ``smiles``, ``line``, read by the stream's parser.
+
+    Rows go on to the caller's own checks as before: a row with an empty SMILES (or a CSV row
+    with missing cells) keeps its empty value, an empty id cell stays empty, a ``.smi`` line
+    without a name gets ``line<n>``, and an over-long SMILES is passed on. A file whose name is no
+    library format is read as a CSV with a header. A row that cannot be passed on (bytes that are
+    not UTF-8, more fields than the header, a line over ``MAX_LINE_BYTES``) makes the whole file
+    an :class:`InputFileError` naming its line, as such files always were; so is a file without
+    any molecule ("no molecules").
+    """
+    location = str(path)
+    if _kind(location) == "local" and Path(location).is_dir():
+        raise InputFileError(location, "is a folder, not a file")
+    if _kind(location) == "local" and not Path(location).exists():
+        raise InputFileError(location, "file not found")
+    if _kind(location) == "local" and Path(location).is_file() and _format_of(location) is None:
+        member = _Member(location, location, Path(location).name, "local", "csv", False)
+    else:
+        members = _members(location, None)
+        if len(members) != 1:
+            raise InputFileError(location, "is a folder, not a file")
+        member = members[0]
+
+    def default_id(line: int, header: bool) -> str:
+        return "" if header else f"line{line}"
+
+    rows = []
+    for event in _events(member, default_id, batch_rows=65_536, compat=True):
+        if type(event) is _Bad:
+            raise InputFileError(location, f"line {event.line}: {event.reason.removeprefix('line: ')}")
+        line, ident, smiles = event
+        rows.append((ident, smiles, line))
+    if not rows:
+        raise InputFileError(location, "no molecules")
+    table = pd.DataFrame(rows, columns=["id", "smiles", "line"])
+    table["line"] = table["line"].astype("int64")
+    return table
+
+
+# --- targets ----------------------------------------------------------------------------------
 
 
 def _text(path: Path) -> str:
@@ -26,33 +699,6 @@ def _text(path: Path) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputFileError(str(path), f"not valid UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
-
-
-def read_library(path: str | Path) -> pd.DataFrame:
-    """Library as columns ``id``, ``smiles``, ``line``: a CSV with ``id`` and ``SMILES`` columns
-    (case-insensitive), or a ``.smi`` file of ``SMILES [id]`` lines (id defaults to the line number)."""
-    path = Path(path)
-    text = _text(path)
-    if path.suffix.lower() in (".smi", ".smiles", ".txt"):
-        rows = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            parts = line.split(None, 1)
-            if parts and not line.startswith("#"):
-                rows.append((parts[1].strip() if len(parts) > 1 else f"line{number}", parts[0], number))
-        table = pd.DataFrame(rows, columns=["id", "smiles", "line"])
-    else:
-        try:
-            raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-        except pd.errors.ParserError as exc:
-            raise InputFileError(str(path), f"cannot parse CSV ({str(exc).splitlines()[0]})") from None
-        columns = {c.lower(): c for c in raw.columns}
-        missing = [c for c in ("id", "smiles") if c not in columns]
-        if missing:
-            raise InputFileError(str(path), f"missing column {' and '.join(map(repr, missing))} (found: {', '.join(raw.columns)})")
-        table = pd.DataFrame({"id": raw[columns["id"]], "smiles": raw[columns["smiles"]], "line": range(2, len(raw) + 2)})
-    if table.empty:
-        raise InputFileError(str(path), "no molecules")
-    return table
 
 
 def read_targets(path: str | Path) -> pd.DataFrame:
