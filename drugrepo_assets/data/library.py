@@ -35,6 +35,7 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from drugrepo_assets.data.sources import HTTP_TIMEOUT_S, InputFileError
 
@@ -128,6 +129,23 @@ def iter_library(
                 yield builder.take()
     if builder.size:
         yield builder.take()
+
+
+def count_rows(location: str, s3_endpoint_url: str | None = None) -> int | None:
+    """About how many rows a local library holds (its text files' lines, its Parquet files' rows),
+    for a progress bar's ETA; None for a library over http(s) or S3, which would have to be fetched."""
+    members = _members(str(location), s3_endpoint_url)
+    if any(m.kind != "local" for m in members):
+        return None
+    total = 0
+    for member in members:
+        if member.fmt == "parquet":
+            total += pq.ParquetFile(member.uri).metadata.num_rows
+            continue
+        with open(member.uri, "rb") as raw, (gzip.GzipFile(fileobj=raw) if member.gz else raw) as stream:
+            while block := stream.read(_BLOCK_BYTES):
+                total += block.count(b"\n")
+    return total
 
 
 class _Bad(NamedTuple):
@@ -272,7 +290,7 @@ def _members(location: str, s3_endpoint_url: str | None) -> list[_Member]:
 
 
 def _s3_members(location: str, endpoint_url: str | None) -> list[_Member]:
-    from drugrepo_assets.storage import storage_path  # lazily: this package stays free of Dagster
+    from drugrepo_assets.files import storage_path
 
     root = storage_path(location, endpoint_url)
     fs, key = root.fs, root.path.rstrip("/")
@@ -567,7 +585,6 @@ def _text_events(member: _Member, stream: IO[bytes], default_id: Callable[[int, 
 def _parquet_events(member: _Member, default_id: Callable[[int, bool], str], batch_rows: int,
                     compat: bool) -> Iterator[tuple[int, str, str] | _Bad]:
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     with _parquet_source(member) as source:
         try:

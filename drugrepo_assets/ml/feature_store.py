@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from drugrepo_assets.ml.dataset import MoleculeStore, PairData
-from drugrepo_assets.ml.featurize import ATOM_FEATURE_DIM, PROTEIN_MAX_LENGTH, drug_graph, encode_proteins
+from drugrepo_assets.ml.featurize import PROTEIN_MAX_LENGTH, CompactMolecules, compact_molecules, encode_proteins
 
-DRUG_KIND = "drug_graphs-v1"
+DRUG_KIND = "drug_graphs-v2"  # v2: compact atom codes and bonds (featurize.CompactMolecules)
 PROTEIN_KIND = f"protein_codes-{PROTEIN_MAX_LENGTH}-v1"
 
 
@@ -121,44 +121,54 @@ class _ShardedStore:
 
 
 class DrugGraphStore(_ShardedStore):
-    """Drug graphs (DrugBAN atom features and edges, no bond features: the model does not read them)."""
+    """Drug graphs as compact atom codes and bonds (`featurize.CompactMolecules`, ~10 bytes an atom),
+    expanded into DrugBAN's features only when a batch is built."""
 
     kind = DRUG_KIND
 
     def _pack(self, sources: list[str]) -> dict[str, np.ndarray]:
-        graphs = [drug_graph(s) for s in sources]
-        feats = np.concatenate([g.node_feats for g in graphs])
-        compact = feats.astype(np.int8)
-        if not np.array_equal(compact, feats):
-            raise ValueError("atom features are not small integers; cannot store them as int8")
-        return {
-            "node_feats": compact,
-            "edge_index": np.concatenate([g.edge_index for g in graphs], axis=1).astype(np.int32),
-            "num_nodes": np.asarray([g.num_nodes for g in graphs], dtype=np.int32),
-            "num_edges": np.asarray([g.num_edges for g in graphs], dtype=np.int32),
-        }
+        molecules, refused = compact_molecules(sources)
+        if refused:
+            position, reason = refused[0]
+            raise ValueError(f"cannot featurise {sources[position]!r}: {reason}")
+        return self._arrays(molecules)
+
+    @staticmethod
+    def _arrays(molecules: CompactMolecules) -> dict[str, np.ndarray]:
+        return {"codes": molecules.codes, "bonds": molecules.bonds, "num_atoms": molecules.num_atoms, "num_bonds": molecules.num_bonds}
+
+    def put(self, ids: Sequence[str], molecules: CompactMolecules) -> EnsureResult:
+        """Store molecules featurised elsewhere (a process pool), ``ids[i]`` naming molecule i; stored ids are kept."""
+        index = self.index()
+        first: dict[str, int] = {}
+        for i, item in enumerate(ids):
+            if item not in index:
+                first.setdefault(item, i)
+        shard = None
+        if first:
+            names = sorted(first)
+            shard = _shard_name(names)
+            arrays = self._arrays(molecules.take(np.asarray([first[n] for n in names], dtype=np.int64)))
+            _write_npz(self.dir / f"{shard}.npz", {"ids": np.asarray(names, dtype=str), **arrays})
+            index.update(dict.fromkeys(names, shard))
+        return EnsureResult({i: index[i] for i in ids}, len(first), len(set(ids)) - len(first), shard)
+
+    def load_compact(self, ids: Sequence[str], shards: Sequence[str]) -> CompactMolecules:
+        """The molecules ``ids`` (stored in ``shards``) in that order, compact."""
+        parts: list[CompactMolecules] = []
+        positions: list[np.ndarray] = []
+        for arrays, wanted, rows in self._shard_rows(ids, shards):
+            stored = CompactMolecules(arrays["codes"], arrays["bonds"], arrays["num_atoms"], arrays["num_bonds"])
+            parts.append(stored.take(rows))
+            positions.append(wanted)
+        if not parts:
+            return CompactMolecules.empty()
+        joined = CompactMolecules.concat(parts)
+        return joined.take(np.argsort(np.concatenate(positions), kind="stable"))
 
     def load(self, ids: Sequence[str], shards: Sequence[str]) -> MoleculeStore:
         """The molecules ``ids`` (stored in ``shards``) packed in that order."""
-        n = np.zeros(len(ids), dtype=np.int64)
-        e = np.zeros(len(ids), dtype=np.int64)
-        feats: list[np.ndarray | None] = [None] * len(ids)
-        edges: list[np.ndarray | None] = [None] * len(ids)
-        for arrays, wanted, rows in self._shard_rows(ids, shards):
-            node_off = np.concatenate([[0], np.cumsum(arrays["num_nodes"], dtype=np.int64)])
-            edge_off = np.concatenate([[0], np.cumsum(arrays["num_edges"], dtype=np.int64)])
-            for pos, row in zip(wanted.tolist(), rows.tolist()):
-                feats[pos] = arrays["node_feats"][node_off[row] : node_off[row + 1]]
-                edges[pos] = arrays["edge_index"][:, edge_off[row] : edge_off[row + 1]]
-                n[pos], e[pos] = node_off[row + 1] - node_off[row], edge_off[row + 1] - edge_off[row]
-        node_feats = np.concatenate(feats) if ids else np.zeros((0, ATOM_FEATURE_DIM), np.int8)
-        edge_index = np.concatenate(edges, axis=1) if ids else np.zeros((2, 0), np.int32)
-        return MoleculeStore(
-            node_feats=torch.from_numpy(node_feats.astype(np.float32)),
-            edge_index=torch.from_numpy(edge_index.astype(np.int64)),
-            node_offsets=torch.from_numpy(np.concatenate([[0], np.cumsum(n)])),
-            edge_offsets=torch.from_numpy(np.concatenate([[0], np.cumsum(e)])),
-        )
+        return MoleculeStore.from_compact(self.load_compact(ids, shards))
 
 
 class ProteinCodeStore(_ShardedStore):

@@ -22,6 +22,7 @@ Attention maps are computed only on demand (:meth:`DrugBAN.attention_maps`).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+import hashlib
 import warnings
 from typing import Any, Callable, Mapping
 
@@ -583,6 +584,12 @@ def save_checkpoint(path: str, model: DrugBAN, **extra: Any) -> None:
     """Save weights + config + anything plain (optimizer state, epoch, metrics) for resumption."""
     payload = {"format": CHECKPOINT_FORMAT, "config": model.config.to_dict(), "state_dict": model.state_dict(), **extra}
     torch.save(payload, path)
+
+
+def checkpoint_id(path: str) -> str:
+    """First 12 hex digits of a checkpoint file's SHA-256: the id screening writes beside every score."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()[:12]
 
 
 def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> tuple[DrugBAN, dict[str, Any]]:

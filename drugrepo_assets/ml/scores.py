@@ -1,12 +1,13 @@
 """A library screen's scores as a partitioned Parquet data set, ranked exactly without a global table.
 
-Under a root folder (a local path or an ``s3://`` `UPath`), one file per library shard ``i``:
+Under a root folder (a local path or an ``s3://`` `UPath`), files named per library shard (``name``;
+`part_name` for the CLI's numbered shards), the shards listed in library order by the caller:
 
-- ``scores/part-i.parquet``: every pair, ``target_id, drug_id, logit``; one row group per target,
+- ``scores/<name>.parquet``: every pair, ``target_id, drug_id, logit``; one row group per target,
   molecules in library order (4 bytes a pair, plus the ids' dictionary pages);
-- ``top/part-i.parquet``: the shard's best ``top`` per target, with ``smiles`` and the molecule's
+- ``top/<name>.parquet``: the shard's best ``top`` per target, with ``smiles`` and the molecule's
   ``row`` in the shard (for ties);
-- ``ranked/target-t/part-i.parquet`` (`rank_dataset`): every pair with ``score, rank, percentile``.
+- ``ranked/target-t/<name>.parquet`` (`rank_dataset`): every pair with ``score, rank, percentile``.
 
 The ranking is `ml.screen.rank_scores`'s: within a target, rank = 1 + the number of higher
 logits, percentile = 100 · (logits at or below) / N, ties in library order. Both follow from
@@ -34,8 +35,12 @@ TOP_COLUMNS = ["target_id", "drug_id", "smiles", "logit", "score", "rank", "perc
 
 
 def part_name(shard: int) -> str:
-    """The file name of library shard ``shard`` in every folder of the data set."""
-    return f"part-{shard:05d}.parquet"
+    """The name of numbered library shard ``shard`` in every folder of the data set."""
+    return f"part-{shard:05d}"
+
+
+def _file(root: Any, folder: str, name: str) -> Any:
+    return root / folder / f"{name}.parquet"
 
 
 def _write_table(path: Any, table: pa.Table, row_group_size: int | None = None) -> None:
@@ -85,12 +90,12 @@ class ShardScores:
         })
 
 
-def write_shard(root: Any, shard: int, scores: ShardScores, top: int | None) -> None:
+def write_shard(root: Any, name: str, scores: ShardScores, top: int | None) -> None:
     """Write shard ``shard``'s pairs (one row group per target) and, with ``top``, its best ``top`` per target."""
     if top is not None:
-        table = scores.top(top).assign(shard=shard)
-        _write_table(root / TOP / part_name(shard), pa.Table.from_pandas(table, preserve_index=False))
-    _write_table(root / SCORES / part_name(shard), scores.arrow(), row_group_size=max(1, len(scores.drug_ids)))
+        table = scores.top(top)
+        _write_table(_file(root, TOP, name), pa.Table.from_pandas(table, preserve_index=False))
+    _write_table(_file(root, SCORES, name), scores.arrow(), row_group_size=max(1, len(scores.drug_ids)))
 
 
 def _first_of_equal(logits_desc: np.ndarray) -> np.ndarray:
@@ -100,10 +105,11 @@ def _first_of_equal(logits_desc: np.ndarray) -> np.ndarray:
 
 
 def merge_top(
-    root: Any, shards: Sequence[int], target_ids: Sequence[str], molecules: int, top: int, checkpoint_id: str
+    root: Any, shards: Sequence[str], target_ids: Sequence[str], molecules: int, top: int, checkpoint_id: str
 ) -> pd.DataFrame:
-    """The best ``top`` per target over every shard, ranked over all ``molecules`` (as `rank_scores` would)."""
-    parts = [_read_table(root / TOP / part_name(s)).to_pandas() for s in shards]
+    """The best ``top`` per target over the shards (in library order), ranked over all ``molecules``
+    (as `rank_scores` would)."""
+    parts = [_read_table(_file(root, TOP, name)).to_pandas().assign(shard=i) for i, name in enumerate(shards)]
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["target_id", "drug_id", "smiles", "logit", "row", "shard"])
     order = {t: i for i, t in enumerate(target_ids)}
     table = table.assign(_t=table["target_id"].map(order), _neg=-table["logit"].astype(np.float64))
@@ -121,11 +127,11 @@ def merge_top(
     return table[TOP_COLUMNS]
 
 
-def target_logits(root: Any, shards: Sequence[int], target: int) -> list[np.ndarray]:
+def target_logits(root: Any, shards: Sequence[str], target: int) -> list[np.ndarray]:
     """Target ``target``'s logits from each shard's scores file (its row group only), in shard order."""
     out = []
-    for s in shards:
-        with (root / SCORES / part_name(s)).open("rb") as handle:
+    for name in shards:
+        with _file(root, SCORES, name).open("rb") as handle:
             file = pq.ParquetFile(handle)
             if file.metadata.num_rows == 0:
                 out.append(np.zeros(0, np.float32))
@@ -134,7 +140,13 @@ def target_logits(root: Any, shards: Sequence[int], target: int) -> list[np.ndar
     return out
 
 
-def rank_dataset(root: Any, shards: Sequence[int], target_ids: Sequence[str], checkpoint_id: str) -> int:
+def shard_drug_ids(root: Any, name: str, target: int, count: int) -> pa.Array:
+    """The ``count`` molecule ids of a shard's row group ``target`` (every target lists the same ids)."""
+    drug_ids = _read_table(_file(root, SCORES, name), columns=["drug_id"]).column("drug_id")
+    return drug_ids.slice(target * count, count)
+
+
+def rank_dataset(root: Any, shards: Sequence[str], target_ids: Sequence[str], checkpoint_id: str) -> int:
     """Every pair ranked within its target into ``ranked/target-t/part-i.parquet``; returns the pairs written.
 
     One target at a time: its logits from every shard (4 bytes a pair) sorted once, then each
@@ -145,11 +157,10 @@ def rank_dataset(root: Any, shards: Sequence[int], target_ids: Sequence[str], ch
         parts = target_logits(root, shards, t)
         ordered = np.sort(np.concatenate(parts).astype(np.float64))
         n = len(ordered)
-        for s, logits in zip(shards, parts):
+        for name, logits in zip(shards, parts):
             if not len(logits):
                 continue
-            drug_ids = _read_table(root / SCORES / part_name(s), columns=["drug_id"]).column("drug_id")
-            drugs = drug_ids.slice(t * len(logits), len(logits))
+            drugs = shard_drug_ids(root, name, t, len(logits))
             at_or_below = np.searchsorted(ordered, logits.astype(np.float64), side="right")
             table = pa.table({
                 "target_id": pa.array([target] * len(logits), pa.string()),
@@ -160,6 +171,6 @@ def rank_dataset(root: Any, shards: Sequence[int], target_ids: Sequence[str], ch
                 "percentile": pa.array(100.0 * at_or_below / n),
                 "checkpoint_id": pa.array([checkpoint_id] * len(logits), pa.string()),
             })
-            _write_table(root / RANKED / f"target-{t:05d}" / part_name(s), table)
+            _write_table(root / RANKED / f"target-{t:05d}" / f"{name}.parquet", table)
             written += len(logits)
     return written

@@ -16,7 +16,7 @@ mode), not a proxy.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator, Mapping, Union
+from typing import Callable, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,7 @@ from torch import Tensor
 
 from drugrepo_assets.ml.dataset import MoleculeStore
 from drugrepo_assets.ml.evaluate import sigmoid
+from drugrepo_assets.ml.featurize import CompactMolecules
 from drugrepo_assets.ml.model import DrugBAN, DrugEncoding, EvalHead
 from drugrepo_assets.ml.native import fusion_kernel, kernel_supports, pack_gcn, pack_linear, pack_targets
 from drugrepo_assets.ml.native import screen as native_screen
@@ -176,6 +177,30 @@ class ScreeningEngine:
                 yield idx.numpy(), t_slice, logits
                 if progress is not None:
                     progress(len(idx) * (t_slice.stop - t_slice.start))
+
+    def target_chunks(self, target_codes: Tensor) -> list[slice]:
+        """The target slices scored together (``target_chunk`` targets' terms held at once)."""
+        n = len(target_codes)
+        return [slice(t0, min(t0 + self.target_chunk, n)) for t0 in range(0, n, self.target_chunk)]
+
+    def score_compact(
+        self, molecules: CompactMolecules, target_codes: Tensor, terms: Sequence[TargetTerms] | None = None
+    ) -> np.ndarray:
+        """Logits [molecules, targets] of compact molecules, expanded ``drug_chunk`` at a time.
+
+        ``terms``: the targets' terms per `target_chunks` slice, when the caller keeps them across
+        calls (a library's shards); else they are computed here.
+        """
+        out = np.empty((len(molecules), len(target_codes)), dtype=np.float32)
+        order = np.argsort(molecules.num_atoms, kind="stable")  # similar sizes share a chunk: less padding
+        for j, t_slice in enumerate(self.target_chunks(target_codes)):
+            targets = terms[j] if terms is not None else self.target_terms(target_codes[t_slice])
+            for d0 in range(0, len(molecules), self.drug_chunk):
+                idx = order[d0 : d0 + self.drug_chunk]
+                store = MoleculeStore.from_compact(molecules.take(idx))
+                drugs = self.drug_terms(store, torch.arange(len(idx)))
+                out[idx, t_slice] = self.pair_logits(drugs, targets).float().cpu().numpy()
+        return out
 
     def score_matrix(self, molecules: MoleculeStore, target_codes: Tensor) -> np.ndarray:
         """All logits as a dense [drugs, targets] float32 array (for libraries that fit in memory)."""

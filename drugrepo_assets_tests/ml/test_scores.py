@@ -27,7 +27,7 @@ def _write(root: Path, sizes: list[int], logits: np.ndarray, ids: list[str], smi
     for shard, size in enumerate(sizes):
         rows = slice(start, start + size)
         part = ShardScores(np.asarray(ids[rows], object), np.asarray(smiles[rows], object), logits[rows], TARGETS)
-        write_shard(root, shard, part, top)
+        write_shard(root, part_name(shard), part, top)
         start += size
 
 
@@ -36,7 +36,7 @@ def _write(root: Path, sizes: list[int], logits: np.ndarray, ids: list[str], smi
 def test_top_k_merge_equals_ranking_the_whole_table(tmp_path: Path, sizes: list[int], top: int) -> None:
     ids, smiles, logits = _library(50, seed=len(sizes) + top)
     _write(tmp_path, sizes, logits, ids, smiles, top)
-    merged = merge_top(tmp_path, range(len(sizes)), TARGETS, 50, top, "abc123")
+    merged = merge_top(tmp_path, [part_name(i) for i in range(len(sizes))], TARGETS, 50, top, "abc123")
     expected = rank_table(logits, ids, smiles, TARGETS, "abc123", top=top)
     assert_frame_equal(merged, expected, check_dtype=False)
     full = rank_table(logits, ids, smiles, TARGETS, "abc123")
@@ -46,7 +46,7 @@ def test_top_k_merge_equals_ranking_the_whole_table(tmp_path: Path, sizes: list[
 def test_every_pair_ranked_per_target_equals_ranking_the_whole_table(tmp_path: Path) -> None:
     ids, smiles, logits = _library(40, seed=3)
     _write(tmp_path, [11, 0, 29], logits, ids, smiles, top=None)
-    assert rank_dataset(tmp_path, range(3), TARGETS, "abc123") == 40 * len(TARGETS)
+    assert rank_dataset(tmp_path, [part_name(i) for i in range(3)], TARGETS, "abc123") == 40 * len(TARGETS)
     ranked = pd.concat(
         [pd.read_parquet(p) for p in sorted((tmp_path / "ranked").rglob("*.parquet"))], ignore_index=True
     )
@@ -60,7 +60,7 @@ def test_every_pair_ranked_per_target_equals_ranking_the_whole_table(tmp_path: P
 def test_a_shard_file_holds_one_row_group_per_target_in_library_order(tmp_path: Path) -> None:
     ids, smiles, logits = _library(6, seed=1)
     _write(tmp_path, [6], logits, ids, smiles, top=2)
-    file = pq.ParquetFile(tmp_path / "scores" / part_name(0))
+    file = pq.ParquetFile(tmp_path / "scores" / f"{part_name(0)}.parquet")
     assert file.num_row_groups == len(TARGETS)
     for t, target in enumerate(TARGETS):
         group = file.read_row_group(t).to_pandas()

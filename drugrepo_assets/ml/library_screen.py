@@ -1,0 +1,260 @@
+"""A library of any size screened in bounded memory: shards featurised on every core, scored, written.
+
+The library arrives as a stream of row chunks (`data.library.iter_library`); it is cut into
+shards of ``shard_size`` molecules in read order. While the engine scores shard i, a process pool
+featurises shard i + 1 into compact codes (`featurize.compact_molecules`: RDKit and numpy only in
+the workers). Each shard's pairs, its top-K and its refused rows are written as files of the score
+data set (`ml.scores`), and a small JSON marks it done, so a rerun on the same folder skips finished
+shards. Memory holds two shards of strings and compact features and the targets' terms, whatever
+the library's size.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from drugrepo_assets.files import write_bytes_atomic
+from drugrepo_assets.ml.featurize import MAX_DRUG_NODES, CompactMolecules, compact_molecules
+from drugrepo_assets.ml.scores import ShardScores, part_name, shard_drug_ids, target_logits, write_shard
+from drugrepo_assets.ml.screen import ScreeningEngine
+
+REJECTED_COLUMNS = ["kind", "file", "line", "id", "value", "reason"]
+SHARDS, REJECTED, MANIFEST = "shards", "rejected", "manifest.json"
+FEATURISE_BATCH = 512  # SMILES per worker task: large enough to amortise pickling, small enough to balance
+
+
+@dataclass
+class LibraryShard:
+    """Molecules ``rows`` (``id, smiles, file, line``) of shard ``index``, and the rows refused while reading."""
+
+    index: int
+    rows: pd.DataFrame
+    rejected: pd.DataFrame
+
+
+def iter_shards(chunks: Iterable[Any], shard_size: int) -> Iterator[LibraryShard]:
+    """Cut a stream of reader chunks (``.rows``, ``.rejected``) into shards of ``shard_size`` rows.
+
+    A chunk's refused rows go with the shard being filled when the chunk arrives.
+    """
+    held: list[pd.DataFrame] = []
+    held_rows = 0
+    refused: list[pd.DataFrame] = []
+    index = 0
+    for chunk in chunks:
+        if len(chunk.rejected):
+            refused.append(chunk.rejected)
+        held.append(chunk.rows)
+        held_rows += len(chunk.rows)
+        while held_rows >= shard_size:
+            rows = pd.concat(held, ignore_index=True)
+            yield LibraryShard(index, rows.iloc[:shard_size].reset_index(drop=True), _concat_rejected(refused))
+            index, refused = index + 1, []
+            held, held_rows = [rows.iloc[shard_size:]], len(rows) - shard_size
+    if held_rows or refused or index == 0:
+        rows = pd.concat(held, ignore_index=True) if held else pd.DataFrame(columns=["id", "smiles", "file", "line"])
+        yield LibraryShard(index, rows.reset_index(drop=True), _concat_rejected(refused))
+
+
+def _concat_rejected(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=REJECTED_COLUMNS[1:])
+    return frame.assign(kind="molecule")[REJECTED_COLUMNS]
+
+
+class FeaturePool:
+    """Compact featurisation of SMILES lists in ``workers`` processes (none: in this process, on demand)."""
+
+    def __init__(self, workers: int, max_atoms: int = MAX_DRUG_NODES) -> None:
+        self.workers = workers
+        self.max_atoms = max_atoms
+        self._pool = (
+            ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None
+        )  # spawn: the workers import RDKit and numpy only, not this process's torch
+
+    def submit(self, smiles: list[str]) -> list[Future] | list[str]:
+        """Start featurising ``smiles``; `result` waits for it."""
+        if self._pool is None:
+            return smiles
+        return [
+            self._pool.submit(compact_molecules, smiles[i : i + FEATURISE_BATCH], self.max_atoms)
+            for i in range(0, len(smiles), FEATURISE_BATCH)
+        ]
+
+    def result(self, job: list[Future] | list[str]) -> tuple[CompactMolecules, list[tuple[int, str]]]:
+        """The compact molecules of a submitted list, and (position, reason) of those refused."""
+        if self._pool is None:
+            return compact_molecules(job, self.max_atoms)
+        parts, refused = [], []
+        for i, future in enumerate(job):
+            molecules, bad = future.result()
+            parts.append(molecules)
+            refused += [(i * FEATURISE_BATCH + pos, reason) for pos, reason in bad]
+        return CompactMolecules.concat(parts), refused
+
+    def close(self) -> None:
+        """Stop the worker processes."""
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+
+    def __enter__(self) -> "FeaturePool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class ShardReport:
+    """What one finished shard holds: molecules scored, rows refused, and its seconds of work."""
+
+    index: int
+    molecules: int
+    rejected: int
+    featurise_wait_s: float
+    score_s: float
+
+
+@dataclass
+class ScreenRun:
+    """A finished library screen: its shards and totals (``skipped``: shards found done and kept)."""
+
+    target_ids: list[str]
+    shards: list[ShardReport] = field(default_factory=list)
+    skipped: int = 0
+
+    @property
+    def molecules(self) -> int:
+        """Molecules scored, over every shard."""
+        return sum(s.molecules for s in self.shards)
+
+    @property
+    def rejected(self) -> int:
+        """Library rows refused, over every shard."""
+        return sum(s.rejected for s in self.shards)
+
+    @property
+    def pairs(self) -> int:
+        """Pairs scored."""
+        return self.molecules * len(self.target_ids)
+
+
+def check_manifest(root: Any, settings: dict[str, Any]) -> None:
+    """Record what a screen folder is for; a folder holding another screen's shards is refused."""
+    path = root / MANIFEST
+    if path.exists():
+        found = json.loads(path.read_text())
+        if found != settings:
+            changed = sorted(k for k in settings.keys() | found.keys() if found.get(k) != settings.get(k))
+            raise ValueError(f"{path}: holds a screen with other settings ({', '.join(changed)}); use another folder")
+        return
+    write_bytes_atomic(path, json.dumps(settings, indent=2, sort_keys=True).encode())
+
+
+def _featurised_ahead(shards: Iterable[LibraryShard], pool: FeaturePool, done: Callable[[int], bool]) -> Iterator[tuple[LibraryShard, Any]]:
+    """Each shard with its featurisation job, the next shard's job started before this one is yielded."""
+    queue: deque[tuple[LibraryShard, Any]] = deque()
+    for shard in shards:
+        queue.append((shard, None if done(shard.index) else pool.submit(shard.rows["smiles"].tolist())))
+        if len(queue) > 1:
+            yield queue.popleft()
+    yield from queue
+
+
+def screen_library(
+    engine: ScreeningEngine,
+    chunks: Iterable[Any],
+    target_ids: Sequence[str],
+    target_codes: torch.Tensor,
+    root: Any,
+    *,
+    shard_size: int = 50_000,
+    top: int | None = 100,
+    workers: int = 1,
+    progress: Callable[[int], None] | None = None,
+) -> ScreenRun:
+    """Score every molecule of the stream ``chunks`` against the targets into the data set at ``root``.
+
+    Shards already marked done under ``root`` (an interrupted run) are kept, not scored again.
+    """
+    run = ScreenRun(target_ids=list(target_ids))
+    terms = [engine.target_terms(target_codes[s]) for s in engine.target_chunks(target_codes)] if len(target_codes) <= engine.target_chunk else None
+
+    def done(index: int) -> bool:
+        return (root / SHARDS / f"{index:05d}.json").exists()
+
+    with FeaturePool(workers) as pool:
+        for shard, job in _featurised_ahead(iter_shards(chunks, shard_size), pool, done):
+            marker = root / SHARDS / f"{shard.index:05d}.json"
+            if job is None:
+                run.shards.append(ShardReport(**json.loads(marker.read_text())))
+                run.skipped += 1
+                continue
+            start = time.perf_counter()
+            molecules, refused = pool.result(job)
+            waited = time.perf_counter() - start
+            bad = shard.rows.iloc[[i for i, _ in refused]]
+            rejected = pd.concat([shard.rejected, bad.assign(kind="molecule", value=bad["smiles"], reason=[r for _, r in refused])[REJECTED_COLUMNS]], ignore_index=True)
+            kept = shard.rows.drop(index=bad.index)
+            start = time.perf_counter()
+            logits = engine.score_compact(molecules, target_codes, terms)
+            scored = time.perf_counter() - start
+            write_shard(root, part_name(shard.index), ShardScores(kept["id"].to_numpy(object), kept["smiles"].to_numpy(object), logits, target_ids), top)
+            _write_rejected(root / REJECTED / f"{part_name(shard.index)}.parquet", rejected)
+            report = ShardReport(shard.index, len(kept), len(rejected), waited, scored)
+            write_bytes_atomic(marker, json.dumps(asdict(report)).encode())
+            run.shards.append(report)
+            if progress is not None:
+                progress(len(kept) * len(target_ids))
+    return run
+
+
+def _write_rejected(path: Any, rejected: pd.DataFrame) -> None:
+    buffer = io.BytesIO()
+    rejected.astype({"file": str, "id": str, "value": str, "reason": str}).to_parquet(buffer, index=False)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def rejected_rows(root: Any, shards: Sequence[str]) -> Iterator[pd.DataFrame]:
+    """The refused rows of each shard, in shard order."""
+    for name in shards:
+        with (root / REJECTED / f"{name}.parquet").open("rb") as handle:
+            yield pd.read_parquet(handle)
+
+
+def known_actives(root: Any, shards: Sequence[str], target_ids: Sequence[str], known: pd.DataFrame) -> pd.DataFrame:
+    """Every scored pair of the targets that have known actives: ``target_id, logit, active``.
+
+    ``known`` lists active pairs by ``target_id`` and ``drug_id`` (the library's ids). One
+    target at a time, 5 bytes a pair: its logits and whether each molecule is a known active.
+    """
+    frames = []
+    for t, target in enumerate(target_ids):
+        actives = known.loc[known["target_id"] == target, "drug_id"].astype(str).unique()
+        if not len(actives):
+            continue
+        logits = target_logits(root, shards, t)
+        flags = []
+        for name, part in zip(shards, logits):
+            drugs = shard_drug_ids(root, name, t, len(part))
+            flags.append(pc.is_in(drugs, value_set=pa.array(actives)).to_numpy(zero_copy_only=False))
+        frames.append(pd.DataFrame({"target_id": target, "logit": np.concatenate(logits), "active": np.concatenate(flags)}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["target_id", "logit", "active"])
+
+
+def default_workers() -> int:
+    """Featurisation processes: one per core this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
