@@ -1,9 +1,18 @@
-"""The C kernel of CPU screening (kernels/screen_fusion.c): built at first use, cached, loaded with ctypes.
+"""The CPU screening kernel (kernels/screen_fusion.c): prebuilt by the package or built at first use; ctypes loads it.
 
-It is compiled for the machine it runs on (``-march=native``) with the system C compiler, into
-``~/.cache/drugrepo/kernels/<hash>/``; the hash covers the source, the flags and the CPU, so a
-changed kernel or another machine gets its own build. Without a compiler, `fusion_kernel` returns
-None once with a warning and screening uses the torch path: the same numbers, slower.
+`fusion_kernel` takes, in this order:
+
+1. the best prebuilt ISA variant the CPU runs (``-march=x86-64-v4``, then ``x86-64-v3``): the package
+   build (setup.py) compiles them as ``kernels/screen_fusion.<variant>.so`` (kernels/variants.py);
+   one stamped from another source or other flags (a checkout whose kernel changed since
+   ``pip install -e .``) is skipped;
+2. a build at first use for the machine it runs on (``-march=native``) with the system C compiler,
+   into ``~/.cache/drugrepo/kernels/<hash>/``; the hash covers the source, the flags and the CPU, so a
+   changed kernel or another machine gets its own build;
+3. the prebuilt generic build (``-O3``, the architecture's baseline);
+4. none: screening uses the torch path, the same numbers, slower.
+
+Which one runs is logged once, and `kernel_info` says it (for asset metadata and the CLI).
 """
 
 from __future__ import annotations
@@ -18,17 +27,19 @@ import subprocess
 import sysconfig
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Iterable, Optional
 
 import torch
 from torch import Tensor
 
 from drugrepo_assets.ml.dataset import MoleculeStore
+from drugrepo_assets.ml.kernels import variants
 from drugrepo_assets.ml.model import MolecularGCN, batch_norm_affine
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("kernels") / "screen_fusion.c"
+KERNELS = Path(__file__).with_name("kernels")
+SOURCE = KERNELS / variants.SOURCE_NAME
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=gnu11"]
 MR, NR = 8, 32  # must match the #defines of the source
 
@@ -41,6 +52,16 @@ def _cpu_signature() -> str:
         return platform.processor() or platform.machine()
     lines = [line for line in info.splitlines() if line.startswith(("model name", "flags"))]
     return "\n".join(sorted(set(lines)))
+
+
+def cpu_flags() -> frozenset[str]:
+    """The feature flags every CPU of /proc/cpuinfo has (none where it cannot be read, or on non-x86)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    sets = [set(line.partition(":")[2].split()) for line in info.splitlines() if line.startswith("flags")]
+    return frozenset(set.intersection(*sets)) if sets else frozenset()
 
 
 def _compiler() -> Optional[str]:
@@ -68,18 +89,91 @@ def build(cache_dir: Optional[Path] = None) -> Path:
     return target
 
 
-@functools.lru_cache(maxsize=1)
-def fusion_kernel() -> Optional[ctypes.CDLL]:
-    """The loaded kernel library, or None (logged once) when it cannot be built here."""
-    try:
-        lib = ctypes.CDLL(str(build()))
-    except (OSError, RuntimeError) as exc:
-        log.warning("screening falls back to the torch path: %s", exc)
-        return None
+def load(path: Path) -> ctypes.CDLL:
+    """A kernel library loaded, its entry point typed."""
+    lib = ctypes.CDLL(str(path))
     p, i64 = ctypes.c_void_p, ctypes.c_int64
     lib.drugban_screen.argtypes = [p, p, i64, p, p, p, p, i64, i64, p, p, i64, p, i64, p, p, i64, p, p, ctypes.c_int]
     lib.drugban_screen.restype = ctypes.c_int
     return lib
+
+
+def load_prebuilt(variant: variants.Variant, directory: Path) -> tuple[Optional[ctypes.CDLL], str]:
+    """A prebuilt variant loaded, or None and why not."""
+    path = directory / variants.filename(variant)
+    if not path.exists():
+        return None, f"no prebuilt {variant.name} ({path} is missing)"
+    try:
+        lib = load(path)
+        stamp = ctypes.string_at(ctypes.addressof(ctypes.c_char.in_dll(lib, "drugban_build_id"))).decode()
+    except (OSError, ValueError, AttributeError) as exc:
+        return None, f"prebuilt {variant.name} does not load: {exc}"
+    if stamp != variants.build_id(directory / variants.SOURCE_NAME, variant):
+        return None, f"prebuilt {variant.name} is stale: built from another {variants.SOURCE_NAME} or other flags"
+    return lib, ""
+
+
+def resolve(
+    flags: Iterable[str],
+    machine: str,
+    directory: Path = KERNELS,
+    first_use: Optional[Callable[[], Path]] = None,
+) -> tuple[Optional[ctypes.CDLL], dict[str, str]]:
+    """The kernel for a CPU with these flags (the module docstring's order), and `kernel_info`'s dict for it.
+
+    ``directory`` holds the prebuilt libraries and their source; ``first_use`` builds one (`build`).
+    """
+    supported = variants.supported(flags, machine)
+    specific = [v for v in supported if v.cpu_flags]
+    notes = []
+    if not specific:
+        built_for = [v.name for v in variants.for_machine(machine) if v.cpu_flags]
+        notes.append(f"the CPU runs none of {', '.join(built_for)}" if built_for else f"no ISA variants for {machine}")
+    for variant in specific:
+        lib, why = load_prebuilt(variant, directory)
+        if lib is not None:
+            return lib, {"kernel": f"prebuilt {variant.name}", "path": str(directory / variants.filename(variant)),
+                         "reason": "; ".join([f"the CPU runs {variant.name}", *notes])}
+        notes.append(why)
+    try:
+        path = (first_use or build)()
+        lib = load(path)
+    except (OSError, RuntimeError) as exc:
+        notes.append(f"no build at first use: {exc}")
+    else:
+        return lib, {"kernel": "built at first use", "path": str(path), "reason": "; ".join(notes)}
+    for variant in supported:
+        if not variant.cpu_flags:
+            lib, why = load_prebuilt(variant, directory)
+            if lib is not None:
+                return lib, {"kernel": f"prebuilt {variant.name}", "path": str(directory / variants.filename(variant)),
+                             "reason": "; ".join(notes)}
+            notes.append(why)
+    return None, {"kernel": "none", "path": "", "reason": "; ".join(notes)}
+
+
+_INFO: dict[str, str] = {}
+
+
+@functools.lru_cache(maxsize=1)
+def fusion_kernel() -> Optional[ctypes.CDLL]:
+    """The loaded kernel library, or None when there is none here (screening's torch path); logged once."""
+    lib, info = resolve(cpu_flags(), platform.machine())
+    _INFO.clear()
+    _INFO.update(info)
+    if lib is None:
+        log.warning("screening kernel: none, torch fallback: %s", info["reason"])
+    else:
+        log.info("screening kernel: %s (%s): %s", info["kernel"], info["path"], info["reason"])
+    return lib
+
+
+def kernel_info() -> dict[str, str]:
+    """Which screening kernel this process runs: ``kernel`` ("prebuilt x86-64-v4", "prebuilt x86-64-v3",
+    "built at first use", "prebuilt generic" or "none": the torch path), ``path`` (the library, "" for
+    none) and ``reason`` (why this one: the better ones skipped). Resolves it (`fusion_kernel`) if nothing has yet."""
+    fusion_kernel()
+    return dict(_INFO)
 
 
 def pack_linear(weight: Tensor, bias: Tensor) -> Tensor:

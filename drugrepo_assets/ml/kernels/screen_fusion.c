@@ -13,7 +13,8 @@
    strip's end) and, off the diagonal, its columns (sum over rows of D * H[k], lanes over the
    output j). Nothing of size K x K per drug is ever written to memory. Drugs go in groups of
    GROUP so a tile of target terms is read once per group; groups are spread over OpenMP threads.
-   Compiled at first use with the machine's C compiler (see native.py); GCC/Clang vector
+   Prebuilt by the package build in portable ISA variants (setup.py, kernels/variants.py), else
+   compiled at first use with the machine's C compiler (see native.py); GCC/Clang vector
    extensions. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -23,6 +24,12 @@
 #define MR 8
 #define NR (2 * NV)
 #define GROUP 8
+
+/* A prebuilt library's stamp of what it was compiled from (variants.build_id): native.py does not load
+   one whose stamp differs from the source and flags beside it. */
+#ifdef DRUGBAN_BUILD_ID
+const char drugban_build_id[] = DRUGBAN_BUILD_ID;
+#endif
 
 typedef float vf __attribute__((vector_size(NV * 4)));
 typedef int32_t vi __attribute__((vector_size(NV * 4)));
