@@ -79,3 +79,40 @@ def test_every_copied_path_is_in_the_build_context(dockerfile: Path) -> None:
 
 def test_the_serving_image_runs_drugrepo_serve() -> None:
     assert "drugrepo\", \"serve\"" in _instructions(REPO / "docker" / "Dockerfile.serving")[-1]
+
+
+def _stages(dockerfile: Path) -> dict[str, list[str]]:
+    """Each stage's instructions by its name (the last one also as "final")."""
+    stages: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in _instructions(dockerfile):
+        if line.startswith("FROM "):
+            current = []
+            stages[line.split()[-1] if " AS " in line else str(len(stages))] = current
+            stages["final"] = current
+        current.append(line)
+    return stages
+
+
+def _apt_packages(lines: list[str]) -> set[str]:
+    packages: set[str] = set()
+    for line in lines:
+        for command in re.split(r"&&|;", line):
+            words = command.split()
+            if words[:1] == ["RUN"]:
+                words = words[1:]
+            if words[:2] == ["apt-get", "install"]:
+                packages |= {w.split("=")[0] for w in words[2:] if not w.startswith("-")}
+    return packages
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_only_the_build_stage_has_a_c_compiler(dockerfile: Path) -> None:
+    """The package build prebuilds the screening kernel (setup.py): a compiler before the install, none at run time."""
+    stages = _stages(dockerfile)
+    build, final = stages["build"], stages["final"]
+    installs = [i for i, line in enumerate(build) if re.search(r"\bpip install\b", line)]
+    compilers = [i for i, line in enumerate(build) if {"gcc", "libc6-dev"} <= _apt_packages([line])]
+    assert installs and compilers and compilers[0] < installs[0], "gcc and libc6-dev before the package's pip install"
+    assert not _apt_packages(final) & {"gcc", "clang", "cc", "build-essential", "libc6-dev"}, "a compiler at run time"
+    assert "libgomp1" in _apt_packages(final), "the kernel's OpenMP runtime"
