@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 if TYPE_CHECKING:
+    import pandas as pd
+    from upath import UPath
+
     from drugrepo_assets.ml.model import DrugBAN
 
 __all__ = ["build_parser", "main"]
@@ -296,64 +299,124 @@ def _add_predict(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_screen(args: argparse.Namespace) -> int:
-    """Score a library against targets; write the ranked table and a side file of refused inputs."""
+    """Stream a library through the screening engine into a score data set; rank it or keep the top K."""
     import hashlib
+    import json
 
-    import numpy as np
     import pandas as pd
     from tqdm import tqdm
 
-    from drugrepo_assets.data.library import read_library, read_targets
+    from drugrepo_assets.data.library import count_rows, iter_library, read_targets
     from drugrepo_assets.data.sources import InputFileError
+    from drugrepo_assets.files import storage_path, write_bytes_atomic
+    from drugrepo_assets.ml.library_screen import REJECTED_COLUMNS, check_manifest, default_workers, known_actives, rejected_rows, screen_library
+    from drugrepo_assets.ml.model import checkpoint_id
+    from drugrepo_assets.ml.native import kernel_info
     from drugrepo_assets.ml.runtime import configure_cpu
-    from drugrepo_assets.ml.screen import ScreeningEngine, prepare_library, prepare_targets, rank_table
+    from drugrepo_assets.ml.scores import merge_top, part_name, rank_dataset
+    from drugrepo_assets.ml.screen import ScreeningEngine, prepare_targets
     from drugrepo_assets.ml.train import resolve_device
 
-    out = Path(args.out)
-    if out.suffix.lower() not in (".parquet", ".csv"):
-        _error("screen", f"{out}: the output must end in .parquet or .csv")
+    if args.shard_size < 1 or (args.top is not None and args.top < 1):
+        _error("screen", "--shard-size and --top must be at least 1")
         return EXIT_BAD_INPUT
+    root = storage_path(args.out, args.s3_endpoint_url)
     try:
-        library = read_library(args.library)
         targets = read_targets(args.targets)
+        known = _read_known(args.known) if args.known else None
     except InputFileError as exc:
         _error("screen", str(exc))
         return EXIT_BAD_INPUT
     model = _load_model("screen", args.checkpoint)
     if model is None:
         return EXIT_BAD_INPUT
-    configure_cpu(args.threads)
-    molecules, lib = prepare_library(library)
     codes, tgt = prepare_targets(targets)
+    if not len(codes):
+        _error("screen", f"{args.targets}: no valid target")
+        return EXIT_BAD_INPUT
+    configure_cpu(args.threads)
+    engine = ScreeningEngine(model, device=resolve_device(args.device), drug_chunk=args.batch_size)
+    ckpt = checkpoint_id(args.checkpoint)
+    target_ids = tgt.kept["id"].astype(str).tolist()
+    settings = {
+        "library": args.library, "checkpoint_id": ckpt, "shard_size": args.shard_size, "top": args.top,
+        "targets": hashlib.sha256(json.dumps([target_ids, codes.tolist()]).encode()).hexdigest()[:16],
+    }
+    try:
+        check_manifest(root, settings)
+        total = count_rows(args.library, args.s3_endpoint_url)
+        print(f"engine: {'C kernel' if engine.native else 'torch'} on {engine.device} ({kernel_info()['kernel']}); "
+              f"{len(target_ids)} targets; library {args.library}" + (f" (~{total:,} rows)" if total else ""), file=sys.stderr)
+        bar = tqdm(total=total * len(target_ids) if total else None, unit="pair", unit_scale=True, file=sys.stderr,
+                   disable=args.quiet, mininterval=1.0, smoothing=0.1)
+        with bar:
+            run = screen_library(
+                engine, iter_library(args.library, s3_endpoint_url=args.s3_endpoint_url), target_ids, codes, root,
+                shard_size=args.shard_size, top=args.top, workers=args.workers or default_workers(), progress=bar.update,
+            )
+            bar.total = bar.n  # the row count was an estimate (headers, comments, refused rows)
+    except (InputFileError, ValueError) as exc:
+        _error("screen", str(exc))
+        return EXIT_BAD_INPUT
+    shards = [part_name(s.index) for s in run.shards]
     rejected = pd.concat(
-        [
-            lib.rejected.assign(kind="molecule", file=args.library)[["kind", "file", "line", "id", "reason"]],
-            tgt.rejected.assign(kind="target", file=args.targets)[["kind", "file", "line", "id", "reason"]],
-        ],
+        [tgt.rejected.assign(kind="target", file=args.targets, value=tgt.rejected["sequence"].str[:60])[REJECTED_COLUMNS],
+         *rejected_rows(root, shards)],
         ignore_index=True,
     )
-    side = out.with_name(out.stem + ".rejected.csv")
+    write_bytes_atomic(root / "rejected.csv", rejected.to_csv(index=False).encode())
     if len(rejected):
-        rejected.to_csv(side, index=False)
-        print(f"{len(lib.rejected)} molecules and {len(tgt.rejected)} targets refused and skipped; see {side}", file=sys.stderr)
-    if not len(molecules) or not len(codes):
-        _error("screen", "nothing to screen: no valid molecule or no valid target")
+        print(f"{run.rejected} molecules and {len(tgt.rejected)} targets refused and skipped; see {args.out}/rejected.csv", file=sys.stderr)
+    if not run.molecules:
+        _error("screen", f"{args.library}: no molecule could be scored")
         return EXIT_BAD_INPUT
-    device = resolve_device(args.device)
-    engine = ScreeningEngine(model, device=device, drug_chunk=args.batch_size)
-    total = len(molecules) * len(codes)
-    with tqdm(total=total, unit="pair", unit_scale=True, disable=not sys.stderr.isatty(), file=sys.stderr) as bar:
-        logits = np.zeros((len(molecules), len(codes)), dtype=np.float32)
-        for drug_ids, t_slice, block in engine.iter_scores(molecules, codes, progress=bar.update):
-            logits[drug_ids, t_slice] = block
-    checkpoint_id = hashlib.sha256(Path(args.checkpoint).read_bytes()).hexdigest()[:12]
-    table = rank_table(logits, lib.kept["id"].tolist(), lib.kept["smiles"].tolist(), tgt.kept["id"].tolist(), checkpoint_id, args.top)
-    if out.suffix.lower() == ".parquet":
-        table.to_parquet(out, index=False)
+    if args.top is not None:
+        table = merge_top(root, shards, target_ids, run.molecules, args.top, ckpt)
+        write_bytes_atomic(root / "top.parquet", table.to_parquet(index=False))
+        write_bytes_atomic(root / "top.csv", table.to_csv(index=False).encode())
+        wrote = f"the best {args.top} per target to {args.out}/top.parquet (and top.csv)"
     else:
-        table.to_csv(out, index=False)
-    print(f"scored {total} pairs ({len(molecules)} molecules × {len(codes)} targets); wrote {len(table)} rows to {out}")
+        rank_dataset(root, shards, target_ids, ckpt)
+        wrote = f"every pair ranked to {args.out}/ranked/"
+    if known is not None:
+        _write_enrichment(root, known_actives(root, shards, target_ids, known), args.out)
+    kept = f" ({run.skipped} shards kept from an earlier run)" if run.skipped else ""
+    print(f"scored {run.pairs} pairs ({run.molecules} molecules × {len(target_ids)} targets){kept}; "
+          f"pairs in {args.out}/scores/; wrote {wrote}")
     return EXIT_OK
+
+
+def _read_known(path: str) -> "pd.DataFrame":
+    """Known actives, a CSV with ``target_id`` and ``drug_id`` columns (the targets' and library's ids)."""
+    import pandas as pd
+
+    from drugrepo_assets.data.sources import InputFileError
+
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise InputFileError(path, "file not found") from None
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise InputFileError(path, f"cannot read CSV ({str(exc).splitlines()[0]})") from None
+    missing = [c for c in ("target_id", "drug_id") if c not in table.columns]
+    if missing:
+        raise InputFileError(path, f"missing column {' and '.join(map(repr, missing))} (found: {', '.join(table.columns)})")
+    return table
+
+
+def _write_enrichment(root: "UPath", pairs: "pd.DataFrame", out: str) -> None:
+    """The retrospective report (EF 1 % / 5 %, BEDROC, AUROC per target with known actives) and its plot."""
+    from drugrepo_assets.files import write_bytes_atomic
+    from drugrepo_assets.ml.enrichment import enrichment_plot, retrospective_report
+
+    report = retrospective_report(pairs)
+    if report.empty:
+        print("--known: no screened target has both known actives and inactives in the library", file=sys.stderr)
+        return
+    write_bytes_atomic(root / "enrichment.csv", report.to_csv(index=False).encode())
+    write_bytes_atomic(root / "enrichment.png", enrichment_plot(pairs))
+    print(report.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"wrote {out}/enrichment.csv and {out}/enrichment.png")
 
 
 def _add_screen(subparsers: argparse._SubParsersAction) -> None:
@@ -361,19 +424,29 @@ def _add_screen(subparsers: argparse._SubParsersAction) -> None:
         "screen",
         help="score a compound library against targets and rank it",
         description=(
-            "Score every molecule of LIBRARY (CSV id,SMILES or .smi) against every target of TARGETS "
-            "(FASTA, or CSV id,sequence) with CKPT, exactly as 'drugrepo predict' would, and write the "
-            "ranked table (Parquet or CSV by extension). Refused molecules/targets go to OUT.rejected.csv."
+            "Stream every molecule of LIBRARY (a file, folder, http(s) URL or s3:// prefix of .smi/.csv/.tsv "
+            "(optionally .gz) or Parquet files) against every target of TARGETS (FASTA, or CSV id,sequence) "
+            "with CKPT, exactly as 'drugrepo predict' would. OUT (a folder or s3:// prefix) gets the pairs as a "
+            "Parquet data set (scores/part-*.parquet: drug_id, target_id, logit), then either top.parquet/top.csv "
+            "(--top K: the best K per target, ranked) or ranked/ (every pair with rank and percentile), and "
+            "rejected.csv (refused molecules and targets with file, line and reason). Memory does not grow "
+            "with the library; rerunning on the same OUT keeps the shards already scored."
         ),
     )
     parser.add_argument("--checkpoint", required=True, metavar="CKPT")
-    parser.add_argument("--library", required=True, metavar="FILE")
+    parser.add_argument("--library", required=True, metavar="LOCATION")
     parser.add_argument("--targets", required=True, metavar="FILE")
-    parser.add_argument("--out", required=True, metavar="FILE")
-    parser.add_argument("--top", type=int, default=None, metavar="K", help="keep the best K per target")
-    parser.add_argument("--batch-size", type=int, default=1024, metavar="B", help="molecules encoded per chunk")
+    parser.add_argument("--out", required=True, metavar="DIR")
+    parser.add_argument("--top", type=int, default=None, metavar="K", help="keep the best K per target (else rank every pair)")
+    parser.add_argument("--known", default=None, metavar="CSV",
+                        help="known actives (target_id,drug_id): report EF 1%%/5%%, BEDROC and AUROC per target")
+    parser.add_argument("--shard-size", type=int, default=50_000, metavar="N", help="molecules per shard (the unit of resumption)")
+    parser.add_argument("--workers", type=int, default=None, metavar="W", help="featurisation processes (default: one per core)")
+    parser.add_argument("--batch-size", type=int, default=1024, metavar="B", help="molecules scored per engine call")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--s3-endpoint-url", default=None, metavar="URL", help="S3-compatible endpoint (MinIO, ...)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=cmd_screen)
 
 

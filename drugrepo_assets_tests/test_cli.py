@@ -237,20 +237,41 @@ def test_screen_ranks_library_against_fasta_targets(tmp_path: Path, golden_dir: 
     proteins = golden["Protein"].unique()[:2].tolist()
     (tmp_path / "lib.smi").write_text("".join(f"{s} mol{i}\n" for i, s in enumerate(smiles)) + "C1CC broken\n")
     (tmp_path / "t.fasta").write_text("".join(f">T{i} a target\n{p[:50]}\n{p[50:]}\n" for i, p in enumerate(proteins)))
-    out = tmp_path / "hits.parquet"
+    (tmp_path / "known.csv").write_text("target_id,drug_id\nT0,mol1\nT0,mol4\nT1,mol2\n")
+    out = tmp_path / "run"
     ckpt = str(golden_dir / "model_state.pt")
     args = ["screen", "--checkpoint", ckpt, "--library", str(tmp_path / "lib.smi"), "--targets", str(tmp_path / "t.fasta")]
-    assert main([*args, "--out", str(out), "--batch-size", "4"]) == 0
-    table = pd.read_parquet(out)
+    assert main([*args, "--out", str(out), "--batch-size", "4", "--shard-size", "4", "--known", str(tmp_path / "known.csv")]) == 0
+    table = pd.concat([pd.read_parquet(p) for p in sorted((out / "ranked").rglob("*.parquet"))])
     assert len(table) == 12 and set(table["target_id"]) == {"T0", "T1"}
     model, _ = load_checkpoint(ckpt)
     for (target, drug), row in table.set_index(["target_id", "drug_id"]).iterrows():
         pair = PairData.from_lists([smiles[int(drug[3:])]], [proteins[int(target[1:])]])
         assert abs(row["logit"] - predict_logits(model, pair)[0]) < 1e-5
     for _, group in table.groupby("target_id"):
+        group = group.sort_values("rank")
         assert group["rank"].tolist() == list(range(1, 7))
         assert np.all(np.diff(group["logit"].to_numpy()) <= 0)
-    rejected = pd.read_csv(tmp_path / "hits.rejected.csv")
+    pairs = pd.read_parquet(out / "scores")
+    assert len(pairs) == 12 and list(pairs.columns) == ["target_id", "drug_id", "logit"]
+    rejected = pd.read_csv(out / "rejected.csv")
     assert rejected[["kind", "line", "id", "reason"]].values.tolist() == [["molecule", 7, "broken", "SMILES: cannot parse 'C1CC'"]]
-    assert main([*args, "--out", str(tmp_path / "top.csv"), "--top", "2"]) == 0
-    assert pd.read_csv(tmp_path / "top.csv").groupby("target_id").size().tolist() == [2, 2]
+    report = pd.read_csv(out / "enrichment.csv")
+    assert report["target_id"].tolist() == ["T0", "T1"] and report["actives"].tolist() == [2, 1]
+    assert (out / "enrichment.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main([*args, "--out", str(tmp_path / "top"), "--top", "2"]) == 0
+    top = pd.read_csv(tmp_path / "top" / "top.csv")
+    assert top.groupby("target_id").size().tolist() == [2, 2]
+    best = table[table["rank"] <= 2].sort_values(["target_id", "rank"])
+    assert top["drug_id"].tolist() == best["drug_id"].tolist()
+
+
+def test_screen_refuses_a_folder_holding_another_screen(tmp_path: Path, golden_dir: Path, capsys) -> None:
+    golden = pd.read_csv(golden_dir / "model_pairs.csv")
+    (tmp_path / "lib.smi").write_text("".join(f"{s} m{i}\n" for i, s in enumerate(golden["SMILES"].unique()[:3])))
+    (tmp_path / "t.fasta").write_text(f">T0\n{golden['Protein'].iloc[0]}\n")
+    args = ["screen", "--checkpoint", str(golden_dir / "model_state.pt"), "--library", str(tmp_path / "lib.smi"),
+            "--targets", str(tmp_path / "t.fasta"), "--out", str(tmp_path / "run")]
+    assert main([*args, "--top", "2"]) == 0
+    assert main([*args, "--top", "3"]) == 2
+    assert "holds a screen with other settings (top); use another folder" in capsys.readouterr().err

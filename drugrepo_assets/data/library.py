@@ -44,8 +44,10 @@ __all__ = [
     "MAX_LINE_BYTES",
     "MAX_SMILES_CHARS",
     "LibraryChunk",
+    "count_rows",
     "is_library_file",
     "iter_library",
+    "library_files",
     "read_library",
     "read_targets",
 ]
@@ -105,20 +107,39 @@ def is_library_file(name: str) -> bool:
 # --- the stream -------------------------------------------------------------------------------
 
 
+def library_files(location: str, s3_endpoint_url: str | None = None) -> list[tuple[str, str | None]]:
+    """(label, version) of each file of a library, in reading order: the label as the ``file``
+    column shows it, the version its size and modification time (local), its ETag (S3), or None
+    (http(s): unknown), so a caller can tell a file it has already read."""
+    out: list[tuple[str, str | None]] = []
+    for member in _members(str(location), s3_endpoint_url):
+        if member.kind == "local":
+            stat = Path(member.uri).stat()
+            out.append((member.label, f"{stat.st_size}:{stat.st_mtime_ns}"))
+        elif member.kind == "s3":
+            out.append((member.label, str(member.fs.info(member.uri[len("s3://"):]).get("ETag", "")) or None))
+        else:
+            out.append((member.label, None))
+    return out
+
+
 def iter_library(
-    location: str, chunk_rows: int = 100_000, s3_endpoint_url: str | None = None
+    location: str, chunk_rows: int = 100_000, s3_endpoint_url: str | None = None, only: str | None = None
 ) -> Iterator[LibraryChunk]:
     """Stream a compound library: a file, a folder or a prefix; local, ``http(s)://`` (a file) or ``s3://``.
 
     Files of a folder or prefix are read recursively in sorted path order; files that are not in a
     library format (or hidden) are skipped and named in a log warning. A chunk holds at most
     ``chunk_rows`` rows, good and rejected together; it may end inside a file, and may hold rows
-    of several files. A library without any row yields nothing.
+    of several files. A library without any row yields nothing. ``only``: read just the file of
+    that label (`library_files`).
     """
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
     builder = _ChunkBuilder()
     for member in _members(str(location), s3_endpoint_url):
+        if only is not None and member.label != only:
+            continue
         default_id = _generated_id(member.id_prefix)
         for event in _events(member, default_id, batch_rows=min(chunk_rows, 65_536)):
             if type(event) is _Bad:

@@ -127,7 +127,7 @@ class DrugGraphStore(_ShardedStore):
     kind = DRUG_KIND
 
     def _pack(self, sources: list[str]) -> dict[str, np.ndarray]:
-        molecules, refused = compact_molecules(sources)
+        molecules, refused, _ = compact_molecules(sources)
         if refused:
             position, reason = refused[0]
             raise ValueError(f"cannot featurise {sources[position]!r}: {reason}")

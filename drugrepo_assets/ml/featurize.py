@@ -329,20 +329,25 @@ class CompactMolecules:
         )
 
 
-def compact_molecules(smiles: Sequence[str], max_atoms: int = MAX_DRUG_NODES) -> tuple[CompactMolecules, list[tuple[int, str]]]:
-    """Featurise SMILES compactly; those that cannot be scored come back as (position, reason).
+def compact_molecules(
+    smiles: Sequence[str], max_atoms: int = MAX_DRUG_NODES, canonical: bool = False
+) -> tuple[CompactMolecules, list[tuple[int, str]], list[str]]:
+    """Featurise SMILES compactly: (molecules, refused as (position, reason), canonical SMILES).
 
     Reasons name the field: ``SMILES: cannot parse '…'``, ``SMILES: empty`` or ``SMILES: N atoms,
-    more than DrugBAN's 290``. Numpy only, so a worker process needs no torch.
+    more than DrugBAN's 290``. With ``canonical``, each kept molecule's RDKit canonical SMILES
+    (its content id, `data.validate.drug_id`) comes from the same parse. Numpy only, so a worker
+    process needs no torch.
     """
-    codes, bonds, atoms, nbonds, rejected = [], [], [], [], []
+    codes, bonds, atoms, nbonds, rejected, names = [], [], [], [], [], []
     for i, s in enumerate(smiles):
         s = s.strip()
         if not s:
             rejected.append((i, "SMILES: empty"))
             continue
         try:
-            c, begin, end, _ = _canonical_atoms(_parse_smiles(s))
+            mol = _parse_smiles(s)
+            c, begin, end, _ = _canonical_atoms(mol)
         except InvalidSmilesError:
             rejected.append((i, f"SMILES: cannot parse {_shown(s)!r}"))
             continue
@@ -353,11 +358,14 @@ def compact_molecules(smiles: Sequence[str], max_atoms: int = MAX_DRUG_NODES) ->
         bonds.append(np.stack((begin, end), axis=1).astype(np.int16))
         atoms.append(len(c))
         nbonds.append(len(begin))
+        if canonical:
+            names.append(Chem.MolToSmiles(mol))
     if not atoms:
-        return CompactMolecules.empty(), rejected
-    return CompactMolecules(
+        return CompactMolecules.empty(), rejected, names
+    molecules = CompactMolecules(
         np.concatenate(codes), np.concatenate(bonds), np.asarray(atoms, np.int32), np.asarray(nbonds, np.int32)
-    ), rejected
+    )
+    return molecules, rejected, names
 
 
 def _shown(smiles: str, limit: int = 80) -> str:

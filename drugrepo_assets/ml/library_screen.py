@@ -78,9 +78,10 @@ def _concat_rejected(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
 class FeaturePool:
     """Compact featurisation of SMILES lists in ``workers`` processes (none: in this process, on demand)."""
 
-    def __init__(self, workers: int, max_atoms: int = MAX_DRUG_NODES) -> None:
+    def __init__(self, workers: int, max_atoms: int = MAX_DRUG_NODES, canonical: bool = False) -> None:
         self.workers = workers
         self.max_atoms = max_atoms
+        self.canonical = canonical
         self._pool = (
             ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None
         )  # spawn: the workers import RDKit and numpy only, not this process's torch
@@ -90,20 +91,22 @@ class FeaturePool:
         if self._pool is None:
             return smiles
         return [
-            self._pool.submit(compact_molecules, smiles[i : i + FEATURISE_BATCH], self.max_atoms)
+            self._pool.submit(compact_molecules, smiles[i : i + FEATURISE_BATCH], self.max_atoms, self.canonical)
             for i in range(0, len(smiles), FEATURISE_BATCH)
         ]
 
-    def result(self, job: list[Future] | list[str]) -> tuple[CompactMolecules, list[tuple[int, str]]]:
-        """The compact molecules of a submitted list, and (position, reason) of those refused."""
+    def result(self, job: list[Future] | list[str]) -> tuple[CompactMolecules, list[tuple[int, str]], list[str]]:
+        """A submitted list's compact molecules, (position, reason) of those refused, and the
+        kept ones' canonical SMILES (with ``canonical``)."""
         if self._pool is None:
-            return compact_molecules(job, self.max_atoms)
-        parts, refused = [], []
+            return compact_molecules(job, self.max_atoms, self.canonical)
+        parts, refused, canonical = [], [], []
         for i, future in enumerate(job):
-            molecules, bad = future.result()
+            molecules, bad, names = future.result()
             parts.append(molecules)
             refused += [(i * FEATURISE_BATCH + pos, reason) for pos, reason in bad]
-        return CompactMolecules.concat(parts), refused
+            canonical += names
+        return CompactMolecules.concat(parts), refused, canonical
 
     def close(self) -> None:
         """Stop the worker processes."""
@@ -204,7 +207,7 @@ def screen_library(
                 run.skipped += 1
                 continue
             start = time.perf_counter()
-            molecules, refused = pool.result(job)
+            molecules, refused, _ = pool.result(job)
             waited = time.perf_counter() - start
             bad = shard.rows.iloc[[i for i, _ in refused]]
             rejected = pd.concat([shard.rejected, bad.assign(kind="molecule", value=bad["smiles"], reason=[r for _, r in refused])[REJECTED_COLUMNS]], ignore_index=True)

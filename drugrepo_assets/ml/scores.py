@@ -104,13 +104,14 @@ def _first_of_equal(logits_desc: np.ndarray) -> np.ndarray:
     return np.searchsorted(neg, neg, side="left")
 
 
-def merge_top(
-    root: Any, shards: Sequence[str], target_ids: Sequence[str], molecules: int, top: int, checkpoint_id: str
-) -> pd.DataFrame:
-    """The best ``top`` per target over the shards (in library order), ranked over all ``molecules``
-    (as `rank_scores` would)."""
-    parts = [_read_table(_file(root, TOP, name)).to_pandas().assign(shard=i) for i, name in enumerate(shards)]
-    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["target_id", "drug_id", "smiles", "logit", "row", "shard"])
+def read_top(root: Any, name: str) -> pd.DataFrame:
+    """A shard's stored top rows: ``target_id, drug_id, smiles, logit, row``."""
+    return _read_table(_file(root, TOP, name)).to_pandas()
+
+
+def rank_top(table: pd.DataFrame, target_ids: Sequence[str], molecules: int, top: int, checkpoint_id: str) -> pd.DataFrame:
+    """Shards' top rows (with ``shard``, their place in library order) cut to the best ``top`` per
+    target and ranked over all ``molecules``, as `rank_scores` ranks the whole table."""
     order = {t: i for i, t in enumerate(target_ids)}
     table = table.assign(_t=table["target_id"].map(order), _neg=-table["logit"].astype(np.float64))
     table = table.sort_values(["_t", "_neg", "shard", "row"], kind="stable")
@@ -119,12 +120,28 @@ def merge_top(
     for _, index in table.groupby("_t").indices.items():
         first[index] = _first_of_equal(table["logit"].to_numpy(np.float64)[index])
     table = table.assign(
+        target_id=table["target_id"].astype(str),
         score=sigmoid(table["logit"].to_numpy()),
         rank=first + 1,
         percentile=100.0 * (molecules - first) / molecules,
         checkpoint_id=checkpoint_id,
     )
     return table[TOP_COLUMNS]
+
+
+def merge_top(
+    root: Any, shards: Sequence[str], target_ids: Sequence[str], molecules: int, top: int, checkpoint_id: str
+) -> pd.DataFrame:
+    """The best ``top`` per target over the shards (in library order), ranked over all ``molecules``."""
+    parts = [read_top(root, name).assign(shard=i) for i, name in enumerate(shards)]
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["target_id", "drug_id", "smiles", "logit", "row", "shard"])
+    return rank_top(table, target_ids, molecules, top, checkpoint_id)
+
+
+def scored_targets(root: Any, name: str) -> list[str]:
+    """The targets a stored scores file holds."""
+    column = _read_table(_file(root, SCORES, name), columns=["target_id"]).column("target_id")
+    return [str(t) for t in column.unique().to_pylist()] if len(column) else []
 
 
 def target_logits(root: Any, shards: Sequence[str], target: int) -> list[np.ndarray]:
