@@ -104,7 +104,7 @@ def _deployed_resources(profile: TrainingProfile, min_growth: float) -> dict[str
             tracking_uri=EnvVar("MLFLOW_TRACKING_URI"), dagster_url=EnvVar("DAGSTER_WEBSERVER_URL")
         ),
         "hpo_settings": HpoSettings(storage_url=EnvVar("DRUGREPO_OPTUNA_STORAGE")),
-        "screening": ScreeningSettings(shards=8, device="cuda"),
+        "screening": ScreeningSettings(shard_size=500_000, device="cuda"),
         "landing": LandingZone(root=EnvVar("DRUGREPO_SOURCE_ROOT")),
         "retrain_policy": RetrainPolicy(min_growth=min_growth),
         "slack": SlackNotifier(

@@ -108,16 +108,21 @@ class ScreeningSettings(ConfigurableResource):
 
     library: Optional[str] = Field(
         default=None,
-        description="Library file: CSV with id and SMILES columns, or .smi. None: every validated drug of the datasets.",
+        description="Library location: a file, folder, http(s) URL or s3:// prefix of .smi/.csv/.tsv (optionally .gz) "
+        "or Parquet files (S3 through the storage resource's endpoint). None: every validated drug of the datasets.",
     )
     targets: Optional[str] = Field(
         default=None,
         description="Targets file: FASTA, or CSV with id and sequence. None: the most-studied targets of the datasets.",
     )
     default_targets: int = Field(default=4, description="How many targets the default set holds (most known positives first).")
-    max_library: Optional[int] = Field(default=None, description="Cap on library molecules (the first by drug_id); None: all.")
-    shards: int = Field(default=2, ge=1, description="Library shards, each scored by its own op (own GPU pod under k8s).")
-    top_k: int = Field(default=25, ge=1, description="Candidates kept per target in repurposing_candidates.")
+    max_library: Optional[int] = Field(default=None, description="Cap on library molecules (the first in library order); None: all.")
+    shard_size: int = Field(
+        default=50_000, ge=1,
+        description="Molecules per library shard: each shard is featurised once and scored by its own op (own GPU pod under k8s).",
+    )
+    top_k: int = Field(default=25, ge=1, description="Molecules kept per target in screening_scores and repurposing_candidates.")
+    workers: Optional[int] = Field(default=None, description="Featurisation processes of screening_library (None: one per core).")
     threads: Optional[int] = Field(default=None, description="torch CPU threads of a shard op (None: torch's default).")
     device: str = Field(default="auto", description='"auto" (CUDA when present, else CPU), "cpu" or "cuda".')
 

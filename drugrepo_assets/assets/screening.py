@@ -1,25 +1,28 @@
-"""Screening stage: a library scored against a target set by each dataset's checkpoint, and the candidates.
+"""Screening stage: a library of any size scored against a target set by each dataset's checkpoint.
 
-`screening_library` / `screening_targets` come from a user's files (`ScreeningSettings`) or, by
-default, from the datasets (every validated drug; the targets with the most known positives); their
-features go through the content-addressed feature store, so molecules already featurised are
-reused. `screening_scores` splits the library into shards, scores each in its own op (its own GPU
-pod under the k8s executor) with `ml.screen.ScreeningEngine`, and ranks the merged table, so the
-shard count never changes the result. `repurposing_candidates` keeps the best k per target and
-flags the pairs already known in the dataset.
+`screening_library` keeps the library as shards over the content-addressed feature store
+(`ml.library_store`): each library file is streamed, featurised on every core and recorded once
+per version, so a file that lands later costs only itself. Its value is the shard plan (one small
+row per shard), not the molecules. `screening_scores` fans out one `score_shard` op per shard (its
+own GPU pod under the k8s executor, retried on failure): each reads its shard by reference, scores
+only the targets it has no score file for, and writes its own files under
+``<storage>/screening_scores/<dataset>/<checkpoint_id>/``. `merge_scores` reads only the shards' top-K
+files: its value is the best ``top_k`` per target, ranked over the whole library.
+`repurposing_candidates` flags the pairs the dataset already knows.
 """
 
-import hashlib
 import time
+from dataclasses import asdict
 from typing import Any, Iterator
 
-import numpy as np
 import pandas as pd
+import torch
 from dagster import (
     AllPartitionMapping,
     AssetExecutionContext,
     AssetIn,
     AssetOut,
+    Backoff,
     DynamicOut,
     DynamicOutput,
     Failure,
@@ -27,27 +30,43 @@ from dagster import (
     OpExecutionContext,
     Out,
     Output,
+    RetryPolicy,
+    asset,
     graph_asset,
     multi_asset,
     op,
-    asset,
 )
 
 from drugrepo_assets.assets.features import feature_store
-from drugrepo_assets.data.library import read_library, read_targets
+from drugrepo_assets.data.library import library_files, read_targets
 from drugrepo_assets.data.sources import InputFileError
-from drugrepo_assets.data.validate import MAX_HEAVY_ATOMS, PROTEIN_ALPHABET, drug_id, parse_smiles, target_id
+from drugrepo_assets.data.validate import PROTEIN_ALPHABET, canonicalize, drug_id, target_id
+from drugrepo_assets.files import uri_of
 from drugrepo_assets.k8s import GPU_OP_TAGS, GPU_POOL
-from drugrepo_assets.ml.model import load_checkpoint
+from drugrepo_assets.ml.library_screen import FeaturePool, default_workers
+from drugrepo_assets.ml.library_store import (
+    REJECTED_COLUMNS,
+    IdCheck,
+    LibraryPart,
+    ShardScore,
+    cap_parts,
+    merge_stored_top,
+    score_stored_shard,
+    store_known_molecules,
+    store_library_file,
+)
+from drugrepo_assets.ml.model import checkpoint_id, load_checkpoint
+from drugrepo_assets.ml.native import kernel_info
 from drugrepo_assets.ml.runtime import configure_cpu
-from drugrepo_assets.ml.screen import ScreeningEngine, rank_scores
+from drugrepo_assets.ml.screen import ScreeningEngine
 from drugrepo_assets.ml.train import resolve_device
 from drugrepo_assets.partitions import dataset_partitions
 from drugrepo_assets.resources import ScreeningSettings
 from drugrepo_assets.storage import StorageResource
 
-REJECTED_COLUMNS = ["source_file", "source_row", "id", "value", "reason"]
 ALL_DATASETS = AssetIn(partition_mapping=AllPartitionMapping())
+SHARD_RETRIES = RetryPolicy(max_retries=2, delay=2, backoff=Backoff.EXPONENTIAL)
+"""A shard op that fails (a lost pod, a transient store error) is retried alone; its files make it idempotent."""
 
 
 def _rejected(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -58,26 +77,9 @@ def _input_failure(exc: InputFileError) -> Failure:
     return Failure(description=str(exc), metadata={"file": MetadataValue.path(exc.path)})
 
 
-def library_from_file(path: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A user's library checked row by row: (kept rows ``drug_id, smiles, feature_id``, rejected rows with a reason)."""
-    table = read_library(path)
-    kept, rejected, seen = [], [], set()
-    for name, smiles, line in table[["id", "smiles", "line"]].itertuples(index=False):
-        name, smiles = str(name).strip(), str(smiles).strip()
-        canonical, atoms, problem = parse_smiles(smiles) if smiles else (None, 0, "empty")
-        reason = (
-            "id: empty" if not name
-            else f"id: {name!r} already used on an earlier row" if name in seen
-            else f"SMILES: {problem}" if canonical is None
-            else f"SMILES: {atoms} heavy atoms, more than the limit of {MAX_HEAVY_ATOMS}" if atoms > MAX_HEAVY_ATOMS
-            else ""
-        )
-        if reason:
-            rejected.append({"source_file": path, "source_row": line, "id": name, "value": smiles, "reason": reason})
-            continue
-        seen.add(name)
-        kept.append({"drug_id": name, "smiles": smiles, "feature_id": drug_id(canonical), "canonical": canonical})
-    return pd.DataFrame(kept, columns=["drug_id", "smiles", "feature_id", "canonical"]), _rejected(rejected)
+def library_root(storage: StorageResource) -> Any:
+    """Where the library's shard tables and per-file records live: ``<storage>/screening_library``."""
+    return storage.base() / "screening_library"
 
 
 def targets_from_file(path: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -106,7 +108,8 @@ def targets_from_file(path: str) -> tuple[pd.DataFrame, pd.DataFrame]:
 @multi_asset(
     outs={
         "screening_library": AssetOut(
-            description="Molecules to screen: drug_id, smiles, feature_id, shard.", kinds={"rdkit"}
+            description="The library's shards: shard, uri (its molecules: drug_id, smiles, feature_id, feature_shard), molecules, source.",
+            kinds={"rdkit"},
         ),
         "screening_library_rejected": AssetOut(description="Library rows refused, with file, row and reason."),
     },
@@ -116,34 +119,50 @@ def targets_from_file(path: str) -> tuple[pd.DataFrame, pd.DataFrame]:
 def screening_library(
     context: AssetExecutionContext, drug_graphs: dict[str, pd.DataFrame], screening: ScreeningSettings, storage: StorageResource
 ) -> Iterator[Output[pd.DataFrame]]:
-    """The library: a user's file (CSV id,SMILES or .smi) or every validated drug of the datasets.
-
-    A file's molecules are featurised into the feature store unless already there; refused rows
-    (unparseable SMILES, too many atoms, empty or repeated ids) go to `screening_library_rejected`.
-    """
-    store = feature_store(storage).drugs
+    """The library as shards: a user's location (files read once per version, featurised on every
+    core) or every validated drug of the datasets (features reused). Refused rows (unparseable
+    SMILES, too many atoms, empty or repeated ids, malformed lines) go to `screening_library_rejected`."""
+    root = library_root(storage)
+    start = time.perf_counter()
     if screening.library is None:
-        library = pd.concat(drug_graphs.values()).drop_duplicates("drug_id").sort_values("drug_id")
-        library = library.assign(feature_id=library["drug_id"])[["drug_id", "smiles", "feature_id", "shard"]]
-        rejected, new, source = _rejected([]), 0, f"validated drugs of {', '.join(sorted(drug_graphs))}"
+        drugs = pd.concat(drug_graphs.values()).drop_duplicates("drug_id").sort_values("drug_id")
+        items = pd.DataFrame({"drug_id": drugs["drug_id"], "smiles": drugs["smiles"], "feature_id": drugs["drug_id"],
+                              "feature_shard": drugs["shard"]})
+        source = f"validated drugs of {', '.join(sorted(drug_graphs))}"
+        parts, rejected, new, read = store_known_molecules(items, root, screening.shard_size, source), _rejected([]), 0, []
     else:
+        source = screening.library
+        parts, refused, new, read = [], [], 0, []
+        ids = IdCheck()
+        store = feature_store(storage)
         try:
-            kept, rejected = library_from_file(screening.library)
+            files = library_files(source, storage.s3_endpoint_url)
+            with FeaturePool(screening.workers or default_workers(), canonical=True) as pool:
+                for label, version in files:
+                    stored = store_library_file(source, label, version, store, root, shard_size=screening.shard_size,
+                                                pool=pool, ids=ids, s3_endpoint_url=storage.s3_endpoint_url)
+                    parts += stored.parts
+                    refused.append(stored.rejected)
+                    new += stored.featurised
+                    if not stored.reused:
+                        read.append(label)
         except InputFileError as exc:
             raise _input_failure(exc) from None
-        firsts = kept.drop_duplicates("feature_id")
-        result = store.ensure(firsts["feature_id"].tolist(), firsts["canonical"].tolist())
-        library = kept.assign(shard=kept["feature_id"].map(result.shard_of)).drop(columns="canonical")
-        new, source = result.new, screening.library
+        rejected = pd.concat(refused, ignore_index=True) if refused else _rejected([])
     if screening.max_library is not None:
-        library = library.head(screening.max_library)
-    library = library.reset_index(drop=True)
-    if library.empty:
+        parts = cap_parts(parts, root, screening.max_library)
+    plan = pd.DataFrame([asdict(p) for p in parts], columns=["shard", "uri", "molecules", "source"])
+    molecules = int(plan["molecules"].sum())
+    if not molecules:
         raise Failure(description=f"the screening library from {source} has no valid molecule")
-    context.log.info(f"library: {len(library)} molecules from {source}; {len(rejected)} refused")
-    yield Output(library, output_name="screening_library", metadata={
-        "dagster/row_count": MetadataValue.int(len(library)), "source": MetadataValue.text(source),
-        "featurised_now": MetadataValue.int(new), "rejected": MetadataValue.int(len(rejected))})
+    seconds = time.perf_counter() - start
+    context.log.info(f"library: {molecules} molecules in {len(plan)} shards from {source}; {len(rejected)} refused; "
+                     f"{new} featurised now ({new / seconds:,.0f} molecules/s over {seconds:.1f} s)")
+    yield Output(plan, output_name="screening_library", metadata={
+        "dagster/row_count": MetadataValue.int(len(plan)), "molecules": MetadataValue.int(molecules),
+        "source": MetadataValue.text(source), "featurised_now": MetadataValue.int(new),
+        "files_read_now": MetadataValue.int(len(read)), "rejected": MetadataValue.int(len(rejected)),
+        "shards": MetadataValue.path(uri_of(root / "shards"))})
     yield Output(rejected, output_name="screening_library_rejected",
                  metadata={"dagster/row_count": MetadataValue.int(len(rejected))})
 
@@ -197,12 +216,75 @@ def screening_targets(
                  metadata={"dagster/row_count": MetadataValue.int(len(rejected))})
 
 
-@op(out=DynamicOut(pd.DataFrame))
-def library_shards(screening_library: pd.DataFrame, screening: ScreeningSettings) -> Iterator[DynamicOutput[pd.DataFrame]]:
-    """Split the library into ``screening.shards`` contiguous parts, one mapped op each."""
-    parts = np.array_split(np.arange(len(screening_library)), min(screening.shards, len(screening_library)))
-    for i, rows in enumerate(parts):
-        yield DynamicOutput(screening_library.iloc[rows].reset_index(drop=True), mapping_key=f"shard_{i}")
+@op(out=DynamicOut(dict, io_manager_key="json_io_manager"))
+def library_shards(screening_library: pd.DataFrame) -> Iterator[DynamicOutput[dict]]:
+    """One mapped op per library shard, each given its shard by reference (name, URI, count)."""
+    for position, part in enumerate(screening_library.to_dict("records")):
+        yield DynamicOutput({**part, "position": position}, mapping_key=f"shard_{position}")
+
+
+def scores_root(storage: StorageResource, dataset: str, checkpoint: str) -> Any:
+    """Where one dataset checkpoint's score files live: ``<storage>/screening_scores/<dataset>/<checkpoint_id>``."""
+    return storage.base() / "screening_scores" / dataset / checkpoint
+
+
+def _target_codes(store: Any, targets: pd.DataFrame) -> torch.Tensor:
+    return store.proteins.load(targets["feature_id"].tolist(), targets["shard"].tolist())
+
+
+@op(tags=GPU_OP_TAGS, pool=GPU_POOL, retry_policy=SHARD_RETRIES, out=Out(dict, io_manager_key="json_io_manager"))
+def score_shard(
+    context: OpExecutionContext,
+    shard: dict,
+    drugban_checkpoint: dict,
+    screening_targets: pd.DataFrame,
+    screening: ScreeningSettings,
+    storage: StorageResource,
+) -> dict:
+    """One library shard against the targets it has no score file for (CUDA when present); writes its own files."""
+    configure_cpu(screening.threads)
+    device = resolve_device(screening.device)
+    path = str(storage.local_copy(drugban_checkpoint["checkpoint"]))
+    model, _ = load_checkpoint(path, map_location=device)
+    store = feature_store(storage)
+    engine = ScreeningEngine(model, device=device)
+    part = LibraryPart(shard["shard"], shard["uri"], int(shard["molecules"]), shard["source"])
+    root = scores_root(storage, drugban_checkpoint["dataset"], checkpoint_id(path))
+    result = score_stored_shard(engine, store, part, library_root(storage), screening_targets["target_id"].tolist(),
+                                _target_codes(store, screening_targets), root, screening.top_k)
+    rate = result.scored_pairs / result.seconds if result.seconds else 0.0
+    engine_name = "C kernel" if engine.native else f"torch on {device}"
+    context.log.info(f"shard {part.shard}: {result.scored_pairs} pairs scored ({rate:,.0f} pairs/s, {engine_name}), "
+                     f"{result.reused_pairs} found scored")
+    return {**asdict(result), "position": shard["position"], "engine": engine_name, "kernel": kernel_info()["kernel"],
+            "checkpoint_id": checkpoint_id(path), "root": uri_of(root)}
+
+
+@op
+def merge_scores(shards: list[dict], screening_targets: pd.DataFrame, screening: ScreeningSettings, storage: StorageResource) -> Output[pd.DataFrame]:
+    """The best ``top_k`` per target over every shard, ranked over the whole library, from the shards' top-K files."""
+    shards = sorted(shards, key=lambda s: s["position"])
+    root = storage.path_of(shards[0]["root"])
+    results = [ShardScore(**{k: s[k] for k in ShardScore.__dataclass_fields__}) for s in shards]
+    table = merge_stored_top(root, results, screening_targets["target_id"].tolist(), screening.top_k, shards[0]["checkpoint_id"])
+    scored = sum(s["scored_pairs"] for s in shards)
+    seconds = sum(s["seconds"] for s in shards)
+    per_shard = pd.DataFrame(shards)[["position", "shard", "molecules", "scored_pairs", "reused_pairs", "seconds"]]
+    best = table[table["rank"] == 1].drop_duplicates("target_id")
+    return Output(table, metadata={
+        "dagster/row_count": MetadataValue.int(len(table)),
+        "pairs": MetadataValue.int(sum(s["molecules"] for s in shards) * len(screening_targets)),
+        "pairs_scored_now": MetadataValue.int(scored),
+        "pairs_found_scored": MetadataValue.int(sum(s["reused_pairs"] for s in shards)),
+        "pairs_per_second": MetadataValue.float(scored / seconds if seconds else 0.0),
+        "shards": MetadataValue.int(len(shards)),
+        "engine": MetadataValue.text(f"{shards[0]['engine']} ({shards[0]['kernel']})"),
+        "targets": MetadataValue.int(table["target_id"].nunique()),
+        "checkpoint_id": MetadataValue.text(shards[0]["checkpoint_id"]),
+        "scores": MetadataValue.path(shards[0]["root"]),
+        "per_shard": MetadataValue.md(markdown_table(per_shard)),
+        "best_per_target": MetadataValue.md(markdown_table(best[["target_id", "drug_id", "score"]])),
+    })
 
 
 def markdown_table(table: pd.DataFrame) -> str:
@@ -213,76 +295,17 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def checkpoint_id(path: str) -> str:
-    """First 12 hex digits of the checkpoint file's SHA-256 (as ``drugrepo screen`` writes it)."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()[:12]
-
-
-@op(tags=GPU_OP_TAGS, pool=GPU_POOL)
-def score_shard(
-    context: OpExecutionContext,
-    shard: pd.DataFrame,
-    drugban_checkpoint: dict,
-    screening_targets: pd.DataFrame,
-    screening: ScreeningSettings,
-    storage: StorageResource,
-) -> pd.DataFrame:
-    """Logits of one library shard against every target (CUDA when present): drug-major, unranked."""
-    configure_cpu(screening.threads)
-    device = resolve_device(screening.device)
-    path = str(storage.local_copy(drugban_checkpoint["checkpoint"]))
-    model, _ = load_checkpoint(path, map_location=device)
-    store = feature_store(storage)
-    molecules = store.drugs.load(shard["feature_id"].tolist(), shard["shard"].tolist())
-    codes = store.proteins.load(screening_targets["feature_id"].tolist(), screening_targets["shard"].tolist())
-    engine = ScreeningEngine(model, device=device)
-    start = time.perf_counter()
-    logits = engine.score_matrix(molecules, codes)
-    seconds = time.perf_counter() - start
-    context.log.info(f"{logits.size} pairs on {device} in {seconds:.2f} s ({logits.size / seconds:,.0f} pairs/s, "
-                     f"{'C kernel' if engine.native else 'torch'})")
-    n_drugs, n_targets = logits.shape
-    return pd.DataFrame({
-        "target_id": np.tile(screening_targets["target_id"].to_numpy(dtype=object), n_drugs),
-        "drug_id": np.repeat(shard["drug_id"].to_numpy(dtype=object), n_targets),
-        "smiles": np.repeat(shard["smiles"].to_numpy(dtype=object), n_targets),
-        "logit": logits.reshape(-1),
-        "checkpoint_id": checkpoint_id(path),
-    })
-
-
-@op
-def merge_scores(
-    shards: list[pd.DataFrame], screening_library: pd.DataFrame, screening_targets: pd.DataFrame
-) -> Output[pd.DataFrame]:
-    """One table of every pair, ranked within each target over the whole library (ties in library order)."""
-    table = rank_scores(
-        pd.concat(shards, ignore_index=True),
-        target_order={t: i for i, t in enumerate(screening_targets["target_id"])},
-        drug_order={d: i for i, d in enumerate(screening_library["drug_id"])},
-    )
-    best = table[table["rank"] == 1].drop_duplicates("target_id")
-    return Output(table, metadata={
-        "dagster/row_count": MetadataValue.int(len(table)),
-        "targets": MetadataValue.int(table["target_id"].nunique()),
-        "molecules": MetadataValue.int(table["drug_id"].nunique()),
-        "checkpoint_id": MetadataValue.text(str(table["checkpoint_id"].iloc[0])),
-        "best_per_target": MetadataValue.md(markdown_table(best[["target_id", "drug_id", "score"]])),
-    })
-
-
 @graph_asset(partitions_def=dataset_partitions, group_name="screening", kinds={"pytorch"},
              ins={"screening_library": AssetIn(), "screening_targets": AssetIn(), "drugban_checkpoint": AssetIn()})
 def screening_scores(screening_library: pd.DataFrame, screening_targets: pd.DataFrame, drugban_checkpoint: dict) -> pd.DataFrame:
-    """Every library molecule × every target scored by this dataset's checkpoint, in shard ops.
+    """The best ``top_k`` library molecules per target by this dataset's checkpoint, ranked over the whole library.
 
     Columns: target_id, drug_id, smiles, logit, score, rank (1 = best of the target), percentile
-    (share of the library at or below), checkpoint_id.
+    (share of the library at or below), checkpoint_id. Every pair's logit is in the shards' score
+    files (metadata ``scores``).
     """
-    shards = library_shards(screening_library)
-    scored = shards.map(lambda shard: score_shard(shard, drugban_checkpoint, screening_targets))
-    return merge_scores(scored.collect(), screening_library, screening_targets)
+    scored = library_shards(screening_library).map(lambda shard: score_shard(shard, drugban_checkpoint, screening_targets))
+    return merge_scores(scored.collect(), screening_targets)
 
 
 def known_labels(validated_pairs: pd.DataFrame) -> dict[tuple[str, str], int]:
@@ -294,7 +317,6 @@ def known_labels(validated_pairs: pd.DataFrame) -> dict[tuple[str, str], int]:
 @asset(partitions_def=dataset_partitions, group_name="screening")
 def repurposing_candidates(
     screening_scores: pd.DataFrame,
-    screening_library: pd.DataFrame,
     screening_targets: pd.DataFrame,
     validated_pairs: pd.DataFrame,
     screening: ScreeningSettings,
@@ -306,10 +328,10 @@ def repurposing_candidates(
     are the candidates to test.
     """
     top = screening_scores[screening_scores.groupby("target_id").cumcount() < screening.top_k]
-    drug_feature = dict(zip(screening_library["drug_id"], screening_library["feature_id"]))
     target_feature = dict(zip(screening_targets["target_id"], screening_targets["feature_id"]))
     labels = known_labels(validated_pairs)
-    known = [labels.get((drug_feature[d], target_feature[t])) for d, t in zip(top["drug_id"], top["target_id"])]
+    drug_feature = [drug_id(canonicalize(s)) for s in top["smiles"]]  # a library molecule's content id, as stored
+    known = [labels.get((d, target_feature[t])) for d, t in zip(drug_feature, top["target_id"])]
     table = top.assign(known_label=pd.array(known, dtype="Int64")).reset_index(drop=True)
     table["known_interaction"] = (table["known_label"] == 1).fillna(False).astype(bool)
     shown = table.groupby("target_id").head(3)[["target_id", "rank", "drug_id", "score", "known_interaction"]]
