@@ -105,9 +105,10 @@ def run_screening(instance: DagsterInstance, datasets: Sequence[str], max_librar
     )
     report.problems += [f"screening inputs: {p}" for p in _failures(inputs)]
     for event in inputs.get_asset_materialization_events():
-        rows = int(event.materialization.metadata["dagster/row_count"].value)
+        metadata = event.materialization.metadata
+        rows = int(metadata["dagster/row_count"].value)
         if event.asset_key.to_user_string() == "screening_library":
-            report.library = rows
+            report.library = int(metadata["molecules"].value)
         elif event.asset_key.to_user_string() == "screening_targets":
             report.targets = rows
     if report.problems:
@@ -119,7 +120,7 @@ def run_screening(instance: DagsterInstance, datasets: Sequence[str], max_librar
         for event in result.get_asset_materialization_events():
             metadata = {k: v.value for k, v in event.materialization.metadata.items()}
             if event.asset_key.to_user_string() == "screening_scores":
-                report.pairs[dataset] = int(metadata["dagster/row_count"])
+                report.pairs[dataset] = int(metadata["pairs"])
             elif event.asset_key.to_user_string() == "repurposing_candidates":
                 report.known[dataset] = int(metadata["known_interactions"])
                 report.best[dataset] = str(metadata["top_candidates"])

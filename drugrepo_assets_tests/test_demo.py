@@ -44,7 +44,7 @@ def test_demo_materialises_every_dataset_into_the_persistent_instance(
     for dataset in DATASETS:
         assert f"  {dataset}: 600 pairs scored;" in out
         scores = pd.read_parquet(tmp_path / "storage" / "screening_scores" / f"{dataset}.parquet")
-        assert len(scores) == 600 and scores.groupby("target_id")["rank"].min().tolist() == [1] * 4
+        assert len(scores) == 4 * 25 and scores.groupby("target_id")["rank"].min().tolist() == [1] * 4  # top_k 25 per target
 
 
 def test_summary_lists_rows_per_stage_and_shipped_splits() -> None:

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from dagster import AssetSelection, DagsterInstance, materialize
 
+from drugrepo_assets.data.sources import bundled_root
 from drugrepo_assets.definitions import all_asset_checks, all_assets
 from drugrepo_assets.ml.dataset import PairData
 from drugrepo_assets.ml.model import load_checkpoint
@@ -173,3 +174,61 @@ def test_a_users_files_are_screened_and_bad_rows_quarantined(screening: Screenin
     scores = screening.table("screening_scores")
     assert len(scores) == 2 and set(scores["drug_id"]) < {"aspirin", "caffeine", "library.csv:6"}
     assert set(scores["target_id"]) == {"P1"} and sorted(scores["rank"]) == [1, 2]
+
+
+def test_a_failed_shard_is_retried_alone(screening: Screening, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shard op killed on its first attempt (a lost pod) is retried; no other shard is scored twice."""
+    from drugrepo_assets.assets import screening as stage
+
+    real, calls = stage.score_stored_shard, []
+
+    def fail_once_on_the_second_shard(engine, store, part, *args, **kwargs):
+        calls.append(part.shard)
+        if part.shard == second and calls.count(second) == 1:
+            raise ConnectionResetError("pod lost")
+        return real(engine, store, part, *args, **kwargs)
+
+    settings = ScreeningSettings(default_targets=3, shard_size=13, top_k=17)  # a top_k of its own: nothing scored yet
+    screening.run(INPUTS, settings, partition=None)
+    plan = screening.table("screening_library", None)
+    second = plan["shard"].iloc[1]
+    monkeypatch.setattr(stage, "score_stored_shard", fail_once_on_the_second_shard)
+    result = screening.run(SCORES, settings)
+    retried = [e.step_key for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert retried == ["screening_scores.score_shard[shard_1]"]
+    assert sorted(calls) == sorted([*plan["shard"], second])  # every shard once, the failed one twice
+    metadata = _metadata(result, "screening_scores")
+    assert metadata["pairs_scored_now"] == metadata["pairs"] == plan["molecules"].sum() * 3
+    assert metadata["pairs_found_scored"] == 0 and metadata["shards"] == len(plan)
+
+
+def test_a_new_library_file_or_target_costs_only_itself(screening: Screening, tmp_path: Path) -> None:
+    from drugrepo_assets.data.validate import canonicalize, drug_id
+
+    known = set(pd.concat(screening.table("validated_pairs", d) for d in SOURCES)["drug_id"])
+    candidates = pd.read_csv(bundled_root() / "human" / "cold" / "test.csv")["SMILES"].unique()
+    fresh = [s for s in candidates if drug_id(canonicalize(s)) not in known][:30]
+    folder = tmp_path / "library"
+    folder.mkdir()
+    (folder / "a.smi").write_text("".join(f"{s} A{i}\n" for i, s in enumerate(fresh[:18])))
+    targets = screening.table("validated_pairs")[["target_id", "protein"]].drop_duplicates().head(2)
+    fasta = tmp_path / "targets.fasta"
+    fasta.write_text(f">P0\n{targets['protein'].iloc[0]}\n")
+    settings = ScreeningSettings(library=str(folder), targets=str(fasta), shard_size=5, top_k=3)
+
+    first = screening.run(INPUTS, settings, partition=None)
+    assert _metadata(first, "screening_library")["featurised_now"] == 18
+    assert _metadata(screening.run(SCORES, settings), "screening_scores")["pairs_scored_now"] == 18
+
+    (folder / "b.smi").write_text("".join(f"{s} B{i}\n" for i, s in enumerate(fresh[18:])))
+    grown = _metadata(screening.run(INPUTS, settings, partition=None), "screening_library")
+    assert (grown["featurised_now"], grown["files_read_now"], grown["molecules"]) == (12, 1, 30)
+    scored = _metadata(screening.run(SCORES, settings), "screening_scores")
+    assert (scored["pairs_scored_now"], scored["pairs_found_scored"]) == (12, 18)
+
+    fasta.write_text(f">P0\n{targets['protein'].iloc[0]}\n>P1\n{targets['protein'].iloc[1]}\n")
+    screening.run(INPUTS, settings, partition=None)
+    scored = _metadata(screening.run(SCORES, settings), "screening_scores")
+    assert (scored["pairs_scored_now"], scored["pairs_found_scored"]) == (30, 30)  # P1 against all 30; P0 kept
+    table = screening.table("screening_scores")
+    assert table.groupby("target_id").size().to_dict() == {"P0": 3, "P1": 3}
