@@ -2,7 +2,7 @@
 
 drugrepo_assets/ml/kernels/screen_fusion.c is compiled into plain shared libraries that native.py
 loads with ctypes (not Python extension modules), one per portable ISA variant of
-kernels/variants.py (x86-64-v4, x86-64-v3, generic; generic only on other architectures), as
+kernels/variants.py (x86-64-v4 only: without AVX-512 the kernel is slower than the torch path), as
 ``drugrepo_assets/ml/kernels/screen_fusion.<variant>.so``: in the wheel (``pip install .``,
 ``pip wheel .``, which makes it a platform wheel) and, for ``pip install -e .``, in the source tree.
 They go through ``build_ext`` as optional extensions, so a variant that does not compile, or a

@@ -2,15 +2,14 @@
 
 `fusion_kernel` takes, in this order:
 
-1. the best prebuilt ISA variant the CPU runs (``-march=x86-64-v4``, then ``x86-64-v3``): the package
-   build (setup.py) compiles them as ``kernels/screen_fusion.<variant>.so`` (kernels/variants.py);
-   one stamped from another source or other flags (a checkout whose kernel changed since
-   ``pip install -e .``) is skipped;
-2. a build at first use for the machine it runs on (``-march=native``) with the system C compiler,
+1. on a CPU with AVX-512 (x86-64-v4), the prebuilt library: the package build (setup.py) compiles it
+   as ``kernels/screen_fusion.x86-64-v4.so`` (kernels/variants.py); one stamped from another source
+   or other flags (a checkout whose kernel changed since ``pip install -e .``) is skipped;
+2. on such a CPU without it, a build at first use (``-march=native``) with the system C compiler,
    into ``~/.cache/drugrepo/kernels/<hash>/``; the hash covers the source, the flags and the CPU, so a
    changed kernel or another machine gets its own build;
-3. the prebuilt generic build (``-O3``, the architecture's baseline);
-4. none: screening uses the torch path, the same numbers, slower.
+3. none: screening uses the torch path, the same numbers. Without AVX-512 the kernel is slower than
+   torch (kernels/variants.py has the measurement), so such CPUs always take this path.
 
 Which one runs is logged once, and `kernel_info` says it (for asset metadata and the CLI).
 """
@@ -124,32 +123,24 @@ def resolve(
     ``directory`` holds the prebuilt libraries and their source; ``first_use`` builds one (`build`).
     """
     supported = variants.supported(flags, machine)
-    specific = [v for v in supported if v.cpu_flags]
+    if not supported:
+        built_for = ", ".join(v.name for v in variants.for_machine(machine)) or f"no variant for {machine}"
+        return None, {"kernel": "none", "path": "",
+                      "reason": f"the CPU runs none of {built_for}: without AVX-512 the torch path is faster"}
     notes = []
-    if not specific:
-        built_for = [v.name for v in variants.for_machine(machine) if v.cpu_flags]
-        notes.append(f"the CPU runs none of {', '.join(built_for)}" if built_for else f"no ISA variants for {machine}")
-    for variant in specific:
+    for variant in supported:
         lib, why = load_prebuilt(variant, directory)
         if lib is not None:
             return lib, {"kernel": f"prebuilt {variant.name}", "path": str(directory / variants.filename(variant)),
-                         "reason": "; ".join([f"the CPU runs {variant.name}", *notes])}
+                         "reason": f"the CPU runs {variant.name}"}
         notes.append(why)
     try:
         path = (first_use or build)()
         lib = load(path)
     except (OSError, RuntimeError) as exc:
         notes.append(f"no build at first use: {exc}")
-    else:
-        return lib, {"kernel": "built at first use", "path": str(path), "reason": "; ".join(notes)}
-    for variant in supported:
-        if not variant.cpu_flags:
-            lib, why = load_prebuilt(variant, directory)
-            if lib is not None:
-                return lib, {"kernel": f"prebuilt {variant.name}", "path": str(directory / variants.filename(variant)),
-                             "reason": "; ".join(notes)}
-            notes.append(why)
-    return None, {"kernel": "none", "path": "", "reason": "; ".join(notes)}
+        return None, {"kernel": "none", "path": "", "reason": "; ".join(notes)}
+    return lib, {"kernel": "built at first use", "path": str(path), "reason": "; ".join(notes)}
 
 
 _INFO: dict[str, str] = {}
@@ -169,8 +160,8 @@ def fusion_kernel() -> Optional[ctypes.CDLL]:
 
 
 def kernel_info() -> dict[str, str]:
-    """Which screening kernel this process runs: ``kernel`` ("prebuilt x86-64-v4", "prebuilt x86-64-v3",
-    "built at first use", "prebuilt generic" or "none": the torch path), ``path`` (the library, "" for
+    """Which screening kernel this process runs: ``kernel`` ("prebuilt x86-64-v4",
+    "built at first use" or "none": the torch path), ``path`` (the library, "" for
     none) and ``reason`` (why this one: the better ones skipped). Resolves it (`fusion_kernel`) if nothing has yet."""
     fusion_kernel()
     return dict(_INFO)
