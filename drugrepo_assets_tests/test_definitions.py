@@ -28,6 +28,7 @@ EXPECTED_GROUPS = {
     "screening_targets_rejected": "screening",
     "screening_scores": "screening",
     "repurposing_candidates": "screening",
+    "screening_enrichment": "screening",
 }
 UNPARTITIONED = {"screening_library", "screening_library_rejected", "screening_targets", "screening_targets_rejected"}
 """The screening inputs are shared by every dataset's checkpoint (the library spans all datasets)."""
@@ -81,7 +82,7 @@ def test_screening_jobs_split_the_shared_inputs_from_the_per_dataset_scores() ->
     assert {k.to_user_string() for k in inputs.asset_layer.selected_asset_keys} == UNPARTITIONED
     scores = defs.resolve_job_def("screening_job")
     assert scores.partitions_def is not None and scores.partitions_def.get_partition_keys() == list(DATASETS)
-    assert {k.to_user_string() for k in scores.asset_layer.selected_asset_keys} == {"screening_scores", "repurposing_candidates"}
+    assert {k.to_user_string() for k in scores.asset_layer.selected_asset_keys} == {"screening_scores", "repurposing_candidates", "screening_enrichment"}
 
 
 def test_hpo_job_runs_only_the_study() -> None:

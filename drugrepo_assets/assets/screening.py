@@ -38,22 +38,26 @@ from dagster import (
 )
 
 from drugrepo_assets.assets.features import feature_store
+from drugrepo_assets.assets.metadata import image_markdown, markdown_table
 from drugrepo_assets.data.library import library_files, read_targets
 from drugrepo_assets.data.sources import InputFileError
 from drugrepo_assets.data.validate import PROTEIN_ALPHABET, canonicalize, drug_id, target_id
 from drugrepo_assets.files import uri_of
 from drugrepo_assets.k8s import GPU_OP_TAGS, GPU_POOL
 from drugrepo_assets.ml.library_screen import FeaturePool, default_workers
+from drugrepo_assets.ml.enrichment import enrichment_plot, retrospective_report
 from drugrepo_assets.ml.library_store import (
     REJECTED_COLUMNS,
     IdCheck,
     LibraryPart,
     ShardScore,
     cap_parts,
+    known_active_pairs,
     merge_stored_top,
     score_stored_shard,
     store_known_molecules,
     store_library_file,
+    stored_files,
 )
 from drugrepo_assets.ml.model import checkpoint_id, load_checkpoint
 from drugrepo_assets.ml.native import kernel_info
@@ -125,30 +129,14 @@ def screening_library(
     root = library_root(storage)
     start = time.perf_counter()
     if screening.library is None:
-        drugs = pd.concat(drug_graphs.values()).drop_duplicates("drug_id").sort_values("drug_id")
-        items = pd.DataFrame({"drug_id": drugs["drug_id"], "smiles": drugs["smiles"], "feature_id": drugs["drug_id"],
-                              "feature_shard": drugs["shard"]})
         source = f"validated drugs of {', '.join(sorted(drug_graphs))}"
-        parts, rejected, new, read = store_known_molecules(items, root, screening.shard_size, source), _rejected([]), 0, []
+        parts, rejected, new, read = _dataset_library(drug_graphs, root, screening.shard_size, source), _rejected([]), 0, []
     else:
         source = screening.library
-        parts, refused, new, read = [], [], 0, []
-        ids = IdCheck()
-        store = feature_store(storage)
         try:
-            files = library_files(source, storage.s3_endpoint_url)
-            with FeaturePool(screening.workers or default_workers(), canonical=True) as pool:
-                for label, version in files:
-                    stored = store_library_file(source, label, version, store, root, shard_size=screening.shard_size,
-                                                pool=pool, ids=ids, s3_endpoint_url=storage.s3_endpoint_url)
-                    parts += stored.parts
-                    refused.append(stored.rejected)
-                    new += stored.featurised
-                    if not stored.reused:
-                        read.append(label)
+            parts, rejected, new, read = _file_library(source, root, screening, storage)
         except InputFileError as exc:
             raise _input_failure(exc) from None
-        rejected = pd.concat(refused, ignore_index=True) if refused else _rejected([])
     if screening.max_library is not None:
         parts = cap_parts(parts, root, screening.max_library)
     plan = pd.DataFrame([asdict(p) for p in parts], columns=["shard", "uri", "molecules", "source"])
@@ -165,6 +153,32 @@ def screening_library(
         "shards": MetadataValue.path(uri_of(root / "shards"))})
     yield Output(rejected, output_name="screening_library_rejected",
                  metadata={"dagster/row_count": MetadataValue.int(len(rejected))})
+
+
+def _dataset_library(drug_graphs: dict[str, pd.DataFrame], root: Any, shard_size: int, source: str) -> list[LibraryPart]:
+    """Every validated drug of the datasets as shards (already featurised: content id = feature id)."""
+    drugs = pd.concat(drug_graphs.values()).drop_duplicates("drug_id").sort_values("drug_id")
+    items = pd.DataFrame({"drug_id": drugs["drug_id"], "smiles": drugs["smiles"], "feature_id": drugs["drug_id"],
+                          "feature_shard": drugs["shard"]})
+    return store_known_molecules(items, root, shard_size, source)
+
+
+def _file_library(
+    source: str, root: Any, screening: ScreeningSettings, storage: StorageResource
+) -> tuple[list[LibraryPart], pd.DataFrame, int, list[str]]:
+    """A user's library location as shards: (parts, refused rows, molecules featurised now, files read now)."""
+    parts, refused, new, read = [], [], 0, []
+    ids, store = IdCheck(), feature_store(storage)
+    with FeaturePool(screening.workers or default_workers(), canonical=True) as pool:
+        for label, version in library_files(source, storage.s3_endpoint_url):
+            stored = store_library_file(source, label, version, store, root, shard_size=screening.shard_size,
+                                        pool=pool, ids=ids, s3_endpoint_url=storage.s3_endpoint_url)
+            parts += stored.parts
+            refused.append(stored.rejected)
+            new += stored.featurised
+            if not stored.reused:
+                read.append(label)
+    return parts, pd.concat(refused, ignore_index=True) if refused else _rejected([]), new, read
 
 
 def most_studied_targets(validated: dict[str, pd.DataFrame], encodings: dict[str, pd.DataFrame], n: int) -> pd.DataFrame:
@@ -287,14 +301,6 @@ def merge_scores(shards: list[dict], screening_targets: pd.DataFrame, screening:
     })
 
 
-def markdown_table(table: pd.DataFrame) -> str:
-    """A small table as Markdown, for asset metadata."""
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + " --- |" * len(table.columns)]
-    for row in table.itertuples(index=False):
-        lines.append("| " + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row) + " |")
-    return "\n".join(lines)
-
-
 @graph_asset(partitions_def=dataset_partitions, group_name="screening", kinds={"pytorch"},
              ins={"screening_library": AssetIn(), "screening_targets": AssetIn(), "drugban_checkpoint": AssetIn()})
 def screening_scores(screening_library: pd.DataFrame, screening_targets: pd.DataFrame, drugban_checkpoint: dict) -> pd.DataFrame:
@@ -341,3 +347,37 @@ def repurposing_candidates(
         "new_candidates": MetadataValue.int(int((~table["known_interaction"]).sum())),
         "top_candidates": MetadataValue.md(markdown_table(shown)),
     })
+
+
+@asset(partitions_def=dataset_partitions, group_name="screening", kinds={"pandas"})
+def screening_enrichment(
+    context: AssetExecutionContext,
+    screening_scores: pd.DataFrame,
+    screening_library: pd.DataFrame,
+    screening_targets: pd.DataFrame,
+    validated_pairs: pd.DataFrame,
+    screening: ScreeningSettings,
+    storage: StorageResource,
+) -> Output[pd.DataFrame]:
+    """Retrospective validation of the screen: per screened target whose known actives (this dataset's
+    positive pairs) are in the library, EF at 1 % and 5 %, BEDROC (alpha 20) and AUROC of the ranking
+    over the whole library, with the enrichment curves. Actives the model was trained on flatter it:
+    for an unbiased figure, screen held-out actives (`drugrepo screen --known`)."""
+    root = scores_root(storage, context.partition_key, str(screening_scores["checkpoint_id"].iloc[0]))
+    parts = [LibraryPart(**row) for row in screening_library[["shard", "uri", "molecules", "source"]].to_dict("records")]
+    shards = [ShardScore(p.shard, stored_files(root, p.shard, screening.top_k), p.molecules, 0, 0, 0.0) for p in parts]
+    positives = validated_pairs[validated_pairs["label"] == 1]
+    actives = positives.groupby("target_id")["drug_id"].agg(set).to_dict()
+    frames = [
+        known_active_pairs(root, library_root(storage), shards, parts, target, actives[feature])
+        for target, feature in zip(screening_targets["target_id"], screening_targets["feature_id"]) if feature in actives
+    ]
+    pairs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["target_id", "logit", "active"])
+    report = retrospective_report(pairs.astype({"active": bool}))
+    metadata = {"dagster/row_count": MetadataValue.int(len(report)), "report": MetadataValue.md(markdown_table(report))}
+    if len(report):
+        kept = pairs[pairs["target_id"].isin(report["target_id"])]
+        metadata["enrichment"] = MetadataValue.md(image_markdown("enrichment curves", enrichment_plot(kept)))
+    else:
+        context.log.warning("no screened target has both known actives and inactives in the library")
+    return Output(report, metadata=metadata)

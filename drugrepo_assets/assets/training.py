@@ -6,7 +6,6 @@ under `StorageResource` (``<storage>/<asset>/<dataset>/...``); asset values are 
 (URIs and numbers), so every environment stores and loads checkpoints the same way.
 """
 
-import base64
 import math
 import tempfile
 from dataclasses import asdict
@@ -36,6 +35,7 @@ from drugrepo_assets.data.splits import split_subset
 from drugrepo_assets.ml.dataset import PairData
 from drugrepo_assets.ml.evaluate import evaluate
 from drugrepo_assets.ml.model import load_checkpoint
+from drugrepo_assets.assets.metadata import image_markdown
 from drugrepo_assets.ml.plots import atom_attention, attention_png, pr_png, roc_png
 from drugrepo_assets.ml.predict import predict_logits
 from drugrepo_assets.ml.runtime import configure_cpu
@@ -223,10 +223,6 @@ def drugban_checkpoint(
     )
 
 
-def _img_md(title: str, png: bytes) -> str:
-    return f"**{title}**\n\n![{title}](data:image/png;base64,{base64.b64encode(png).decode()})"
-
-
 @asset(
     partitions_def=dataset_partitions,
     group_name="training",
@@ -285,8 +281,8 @@ def model_evaluation(
             run.log_artifact(local, "evaluation")
     value = {"val": val.as_dict(), "test": test.as_dict(), "pictures": paths, "checkpoint": ckpt["checkpoint"],
              "mlflow_run_url": run.url}
-    curves = [_img_md(name.removesuffix(".png"), png) for name, png in pictures.items() if not name.startswith("attention")]
-    attention = [_img_md(name.removesuffix(".png"), png) for name, png in pictures.items() if name.startswith("attention")]
+    curves = [image_markdown(name.removesuffix(".png"), png) for name, png in pictures.items() if not name.startswith("attention")]
+    attention = [image_markdown(name.removesuffix(".png"), png) for name, png in pictures.items() if name.startswith("attention")]
     return Output(
         value,
         metadata={

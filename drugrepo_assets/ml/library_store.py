@@ -28,7 +28,7 @@ from drugrepo_assets.data.validate import drug_id
 from drugrepo_assets.files import write_bytes_atomic
 from drugrepo_assets.ml.feature_store import FeatureStore
 from drugrepo_assets.ml.library_screen import FeaturePool, LibraryShard, iter_shards
-from drugrepo_assets.ml.scores import SCORES, ShardScores, rank_top, read_top, scored_targets, write_shard
+from drugrepo_assets.ml.scores import SCORES, ShardScores, rank_top, read_top, scored_targets, target_logits, write_shard
 from drugrepo_assets.ml.screen import ScreeningEngine
 
 SHARD_COLUMNS = ["drug_id", "smiles", "feature_id", "feature_shard"]
@@ -208,12 +208,7 @@ def score_stored_shard(
     """Score a stored shard against the targets it has no score file for yet (idempotent: a rerun or a
     retry finds its files; a new target costs only itself). Files: ``<shard>-k<top>-<targets>``."""
     prefix = f"{part.shard}-k{top}-"
-    folder = score_root / SCORES
-    existing = sorted(p.name.removesuffix(".parquet") for p in folder.glob(f"{prefix}*.parquet")) if folder.exists() else []
-    files: dict[str, str] = {}
-    for name in existing:
-        for target in scored_targets(score_root, name):
-            files.setdefault(target, name)
+    files = stored_files(score_root, part.shard, top)
     missing = [i for i, t in enumerate(target_ids) if t not in files]
     seconds = 0.0
     if missing:
@@ -230,6 +225,35 @@ def score_stored_shard(
     scored = part.molecules * len(missing)
     return ShardScore(part.shard, {t: files[t] for t in target_ids}, part.molecules, scored,
                       part.molecules * len(target_ids) - scored, seconds)
+
+
+def stored_files(score_root: Any, shard: str, top: int) -> dict[str, str]:
+    """target → the score file of ``shard`` holding it (``<shard>-k<top>-*``; the first by name)."""
+    folder = score_root / SCORES
+    names = sorted(p.name.removesuffix(".parquet") for p in folder.glob(f"{shard}-k{top}-*.parquet")) if folder.exists() else []
+    files: dict[str, str] = {}
+    for name in names:
+        for target in scored_targets(score_root, name):
+            files.setdefault(target, name)
+    return files
+
+
+def stored_target_logits(score_root: Any, shard: ShardScore, target: str) -> np.ndarray:
+    """A target's logits over one scored shard, in the shard's molecule order."""
+    name = shard.files[target]
+    held = scored_targets(score_root, name)
+    return target_logits(score_root, [name], held.index(target))[0]
+
+
+def known_active_pairs(
+    score_root: Any, library_root: Any, shards: Sequence[ShardScore], parts: Sequence[LibraryPart], target: str, actives: set[str]
+) -> pd.DataFrame:
+    """Every library molecule's logit for ``target`` and whether its content id (``feature_id``) is a known active."""
+    logits, flags = [], []
+    for shard, part in zip(shards, parts):
+        logits.append(stored_target_logits(score_root, shard, target))
+        flags.append(read_part(part, library_root)["feature_id"].isin(actives).to_numpy())
+    return pd.DataFrame({"target_id": target, "logit": np.concatenate(logits), "active": np.concatenate(flags)})
 
 
 def merge_stored_top(

@@ -22,7 +22,7 @@ from drugrepo_assets_tests.data.rows import real_rows, write_csv
 FEATURES = AssetSelection.assets("raw_pairs", "validated_pairs", "rejected_pairs", "drug_graphs", "protein_encodings")
 TRAINING = AssetSelection.assets("dataset_splits", "drugban_checkpoint")
 INPUTS = AssetSelection.assets("screening_library", "screening_library_rejected", "screening_targets", "screening_targets_rejected")
-SCORES = AssetSelection.assets("screening_scores", "repurposing_candidates")
+SCORES = AssetSelection.assets("screening_scores", "repurposing_candidates", "screening_enrichment")
 SOURCES = {"bindingdb": "bindingdb/sample/train.csv", "biosnap": "biosnap/random/test.csv", "human": "human/random/train.csv"}
 
 
@@ -120,6 +120,19 @@ def test_ranks_and_percentiles_within_each_target(screening: Screening) -> None:
         np.testing.assert_allclose(rows["percentile"], [100.0 * (logits <= x).sum() / len(logits) for x in logits])
         np.testing.assert_allclose(rows["score"], 1 / (1 + np.exp(-logits.astype(np.float64))), rtol=1e-6)
     assert table["checkpoint_id"].nunique() == 1 and len(table["checkpoint_id"].iloc[0]) == 12
+
+
+def test_enrichment_is_computed_over_the_whole_library_from_the_known_actives(screening: Screening) -> None:
+    from drugrepo_assets.ml.enrichment import retrospective_report
+
+    table = _scores_with(screening, shard_size=9, top_k=10_000)  # every pair, ranked
+    positives = screening.table("validated_pairs").query("label == 1")
+    known = set(zip(positives["drug_id"], positives["target_id"]))
+    pairs = table.assign(active=[(d, t) in known for d, t in zip(table["drug_id"], table["target_id"])])
+    expected = retrospective_report(pairs[["target_id", "logit", "active"]])
+    report = screening.table("screening_enrichment")
+    assert len(report) >= 1 and (report["actives"] > 0).all()
+    pd.testing.assert_frame_equal(report, expected, check_dtype=False)
 
 
 def test_top_k_is_the_head_of_the_full_ranking(screening: Screening) -> None:
