@@ -275,3 +275,33 @@ def test_screen_refuses_a_folder_holding_another_screen(tmp_path: Path, golden_d
     assert main([*args, "--top", "2"]) == 0
     assert main([*args, "--top", "3"]) == 2
     assert "holds a screen with other settings (top); use another folder" in capsys.readouterr().err
+
+def test_screen_reads_and_writes_s3_as_it_does_local_folders(tmp_path: Path, golden_dir: Path, s3_bucket: S3Bucket, capsys) -> None:
+    import gzip
+    import io
+
+    golden = pd.read_csv(golden_dir / "model_pairs.csv")
+    smiles = golden["SMILES"].unique()[:9].tolist()
+    local = tmp_path / "lib"
+    local.mkdir()
+    (local / "a.smi.gz").write_bytes(gzip.compress("".join(f"{s}\tA{i}\n" for i, s in enumerate(smiles[:5])).encode()))
+    (local / "b.csv").write_text("SMILES,ID\n" + "".join(f"{s},B{i}\n" for i, s in enumerate(smiles[5:])) + "C1CC,broken\n")
+    for name in ("a.smi.gz", "b.csv"):
+        s3_bucket.client.upload_file(str(local / name), s3_bucket.name, f"libs/v1/{name}")
+    (tmp_path / "t.fasta").write_text(f">T0\n{golden['Protein'].iloc[0]}\n>T1\n{golden['Protein'].iloc[3]}\n")
+    common = ["screen", "--checkpoint", str(golden_dir / "model_state.pt"), "--targets", str(tmp_path / "t.fasta"),
+              "--top", "3", "--shard-size", "4", "--quiet"]
+    remote = [*common, "--library", f"s3://{s3_bucket.name}/libs/v1", "--out", f"s3://{s3_bucket.name}/runs/one",
+              "--s3-endpoint-url", s3_bucket.endpoint_url]
+    assert main(remote) == 0
+    assert main([*common, "--library", str(local), "--out", str(tmp_path / "run")]) == 0
+
+    def read(key: str) -> bytes:
+        return s3_bucket.client.get_object(Bucket=s3_bucket.name, Key=f"runs/one/{key}")["Body"].read()
+
+    pd.testing.assert_frame_equal(pd.read_parquet(io.BytesIO(read("top.parquet"))), pd.read_parquet(tmp_path / "run" / "top.parquet"))
+    rejected = pd.read_csv(io.BytesIO(read("rejected.csv")))
+    assert rejected[["file", "line", "id", "reason"]].values.tolist() == [["b.csv", 6, "broken", "SMILES: cannot parse 'C1CC'"]]
+    capsys.readouterr()
+    assert main(remote) == 0  # the same screen again: every shard kept
+    assert "(3 shards kept from an earlier run)" in capsys.readouterr().out
