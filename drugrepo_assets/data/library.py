@@ -591,13 +591,16 @@ def _text_events(member: _Member, stream: IO[bytes], default_id: Callable[[int, 
             smiles, ident = parts[0], parts[1].strip() if len(parts) > 1 else ""
         if not ident:
             ident = default_id(number, bool(width))
-        if not smiles and not compat:
-            yield _Bad(number, ident, "", "SMILES: empty")
-        elif len(smiles) > MAX_SMILES_CHARS and not compat:
-            yield _Bad(number, ident, _shown(smiles),
-                       f"SMILES: {len(smiles)} characters, more than the limit of {MAX_SMILES_CHARS}")
-        else:
-            yield number, ident, smiles
+        yield _checked(number, ident, smiles, compat)
+
+
+def _checked(number: int, ident: str, smiles: str, compat: bool) -> tuple[int, str, str] | _Bad:
+    """A row, or its refusal for an empty or over-long SMILES (``compat``: `read_library` passes both on)."""
+    if not smiles and not compat:
+        return _Bad(number, ident, "", "SMILES: empty")
+    if len(smiles) > MAX_SMILES_CHARS and not compat:
+        return _Bad(number, ident, _shown(smiles), f"SMILES: {len(smiles)} characters, more than the limit of {MAX_SMILES_CHARS}")
+    return number, ident, smiles
 
 
 # --- Parquet ----------------------------------------------------------------------------------
@@ -638,13 +641,7 @@ def _parquet_events(member: _Member, default_id: Callable[[int, bool], str], bat
                                        f"SMILES: not valid UTF-8 (byte 0x{smiles[exc.start]:02x} at byte {exc.start + 1})")
                             continue
                     smiles = "" if smiles is None else str(smiles).strip()
-                    if not smiles and not compat:
-                        yield _Bad(number, ident, "", "SMILES: empty")
-                    elif len(smiles) > MAX_SMILES_CHARS and not compat:
-                        yield _Bad(number, ident, _shown(smiles),
-                                   f"SMILES: {len(smiles)} characters, more than the limit of {MAX_SMILES_CHARS}")
-                    else:
-                        yield number, ident, smiles
+                    yield _checked(number, ident, smiles, compat)
         except (pa.ArrowException, OSError, ValueError) as exc:
             detail = re.sub(r"\s+", " ", str(exc)).strip().rstrip(".")
             raise InputFileError(member.uri, f"not a valid Parquet file ({detail})") from None

@@ -70,6 +70,14 @@ def iter_shards(chunks: Iterable[Any], shard_size: int) -> Iterator[LibraryShard
         yield LibraryShard(index, rows.reset_index(drop=True), _concat_rejected(refused))
 
 
+def refuse(shard: LibraryShard, refused: Sequence[tuple[int, str]]) -> LibraryShard:
+    """The shard without its rows at the positions ``refused`` names, which join its refused rows with their reason."""
+    bad = shard.rows.iloc[[i for i, _ in refused]]
+    rejected = bad.assign(kind="molecule", value=bad["smiles"], reason=[r for _, r in refused])[REJECTED_COLUMNS]
+    kept = shard.rows.drop(index=bad.index).reset_index(drop=True)
+    return LibraryShard(shard.index, kept, pd.concat([shard.rejected, rejected], ignore_index=True) if len(rejected) else shard.rejected)
+
+
 def _concat_rejected(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=REJECTED_COLUMNS[1:])
     return frame.assign(kind="molecule")[REJECTED_COLUMNS]
@@ -209,15 +217,14 @@ def screen_library(
             start = time.perf_counter()
             molecules, refused, _ = pool.result(job)
             waited = time.perf_counter() - start
-            bad = shard.rows.iloc[[i for i, _ in refused]]
-            rejected = pd.concat([shard.rejected, bad.assign(kind="molecule", value=bad["smiles"], reason=[r for _, r in refused])[REJECTED_COLUMNS]], ignore_index=True)
-            kept = shard.rows.drop(index=bad.index)
+            shard = refuse(shard, refused)
             start = time.perf_counter()
             logits = engine.score_compact(molecules, target_codes, terms)
             scored = time.perf_counter() - start
+            kept = shard.rows
             write_shard(root, part_name(shard.index), ShardScores(kept["id"].to_numpy(object), kept["smiles"].to_numpy(object), logits, target_ids), top)
-            _write_rejected(root / REJECTED / f"{part_name(shard.index)}.parquet", rejected)
-            report = ShardReport(shard.index, len(kept), len(rejected), waited, scored)
+            _write_rejected(root / REJECTED / f"{part_name(shard.index)}.parquet", shard.rejected)
+            report = ShardReport(shard.index, len(kept), len(shard.rejected), waited, scored)
             write_bytes_atomic(marker, json.dumps(asdict(report)).encode())
             run.shards.append(report)
             if progress is not None:

@@ -27,7 +27,7 @@ from drugrepo_assets.data.library import iter_library
 from drugrepo_assets.data.validate import drug_id
 from drugrepo_assets.files import write_bytes_atomic
 from drugrepo_assets.ml.feature_store import FeatureStore
-from drugrepo_assets.ml.library_screen import FeaturePool, LibraryShard, iter_shards
+from drugrepo_assets.ml.library_screen import FeaturePool, LibraryShard, iter_shards, refuse
 from drugrepo_assets.ml.scores import SCORES, ShardScores, rank_top, read_top, scored_targets, target_logits, write_shard
 from drugrepo_assets.ml.screen import ScreeningEngine
 
@@ -103,10 +103,7 @@ class IdCheck:
                     reasons.append((i, f"id: {name!r} already used on an earlier row"))
                 else:
                     self.seen.add(key)
-            bad = shard.rows.iloc[[i for i, _ in reasons]]
-            refused = bad.assign(kind="molecule", value=bad["smiles"], reason=[r for _, r in reasons])
-            yield LibraryShard(shard.index, shard.rows.drop(index=bad.index).reset_index(drop=True),
-                               pd.concat([shard.rejected, refused[shard.rejected.columns]], ignore_index=True))
+            yield refuse(shard, reasons)
 
 
 def _file_key(label: str, version: str) -> str:
@@ -138,10 +135,9 @@ def store_library_file(
     shards = ids(iter_shards(iter_library(location, s3_endpoint_url=s3_endpoint_url, only=label), shard_size))
     for shard in shards:
         molecules, refused, canonical = pool.result(pool.submit(shard.rows["smiles"].astype(str).tolist()))
-        bad = shard.rows.iloc[[i for i, _ in refused]]
+        shard = refuse(shard, refused)
         rejected.append(shard.rejected)
-        rejected.append(bad.assign(kind="molecule", value=bad["smiles"], reason=[r for _, r in refused])[shard.rejected.columns])
-        kept = shard.rows.drop(index=bad.index).reset_index(drop=True)
+        kept = shard.rows
         if kept.empty:
             continue
         feature_ids = [drug_id(c) for c in canonical]
