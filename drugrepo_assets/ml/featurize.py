@@ -347,12 +347,12 @@ def compact_molecules(
             continue
         try:
             mol = _parse_smiles(s)
+            if mol.GetNumAtoms() > max_atoms:  # before the canonical ranking, which is ~quadratic in atoms
+                rejected.append((i, f"SMILES: {mol.GetNumAtoms()} atoms, more than DrugBAN's {max_atoms}"))
+                continue
             c, begin, end, _ = _canonical_atoms(mol)
         except InvalidSmilesError:
             rejected.append((i, f"SMILES: cannot parse {_shown(s)!r}"))
-            continue
-        if len(c) > max_atoms:
-            rejected.append((i, f"SMILES: {len(c)} atoms, more than DrugBAN's {max_atoms}"))
             continue
         codes.append(c)
         bonds.append(np.stack((begin, end), axis=1).astype(np.int16))

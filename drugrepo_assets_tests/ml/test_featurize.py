@@ -260,3 +260,37 @@ def test_unknown_protein_characters_warn_once_per_call(caplog: pytest.LogCapture
         caplog.clear()
         encode_proteins(["ACD"])
         assert caplog.records == []
+
+
+def test_compact_molecules_expand_to_the_same_features_bit_for_bit() -> None:
+    import pandas as pd
+
+    from drugrepo_assets.data.sources import bundled_root
+    from drugrepo_assets.data.validate import canonicalize
+    from drugrepo_assets.ml.dataset import MoleculeStore
+    from drugrepo_assets.ml.featurize import compact_molecules
+
+    smiles = pd.read_csv(bundled_root() / "human" / "random" / "val.csv")["SMILES"].unique()[:150].tolist()
+    smiles += ["C", "[NH4+]", "[CH3]", "[2H]C([2H])([2H])O", "c1ccccc1[O-]", "[Fe+3]", "C[Si](C)(C)C"]
+    molecules, refused, canonical = compact_molecules(smiles, canonical=True)
+    assert refused == [] and len(molecules) == len(smiles)
+    assert molecules.codes.dtype == np.int8 and molecules.bonds.dtype == np.int16
+    compact, full = MoleculeStore.from_compact(molecules), MoleculeStore.from_smiles(smiles)
+    for field in ("node_feats", "edge_index", "node_offsets", "edge_offsets"):
+        assert torch.equal(getattr(compact, field), getattr(full, field)), field
+    assert canonical == [canonicalize(s) for s in smiles]
+    picked = np.array([5, 0, len(smiles) - 1, 5])
+    taken = MoleculeStore.from_compact(molecules.take(picked))
+    assert torch.equal(taken.node_feats, MoleculeStore.from_smiles([smiles[i] for i in picked]).node_feats)
+
+
+def test_compact_molecules_refuse_with_a_reason_per_position() -> None:
+    from drugrepo_assets.ml.featurize import compact_molecules
+
+    molecules, refused, _ = compact_molecules(["CCO", "", "C1CC", "C" * 5000, "c1ccccc1"], max_atoms=290)
+    assert len(molecules) == 2 and molecules.num_atoms.tolist() == [3, 6]
+    assert refused == [
+        (1, "SMILES: empty"),
+        (2, "SMILES: cannot parse 'C1CC'"),
+        (3, "SMILES: 5000 atoms, more than DrugBAN's 290"),  # refused before the canonical ranking
+    ]
