@@ -84,9 +84,9 @@ def test_screen_ranks_like_drugrepo_screen(api: Api, golden_pairs: pd.DataFrame,
     pd.DataFrame({"id": [f"m{i}" for i in range(len(smiles))], "SMILES": smiles}).to_csv(tmp_path / "lib.csv", index=False)
     (tmp_path / "t.fasta").write_text(f">t0\n{protein}\n")
     subprocess.run([str(BIN / "drugrepo"), "screen", "--checkpoint", str(golden_dir / "model_state.pt"), "--library",
-                    str(tmp_path / "lib.csv"), "--targets", str(tmp_path / "t.fasta"), "--out", str(tmp_path / "out.csv"),
-                    "--threads", "1"], check=True, capture_output=True)
-    cli = pd.read_csv(tmp_path / "out.csv")
+                    str(tmp_path / "lib.csv"), "--targets", str(tmp_path / "t.fasta"), "--out", str(tmp_path / "run"),
+                    "--top", str(len(smiles)), "--threads", "1", "--quiet"], check=True, capture_output=True)
+    cli = pd.read_csv(tmp_path / "run" / "top.csv")
     response = _post(api, "/v1/screen", {"protein": protein, "smiles": smiles, "ids": [f"m{i}" for i in range(len(smiles))]})
     assert response.status_code == 200
     results = response.json()["results"]
