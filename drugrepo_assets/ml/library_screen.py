@@ -200,6 +200,7 @@ def screen_library(
     """Score every molecule of the stream ``chunks`` against the targets into the data set at ``root``.
 
     Shards already marked done under ``root`` (an interrupted run) are kept, not scored again.
+    ``progress`` is called with each shard's pairs, scored now or kept, so a bar's ETA holds on resume.
     """
     run = ScreenRun(target_ids=list(target_ids))
     terms = [engine.target_terms(target_codes[s]) for s in engine.target_chunks(target_codes)] if len(target_codes) <= engine.target_chunk else None
@@ -211,8 +212,11 @@ def screen_library(
         for shard, job in _featurised_ahead(iter_shards(chunks, shard_size), pool, done):
             marker = root / SHARDS / f"{shard.index:05d}.json"
             if job is None:
-                run.shards.append(ShardReport(**json.loads(marker.read_text())))
+                kept = ShardReport(**json.loads(marker.read_text()))
+                run.shards.append(kept)
                 run.skipped += 1
+                if progress is not None:
+                    progress(kept.molecules * len(target_ids))
                 continue
             start = time.perf_counter()
             molecules, refused, _ = pool.result(job)
