@@ -256,11 +256,12 @@ def merge_stored_top(
     score_root: Any, shards: Sequence[ShardScore], target_ids: Sequence[str], top: int, checkpoint_id: str
 ) -> pd.DataFrame:
     """The best ``top`` per target over stored shards (in library order), each target read from the file holding it."""
-    frames = []
-    for i, shard in enumerate(shards):
-        for name in dict.fromkeys(shard.files.values()):
-            held = [t for t, f in shard.files.items() if f == name]
-            rows = read_top(score_root, name)
-            frames.append(rows[rows["target_id"].astype(str).isin(held)].assign(shard=i))
-    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["target_id", "drug_id", "smiles", "logit", "row", "shard"])
-    return rank_top(table, target_ids, sum(s.molecules for s in shards), top, checkpoint_id)
+
+    def parts() -> Iterator[pd.DataFrame]:
+        for i, shard in enumerate(shards):
+            for name in dict.fromkeys(shard.files.values()):
+                held = [t for t, f in shard.files.items() if f == name]
+                rows = read_top(score_root, name)
+                yield rows[rows["target_id"].astype(str).isin(held)].assign(shard=i)
+
+    return rank_top(parts(), target_ids, sum(s.molecules for s in shards), top, checkpoint_id)

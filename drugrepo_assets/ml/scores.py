@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -109,13 +109,26 @@ def read_top(root: Any, name: str) -> pd.DataFrame:
     return _read_table(_file(root, TOP, name)).to_pandas()
 
 
-def rank_top(table: pd.DataFrame, target_ids: Sequence[str], molecules: int, top: int, checkpoint_id: str) -> pd.DataFrame:
-    """Shards' top rows (with ``shard``, their place in library order) cut to the best ``top`` per
-    target and ranked over all ``molecules``, as `rank_scores` ranks the whole table."""
+TOP_ROW_COLUMNS = ["target_id", "drug_id", "smiles", "logit", "row", "shard"]
+
+
+def best_rows(parts: Iterable[pd.DataFrame], target_ids: Sequence[str], top: int) -> pd.DataFrame:
+    """The best ``top`` rows per target of shards' top rows (with ``shard``, their place in library
+    order), folded one part at a time: memory holds ``top`` rows per target, whatever the shard count."""
     order = {t: i for i, t in enumerate(target_ids)}
-    table = table.assign(_t=table["target_id"].map(order), _neg=-table["logit"].astype(np.float64))
-    table = table.sort_values(["_t", "_neg", "shard", "row"], kind="stable")
-    table = table[table.groupby("_t").cumcount() < top].reset_index(drop=True)
+    held = pd.DataFrame(columns=[*TOP_ROW_COLUMNS, "_t", "_neg"])
+    for part in parts:
+        part = part.assign(_t=part["target_id"].astype(str).map(order), _neg=-part["logit"].astype(np.float64))
+        both = pd.concat([held, part], ignore_index=True) if len(held) else part
+        both = both.sort_values(["_t", "_neg", "shard", "row"], kind="stable")
+        held = both[both.groupby("_t").cumcount() < top].reset_index(drop=True)
+    return held
+
+
+def rank_top(parts: Iterable[pd.DataFrame], target_ids: Sequence[str], molecules: int, top: int, checkpoint_id: str) -> pd.DataFrame:
+    """The best ``top`` per target of shards' top rows (`best_rows`), ranked over all ``molecules``,
+    as `rank_scores` ranks the whole table."""
+    table = best_rows(parts, target_ids, top)
     first = np.zeros(len(table), dtype=np.int64)
     for _, index in table.groupby("_t").indices.items():
         first[index] = _first_of_equal(table["logit"].to_numpy(np.float64)[index])
@@ -133,9 +146,8 @@ def merge_top(
     root: Any, shards: Sequence[str], target_ids: Sequence[str], molecules: int, top: int, checkpoint_id: str
 ) -> pd.DataFrame:
     """The best ``top`` per target over the shards (in library order), ranked over all ``molecules``."""
-    parts = [read_top(root, name).assign(shard=i) for i, name in enumerate(shards)]
-    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["target_id", "drug_id", "smiles", "logit", "row", "shard"])
-    return rank_top(table, target_ids, molecules, top, checkpoint_id)
+    parts = (read_top(root, name).assign(shard=i) for i, name in enumerate(shards))
+    return rank_top(parts, target_ids, molecules, top, checkpoint_id)
 
 
 def scored_targets(root: Any, name: str) -> list[str]:
