@@ -1,0 +1,184 @@
+"""The input rules: what a SMILES, a protein sequence and a label must be for DrugBAN to score them.
+
+Validation, the CLI, the screening stage, the API and the model all ask these functions, so one input
+gets one verdict everywhere. The order is the cheap checks first: a SMILES is refused for its length
+and for the atoms its text certainly holds *before* RDKit parses it (a long chain or a huge ring costs
+RDKit ~quadratic time), then for the atoms of the parsed molecule, counted as the model counts them
+(every atom of the graph, hydrogens written as isotopes included), before any canonical ranking.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    from rdkit import Chem
+
+__all__ = [
+    "LABEL_VALUES",
+    "MAX_DRUG_ATOMS",
+    "MAX_PROTEIN_CHARS",
+    "MAX_SMILES_CHARS",
+    "PROTEIN_ALPHABET",
+    "RULE_CODES",
+    "Refusal",
+    "clean_protein",
+    "label_refusal",
+    "parse_label",
+    "parse_smiles",
+    "protein_refusal",
+    "smiles_refusal",
+]
+
+MAX_DRUG_ATOMS = 290
+"""DrugBAN's drug graph holds at most 290 nodes (the reference pads every molecule to 290)."""
+MAX_SMILES_CHARS = 10_000
+"""Longest SMILES read; a molecule of 290 atoms written with every bracket and ring bond fits easily."""
+PROTEIN_ALPHABET = "ACBEDGFIHKMLONQPSRUTWVYXZ"
+"""DrugBAN's 25 protein letters (``integer_label_protein``); lower case is accepted and upper-cased."""
+MAX_PROTEIN_CHARS = 40_000
+"""Longest protein sequence read (titin, the longest known, has ~35,000 residues); the model reads the first 1,200."""
+LABEL_VALUES: dict[str, int] = {"0": 0, "1": 1, "0.0": 0, "1.0": 1}
+"""Accepted spellings of a binary interaction label."""
+
+RULE_CODES: tuple[str, ...] = (
+    "missing_value",
+    "invalid_label",
+    "invalid_protein",
+    "invalid_smiles",
+    "too_many_atoms",
+    "too_long",
+)
+"""The reason codes these rules give (validation adds its own for duplicates and conflicts)."""
+
+_PROTEIN_CHARS = frozenset(PROTEIN_ALPHABET + PROTEIN_ALPHABET.lower())
+_ASCII_UPPER = str.maketrans(PROTEIN_ALPHABET.lower(), PROTEIN_ALPHABET)
+# Atom tokens of a SMILES: bracket atoms and the organic subset. Bracket hydrogens ([H], [H+] …) are
+# left out because RDKit may remove them, so the count is a lower bound of the parsed atoms.
+_ATOM_TOKEN = re.compile(r"\[(?!H[^a-z])[^\]]*\]|Br|Cl|[BCNOPSFIbcnops*]")
+_SHOWN_CHARS = 60
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why one value cannot be used: a reason ``code`` (`RULE_CODES`), the ``field`` and a message."""
+
+    code: str
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+def shown(value: str, limit: int = _SHOWN_CHARS) -> str:
+    """``value`` quoted for a message, cut to ``limit`` characters."""
+    return repr(value if len(value) <= limit else value[: limit - 1] + "…")
+
+
+def smiles_refusal(smiles: str, max_atoms: int = MAX_DRUG_ATOMS) -> Optional[Refusal]:
+    """The refusal of a (stripped) SMILES decided from its text alone, or None: empty, too long, or
+    more atom symbols than the model takes. Linear in the length, no RDKit."""
+    if not smiles:
+        return Refusal("missing_value", "SMILES", "value is empty")
+    if len(smiles) > MAX_SMILES_CHARS:
+        return Refusal("too_long", "SMILES", f"{len(smiles):,} characters, more than the limit of {MAX_SMILES_CHARS:,}")
+    if "\x00" in smiles:
+        return Refusal("invalid_smiles", "SMILES", f"RDKit cannot parse {shown(smiles)} (NUL character)")
+    atoms = len(_ATOM_TOKEN.findall(smiles))
+    if atoms > max_atoms:
+        return Refusal("too_many_atoms", "SMILES", f"at least {atoms} atoms, more than the limit of {max_atoms}")
+    return None
+
+
+def parse_smiles(smiles: str, max_atoms: int = MAX_DRUG_ATOMS) -> tuple[Optional["Chem.Mol"], Optional[Refusal]]:
+    """(molecule, None) or (None, refusal) for one SMILES, surrounding blanks ignored.
+
+    The atom limit counts the parsed molecule's atoms as the model's graph does and is checked
+    before anything costlier than the parse (canonical ranking, writing SMILES back).
+    """
+    from rdkit import Chem, rdBase
+
+    smiles = smiles.strip()
+    refusal = smiles_refusal(smiles, max_atoms)
+    if refusal is not None:
+        return None, refusal
+    with rdBase.BlockLogs():
+        try:
+            mol = Chem.MolFromSmiles(smiles)
+        except Exception as exc:  # RDKit raises on a few pathological inputs instead of returning None
+            return None, Refusal("invalid_smiles", "SMILES", f"RDKit cannot parse {shown(smiles)} (RDKit error {type(exc).__name__})")
+        if mol is None:
+            return None, Refusal("invalid_smiles", "SMILES", f"RDKit cannot parse {shown(smiles)} ({_smiles_problem(smiles)})")
+    atoms = mol.GetNumAtoms()
+    if atoms == 0:
+        return None, Refusal("invalid_smiles", "SMILES", f"RDKit cannot parse {shown(smiles)} (no atoms)")
+    if atoms > max_atoms:
+        return None, Refusal("too_many_atoms", "SMILES", f"{atoms} atoms, more than the limit of {max_atoms}")
+    return mol, None
+
+
+def _smiles_problem(smiles: str) -> str:
+    """RDKit's first complaint about an unparseable SMILES, in one line."""
+    from rdkit import Chem, rdBase
+
+    with rdBase.BlockLogs():
+        try:
+            mol = Chem.MolFromSmiles(smiles, sanitize=False)
+        except Exception:
+            mol = None
+        if mol is None:
+            return "SMILES syntax error"
+        try:
+            problems = [p.Message() for p in Chem.DetectChemistryProblems(mol)]
+        except Exception:
+            problems = []
+    return re.sub(r"\s+", " ", problems[0]).strip() if problems else "RDKit cannot sanitize it"
+
+
+def protein_refusal(sequence: str) -> Optional[Refusal]:
+    """The refusal of a protein sequence (surrounding blanks ignored), or None.
+
+    Only DrugBAN's 25 ASCII letters, in either case, are accepted: a character is checked before
+    any case change, so "ß" or "ﬀ" never become letters of the alphabet.
+    """
+    sequence = sequence.strip()
+    if not sequence:
+        return Refusal("missing_value", "Protein", "value is empty")
+    if len(sequence) > MAX_PROTEIN_CHARS:
+        return Refusal("too_long", "Protein", f"{len(sequence):,} letters, more than the limit of {MAX_PROTEIN_CHARS:,}")
+    bad = [c for c in dict.fromkeys(sequence) if c not in _PROTEIN_CHARS]
+    if bad:
+        first = min(sequence.index(c) for c in bad) + 1
+        chars = ", ".join(repr(c) for c in bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+        noun = "character" if len(bad) == 1 else "characters"
+        return Refusal(
+            "invalid_protein", "Protein",
+            f"{noun} {chars} not in the amino-acid alphabet {PROTEIN_ALPHABET} (first at position {first} of {len(sequence)})",
+        )
+    return None
+
+
+def clean_protein(sequence: str) -> str:
+    """A sequence as the model reads it: blanks around it removed, its ASCII letters upper-cased."""
+    return sequence.strip().translate(_ASCII_UPPER)
+
+
+def label_refusal(value: str) -> Optional[Refusal]:
+    """The refusal of a label (surrounding blanks ignored), or None."""
+    value = value.strip()
+    if not value:
+        return Refusal("missing_value", "Y", "value is empty")
+    if value not in LABEL_VALUES:
+        return Refusal("invalid_label", "Y", f"label {shown(value)} is not one of 0, 1, 0.0, 1.0")
+    return None
+
+
+def parse_label(value: str) -> int:
+    """The label 0 or 1 of an accepted spelling; ValueError naming the value otherwise."""
+    refusal = label_refusal(value)
+    if refusal is not None:
+        raise ValueError(str(refusal))
+    return LABEL_VALUES[value.strip()]
