@@ -18,7 +18,7 @@ import torch
 from dagster import AssetCheckResult, AssetIn, MetadataValue, PreviewWarning, asset_check
 
 from drugrepo_assets.assets.training import load_pairs
-from drugrepo_assets.data.validate import PROTEIN_ALPHABET
+from drugrepo_assets.data.rules import PROTEIN_ALPHABET
 from drugrepo_assets.ml.evaluate import binary_metrics
 from drugrepo_assets.ml.model import load_checkpoint
 from drugrepo_assets.ml.predict import predict_logits

@@ -41,7 +41,8 @@ from drugrepo_assets.assets.features import feature_store
 from drugrepo_assets.assets.metadata import image_markdown, markdown_table
 from drugrepo_assets.data.library import library_files, read_targets
 from drugrepo_assets.data.sources import InputFileError
-from drugrepo_assets.data.validate import PROTEIN_ALPHABET, canonicalize, drug_id, target_id
+from drugrepo_assets.data.rules import clean_protein, protein_refusal
+from drugrepo_assets.data.validate import canonicalize, drug_id, target_id
 from drugrepo_assets.files import uri_of
 from drugrepo_assets.k8s import GPU_OP_TAGS, GPU_POOL
 from drugrepo_assets.ml.library_screen import FeaturePool, default_workers
@@ -89,16 +90,13 @@ def library_root(storage: StorageResource) -> Any:
 def targets_from_file(path: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A user's targets checked one by one: (kept ``target_id, sequence, feature_id``, rejected with a reason)."""
     table = read_targets(path)
-    allowed = set(PROTEIN_ALPHABET)
     kept, rejected, seen = [], [], set()
-    for name, sequence, line in table[["id", "sequence", "line"]].itertuples(index=False):
-        name, sequence = str(name).strip(), str(sequence).strip().upper()
-        bad = "".join(sorted(set(sequence) - allowed))
+    for name, raw, line in table[["id", "sequence", "line"]].itertuples(index=False):
+        name, sequence, refusal = str(name).strip(), clean_protein(str(raw)), protein_refusal(str(raw))
         reason = (
             "id: empty" if not name
             else f"id: {name!r} already used on an earlier record" if name in seen
-            else "sequence: empty" if not sequence
-            else f"sequence: letters {bad!r} outside DrugBAN's 25-letter alphabet" if bad
+            else str(refusal) if refusal
             else ""
         )
         if reason:

@@ -1,14 +1,14 @@
 """Validation of raw drug–target pairs: every input row ends up either valid or rejected with a reason.
 
-Rules, first failing rule wins per row: ``missing_value``, ``invalid_label``, ``invalid_protein``,
-``invalid_smiles``, ``too_many_atoms``, then ``duplicate`` / ``conflicting_label`` on the key
+Rules, first failing rule wins per row: ``missing_value``, ``invalid_label``, then the protein's and
+the SMILES' verdicts of the input rules (`data.rules`: ``invalid_protein``, ``too_long``,
+``invalid_smiles``, ``too_many_atoms``), then ``duplicate`` / ``conflicting_label`` on the key
 (canonical SMILES, upper-cased protein) among the rows that passed the others.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -16,11 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from drugrepo_assets.data.rules import RULE_CODES, Refusal, clean_protein, label_refusal, parse_label, parse_smiles, protein_refusal
 from drugrepo_assets.data.sources import read_source
 
 __all__ = [
-    "MAX_HEAVY_ATOMS",
-    "PROTEIN_ALPHABET",
     "REASON_CODES",
     "REJECTED_COLUMNS",
     "VALID_COLUMNS",
@@ -33,18 +32,7 @@ __all__ = [
     "write_result",
 ]
 
-PROTEIN_ALPHABET = "ACBEDGFIHKMLONQPSRUTWVYXZ"
-MAX_HEAVY_ATOMS = 290
-LABEL_VALUES: dict[str, int] = {"0": 0, "1": 1, "0.0": 0, "1.0": 1}
-REASON_CODES: tuple[str, ...] = (
-    "missing_value",
-    "invalid_label",
-    "invalid_protein",
-    "invalid_smiles",
-    "too_many_atoms",
-    "duplicate",
-    "conflicting_label",
-)
+REASON_CODES: tuple[str, ...] = (*RULE_CODES, "duplicate", "conflicting_label")
 VALID_COLUMNS: tuple[str, ...] = (
     "drug_id",
     "target_id",
@@ -65,8 +53,6 @@ REJECTED_COLUMNS: tuple[str, ...] = (
     "reason",
 )
 
-_BAD_PROTEIN_CHAR = re.compile(f"[^{PROTEIN_ALPHABET}{PROTEIN_ALPHABET.lower()}]")
-_SHOWN_CHARS = 60
 _SHOWN_PLACES = 5
 
 
@@ -90,56 +76,23 @@ def target_id(protein: str) -> str:
 
 
 @lru_cache(maxsize=200_000)
-def _parse_smiles(smiles: str) -> tuple[str | None, int, str]:
-    """(canonical SMILES or None, heavy-atom count, problem) for one stripped SMILES string."""
-    from rdkit import Chem, rdBase
-
-    with rdBase.BlockLogs():
-        try:
-            mol = Chem.MolFromSmiles(smiles)
-        except Exception as exc:  # RDKit raises on a few pathological inputs instead of None
-            return None, 0, f"RDKit error {type(exc).__name__}"
-        if mol is None:
-            return None, 0, _smiles_problem(smiles)
-        if mol.GetNumAtoms() == 0:
-            return None, 0, "no atoms"
-        try:
-            canonical = Chem.MolToSmiles(mol)
-        except Exception as exc:
-            return None, 0, f"RDKit cannot write it back as SMILES ({type(exc).__name__})"
-        return canonical, int(mol.GetNumHeavyAtoms()), ""
-
-
-def _smiles_problem(smiles: str) -> str:
+def _parse_smiles(smiles: str) -> tuple[str | None, Refusal | None]:
+    """(canonical SMILES, None) or (None, the input rules' refusal) for one SMILES."""
     from rdkit import Chem
 
-    try:
-        mol = Chem.MolFromSmiles(smiles, sanitize=False)
-    except Exception:
-        mol = None
+    mol, refusal = parse_smiles(smiles)
     if mol is None:
-        return "SMILES syntax error"
+        return None, refusal
     try:
-        problems = [p.Message() for p in Chem.DetectChemistryProblems(mol)]
-    except Exception:
-        problems = []
-    return re.sub(r"\s+", " ", problems[0]).strip() if problems else "RDKit cannot sanitize it"
-
-
-def parse_smiles(smiles: str) -> tuple[str | None, int, str]:
-    """(canonical SMILES or None, heavy-atom count, problem): the validation's verdict on one molecule."""
-    return _parse_smiles(smiles.strip())
+        return Chem.MolToSmiles(mol), None
+    except Exception as exc:  # RDKit raises on a few molecules it parsed
+        return None, Refusal("invalid_smiles", "SMILES", f"RDKit cannot write it back as SMILES ({type(exc).__name__})")
 
 
 def canonicalize(smiles: str) -> str | None:
-    """RDKit canonical isomeric SMILES of ``smiles`` (surrounding whitespace ignored), None if invalid."""
-    canonical, _atoms, _problem = _parse_smiles(smiles.strip())
+    """RDKit canonical isomeric SMILES of ``smiles`` (surrounding whitespace ignored), None if the input rules refuse it."""
+    canonical, _refusal = _parse_smiles(smiles.strip())
     return canonical
-
-
-def _shown(value: str) -> str:
-    text = value if len(value) <= _SHOWN_CHARS else value[: _SHOWN_CHARS - 1] + "…"
-    return repr(text)
 
 
 def _missing_reason(smiles: str, protein: str, label: str) -> str:
@@ -148,18 +101,6 @@ def _missing_reason(smiles: str, protein: str, label: str) -> str:
         if value.strip() == "":
             parts.append(f"{name}: value is empty" if value == "" else f"{name}: value is blank ({value!r})")
     return "; ".join(parts)
-
-
-def _protein_reason(protein: str) -> str:
-    stripped = protein.strip()
-    bad = sorted(set(_BAD_PROTEIN_CHAR.findall(stripped)), key=stripped.index)
-    first = stripped.index(bad[0]) + 1
-    chars = ", ".join(repr(c) for c in bad)
-    noun = "character" if len(bad) == 1 else "characters"
-    return (
-        f"Protein: {noun} {chars} not in the amino-acid alphabet {PROTEIN_ALPHABET} "
-        f"(first at position {first} of {len(stripped)})"
-    )
 
 
 def _place(source_file: str, source_row: int) -> str:
@@ -222,57 +163,33 @@ def validate_pairs(raw: pd.DataFrame) -> ValidationResult:
             ],
         )
 
-    open_ = code == ""
-    bad_label = open_ & ~label_s.isin(list(LABEL_VALUES))
-    if bad_label.any():
-        reject(
-            bad_label,
-            "invalid_label",
-            [f"Y: label {v!r} is not one of 0, 1, 0.0, 1.0" for v in label_in[bad_label]],
-        )
-
-    open_ = code == ""
-    bad_protein = open_ & protein_s.str.contains(_BAD_PROTEIN_CHAR, regex=True)
-    if bad_protein.any():
-        reject(bad_protein, "invalid_protein", [_protein_reason(p) for p in protein_in[bad_protein]])
+    for column, values, rule in (("Y", label_s, label_refusal), ("Protein", protein_s, protein_refusal)):
+        open_ = code == ""
+        verdicts = {v: rule(v) for v in pd.unique(values[open_])}
+        bad = open_ & values.map(lambda v: verdicts.get(v) is not None)
+        if bad.any():
+            refusals = [verdicts[v] for v in values[bad]]
+            code[bad] = [r.code for r in refusals]
+            reason[bad] = [str(r) for r in refusals]
 
     open_ = code == ""
     parsed = {s: _parse_smiles(s) for s in pd.unique(smiles_s[open_])}
     canonical = pd.Series(np.full(n, None, dtype=object), index=table.index)
-    atoms = np.zeros(n, dtype=np.int64)
     open_idx = np.flatnonzero(open_.to_numpy())
     for i, s in zip(open_idx, smiles_s.to_numpy()[open_idx]):
         canonical.iat[i] = parsed[s][0]
-        atoms[i] = parsed[s][1]
     bad_smiles = open_ & canonical.isna()
     if bad_smiles.any():
-        reject(
-            bad_smiles,
-            "invalid_smiles",
-            [
-                f"SMILES: RDKit cannot parse {_shown(s)} ({parsed[s.strip()][2]})"
-                for s in smiles_in[bad_smiles]
-            ],
-        )
-
-    open_ = code == ""
-    too_big = open_ & (atoms > MAX_HEAVY_ATOMS)
-    if too_big.any():
-        reject(
-            too_big,
-            "too_many_atoms",
-            [
-                f"SMILES: {a} heavy atoms, more than the limit of {MAX_HEAVY_ATOMS}"
-                for a in atoms[too_big.to_numpy()]
-            ],
-        )
+        refusals = [parsed[s][1] for s in smiles_s[bad_smiles]]
+        code[bad_smiles] = [r.code for r in refusals]
+        reason[bad_smiles] = [str(r) for r in refusals]
 
     open_ = code == ""
     keyed = pd.DataFrame(
         {
             "smiles": canonical[open_],
-            "protein": protein_s[open_].str.upper(),
-            "label": label_s[open_].map(LABEL_VALUES),
+            "protein": protein_s[open_].map(clean_protein),
+            "label": label_s[open_].map(parse_label),
             "source_file": table["source_file"][open_],
             "source_row": table["source_row"][open_],
         }

@@ -16,19 +16,20 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from rdkit import Chem, rdBase
+from rdkit import Chem
 from rdkit.Chem import rdmolfiles
+
+from drugrepo_assets.data.rules import MAX_DRUG_ATOMS, PROTEIN_ALPHABET, Refusal, parse_smiles
 
 if TYPE_CHECKING:
     import torch
 
 logger = logging.getLogger(__name__)
 
-MAX_DRUG_NODES = 290
+MAX_DRUG_NODES = MAX_DRUG_ATOMS
 ATOM_FEATURE_DIM = 74
 BOND_FEATURE_DIM = 13
 PROTEIN_MAX_LENGTH = 1200
-PROTEIN_ALPHABET = "ACBEDGFIHKMLONQPSRUTWVYXZ"
 
 ATOM_TYPES = (
     "C", "N", "O", "S", "F", "Si", "P", "Cl", "Br", "Mg", "Na", "Ca", "Fe", "As", "Al", "I",
@@ -124,11 +125,12 @@ _STEREO_TO_COL = _lookup_table(
 
 
 class InvalidSmilesError(ValueError):
-    """Raised when RDKit cannot parse a SMILES into a molecule with at least one atom."""
+    """Raised for a SMILES the input rules refuse (`data.rules.parse_smiles`): unparseable, empty, too long or too big."""
 
-    def __init__(self, smiles: str) -> None:
-        """Keep the offending SMILES on the exception so callers can report or skip it."""
-        super().__init__(f"invalid SMILES: {smiles!r}")
+    def __init__(self, smiles: str, refusal: Refusal | None = None) -> None:
+        """Keep the offending SMILES and the rules' refusal on the exception so callers can report it."""
+        self.refusal = refusal or Refusal("invalid_smiles", "SMILES", f"RDKit cannot parse {smiles[:60]!r}")
+        super().__init__(str(self.refusal))
         self.smiles = smiles
 
 
@@ -166,15 +168,11 @@ class DrugGraph:
         return int(self.edge_index.shape[1])
 
 
-def _parse_smiles(smiles: str) -> Chem.Mol:
-    """Parse with RDKit's log silenced for this call only; raise InvalidSmilesError on failure."""
-    blocker = rdBase.BlockLogs()
-    try:
-        mol = Chem.MolFromSmiles(smiles)
-    finally:
-        del blocker
-    if mol is None or mol.GetNumAtoms() == 0:
-        raise InvalidSmilesError(smiles)
+def _parse_smiles(smiles: str, max_atoms: int = MAX_DRUG_ATOMS) -> Chem.Mol:
+    """The molecule the input rules accept (`data.rules.parse_smiles`); InvalidSmilesError otherwise."""
+    mol, refusal = parse_smiles(smiles, max_atoms)
+    if mol is None:
+        raise InvalidSmilesError(smiles, refusal)
     return mol
 
 
@@ -225,7 +223,8 @@ def _canonical_atoms(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray, np.ndarray,
         axis=1,
     )[order]
     if codes.size and (codes.min() < -128 or codes.max() > 127):
-        raise InvalidSmilesError(Chem.MolToSmiles(mol))  # a charge or radical count no feature can hold
+        smiles = Chem.MolToSmiles(mol)
+        raise InvalidSmilesError(smiles, Refusal("invalid_smiles", "SMILES", f"a charge or radical count out of range in {smiles[:60]!r}"))
     return codes.astype(np.int8), new_index[begin], new_index[end], bonds
 
 
@@ -249,13 +248,14 @@ def bond_edges(bonds: np.ndarray, num_nodes: int) -> np.ndarray:
     return edge_index
 
 
-def drug_graph(smiles: str) -> DrugGraph:
+def drug_graph(smiles: str, max_atoms: int = MAX_DRUG_ATOMS) -> DrugGraph:
     """Featurise a SMILES exactly like dgllife's smiles_to_bigraph with Canonical featurizers.
 
-    Atoms follow dgllife's canonical_atom_order=True, i.e. RenumberAtoms(mol, CanonicalRankAtoms),
+    A SMILES the input rules refuse (`data.rules`: unparseable, too long, over 290 atoms) raises
+    InvalidSmilesError before any featurisation. Atoms follow dgllife's canonical_atom_order=True, i.e. RenumberAtoms(mol, CanonicalRankAtoms),
     applied here as a permutation of the feature rows instead of rebuilding the molecule.
     """
-    mol = _parse_smiles(smiles)
+    mol = _parse_smiles(smiles, max_atoms)
     codes, begin, end, bonds = _canonical_atoms(mol)
     n, num_bonds = len(codes), len(bonds)
     node_feats = expand_atoms(codes)
@@ -334,25 +334,18 @@ def compact_molecules(
 ) -> tuple[CompactMolecules, list[tuple[int, str]], list[str]]:
     """Featurise SMILES compactly: (molecules, refused as (position, reason), canonical SMILES).
 
-    Reasons name the field: ``SMILES: cannot parse '…'``, ``SMILES: empty`` or ``SMILES: N atoms,
-    more than DrugBAN's 290``. With ``canonical``, each kept molecule's RDKit canonical SMILES
+    Reasons are the input rules' (`data.rules.parse_smiles`), naming the field, e.g. ``SMILES: 300
+    atoms, more than the limit of 290``. With ``canonical``, each kept molecule's RDKit canonical SMILES
     (its content id, `data.validate.drug_id`) comes from the same parse. Numpy only, so a worker
     process needs no torch.
     """
     codes, bonds, atoms, nbonds, rejected, names = [], [], [], [], [], []
     for i, s in enumerate(smiles):
-        s = s.strip()
-        if not s:
-            rejected.append((i, "SMILES: empty"))
-            continue
         try:
-            mol = _parse_smiles(s)
-            if mol.GetNumAtoms() > max_atoms:  # before the canonical ranking, which is ~quadratic in atoms
-                rejected.append((i, f"SMILES: {mol.GetNumAtoms()} atoms, more than DrugBAN's {max_atoms}"))
-                continue
+            mol = _parse_smiles(s, max_atoms)  # the atom limit holds before the ~quadratic canonical ranking
             c, begin, end, _ = _canonical_atoms(mol)
-        except InvalidSmilesError:
-            rejected.append((i, f"SMILES: cannot parse {_shown(s)!r}"))
+        except InvalidSmilesError as exc:
+            rejected.append((i, str(exc.refusal)))
             continue
         codes.append(c)
         bonds.append(np.stack((begin, end), axis=1).astype(np.int16))
@@ -366,11 +359,6 @@ def compact_molecules(
         np.concatenate(codes), np.concatenate(bonds), np.asarray(atoms, np.int32), np.asarray(nbonds, np.int32)
     )
     return molecules, rejected, names
-
-
-def _shown(smiles: str, limit: int = 80) -> str:
-    """A SMILES as shown in a reason: cut to ``limit`` characters."""
-    return smiles if len(smiles) <= limit else smiles[:limit] + "…"
 
 
 @dataclass

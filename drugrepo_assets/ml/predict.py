@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from drugrepo_assets.data.rules import clean_protein, protein_refusal
 from drugrepo_assets.ml.dataset import MoleculeStore, PairData
 from drugrepo_assets.ml.evaluate import sigmoid
-from drugrepo_assets.ml.featurize import PROTEIN_ALPHABET, InvalidSmilesError, drug_graph, encode_proteins
+from drugrepo_assets.ml.featurize import InvalidSmilesError, drug_graph, encode_proteins
 from drugrepo_assets.ml.model import DrugBAN
 
 
@@ -41,33 +42,16 @@ class ScoredTable:
 
 
 def _row_errors(smiles: pd.Series, proteins: pd.Series, max_atoms: int) -> tuple[list[str], dict[str, object]]:
-    """One error string per row ('' when fine) and the parsed graph of each valid unique SMILES."""
+    """One error string per row ('' when fine; the input rules' refusal, `data.rules`) and the graph of each valid unique SMILES."""
     graphs: dict[str, object] = {}
     smiles_error: dict[str, str] = {}
     for s in pd.unique(smiles):
         try:
-            g = drug_graph(s)
-        except InvalidSmilesError:
-            smiles_error[s] = f"SMILES: cannot parse {s!r}"
-            continue
-        if g.num_nodes > max_atoms:
-            smiles_error[s] = f"SMILES: {g.num_nodes} atoms, more than DrugBAN's {max_atoms}"
-        else:
-            graphs[s] = g
-    allowed = set(PROTEIN_ALPHABET)
-    errors = []
-    for s, p in zip(smiles, proteins):
-        if not s:
-            errors.append("SMILES: empty")
-        elif s in smiles_error:
-            errors.append(smiles_error[s])
-        elif not p:
-            errors.append("Protein: empty")
-        elif not set(p) <= allowed:
-            bad = "".join(sorted(set(p) - allowed))
-            errors.append(f"Protein: letters {bad!r} outside DrugBAN's 25-letter alphabet")
-        else:
-            errors.append("")
+            graphs[s] = drug_graph(s, max_atoms)
+        except InvalidSmilesError as exc:
+            smiles_error[s] = str(exc.refusal)
+    protein_error = {p: str(r) for p in pd.unique(proteins) if (r := protein_refusal(p)) is not None}
+    errors = [smiles_error.get(s) or protein_error.get(p, "") for s, p in zip(smiles, proteins)]
     return errors, graphs
 
 
@@ -84,8 +68,9 @@ def score_table(
         if col not in table.columns:
             raise KeyError(f"missing column {col!r} (found: {', '.join(map(str, table.columns))})")
     smiles = table[smiles_col].fillna("").astype(str).str.strip()
-    proteins = table[protein_col].fillna("").astype(str).str.strip().str.upper()
-    errors, graphs = _row_errors(smiles, proteins, model.config.max_drug_nodes)
+    raw_proteins = table[protein_col].fillna("").astype(str)
+    errors, graphs = _row_errors(smiles, raw_proteins, model.config.max_drug_nodes)
+    proteins = raw_proteins.map(clean_protein)
     ok = np.array([e == "" for e in errors], dtype=bool)
     logits = np.full(len(table), np.nan, dtype=np.float32)
     if ok.any():

@@ -23,9 +23,10 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from drugrepo_assets.data.rules import MAX_DRUG_ATOMS, clean_protein, protein_refusal
 from drugrepo_assets.ml.dataset import MoleculeStore
 from drugrepo_assets.ml.evaluate import sigmoid
-from drugrepo_assets.ml.featurize import CompactMolecules
+from drugrepo_assets.ml.featurize import PROTEIN_MAX_LENGTH, CompactMolecules
 from drugrepo_assets.ml.model import DrugBAN, DrugEncoding, EvalHead
 from drugrepo_assets.ml.native import fusion_kernel, kernel_supports, pack_gcn, pack_linear, pack_targets
 from drugrepo_assets.ml.native import screen as native_screen
@@ -263,40 +264,29 @@ class Prepared:
     rejected: pd.DataFrame
 
 
-def prepare_library(library: pd.DataFrame, max_atoms: int = 290) -> tuple[MoleculeStore, Prepared]:
-    """Featurise each library molecule once; unparseable or oversized molecules are refused with a reason."""
+def prepare_library(library: pd.DataFrame, max_atoms: int = MAX_DRUG_ATOMS) -> tuple[MoleculeStore, Prepared]:
+    """Featurise each library molecule once; molecules the input rules refuse (`data.rules`) are kept out with the reason."""
     from drugrepo_assets.ml.featurize import InvalidSmilesError, drug_graph
 
     graphs, kept, reasons = [], [], []
-    for i, s in enumerate(library["smiles"].astype(str).str.strip()):
+    for i, s in enumerate(library["smiles"].astype(str)):
         try:
-            g = drug_graph(s)
-        except InvalidSmilesError:
-            reasons.append((i, f"SMILES: cannot parse {s!r}" if s else "SMILES: empty"))
+            graphs.append(drug_graph(s, max_atoms))
+        except InvalidSmilesError as exc:
+            reasons.append((i, str(exc.refusal)))
             continue
-        if g.num_nodes > max_atoms:
-            reasons.append((i, f"SMILES: {g.num_nodes} atoms, more than DrugBAN's {max_atoms}"))
-            continue
-        graphs.append(g)
         kept.append(i)
     rejected = library.iloc[[i for i, _ in reasons]].assign(reason=[r for _, r in reasons])
     return MoleculeStore.from_graphs(graphs), Prepared(kept=library.iloc[kept].reset_index(drop=True), rejected=rejected)
 
 
-def prepare_targets(targets: pd.DataFrame, max_length: int = 1200) -> tuple[Tensor, Prepared]:
-    """Encode each target sequence; sequences with letters outside DrugBAN's alphabet are refused."""
-    from drugrepo_assets.ml.featurize import PROTEIN_ALPHABET, encode_proteins
+def prepare_targets(targets: pd.DataFrame, max_length: int = PROTEIN_MAX_LENGTH) -> tuple[Tensor, Prepared]:
+    """Encode each target sequence; sequences the input rules refuse (`data.rules.protein_refusal`) are kept out with the reason."""
+    from drugrepo_assets.ml.featurize import encode_proteins
 
-    allowed = set(PROTEIN_ALPHABET)
-    sequences = targets["sequence"].astype(str).str.strip().str.upper()
-    reasons = {}
-    for i, seq in enumerate(sequences):
-        bad = sorted(set(seq) - allowed)
-        if not seq:
-            reasons[i] = "sequence: empty"
-        elif bad:
-            reasons[i] = f"sequence: letters {''.join(bad)!r} outside DrugBAN's 25-letter alphabet"
+    raw = targets["sequence"].astype(str)
+    reasons = {i: str(r) for i, seq in enumerate(raw) if (r := protein_refusal(seq)) is not None}
     keep = [i for i in range(len(targets)) if i not in reasons]
-    codes = torch.from_numpy(encode_proteins(sequences.iloc[keep].tolist(), max_length))
+    codes = torch.from_numpy(encode_proteins([clean_protein(raw.iat[i]) for i in keep], max_length))
     rejected = targets.iloc[list(reasons)].assign(reason=list(reasons.values()))
     return codes, Prepared(kept=targets.iloc[keep].reset_index(drop=True), rejected=rejected)

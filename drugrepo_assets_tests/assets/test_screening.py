@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from dagster import AssetSelection, DagsterInstance, materialize
 
+from drugrepo_assets.data.rules import PROTEIN_ALPHABET
 from drugrepo_assets.data.sources import bundled_root
 from drugrepo_assets.definitions import all_asset_checks, all_assets
 from drugrepo_assets.ml.dataset import PairData
@@ -174,14 +175,14 @@ def test_a_users_files_are_screened_and_bad_rows_quarantined(screening: Screenin
     assert kept["drug_id"].tolist() == ["aspirin", "caffeine", "library.csv:6"]  # a row without an id is named by its line
     rejected = screening.table("screening_library_rejected", None).sort_values("source_row")
     assert rejected[["source_row", "id", "reason"]].values.tolist() == [
-        [3, "broken", "SMILES: cannot parse 'C1CC'"],
+        [3, "broken", "SMILES: RDKit cannot parse 'C1CC' (SMILES syntax error)"],
         [4, "aspirin", "id: 'aspirin' already used on an earlier row"],
     ]
     assert set(rejected["source_file"]) == {str(library)}
     assert screening.table("screening_targets", None)["target_id"].tolist() == ["P1"]
     bad = screening.table("screening_targets_rejected", None)
     assert bad[["source_row", "id", "reason"]].values.tolist() == [
-        [4, "bad", "sequence: letters 'J' outside DrugBAN's 25-letter alphabet"]
+        [4, "bad", f"Protein: character 'J' not in the amino-acid alphabet {PROTEIN_ALPHABET} (first at position 3 of 4)"]
     ]
     screening.run(SCORES, settings)
     scores = screening.table("screening_scores")

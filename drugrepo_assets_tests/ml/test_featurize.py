@@ -165,13 +165,20 @@ def test_unusual_molecules_match_a_literal_dgllife_transcription(smiles: str) ->
     assert np.array_equal(graph.edge_feats, edge_feats)
 
 
-@pytest.mark.parametrize("smiles", ["C1CC", "not a smiles", "C(C)(C)(C)(C)C", ""])
-def test_invalid_smiles_raises_naming_it(smiles: str) -> None:
-    """Unparseable (or empty) SMILES raise InvalidSmilesError carrying the SMILES."""
+@pytest.mark.parametrize(
+    ("smiles", "code"),
+    [("C1CC", "invalid_smiles"), ("not a smiles", "invalid_smiles"), ("C(C)(C)(C)(C)C", "invalid_smiles"),
+     ("", "missing_value"), ("C" * 291, "too_many_atoms"), ("C" * 10_001, "too_long")],
+)
+def test_invalid_smiles_raises_with_the_rules_refusal(smiles: str, code: str) -> None:
+    """SMILES the input rules refuse raise InvalidSmilesError carrying the SMILES and the rules' verdict."""
     with pytest.raises(InvalidSmilesError) as info:
         drug_graph(smiles)
     assert info.value.smiles == smiles
-    assert repr(smiles) in str(info.value)
+    assert info.value.refusal.code == code
+    assert str(info.value) == str(info.value.refusal) and str(info.value).startswith("SMILES: ")
+    if code == "invalid_smiles":
+        assert repr(smiles) in str(info.value)
     assert isinstance(info.value, ValueError)
 
 
@@ -290,7 +297,7 @@ def test_compact_molecules_refuse_with_a_reason_per_position() -> None:
     molecules, refused, _ = compact_molecules(["CCO", "", "C1CC", "C" * 5000, "c1ccccc1"], max_atoms=290)
     assert len(molecules) == 2 and molecules.num_atoms.tolist() == [3, 6]
     assert refused == [
-        (1, "SMILES: empty"),
-        (2, "SMILES: cannot parse 'C1CC'"),
-        (3, "SMILES: 5000 atoms, more than DrugBAN's 290"),  # refused before the canonical ranking
+        (1, "SMILES: value is empty"),
+        (2, "SMILES: RDKit cannot parse 'C1CC' (SMILES syntax error)"),
+        (3, "SMILES: at least 5000 atoms, more than the limit of 290"),  # refused before parsing
     ]

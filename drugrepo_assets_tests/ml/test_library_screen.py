@@ -70,7 +70,7 @@ def test_streamed_tables_equal_the_in_memory_ranking(engine, library, tmp_path: 
     assert (merged["rank"] == merged["rank_today"]).all() and np.allclose(merged["percentile"], merged["percentile_today"])
     refused = pd.concat(list(rejected_rows(tmp_path, shards)))
     assert refused[["kind", "file", "line", "id", "reason"]].values.tolist() == [
-        ["molecule", "a.smi", 12, "broken", "SMILES: cannot parse 'C1CC'"]
+        ["molecule", "a.smi", 12, "broken", "SMILES: RDKit cannot parse 'C1CC' (SMILES syntax error)"]
     ]
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
+from drugrepo_assets.data.rules import PROTEIN_ALPHABET
 from drugrepo_assets.data.sources import bundled_root
 from drugrepo_assets.ml.dataset import MoleculeStore, PairData
 from drugrepo_assets.ml.featurize import encode_proteins
@@ -123,11 +124,13 @@ def test_invalid_inputs_are_reported_not_dropped() -> None:
     assert len(molecules) == 1 and prepared.kept["id"].tolist() == ["ok"]
     assert prepared.rejected["id"].tolist() == ["bad", "huge", "empty"]
     assert prepared.rejected["reason"].tolist() == [
-        "SMILES: cannot parse 'C1CC'",
-        "SMILES: 300 atoms, more than DrugBAN's 290",
-        "SMILES: empty",
+        "SMILES: RDKit cannot parse 'C1CC' (SMILES syntax error)",
+        "SMILES: at least 300 atoms, more than the limit of 290",
+        "SMILES: value is empty",
     ]
     targets = pd.DataFrame({"id": ["t1", "t2"], "sequence": ["mktay", "MKJ"], "line": [1, 3]})
     codes, tprep = prepare_targets(targets)
     assert codes.shape == (1, 1200) and codes[0, :5].tolist() == [11, 10, 20, 1, 23]
-    assert tprep.rejected["reason"].tolist() == ["sequence: letters 'J' outside DrugBAN's 25-letter alphabet"]
+    assert tprep.rejected["reason"].tolist() == [
+        f"Protein: character 'J' not in the amino-acid alphabet {PROTEIN_ALPHABET} (first at position 3 of 3)"
+    ]
