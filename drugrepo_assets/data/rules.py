@@ -26,6 +26,7 @@ __all__ = [
     "Refusal",
     "clean_protein",
     "label_refusal",
+    "missing_refusal",
     "parse_label",
     "parse_smiles",
     "protein_refusal",
@@ -58,6 +59,7 @@ _ASCII_UPPER = str.maketrans(PROTEIN_ALPHABET.lower(), PROTEIN_ALPHABET)
 # Atom tokens of a SMILES: bracket atoms and the organic subset. Bracket hydrogens ([H], [H+] …) are
 # left out because RDKit may remove them, so the count is a lower bound of the parsed atoms.
 _ATOM_TOKEN = re.compile(r"\[(?!H[^a-z])[^\]]*\]|Br|Cl|[BCNOPSFIbcnops*]")
+_SPACE = re.compile(r"\s")
 _SHOWN_CHARS = 60
 
 
@@ -78,6 +80,13 @@ def shown(value: str, limit: int = _SHOWN_CHARS) -> str:
     return repr(value if len(value) <= limit else value[: limit - 1] + "…")
 
 
+def missing_refusal(field: str, raw: str) -> Optional[Refusal]:
+    """``missing_value`` for an empty or blank value of ``field`` (the blank shown), else None."""
+    if raw.strip():
+        return None
+    return Refusal("missing_value", field, "value is empty" if raw == "" else f"value is blank ({raw!r})")
+
+
 def smiles_refusal(smiles: str, max_atoms: int = MAX_DRUG_ATOMS) -> Optional[Refusal]:
     """The refusal of a (stripped) SMILES decided from its text alone, or None: empty, too long, or
     more atom symbols than the model takes. Linear in the length, no RDKit."""
@@ -87,6 +96,9 @@ def smiles_refusal(smiles: str, max_atoms: int = MAX_DRUG_ATOMS) -> Optional[Ref
         return Refusal("too_long", "SMILES", f"{len(smiles):,} characters, more than the limit of {MAX_SMILES_CHARS:,}")
     if "\x00" in smiles:
         return Refusal("invalid_smiles", "SMILES", f"RDKit cannot parse {shown(smiles)} (NUL character)")
+    space = _SPACE.search(smiles)
+    if space is not None:  # RDKit would read only the part before it, and call the rest a name
+        return Refusal("invalid_smiles", "SMILES", f"{shown(smiles)} has whitespace at position {space.start() + 1}")
     atoms = len(_ATOM_TOKEN.findall(smiles))
     if atoms > max_atoms:
         return Refusal("too_many_atoms", "SMILES", f"at least {atoms} atoms, more than the limit of {max_atoms}")
@@ -101,8 +113,8 @@ def parse_smiles(smiles: str, max_atoms: int = MAX_DRUG_ATOMS) -> tuple[Optional
     """
     from rdkit import Chem, rdBase
 
+    refusal = missing_refusal("SMILES", smiles) or smiles_refusal(smiles.strip(), max_atoms)
     smiles = smiles.strip()
-    refusal = smiles_refusal(smiles, max_atoms)
     if refusal is not None:
         return None, refusal
     with rdBase.BlockLogs():
@@ -144,9 +156,9 @@ def protein_refusal(sequence: str) -> Optional[Refusal]:
     Only DrugBAN's 25 ASCII letters, in either case, are accepted: a character is checked before
     any case change, so "ß" or "ﬀ" never become letters of the alphabet.
     """
+    if (missing := missing_refusal("Protein", sequence)) is not None:
+        return missing
     sequence = sequence.strip()
-    if not sequence:
-        return Refusal("missing_value", "Protein", "value is empty")
     if len(sequence) > MAX_PROTEIN_CHARS:
         return Refusal("too_long", "Protein", f"{len(sequence):,} letters, more than the limit of {MAX_PROTEIN_CHARS:,}")
     bad = [c for c in dict.fromkeys(sequence) if c not in _PROTEIN_CHARS]
@@ -168,9 +180,9 @@ def clean_protein(sequence: str) -> str:
 
 def label_refusal(value: str) -> Optional[Refusal]:
     """The refusal of a label (surrounding blanks ignored), or None."""
+    if (missing := missing_refusal("Y", value)) is not None:
+        return missing
     value = value.strip()
-    if not value:
-        return Refusal("missing_value", "Y", "value is empty")
     if value not in LABEL_VALUES:
         return Refusal("invalid_label", "Y", f"label {shown(value)} is not one of 0, 1, 0.0, 1.0")
     return None

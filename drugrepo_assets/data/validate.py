@@ -16,7 +16,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from drugrepo_assets.data.rules import RULE_CODES, Refusal, clean_protein, label_refusal, parse_label, parse_smiles, protein_refusal
+from drugrepo_assets.data.rules import (
+    RULE_CODES,
+    Refusal,
+    clean_protein,
+    label_refusal,
+    missing_refusal,
+    parse_label,
+    parse_smiles,
+    protein_refusal,
+)
 from drugrepo_assets.data.sources import read_source
 
 __all__ = [
@@ -96,11 +105,8 @@ def canonicalize(smiles: str) -> str | None:
 
 
 def _missing_reason(smiles: str, protein: str, label: str) -> str:
-    parts = []
-    for name, value in (("SMILES", smiles), ("Protein", protein), ("Y", label)):
-        if value.strip() == "":
-            parts.append(f"{name}: value is empty" if value == "" else f"{name}: value is blank ({value!r})")
-    return "; ".join(parts)
+    refusals = (missing_refusal(name, value) for name, value in (("SMILES", smiles), ("Protein", protein), ("Y", label)))
+    return "; ".join(str(r) for r in refusals if r is not None)
 
 
 def _place(source_file: str, source_row: int) -> str:

@@ -67,7 +67,7 @@ def score_table(
     for col in (smiles_col, protein_col):
         if col not in table.columns:
             raise KeyError(f"missing column {col!r} (found: {', '.join(map(str, table.columns))})")
-    smiles = table[smiles_col].fillna("").astype(str).str.strip()
+    smiles = table[smiles_col].fillna("").astype(str)
     raw_proteins = table[protein_col].fillna("").astype(str)
     errors, graphs = _row_errors(smiles, raw_proteins, model.config.max_drug_nodes)
     proteins = raw_proteins.map(clean_protein)
