@@ -33,7 +33,7 @@ from torch import Tensor
 
 from drugrepo_assets.ml.dataset import MoleculeStore
 from drugrepo_assets.ml.kernels import variants
-from drugrepo_assets.ml.model import MolecularGCN, batch_norm_affine
+from drugrepo_assets.ml.model import MolecularGCN, batch_norm_affine, segment_ranges
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,8 @@ def load(path: Path) -> ctypes.CDLL:
     """A kernel library loaded, its entry point typed."""
     lib = ctypes.CDLL(str(path))
     p, i64 = ctypes.c_void_p, ctypes.c_int64
-    lib.drugban_screen.argtypes = [p, p, i64, p, p, p, p, i64, i64, p, p, i64, p, i64, p, p, i64, p, p, ctypes.c_int]
+    lib.drugban_screen.argtypes = [p, i64, p, i64, p, p, p, p, i64, i64, p, i64, p, i64, p, i64, i64, p, i64, p, i64,
+                                   p, p, ctypes.c_int, p]
     lib.drugban_screen.restype = ctypes.c_int
     return lib
 
@@ -230,23 +231,67 @@ def screen(
     if k % NR or any(int(d) % NR for d in dims):
         raise ValueError(f"the kernel needs widths divisible by {NR}: GCN {dims.tolist()}, v_net {k}")
     idx = idx.to(torch.int64)
+    check_molecules(molecules, idx)
     feats, edges = molecules.node_feats.float().contiguous(), molecules.edge_index.contiguous()
     d = dims.tolist()
     expected = (feats.shape[1] + 1) * d[0] + sum(2 * (a + 1) * b + 2 * b for a, b in zip(d[:-1], d[1:]))
     if weights.numel() != expected:
         raise ValueError(f"the packed GCN does not take {feats.shape[1]} atom features (widths {d})")
+    if vnet.shape[1] != d[-1] + 1 or targets.shape[:2] != (k // MR, k // NR) or targets.shape[3:] != (MR, NR) or heads.numel() != k:
+        raise ValueError(f"v_net {tuple(vnet.shape)}, targets {tuple(targets.shape)} and heads {heads.numel()} do not fit GCN widths {d}")
     node_start, atoms = molecules.node_offsets[idx].contiguous(), molecules.num_nodes[idx].contiguous()
     edge_start = molecules.edge_offsets[idx].contiguous()
     edge_count = (molecules.edge_offsets[idx + 1] - molecules.edge_offsets[idx]).contiguous()
-    heads = heads.float().contiguous()
+    weights, vnet, targets = weights.float().contiguous(), vnet.float().contiguous(), targets.float().contiguous()
+    dims, heads = dims.to(torch.int64).contiguous(), heads.float().contiguous()
     n, t = len(idx), targets.shape[2]
     out, sums = torch.empty(n, t, k), torch.empty(n, k)
+    bad = (ctypes.c_int64 * 2)(-1, -1)
     rc = lib.drugban_screen(
-        feats.data_ptr(), edges.data_ptr(), edges.shape[1], node_start.data_ptr(), atoms.data_ptr(),
-        edge_start.data_ptr(), edge_count.data_ptr(), n, feats.shape[1], weights.data_ptr(), dims.data_ptr(),
-        len(dims) - 1, vnet.data_ptr(), k, targets.data_ptr(), heads.data_ptr(), t, out.data_ptr(),
-        sums.data_ptr(), threads,
+        feats.data_ptr(), feats.shape[0], edges.data_ptr(), edges.shape[1], node_start.data_ptr(), atoms.data_ptr(),
+        edge_start.data_ptr(), edge_count.data_ptr(), n, feats.shape[1], weights.data_ptr(), weights.numel(),
+        dims.data_ptr(), len(dims) - 1, vnet.data_ptr(), vnet.numel(), k, targets.data_ptr(), targets.numel(),
+        heads.data_ptr(), t, out.data_ptr(), sums.data_ptr(), threads, bad,
     )
-    if rc != 0:
+    if rc == 2:
         raise MemoryError(f"screening kernel failed (code {rc}): out of memory for {n} drugs × {t} targets")
+    if rc in (4, 5):
+        molecule, count = int(idx[bad[0]]), int(atoms[bad[0]])
+        if rc == 5:  # the kernel checked that edge bad[1] is in the store
+            src, dst = edges[:, bad[1]].tolist()
+            where = f"edge {bad[1]} joins atoms {src} and {dst}, outside its {count} atoms"
+        else:
+            where = "its atoms or edges lie outside the store"
+        raise ValueError(f"screening kernel refused molecule {molecule} of the store: {where}")
+    if rc != 0:
+        raise ValueError(f"screening kernel refused its inputs (code {rc}): sizes that do not fit together")
     return out, sums
+
+
+def check_molecules(molecules: MoleculeStore, idx: Tensor) -> None:
+    """Refuse (ValueError naming the molecule) molecules ``idx`` of a store that the kernel would read out
+    of bounds: offsets that do not span the store's atoms and edges, or an edge between atoms outside
+    its molecule. Vectorised over the chunk's edges only, so it costs a fraction of the kernel's work."""
+    feats, edges = molecules.node_feats, molecules.edge_index
+    nodes, links = molecules.node_offsets, molecules.edge_offsets
+    if feats.dim() != 2 or edges.dim() != 2 or edges.shape[0] != 2 or nodes.dim() != 1 or links.shape != nodes.shape or not len(nodes):
+        raise ValueError(f"a molecule store of atoms {tuple(feats.shape)}, edges {tuple(edges.shape)} and offsets "
+                         f"{tuple(nodes.shape)}, {tuple(links.shape)}: not [atoms, F], [2, edges] and [M + 1] each")
+    if int(nodes[0]) != 0 or int(links[0]) != 0 or int(nodes[-1]) != len(feats) or int(links[-1]) != edges.shape[1]:
+        raise ValueError(f"the molecule store's offsets do not span its {len(feats)} atoms and {edges.shape[1]} edges")
+    if not len(idx):
+        return
+    if int(idx.min()) < 0 or int(idx.max()) >= len(molecules):
+        outside = int(idx[(idx < 0) | (idx >= len(molecules))][0])
+        raise ValueError(f"molecule {outside} is not in the store of {len(molecules)} molecules")
+    atoms, counts = nodes[idx + 1] - nodes[idx], links[idx + 1] - links[idx]
+    if bool((atoms < 0).any()) or bool((counts < 0).any()):
+        raise ValueError(f"molecule {int(idx[(atoms < 0) | (counts < 0)][0])} of the store: its offsets decrease")
+    seg, rows = segment_ranges(links[idx], counts)
+    ends = edges[:, rows]
+    wrong = ((ends < 0) | (ends >= atoms[seg])).any(0)
+    if bool(wrong.any()):
+        first = int(torch.nonzero(wrong)[0])
+        src, dst = ends[:, first].tolist()
+        raise ValueError(f"molecule {int(idx[seg[first]])} of the store: edge {int(rows[first])} joins atoms {src} and "
+                         f"{dst}, outside its {int(atoms[seg[first]])} atoms")

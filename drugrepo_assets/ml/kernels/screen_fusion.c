@@ -197,30 +197,84 @@ static void group(const Drugs *D, int64_t d0, int64_t g, int64_t K, const float 
     }
 }
 
-/* One chunk of n molecules (Drugs) against T targets. QP: each target's Gram matrix Gq by tiles
-   (pack_targets) [K/MR][K/NR][T][MR][NR], of which the tiles on and above the diagonal are read;
-   Hd: the heads' summed weights H [K]; out [n, T, K] and sums [n, K], each drug's v_net row sum
-   (overwritten). Returns 1 for a width that is not a multiple of NR, 2 when out of memory. */
-int drugban_screen(const float *feats, const int64_t *edges, int64_t n_edges, const int64_t *node_start,
-                   const int64_t *atoms, const int64_t *edge_start, const int64_t *edge_count, int64_t n, int64_t F,
-                   const float *GP, const int64_t *dims, int64_t L, const float *WP, int64_t K, const float *QP,
-                   const float *Hd, int64_t T, float *out, float *sums, int threads) {
+/* Limits on the widths, thread and target counts the kernel takes: far above any model's, low enough
+   that no size computed from them overflows int64. */
+#define MAX_WIDTH (1 << 16)
+#define MAX_LAYERS 64
+#define MAX_TARGETS (1 << 24)
+#define MAX_THREADS 4096
+
+/* The packed GCN's length (native.py's pack_gcn) for F atom features and widths dims[0..L]. */
+static int64_t gcn_length(int64_t F, const int64_t *dims, int64_t L) {
+    int64_t total = (F + 1) * dims[0];
+    for (int64_t l = 0; l < L; l++) total += 2 * (dims[l] + 1) * dims[l + 1] + 2 * dims[l + 1];
+    return total;
+}
+
+/* Every input checked before any work, so a wrong one is refused instead of read past its end:
+   the sizes against each other and the buffers' lengths, each molecule's atoms and edges inside
+   the store's (n_nodes atom rows, n_edges edges), every edge's ends among its molecule's atoms.
+   Returns 0, or the error code of drugban_screen with bad = {molecule, edge} (-1: none). */
+static int check_inputs(int64_t n_nodes, const int64_t *edges, int64_t n_edges, const int64_t *node_start,
+                        const int64_t *atoms, const int64_t *edge_start, const int64_t *edge_count, int64_t n, int64_t F,
+                        int64_t gp_len, const int64_t *dims, int64_t L, int64_t wp_len, int64_t K, int64_t qp_len,
+                        int64_t T, int threads, int64_t *bad) {
+    bad[0] = bad[1] = -1;
+    if (n < 0 || n_nodes < 0 || n_edges < 0 || F < 1 || F > MAX_WIDTH || L < 0 || L > MAX_LAYERS || T < 0 ||
+        T > MAX_TARGETS || K < 1 || K > MAX_WIDTH || threads < 1 || threads > MAX_THREADS)
+        return 3;
+    if (K % NR) return 1;
+    for (int64_t l = 0; l <= L; l++) {
+        if (dims[l] < 1 || dims[l] > MAX_WIDTH) return 3;
+        if (dims[l] % NR) return 1;
+    }
+    if (gp_len != gcn_length(F, dims, L) || wp_len != (dims[L] + 1) * K || qp_len != K * K * T) return 3;
+    for (int64_t d = 0; d < n; d++) {
+        bad[0] = d;
+        if (node_start[d] < 0 || atoms[d] < 0 || node_start[d] > n_nodes || atoms[d] > n_nodes - node_start[d] ||
+            edge_start[d] < 0 || edge_count[d] < 0 || edge_start[d] > n_edges || edge_count[d] > n_edges - edge_start[d])
+            return 4;
+        const int64_t *src = edges + edge_start[d], *dst = edges + n_edges + edge_start[d];
+        for (int64_t e = 0; e < edge_count[d]; e++) {
+            if (src[e] < 0 || src[e] >= atoms[d] || dst[e] < 0 || dst[e] >= atoms[d]) {
+                bad[1] = edge_start[d] + e;
+                return 5;
+            }
+        }
+    }
+    bad[0] = -1;
+    return 0;
+}
+
+/* One chunk of n molecules (Drugs) against T targets. feats [n_nodes, F] and edges [2, n_edges]:
+   the store; node_start, atoms, edge_start, edge_count: per molecule, its span of each. QP: each
+   target's Gram matrix Gq by tiles (pack_targets) [K/MR][K/NR][T][MR][NR], of which the tiles on
+   and above the diagonal are read; Hd: the heads' summed weights H [K]; GP, WP, QP hold gp_len,
+   wp_len and qp_len floats; out [n, T, K] and sums [n, K], each drug's v_net row sum
+   (overwritten). Inputs are checked first (check_inputs), nothing is written when one is wrong.
+   Returns 0, or 1 for a width that is not a multiple of NR, 2 when out of memory, 3 for sizes that
+   do not fit together, 4 for molecule bad[0] whose atoms or edges lie outside the store's, 5 for
+   edge bad[1] of molecule bad[0] joining atoms outside it. */
+int drugban_screen(const float *feats, int64_t n_nodes, const int64_t *edges, int64_t n_edges,
+                   const int64_t *node_start, const int64_t *atoms, const int64_t *edge_start, const int64_t *edge_count,
+                   int64_t n, int64_t F, const float *GP, int64_t gp_len, const int64_t *dims, int64_t L, const float *WP,
+                   int64_t wp_len, int64_t K, const float *QP, int64_t qp_len, const float *Hd, int64_t T, float *out,
+                   float *sums, int threads, int64_t *bad) {
+    const int invalid = check_inputs(n_nodes, edges, n_edges, node_start, atoms, edge_start, edge_count, n, F, gp_len,
+                                     dims, L, wp_len, K, qp_len, T, threads, bad);
+    if (invalid) return invalid;
     const Drugs D = {feats, edges, n_edges, node_start, atoms, edge_start, edge_count, F, GP, dims, L, WP};
     if (n == 0) return 0;
     int64_t max_rows = 0, width = F;
     for (int64_t d = 0; d < n; d++) if (atoms[d] > max_rows) max_rows = atoms[d];
-    if (K % NR) return 1;
-    for (int64_t l = 0; l <= L; l++) {
-        if (dims[l] % NR) return 1;
-        if (dims[l] > width) width = dims[l];
-    }
+    for (int64_t l = 0; l <= L; l++) if (dims[l] > width) width = dims[l];
     width *= max_rows + MR;
     memset(out, 0, sizeof(float) * n * T * K);
     int failed = 0;
     #pragma omp parallel num_threads(threads)
     {
-        vf *rowacc = aligned_alloc(64, sizeof(vf) * GROUP * T * MR);
-        float *panels = malloc(sizeof(float) * GROUP * max_rows * K);
+        vf *rowacc = aligned_alloc(64, sizeof(vf) * GROUP * (T ? T : 1) * MR);  /* never 0 bytes: NULL is allowed */
+        float *panels = malloc(sizeof(float) * GROUP * (max_rows ? max_rows : 1) * K);
         float *scratch = malloc(sizeof(float) * 4 * width);
         float *pad = malloc(sizeof(float) * width);
         if (!rowacc || !panels || !scratch || !pad) {
