@@ -1,24 +1,48 @@
 """Request logging for drift monitoring: per scored pair, the hashed key id, input descriptors and score.
 
-Records are appended as JSON lines to ``<folder>/requests-<UTC date>-<pid>.jsonl`` by one background
-thread (descriptors cost RDKit work that should not sit in a request's latency). Raw SMILES and
-sequences are not written, only their descriptors; the drift report reads every file of the folder.
+One background thread writes the records (descriptors cost RDKit work that should not sit in a
+request's latency) from a bounded queue: when it is full, `RequestLog.submit` drops the batch and
+counts it instead of blocking. A failed write is retried with backoff, counted and shown by
+`RequestLog.status`; the thread only ends on ``close``. Raw SMILES and sequences are never written.
+
+Layouts, both read by `scan_request_log` (every ``requests-*.jsonl`` of the folder or prefix):
+
+- a local folder: each writer appends JSON lines to its own ``requests-<YYYYMMDD>-<host>-<uuid8>.jsonl``
+  (host and a per-writer uuid, since the pid is 1 in every container on a shared volume);
+- ``s3://bucket/prefix``: S3 has no append, so each flush is a new object
+  ``requests-<YYYYMMDD>-<host>-<uuid8>-<seq>.jsonl``, published whole (`drugrepo_assets.files`).
+
+A reader skips and counts lines that are not a JSON object (a replica killed mid-line, garbage bytes).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-import queue
+import re
+import socket
 import threading
+import time
+import uuid
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import CollectorRegistry
+
+from drugrepo_assets.files import is_local, storage_path, write_bytes_atomic
 from drugrepo_assets.ml.descriptors import molecule_descriptors, protein_descriptors
 
-_STOP = object()
+log = logging.getLogger(__name__)
+
+FILE_GLOB = "requests-*.jsonl"
+DEFAULT_MAX_QUEUED_PAIRS = 50_000
+DEFAULT_S3_FLUSH_SECONDS = 30.0
+_PROTEIN_CACHE = 1024
 
 
 @dataclass
@@ -34,74 +58,342 @@ class LoggedBatch:
     scores: Sequence[float]
 
 
-def read_request_log(folder: str | Path) -> list[dict]:
-    """Every record of every JSONL file in ``folder`` (an absent folder has none)."""
-    root = Path(folder)
+@dataclass
+class RequestLogScan:
+    """What a read of the request log found: the records, the lines skipped as malformed, the files read."""
+
+    records: list[dict]
+    malformed_lines: int
+    files: int
+
+
+def _parse(data: bytes, records: list[dict]) -> int:
+    """Append every JSON-object line of ``data`` to ``records``; the number of other non-blank lines."""
+    malformed = 0
+    for raw in data.split(b"\n"):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except ValueError:
+            malformed += 1
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            malformed += 1
+    return malformed
+
+
+def _contents(location: str | Path, s3_endpoint_url: Optional[str]) -> Iterator[bytes]:
+    root = storage_path(str(location), s3_endpoint_url)
+    if is_local(root):
+        folder = Path(root.path)
+        for path in sorted(folder.glob(FILE_GLOB)) if folder.is_dir() else []:
+            try:
+                yield path.read_bytes()
+            except FileNotFoundError:
+                continue
+    else:
+        found = sorted(root.fs.glob(f"{root.path.rstrip('/')}/{FILE_GLOB}"))
+        if found:
+            blobs = root.fs.cat(found)
+            yield from (blobs[path] for path in found)
+
+
+def scan_request_log(location: str | Path, s3_endpoint_url: Optional[str] = None) -> RequestLogScan:
+    """Every record of every request-log file in a folder or ``s3://`` prefix; malformed lines are counted, not raised."""
     records: list[dict] = []
-    for path in sorted(root.glob("requests-*.jsonl")) if root.is_dir() else []:
-        for line in path.read_text().splitlines():
-            if line.strip():
-                records.append(json.loads(line))
-    return records
+    malformed = files = 0
+    for data in _contents(location, s3_endpoint_url):
+        files += 1
+        malformed += _parse(data, records)
+    return RequestLogScan(records, malformed, files)
+
+
+def read_request_log(location: str | Path, s3_endpoint_url: Optional[str] = None) -> list[dict]:
+    """The records of `scan_request_log` (an absent folder has none); skipped lines are logged as a warning."""
+    scan = scan_request_log(location, s3_endpoint_url)
+    if scan.malformed_lines:
+        log.warning("request log %s: skipped %d malformed lines", location, scan.malformed_lines)
+    return scan.records
+
+
+def _host_label(hostname: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", hostname) or "host"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class _StatusCollector:
+    """Prometheus view of `RequestLog.status`, read at scrape time."""
+
+    def __init__(self, request_log: "RequestLog") -> None:
+        self._log = request_log
+
+    def collect(self) -> Iterable[Metric]:
+        s = self._log.status()
+        prefix = "drugrepo_request_log"
+        yield GaugeMetricFamily(f"{prefix}_healthy", "1 while the request-log writer runs and its last write succeeded.",
+                                value=float(s["healthy"]))
+        yield GaugeMetricFamily(f"{prefix}_queued_pairs", "Pairs waiting to be written.", value=s["queued_pairs"])
+        yield CounterMetricFamily(f"{prefix}_written_pairs", "Pairs written to the request log.", value=s["written_pairs"])
+        yield CounterMetricFamily(f"{prefix}_dropped_pairs", "Pairs not logged (queue full, retries exhausted, bad batch).",
+                                  value=s["dropped_pairs"])
+        yield CounterMetricFamily(f"{prefix}_dropped_batches", "Batches not logged.", value=s["dropped"])
+        yield CounterMetricFamily(f"{prefix}_write_failures", "Failed write attempts (each retry counts).",
+                                  value=s["write_failures"])
 
 
 class RequestLog:
-    """Asynchronous JSONL writer of `LoggedBatch` records; ``close`` writes what is queued and stops."""
+    """Asynchronous, bounded writer of `LoggedBatch` records to a folder or ``s3://`` prefix.
 
-    def __init__(self, folder: str | Path) -> None:
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._queue: queue.Queue = queue.Queue()
+    ``close`` writes what is queued and stops; `status` tells whether it is healthy and what it lost.
+
+    ``max_queued_pairs`` bounds the queue (a batch that does not fit is dropped and counted); a write is
+    tried ``max_attempts`` times, ``sleep``-ing ``backoff_seconds`` doubled up to ``max_backoff_seconds``
+    in between, then its batches are dropped and counted. ``flush_interval_seconds`` lets queued
+    batches gather into one write (default: none locally, 30 s on S3, where every write is an object).
+    ``registry`` gets the `status` counters as ``drugrepo_request_log_*`` metrics.
+    """
+
+    def __init__(
+        self,
+        folder: str | Path,
+        *,
+        max_queued_pairs: int = DEFAULT_MAX_QUEUED_PAIRS,
+        max_attempts: int = 5,
+        backoff_seconds: float = 0.5,
+        max_backoff_seconds: float = 30.0,
+        flush_interval_seconds: Optional[float] = None,
+        max_pairs_per_write: int = 10_000,
+        s3_endpoint_url: Optional[str] = None,
+        hostname: Optional[str] = None,
+        sleep: Optional[Callable[[float], None]] = None,
+        clock: Callable[[], datetime] = _utc_now,
+        registry: Optional[CollectorRegistry] = None,
+    ) -> None:
+        if max_queued_pairs < 1 or max_attempts < 1 or max_pairs_per_write < 1:
+            raise ValueError("max_queued_pairs, max_attempts and max_pairs_per_write must be at least 1")
+        self._root = storage_path(str(folder), s3_endpoint_url)
+        self._local = is_local(self._root)
+        self.folder: Any = Path(self._root.path) if self._local else self._root
+        self.max_queued_pairs = max_queued_pairs
+        self._max_attempts = max_attempts
+        self._backoff = (backoff_seconds, max_backoff_seconds)
+        self._linger = flush_interval_seconds if flush_interval_seconds is not None else (
+            0.0 if self._local else DEFAULT_S3_FLUSH_SECONDS)
+        self._max_pairs_per_write = max_pairs_per_write
+        self._writer_id = f"{_host_label(hostname or socket.gethostname())}-{uuid.uuid4().hex[:8]}"
+        self._sleep = sleep
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._queue: deque[tuple[datetime, LoggedBatch]] = deque()
+        self._queued_pairs = 0
+        self._submitted = self._processed = 0
+        self._flushing = 0
+        self._stopping = threading.Event()
+        self._written_pairs = self._dropped = self._dropped_pairs = self._write_failures = 0
+        self._failing = False
+        self._last_error: Optional[str] = None
+        self._seq = 0
+        self._torn = False
+        self._proteins: dict[str, dict[str, float]] = {}
+        if self._local:
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                self._failing, self._last_error = True, f"{type(exc).__name__}: {exc}"
+        self._collector: Optional[_StatusCollector] = None
+        self._registry = registry
+        if registry is not None:
+            self._collector = _StatusCollector(self)
+            registry.register(self._collector)
         self._thread: Optional[threading.Thread] = threading.Thread(target=self._run, name="request-log", daemon=True)
         self._thread.start()
 
-    def submit(self, batch: LoggedBatch) -> None:
-        """Queue one request's pairs for writing."""
-        self._queue.put(batch)
+    def submit(self, batch: LoggedBatch) -> bool:
+        """Queue one request's pairs without blocking; False (and counted as dropped) when the queue is full or closed."""
+        pairs = len(batch.smiles)
+        now = self._clock()
+        with self._cond:
+            if self._stopping.is_set() or self._queued_pairs + pairs > self.max_queued_pairs:
+                self._dropped += 1
+                self._dropped_pairs += pairs
+                return False
+            self._queue.append((now, batch))
+            self._queued_pairs += pairs
+            self._submitted += 1
+            self._cond.notify_all()
+        return True
 
-    def flush(self) -> None:
-        """Block until everything queued so far is written."""
-        self._queue.join()
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Block until every batch submitted so far is written or dropped; False if ``timeout`` seconds pass first."""
+        with self._cond:
+            target = self._submitted
+            self._flushing += 1
+            self._cond.notify_all()
+            try:
+                return self._cond.wait_for(lambda: self._processed >= target, timeout)
+            finally:
+                self._flushing -= 1
 
-    def close(self) -> None:
-        """Write what is queued and stop the writer thread."""
+    def status(self) -> dict[str, Any]:
+        """Health and counters: healthy (writer alive, last write succeeded), queue, written, dropped, failures, last error."""
+        with self._cond:
+            alive = self._thread is not None and self._thread.is_alive()
+            return {
+                "healthy": alive and not self._failing,
+                "alive": alive,
+                "destination": str(self.folder),
+                "queued": len(self._queue),
+                "queued_pairs": self._queued_pairs,
+                "max_queued_pairs": self.max_queued_pairs,
+                "written_pairs": self._written_pairs,
+                "dropped": self._dropped,
+                "dropped_pairs": self._dropped_pairs,
+                "write_failures": self._write_failures,
+                "last_error": self._last_error,
+            }
+
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Write what is queued (retries no longer wait) and stop the writer thread."""
         if self._thread is not None:
-            self._queue.put(_STOP)
-            self._thread.join()
-            self._thread = None
+            with self._cond:
+                self._stopping.set()
+                self._cond.notify_all()
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("request log writer still busy after %s s at close", timeout)
+            else:
+                self._thread = None
+        if self._collector is not None and self._registry is not None:
+            self._registry.unregister(self._collector)
+            self._collector = None
 
-    def _path(self, now: datetime) -> Path:
-        return self.folder / f"requests-{now:%Y%m%d}-{os.getpid()}.jsonl"
+    def _next_group(self) -> Optional[list[tuple[datetime, LoggedBatch]]]:
+        """Wait for queued batches (lingering up to the flush interval) and take up to a write's worth; None at close."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._queue or self._stopping.is_set())
+            if not self._queue:
+                return None
+            if self._linger > 0:
+                self._cond.wait_for(
+                    lambda: self._stopping.is_set() or self._flushing > 0 or self._queued_pairs >= self._max_pairs_per_write,
+                    self._linger,
+                )
+            group, pairs = [], 0
+            while self._queue and (not group or pairs + len(self._queue[0][1].smiles) <= self._max_pairs_per_write):
+                item = self._queue.popleft()
+                group.append(item)
+                pairs += len(item[1].smiles)
+            self._queued_pairs -= pairs
+            return group
 
     def _run(self) -> None:
-        proteins: dict[str, dict[str, float]] = {}
         while True:
-            item = self._queue.get()
+            group = self._next_group()
+            if group is None:
+                return
             try:
-                if item is _STOP:
-                    return
-                self._write(item, proteins)
+                self._process(group)
+            except Exception as exc:
+                self._drop([batch for _, batch in group], exc)
             finally:
-                self._queue.task_done()
+                with self._cond:
+                    self._processed += len(group)
+                    self._cond.notify_all()
 
-    def _write(self, batch: LoggedBatch, proteins: dict[str, dict[str, float]]) -> None:
-        now = datetime.now(timezone.utc)
+    def _process(self, group: list[tuple[datetime, LoggedBatch]]) -> None:
+        chunks, pairs, kept = [], 0, []
+        for ts, batch in group:
+            try:
+                chunks.append(self._render(ts, batch))
+            except Exception as exc:
+                self._drop([batch], exc)
+                continue
+            pairs += len(batch.smiles)
+            kept.append(batch)
+        if not chunks:
+            return
+        data = b"".join(chunks)
+        for attempt in range(1, self._max_attempts + 1):
+            try:
+                self._write(data, self._clock(), repair=attempt > 1)
+            except Exception as exc:
+                with self._cond:
+                    self._write_failures += 1
+                    self._failing, self._last_error = True, f"{type(exc).__name__}: {exc}"
+                log.warning("request log write failed (attempt %d of %d): %s", attempt, self._max_attempts, exc)
+                if attempt == self._max_attempts:
+                    self._drop(kept, None)
+                    return
+                self._wait(min(self._backoff[0] * 2 ** (attempt - 1), self._backoff[1]))
+            else:
+                with self._cond:
+                    self._written_pairs += pairs
+                    self._failing = False
+                return
+
+    def _wait(self, seconds: float) -> None:
+        if self._sleep is not None:
+            self._sleep(seconds)
+        else:
+            self._stopping.wait(seconds)
+
+    def _drop(self, batches: list[LoggedBatch], exc: Optional[Exception]) -> None:
+        with self._cond:
+            self._dropped += len(batches)
+            self._dropped_pairs += sum(len(b.smiles) for b in batches)
+            if exc is not None:
+                self._last_error = f"{type(exc).__name__}: {exc}"
+        if exc is not None:
+            log.error("request log dropped %d batches: %s", len(batches), exc)
+
+    def _render(self, ts: datetime, batch: LoggedBatch) -> bytes:
         lines = []
         for s, p, logit, score in zip(batch.smiles, batch.proteins, batch.logits, batch.scores):
-            if p not in proteins:
-                if len(proteins) > 1024:
-                    proteins.clear()
-                proteins[p] = protein_descriptors(p)
+            if p not in self._proteins:
+                if len(self._proteins) >= _PROTEIN_CACHE:
+                    self._proteins.clear()
+                self._proteins[p] = protein_descriptors(p)
             record = {
-                "ts": now.isoformat(),
+                "ts": ts.isoformat(),
                 "endpoint": batch.endpoint,
                 "key_id": batch.key_id,
                 "model_version": batch.model_version,
                 **(molecule_descriptors(s) or {}),
-                **proteins[p],
+                **self._proteins[p],
                 "logit": float(logit),
                 "score": float(score),
             }
-            lines.append(json.dumps(record))
-        with open(self._path(now), "a", encoding="utf-8") as handle:
-            handle.write("\n".join(lines) + "\n")
+            lines.append(json.dumps(record) + "\n")
+        return "".join(lines).encode("utf-8")
+
+    def _write(self, data: bytes, now: datetime, repair: bool) -> None:
+        """Append ``data`` to this writer's file of the day (a retry recreates the folder), or put the next object."""
+        if not self._local:
+            write_bytes_atomic(self._root / f"requests-{now:%Y%m%d}-{self._writer_id}-{self._seq:06d}.jsonl", data)
+            self._seq += 1
+            return
+        if repair:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"requests-{now:%Y%m%d}-{self._writer_id}.jsonl"
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            start = os.lseek(fd, 0, os.SEEK_END)
+            view = memoryview(b"\n" + data if self._torn and start else data)
+            try:
+                while view:
+                    view = view[os.write(fd, view):]
+            except BaseException:
+                try:
+                    os.ftruncate(fd, start)
+                except OSError:
+                    self._torn = True
+                raise
+        finally:
+            os.close(fd)
+        self._torn = False

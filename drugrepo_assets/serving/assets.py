@@ -23,7 +23,7 @@ from dagster import (
     asset,
 )
 
-from drugrepo_assets.api.request_log import read_request_log
+from drugrepo_assets.api.request_log import scan_request_log
 from drugrepo_assets.ml.descriptors import DESCRIPTOR_COLUMNS, pair_descriptor_table
 from drugrepo_assets.partitions import dataset_partitions
 from drugrepo_assets.resources import MlflowTracking
@@ -185,7 +185,10 @@ def drift_report(
     train = _sample(train, s.max_rows, s.seed)
     landed = _sample(landed, s.max_rows, s.seed)
     reference = pair_descriptor_table(train["smiles"], train["protein"])
-    requests = pd.DataFrame(read_request_log(s.resolved_request_log_dir()))
+    request_log = scan_request_log(s.resolved_request_log_dir(), s.s3_endpoint_url)
+    if request_log.malformed_lines:
+        context.log.warning(f"request log: skipped {request_log.malformed_lines} malformed lines")
+    requests = pd.DataFrame(request_log.records)
     requests = _sample(requests.reindex(columns=list(DESCRIPTOR_COLUMNS)), s.max_rows, s.seed)
     comparisons = {
         "landed": pair_descriptor_table(landed["smiles"], landed["protein"]),
@@ -212,6 +215,8 @@ def drift_report(
         "drifted": MetadataValue.json(drifted),
         "reference_rows": MetadataValue.int(len(reference)),
         "columns": MetadataValue.md(_summary_md(summaries)),
+        "request_log_files": MetadataValue.int(request_log.files),
+        "request_log_malformed_lines": MetadataValue.int(request_log.malformed_lines),
     }
     for x in summaries:
         metadata[f"{x.name}_rows"] = MetadataValue.int(x.current_rows)

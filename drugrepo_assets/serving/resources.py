@@ -26,8 +26,11 @@ class DriftSettings(ConfigurableResource):
 
     request_log_dir: Optional[str] = Field(
         default=None,
-        description="Folder of the API's JSONL request logs (DRUGREPO_REQUEST_LOG_DIR of the API); "
+        description="Folder or s3:// prefix of the API's JSONL request logs (DRUGREPO_REQUEST_LOG_DIR of the API); "
         "default $DAGSTER_HOME/serving/requests.",
+    )
+    s3_endpoint_url: Optional[str] = Field(
+        default=None, description="S3 endpoint instead of AWS (MinIO, moto, ...) for an s3:// request_log_dir."
     )
     max_rows: int = Field(default=5000, ge=10, description="Rows sampled from each side at most.")
     drift_share: float = Field(default=0.5, gt=0, le=1, description="Share of drifted columns that means drift.")
@@ -40,10 +43,10 @@ class DriftSettings(ConfigurableResource):
         if context.instance is not None:
             self._home = context.instance.root_directory
 
-    def resolved_request_log_dir(self) -> Path:
-        """The request-log folder in use."""
+    def resolved_request_log_dir(self) -> str:
+        """The request-log folder or s3:// prefix in use."""
         if self.request_log_dir:
-            return Path(self.request_log_dir)
+            return self.request_log_dir
         if self._home is None:
             raise ValueError("DriftSettings needs request_log_dir when no Dagster instance is at hand")
-        return Path(self._home) / "serving" / "requests"
+        return str(Path(self._home) / "serving" / "requests")

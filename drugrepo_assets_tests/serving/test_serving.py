@@ -162,6 +162,9 @@ def test_drift_report_compares_training_with_landed_data_and_requests(world: Wor
     train = splits[(splits["strategy"] == "random") & (splits["split"] == "train")]
     like_training = tmp_path / "like-training"
     _log_requests(like_training, train["smiles"].tolist()[:120], train["protein"].tolist()[:120])
+    [log_file] = like_training.glob("requests-*.jsonl")
+    with open(log_file, "ab") as handle:
+        handle.write(b'{"ts": "2024-01-01T00:00:00+00:00", "mol_weight": 18\n\xff\xfe not utf-8\n')
     result = world.serve(drift_report, like_training)
     value = result.output_for_node("drift_report")
     assert set(value["comparisons"]) == {"landed", "requests"}
@@ -175,11 +178,14 @@ def test_drift_report_compares_training_with_landed_data_and_requests(world: Wor
     assert check.passed and check.severity == AssetCheckSeverity.WARN
     meta = {k: v.value for k, v in result.get_asset_materialization_events()[0].materialization.metadata.items()}
     assert meta["requests_rows"] == 120 and meta["requests_drifted_columns"] == [] and "landed_report" in meta
+    assert (meta["request_log_files"], meta["request_log_malformed_lines"]) == (1, 2)
 
     shifted = tmp_path / "shifted"
     alkanes = ["C" * n for n in range(20, 80)] * 2
     _log_requests(shifted, alkanes, ["G" * (900 + i) for i in range(len(alkanes))])
     drifted = world.serve(drift_report, shifted)
+    meta = {k: v.value for k, v in drifted.get_asset_materialization_events()[0].materialization.metadata.items()}
+    assert meta["request_log_malformed_lines"] == 0
     value = drifted.output_for_node("drift_report")
     assert value["drifted"] == ["requests"]
     columns = value["comparisons"]["requests"]["drifted_columns"]
