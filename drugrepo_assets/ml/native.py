@@ -7,7 +7,8 @@
    or other flags (a checkout whose kernel changed since ``pip install -e .``) is skipped;
 2. on such a CPU without it, a build at first use (``-march=native``) with the system C compiler,
    into ``~/.cache/drugrepo/kernels/<hash>/``; the hash covers the source, the flags and the CPU, so a
-   changed kernel or another machine gets its own build;
+   changed kernel or another machine gets its own build. The cache is owner-only and each library's
+   SHA-256 is recorded at build time and checked before it is loaded (`build`);
 3. none: screening uses the torch path, the same numbers. Without AVX-512 the kernel is slower than
    torch (kernels/variants.py has the measurement), so such CPUs always take this path.
 
@@ -20,8 +21,10 @@ import ctypes
 import functools
 import hashlib
 import logging
+import os
 import platform
 import shutil
+import stat
 import subprocess
 import sysconfig
 import tempfile
@@ -69,23 +72,79 @@ def _compiler() -> Optional[str]:
 
 
 def build(cache_dir: Optional[Path] = None) -> Path:
-    """Compile the kernel (if this source/CPU has no build yet) and return the shared library's path."""
+    """Compile the kernel (if this source/CPU has no verified build yet) and return the shared library's path.
+
+    The cache (``~/.cache/drugrepo/kernels/<key>/``) is owner-only: a folder of another user, or one that
+    group or others may write, is refused (RuntimeError: screening falls back to torch). Each library's
+    SHA-256 is recorded beside it at build time; one that no longer matches it is rebuilt.
+    """
     cc = _compiler()
     if cc is None:
         raise RuntimeError("no C compiler found (cc/gcc)")
     key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode() + _cpu_signature().encode()).hexdigest()[:16]
-    root = cache_dir or Path.home() / ".cache" / "drugrepo" / "kernels"
-    target = root / key / "screen_fusion.so"
-    if target.exists():
+    root = _private_dir(cache_dir or Path.home() / ".cache" / "drugrepo" / "kernels")
+    target = _private_dir(root / key) / "screen_fusion.so"
+    record = target.with_name(target.name + ".sha256")
+    why = _unverified(target, record)
+    if why is None:
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if why != "not built yet":
+        log.warning("screening kernel cache %s: %s; rebuilding it", target, why)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        out = Path(tmp) / target.name
+        out, digest = Path(tmp) / target.name, Path(tmp) / record.name
         result = subprocess.run([cc, *FLAGS, "-o", str(out), str(SOURCE)], capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"{cc} failed on {SOURCE.name}: {result.stderr.strip()[:2000]}")
+        out.chmod(0o700)
+        digest.write_text(_sha256(out) + "\n")
         out.replace(target)  # atomic: concurrent builders both end with a complete file
+        digest.replace(record)
     return target
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _private_dir(path: Path) -> Path:
+    """``path`` as a folder only this user can write: created 0700, or an existing one checked (owned by
+    this user, writable by nobody else) and made 0700; else RuntimeError, as its files cannot be trusted."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if not stat.S_ISDIR(info.st_mode):
+        raise RuntimeError(f"kernel cache {path} is not a folder: refusing to load kernels from it")
+    if info.st_uid != os.geteuid():
+        raise RuntimeError(f"kernel cache {path} is owned by uid {info.st_uid}, not this user ({os.geteuid()}): "
+                           "refusing to load kernels from it")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise RuntimeError(f"kernel cache {path} is writable by group or others (mode {stat.S_IMODE(info.st_mode):o}): "
+                           "refusing to load kernels from it; delete it to rebuild")
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        path.chmod(0o700)
+    return path
+
+
+def _unverified(target: Path, record: Path) -> Optional[str]:
+    """Why the cached library ``target`` may not be loaded as it is, or None: a regular file of this
+    user's that nobody else can write, whose SHA-256 is the one ``record`` kept at build time."""
+    try:
+        info = target.lstat()
+    except FileNotFoundError:
+        return "not built yet"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    if info.st_uid != os.geteuid():
+        return f"owned by uid {info.st_uid}, not this user"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return "writable by group or others"
+    try:
+        expected = record.read_text().strip()
+    except OSError:
+        return "no SHA-256 recorded for it"
+    if _sha256(target) != expected:
+        return "its SHA-256 differs from the one recorded when it was built"
+    return None
 
 
 def load(path: Path) -> ctypes.CDLL:

@@ -5,8 +5,11 @@ wrong score or a segfault); its first-use build cache is private, owned and hash
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
+import logging
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -113,3 +116,78 @@ def test_the_kernel_refuses_sizes_that_do_not_fit_before_reading_anything(lib, c
                             sizes["threads"], bad)
     assert rc == code
     assert list(bad) == [-1, -1]
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@needs_compiler
+def test_the_first_use_cache_is_private_and_records_each_library_hash(tmp_path: Path) -> None:
+    root = tmp_path / "cache"
+    built = native.build(root)
+    assert _mode(root) == _mode(built.parent) == 0o700
+    assert built.parent.parent == root and built.stat().st_uid == os.geteuid()
+    record = built.with_name(built.name + ".sha256")
+    assert record.read_text().strip() == hashlib.sha256(built.read_bytes()).hexdigest()
+    assert native.build(root) == built  # found, not built again
+    assert native.load(built).drugban_screen is not None
+
+
+@needs_compiler
+def test_a_cache_folder_from_before_is_made_owner_only(tmp_path: Path) -> None:
+    root = tmp_path / "cache"
+    root.mkdir(mode=0o755)
+    root.chmod(0o755)  # whatever the umask
+    native.build(root)
+    assert _mode(root) == 0o700
+
+
+@needs_compiler
+@pytest.mark.parametrize("tamper", ["changed", "truncated", "record"])
+def test_a_tampered_cached_library_is_rebuilt_not_loaded(tmp_path: Path, tamper: str, caplog) -> None:
+    built = native.build(tmp_path / "cache")
+    good = built.read_bytes()
+    record = built.with_name(built.name + ".sha256")
+    if tamper == "changed":  # a library that still loads, with other bytes
+        built.write_bytes(good + b"\0appended by someone else")
+    elif tamper == "truncated":
+        built.write_bytes(good[: len(good) // 2])
+    else:
+        record.write_text("0" * 64 + "\n")
+    tampered = hashlib.sha256(built.read_bytes()).hexdigest()
+    with caplog.at_level(logging.WARNING, logger=native.__name__):
+        again = native.build(tmp_path / "cache")
+    assert again == built
+    rebuilt = hashlib.sha256(built.read_bytes()).hexdigest()
+    assert rebuilt == record.read_text().strip()
+    assert rebuilt != tampered or tamper == "record"
+    assert "SHA-256" in caplog.text and "rebuilding" in caplog.text
+    assert native.load(again).drugban_screen is not None
+
+
+@needs_compiler
+@pytest.mark.parametrize("where", ["root", "build folder"])
+def test_a_cache_others_can_write_is_refused_and_screening_falls_back_to_torch(tmp_path: Path, where: str) -> None:
+    root = tmp_path / "cache"
+    built = native.build(root)
+    (root if where == "root" else built.parent).chmod(0o770)
+    with pytest.raises(RuntimeError, match="writable by group or others"):
+        native.build(root)
+    lib, info = native.resolve(variants.X86_64_V4, "x86_64", tmp_path / "no-prebuilt", lambda: native.build(root))
+    assert lib is None and info["kernel"] == "none"
+    assert "writable by group or others" in info["reason"]
+
+
+@needs_compiler
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="only root can give a file to another user")
+@pytest.mark.parametrize("what", ["build folder", "library"])
+def test_a_cache_owned_by_another_user_is_not_loaded(tmp_path: Path, what: str) -> None:
+    root = tmp_path / "cache"
+    built = native.build(root)
+    os.chown(built.parent if what == "build folder" else built, 65534, 65534)
+    if what == "build folder":
+        with pytest.raises(RuntimeError, match="owned by uid 65534, not this user"):
+            native.build(root)
+    else:  # a file in our own private folder: replaced by a build of ours
+        assert native.build(root) == built and built.stat().st_uid == os.geteuid()
