@@ -1,13 +1,18 @@
 """Sensors that keep the pipeline alive: new data in the landing location, and retraining on growth.
 
 `landing_sensor` watches ``<landing>/<dataset>/<file>`` (a local folder or an ``s3://`` prefix) and turns
-every new or changed data file into one run of `raw_pairs` for partition ``<dataset>``, reading that
-partition from the landing location (run config of ``data_source``). Its cursor maps every file seen to
-its version (ETag on S3, size and modification time locally), so a file is ingested once per version.
+every change of a dataset's landed data files (a file new, changed, reverted or removed) into one run
+of `raw_pairs` for partition ``<dataset>``, reading that partition from the landing location (run
+config of ``data_source``). Its cursor keeps every file seen with its version (ETag on S3, size and
+modification time locally) and, per dataset, a generation counted up at every run it requests; the
+run key is the dataset's generation and all its files' versions, so a return to an earlier state is
+a new run, while a replayed tick asks for the same run again (which Dagster skips).
 A file that cannot belong to a dataset (outside a dataset folder, unknown dataset, not a data file)
 requests no run: it is logged as an error and named in the tick's skip reason, and the cursor still
 moves past it. A file whose *content* is unusable (malformed CSV, missing columns) fails its run in
-`raw_pairs`, and the failure names the file. Deleted files are forgotten without a run.
+`raw_pairs`, and the failure names the file; removing it re-ingests the dataset from the files left.
+Removing a dataset's last file requests a run too, which fails naming the empty dataset folder, so
+the partition's stale rows are flagged rather than kept silently.
 
 Validation and features then refresh by declarative automation (`drugrepo_assets.automation`);
 `retrain_sensor` retrains `drugban_checkpoint` (and re-evaluates it) only when the valid pairs of a
@@ -47,7 +52,9 @@ from drugrepo_assets.data.sources import DATASETS, is_data_file
 from drugrepo_assets.files import storage_path, uri_of
 
 LANDING_FILES_TAG = "drugrepo/landing_files"
-"""Run tag of a landing-triggered run: the URIs of the files that triggered it, one per line."""
+"""Run tag of a landing-triggered run: the URIs of the files new or changed since the last run, one per line."""
+LANDING_REMOVED_TAG = "drugrepo/landing_removed"
+"""Run tag of a landing-triggered run: the URIs of the files removed since the last run, one per line."""
 RETRAIN_REASON_TAG = "drugrepo/retrain_reason"
 PARTITION_TAG = "dagster/partition"
 IN_PROGRESS = [
@@ -139,39 +146,82 @@ def landing_problem(relative: str) -> Optional[str]:
     return None
 
 
+@dataclass(frozen=True)
+class LandingCursor:
+    """What `landing_sensor` has seen: every file's version, and per dataset the runs it requested."""
+
+    files: dict[str, str]
+    generations: dict[str, int]
+
+    @classmethod
+    def parse(cls, text: Optional[str]) -> "LandingCursor":
+        """Read a cursor; one of the old format (a bare path → version mapping) starts every generation at 0."""
+        raw = json.loads(text) if text else {}
+        if isinstance(raw.get("files"), dict):
+            generations = {dataset: int(n) for dataset, n in raw.get("generations", {}).items()}
+            return cls({relative: str(v) for relative, v in raw["files"].items()}, generations)
+        return cls({relative: str(version) for relative, version in raw.items()}, {})
+
+    def dumps(self) -> str:
+        """The cursor's JSON text."""
+        return json.dumps({"files": self.files, "generations": self.generations}, sort_keys=True)
+
+
+def dataset_states(files: dict[str, str]) -> dict[str, dict[str, str]]:
+    """The ingestible files of each dataset (relative path → version); datasets without any are absent."""
+    states: dict[str, dict[str, str]] = {}
+    for relative, version in files.items():
+        if landing_problem(relative) is None:
+            states.setdefault(relative.split("/")[0], {})[relative] = version
+    return states
+
+
 @sensor(job=ingest_job, minimum_interval_seconds=30, default_status=DefaultSensorStatus.RUNNING)
 def landing_sensor(context: SensorEvaluationContext, landing: LandingZone) -> SensorResult:
-    """One `raw_pairs` run per dataset with new or changed files; bad paths are named, never retried."""
-    seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    """One `raw_pairs` run per dataset whose landed files changed (new, changed or removed); bad paths are named."""
+    seen = LandingCursor.parse(context.cursor)
     current = landing.files()
-    changed = sorted(relative for relative, version in current.items() if seen.get(relative) != version)
-    by_dataset: dict[str, list[str]] = {}
     problems: list[str] = []
-    for relative in changed:
-        problem = landing_problem(relative)
+    for relative in sorted(current):
+        problem = None if seen.files.get(relative) == current[relative] else landing_problem(relative)
         if problem:
             problems.append(f"{landing.file_uri(relative)}: {problem}")
             context.log.error(f"landing file not ingested: {problems[-1]}")
-        else:
-            by_dataset.setdefault(relative.split("/")[0], []).append(relative)
-    requests = [
-        RunRequest(
-            run_key=_run_key(dataset, {relative: current[relative] for relative in files}),
-            partition_key=dataset,
-            run_config={"resources": {"data_source": {"config": landing.source_config()}}},
-            tags={LANDING_FILES_TAG: "\n".join(landing.file_uri(relative) for relative in files)},
+    before, now = dataset_states(seen.files), dataset_states(current)
+    generations = dict(seen.generations)
+    requests = []
+    for dataset in sorted(before.keys() | now.keys()):
+        old, new = before.get(dataset, {}), now.get(dataset, {})
+        if old == new:
+            continue
+        generations[dataset] = generations.get(dataset, 0) + 1
+        if not new:
+            context.log.warning(f"every landed file of {dataset} was removed: its raw_pairs run will fail on it")
+        landed = sorted(relative for relative, version in new.items() if old.get(relative) != version)
+        removed = sorted(old.keys() - new.keys())
+        tags = {
+            tag: "\n".join(landing.file_uri(relative) for relative in files)
+            for tag, files in ((LANDING_FILES_TAG, landed), (LANDING_REMOVED_TAG, removed))
+            if files
+        }
+        requests.append(
+            RunRequest(
+                run_key=_run_key(dataset, generations[dataset], new),
+                partition_key=dataset,
+                run_config={"resources": {"data_source": {"config": landing.source_config()}}},
+                tags=tags,
+            )
         )
-        for dataset, files in sorted(by_dataset.items())
-    ]
-    cursor = json.dumps(current, sort_keys=True)
+    cursor = LandingCursor(current, generations).dumps()
     if requests:
         return SensorResult(run_requests=requests, cursor=cursor)
     return SensorResult(skip_reason=SkipReason("; ".join(problems) or "no new or changed file"), cursor=cursor)
 
 
-def _run_key(dataset: str, versions: dict[str, str]) -> str:
+def _run_key(dataset: str, generation: int, versions: dict[str, str]) -> str:
+    """Key of a dataset's run: its generation (never reused) and the versions of all its files."""
     digest = hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()[:16]
-    return f"landing:{dataset}:{digest}"
+    return f"landing:{dataset}:{generation}:{digest}"
 
 
 class RetrainPolicy(ConfigurableResource):

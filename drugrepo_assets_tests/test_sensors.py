@@ -8,13 +8,25 @@ and features → `retrain_sensor` trains; more data (+30 %) retrains, a little (
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, DagsterEventType, EventRecordsFilter, SkipReason, build_sensor_context
+from dagster import (
+    AssetKey,
+    DagsterEventType,
+    EventRecordsFilter,
+    ExecuteInProcessResult,
+    RunRequest,
+    RunsFilter,
+    SensorResult,
+    SkipReason,
+    build_sensor_context,
+)
 
 from drugrepo_assets.sensors import (
     LANDING_FILES_TAG,
+    LANDING_REMOVED_TAG,
     RETRAIN_REASON_TAG,
     LandingZone,
     landing_sensor,
@@ -25,6 +37,9 @@ from drugrepo_assets_tests.data.servers import S3Bucket, moto_endpoint, s3_bucke
 from drugrepo_assets_tests.living import REFRESHED, Location, location
 
 __all__ = ["moto_endpoint", "s3_bucket"]
+
+RUN_KEY_TAG = "dagster/run_key"
+"""The tag by which Dagster finds a sensor's earlier run of the same run key (and skips the request)."""
 
 FIRST_ROWS = 300
 
@@ -54,7 +69,7 @@ def test_a_new_file_requests_one_raw_pairs_run_reading_the_landing_folder(loc: L
     assert request.run_config == {"resources": {"data_source": {"config": {"root": str(loc.landing)}}}}
     assert request.tags[LANDING_FILES_TAG] == str(landed)
     version = LandingZone(root=str(loc.landing)).files()["human/batch1.csv"]
-    assert json.loads(result.cursor) == {"human/batch1.csv": version}
+    assert json.loads(result.cursor) == {"files": {"human/batch1.csv": version}, "generations": {"human": 1}}
 
     run = loc.execute(request, "ingest_job")
     assert run.success
@@ -163,7 +178,9 @@ def test_files_outside_a_known_dataset_folder_are_named_and_not_retried(loc: Loc
     for path in (stray, unknown, notes):
         path.unlink()
     (loc.landing / "davis").rmdir()
-    loc.landing_cursor = loc.tick(landing_sensor, again.cursor).cursor
+    removed = loc.tick(landing_sensor, again.cursor)
+    assert removed.run_requests == [], "files that never belonged to a dataset leave no dataset changed"
+    loc.landing_cursor = removed.cursor
 
 
 def test_a_malformed_file_is_ingested_once_and_its_run_fails_naming_the_file(loc: Location) -> None:
@@ -210,7 +227,7 @@ def test_an_s3_landing_prefix_is_followed_by_etag_and_ingested_from_s3(s3_bucket
     }
     assert request.tags[LANDING_FILES_TAG] == f"{root}/human/pairs.csv"
     etag = s3_bucket.client.head_object(Bucket=s3_bucket.name, Key="landing/human/pairs.csv")["ETag"].strip('"')
-    assert json.loads(first.cursor)["human/pairs.csv"] == etag
+    assert json.loads(first.cursor)["files"]["human/pairs.csv"] == etag
     run = loc.execute(request, "ingest_job")
     assert run.success and _materialized_rows(loc, "raw_pairs") == 40
 
@@ -220,3 +237,139 @@ def test_an_s3_landing_prefix_is_followed_by_etag_and_ingested_from_s3(s3_bucket
     changed = tick(first.cursor)
     assert [r.partition_key for r in changed.run_requests] == ["human"]
     assert changed.run_requests[0].run_key != request.run_key
+
+
+def _tick(loc: Location, cursor: str | None, landing: LandingZone | None = None) -> SensorResult:
+    """One landing_sensor tick over ``landing`` (default: the location's landing folder)."""
+    resources = {"landing": landing or LandingZone(root=str(loc.landing))}
+    with build_sensor_context(instance=loc.instance, cursor=cursor, resources=resources) as ctx:
+        return landing_sensor(ctx)
+
+
+def _launch(loc: Location, request: RunRequest) -> ExecuteInProcessResult | None:
+    """Run a request as the sensor daemon does: skipped (None) when a run already has its run key."""
+    if loc.instance.get_runs(RunsFilter(tags={RUN_KEY_TAG: request.run_key}), limit=1):
+        return None
+    return loc.defs.resolve_job_def("ingest_job").execute_in_process(
+        run_config=request.run_config,
+        instance=loc.instance,
+        partition_key=request.partition_key,
+        tags={**request.tags, RUN_KEY_TAG: request.run_key},
+        raise_on_error=False,
+    )
+
+
+def test_removing_a_bad_file_re_ingests_its_dataset_from_the_remaining_files(tmp_path: Path) -> None:
+    loc = location(tmp_path)
+    bad = loc.landing / "biosnap" / "broken.csv"
+    bad.parent.mkdir()
+    bad.write_text("SMILES,Protein\nCCO,MKT\n")
+    first = _tick(loc, None)
+    assert not _launch(loc, first.run_requests[0]).success
+    write_csv(loc.landing / "biosnap" / "good.csv", _human_rows(1, 21))
+    second = _tick(loc, first.cursor)
+    assert [r.partition_key for r in second.run_requests] == ["biosnap"]
+    assert not _launch(loc, second.run_requests[0]).success, "the run reads the bad file too"
+
+    bad.unlink()
+    removed = _tick(loc, second.cursor)
+    assert [r.partition_key for r in removed.run_requests] == ["biosnap"]
+    request = removed.run_requests[0]
+    assert request.tags[LANDING_REMOVED_TAG] == str(bad)
+    assert LANDING_FILES_TAG not in request.tags, "no file landed or changed"
+    run = _launch(loc, request)
+    assert run is not None and run.success
+    assert _materialized_rows(loc, "raw_pairs", "biosnap") == 20
+    again = _tick(loc, removed.cursor)
+    assert again.run_requests == [] and again.skip_reason.skip_message == "no new or changed file"
+
+
+def test_removing_a_file_next_to_others_requests_one_run_keyed_by_the_whole_dataset(tmp_path: Path) -> None:
+    loc = location(tmp_path)
+    write_csv(loc.landing / "human" / "a.csv", _human_rows(1, 11))
+    extra = write_csv(loc.landing / "human" / "b.csv", _human_rows(11, 16))
+    write_csv(loc.landing / "bindingdb" / "c.csv", _human_rows(1, 4))
+    both = _tick(loc, None)
+    assert [r.partition_key for r in both.run_requests] == ["bindingdb", "human"]
+    extra.unlink()
+    removed = _tick(loc, both.cursor)
+    assert [r.partition_key for r in removed.run_requests] == ["human"], "bindingdb did not change"
+    assert removed.run_requests[0].tags[LANDING_REMOVED_TAG] == str(extra)
+    assert loc.execute(removed.run_requests[0], "ingest_job").success
+    assert _materialized_rows(loc, "raw_pairs", "human") == 10
+    replayed = _tick(loc, both.cursor)
+    assert [r.run_key for r in replayed.run_requests] == [removed.run_requests[0].run_key], (
+        "a tick replayed from the same cursor asks for the same run, which Dagster then skips"
+    )
+
+
+def test_a_file_removed_then_landed_again_unchanged_is_re_ingested_each_time(tmp_path: Path) -> None:
+    loc = location(tmp_path)
+    write_csv(loc.landing / "human" / "a.csv", _human_rows(1, 11))
+    extra = write_csv(loc.landing / "human" / "b.csv", _human_rows(11, 16))
+    saved = extra.read_bytes(), extra.stat().st_mtime_ns
+    keys, states = [], []
+    cursor = None
+    for step in ("land", "remove", "restore"):
+        if step == "remove":
+            extra.unlink()
+        elif step == "restore":
+            extra.write_bytes(saved[0])
+            os.utime(extra, ns=(saved[1], saved[1]))
+        result = _tick(loc, cursor)
+        assert [r.partition_key for r in result.run_requests] == ["human"], step
+        keys.append(result.run_requests[0].run_key)
+        cursor = result.cursor
+        states.append(json.loads(cursor)["files"])
+    assert states[2] == states[0], "restored as it was: the same landing state as after the first tick"
+    assert len(set(keys)) == 3, keys
+
+
+def test_removing_the_last_file_of_a_dataset_requests_a_run_that_fails_naming_the_empty_folder(
+    tmp_path: Path,
+) -> None:
+    loc = location(tmp_path)
+    only = write_csv(loc.landing / "bindingdb" / "only.csv", _human_rows(1, 11))
+    first = _tick(loc, None)
+    assert loc.execute(first.run_requests[0], "ingest_job").success
+    only.unlink()
+    emptied = _tick(loc, first.cursor)
+    assert [r.partition_key for r in emptied.run_requests] == ["bindingdb"]
+    assert emptied.run_requests[0].tags[LANDING_REMOVED_TAG] == str(only)
+    run = loc.execute(emptied.run_requests[0], "ingest_job")
+    assert not run.success, "the partition's stale rows are flagged by a failed run, not kept silently"
+    failure = run.get_step_failure_events()[0].step_failure_data.user_failure_data.description
+    assert failure.startswith(f"{loc.landing / 'bindingdb'}: folder holds no data files")
+    assert _tick(loc, emptied.cursor).run_requests == []
+
+
+def test_a_cursor_of_the_old_format_is_read_without_runs_for_files_already_seen(tmp_path: Path) -> None:
+    loc = location(tmp_path)
+    write_csv(loc.landing / "human" / "a.csv", _human_rows(1, 11))
+    gone = write_csv(loc.landing / "human" / "b.csv", _human_rows(11, 16))
+    (loc.landing / "stray.csv").write_text("x\n")
+    old = json.dumps(LandingZone(root=str(loc.landing)).files(), sort_keys=True)
+    same = _tick(loc, old)
+    assert same.run_requests == [] and same.skip_reason.skip_message == "no new or changed file"
+    assert json.loads(same.cursor) == {"files": json.loads(old), "generations": {}}
+    gone.unlink()
+    removed = _tick(loc, old)
+    assert [r.partition_key for r in removed.run_requests] == ["human"]
+    assert removed.run_requests[0].tags[LANDING_REMOVED_TAG] == str(gone)
+
+
+def test_an_s3_file_reverted_to_an_earlier_version_is_re_ingested(s3_bucket: S3Bucket, tmp_path: Path) -> None:
+    loc = location(tmp_path)
+    landing = LandingZone(root=f"s3://{s3_bucket.name}/landing", s3_endpoint_url=s3_bucket.endpoint_url)
+    earlier = write_csv(tmp_path / "earlier.csv", _human_rows(1, 31)).read_bytes()
+    newer = write_csv(tmp_path / "newer.csv", _human_rows(1, 36)).read_bytes()
+    cursor = None
+    for body, rows in ((earlier, 30), (newer, 35), (earlier, 30)):
+        s3_bucket.client.put_object(Bucket=s3_bucket.name, Key="landing/human/pairs.csv", Body=body)
+        result = _tick(loc, cursor, landing)
+        assert [r.partition_key for r in result.run_requests] == ["human"]
+        run = _launch(loc, result.run_requests[0])
+        assert run is not None, f"run key {result.run_requests[0].run_key} was used before: Dagster skips it"
+        assert run.success
+        assert _materialized_rows(loc, "raw_pairs") == rows
+        cursor = result.cursor
