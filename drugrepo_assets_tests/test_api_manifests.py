@@ -18,7 +18,7 @@ from drugrepo_assets_tests.test_deployments import read_env_file
 from drugrepo_assets_tests.test_helm import ENVS, k8s_model, values
 
 REPO = Path(__file__).resolve().parents[1]
-MODELS = {"PersistentVolumeClaim": "V1PersistentVolumeClaim", "Deployment": "V1Deployment", "Service": "V1Service",
+MODELS = {"Deployment": "V1Deployment", "Service": "V1Service",
           "HorizontalPodAutoscaler": "V2HorizontalPodAutoscaler"}
 
 
@@ -75,13 +75,13 @@ def test_settings_secrets_and_request_logs_agree(env: str, monkeypatch: pytest.M
     api = ServingSettings()
     assert api.keys() == ["key-a", "key-b"] and api.mlflow_tracking_uri == settings["MLFLOW_TRACKING_URI"]
     assert api.redis_url, "several replicas need Redis for one cache and one rate limit"
-    [mount] = container["volumeMounts"]
-    [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
-    claim = volume["persistentVolumeClaim"]["claimName"]
-    assert claim == objects["PersistentVolumeClaim"]["metadata"]["name"]
-    assert "ReadWriteMany" in objects["PersistentVolumeClaim"]["spec"]["accessModes"]
-    assert mount["mountPath"] == api.request_log_dir
+    # Every replica writes its own objects to the environment's bucket; drift_report reads the same
+    # prefix through DRUGREPO_REQUEST_LOG_DIR (serving/definitions.py): no shared volume to mount.
+    bucket = settings["DRUGREPO_STORAGE_URI"].split("/")[2]
+    assert api.request_log_dir == f"s3://{bucket}/requests"
+    assert "volumeMounts" not in container and "volumes" not in pod
     [serving] = [d for d in values(env)["dagster-user-deployments"]["deployments"]
                  if d["dagsterApiGrpcArgs"][-1] == "drugrepo_assets.serving.definitions"]
-    [reader] = [v for v in serving["volumes"] if v.get("persistentVolumeClaim", {}).get("claimName") == claim]
-    assert {"name": reader["name"], "mountPath": api.request_log_dir} in serving["volumeMounts"]
+    assert "volumes" not in serving and "volumeMounts" not in serving
+    definitions = (REPO / "drugrepo_assets" / "serving" / "definitions.py").read_text()
+    assert 'DriftSettings(request_log_dir=EnvVar("DRUGREPO_REQUEST_LOG_DIR"))' in definitions
