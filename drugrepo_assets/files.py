@@ -9,11 +9,12 @@ open S3 file handle: s3fs commits such a handle on ``close()`` even when an exce
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, BinaryIO, Callable, Optional, Union
 
 from upath import UPath
 
@@ -48,8 +49,21 @@ def _temp_sibling(final: Path) -> Path:
     return final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
 
 
+def remove_partial_writes(final: Union[str, Path]) -> list[Path]:
+    """Delete the temporary siblings of the local file ``final`` that killed writers left; returns them.
+
+    Only for a file one process writes at a time (a training run's checkpoints): another writer's
+    temporary file would be deleted under it.
+    """
+    final = Path(final)
+    stale = sorted(final.parent.glob(f".{glob.escape(final.name)}.*.tmp")) if final.parent.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def _replace_from(final: Path, write: Any) -> None:
-    """Call ``write(handle)`` on a temporary sibling of ``final``, fsync it, then rename it over ``final``."""
+    """Call ``write(handle)`` on a temporary sibling of ``final``, fsync it, rename it over ``final``, fsync the folder."""
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_sibling(final)
     try:
@@ -61,6 +75,27 @@ def _replace_from(final: Path, write: Any) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    _fsync_dir(final.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_local_atomic(path: Union[str, Path], write: Callable[[BinaryIO], Any]) -> None:
+    """Publish the local file ``path`` as ``write(handle)`` writes it, atomically: written to a temporary
+    sibling, fsynced and renamed over ``path``, so a reader (or a process killed mid-write) never sees half a file."""
+    _replace_from(Path(path), write)
 
 
 def write_bytes_atomic(path: UPath, data: bytes) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, DagsterInstance, asset, materialize
 
-from drugrepo_assets.files import storage_path
+from drugrepo_assets.files import remove_partial_writes, storage_path, write_local_atomic
 from drugrepo_assets.storage import StorageResource
 from drugrepo_assets_tests.data.servers import S3Bucket, moto_endpoint, s3_bucket
 
@@ -71,3 +71,27 @@ def test_an_endpoint_only_applies_to_s3_paths(tmp_path: Path) -> None:
     assert storage_path(str(tmp_path), "http://127.0.0.1:9").storage_options == {}
     s3 = storage_path("s3://bucket/prefix", "http://127.0.0.1:9")
     assert s3.storage_options["endpoint_url"] == "http://127.0.0.1:9"
+
+
+def test_a_local_write_that_fails_midway_leaves_the_previous_file(tmp_path: Path) -> None:
+    target = tmp_path / "best.pt"
+    write_local_atomic(target, lambda handle: handle.write(b"first"))
+
+    def half_then_fail(handle) -> None:
+        handle.write(b"half of the second")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_local_atomic(target, half_then_fail)
+    assert target.read_bytes() == b"first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt"]
+
+
+def test_partial_writes_of_killed_writers_are_removed_only_for_their_file(tmp_path: Path) -> None:
+    left = [tmp_path / ".last.pt.0123abcd.tmp", tmp_path / ".last.pt.4567ef.tmp"]
+    others = [tmp_path / "last.pt", tmp_path / ".best.pt.89ab.tmp", tmp_path / ".last.pt.keep"]
+    for path in left + others:
+        path.write_bytes(b"x")
+    assert remove_partial_writes(tmp_path / "last.pt") == sorted(left)
+    assert sorted(tmp_path.iterdir()) == sorted(others)
+    assert remove_partial_writes(tmp_path / "missing" / "last.pt") == []

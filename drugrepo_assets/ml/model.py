@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from drugrepo_assets.files import write_local_atomic
 from drugrepo_assets.ml.featurize import GraphBatch
 
 CHECKPOINT_FORMAT = "drugrepo.drugban/1"
@@ -581,9 +582,12 @@ def export_reference_state_dict(model: DrugBAN) -> dict[str, Tensor]:
 
 
 def save_checkpoint(path: str, model: DrugBAN, **extra: Any) -> None:
-    """Save weights + config + anything plain (optimizer state, epoch, metrics) for resumption."""
+    """Save weights + config + anything plain (optimizer state, epoch, metrics) for resumption.
+
+    Atomically (`files.write_local_atomic`): a process killed mid-write leaves the previous file whole.
+    """
     payload = {"format": CHECKPOINT_FORMAT, "config": model.config.to_dict(), "state_dict": model.state_dict(), **extra}
-    torch.save(payload, path)
+    write_local_atomic(path, lambda handle: torch.save(payload, handle))
 
 
 def checkpoint_id(path: str) -> str:

@@ -1,7 +1,8 @@
 """DrugBAN training: Adam, early stopping and best-epoch selection on validation AUROC, resumable.
 
 Every epoch writes ``last.pt`` (weights, config, optimiser, epoch, history); the best epoch by
-validation AUROC is kept as ``best.pt``. Shuffling and dropout are seeded per epoch, so a run
+validation AUROC is kept as ``best.pt``. Both are written atomically, so a run killed mid-write
+leaves the previous complete file (its half-written temporary is removed when the next run starts). Shuffling and dropout are seeded per epoch, so a run
 resumed from ``last.pt`` continues exactly as an uninterrupted one would (on CPU).
 """
 
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from drugrepo_assets.files import remove_partial_writes
 from drugrepo_assets.ml.dataset import PairData
 from drugrepo_assets.ml.evaluate import binary_metrics, choose_threshold
 from drugrepo_assets.ml.model import DrugBAN, DrugBANConfig, load_checkpoint, save_checkpoint
@@ -145,6 +147,8 @@ def _train(
 ) -> TrainResult:
     out_dir.mkdir(parents=True, exist_ok=True)
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
+    for path in (last_path, best_path):
+        remove_partial_writes(path)  # a killed run's half-written checkpoint; the file itself is whole
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     model = DrugBAN(model_config).to(device)
