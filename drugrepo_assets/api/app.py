@@ -1,52 +1,54 @@
 """The FastAPI application: /v1/predict, /v1/screen, /healthz, /readyz, /metrics (and /docs).
 
 `create_app` wires the pieces from `ServingSettings`: the model (`model_service`), the target
-cache and rate limiter (Redis when ``DRUGREPO_REDIS_URL`` is set, in process otherwise), the request
-log read by the drift report, and the guard middleware (key, rate, size) in front of /v1/.
+cache and rate limiter (Redis when ``DRUGREPO_REDIS_URL`` is set, in process otherwise or while Redis
+fails), the request log read by the drift report, the guard middleware (address rate, key, key rate,
+size) in front of /v1/, and the bounded pool (`workpool`) where each request's work runs
+(`handlers`): the event loop only moves bytes, so /healthz answers however busy the pool is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Optional
+from typing import Any, AsyncIterator, Callable, Optional
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
 from fastapi.security import APIKeyHeader
 
+from drugrepo_assets.api import handlers
 from drugrepo_assets.api.cache import LruTargetCache, RedisTargetCache, TargetCache
 from drugrepo_assets.api.guard import GuardMiddleware
+from drugrepo_assets.api.handlers import Work, error_response, invalid_response, json_response
 from drugrepo_assets.api.metrics import CONTENT_TYPE_LATEST, ApiMetrics
-from drugrepo_assets.api.model_service import (
-    InvalidInputError,
-    Scorer,
-    ServedModel,
-    clean_protein,
-    clean_smiles,
-    load_served_model,
-    registry_version,
-    scores,
-)
-from drugrepo_assets.api.ratelimit import RateLimiter, RedisWindowLimiter, TokenBucketLimiter
-from drugrepo_assets.api.request_log import LoggedBatch, RequestLog
+from drugrepo_assets.api.model_service import InputProblem, Scorer, ServedModel, load_served_model, registry_version
+from drugrepo_assets.api.ratelimit import GcraLimiter, RateLimiter, RedisGcraLimiter
+from drugrepo_assets.api.redislink import RedisLink, connect
+from drugrepo_assets.api.request_log import RequestLog
 from drugrepo_assets.api.schemas import (
+    ErrorBody,
     InvalidInput,
     PredictRequest,
     PredictResponse,
-    Prediction,
-    ScreenHit,
     ScreenRequest,
     ScreenResponse,
 )
 from drugrepo_assets.api.settings import ServingSettings
+from drugrepo_assets.api.workpool import PoolBusy, WorkPool
 from drugrepo_assets.ml.runtime import configure_cpu
 
 log = logging.getLogger(__name__)
 
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="One of DRUGREPO_API_KEYS.")
+BUSY_RETRY_SECONDS = 1
+REQUEST_MODELS = (PredictRequest, ScreenRequest)
 
 
 @dataclass
@@ -57,17 +59,23 @@ class Runtime:
     scorer: Scorer
     request_log: RequestLog
     metrics: ApiMetrics
-    redis: Optional[Any]
+    redis: Optional[RedisLink]
+    pool: WorkPool
+    limiter: RateLimiter
+
+    def work(self) -> Work:
+        """The work context of one request (the model as it is now, even if the alias moves meanwhile)."""
+        return Work(self.settings, self.scorer, self.limiter, self.request_log, self.metrics)
 
 
-def _redis(settings: ServingSettings) -> Optional[Any]:
+def _redis(settings: ServingSettings, metrics: ApiMetrics) -> Optional[RedisLink]:
+    """The guarded Redis link, or None without DRUGREPO_REDIS_URL; Redis down at start-up only degrades."""
     if not settings.redis_url:
         return None
-    import redis
-
-    client = redis.Redis.from_url(settings.redis_url)
-    client.ping()
-    return client
+    link = RedisLink(connect(settings.redis_url, settings.redis_timeout_seconds), settings.redis_retry_seconds, metrics)
+    if not link.ping():
+        log.warning("Redis at %s does not answer: starting with the in-process cache and limiter", settings.redis_url)
+    return link
 
 
 def _key_id(request: Request, _: Optional[str] = Depends(API_KEY_HEADER)) -> str:
@@ -75,35 +83,64 @@ def _key_id(request: Request, _: Optional[str] = Depends(API_KEY_HEADER)) -> str
     return request.scope["state"]["key_id"]
 
 
-def create_app(settings: ServingSettings, served: Optional[ServedModel] = None) -> FastAPI:
-    """The API for ``settings``; the model is ``served`` or loaded from the settings at start-up."""
+def _body(model: type) -> dict[str, Any]:
+    """OpenAPI of a JSON request body of ``model`` (the routes read the body themselves, on the pool)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No valid X-API-Key."},
+    413: {"model": ErrorBody, "description": "Body over DRUGREPO_MAX_BODY_BYTES, or over a per-request budget (the message names it)."},
+    422: {"model": InvalidInput, "description": "Not JSON of this shape, or a SMILES or sequence that cannot be scored."},
+    429: {"model": ErrorBody, "description": "Over the rate of the client address or of the key (Retry-After)."},
+    500: {"model": ErrorBody, "description": "An unexpected failure (logged)."},
+    503: {"model": ErrorBody, "description": "Every worker busy and the waiting line full (Retry-After)."},
+}
+
+
+def create_app(settings: ServingSettings, served: Optional[ServedModel] = None,
+               clock: Callable[[], float] = time.time) -> FastAPI:
+    """The API for ``settings``; the model is ``served`` or loaded from the settings at start-up.
+
+    ``clock`` (seconds) drives the rate limits, so tests can move time; it must be shared between
+    processes that share Redis (wall time by default).
+    """
     configure_cpu(settings.torch_threads)
     metrics = ApiMetrics()
-    redis_client = _redis(settings)
+    link = _redis(settings, metrics)
     limiter: RateLimiter = (
-        RedisWindowLimiter(redis_client, settings.rate_limit_per_minute)
-        if redis_client is not None else TokenBucketLimiter(settings.rate_limit_per_minute)
+        RedisGcraLimiter(link, settings.rate_limit_per_minute, settings.rate_limit_burst, clock)
+        if link is not None else GcraLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst, clock)
     )
+    ip_limiter = GcraLimiter(settings.ip_rate_limit_per_minute, settings.ip_rate_limit_burst, clock)
+    pool = WorkPool(settings.workers, settings.max_queued, metrics)
     runtime: dict[str, Runtime] = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        model = served or load_served_model(settings)
+        model = served or await asyncio.to_thread(load_served_model, settings)
+        fallback = LruTargetCache(settings.cache_size)
         cache: TargetCache
-        if redis_client is not None:
+        if link is not None:
             from drugrepo_assets.ml.screen import TargetTerms
 
-            cache = RedisTargetCache(redis_client, TargetTerms, settings.cache_ttl_seconds)
+            cache = RedisTargetCache(link, TargetTerms, settings.cache_ttl_seconds, fallback)
         else:
-            cache = LruTargetCache(settings.cache_size)
+            cache = fallback
         metrics.model_info.labels(model.version, model.model_id).set(1)
-        runtime["rt"] = Runtime(settings, Scorer(model, cache), RequestLog(settings.request_log_dir), metrics, redis_client)
-        follower = asyncio.create_task(follow_alias(runtime["rt"])) if served is None and settings.follows_alias() else None
+        gc.collect()
+        gc.freeze()  # the start-up objects (torch, RDKit, the model) leave the collector's sweeps: shorter pauses
+        rt = Runtime(settings, Scorer(model, cache), RequestLog(settings.request_log_dir), metrics, link, pool, limiter)
+        runtime["rt"] = rt
+        app.state.pool = pool
+        follower = asyncio.create_task(follow_alias(rt)) if served is None and settings.follows_alias() else None
         try:
             yield
         finally:
             if follower is not None:
                 follower.cancel()
+            pool.close()
             runtime.pop("rt").request_log.close()
 
     async def follow_alias(rt: Runtime) -> None:
@@ -135,93 +172,72 @@ def create_app(settings: ServingSettings, served: Optional[ServedModel] = None) 
         version="1",
         lifespan=lifespan,
     )
-    app.add_middleware(
-        GuardMiddleware, keys=settings.keys(), limiter=limiter, max_body_bytes=settings.max_body_bytes, metrics=metrics
-    )
+    app.add_middleware(GuardMiddleware, keys=settings.keys(), limiter=limiter, ip_limiter=ip_limiter,
+                       max_body_bytes=settings.max_body_bytes, metrics=metrics)
 
-    @app.exception_handler(InvalidInputError)
-    async def invalid_input(_: Request, exc: InvalidInputError) -> JSONResponse:
-        body = InvalidInput(detail=str(exc), errors=[p.as_dict() for p in exc.problems])
-        return JSONResponse(status_code=422, content=body.model_dump())
+    def openapi() -> dict[str, Any]:
+        """FastAPI's schema plus the request bodies, which the routes read themselves."""
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in REQUEST_MODELS:
+                body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(body.pop("$defs", {}))
+                components[model.__name__] = body
+            app.openapi_schema = schema
+        return app.openapi_schema
 
-    def count_cache(rt: Runtime, hits: list[bool]) -> None:
-        backend = rt.scorer.cache.backend
-        rt.metrics.cache.labels("hit", backend).inc(sum(hits))
-        rt.metrics.cache.labels("miss", backend).inc(len(hits) - sum(hits))
+    app.openapi = openapi  # type: ignore[method-assign]
 
-    @app.post(
-        "/v1/predict",
-        response_model=PredictResponse,
-        responses={422: {"model": InvalidInput, "description": "A SMILES or sequence that cannot be scored."}},
-    )
-    def predict(body: PredictRequest, key: str = Depends(_key_id)) -> PredictResponse:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> Response:
+        problems = [InputProblem(0, ".".join(map(str, e.get("loc", ()))), "", str(e.get("msg", ""))) for e in exc.errors()]
+        return invalid_response("the request does not have the documented shape (see /docs)", problems,
+                                settings.max_listed_problems)
+
+    @app.exception_handler(Exception)
+    async def internal_error(_: Request, exc: Exception) -> Response:
+        log.error("unhandled exception", exc_info=exc)
+        return error_response(500, "internal error (logged by the server)")
+
+    async def on_pool(job: Callable[[Work, bytes, str], Response], request: Request, key: str) -> Response:
+        rt = runtime["rt"]
+        raw = await request.body()
+        try:
+            return await rt.pool.run(job, rt.work(), raw, key)
+        except PoolBusy:
+            return error_response(503, "every worker is busy and the waiting line is full (DRUGREPO_WORKERS, "
+                                       "DRUGREPO_MAX_QUEUED): try again shortly", BUSY_RETRY_SECONDS)
+
+    @app.post("/v1/predict", response_model=PredictResponse, responses=ERRORS, openapi_extra=_body(PredictRequest))
+    async def predict(request: Request, key: str = Depends(_key_id)) -> Response:
         """Score pairs; the predictions come back in request order."""
-        rt = runtime["rt"]
-        scorer = rt.scorer  # one model for the whole request, even if the alias moves meanwhile
-        smiles = [clean_smiles(p.smiles) for p in body.pairs]
-        proteins = [clean_protein(p.protein) for p in body.pairs]
-        logits, hits = scorer.predict(smiles, proteins)
-        probabilities = scores(logits)
-        by_target = dict(zip(proteins, hits))
-        count_cache(rt, list(by_target.values()))
-        rt.metrics.pairs.labels("/v1/predict").inc(len(smiles))
-        version = scorer.served.version
-        rt.request_log.submit(LoggedBatch("/v1/predict", key, version, smiles, proteins, logits.tolist(), probabilities.tolist()))
-        return PredictResponse(
-            predictions=[Prediction(logit=float(x), score=float(y)) for x, y in zip(logits, probabilities)],
-            model_version=version,
-        )
+        return await on_pool(handlers.predict, request, key)
 
-    @app.post(
-        "/v1/screen",
-        response_model=ScreenResponse,
-        responses={422: {"model": InvalidInput, "description": "A SMILES or the sequence cannot be scored."}},
-    )
-    def screen(body: ScreenRequest, key: str = Depends(_key_id)) -> JSONResponse | ScreenResponse:
+    @app.post("/v1/screen", response_model=ScreenResponse, responses=ERRORS, openapi_extra=_body(ScreenRequest))
+    async def screen(request: Request, key: str = Depends(_key_id)) -> Response:
         """Rank many molecules against one target with the screening engine (as ``drugrepo screen``)."""
-        rt = runtime["rt"]
-        if len(body.smiles) > rt.settings.max_screen_smiles:
-            return JSONResponse(status_code=413, content={"detail": f"more than {rt.settings.max_screen_smiles} SMILES"})
-        if body.ids is not None and len(body.ids) != len(body.smiles):
-            return JSONResponse(status_code=422, content={"detail": "ids and smiles differ in length", "errors": []})
-        protein = clean_protein(body.protein)
-        smiles = [clean_smiles(s) for s in body.smiles]
-        ids = body.ids or [str(i) for i in range(len(smiles))]
-        scorer = rt.scorer
-        table, hit = scorer.screen(protein, smiles, ids, body.top)
-        count_cache(rt, [hit])
-        rt.metrics.pairs.labels("/v1/screen").inc(len(smiles))
-        version = scorer.served.version
-        rt.request_log.submit(LoggedBatch("/v1/screen", key, version, table["smiles"].tolist(), [protein] * len(table),
-                                          table["logit"].tolist(), table["score"].tolist()))
-        hits = [
-            ScreenHit(rank=int(r.rank), id=str(r.drug_id), smiles=str(r.smiles), logit=float(r.logit),
-                      score=float(r.score), percentile=float(r.percentile))
-            for r in table.itertuples()
-        ]
-        return ScreenResponse(results=hits, model_version=version)
+        return await on_pool(handlers.screen, request, key)
 
     @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        """Liveness: the process answers."""
+    async def healthz() -> dict[str, str]:
+        """Liveness: the event loop answers (it never waits on scoring or Redis)."""
         return {"status": "ok"}
 
     @app.get("/readyz")
-    def readyz() -> JSONResponse:
-        """Readiness: a model is loaded and Redis (when configured) answers."""
+    async def readyz() -> Response:
+        """Readiness: a model is loaded (503 before); "degraded" (200) while Redis is configured but unusable."""
         rt = runtime.get("rt")
         if rt is None:
-            return JSONResponse(status_code=503, content={"status": "loading"})
-        if rt.redis is not None:
-            try:
-                rt.redis.ping()
-            except Exception as exc:  # any Redis failure means not ready, never a crash
-                return JSONResponse(status_code=503, content={"status": "redis unavailable", "error": str(exc)})
-        return JSONResponse(content={"status": "ready", "model_version": rt.scorer.served.version,
-                                     "cache": rt.scorer.cache.backend})
+            return json_response(503, {"status": "loading"})
+        ready = {"status": "ready", "model_version": rt.scorer.served.version, "cache": rt.scorer.cache.backend,
+                 "pool": {"in_pool": rt.pool.in_pool, "capacity": rt.pool.capacity}}
+        if rt.redis is not None and not (rt.redis.usable() and await asyncio.to_thread(rt.redis.ping)):
+            ready |= {"status": "degraded", "cache": "memory (Redis unavailable)", "redis": rt.redis.last_error()}
+        return json_response(200, ready)
 
     @app.get("/metrics")
-    def prometheus_metrics() -> Response:
+    async def prometheus_metrics() -> Response:
         """Prometheus metrics (text exposition format)."""
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 

@@ -3,7 +3,7 @@
 A target's terms cost one protein CNN pass and a 768² Gram product (tens of ms); reused, a pair
 costs about a millisecond. In process: an LRU of the tensors. With Redis: the tensors serialised
 once (``torch.save``, loaded back with ``weights_only=True``) under a key of model and sequence, so
-every API process shares them.
+every API process shares them; when Redis fails, the in-process LRU serves instead.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from collections import OrderedDict
 from typing import Any, Callable, Optional, Protocol
 
 import torch
+
+from drugrepo_assets.api.redislink import RedisLink, RedisUnavailable
 
 KEY_PREFIX = "drugrepo:target"
 
@@ -64,37 +66,71 @@ class LruTargetCache:
         self._items: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get_or_compute(self, key: str, compute: Callable[[], Any]) -> tuple[Any, bool]:
-        """The cached terms of ``key`` or freshly computed ones (then kept, evicting the oldest)."""
+    def get(self, key: str) -> Optional[Any]:
+        """The cached terms of ``key`` (now the most recent), or None."""
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
-                return self._items[key], True
-        value = compute()
+                return self._items[key]
+        return None
+
+    def put(self, key: str, value: Any) -> None:
+        """Keep ``value`` under ``key``, evicting the oldest entries beyond ``size``."""
         with self._lock:
             self._items[key] = value
             self._items.move_to_end(key)
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
+
+    def get_or_compute(self, key: str, compute: Callable[[], Any]) -> tuple[Any, bool]:
+        """The cached terms of ``key`` or freshly computed ones (then kept, evicting the oldest)."""
+        cached = self.get(key)
+        if cached is not None:
+            return cached, True
+        value = compute()
+        self.put(key, value)
         return value, False
 
 
 class RedisTargetCache:
-    """Target terms in Redis, shared by every API process, each entry expiring after ``ttl`` seconds."""
+    """Target terms in Redis, shared by every API process, each entry expiring after ``ttl`` seconds.
+
+    Redis is never required: while it is unavailable (timeout, connection refused, breaker open) the
+    terms come from and go to the in-process ``fallback``; a store Redis refuses (``maxmemory``
+    with ``noeviction``: OOM) leaves the terms uncached there, the request is scored all the same.
+    """
 
     backend = "redis"
 
-    def __init__(self, client: Any, terms_cls: type, ttl_seconds: int) -> None:
-        self.client = client
+    def __init__(self, link: RedisLink, terms_cls: type, ttl_seconds: int, fallback: LruTargetCache) -> None:
+        self.link = link
         self.terms_cls = terms_cls
         self.ttl = ttl_seconds
+        self.fallback = fallback
 
     def get_or_compute(self, key: str, compute: Callable[[], Any]) -> tuple[Any, bool]:
         """The terms stored under ``key`` or freshly computed ones, then stored with the TTL."""
-        data: Optional[bytes] = self.client.get(key)
-        terms = load_terms(data, self.terms_cls) if data is not None else None
+        try:
+            data: Optional[bytes] = self.link.call("get", lambda c: c.get(key))
+        except RedisUnavailable:
+            return self.fallback.get_or_compute(key, compute)
+        terms = _loaded(data, self.terms_cls) if data is not None else None
+        if terms is None:
+            terms = self.fallback.get(key)  # kept here when Redis refused to store it
         if terms is not None:
             return terms, True
-        value = compute()  # absent, or left by another engine version: replaced
-        self.client.set(key, dump_terms(value), ex=self.ttl)
+        value = compute()  # absent, unreadable, or left by another engine version: replaced
+        payload = dump_terms(value)
+        try:
+            self.link.call("set", lambda c: c.set(key, payload, ex=self.ttl))
+        except RedisUnavailable:
+            self.fallback.put(key, value)  # the failure is counted by the link; the request is still scored
         return value, False
+
+
+def _loaded(data: bytes, cls: type) -> Optional[Any]:
+    """`load_terms`, or None for bytes that are not a stored entry (corrupt or foreign)."""
+    try:
+        return load_terms(data, cls)
+    except Exception:  # any unreadable entry is a miss, recomputed and overwritten
+        return None

@@ -1,11 +1,14 @@
-"""ASGI middleware in front of /v1/: API key (401), per-key rate limit (429), body size (413), metrics.
+"""ASGI middleware in front of /v1/: per-address rate limit (429), API key (401), per-key rate limit
+(429), body size (413), metrics.
 
-Pure ASGI so that it answers before FastAPI reads or parses a body: a request without a valid key
-is refused the same way whatever it carries, and an oversized body is never parsed.
+Pure ASGI so that it answers before FastAPI reads or parses a body: a flood from one address is
+refused before any key check, a request without a valid key is refused the same way whatever it
+carries, and an oversized body is never parsed. A limiter that may wait on Redis runs on a thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -13,7 +16,7 @@ import time
 from typing import Any, Awaitable, Callable, Sequence
 
 from drugrepo_assets.api.metrics import ApiMetrics
-from drugrepo_assets.api.ratelimit import RateLimiter
+from drugrepo_assets.api.ratelimit import Decision, RateLimiter
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -46,15 +49,28 @@ async def _json(send: Send, status: int, body: dict[str, Any], headers: Sequence
     await send({"type": "http.response.body", "body": payload})
 
 
+async def _refuse(send: Send, detail: str, decision: Decision) -> None:
+    await _json(send, 429, {"detail": detail, "retry_after_seconds": decision.retry_after},
+                [(b"retry-after", str(decision.retry_after).encode())])
+
+
 class GuardMiddleware:
     """Authenticates, rate-limits and size-limits /v1/ requests; times and counts every request."""
 
-    def __init__(self, app: Any, keys: Sequence[str], limiter: RateLimiter, max_body_bytes: int, metrics: ApiMetrics) -> None:
+    def __init__(self, app: Any, keys: Sequence[str], limiter: RateLimiter, ip_limiter: RateLimiter, max_body_bytes: int,
+                 metrics: ApiMetrics) -> None:
         self.app = app
         self.keys = list(keys)
         self.limiter = limiter
+        self.ip_limiter = ip_limiter
         self.max_body = max_body_bytes
         self.metrics = metrics
+
+    @staticmethod
+    async def _allow(limiter: RateLimiter, key: str) -> Decision:
+        if limiter.blocking:
+            return await asyncio.to_thread(limiter.allow, key, 1.0)
+        return limiter.allow(key, 1.0)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -80,6 +96,13 @@ class GuardMiddleware:
             self.metrics.requests.labels(route, str(status_seen["status"])).inc()
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client")
+        address = client[0] if client else "unknown"
+        decision = await self._allow(self.ip_limiter, address)
+        if not decision.allowed:
+            self.metrics.rate_limited.labels("ip").inc()
+            await _refuse(send, "rate limit exceeded for this client address (DRUGREPO_IP_RATE_LIMIT_PER_MINUTE)", decision)
+            return
         headers = dict(scope.get("headers") or [])
         given = headers.get(b"x-api-key", b"").decode("latin-1")
         if not given or not matching_key(given, self.keys):
@@ -87,10 +110,10 @@ class GuardMiddleware:
                         [(b"www-authenticate", b"X-API-Key")])
             return
         kid = key_id(given)
-        allowed, retry_after = self.limiter.allow(kid)
-        if not allowed:
-            await _json(send, 429, {"detail": "rate limit exceeded for this API key", "retry_after_seconds": retry_after},
-                        [(b"retry-after", str(retry_after).encode())])
+        decision = await self._allow(self.limiter, kid)
+        if not decision.allowed:
+            self.metrics.rate_limited.labels("key").inc()
+            await _refuse(send, "rate limit exceeded for this API key (DRUGREPO_RATE_LIMIT_PER_MINUTE)", decision)
             return
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:

@@ -11,7 +11,8 @@ __all__ = ["ApiMetrics", "CONTENT_TYPE_LATEST"]
 
 
 class ApiMetrics:
-    """Request counts and latency by route and status, target-cache hits/misses, pairs scored, model version."""
+    """Request counts and latency by route and status, target-cache hits/misses, pairs scored, model version,
+    Redis failures and degradation, the scoring pool's load and refusals, rate-limit refusals."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -29,6 +30,22 @@ class ApiMetrics:
         self.pairs = Counter("drugrepo_pairs_scored", "Pairs scored by route.", ["route"], registry=self.registry)
         self.model_info = Gauge(
             "drugrepo_model_info", "The model being served (value 1).", ["version", "model_id"], registry=self.registry
+        )
+        self.redis_errors = Counter(
+            "drugrepo_redis_errors", "Redis calls that failed or were refused, by operation.", ["op"], registry=self.registry
+        )
+        self.degraded = Gauge(
+            "drugrepo_degraded", "1 while Redis is configured but skipped after a failure (in-process fallback).",
+            registry=self.registry,
+        )
+        self.pool_busy = Gauge(
+            "drugrepo_pool_requests", "Requests in the scoring pool, running or waiting.", registry=self.registry
+        )
+        self.pool_refused = Counter(
+            "drugrepo_pool_refused", "Requests refused with 503 because the scoring pool was full.", registry=self.registry
+        )
+        self.rate_limited = Counter(
+            "drugrepo_rate_limited", "Requests refused with 429, by limit (ip, key, cost).", ["limit"], registry=self.registry
         )
 
     def render(self) -> bytes:

@@ -21,15 +21,16 @@ import torch
 
 from drugrepo_assets.api.cache import TargetCache, target_key
 from drugrepo_assets.api.settings import ServingSettings
+from drugrepo_assets.data.rules import clean_protein, parse_smiles, protein_refusal, smiles_refusal
 from drugrepo_assets.ml.dataset import MoleculeStore
 from drugrepo_assets.ml.evaluate import sigmoid
-from drugrepo_assets.ml.featurize import PROTEIN_ALPHABET, InvalidSmilesError, drug_graph, encode_proteins
+from drugrepo_assets.ml.featurize import InvalidSmilesError, drug_graph, encode_proteins
 from drugrepo_assets.ml.model import DrugBAN, load_checkpoint
 from drugrepo_assets.ml.screen import ScreeningEngine, prepare_library, rank_table
 
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))/?$")
-_ALLOWED = frozenset(PROTEIN_ALPHABET)
-_VALUE_CHARS = 200
+VALUE_CHARS = 200
+MESSAGE_CHARS = 500
 
 
 @dataclass
@@ -42,6 +43,12 @@ class ServedModel:
     source: str
 
 
+def echoed(value: str, limit: int) -> str:
+    """``value`` fit to echo in a JSON answer: cut to ``limit`` characters, lone surrogates escaped."""
+    cut = value if len(value) <= limit else value[:limit] + "…"
+    return cut.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 @dataclass
 class InputProblem:
     """One unusable input value: where it is (``index``, ``field``), what it is and why it is refused."""
@@ -52,16 +59,16 @@ class InputProblem:
     message: str
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON form, the value cut to 200 characters."""
-        value = self.value if len(self.value) <= _VALUE_CHARS else self.value[:_VALUE_CHARS] + "…"
-        return {"index": self.index, "field": self.field, "value": value, "message": self.message}
+        """JSON form: the value cut to 200 characters, the message to 500, lone surrogates escaped."""
+        return {"index": self.index, "field": self.field, "value": echoed(self.value, VALUE_CHARS),
+                "message": echoed(self.message, MESSAGE_CHARS)}
 
 
 class InvalidInputError(ValueError):
-    """Inputs that cannot be scored (the API answers 422 with every problem)."""
+    """Inputs that cannot be scored (the API answers 422 with the first problems and their count)."""
 
-    def __init__(self, problems: list[InputProblem]) -> None:
-        super().__init__(f"{len(problems)} invalid input value(s)")
+    def __init__(self, problems: list[InputProblem], detail: Optional[str] = None) -> None:
+        super().__init__(detail or f"{len(problems)} invalid input value(s)")
         self.problems = problems
 
 
@@ -114,34 +121,27 @@ def load_served_model(settings: ServingSettings) -> ServedModel:
     return ServedModel(model, version, _file_id(path), uri)
 
 
-def clean_smiles(value: str) -> str:
-    """A SMILES as the CLI reads it (surrounding blanks removed)."""
-    return value.strip()
-
-
-def clean_protein(value: str) -> str:
-    """A sequence as the CLI reads it (blanks removed, upper case)."""
-    return value.strip().upper()
+def smiles_problem(index: int, field: str, smiles: str, max_atoms: int) -> Optional[InputProblem]:
+    """Why a SMILES cannot be scored, decided from its text alone (`rules.smiles_refusal`, no RDKit), or None."""
+    refusal = smiles_refusal(smiles.strip(), max_atoms)
+    return None if refusal is None else InputProblem(index, field, smiles, refusal.message)
 
 
 def protein_problem(index: int, field: str, sequence: str) -> Optional[InputProblem]:
-    """Why a (cleaned) sequence cannot be scored, or None."""
-    if not sequence:
-        return InputProblem(index, field, sequence, "empty protein sequence")
-    bad = sorted(set(sequence) - _ALLOWED)
-    if bad:
-        return InputProblem(index, field, sequence, f"letters {''.join(bad)!r} outside DrugBAN's 25-letter alphabet")
-    return None
+    """Why a sequence cannot be scored (`rules.protein_refusal`), or None."""
+    refusal = protein_refusal(sequence)
+    return None if refusal is None else InputProblem(index, field, sequence, refusal.message)
 
 
 class Scorer:
     """Scores pairs and screens libraries with one model, target terms from ``cache``."""
 
-    def __init__(self, served: ServedModel, cache: TargetCache, drug_chunk: int = 64) -> None:
+    def __init__(self, served: ServedModel, cache: TargetCache, drug_chunk: int = 64, library_chunk: int = 512) -> None:
         self.served = served
         self.cache = cache
         self.engine = ScreeningEngine(served.model, device="cpu", drug_chunk=drug_chunk)
         self.drug_chunk = drug_chunk
+        self.library_chunk = library_chunk
         self.max_atoms = served.model.config.max_drug_nodes
         self.max_length = served.model.config.max_protein_length
 
@@ -156,15 +156,14 @@ class Scorer:
         return self.cache.get_or_compute(target_key(self.served.model_id, sequence), compute)
 
     def _graph(self, index: int, field: str, smiles: str) -> tuple[Any, Optional[InputProblem]]:
-        if not smiles:
-            return None, InputProblem(index, field, smiles, "empty SMILES")
+        """The model's graph of one SMILES, or why the input rules refuse it (checked before featurising)."""
+        _, refusal = parse_smiles(smiles, self.max_atoms)
+        if refusal is not None:
+            return None, InputProblem(index, field, smiles, refusal.message)
         try:
-            graph = drug_graph(smiles)
-        except InvalidSmilesError:
-            return None, InputProblem(index, field, smiles, "cannot parse SMILES")
-        if graph.num_nodes > self.max_atoms:
-            return None, InputProblem(index, field, smiles, f"{graph.num_nodes} atoms, more than DrugBAN's {self.max_atoms}")
-        return graph, None
+            return drug_graph(smiles.strip()), None
+        except InvalidSmilesError as exc:
+            return None, InputProblem(index, field, smiles, str(exc))
 
     def _logits(self, molecules: MoleculeStore, terms: Any) -> np.ndarray:
         """Logits of every molecule of ``molecules`` against one target's terms, in store order."""
@@ -177,13 +176,15 @@ class Scorer:
         return out
 
     def predict(self, smiles: Sequence[str], proteins: Sequence[str]) -> tuple[np.ndarray, list[bool]]:
-        """Logits of pairs (cleaned inputs) in order, and per pair whether its target was cached.
+        """Logits of pairs (raw inputs) in order, and per pair whether its target was cached.
 
-        Raises `InvalidInputError` listing every bad SMILES and sequence (nothing is scored then).
+        Raises `InvalidInputError` listing every bad SMILES and sequence (nothing is scored then):
+        each distinct value is checked once, text first, and only accepted SMILES are featurised.
         """
         problems: list[InputProblem] = []
         graphs: dict[str, Any] = {}
         refused: dict[str, str] = {}
+        sequences: dict[str, Optional[str]] = {}
         for i, (s, p) in enumerate(zip(smiles, proteins)):
             if s not in graphs and s not in refused:
                 graph, problem = self._graph(i, "smiles", s)
@@ -193,15 +194,18 @@ class Scorer:
                     graphs[s] = graph
             if s in refused:
                 problems.append(InputProblem(i, "smiles", s, refused[s]))
-            bad_protein = protein_problem(i, "protein", p)
-            problems += [bad_protein] if bad_protein else []
+            if p not in sequences:
+                refusal = protein_refusal(p)
+                sequences[p] = None if refusal is None else refusal.message
+            if sequences[p] is not None:
+                problems.append(InputProblem(i, "protein", p, sequences[p]))
         if problems:
-            raise InvalidInputError(sorted(problems, key=lambda x: (x.index, x.field)))
+            raise InvalidInputError(problems)
         logits = np.empty(len(smiles), dtype=np.float32)
         hits = [False] * len(smiles)
         by_target: dict[str, list[int]] = {}
         for i, p in enumerate(proteins):
-            by_target.setdefault(p, []).append(i)
+            by_target.setdefault(clean_protein(p), []).append(i)
         for p, rows in by_target.items():
             terms, hit = self.target_terms(p)
             unique = list(dict.fromkeys(smiles[i] for i in rows))
@@ -213,19 +217,33 @@ class Scorer:
         return logits, hits
 
     def screen(self, protein: str, smiles: Sequence[str], ids: Sequence[str], top: Optional[int]) -> tuple[pd.DataFrame, bool]:
-        """Rank a library against one target (featurised by `prepare_library`, as ``drugrepo screen`` does)."""
+        """Rank a library (raw inputs) against one target, featurised by `prepare_library` as ``drugrepo screen`` does.
+
+        Every SMILES passes the text rules first (no RDKit for a refused one); raises `InvalidInputError`.
+        """
         problem = protein_problem(0, "protein", protein)
-        library = pd.DataFrame({"id": list(ids), "smiles": list(smiles)})
-        molecules, prepared = prepare_library(library, self.max_atoms)
         problems = [problem] if problem else []
-        for row, reason in zip(prepared.rejected.index, prepared.rejected["reason"]):
-            problems.append(InputProblem(int(row), "smiles", str(library.at[row, "smiles"]), reason))
+        text_ok = []
+        for i, s in enumerate(smiles):
+            refused = smiles_problem(i, "smiles", s, self.max_atoms)
+            if refused is None:
+                text_ok.append(i)
+            else:
+                problems.append(refused)
+        library = pd.DataFrame({"id": list(ids), "smiles": [s.strip() for s in smiles]}).iloc[text_ok]
+        parts = []
+        for start in range(0, len(library), self.library_chunk):  # chunks: no single long call holds the GIL
+            molecules, prepared = prepare_library(library.iloc[start : start + self.library_chunk], self.max_atoms)
+            parts.append((molecules, prepared.kept))
+            for row, reason in zip(prepared.rejected.index, prepared.rejected["reason"]):
+                problems.append(InputProblem(int(row), "smiles", smiles[int(row)], str(reason).removeprefix("SMILES: ")))
         if problems:
             raise InvalidInputError(sorted(problems, key=lambda x: (x.field != "protein", x.index)))
-        terms, hit = self.target_terms(protein)
-        logits = self._logits(molecules, terms)
-        table = rank_table(logits[:, None], prepared.kept["id"].tolist(), prepared.kept["smiles"].tolist(),
-                           ["target"], self.served.version, top)
+        terms, hit = self.target_terms(clean_protein(protein))
+        logits = np.concatenate([self._logits(molecules, terms) for molecules, _ in parts])
+        kept = pd.concat([k for _, k in parts], ignore_index=True)
+        table = rank_table(logits[:, None], kept["id"].tolist(), kept["smiles"].tolist(), ["target"], self.served.version,
+                           None if top is None else min(top, len(kept)))
         return table, hit
 
 

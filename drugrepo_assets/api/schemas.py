@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Annotated, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+
+def unicode_text(value: str) -> str:
+    """``value`` when it is Unicode text; JSON escapes can spell lone surrogates ("\\ud800"), which are not."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"holds a lone surrogate (U+{ord(value[exc.start]):04X} at position {exc.start}): not Unicode text") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(unicode_text)]
 
 
 class Pair(BaseModel):
@@ -12,8 +24,8 @@ class Pair(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    smiles: str = Field(description="The drug as a SMILES string.", examples=["CC(=O)Oc1ccccc1C(=O)O"])
-    protein: str = Field(description="The target's amino-acid sequence (DrugBAN's 25 letters).")
+    smiles: Text = Field(description="The drug as a SMILES string.", examples=["CC(=O)Oc1ccccc1C(=O)O"])
+    protein: Text = Field(description="The target's amino-acid sequence (DrugBAN's 25 letters).")
 
 
 class PredictRequest(BaseModel):
@@ -43,9 +55,9 @@ class ScreenRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    protein: str = Field(description="The target's amino-acid sequence.")
-    smiles: list[str] = Field(min_length=1, description="The library's molecules.")
-    ids: Optional[list[str]] = Field(default=None, description="Ids of the molecules (default: their index).")
+    protein: Text = Field(description="The target's amino-acid sequence.")
+    smiles: list[Text] = Field(min_length=1, description="The library's molecules.")
+    ids: Optional[list[Text]] = Field(default=None, description="Ids of the molecules (default: their index).")
     top: Optional[int] = Field(default=None, ge=1, description="Return only the best K.")
 
 
@@ -71,13 +83,21 @@ class Problem(BaseModel):
     """One refused input value."""
 
     index: int = Field(description="Position of the pair (predict) or molecule (screen); 0 for the screen's protein.")
-    field: str
-    value: str
+    field: str = Field(description="The value's field (smiles, protein) or, for a wrong shape, its path in the body.")
+    value: str = Field(description="The value, cut to 200 characters.")
     message: str
 
 
 class InvalidInput(BaseModel):
-    """Body of a 422 for values that cannot be scored."""
+    """Body of a 422: a body that is not JSON of the documented shape, or values that cannot be scored."""
 
     detail: str
-    errors: list[Problem]
+    errors: list[Problem] = Field(description="The first problems (at most DRUGREPO_MAX_LISTED_PROBLEMS).")
+    error_count: int = Field(description="How many problems there are in all.")
+
+
+class ErrorBody(BaseModel):
+    """Body of a 401, 413, 429, 500 or 503."""
+
+    detail: str
+    retry_after_seconds: Optional[int] = Field(default=None, description="With 429 and 503: when to try again.")

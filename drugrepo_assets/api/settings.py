@@ -25,9 +25,44 @@ class ServingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DRUGREPO_", extra="ignore", protected_namespaces=())
 
     api_keys: str = Field(default="", description="Comma-separated API keys accepted in X-API-Key.")
-    rate_limit_per_minute: int = Field(default=600, ge=1, description="Requests per minute per API key.")
+    rate_limit_per_minute: float = Field(
+        default=6000, gt=0,
+        description="Cost units per minute per API key (429 above): a request costs 1, plus 1 per pair or SMILES and "
+                    "protein_cost per distinct protein once its body is read.",
+    )
+    rate_limit_burst: float = Field(
+        default=1000, ge=1,
+        description="Cost units a key may spend at once above the steady rate; a request is admitted while the key's "
+                    "debt is under it and then charged in full (GCRA).",
+    )
+    protein_cost: float = Field(default=20, ge=0, description="Cost units of each distinct protein of a request.")
+    ip_rate_limit_per_minute: float = Field(
+        default=3000, gt=0, description="Requests per minute per client address to /v1/, counted before the key (429 above).",
+    )
+    ip_rate_limit_burst: float = Field(default=300, ge=1, description="Requests a client address may send at once above its rate.")
     max_body_bytes: int = Field(default=1024 * 1024, ge=1, description="Largest accepted request body (413 above).")
+    max_pairs_per_request: int = Field(default=1000, ge=1, description="Most pairs in one /v1/predict request (413 above).")
+    max_proteins_per_request: int = Field(
+        default=64, ge=1, description="Most distinct proteins in one /v1/predict request (413 above).",
+    )
+    max_smiles_chars_per_request: int = Field(
+        default=600_000, ge=1, description="Most characters of distinct SMILES in one request, summed (413 above).",
+    )
+    max_listed_problems: int = Field(
+        default=100, ge=1, description="Most problems listed in a 422 body (error_count gives the total).",
+    )
+    workers: int = Field(default=2, ge=1, description="Threads that parse and score requests (the bounded pool).")
+    max_queued: int = Field(
+        default=8, ge=0, description="Requests waiting for a worker; more at once are refused with 503 and Retry-After.",
+    )
     redis_url: Optional[str] = Field(default=None, description="Redis for target terms and rate limits; in-process when unset.")
+    redis_timeout_seconds: float = Field(
+        default=0.25, gt=0, description="Socket connect and read timeout of every Redis call.",
+    )
+    redis_retry_seconds: float = Field(
+        default=5.0, ge=0,
+        description="After a Redis failure, serve from the in-process cache and limiter this long before trying Redis again.",
+    )
     cache_size: int = Field(default=256, ge=1, description="Targets kept by the in-process LRU cache.")
     cache_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=1, description="Lifetime of a target's terms in Redis.")
     request_log_dir: str = Field(default_factory=default_request_log_dir, description="Folder of the JSONL request logs.")
@@ -44,7 +79,7 @@ class ServingSettings(BaseSettings):
         default=60.0, ge=0,
         description="Seconds between re-reads of the registry alias (0: never): a promotion or rollback is served without a restart.",
     )
-    torch_threads: int = Field(default=1, ge=1, description="torch intra-op threads per request.")
+    torch_threads: int = Field(default=1, ge=1, description="torch intra-op threads per worker.")
     max_screen_smiles: int = Field(default=10_000, ge=1, description="Most SMILES in one /v1/screen request.")
     host: str = Field(default="127.0.0.1", description="Address uvicorn binds.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port uvicorn binds.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -28,11 +29,12 @@ def _http_ok(url: str) -> bool:
 
 @dataclass
 class Api:
-    """A running ``drugrepo serve``: base URL, its request-log folder and its log file."""
+    """A running ``drugrepo serve``: base URL, its request-log folder, its log file and process id."""
 
     url: str
     request_log: Path
     log: Path
+    pid: int = 0
 
 
 @contextmanager
@@ -49,14 +51,22 @@ def running_api(folder: Path, args: Sequence[str], env: dict[str, str]) -> Itera
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(process, lambda: _http_ok(f"{url}/readyz"), log, "drugrepo serve")
-        yield Api(url, folder / "requests", log)
+        yield Api(url, folder / "requests", log, process.pid)
     finally:
         stop(process)
 
 
+@dataclass
+class RedisServer:
+    """A running redis-server: its redis:// URL and process (tests freeze and kill it)."""
+
+    url: str
+    process: subprocess.Popen
+
+
 @contextmanager
-def running_redis(folder: Path) -> Iterator[str]:
-    """A throwaway ``redis-server`` (no persistence) on a free port; yields its redis:// URL."""
+def redis_server(folder: Path, *args: str) -> Iterator[RedisServer]:
+    """A throwaway ``redis-server`` (no persistence, extra ``args``) on a free port, once it answers PING."""
     import redis
 
     binary = shutil.which("redis-server")
@@ -67,20 +77,29 @@ def running_redis(folder: Path) -> Iterator[str]:
     log = folder / "redis.log"
     with open(log, "wb") as out:
         process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                                    "--dir", str(folder)], stdout=out, stderr=subprocess.STDOUT)
+                                    "--dir", str(folder), *args], stdout=out, stderr=subprocess.STDOUT)
     url = f"redis://127.0.0.1:{port}/0"
 
     def ready() -> bool:
         try:
-            return bool(redis.Redis.from_url(url).ping())
+            return bool(redis.Redis.from_url(url, socket_timeout=2).ping())
         except redis.RedisError:
             return False
 
     try:
         wait_until(process, ready, log, "redis-server", timeout=30)
-        yield url
+        yield RedisServer(url, process)
     finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGCONT)  # a frozen server must run to exit
         stop(process)
+
+
+@contextmanager
+def running_redis(folder: Path) -> Iterator[str]:
+    """A throwaway ``redis-server`` (no persistence) on a free port; yields its redis:// URL."""
+    with redis_server(folder) as server:
+        yield server.url
 
 
 @contextmanager
@@ -100,6 +119,14 @@ def running_mlflow(folder: Path) -> Iterator[str]:
         yield url
     finally:
         stop(process)
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of process ``pid`` now (VmRSS of /proc/<pid>/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise ValueError(f"no VmRSS for process {pid}")
 
 
 def metric_value(text: str, name: str, labels: Optional[dict[str, str]] = None) -> float:
