@@ -16,6 +16,9 @@ vendors ship (Enamine REAL, ZINC, ChEMBL, MolPort, eMolecules):
 No bad row stops the stream and none is dropped silently: each is in a chunk's ``rejected`` table
 with its file, 1-based physical line (Parquet: row) and a reason. A file that cannot be used at all
 is an :class:`InputFileError` naming it (found midway, e.g. a corrupt gzip, it is raised there).
+
+The limits (``MAX_LINE_BYTES``, the gzip cap, ``MAX_TARGETS_BYTES``) are defined with the pair-table
+readers in ``data/sources.py``; the SMILES length limit ``MAX_SMILES_CHARS`` in ``data/rules.py``.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from drugrepo_assets.data.sources import HTTP_TIMEOUT_S, InputFileError
+from drugrepo_assets.data.rules import MAX_SMILES_CHARS, protein_refusal
+from drugrepo_assets.data.sources import HTTP_TIMEOUT_S, MAX_LINE_BYTES, MAX_TARGETS_BYTES, InputFileError, gunzip_stream
 
 __all__ = [
     "LIBRARY_SUFFIXES",
@@ -48,20 +52,18 @@ __all__ = [
     "is_library_file",
     "iter_library",
     "library_files",
+    "read_checked_targets",
     "read_library",
     "read_targets",
 ]
 
 logger = logging.getLogger(__name__)
 
-MAX_SMILES_CHARS = 10_000
-"""A longer SMILES is refused ("SMILES: N characters, more than the limit of ...")."""
-MAX_LINE_BYTES = 1 << 20
-"""A longer text line is refused unread: only its first bytes are kept, to show."""
 VALUE_CHARS = 80
 """How much of a refused value ``rejected`` shows (then ``…``)."""
 
 _BLOCK_BYTES = 1 << 20
+_BOM = b"\xef\xbb\xbf"
 _S3_BLOCK_BYTES = 8 << 20
 _TEXT_SUFFIXES = (".smi", ".smiles", ".txt", ".cxsmiles")
 _TABLE_SUFFIXES = (".csv", ".tsv")
@@ -158,14 +160,22 @@ def count_rows(location: str, s3_endpoint_url: str | None = None) -> int | None:
     members = _members(str(location), s3_endpoint_url)
     if any(m.kind != "local" for m in members):
         return None
+    import pyarrow as pa
+
     total = 0
     for member in members:
-        if member.fmt == "parquet":
-            total += pq.ParquetFile(member.uri).metadata.num_rows
-            continue
-        with open(member.uri, "rb") as raw, (gzip.GzipFile(fileobj=raw) if member.gz else raw) as stream:
-            while block := stream.read(_BLOCK_BYTES):
-                total += block.count(b"\n")
+        try:
+            if member.fmt == "parquet":
+                total += pq.ParquetFile(member.uri).metadata.num_rows
+                continue
+            with open(member.uri, "rb") as raw, (gunzip_stream(raw, member.uri) if member.gz else raw) as stream:
+                while block := stream.read(_BLOCK_BYTES):
+                    total += block.count(b"\n")
+        except pa.ArrowException as exc:
+            detail = re.sub(r"\s+", " ", str(exc)).strip().rstrip(".")
+            raise InputFileError(member.uri, f"not a valid Parquet file ({detail})") from None
+        except _READ_ERRORS as exc:
+            raise _read_problem(member, exc) from None
     return total
 
 
@@ -391,7 +401,7 @@ def _http_stream(member: _Member) -> IO[bytes]:
     raw = response.raw
     encoded = "gzip" in response.headers.get("Content-Encoding", "").lower()
     # A .gz file sent with "Content-Encoding: gzip" is one gzip layer, undone by the reader.
-    return gzip.GzipFile(fileobj=raw, mode="rb") if encoded and not member.gz else raw
+    return gunzip_stream(raw, member.uri) if encoded and not member.gz else raw
 
 
 _READ_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error)
@@ -418,7 +428,7 @@ def _events(member: _Member, default_id: Callable[[int, bool], str], *, batch_ro
         errors = _READ_ERRORS
     raw = _open_binary(member)
     try:
-        stream = gzip.GzipFile(fileobj=raw, mode="rb") if member.gz else raw
+        stream = gunzip_stream(raw, member.uri) if member.gz else raw
         yield from _text_events(member, stream, default_id, compat)
     except InputFileError:
         raise
@@ -522,6 +532,8 @@ def _text_events(member: _Member, stream: IO[bytes], default_id: Callable[[int, 
     smiles_at, id_at = 0, None
     for number, raw, length, head in _physical_lines(stream, MAX_LINE_BYTES):
         if raw is None:
+            if number == 1:
+                head = head.removeprefix(_BOM)
             if head.lstrip().startswith(b"#"):
                 continue
             if sep is None and member.fmt != "text":
@@ -531,6 +543,8 @@ def _text_events(member: _Member, stream: IO[bytes], default_id: Callable[[int, 
             continue
         if raw.endswith(b"\r"):
             raw = raw[:-1]
+        if number == 1 and raw.startswith(_BOM):
+            raw = raw[len(_BOM):]
         stripped = raw.strip()
         if not stripped or stripped.startswith(b"#"):
             continue
@@ -542,8 +556,6 @@ def _text_events(member: _Member, stream: IO[bytes], default_id: Callable[[int, 
                 raise InputFileError(member.uri, f"line {number}: header {problem}") from None
             yield _Bad(number, "", _shown(raw.decode("utf-8", "replace").strip()), f"line: {problem}")
             continue
-        if number == 1 and text.startswith("\ufeff"):
-            text = text[1:]
         if sep is None:
             sep = _sniff(member.fmt, text)
             try:
@@ -721,43 +733,137 @@ def read_library(path: str | Path) -> pd.DataFrame:
     return table
 
 
-# --- targets ----------------------------------------------------------------------------------
+# --- targets ---------------------------------------------------------------------------------
+
+TARGET_COLUMNS = ("id", "sequence", "line")
+TARGET_REFUSED_COLUMNS = ("id", "sequence", "line", "reason")
 
 
 def _text(path: Path) -> str:
+    location = str(path)
+    if path.is_dir():
+        raise InputFileError(location, "is a folder, not a file")
     if not path.is_file():
-        raise InputFileError(str(path), "file not found")
-    data = path.read_bytes()
-    if not data.strip():
-        raise InputFileError(str(path), "empty file")
+        raise InputFileError(location, "file not found")
+    size = path.stat().st_size
+    if size > MAX_TARGETS_BYTES:
+        raise InputFileError(location, f"{size:,} bytes, more than the limit of {MAX_TARGETS_BYTES:,} for a targets file")
     try:
-        return data.decode("utf-8-sig")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputFileError(location, f"cannot read file ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InputFileError(str(path), f"not valid UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+        offset = exc.start + (len(_BOM) if data.startswith(_BOM) else 0)
+        raise InputFileError(location, f"not valid UTF-8 text (byte 0x{data[offset]:02x} at offset {offset})") from None
+    if not text.strip():
+        raise InputFileError(location, "empty file")
+    return text
+
+
+def _target_records(path: Path, text: str, compat: bool) -> Iterator[tuple[str, str, int, str]]:
+    """``(id, sequence, line, reason)`` of each record in file order; ``reason`` is empty for a
+    usable record, else why the file's shape refuses it (``compat``: a short row is padded)."""
+    location = str(path)
+    if text.lstrip().startswith(">"):
+        record: list | None = None
+        for number, line in enumerate(text.splitlines(), start=1):
+            line = line.strip()
+            if line.startswith(">"):
+                if record is not None:
+                    yield tuple(record)
+                name = line[1:].split(None, 1)
+                record = [name[0] if name else f"line{number}", "", number, ""]
+            elif line and record is not None:
+                record[1] += line
+        if record is not None:
+            yield tuple(record)
+        return
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    start, width, id_at, seq_at = 1, 0, 0, 0
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            if compat or not width:
+                raise InputFileError(location, f"line {start}: CSV: {exc}") from None
+            yield "", "", start, f"CSV: {exc}"
+            start = reader.line_num + 1
+            continue
+        if not fields or (len(fields) == 1 and not fields[0].strip()):
+            start = reader.line_num + 1
+            continue
+        if not width:
+            columns = [c.strip().lower() for c in fields]
+            seq_name = next((c for c in ("sequence", "protein") if c in columns), None)
+            if "id" not in columns or seq_name is None:
+                found = ", ".join(c.strip() for c in fields)
+                raise InputFileError(location, f"expected FASTA, or CSV columns 'id' and 'sequence' (found: {_shown(found)})")
+            width, id_at, seq_at = len(fields), columns.index("id"), columns.index(seq_name)
+        elif len(fields) != width and not (compat and len(fields) < width):
+            if compat:
+                raise InputFileError(location, f"line {start}: fields: {len(fields)}, the header has {width}")
+            ident = fields[id_at].strip() if id_at < len(fields) else ""
+            yield ident, fields[seq_at] if seq_at < len(fields) else "", start, f"fields: {len(fields)}, the header has {width}"
+        else:
+            fields += [""] * (width - len(fields))
+            yield fields[id_at], fields[seq_at], start, ""
+        start = reader.line_num + 1
 
 
 def read_targets(path: str | Path) -> pd.DataFrame:
     """Targets as columns ``id``, ``sequence``, ``line``: FASTA (``>id description`` then sequence
-    lines) or a CSV with ``id`` and ``sequence`` (or ``Protein``) columns."""
+    lines) or a CSV with ``id`` and ``sequence`` (or ``Protein``) columns.
+
+    As `read_library` for molecules, every record is passed on for the caller's checks (a short
+    CSV row padded with empty cells); a CSV row with more fields than the header makes the file an
+    :class:`InputFileError` naming its line. `read_checked_targets` refuses rows one by one instead.
+    """
     path = Path(path)
-    text = _text(path)
-    if text.lstrip().startswith(">"):
-        rows: list[list] = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            line = line.strip()
-            if line.startswith(">"):
-                name = line[1:].split(None, 1)
-                rows.append([name[0] if name else f"line{number}", "", number])
-            elif line and rows:
-                rows[-1][1] += line
-        table = pd.DataFrame(rows, columns=["id", "sequence", "line"])
-    else:
-        raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-        columns = {c.lower(): c for c in raw.columns}
-        seq = columns.get("sequence") or columns.get("protein")
-        if "id" not in columns or seq is None:
-            raise InputFileError(str(path), f"expected FASTA, or CSV columns 'id' and 'sequence' (found: {', '.join(raw.columns)})")
-        table = pd.DataFrame({"id": raw[columns["id"]], "sequence": raw[seq], "line": range(2, len(raw) + 2)})
-    if table.empty:
+    rows = [(ident, sequence, line) for ident, sequence, line, _ in _target_records(path, _text(path), compat=True)]
+    if not rows:
         raise InputFileError(str(path), "no sequences")
-    return table
+    return _target_table(rows, TARGET_COLUMNS)
+
+
+def read_checked_targets(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The usable targets (``id``, ``sequence``, ``line``) and the refused ones (with ``reason``) of a
+    FASTA or CSV file, each refused record with its line, as the library stream refuses rows.
+
+    A record is refused for a CSV row whose field count differs from the header's, an empty id, an
+    id already used on an earlier (kept) record, or a sequence the input rules refuse
+    (`data.rules.protein_refusal`). A file without any record is an :class:`InputFileError`.
+    """
+    path = Path(path)
+    kept: list[tuple[str, str, int]] = []
+    refused: list[tuple[str, str, int, str]] = []
+    seen: set[str] = set()
+    for ident, sequence, line, reason in _target_records(path, _text(path), compat=False):
+        ident, sequence = ident.strip(), sequence.strip()
+        if not reason:
+            refusal = protein_refusal(sequence)
+            reason = (
+                "id: empty" if not ident
+                else f"id: {ident!r} already used on an earlier record" if ident in seen
+                else str(refusal) if refusal is not None
+                else ""
+            )
+        if reason:
+            refused.append((ident, sequence, line, reason))
+        else:
+            seen.add(ident)
+            kept.append((ident, sequence, line))
+    if not kept and not refused:
+        raise InputFileError(str(path), "no sequences")
+    return _target_table(kept, TARGET_COLUMNS), _target_table(refused, TARGET_REFUSED_COLUMNS)
+
+
+def _target_table(rows: list[tuple], columns: tuple[str, ...]) -> pd.DataFrame:
+    values = list(zip(*rows)) or [[]] * len(columns)
+    return pd.DataFrame({
+        name: np.asarray(column, dtype=np.int64) if name == "line" else pd.Series(column, dtype=object)
+        for name, column in zip(columns, values)
+    })

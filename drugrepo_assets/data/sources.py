@@ -3,16 +3,22 @@
 Every reader returns the raw table as strings (nothing coerced, empty cells are ``""``) with the
 required columns ``SMILES``, ``Protein``, ``Y`` plus ``source_file`` and ``source_row`` so that every
 row can be traced back to its file. Any problem with a file is an :class:`InputFileError`.
+
+The readers' limits against hostile files live here, for these readers and those of
+``data/library.py`` alike: ``MAX_LINE_BYTES``, ``MAX_GZIP_RATIO`` with ``GZIP_ALLOWANCE_BYTES``,
+``MAX_TARGETS_BYTES`` and ``_MAX_HTTP_DEPTH``.
 """
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
 import re
 from html.parser import HTMLParser
 from importlib import resources
 from pathlib import Path
+from typing import IO, Sequence
 from urllib.parse import unquote, urljoin, urlparse
 
 import pandas as pd
@@ -20,10 +26,15 @@ import pandas as pd
 __all__ = [
     "DATASETS",
     "DATA_SUFFIXES",
+    "GZIP_ALLOWANCE_BYTES",
+    "MAX_GZIP_RATIO",
+    "MAX_LINE_BYTES",
+    "MAX_TARGETS_BYTES",
     "REQUIRED_COLUMNS",
     "InputFileError",
     "bundled_root",
     "dataset_location",
+    "gunzip_stream",
     "is_data_file",
     "read_source",
     "read_table",
@@ -36,6 +47,17 @@ DATA_SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz", ".parquet", ".pq")
 HTTP_TIMEOUT_S = 60.0
 _MAX_HTTP_DEPTH = 8
 _SUFFIX_TEXT = ", ".join(DATA_SUFFIXES)
+_BLOCK_BYTES = 1 << 20
+
+MAX_LINE_BYTES = 1 << 20
+"""A longer text line of a library is refused unread: only its first bytes are kept, to show."""
+MAX_GZIP_RATIO = 100
+"""A gzip input may decompress to at most this many times the compressed bytes read so far (plus
+``GZIP_ALLOWANCE_BYTES``): real tables and libraries compress 2-10 times, a gzip bomb ~1,000 times."""
+GZIP_ALLOWANCE_BYTES = 64 << 20
+"""Decompressed bytes any gzip input may reach whatever its ratio (small, very repetitive files)."""
+MAX_TARGETS_BYTES = 64 << 20
+"""A targets file (FASTA or CSV) is read whole: a larger one is refused (1,600 sequences of 40,000 letters)."""
 
 
 class InputFileError(Exception):
@@ -45,6 +67,74 @@ class InputFileError(Exception):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+class _Counted:
+    """A binary stream that counts the bytes read from it (the compressed side of a gzip stream)."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.count += len(data)
+        return data
+
+
+class _GunzipStream(io.RawIOBase):
+    """Gzip decompression that stops with an :class:`InputFileError` past the ratio cap (a gzip bomb)."""
+
+    def __init__(self, raw: IO[bytes], location: str) -> None:
+        super().__init__()
+        self._counted = _Counted(raw)
+        self._gzip = gzip.GzipFile(fileobj=self._counted, mode="rb")
+        self._location = location
+        self._out = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            return b"".join(iter(lambda: self.read(_BLOCK_BYTES), b""))
+        data = self._gzip.read(min(size, _BLOCK_BYTES))
+        self._out += len(data)
+        if self._out > MAX_GZIP_RATIO * self._counted.count + GZIP_ALLOWANCE_BYTES:
+            raise InputFileError(
+                self._location,
+                f"gzip data expands more than {MAX_GZIP_RATIO} times (over {self._out:,} bytes from "
+                f"{self._counted.count:,}): refused as a gzip bomb",
+            )
+        return data
+
+    def readinto(self, buffer: bytearray) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._gzip.close()
+        super().close()
+
+
+def gunzip_stream(raw: IO[bytes], location: str) -> IO[bytes]:
+    """``raw`` gzip-decompressed as it is read, refused as a gzip bomb past ``MAX_GZIP_RATIO`` (see there).
+
+    Errors of the gzip data itself are those of :mod:`gzip` (``BadGzipFile``, ``EOFError``, ``zlib.error``).
+    """
+    return _GunzipStream(raw, location)
+
+
+def _gunzip(location: str, data: bytes) -> bytes:
+    """``data`` decompressed under the gzip cap; a corrupt or cut file is an :class:`InputFileError`."""
+    import zlib
+
+    try:
+        with gunzip_stream(io.BytesIO(data), location) as stream:
+            return stream.read()
+    except (OSError, EOFError, zlib.error):
+        raise InputFileError(location, "not a valid gzip file") from None
 
 
 def bundled_root() -> Path:
@@ -69,10 +159,18 @@ def is_data_file(name: str) -> bool:
     return any(lowered.endswith(s) for s in DATA_SUFFIXES)
 
 
-def read_table(location: str, *, s3_endpoint_url: str | None = None) -> pd.DataFrame:
+def read_table(
+    location: str,
+    *,
+    s3_endpoint_url: str | None = None,
+    required: Sequence[str] = REQUIRED_COLUMNS,
+    keep_order: bool = False,
+) -> pd.DataFrame:
     """Read one CSV or Parquet file (local path, http(s) URL or ``s3://bucket/key``) as strings.
 
     Adds ``source_file`` (the location) and ``source_row`` (1-based data row, header not counted).
+    ``required``: the columns the file must have; they come first unless ``keep_order`` keeps the
+    file's own column order.
     """
     location = str(location)
     kind = _kind(location)
@@ -80,9 +178,7 @@ def read_table(location: str, *, s3_endpoint_url: str | None = None) -> pd.DataF
     if kind == "http":
         name = urlparse(location).path
         _check_suffix(location, name)
-        response = _http_get(location)
-        data = response.content
-        decoded = "gzip" in response.headers.get("Content-Encoding", "").lower()
+        data, decoded = _http_body(location)
     elif kind == "s3":
         name = location
         _check_suffix(location, name)
@@ -95,31 +191,40 @@ def read_table(location: str, *, s3_endpoint_url: str | None = None) -> pd.DataF
         if path.exists():
             _check_suffix(location, name)
         data = _local_bytes(location, path)
-    return _parse(location, name, data, source_file=location, gzip_decoded=decoded)
+    return _parse(location, name, data, source_file=location, gzip_decoded=decoded, required=required, keep_order=keep_order)
 
 
-def read_source(location: str, *, s3_endpoint_url: str | None = None) -> pd.DataFrame:
+def read_source(
+    location: str,
+    *,
+    s3_endpoint_url: str | None = None,
+    required: Sequence[str] = REQUIRED_COLUMNS,
+    keep_order: bool = False,
+) -> pd.DataFrame:
     """Read a file, a local folder, an http(s) file or folder index, or an S3 key or prefix.
 
     Folders and prefixes are read recursively in sorted relative-path order; ``source_file`` is
-    then the path relative to the folder (e.g. ``random/train.csv``).
+    then the path relative to the folder (e.g. ``random/train.csv``). ``required`` and
+    ``keep_order`` as for :func:`read_table`; each file must have the required columns.
     """
     location = str(location)
     kind = _kind(location)
+    options = {"required": tuple(required), "keep_order": keep_order}
     if kind == "s3":
         _bucket, key = _split_s3(location)
         if key and not key.endswith("/") and is_data_file(key):
-            return read_table(location, s3_endpoint_url=s3_endpoint_url)
+            return read_table(location, s3_endpoint_url=s3_endpoint_url, **options)
         members = _s3_members(location, s3_endpoint_url)
         return _concat(
             location,
-            [(rel, read_table(uri, s3_endpoint_url=s3_endpoint_url)) for rel, uri in members],
+            [(rel, read_table(uri, s3_endpoint_url=s3_endpoint_url, **options)) for rel, uri in members],
+            **options,
         )
     if kind == "http":
         if is_data_file(urlparse(location).path):
-            return read_table(location)
+            return read_table(location, **options)
         members = _http_members(location)
-        return _concat(location, [(rel, read_table(url)) for rel, url in members])
+        return _concat(location, [(rel, read_table(url, **options)) for rel, url in members], **options)
     path = _local_path(location)
     if path.is_dir():
         files = sorted(
@@ -129,8 +234,8 @@ def read_source(location: str, *, s3_endpoint_url: str | None = None) -> pd.Data
         )
         if not files:
             raise InputFileError(location, f"folder holds no data files ({_SUFFIX_TEXT})")
-        return _concat(location, [(rel, read_table(str(p))) for rel, p in files])
-    return read_table(location)
+        return _concat(location, [(rel, read_table(str(p), **options)) for rel, p in files], **options)
+    return read_table(location, **options)
 
 
 def _kind(location: str) -> str:
@@ -167,17 +272,37 @@ def _local_bytes(location: str, path: Path) -> bytes:
         raise InputFileError(location, f"cannot read file ({exc.strerror or exc})") from None
 
 
-def _http_get(url: str):
+def _http_get(url: str, stream: bool = False):
     import requests
 
     try:
-        response = requests.get(url, timeout=HTTP_TIMEOUT_S)
+        response = requests.get(url, timeout=HTTP_TIMEOUT_S, stream=stream)
     except requests.RequestException as exc:
         raise InputFileError(url, f"cannot download ({type(exc).__name__})") from None
     if response.status_code >= 400:
+        response.close()
         reason = f" {response.reason}" if response.reason else ""
         raise InputFileError(url, f"HTTP error {response.status_code}{reason}")
     return response
+
+
+def _http_body(url: str) -> tuple[bytes, bool]:
+    """The body of a GET and whether a ``Content-Encoding: gzip`` was undone (under the gzip cap)."""
+    import requests
+    import urllib3.exceptions
+
+    response = _http_get(url, stream=True)
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    try:
+        with response:
+            data = response.raw.read(decode_content=False)
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        raise InputFileError(url, f"cannot download ({type(exc).__name__})") from None
+    if encoding in ("", "identity"):
+        return data, False
+    if encoding in ("gzip", "x-gzip"):
+        return _gunzip(url, data), True
+    raise InputFileError(url, f"unsupported Content-Encoding {encoding!r} (expected gzip or none)")
 
 
 class _LinkParser(HTMLParser):
@@ -195,7 +320,7 @@ class _LinkParser(HTMLParser):
 def _http_members(location: str) -> list[tuple[str, str]]:
     base = location if location.endswith("/") else location + "/"
     found: dict[str, str] = {}
-    _http_walk(location, base, base, found, depth=0)
+    _http_walk(location, base, base, found, visited=set(), depth=0)
     if not found:
         raise InputFileError(
             location, f"no data files ({_SUFFIX_TEXT}) listed in the folder index at this URL"
@@ -203,7 +328,10 @@ def _http_members(location: str) -> list[tuple[str, str]]:
     return sorted(found.items())
 
 
-def _http_walk(location: str, base: str, folder: str, found: dict[str, str], depth: int) -> None:
+def _http_walk(location: str, base: str, folder: str, found: dict[str, str], visited: set[str], depth: int) -> None:
+    """Collect the data files of an HTML folder index: only links strictly below ``folder`` are
+    followed (never ``../`` or an absolute link elsewhere), each folder fetched at most once."""
+    visited.add(folder)
     response = _http_get(folder)
     if "html" not in response.headers.get("Content-Type", "").lower():
         raise InputFileError(
@@ -214,13 +342,16 @@ def _http_walk(location: str, base: str, folder: str, found: dict[str, str], dep
     parser.feed(response.text)
     for link in parser.links:
         target = urljoin(folder, link).split("#", 1)[0].split("?", 1)[0]
-        if not target.startswith(base) or target == folder:
+        if not target.startswith(folder) or target == folder or target in visited:
             continue
         rel = unquote(target[len(base):])
+        if any(part in ("", ".", "..") for part in rel.rstrip("/").split("/")):
+            continue
         if target.endswith("/"):
             if depth < _MAX_HTTP_DEPTH and not _hidden(Path(rel)):
-                _http_walk(location, base, target, found, depth + 1)
+                _http_walk(location, base, target, found, visited, depth + 1)
         elif is_data_file(rel) and not _hidden(Path(rel)):
+            visited.add(target)
             found[rel] = target
 
 
@@ -290,16 +421,20 @@ def _s3_members(uri: str, endpoint_url: str | None) -> list[tuple[str, str]]:
     return sorted(members)
 
 
-def _concat(location: str, parts: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
+def _concat(
+    location: str, parts: list[tuple[str, pd.DataFrame]], required: Sequence[str] = REQUIRED_COLUMNS, keep_order: bool = False
+) -> pd.DataFrame:
     frames = []
     for rel, frame in parts:
         frame["source_file"] = rel
         frames.append(frame)
     table = pd.concat(frames, ignore_index=True, sort=False)
-    extras = [c for c in table.columns if c not in (*REQUIRED_COLUMNS, "source_file", "source_row")]
+    extras = [c for c in table.columns if c not in (*required, "source_file", "source_row")]
     for column in extras:
         table[column] = table[column].fillna("")
-    return table[[*REQUIRED_COLUMNS, *extras, "source_file", "source_row"]]
+    if keep_order:
+        return table[[*[c for c in table.columns if c not in ("source_file", "source_row")], "source_file", "source_row"]]
+    return table[[*required, *extras, "source_file", "source_row"]]
 
 
 def _check_suffix(location: str, name: str) -> None:
@@ -308,23 +443,27 @@ def _check_suffix(location: str, name: str) -> None:
 
 
 def _parse(
-    location: str, name: str, data: bytes, *, source_file: str, gzip_decoded: bool = False
+    location: str,
+    name: str,
+    data: bytes,
+    *,
+    source_file: str,
+    gzip_decoded: bool = False,
+    required: Sequence[str] = REQUIRED_COLUMNS,
+    keep_order: bool = False,
 ) -> pd.DataFrame:
     lowered = name.lower()
     if not data:
         raise InputFileError(location, "empty file")
     if lowered.endswith(".csv.gz") and not (gzip_decoded and not data.startswith(b"\x1f\x8b")):
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError):
-            raise InputFileError(location, "not a valid gzip file") from None
+        data = _gunzip(location, data)
         if not data:
             raise InputFileError(location, "empty file")
     if lowered.endswith((".parquet", ".pq")):
         table = _parse_parquet(location, data)
     else:
         table = _parse_csv(location, data)
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    missing = [c for c in required if c not in table.columns]
     if missing:
         found = ", ".join(str(c) for c in table.columns) or "no columns"
         names = ", ".join(repr(c) for c in missing)
@@ -332,8 +471,10 @@ def _parse(
         raise InputFileError(location, f"missing {label} {names} (found: {found})")
     if len(table) == 0:
         raise InputFileError(location, "no data rows (only a header)")
-    extras = [c for c in table.columns if c not in (*REQUIRED_COLUMNS, "source_file", "source_row")]
-    table = table[[*REQUIRED_COLUMNS, *extras]].copy()
+    if not keep_order:
+        extras = [c for c in table.columns if c not in (*required, "source_file", "source_row")]
+        table = table[[*required, *extras]]
+    table = table.copy()
     table["source_file"] = source_file
     table["source_row"] = pd.RangeIndex(1, len(table) + 1).to_numpy(dtype="int64")
     return table.reset_index(drop=True)
@@ -358,8 +499,30 @@ def _parse_csv(location: str, data: bytes) -> pd.DataFrame:
         )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
         detail = re.sub(r"\s+", " ", str(exc)).strip().rstrip(".")
+        if "Expected" in detail and "fields" in detail:
+            detail = _wide_row(text) or detail
         raise InputFileError(location, f"cannot parse CSV ({detail})") from None
+    if not isinstance(table.index, pd.RangeIndex):
+        # pandas took the first column for an index: the rows have more fields than the header.
+        raise InputFileError(location, f"cannot parse CSV ({_wide_row(text) or 'more fields than the header'})")
     return table.fillna("")
+
+
+def _wide_row(text: str) -> str | None:
+    """``line N: K fields, the header has H`` for the first record wider than the header, if any."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    width, start = None, 1
+    try:
+        for record in reader:
+            if record:
+                if width is None:
+                    width = len(record)
+                elif len(record) > width:
+                    return f"line {start}: {len(record)} fields, the header has {width}"
+            start = reader.line_num + 1
+    except csv.Error:
+        return None
+    return None
 
 
 def _parse_parquet(location: str, data: bytes) -> pd.DataFrame:

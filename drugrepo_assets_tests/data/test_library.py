@@ -412,3 +412,179 @@ def test_read_library_refuses_a_folder(library_folder: Path) -> None:
     with pytest.raises(InputFileError) as info:
         read_library(library_folder)
     assert str(info.value) == f"{library_folder}: is a folder, not a file"
+
+
+# --- byte-order marks, gzip bombs, row counts ---------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["bom.smi", "bom.csv", "bom.smi.gz"])
+def test_a_bom_only_file_is_an_empty_library(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    data = b"\xef\xbb\xbf"
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    assert list(iter_library(str(path))) == []
+    with pytest.raises(InputFileError) as info:
+        read_library(path)
+    assert str(info.value) == f"{path}: no molecules"
+
+
+def test_a_bom_before_a_first_row_or_comment_is_skipped(tmp_path: Path) -> None:
+    row = tmp_path / "row.smi"
+    row.write_bytes(b"\xef\xbb\xbfCCO m1\n")
+    comment = tmp_path / "comment.smi"
+    comment.write_bytes(b"\xef\xbb\xbf# exported\r\nCCN m2\r\n")
+    assert _rows(list(iter_library(str(row)))) == [("m1", "CCO", str(row), 1)]
+    assert _rows(list(iter_library(str(comment)))) == [("m2", "CCN", str(comment), 2)]
+
+
+def _bomb(path: Path, megabytes: int, byte: bytes = b"C") -> Path:
+    """A gzip file of ``megabytes`` MiB of one repeated byte (~1,000 times smaller), written block by block."""
+    import zlib
+
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    block = byte * (1 << 20)
+    with open(path, "wb") as handle:
+        for _ in range(megabytes):
+            handle.write(packer.compress(block))
+        handle.write(packer.flush())
+    return path
+
+
+def test_a_gzip_bomb_is_refused_naming_it_without_reading_it_all(tmp_path: Path) -> None:
+    from drugrepo_assets.data.library import count_rows
+    from drugrepo_assets.data.sources import GZIP_ALLOWANCE_BYTES, MAX_GZIP_RATIO
+
+    bomb = _bomb(tmp_path / "bomb.smi.gz", 400)
+    assert bomb.stat().st_size * MAX_GZIP_RATIO + GZIP_ALLOWANCE_BYTES < 400 << 20
+    tracemalloc.start()
+    try:
+        message = _error(str(bomb))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert message.startswith(f"{bomb}: gzip data expands more than {MAX_GZIP_RATIO} times")
+    assert "gzip bomb" in message
+    assert peak < 16 << 20, f"peak {peak} bytes while refusing a gzip bomb"
+    with pytest.raises(InputFileError) as info:
+        count_rows(str(bomb))
+    assert info.value.path == str(bomb) and "gzip bomb" in info.value.problem
+    with pytest.raises(InputFileError) as info:
+        read_library(bomb)
+    assert info.value.path == str(bomb) and "gzip bomb" in info.value.problem
+
+
+def test_a_large_ordinary_gzip_file_is_read_whole(tmp_path: Path) -> None:
+    path = tmp_path / "real.smi.gz"
+    lines = [f"{'C' * (1 + i % 40)}{'O' * (i % 7)} mol{i}\n" for i in range(200_000)]
+    path.write_bytes(gzip.compress("".join(lines).encode()))
+    chunks = list(iter_library(str(path), chunk_rows=50_000))
+    assert sum(len(c.rows) for c in chunks) == 200_000 and not any(len(c.rejected) for c in chunks)
+
+
+def test_count_rows_names_a_file_it_cannot_read(tmp_path: Path) -> None:
+    from drugrepo_assets.data.library import count_rows
+
+    (tmp_path / "a.smi").write_bytes(b"CCO a\nCCN b\n")
+    assert count_rows(str(tmp_path)) == 2
+    (tmp_path / "b.smi.gz").write_bytes(b"not gzip")
+    with pytest.raises(InputFileError) as info:
+        count_rows(str(tmp_path))
+    assert info.value.path == str(tmp_path / "b.smi.gz") and info.value.problem.startswith("not a valid gzip file")
+    (tmp_path / "b.smi.gz").unlink()
+    (tmp_path / "c.parquet").write_bytes(b"PAR1 not parquet")
+    with pytest.raises(InputFileError) as info:
+        count_rows(str(tmp_path))
+    assert info.value.path == str(tmp_path / "c.parquet") and info.value.problem.startswith("not a valid Parquet file")
+
+
+# --- targets --------------------------------------------------------------------------------------
+
+
+def test_read_targets_fasta_and_csv_shapes(tmp_path: Path) -> None:
+    from drugrepo_assets.data.library import read_targets
+
+    fasta = tmp_path / "t.fasta"
+    fasta.write_bytes(b"\xef\xbb\xbf\n>P1 kinase\r\nMKV\r\nLLA\r\n>\r\nGGG\n>P1 again\nAAA\n")
+    assert read_targets(fasta).values.tolist() == [["P1", "MKVLLA", 2], ["line5", "GGG", 5], ["P1", "AAA", 7]]
+    table = tmp_path / "t.csv"
+    table.write_bytes(b'\xef\xbb\xbfID,Protein\r\nP1,MKV\r\n\r\n"P2","MK\nV"\r\nP3\r\n')
+    read = read_targets(table)
+    assert read.values.tolist() == [["P1", "MKV", 2], ["P2", "MK\nV", 4], ["P3", "", 6]]  # a short row is padded
+    assert list(read.columns) == ["id", "sequence", "line"] and read["line"].dtype == "int64"
+
+
+@pytest.mark.parametrize(
+    "name, content, problem",
+    [
+        ("wide.csv", b"id,sequence\nP1,MKV\nP2,MKV,extra\n", "line 3: fields: 3, the header has 2"),
+        ("quote.csv", b'id,sequence\nP1,"MKV\n', "line 2: CSV: unexpected end of data"),
+        ("empty.fasta", b"", "empty file"),
+        ("blank.fasta", b"\xef\xbb\xbf \r\n\n", "empty file"),
+        ("latin1.csv", b"id,sequence\nP1,MK\xe9\n", "not valid UTF-8 text (byte 0xe9 at offset 17)"),
+        ("header.csv", b"id,sequence\n", "no sequences"),
+        ("other.csv", b"name,seq\nP1,MKV\n", "expected FASTA, or CSV columns 'id' and 'sequence' (found: name, seq)"),
+        ("missing.fasta", None, "file not found"),
+    ],
+)
+def test_read_targets_refuses_unusable_files(tmp_path: Path, name: str, content: bytes | None, problem: str) -> None:
+    from drugrepo_assets.data.library import read_checked_targets, read_targets
+
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    for reader in (read_targets, read_checked_targets):
+        if reader is read_checked_targets and name in ("wide.csv", "quote.csv"):
+            continue  # refused row by row there
+        with pytest.raises(InputFileError) as info:
+            reader(path)
+        assert (info.value.path, info.value.problem) == (str(path), problem)
+
+
+def test_read_targets_refuses_a_folder_and_an_oversized_file(tmp_path: Path) -> None:
+    from drugrepo_assets.data.library import read_targets
+    from drugrepo_assets.data.sources import MAX_TARGETS_BYTES
+
+    with pytest.raises(InputFileError) as info:
+        read_targets(tmp_path)
+    assert str(info.value) == f"{tmp_path}: is a folder, not a file"
+    huge = tmp_path / "huge.fasta"
+    with open(huge, "wb") as handle:  # sparse: the size is refused before a byte is read
+        handle.truncate(MAX_TARGETS_BYTES + 1)
+    with pytest.raises(InputFileError) as info:
+        read_targets(huge)
+    assert info.value.problem == f"{MAX_TARGETS_BYTES + 1:,} bytes, more than the limit of {MAX_TARGETS_BYTES:,} for a targets file"
+
+
+def test_read_checked_targets_refuses_records_one_by_one(tmp_path: Path) -> None:
+    from drugrepo_assets.data.library import read_checked_targets
+
+    table = tmp_path / "t.csv"
+    table.write_text("id,sequence\nP1,MKV\nP2,MKJ\nP2,AAA\nP1,GGG\n,MKV\nP3,MKV,x\nP4\n p5 , mkv \n")
+    kept, refused = read_checked_targets(table)
+    assert kept.values.tolist() == [["P1", "MKV", 2], ["P2", "AAA", 4], ["p5", "mkv", 9]]
+    assert refused[["id", "line"]].values.tolist() == [["P2", 3], ["P1", 5], ["", 6], ["P3", 7], ["P4", 8]]
+    reasons = refused["reason"].tolist()
+    assert reasons[0].startswith("Protein: ") and "'J'" in reasons[0]
+    assert reasons[1:] == [
+        "id: 'P1' already used on an earlier record", "id: empty", "fields: 3, the header has 2", "fields: 1, the header has 2",
+    ]
+    fasta = tmp_path / "t.fasta"
+    fasta.write_text(">T0 first\nMKV\n>T0 again\nAAA\n>T1\n\n")
+    kept, refused = read_checked_targets(fasta)
+    assert kept.values.tolist() == [["T0", "MKV", 1]]
+    assert refused[["id", "line"]].values.tolist() == [["T0", 3], ["T1", 5]]
+    assert refused["reason"].iat[0] == "id: 'T0' already used on an earlier record"
+    assert refused["reason"].iat[1].startswith("Protein: ") and "empty" in refused["reason"].iat[1]
+
+
+def test_read_checked_targets_refuses_a_quoting_error_and_reads_on(tmp_path: Path) -> None:
+    from drugrepo_assets.data.library import read_checked_targets, read_targets
+
+    path = tmp_path / "t.csv"
+    path.write_bytes(b'id,sequence\nP1,"MK"V\nP2,AAA\n')
+    kept, refused = read_checked_targets(path)
+    assert kept.values.tolist() == [["P2", "AAA", 3]]
+    assert refused[["line", "reason"]].values.tolist() == [[2, "CSV: ',' expected after '\"'"]]
+    with pytest.raises(InputFileError) as info:
+        read_targets(path)
+    assert info.value.problem == "line 2: CSV: ',' expected after '\"'"

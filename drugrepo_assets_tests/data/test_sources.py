@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
+from typing import Iterator, NamedTuple
 
 import pandas as pd
 import pyarrow as pa
@@ -322,3 +323,150 @@ def test_s3_errors(s3_bucket: S3Bucket) -> None:
     assert str(_error(no_bucket, s3_endpoint_url=endpoint)) == f"{no_bucket}: no such S3 bucket"
     empty = f"s3://{bucket}/empty"
     assert str(_error(empty, s3_endpoint_url=endpoint)) == f"s3://{bucket}/empty/x.csv: empty file"
+
+
+# --- hostile inputs: ragged rows, gzip bombs, folder indexes that link back up ------------------------
+
+
+def test_rows_one_field_wider_than_the_header_are_refused_not_shifted(tmp_path: Path) -> None:
+    path = tmp_path / "wide.csv"
+    path.write_text("SMILES,Protein,Y\nCCO,MKV,1,x\nCCN,MKV,0,y\n", encoding="utf-8")
+    assert str(_error(str(path))) == f"{path}: cannot parse CSV (line 2: 4 fields, the header has 3)"
+    later = tmp_path / "later.csv"
+    later.write_text('SMILES,Protein,Y\nCCO,MKV,1\n"C\nC",MKV,1\nCCN,MKV,0,y,z\n', encoding="utf-8")
+    assert str(_error(str(later))) == f"{later}: cannot parse CSV (line 5: 5 fields, the header has 3)"
+
+
+def test_required_columns_and_the_files_own_order(tmp_path: Path) -> None:
+    path = tmp_path / "pairs.csv"
+    path.write_text("name,smi,prot\nm1,CCO,MKV\n", encoding="utf-8")
+    kept = read_source(str(path), required=("smi", "prot"), keep_order=True)
+    assert list(kept.columns) == ["name", "smi", "prot", "source_file", "source_row"]
+    moved = read_source(str(path), required=("smi", "prot"))
+    assert list(moved.columns) == ["smi", "prot", "name", "source_file", "source_row"]
+    assert str(_error(str(path), required=("SMILES",))) == f"{path}: missing column 'SMILES' (found: name, smi, prot)"
+
+
+def _gzip_bomb(megabytes: int) -> bytes:
+    """gzip of ``megabytes`` MiB of commas (~1,000 times smaller), compressed block by block."""
+    import zlib
+
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    block = b"," * (1 << 20)
+    return b"".join([*(packer.compress(block) for _ in range(megabytes)), packer.flush()])
+
+
+def test_a_gzip_bomb_is_refused_naming_it_without_holding_it(tmp_path: Path) -> None:
+    import tracemalloc
+
+    from drugrepo_assets.data.sources import GZIP_ALLOWANCE_BYTES, MAX_GZIP_RATIO
+
+    path = tmp_path / "bomb.csv.gz"
+    path.write_bytes(_gzip_bomb(400))
+    assert path.stat().st_size * MAX_GZIP_RATIO + GZIP_ALLOWANCE_BYTES < 400 << 20
+    tracemalloc.start()
+    try:
+        error = _error(str(path))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert error.path == str(path)
+    assert error.problem.startswith(f"gzip data expands more than {MAX_GZIP_RATIO} times") and "gzip bomb" in error.problem
+    assert peak < GZIP_ALLOWANCE_BYTES + (32 << 20), f"peak {peak} bytes while refusing a gzip bomb"
+
+
+class _Listing(NamedTuple):
+    url: str
+    requests: list[str]
+
+
+@pytest.fixture
+def apache_folder(tmp_path: Path) -> Iterator[_Listing]:
+    """A real http server whose folder indexes link to the parent ("../", "/") and to sort orders
+    ("?C=N;O=D"), as Apache's and nginx's do; every request path is recorded."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    root = tmp_path / "www"
+    requests: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            requests.append(self.path)
+            target = root / self.path.split("?", 1)[0].lstrip("/")
+            if target.is_dir():
+                names = sorted(p.name + ("/" if p.is_dir() else "") for p in target.iterdir())
+                links = ["../", "/", "?C=N;O=D", "?C=M;O=A", *names, *(f"{self.path.rstrip('/')}/{n}" for n in names)]
+                body = "".join(f'<a href="{link}">{link}</a>\n' for link in links).encode()
+                kind = "text/html"
+            elif target.is_file():
+                body, kind = target.read_bytes(), "text/csv"
+            else:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield _Listing(f"http://127.0.0.1:{server.server_address[1]}/", requests)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_an_http_folder_index_is_walked_downward_once(apache_folder: _Listing, tmp_path: Path) -> None:
+    root = tmp_path / "www"
+    for i in range(6):
+        write_csv(root / "human" / f"part{i}" / "train.csv", HUMAN[i % 3 : i % 3 + 1])
+    write_csv(root / "other.csv", BIOSNAP)  # beside the folder: never read
+    table = read_source(apache_folder.url + "human/")
+    assert list(table["source_file"]) == [f"part{i}/train.csv" for i in range(6)]
+    assert _rows(table) == [HUMAN[i % 3] for i in range(6)]
+    assert len(apache_folder.requests) == 13  # 7 folder indexes and 6 files
+    assert len(set(apache_folder.requests)) == 13
+    assert all(r.startswith("/human/") for r in apache_folder.requests)
+
+
+def test_http_content_encoding_is_undone_under_the_gzip_cap(tmp_path: Path) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    plain = write_csv(tmp_path / "p.csv", HUMAN).read_bytes()
+    bodies = {"/ok.csv": (gzip.compress(plain), "gzip"), "/bomb.csv": (_gzip_bomb(400), "gzip"), "/br.csv": (b"x", "br")}
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            body, encoding = bodies[self.path]
+            self.send_response(200)
+            self.send_header("Content-Type", "text/csv")
+            self.send_header("Content-Encoding", encoding)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert _rows(read_source(base + "/ok.csv")) == HUMAN
+        bomb = _error(base + "/bomb.csv")
+        assert bomb.path == base + "/bomb.csv" and "gzip bomb" in bomb.problem
+        assert str(_error(base + "/br.csv")) == f"{base}/br.csv: unsupported Content-Encoding 'br' (expected gzip or none)"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
