@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
+from urllib.parse import urlparse
 
 if TYPE_CHECKING:
     import pandas as pd
+    import torch
     from upath import UPath
 
     from drugrepo_assets.ml.model import DrugBAN
@@ -30,6 +33,91 @@ def _error(command: str, message: str) -> None:
     print(f"drugrepo {command}: error: {message}", file=sys.stderr)
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1 (a bad value is a usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    """An argparse type: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a number above 0")
+    return value
+
+
+def _out_problem(out: str, folder: bool) -> str | None:
+    """Why the output location ``out`` (a folder, else a file) cannot be written, or None.
+
+    Checked before any work, creating nothing: the nearest existing folder on the way must take a
+    new file. Remote locations (``s3://`` ...) are left to the writer.
+    """
+    scheme = urlparse(out).scheme.lower()
+    if len(scheme) > 1 and scheme != "file":
+        return None
+    path = Path(urlparse(out).path if scheme == "file" else out).expanduser()
+    if folder and path.exists() and not path.is_dir():
+        return "exists and is not a folder"
+    if not folder and path.is_dir():
+        return "is a folder; give a file name"
+    probe = path if folder else path.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        return f"cannot write in {probe} ({exc.strerror or exc})"
+    return None
+
+
+def _check_out(command: str, out: str, folder: bool) -> bool:
+    """True when ``out`` can be written; else one error line (the caller exits 2 before any work)."""
+    problem = _out_problem(out, folder)
+    if problem is not None:
+        _error(command, f"--out {out}: {problem}")
+    return problem is None
+
+
+def _device(command: str, name: str) -> "torch.device | None":
+    """The torch device ``--device`` names, or None after one error line (unknown name, no such GPU)."""
+    import torch
+
+    from drugrepo_assets.ml.train import resolve_device
+
+    try:
+        device = resolve_device(name)
+    except RuntimeError:
+        _error(command, f"--device {name}: not a device name (use auto, cpu, cuda or cuda:N)")
+        return None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if device.index is not None and device.index >= count or not count:
+            _error(command, f"--device {name}: no such CUDA device ({count} available)")
+            return None
+    elif device.type != "cpu":
+        _error(command, f"--device {name}: not supported (use auto, cpu, cuda or cuda:N)")
+        return None
+    return device
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first sentence of an exception's message (its first non-blank line), else its type's name."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0].split(". ", 1)[0].rstrip(".") if lines else type(exc).__name__
+
+
 def _resolve_input(text: str) -> str:
     if text.startswith(_BUNDLED_PREFIX):
         from drugrepo_assets.data.sources import dataset_location
@@ -45,6 +133,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from drugrepo_assets.data.sources import InputFileError, read_source
     from drugrepo_assets.data.validate import REASON_CODES, validate_pairs, write_result
 
+    if not _check_out("validate", args.out, folder=True):
+        return EXIT_BAD_INPUT
     try:
         location = _resolve_input(args.input)
         raw = read_source(location, s3_endpoint_url=args.s3_endpoint_url)
@@ -123,6 +213,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from drugrepo_assets.ml.train import TrainConfig, train
 
     out = Path(args.out)
+    if not _check_out("train", args.out, folder=True):
+        return EXIT_BAD_INPUT
+    if _device("train", args.device) is None:
+        return EXIT_BAD_INPUT
     try:
         if args.data:
             result = _read_pairs_for_training(args.data, "data")
@@ -144,9 +238,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         _error("train", str(exc))
         return EXIT_BAD_INPUT
     out.mkdir(parents=True, exist_ok=True)
-    for name, table in rejected.items():
-        if len(table):
+    for name in ("data", "train", "val", "test"):  # this run's refused rows only: none left from an earlier run
+        table = rejected.get(name)
+        if table is not None and len(table):
             table.to_parquet(out / f"{name}_rejected.parquet", index=False)
+        else:
+            (out / f"{name}_rejected.parquet").unlink(missing_ok=True)
     if args.max_train_pairs:
         parts["train"] = parts["train"].sample(n=min(args.max_train_pairs, len(parts["train"])), random_state=args.seed)
     for name in ("train", "val"):
@@ -204,15 +301,15 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--test", metavar="FILE", help="test pairs (with --train; optional)")
     parser.add_argument("--split", choices=("random", "cold_drug", "cold_target"), default="random")
     parser.add_argument("--out", required=True, metavar="DIR")
-    parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=5e-5)
-    parser.add_argument("--patience", type=int, default=20, help="epochs without validation gain before stopping")
+    parser.add_argument("--epochs", type=_positive_int, default=100)
+    parser.add_argument("--batch-size", type=_positive_int, default=64)
+    parser.add_argument("--lr", type=_positive_float, default=5e-5)
+    parser.add_argument("--patience", type=_positive_int, default=20, help="epochs without validation gain before stopping")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--max-train-pairs", type=int, default=None, help="train on a random subset of this size")
-    parser.add_argument("--max-minutes", type=float, default=None, help="stop at the first epoch end past this time")
+    parser.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
+    parser.add_argument("--max-train-pairs", type=_positive_int, default=None, help="train on a random subset of this size")
+    parser.add_argument("--max-minutes", type=_positive_float, default=None, help="stop at the first epoch end past this time")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
 
     def run(args: argparse.Namespace) -> int:
@@ -223,52 +320,82 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _checkpoint_problem(path: str) -> str | None:
+    """Why ``path`` cannot be a checkpoint from the file alone (missing, a folder, empty), or None."""
+    checkpoint = Path(path)
+    if checkpoint.is_dir():
+        return "is a folder, not a file"
+    if not checkpoint.exists():
+        return "file not found"
+    if checkpoint.stat().st_size == 0:
+        return "empty file (0 bytes), not a checkpoint"
+    return None
+
+
 def _load_model(command: str, path: str) -> DrugBAN | None:
-    """The checkpoint's model, or None after one error line (missing, corrupt or foreign file)."""
+    """The checkpoint's model, or None after one error line ``checkpoint PATH: why`` (missing,
+    empty, truncated, or not a DrugBAN checkpoint)."""
+    import pickle
+    import zipfile
+
     from drugrepo_assets.ml.model import load_checkpoint
 
-    try:
-        return load_checkpoint(path)[0]
-    except FileNotFoundError:
-        _error(command, f"{path}: file not found")
-    except Exception as exc:  # a corrupt or foreign file: one line, never a traceback
-        _error(command, f"{path}: cannot load checkpoint ({str(exc).splitlines()[0]})")
+    problem = _checkpoint_problem(path)
+    if problem is None:
+        try:
+            return load_checkpoint(path)[0]
+        except (EOFError, zipfile.BadZipFile) as exc:
+            problem = f"truncated or not a checkpoint ({_first_line(exc)})"
+        except pickle.UnpicklingError as exc:
+            problem = f"not a checkpoint ({_first_line(exc)})"
+        except OSError as exc:
+            problem = f"cannot read file ({exc.strerror or _first_line(exc)})"
+        except Exception as exc:  # torch and the model raise many types for a foreign file: one line, never a traceback
+            detail = _first_line(exc).removeprefix(f"{path}: ")
+            problem = ("truncated or not a checkpoint" if "zip archive" in detail else "not a DrugBAN checkpoint") + f" ({detail})"
+    _error(command, f"checkpoint {path}: {problem}")
     return None
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    """Score the pairs of a CSV with a checkpoint; the output keeps every input row and column."""
-    import pandas as pd
-
+    """Score the pairs of a CSV/Parquet file or folder with a checkpoint; the output keeps every input row and column."""
+    from drugrepo_assets.data.sources import InputFileError, read_source
     from drugrepo_assets.ml.predict import score_table
     from drugrepo_assets.ml.runtime import configure_cpu
-    from drugrepo_assets.ml.train import resolve_device
 
+    if not _check_out("predict", args.out, folder=False):
+        return EXIT_BAD_INPUT
+    device = _device("predict", args.device)
+    if device is None:
+        return EXIT_BAD_INPUT
     try:
-        table = pd.read_csv(args.pairs, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        _error("predict", f"{args.pairs}: file not found")
+        location = _resolve_input(args.pairs)
+        table = read_source(location, required=(args.smiles_col, args.protein_col), keep_order=True)
+    except InputFileError as exc:
+        _error("predict", str(exc))
         return EXIT_BAD_INPUT
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        _error("predict", f"{args.pairs}: cannot read CSV ({str(exc).splitlines()[0]})")
+    except ValueError as exc:
+        _error("predict", f"{args.pairs}: {exc}")
         return EXIT_BAD_INPUT
+    one_file = bool((table["source_file"] == location).all())
+    sources = table[["source_file", "source_row"]]
+    if one_file:  # the output is the input's own columns; a folder's rows keep their file and row
+        table = table.drop(columns=["source_file", "source_row"])
     model = _load_model("predict", args.checkpoint)
     if model is None:
         return EXIT_BAD_INPUT
     configure_cpu(args.threads)
-    device = resolve_device(args.device)
-    try:
-        scored = score_table(model.to(device), table, args.smiles_col, args.protein_col, args.batch_size, device)
-    except KeyError as exc:
-        _error("predict", f"{args.pairs}: {exc.args[0]}")
-        return EXIT_BAD_INPUT
+    scored = score_table(model.to(device), table, args.smiles_col, args.protein_col, args.batch_size, device)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     scored.table.to_csv(args.out, index=False)
     print(f"scored {len(table) - scored.n_failed} of {len(table)} pairs; wrote {args.out}")
     if scored.n_failed:
-        bad = scored.table[scored.table["error"] != ""]
+        bad = scored.table["error"].to_numpy() != ""
         print(f"{scored.n_failed} rows could not be scored (logit empty, reason in column 'error'):", file=sys.stderr)
-        for row, reason in list(zip(bad.index, bad["error"]))[:10]:
-            print(f"  {args.pairs}: row {row + 1}: {reason}", file=sys.stderr)
+        where = sources[bad]
+        for file, row, reason in list(zip(where["source_file"], where["source_row"], scored.table["error"][bad]))[:10]:
+            label = file if one_file else location.rstrip("/") + "/" + file
+            print(f"  {label}: row {row}: {reason}", file=sys.stderr)
         if scored.n_failed > 10:
             print(f"  ... and {scored.n_failed - 10} more", file=sys.stderr)
         if args.strict:
@@ -281,19 +408,21 @@ def _add_predict(subparsers: argparse._SubParsersAction) -> None:
         "predict",
         help="score (SMILES, protein) pairs with a checkpoint",
         description=(
-            "Score every row of --pairs with CKPT (a drugrepo checkpoint or a reference DrugBAN "
-            "state_dict). The output CSV keeps the input's rows, order and columns and adds logit, "
-            "score = sigmoid(logit) and error (why a row could not be scored; empty otherwise)."
+            "Score every row of --pairs (a CSV/Parquet file, a folder of them, an http(s) URL, an s3:// "
+            "key or prefix, or bundled:<dataset>/<file>) with CKPT (a drugrepo checkpoint or a reference "
+            "DrugBAN state_dict). The output CSV keeps the input's rows, order and columns (a folder's "
+            "rows also get source_file and source_row) and adds logit, score = sigmoid(logit) and error "
+            "(why a row could not be scored; empty otherwise). Exit 2 for an unusable input, checkpoint or --out."
         ),
     )
     parser.add_argument("--checkpoint", required=True, metavar="CKPT")
-    parser.add_argument("--pairs", required=True, metavar="CSV")
-    parser.add_argument("--out", required=True, metavar="CSV")
+    parser.add_argument("--pairs", required=True, metavar="LOCATION")
+    parser.add_argument("--out", required=True, metavar="CSV", help="output CSV (its folder is created if needed)")
     parser.add_argument("--smiles-col", default="SMILES")
     parser.add_argument("--protein-col", default="Protein")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=_positive_int, default=256)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=_positive_int, default=None)
     parser.add_argument("--strict", action="store_true", help="exit 1 when any row could not be scored")
     parser.set_defaults(func=cmd_predict)
 
@@ -306,7 +435,7 @@ def cmd_screen(args: argparse.Namespace) -> int:
     import pandas as pd
     from tqdm import tqdm
 
-    from drugrepo_assets.data.library import count_rows, iter_library, read_targets
+    from drugrepo_assets.data.library import count_rows, iter_library, read_checked_targets
     from drugrepo_assets.data.sources import InputFileError
     from drugrepo_assets.files import storage_path, write_bytes_atomic
     from drugrepo_assets.ml.library_screen import REJECTED_COLUMNS, check_manifest, default_workers, known_actives, rejected_rows, screen_library
@@ -315,14 +444,15 @@ def cmd_screen(args: argparse.Namespace) -> int:
     from drugrepo_assets.ml.runtime import configure_cpu
     from drugrepo_assets.ml.scores import merge_top, part_name, rank_dataset
     from drugrepo_assets.ml.screen import ScreeningEngine, prepare_targets
-    from drugrepo_assets.ml.train import resolve_device
 
-    if args.shard_size < 1 or (args.top is not None and args.top < 1):
-        _error("screen", "--shard-size and --top must be at least 1")
+    if not _check_out("screen", args.out, folder=True):
+        return EXIT_BAD_INPUT
+    device = _device("screen", args.device)
+    if device is None:
         return EXIT_BAD_INPUT
     root = storage_path(args.out, args.s3_endpoint_url)
     try:
-        targets = read_targets(args.targets)
+        targets, refused_targets = read_checked_targets(args.targets)
         known = _read_known(args.known) if args.known else None
     except InputFileError as exc:
         _error("screen", str(exc))
@@ -331,11 +461,13 @@ def cmd_screen(args: argparse.Namespace) -> int:
     if model is None:
         return EXIT_BAD_INPUT
     codes, tgt = prepare_targets(targets)
+    refused_targets = pd.concat([refused_targets, tgt.rejected[refused_targets.columns]], ignore_index=True).sort_values("line", kind="stable")
     if not len(codes):
-        _error("screen", f"{args.targets}: no valid target")
+        _error("screen", f"{args.targets}: no valid target ({len(refused_targets)} refused, first: line "
+                         f"{refused_targets['line'].iat[0]}: {refused_targets['reason'].iat[0]})")
         return EXIT_BAD_INPUT
     configure_cpu(args.threads)
-    engine = ScreeningEngine(model, device=resolve_device(args.device), drug_chunk=args.batch_size)
+    engine = ScreeningEngine(model, device=device, drug_chunk=args.batch_size)
     ckpt = checkpoint_id(args.checkpoint)
     target_ids = tgt.kept["id"].astype(str).tolist()
     settings = {
@@ -360,15 +492,16 @@ def cmd_screen(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     shards = [part_name(s.index) for s in run.shards]
     rejected = pd.concat(
-        [tgt.rejected.assign(kind="target", file=args.targets, value=tgt.rejected["sequence"].str[:60])[REJECTED_COLUMNS],
+        [refused_targets.assign(kind="target", file=args.targets, value=refused_targets["sequence"].str[:60])[REJECTED_COLUMNS],
          *rejected_rows(root, shards)],
         ignore_index=True,
     )
     write_bytes_atomic(root / "rejected.csv", rejected.to_csv(index=False).encode())
     if len(rejected):
-        print(f"{run.rejected} molecules and {len(tgt.rejected)} targets refused and skipped; see {args.out}/rejected.csv", file=sys.stderr)
+        print(f"{run.rejected} molecules and {len(refused_targets)} targets refused and skipped; see {args.out}/rejected.csv", file=sys.stderr)
     if not run.molecules:
-        _error("screen", f"{args.library}: no molecule could be scored")
+        problem = "no molecules" if not run.rejected else f"no molecule could be scored ({run.rejected} refused; see {args.out}/rejected.csv)"
+        _error("screen", f"{args.library}: {problem}")
         return EXIT_BAD_INPUT
     if args.top is not None:
         table = merge_top(root, shards, target_ids, run.molecules, args.top, ckpt)
@@ -378,8 +511,10 @@ def cmd_screen(args: argparse.Namespace) -> int:
     else:
         rank_dataset(root, shards, target_ids, ckpt)
         wrote = f"every pair ranked to {args.out}/ranked/"
-    if known is not None:
-        _write_enrichment(root, known_actives(root, shards, target_ids, known), args.out)
+    if known is None or not _write_enrichment(root, known_actives(root, shards, target_ids, known), args.out):
+        for name in ("enrichment.csv", "enrichment.png"):  # an earlier run's report is not this run's
+            if (root / name).exists():
+                (root / name).unlink()
     kept = f" ({run.skipped} shards kept from an earlier run)" if run.skipped else ""
     print(f"scored {run.pairs} pairs ({run.molecules} molecules × {len(target_ids)} targets){kept}; "
           f"pairs in {args.out}/scores/; wrote {wrote}")
@@ -387,36 +522,28 @@ def cmd_screen(args: argparse.Namespace) -> int:
 
 
 def _read_known(path: str) -> "pd.DataFrame":
-    """Known actives, a CSV with ``target_id`` and ``drug_id`` columns (the targets' and library's ids)."""
-    import pandas as pd
+    """Known actives, a CSV/Parquet file or folder with ``target_id`` and ``drug_id`` columns (the
+    targets' and library's ids), read as the pair tables are (an :class:`InputFileError` otherwise)."""
+    from drugrepo_assets.data.sources import read_source
 
-    from drugrepo_assets.data.sources import InputFileError
-
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        raise InputFileError(path, "file not found") from None
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise InputFileError(path, f"cannot read CSV ({str(exc).splitlines()[0]})") from None
-    missing = [c for c in ("target_id", "drug_id") if c not in table.columns]
-    if missing:
-        raise InputFileError(path, f"missing column {' and '.join(map(repr, missing))} (found: {', '.join(table.columns)})")
-    return table
+    return read_source(path, required=("target_id", "drug_id"))
 
 
-def _write_enrichment(root: "UPath", pairs: "pd.DataFrame", out: str) -> None:
-    """The retrospective report (EF 1 % / 5 %, BEDROC, AUROC per target with known actives) and its plot."""
+def _write_enrichment(root: "UPath", pairs: "pd.DataFrame", out: str) -> bool:
+    """The retrospective report (EF 1 % / 5 %, BEDROC, AUROC per target with known actives) and its
+    plot; False when no target has both known actives and inactives (nothing written)."""
     from drugrepo_assets.files import write_bytes_atomic
     from drugrepo_assets.ml.enrichment import enrichment_plot, retrospective_report
 
     report = retrospective_report(pairs)
     if report.empty:
         print("--known: no screened target has both known actives and inactives in the library", file=sys.stderr)
-        return
+        return False
     write_bytes_atomic(root / "enrichment.csv", report.to_csv(index=False).encode())
     write_bytes_atomic(root / "enrichment.png", enrichment_plot(pairs))
     print(report.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"wrote {out}/enrichment.csv and {out}/enrichment.png")
+    return True
 
 
 def _add_screen(subparsers: argparse._SubParsersAction) -> None:
@@ -437,14 +564,14 @@ def _add_screen(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--library", required=True, metavar="LOCATION")
     parser.add_argument("--targets", required=True, metavar="FILE")
     parser.add_argument("--out", required=True, metavar="DIR")
-    parser.add_argument("--top", type=int, default=None, metavar="K", help="keep the best K per target (else rank every pair)")
+    parser.add_argument("--top", type=_positive_int, default=None, metavar="K", help="keep the best K per target (else rank every pair)")
     parser.add_argument("--known", default=None, metavar="CSV",
                         help="known actives (target_id,drug_id): report EF 1%%/5%%, BEDROC and AUROC per target")
-    parser.add_argument("--shard-size", type=int, default=50_000, metavar="N", help="molecules per shard (the unit of resumption)")
-    parser.add_argument("--workers", type=int, default=None, metavar="W", help="featurisation processes (default: one per core)")
-    parser.add_argument("--batch-size", type=int, default=1024, metavar="B", help="molecules scored per engine call")
+    parser.add_argument("--shard-size", type=_positive_int, default=50_000, metavar="N", help="molecules per shard (the unit of resumption)")
+    parser.add_argument("--workers", type=_positive_int, default=None, metavar="W", help="featurisation processes (default: one per core)")
+    parser.add_argument("--batch-size", type=_positive_int, default=1024, metavar="B", help="molecules scored per engine call")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=_positive_int, default=None)
     parser.add_argument("--s3-endpoint-url", default=None, metavar="URL", help="S3-compatible endpoint (MinIO, ...)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=cmd_screen)

@@ -177,15 +177,14 @@ def test_predict_reports_bad_rows_and_keeps_them(
     scored = pd.read_csv(out, keep_default_na=False)
     assert len(scored) == 5
     assert scored["logit"].iloc[0] != "" and (scored["logit"].iloc[1:] == "").all()
-    assert scored["error"].tolist() == [
-        "",
-        "SMILES: cannot parse 'C1CC'",
-        "Protein: letters 'J' outside DrugBAN's 25-letter alphabet",
-        "SMILES: empty",
-        "SMILES: 300 atoms, more than DrugBAN's 290",
-    ]
+    errors = scored["error"].tolist()
+    assert errors[0] == ""
+    assert errors[1].startswith("SMILES: ") and "parse" in errors[1] and "C1CC" in errors[1]
+    assert errors[2].startswith("Protein: ") and "'J'" in errors[2] and "alphabet" in errors[2]
+    assert errors[3].startswith("SMILES: ") and "empty" in errors[3]
+    assert errors[4].startswith("SMILES: ") and "300 atoms" in errors[4] and "290" in errors[4]
     assert "4 rows could not be scored" in err
-    assert f"{pairs}: row 2: SMILES: cannot parse 'C1CC'" in err
+    assert f"{pairs}: row 2: {errors[1]}" in err
     assert main(["predict", "--checkpoint", ckpt, "--pairs", str(pairs), "--out", str(out), "--strict"]) == 1
 
 
@@ -196,7 +195,8 @@ def test_predict_bad_files_exit_2_with_one_line(tmp_path: Path, golden_dir: Path
     cases = [
         (["--checkpoint", ckpt, "--pairs", str(tmp_path / "missing.csv")], f"{tmp_path / 'missing.csv'}: file not found"),
         (["--checkpoint", ckpt, "--pairs", str(tmp_path / "x.csv")], f"{tmp_path / 'x.csv'}: missing column 'Protein'"),
-        (["--checkpoint", str(tmp_path / "x.csv"), "--pairs", str(tmp_path / "x.csv")], f"{tmp_path / 'x.csv'}: cannot load checkpoint"),
+        (["--checkpoint", str(tmp_path / "x.csv"), "--pairs", str(golden_dir / "model_pairs.csv")],
+         f"checkpoint {tmp_path / 'x.csv'}: not a checkpoint"),
     ]
     for args, message in cases:
         assert main(["predict", *args, "--out", str(tmp_path / "o.csv")]) == 2
@@ -255,7 +255,8 @@ def test_screen_ranks_library_against_fasta_targets(tmp_path: Path, golden_dir: 
     pairs = pd.read_parquet(out / "scores")
     assert len(pairs) == 12 and list(pairs.columns) == ["target_id", "drug_id", "logit"]
     rejected = pd.read_csv(out / "rejected.csv")
-    assert rejected[["kind", "line", "id", "reason"]].values.tolist() == [["molecule", 7, "broken", "SMILES: cannot parse 'C1CC'"]]
+    assert rejected[["kind", "line", "id"]].values.tolist() == [["molecule", 7, "broken"]]
+    assert rejected["reason"].iat[0].startswith("SMILES: ") and "parse 'C1CC'" in rejected["reason"].iat[0]
     report = pd.read_csv(out / "enrichment.csv")
     assert report["target_id"].tolist() == ["T0", "T1"] and report["actives"].tolist() == [2, 1]
     assert (out / "enrichment.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -301,7 +302,237 @@ def test_screen_reads_and_writes_s3_as_it_does_local_folders(tmp_path: Path, gol
 
     pd.testing.assert_frame_equal(pd.read_parquet(io.BytesIO(read("top.parquet"))), pd.read_parquet(tmp_path / "run" / "top.parquet"))
     rejected = pd.read_csv(io.BytesIO(read("rejected.csv")))
-    assert rejected[["file", "line", "id", "reason"]].values.tolist() == [["b.csv", 6, "broken", "SMILES: cannot parse 'C1CC'"]]
+    assert rejected[["file", "line", "id"]].values.tolist() == [["b.csv", 6, "broken"]]
+    assert rejected["reason"].iat[0].startswith("SMILES: ") and "parse 'C1CC'" in rejected["reason"].iat[0]
     capsys.readouterr()
     assert main(remote) == 0  # the same screen again: every shard kept
     assert "(3 shards kept from an earlier run)" in capsys.readouterr().out
+
+
+# --- bad input: one error line naming the file, exit 2, never a traceback ---------------------------
+
+
+def _golden_inputs(tmp_path: Path, golden_dir: Path, molecules: int = 4) -> tuple[list[str], list[str]]:
+    """A .smi library of the golden pairs' first molecules and a FASTA of two of their proteins."""
+    golden = pd.read_csv(golden_dir / "model_pairs.csv")
+    smiles = golden["SMILES"].unique()[:molecules].tolist()
+    proteins = golden["Protein"].unique()[:2].tolist()
+    (tmp_path / "lib.smi").write_text("".join(f"{s} m{i}\n" for i, s in enumerate(smiles)))
+    (tmp_path / "t.fasta").write_text("".join(f">T{i}\n{p}\n" for i, p in enumerate(proteins)))
+    return smiles, proteins
+
+
+def _screen_args(tmp_path: Path, golden_dir: Path, **given: str) -> list[str]:
+    options = {"checkpoint": str(golden_dir / "model_state.pt"), "library": str(tmp_path / "lib.smi"),
+               "targets": str(tmp_path / "t.fasta"), "out": str(tmp_path / "run"), **given}
+    return ["screen", *[x for k, v in options.items() for x in (f"--{k}", v)], "--quiet", "--workers", "1"]
+
+
+def _one_error_line(capsys: pytest.CaptureFixture[str], command: str) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith(f"drugrepo {command}: error: ")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0].removeprefix(f"drugrepo {command}: error: ")
+
+
+@pytest.mark.parametrize("command", ["predict", "screen"])
+def test_an_unusable_checkpoint_exits_2_naming_it_and_why(
+    tmp_path: Path, golden_dir: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    _golden_inputs(tmp_path, golden_dir)
+    good = (golden_dir / "model_state.pt").read_bytes()
+    cases = {
+        "empty.pt": (b"", "empty"),
+        "cut.pt": (good[: len(good) // 2], "truncated"),
+        "text.pt": (b"SMILES,Protein,Y\n", "not a checkpoint"),
+        "missing.pt": (None, "file not found"),
+    }
+    for name, (data, why) in cases.items():
+        if data is not None:
+            (tmp_path / name).write_bytes(data)
+        ckpt = str(tmp_path / name)
+        if command == "predict":
+            args = ["predict", "--checkpoint", ckpt, "--pairs", str(golden_dir / "model_pairs.csv"), "--out", str(tmp_path / "o.csv")]
+        else:
+            args = _screen_args(tmp_path, golden_dir, checkpoint=ckpt)
+        assert main(args) == 2, name
+        message = _one_error_line(capsys, command)
+        assert message.startswith(f"checkpoint {ckpt}: ") and why in message, message
+    assert not (tmp_path / "o.csv").exists() and not (tmp_path / "run" / "scores").exists()
+
+
+def test_screen_refuses_ragged_target_rows_into_rejected_csv(tmp_path: Path, golden_dir: Path) -> None:
+    _, proteins = _golden_inputs(tmp_path, golden_dir)
+    targets = tmp_path / "t.csv"
+    targets.write_text(f"id,sequence\nT0,{proteins[0]}\nT1,{proteins[1]},extra\nT2\nT3,{proteins[1]}\n")
+    assert main(_screen_args(tmp_path, golden_dir, targets=str(targets))) == 0
+    rejected = pd.read_csv(tmp_path / "run" / "rejected.csv", keep_default_na=False)
+    assert rejected[["kind", "file", "line", "id", "reason"]].values.tolist() == [
+        ["target", str(targets), 3, "T1", "fields: 3, the header has 2"],
+        ["target", str(targets), 4, "T2", "fields: 1, the header has 2"],
+    ]
+    ranked = pd.read_parquet(tmp_path / "run" / "ranked")
+    assert sorted(set(ranked["target_id"])) == ["T0", "T3"]
+
+
+def test_screen_refuses_a_duplicate_target_id_and_keeps_the_first(tmp_path: Path, golden_dir: Path) -> None:
+    _, proteins = _golden_inputs(tmp_path, golden_dir)
+    (tmp_path / "dup.fasta").write_text(f">T0 first\n{proteins[0]}\n>T0 again\n{proteins[1]}\n")
+    (tmp_path / "first.fasta").write_text(f">T0 first\n{proteins[0]}\n")
+    assert main(_screen_args(tmp_path, golden_dir, targets=str(tmp_path / "dup.fasta"))) == 0
+    assert main(_screen_args(tmp_path, golden_dir, targets=str(tmp_path / "first.fasta"), out=str(tmp_path / "one"))) == 0
+    rejected = pd.read_csv(tmp_path / "run" / "rejected.csv", keep_default_na=False)
+    assert rejected[["kind", "line", "id", "reason"]].values.tolist() == [
+        ["target", 3, "T0", "id: 'T0' already used on an earlier record"]
+    ]
+    dup = pd.read_parquet(tmp_path / "run" / "ranked").sort_values("drug_id", ignore_index=True)
+    one = pd.read_parquet(tmp_path / "one" / "ranked").sort_values("drug_id", ignore_index=True)
+    assert len(dup) == 4  # one ranking of 4 molecules, not two merged
+    pd.testing.assert_frame_equal(dup[["target_id", "drug_id", "logit", "rank"]], one[["target_id", "drug_id", "logit", "rank"]])
+
+
+@pytest.mark.parametrize("content", [b"", b"\xef\xbb\xbf", b"\xef\xbb\xbf\n# only a comment\n\n"])
+def test_screen_an_empty_library_even_with_a_bom_is_no_molecules(
+    tmp_path: Path, golden_dir: Path, capsys: pytest.CaptureFixture[str], content: bytes
+) -> None:
+    _golden_inputs(tmp_path, golden_dir)
+    (tmp_path / "empty.smi").write_bytes(content)
+    assert main(_screen_args(tmp_path, golden_dir, library=str(tmp_path / "empty.smi"))) == 2
+    assert _one_error_line(capsys, "screen") == f"{tmp_path / 'empty.smi'}: no molecules"
+
+
+def test_predict_and_validate_give_one_answer_for_a_header_only_file(
+    tmp_path: Path, golden_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    header = write_csv(tmp_path / "header.csv", [])
+    assert main(["validate", str(header), "--out", str(tmp_path / "v")]) == 2
+    validated = _one_error_line(capsys, "validate")
+    ckpt = str(golden_dir / "model_state.pt")
+    assert main(["predict", "--checkpoint", ckpt, "--pairs", str(header), "--out", str(tmp_path / "o.csv")]) == 2
+    predicted = _one_error_line(capsys, "predict")
+    assert predicted == validated == f"{header}: no data rows (only a header)"
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_predict_reads_a_folder_of_pair_files(tmp_path: Path, golden_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    golden = pd.read_csv(golden_dir / "model_pairs.csv", dtype=str).head(5)
+    folder = tmp_path / "pairs"
+    (folder / "sub").mkdir(parents=True)
+    golden.head(3).to_csv(folder / "a.csv", index=False)
+    pq.write_table(pa.Table.from_pandas(golden.iloc[3:], preserve_index=False), folder / "sub" / "b.parquet")
+    (folder / "notes.txt").write_text("not pairs")
+    ckpt = str(golden_dir / "model_state.pt")
+    assert main(["predict", "--checkpoint", ckpt, "--pairs", str(folder), "--out", str(tmp_path / "f.csv")]) == 0
+    golden.to_csv(tmp_path / "all.csv", index=False)
+    assert main(["predict", "--checkpoint", ckpt, "--pairs", str(tmp_path / "all.csv"), "--out", str(tmp_path / "all_scored.csv")]) == 0
+    scored = pd.read_csv(tmp_path / "f.csv", keep_default_na=False)
+    whole = pd.read_csv(tmp_path / "all_scored.csv", keep_default_na=False)
+    assert list(scored.columns) == [*golden.columns, "source_file", "source_row", "logit", "score", "error"]
+    assert scored["source_file"].tolist() == ["a.csv"] * 3 + ["sub/b.parquet"] * 2
+    assert scored["source_row"].tolist() == [1, 2, 3, 1, 2]
+    assert scored["SMILES"].tolist() == golden["SMILES"].tolist()
+    assert abs(scored["logit"] - whole["logit"]).max() < 1e-5
+    assert list(whole.columns) == [*golden.columns, "logit", "score", "error"]  # one file: its own columns
+
+
+@pytest.mark.parametrize("command", ["validate", "train", "predict", "screen"])
+def test_an_unwritable_out_is_refused_before_any_work(
+    tmp_path: Path, golden_dir: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    _golden_inputs(tmp_path, golden_dir)
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder must be")
+    out = str(blocker / "out")
+    pairs = str(golden_dir / "model_pairs.csv")
+    ckpt = str(golden_dir / "model_state.pt")
+    args = {
+        "validate": ["validate", pairs, "--out", out],
+        "train": ["train", "--train", pairs, "--val", pairs, "--out", out, "--epochs", "50"],
+        "predict": ["predict", "--checkpoint", ckpt, "--pairs", pairs, "--out", out],
+        "screen": _screen_args(tmp_path, golden_dir, out=out),
+    }[command]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # nothing read, scored or trained: the first line is the refusal
+    assert captured.err.splitlines() == [f"drugrepo {command}: error: --out {out}: {blocker} is not a folder"]
+    assert blocker.read_text() == "a file where a folder must be"
+
+
+def test_missing_out_folders_are_created(tmp_path: Path, golden_dir: Path) -> None:
+    _golden_inputs(tmp_path, golden_dir)
+    ckpt = str(golden_dir / "model_state.pt")
+    out = tmp_path / "new" / "deeper" / "scored.csv"
+    assert main(["predict", "--checkpoint", ckpt, "--pairs", str(golden_dir / "model_pairs.csv"), "--out", str(out)]) == 0
+    assert len(pd.read_csv(out)) == len(pd.read_csv(golden_dir / "model_pairs.csv"))
+    assert main(_screen_args(tmp_path, golden_dir, out=str(tmp_path / "new" / "run"), top="2")) == 0
+    assert (tmp_path / "new" / "run" / "top.csv").is_file()
+    assert main(["predict", "--checkpoint", ckpt, "--pairs", str(golden_dir / "model_pairs.csv"), "--out", str(tmp_path)]) == 2
+
+
+def test_screen_outputs_belong_to_one_run(tmp_path: Path, golden_dir: Path) -> None:
+    _golden_inputs(tmp_path, golden_dir)
+    (tmp_path / "bad.smi").write_text((tmp_path / "lib.smi").read_text() + "C1CC broken\n")
+    (tmp_path / "known.csv").write_text("target_id,drug_id\nT0,m1\nT1,m2\n")
+    run = tmp_path / "run"
+    assert main(_screen_args(tmp_path, golden_dir, library=str(tmp_path / "bad.smi"), known=str(tmp_path / "known.csv"))) == 0
+    assert len(pd.read_csv(run / "rejected.csv")) == 1 and (run / "enrichment.csv").is_file()
+    # the same screen again without --known: the earlier report is not this run's
+    assert main(_screen_args(tmp_path, golden_dir, library=str(tmp_path / "bad.smi"))) == 0
+    assert not (run / "enrichment.csv").exists() and not (run / "enrichment.png").exists()
+    # another library in a fresh folder with no refused row: rejected.csv is there, and empty
+    assert main(_screen_args(tmp_path, golden_dir, out=str(tmp_path / "clean"))) == 0
+    assert len(pd.read_csv(tmp_path / "clean" / "rejected.csv")) == 0
+
+
+def test_train_leaves_no_rejected_file_of_an_earlier_run(tmp_path: Path) -> None:
+    rows = pd.read_csv(Path(__file__).resolve().parents[1] / "drugrepo_assets/bundled/drugban/human/random/train.csv").head(48)
+    rows.head(32).to_csv(tmp_path / "train.csv", index=False)
+    rows.iloc[32:].to_csv(tmp_path / "val.csv", index=False)
+    bad = pd.concat([rows.head(32), pd.DataFrame([{"SMILES": "C1CC", "Protein": rows["Protein"].iat[0], "Y": 1}])])
+    bad.to_csv(tmp_path / "train_bad.csv", index=False)
+    out = tmp_path / "run"
+    common = ["--val", str(tmp_path / "val.csv"), "--out", str(out), "--epochs", "1", "--batch-size", "16", "--threads", "1"]
+    assert main(["train", "--train", str(tmp_path / "train_bad.csv"), *common]) == 0
+    assert len(pd.read_parquet(out / "train_rejected.parquet")) == 1
+    assert main(["train", "--train", str(tmp_path / "train.csv"), *common]) == 0
+    assert not (out / "train_rejected.parquet").exists()
+
+
+@pytest.mark.parametrize(
+    "args, option",
+    [
+        (["predict", "--checkpoint", "c", "--pairs", "p", "--out", "o", "--batch-size", "0"], "--batch-size"),
+        (["screen", "--checkpoint", "c", "--library", "l", "--targets", "t", "--out", "o", "--shard-size", "-3"], "--shard-size"),
+        (["screen", "--checkpoint", "c", "--library", "l", "--targets", "t", "--out", "o", "--top", "0"], "--top"),
+        (["screen", "--checkpoint", "c", "--library", "l", "--targets", "t", "--out", "o", "--workers", "x"], "--workers"),
+        (["train", "--train", "a", "--val", "b", "--out", "o", "--epochs", "0"], "--epochs"),
+        (["train", "--train", "a", "--val", "b", "--out", "o", "--lr", "nan"], "--lr"),
+    ],
+)
+def test_out_of_range_numbers_are_usage_errors(args: list[str], option: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == 2
+    assert f"argument {option}: " in capsys.readouterr().err
+
+
+def test_an_unknown_device_exits_2(tmp_path: Path, golden_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ckpt = str(golden_dir / "model_state.pt")
+    pairs = str(golden_dir / "model_pairs.csv")
+    for device, why in (("foo", "not a device name"), ("cuda:99", "no such CUDA device")):
+        assert main(["predict", "--checkpoint", ckpt, "--pairs", pairs, "--out", str(tmp_path / "o.csv"), "--device", device]) == 2
+        assert _one_error_line(capsys, "predict").startswith(f"--device {device}: {why}")
+
+
+def test_console_script_bad_checkpoint_has_no_traceback(tmp_path: Path, golden_dir: Path) -> None:
+    (tmp_path / "empty.pt").write_bytes(b"")
+    completed = subprocess.run(
+        [_console_script(), "predict", "--checkpoint", str(tmp_path / "empty.pt"), "--pairs", str(golden_dir / "model_pairs.csv"),
+         "--out", str(tmp_path / "o.csv")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 2
+    assert completed.stderr == f"drugrepo predict: error: checkpoint {tmp_path / 'empty.pt'}: empty file (0 bytes), not a checkpoint\n"
