@@ -181,3 +181,91 @@ def test_request_log_holds_hashed_keys_descriptors_and_scores(api: Api) -> None:
     assert record["score"] == pytest.approx(score)
     text = "".join(p.read_text() for p in api.request_log.glob("*.jsonl"))
     assert KEYS[1] not in text and ASPIRIN not in text and protein not in text
+
+
+def test_protein_letters_are_checked_before_any_case_change(api: Api) -> None:
+    """"ßﬀıſ".upper() is "SSFFIS", all DrugBAN letters: the rules refuse the characters themselves."""
+    response = _post(api, "/v1/predict", {"pairs": [{"smiles": ASPIRIN, "protein": "MKTßﬀıſA"}]})
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert error["field"] == "protein" and "'ß'" in error["message"] and "first at position 4" in error["message"]
+    assert _post(api, "/v1/predict", {"pairs": [{"smiles": ASPIRIN, "protein": "mktaYIAKQR"}]}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("smiles", "words"),
+    [("C" * 40_000, "40,000 characters, more than the limit of 10,000"), ("C1" + "C" * 9000 + "1", "at least 9001 atoms"),
+     ("C" * 291, "at least 291 atoms, more than the limit of 290")],
+)
+def test_slow_smiles_are_refused_from_their_text(api: Api, smiles: str, words: str) -> None:
+    response = _post(api, "/v1/predict", {"pairs": [{"smiles": smiles, "protein": "MKT"}]})
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert words in error["message"] and len(error["value"]) <= 201
+
+
+def test_request_budgets_are_413_naming_the_limit_and_its_setting(api: Api) -> None:
+    letters = "ACDEFGHIKLMNPQRSTVWY"
+    cases = [
+        ("/v1/predict", {"pairs": [{"smiles": "CCO", "protein": "MKT"}] * 1001}, "1,001 pairs, more than the limit of 1,000",
+         "DRUGREPO_MAX_PAIRS_PER_REQUEST"),
+        ("/v1/predict", {"pairs": [{"smiles": "CCO", "protein": "MK" + a + b} for a in letters for b in letters[:4]][:65]},
+         "65 distinct proteins, more than the limit of 64", "DRUGREPO_MAX_PROTEINS_PER_REQUEST"),
+        ("/v1/predict", {"pairs": [{"smiles": "C" * 9990 + str(i).rjust(10, "C"), "protein": "MKT"} for i in range(61)]},
+         "610,000 characters of distinct SMILES, more than the limit of 600,000", "DRUGREPO_MAX_SMILES_CHARS_PER_REQUEST"),
+        ("/v1/screen", {"protein": "MKT", "smiles": ["CCO"] * 10_001}, "10,001 smiles, more than the limit of 10,000",
+         "DRUGREPO_MAX_SCREEN_SMILES"),
+        ("/v1/predict", b"[" + b"0," * 5000 + b"0]", "5,000 JSON values", "DRUGREPO_MAX_PAIRS_PER_REQUEST"),
+    ]
+    for path, body, words, setting in cases:
+        response = _post(api, path, body, key=KEYS[2])
+        assert response.status_code == 413, (words, response.text[:300])
+        assert words in response.json()["detail"] and setting in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [(b'{"pairs": [{"smiles": NaN, "protein": "MKT"}]}', "NaN"),
+     (b'{"pairs": [{"smiles": Infinity, "protein": "MKT"}]}', "Infinity"),
+     (b'{"protein": "MKT", "smiles": ["CCO"], "top": NaN}', "NaN"),
+     (b'{"protein": "MKT", "smiles": ["CCO"], "top": -Infinity}', "-Infinity"),
+     (b'{"protein": "MKT", "smiles": ["CCO"], "top": 1e400}', "out of the float range"),
+     (b'{"pairs": [{"smiles": "C\\ud800C", "protein": "MKT"}]}', "lone surrogate (U+D800 at position 1)"),
+     (b'{"pairs": [{"smiles": "CCO", "protein": "MK\\udfffT"}]}', "lone surrogate (U+DFFF at position 2)"),
+     (b'{"protein": "MKT", "smiles": ["CCO"], "ids": ["\\udbff"]}', "lone surrogate"),
+     (b"[" * 100_000, "nests too deeply"),
+     (b'{"pairs": [{"smiles": "CCO", "protein": "MKT"}], "top": 1' + b"0" * 5000 + b"}", "not usable JSON")],
+)
+def test_non_standard_json_and_lone_surrogates_are_422_with_a_clear_message(api: Api, body: bytes, words: str) -> None:
+    path = "/v1/screen" if b'"protein": "MKT", "smiles"' in body else "/v1/predict"
+    response = _post(api, path, body, key=KEYS[2])
+    assert response.status_code == 422, response.text[:300]
+    payload = response.json()
+    assert words in payload["detail"] + " ".join(e["message"] + e["value"] for e in payload["errors"])
+    assert "Traceback" not in response.text
+
+
+def test_a_body_sent_as_a_form_is_read_as_json(api: Api) -> None:
+    """curl -d sends application/x-www-form-urlencoded: the README's example must work as written."""
+    body = json.dumps({"pairs": [{"smiles": ASPIRIN, "protein": "MKTAYIAKQR"}]})
+    for content_type in ("application/x-www-form-urlencoded", "text/plain", None):
+        headers = {"X-API-Key": KEYS[0]} | ({"content-type": content_type} if content_type else {})
+        response = httpx.post(api.url + "/v1/predict", content=body.encode(), headers=headers, timeout=60)
+        assert response.status_code == 200, (content_type, response.text[:300])
+        assert len(response.json()["predictions"]) == 1
+
+
+def test_a_422_lists_the_first_problems_and_counts_them_all(api: Api) -> None:
+    bad = {"smiles": "C1CC(" + "C" * 300, "protein": "MKV1" * 100}
+    body = json.dumps({"pairs": [bad] * 900}).encode()
+    assert len(body) > 600_000
+    response = _post(api, "/v1/predict", body, key=KEYS[2])
+    assert response.status_code == 422
+    payload = response.json()
+    assert payload["error_count"] == 1800 and len(payload["errors"]) == 100
+    assert [(e["index"], e["field"]) for e in payload["errors"][:2]] == [(0, "smiles"), (0, "protein")]
+    assert all(len(e["value"]) <= 201 for e in payload["errors"])
+    assert len(response.content) < 64 * 1024
+    shape = _post(api, "/v1/predict", {"pairs": [{"smiles": "CCO", "protein": "MKT", "x": "y" * 500}] * 900}, key=KEYS[2])
+    assert shape.status_code == 422 and shape.json()["error_count"] == 900 and len(shape.content) < 64 * 1024
+    assert shape.json()["errors"][0]["field"] == "pairs.0.x"

@@ -30,6 +30,7 @@ import redis
 from drugrepo_assets_tests.api.servers import Api, metric_value, redis_server, rss_bytes, running_api
 
 KEY = "hostile-key"
+JSON_HEADERS = {"X-API-Key": KEY, "content-type": "application/json"}
 HEALTH_BOUND_S = 0.050
 RSS_BOUND = int(1.5 * 2**30)
 CLIENT_TIMEOUT_S = 5.0
@@ -117,7 +118,7 @@ def _send(client: httpx.Client, url: str, item: tuple[str, str, bytes, set[int]]
     answers: list[tuple[str, int, dict, set[int]]] = []
     deadline = time.monotonic() + 180
     while not answers or (answers[-1][1] == 503 and time.monotonic() < deadline):
-        response = client.post(url + path, content=body, headers={"X-API-Key": KEY, "content-type": "application/json"})
+        response = client.post(url + path, content=body, headers=JSON_HEADERS)
         answers.append((name, response.status_code, dict(response.headers), allowed | {503}))
         time.sleep(0.02 if response.status_code == 503 else 0)  # a client backing off, not a wait for a condition
     return answers
@@ -160,10 +161,10 @@ def test_hostile_client_never_stalls_health_or_answers_500(api: Api, proteins: l
     assert metric_value(text, "drugrepo_pool_requests") == 0  # every job finished and was counted out
 
 
-def test_a_full_pool_answers_503_with_retry_after_and_health_still_answers(api: Api, proteins: list[str]) -> None:
+def test_heavy_screens_at_once_fill_the_pool_and_get_503_with_retry_after(api: Api, proteins: list[str]) -> None:
     heavy = json.dumps({"protein": proteins[1], "smiles": ["CCO", "CCN", "c1ccccc1O"] * 3000, "top": 1}).encode()
     with httpx.Client(timeout=120) as client, ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(lambda _: client.post(api.url + "/v1/screen", content=heavy, headers={"X-API-Key": KEY}), range(8)))
+        answers = list(pool.map(lambda _: client.post(api.url + "/v1/screen", content=heavy, headers=JSON_HEADERS), range(8)))
         assert client.get(api.url + "/healthz").json() == {"status": "ok"}
     statuses = sorted(r.status_code for r in answers)
     assert set(statuses) <= {200, 503} and statuses.count(200) >= 3  # the worker and its two waiting places
@@ -193,7 +194,7 @@ def _round(api: Api, proteins: list[str], tag: int) -> list[tuple[str, int, dict
 
     def call(method: str, path: str, body: bytes | None) -> tuple[str, int, dict]:
         with httpx.Client(timeout=CLIENT_TIMEOUT_S) as client:
-            response = client.request(method, api.url + path, content=body, headers={"X-API-Key": KEY})
+            response = client.request(method, api.url + path, content=body, headers=JSON_HEADERS)
         payload = response.json() if response.headers["content-type"].startswith("application/json") else {}
         return path, response.status_code, payload
 
@@ -203,7 +204,7 @@ def _round(api: Api, proteins: list[str], tag: int) -> list[tuple[str, int, dict
 
 def test_frozen_then_dead_redis_degrades_and_never_hangs(redis_api: tuple[Api, subprocess.Popen, str], proteins: list[str]) -> None:
     api, process, url = redis_api
-    assert httpx.post(api.url + "/v1/predict", content=_predict(ASPIRIN, proteins[0]), headers={"X-API-Key": KEY}).status_code == 200
+    assert httpx.post(api.url + "/v1/predict", content=_predict(ASPIRIN, proteins[0]), headers=JSON_HEADERS).status_code == 200
     assert httpx.get(api.url + "/readyz").json()["status"] == "ready"
     assert len(redis.Redis.from_url(url).keys("drugrepo:target:*")) == 1
     os.kill(process.pid, signal.SIGSTOP)
