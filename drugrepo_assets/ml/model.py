@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from drugrepo_assets.data.rules import MAX_DRUG_ATOMS
 from drugrepo_assets.files import write_local_atomic
 from drugrepo_assets.ml.featurize import GraphBatch
 
@@ -52,7 +53,7 @@ class DrugBANConfig:
     ban_heads: int = 2
     ban_k: int = 3
     ban_dropout: float = 0.2
-    max_drug_nodes: int = 290
+    max_drug_nodes: int = MAX_DRUG_ATOMS
     max_protein_length: int = 1200
 
     def to_dict(self) -> dict[str, Any]:

@@ -187,11 +187,15 @@ def test_eval_head_folds_batchnorms_into_the_linears() -> None:
 
 
 def test_molecule_over_290_atoms_is_refused() -> None:
+    """Featurisation refuses it (the input rules); a graph built past the rules still cannot reach the model."""
+    from drugrepo_assets.ml.featurize import InvalidSmilesError, collate_graphs, drug_graph, encode_proteins
+
+    with pytest.raises(InvalidSmilesError, match="at least 300 atoms, more than the limit of 290"):
+        PairData.from_lists(["C" * 300], ["MKT"])
     model = DrugBAN().eval()
-    data = PairData.from_lists(["C" * 300], ["MKT"])
-    graphs, proteins = data.batch(torch.arange(1))
+    graphs = collate_graphs([drug_graph("C" * 300, max_atoms=1000)])
     with pytest.raises(ValueError, match="more than 290 atoms"):
-        model(graphs, proteins)
+        model(graphs, torch.from_numpy(encode_proteins(["MKT"])))
 
 
 def test_reference_round_trip_is_lossless(tmp_path: Path, golden_dir: Path) -> None:
