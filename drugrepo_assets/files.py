@@ -106,10 +106,14 @@ def write_bytes_atomic(path: UPath, data: bytes) -> None:
         path.fs.pipe_file(path.path, data)
 
 
+DEFAULT_PART_SIZE = 50 * 2**20
+"""Size of one part of an S3 multipart upload (s3fs's default); a file under two parts goes in one PUT."""
+
+
 def upload_file_atomic(local_file: Path, path: UPath, part_size: Optional[int] = None) -> None:
     """Publish a copy of ``local_file`` at ``path`` atomically.
 
-    On S3 a file of at least twice ``part_size`` bytes (s3fs's default: 50 MiB) goes up in parts.
+    On S3 a file of at least twice ``part_size`` bytes goes up in parts (`put_multipart`).
     """
     if is_local(path):
         final = Path(path.path)
@@ -117,9 +121,41 @@ def upload_file_atomic(local_file: Path, path: UPath, part_size: Optional[int] =
             return
         with open(local_file, "rb") as source:
             _replace_from(final, lambda handle: shutil.copyfileobj(source, handle))
-    else:
-        kwargs = {"chunksize": part_size} if part_size else {}
-        path.fs.put_file(str(local_file), path.path, **kwargs)
+        return
+    part_size = part_size or DEFAULT_PART_SIZE
+    if os.path.getsize(local_file) < 2 * part_size:
+        path.fs.put_file(str(local_file), path.path)
+        return
+    with open(local_file, "rb") as source:
+        put_multipart(source, path, part_size)
+
+
+def put_multipart(source: BinaryIO, path: UPath, part_size: int = DEFAULT_PART_SIZE) -> None:
+    """Upload ``source`` to the S3 object ``path`` in parts, published only on completion.
+
+    The upload is aborted on *any* way out, a run's termination (SIGTERM raised as an interrupt, a
+    BaseException) included: s3fs's own multipart upload aborts on an Exception only, and runs in its
+    I/O thread, so a terminated run left its parts behind, billed until a lifecycle rule removed them.
+    """
+    from fsspec.asyn import sync
+
+    fs = path.fs
+    bucket, key, _ = fs.split_path(path.path)
+
+    def s3(method: str, **kwargs: Any) -> Any:
+        return sync(fs.loop, fs._call_s3, method, Bucket=bucket, Key=key, **kwargs)
+
+    upload_id = s3("create_multipart_upload")["UploadId"]
+    try:
+        parts = []
+        while chunk := source.read(part_size):
+            out = s3("upload_part", UploadId=upload_id, PartNumber=len(parts) + 1, Body=chunk)
+            parts.append({"PartNumber": len(parts) + 1, "ETag": out["ETag"]})
+        s3("complete_multipart_upload", UploadId=upload_id, MultipartUpload={"Parts": parts})
+    except BaseException:
+        s3("abort_multipart_upload", UploadId=upload_id)
+        raise
+    fs.invalidate_cache(path.path)
 
 
 def download_atomic(path: UPath, dest: Path) -> Path:

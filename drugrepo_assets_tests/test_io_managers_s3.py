@@ -203,6 +203,58 @@ def test_an_upload_cut_off_mid_transfer_leaves_no_object(
     assert s3_bucket.client.head_object(Bucket=s3_bucket.name, Key="ckpt/best.pt")["ContentLength"] == big.stat().st_size
 
 
+TERMINATED_UPLOADER = """
+import signal, sys
+from drugrepo_assets.files import put_multipart, storage_path
+
+def terminate(*_):
+    raise KeyboardInterrupt  # how a run reacts to SIGTERM: Dagster raises an interrupt (a BaseException)
+
+signal.signal(signal.SIGTERM, terminate)
+with open(sys.argv[3], "rb") as source:
+    try:
+        put_multipart(source, storage_path(sys.argv[1], sys.argv[2]), 5 * 2**20)
+    except KeyboardInterrupt:
+        sys.exit(3)
+"""
+
+
+def test_a_terminated_run_leaves_no_multipart_upload_behind(s3_bucket: S3Bucket, tmp_path: Path) -> None:
+    """SIGTERM while a checkpoint goes up in parts (its source still being read): the upload is aborted."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    fifo = tmp_path / "checkpoint.fifo"
+    os.mkfifo(fifo)
+    uri = f"s3://{s3_bucket.name}/ckpt/best.pt"
+    child = subprocess.Popen([sys.executable, "-c", TERMINATED_UPLOADER, uri, s3_bucket.endpoint_url, str(fifo)])
+    try:
+        with open(fifo, "wb") as writer:
+            writer.write(b"\x01" * (6 * 2**20))  # returns once the child has read it: part 1 and a second part begun
+            writer.flush()
+
+            def uploaded_parts() -> int:
+                uploads = s3_bucket.client.list_multipart_uploads(Bucket=s3_bucket.name).get("Uploads", [])
+                if not uploads:
+                    return 0
+                listing = s3_bucket.client.list_parts(Bucket=s3_bucket.name, Key="ckpt/best.pt", UploadId=uploads[0]["UploadId"])
+                return len(listing.get("Parts", []))
+
+            deadline = time.monotonic() + 120  # a condition waited on, not a speed: generous for a loaded machine
+            while uploaded_parts() < 1:
+                assert child.poll() is None and time.monotonic() < deadline, "the first part never reached S3"
+                time.sleep(0.05)
+            child.send_signal(signal.SIGTERM)  # the child is blocked reading part 2
+            assert child.wait(timeout=120) == 3
+    finally:
+        child.kill()
+    assert s3_bucket.client.list_multipart_uploads(Bucket=s3_bucket.name).get("Uploads", []) == []
+    assert _keys(s3_bucket) == []
+
+
 def test_a_folder_whose_upload_fails_keeps_the_previous_version_readable(
     s3_bucket: S3Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
