@@ -599,8 +599,9 @@ def _text_events(member: _Member, stream: IO[bytes], default_id: Callable[[int, 
             smiles = fields[0].strip()
             ident = fields[1].strip() if len(fields) > 1 else ""
         else:  # whitespace: the SMILES, then the name (the rest of the line)
-            parts = text.split(None, 1)
-            smiles, ident = parts[0], parts[1].strip() if len(parts) > 1 else ""
+            parts = text.split(None, 1)  # [] for a line of Unicode blanks only (U+0085, U+2028 ...): an empty SMILES
+            smiles = parts[0] if parts else ""
+            ident = parts[1].strip() if len(parts) > 1 else ""
         if not ident:
             ident = default_id(number, bool(width))
         yield _checked(number, ident, smiles, compat)

@@ -337,6 +337,22 @@ def test_rows_one_field_wider_than_the_header_are_refused_not_shifted(tmp_path: 
     assert str(_error(str(later))) == f"{later}: cannot parse CSV (line 5: 5 fields, the header has 3)"
 
 
+def test_csv_rows_are_records_whatever_the_line_ends(tmp_path: Path) -> None:
+    path = tmp_path / "cr.csv"  # pandas' C tokenizer made 262,145 rows of these 30 bytes
+    path.write_bytes(b'SMILES,Protein,Y\n""\n""\r 0\n')
+    assert _rows(read_table(str(path))) == [(" 0", "", "")]
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_bytes(b'SMILES,Protein,Y,,Y\r\nCCO,"MK\r\nV",1\rCCN,MKV,0,x,y\n \n\n"",\n')
+    table = read_table(str(mixed))
+    assert list(table.columns) == ["SMILES", "Protein", "Y", "Unnamed: 3", "Y.1", "source_file", "source_row"]
+    assert table[["SMILES", "Protein", "Y", "Unnamed: 3", "Y.1"]].values.tolist() == [
+        ["CCO", "MK\r\nV", "1", "", ""], ["CCN", "MKV", "0", "x", "y"], ["", "", "", "", ""],
+    ]
+    quote = tmp_path / "quote.csv"
+    quote.write_bytes(b'SMILES,Protein,Y\nCCO,MKV,1\n"CC"N,MKV,1\n')
+    assert str(_error(str(quote))) == f"{quote}: cannot parse CSV (line 3: ',' expected after '\"')"
+
+
 def test_required_columns_and_the_files_own_order(tmp_path: Path) -> None:
     path = tmp_path / "pairs.csv"
     path.write_text("name,smi,prot\nm1,CCO,MKV\n", encoding="utf-8")
