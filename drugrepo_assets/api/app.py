@@ -131,7 +131,9 @@ def create_app(settings: ServingSettings, served: Optional[ServedModel] = None,
         metrics.model_info.labels(model.version, model.model_id).set(1)
         gc.collect()
         gc.freeze()  # the start-up objects (torch, RDKit, the model) leave the collector's sweeps: shorter pauses
-        rt = Runtime(settings, Scorer(model, cache), RequestLog(settings.request_log_dir), metrics, link, pool, limiter)
+        rt = Runtime(settings, Scorer(model, cache), RequestLog(
+            settings.request_log_dir, max_queued_pairs=settings.request_log_max_queued_pairs, registry=metrics.registry
+        ), metrics, link, pool, limiter)
         runtime["rt"] = rt
         app.state.pool = pool
         follower = asyncio.create_task(follow_alias(rt)) if served is None and settings.follows_alias() else None
@@ -226,7 +228,8 @@ def create_app(settings: ServingSettings, served: Optional[ServedModel] = None,
 
     @app.get("/readyz")
     async def readyz() -> Response:
-        """Readiness: a model is loaded (503 before); "degraded" (200) while Redis is configured but unusable."""
+        """Readiness: a model is loaded (503 before); "degraded" (200) while Redis is configured but unusable
+        or the request log cannot write (it retries; requests are still answered)."""
         rt = runtime.get("rt")
         if rt is None:
             return json_response(503, {"status": "loading"})
@@ -234,6 +237,10 @@ def create_app(settings: ServingSettings, served: Optional[ServedModel] = None,
                  "pool": {"in_pool": rt.pool.in_pool, "capacity": rt.pool.capacity}}
         if rt.redis is not None and not (rt.redis.usable() and await asyncio.to_thread(rt.redis.ping)):
             ready |= {"status": "degraded", "cache": "memory (Redis unavailable)", "redis": rt.redis.last_error()}
+        log_status = rt.request_log.status()
+        ready["request_log"] = {k: log_status[k] for k in ("healthy", "queued_pairs", "dropped_pairs", "write_failures", "last_error")}
+        if not log_status["healthy"]:
+            ready["status"] = "degraded"
         return json_response(200, ready)
 
     @app.get("/metrics")

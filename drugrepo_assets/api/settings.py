@@ -65,7 +65,14 @@ class ServingSettings(BaseSettings):
     )
     cache_size: int = Field(default=256, ge=1, description="Targets kept by the in-process LRU cache.")
     cache_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=1, description="Lifetime of a target's terms in Redis.")
-    request_log_dir: str = Field(default_factory=default_request_log_dir, description="Folder of the JSONL request logs.")
+    request_log_dir: str = Field(
+        default_factory=default_request_log_dir,
+        description="Folder or s3:// prefix of the JSONL request logs (one file, or one object per flush, per replica).",
+    )
+    request_log_max_queued_pairs: int = Field(
+        default=50_000, ge=1,
+        description="Pairs waiting for the request-log writer; a request beyond it is answered but not logged (counted).",
+    )
     checkpoint: Optional[str] = Field(default=None, description="Serve this checkpoint file instead of the registry.")
     model_uri: Optional[str] = Field(default=None, description="An MLflow model URI (default models:/<name>@<alias>).")
     model_name: str = Field(default=DEFAULT_MODEL_NAME, description="Registered model served by default.")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -102,3 +103,42 @@ def test_an_unexpected_failure_is_a_json_500_without_internals_and_logged(
     assert "Traceback" not in response.text and "ValueError" not in response.text
     [record] = [r for r in caplog.records if r.message == "request failed"]
     assert record.exc_info is not None and "JSON compliant" in str(record.exc_info[1])
+
+
+def test_a_request_log_that_cannot_write_is_shown_by_readyz_and_metrics_then_recovers(golden_dir: Path, tmp_path: Path) -> None:
+    """The log's folder replaced by a file: requests are still answered, /readyz says degraded with the
+    failure, the metric counts it; the folder back, the writer recovers (it never died)."""
+    import shutil
+
+    settings = _settings(golden_dir, tmp_path)
+    folder = Path(settings.request_log_dir)
+
+    async def until(client: httpx.AsyncClient, holds: Callable[[dict], bool]) -> dict:
+        for _ in range(6000):  # a condition waited on (the writer's retries back off), not a speed
+            ready = (await client.get("/readyz")).json()
+            if holds(ready):
+                return ready
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"/readyz never showed it: {ready}")
+
+    async def scenario() -> tuple[dict, str, dict]:
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
+                shutil.rmtree(folder, ignore_errors=True)
+                folder.write_text("not a folder")
+                assert (await client.post("/v1/predict", json=PAIR, headers={"X-API-Key": KEY})).status_code == 200
+                failing = await until(client, lambda r: r["request_log"]["write_failures"] >= 1)
+                metrics = (await client.get("/metrics")).text
+                folder.unlink()
+                assert (await client.post("/v1/predict", json=PAIR, headers={"X-API-Key": KEY})).status_code == 200
+                recovered = await until(client, lambda r: r["request_log"]["healthy"] and r["status"] == "ready")
+                return failing, metrics, recovered
+
+    app = create_app(settings)
+    failing, metrics, recovered = asyncio.run(scenario())
+    assert failing["status"] == "degraded" and failing["request_log"]["healthy"] is False
+    assert failing["request_log"]["last_error"]
+    [failures] = [line for line in metrics.splitlines() if line.startswith("drugrepo_request_log_write_failures_total")]
+    assert float(failures.split()[-1]) >= 1
+    assert recovered["request_log"]["write_failures"] >= 1
+    assert any(folder.glob("requests-*.jsonl"))
