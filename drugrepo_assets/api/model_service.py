@@ -114,11 +114,12 @@ def load_served_model(settings: ServingSettings) -> ServedModel:
     version = registry_version(uri, settings.mlflow_tracking_uri)
     if version != uri and "@" in uri:
         uri = f"models:/{version}"  # pin the version the alias named, so version and weights agree
-    folder = Path(tempfile.mkdtemp(prefix="drugrepo-model-"))
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(folder)))
-    path = _checkpoint_in(local) if local.is_dir() else local
-    model, _ = load_checkpoint(str(path))
-    return ServedModel(model, version, _file_id(path), uri)
+    with tempfile.TemporaryDirectory(prefix="drugrepo-model-") as folder:  # the weights are in memory once loaded
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=folder))
+        path = _checkpoint_in(local) if local.is_dir() else local
+        model, _ = load_checkpoint(str(path))
+        model_id = _file_id(path)
+    return ServedModel(model, version, model_id, uri)
 
 
 def smiles_problem(index: int, field: str, smiles: str, max_atoms: int) -> Optional[InputProblem]:

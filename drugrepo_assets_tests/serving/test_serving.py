@@ -5,6 +5,7 @@ checkpoint and moves the champion alias only when every gate passed; the API ser
 
 import json
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -80,7 +81,9 @@ def _checks(result: ExecuteInProcessResult) -> dict[str, bool]:
     return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
 
 
-def test_alias_moves_only_when_every_gate_passed_and_rolls_back(world: World, tmp_path: Path, golden_dir: Path) -> None:
+def test_alias_moves_only_when_every_gate_passed_and_rolls_back(
+    world: World, tmp_path: Path, golden_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     client = MlflowClient(tracking_uri=world.mlflow_url)
     # 1. A checkpoint whose evaluation misses the AUROC floor: registered, not promoted.
     failed = world.train(TRAINING, floor=1.01)
@@ -144,7 +147,11 @@ def test_alias_moves_only_when_every_gate_passed_and_rolls_back(world: World, tm
     assert after["model_version"] == f"{NAME}/1"
     assert metric_value(text, "drugrepo_model_info", {"version": f"{NAME}/1"}) == 1
     assert metric_value(text, "drugrepo_model_info", {"version": f"{NAME}/2"}) == 0
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     version_1 = load_served_model(ServingSettings(model_uri=f"models:/{NAME}/1", mlflow_tracking_uri=world.mlflow_url))
+    assert list(scratch.iterdir()) == []  # the downloaded checkpoint is gone once loaded: a model change leaks nothing
     expected_1 = score_table(version_1.model, pairs).table["logit"].to_numpy()
     np.testing.assert_allclose([p["logit"] for p in after["predictions"]], expected_1, atol=1e-4, rtol=0)
 
