@@ -21,7 +21,7 @@ import torch
 
 from drugrepo_assets.api.cache import TargetCache, target_key
 from drugrepo_assets.api.settings import ServingSettings
-from drugrepo_assets.data.rules import clean_protein, parse_smiles, protein_refusal, smiles_refusal
+from drugrepo_assets.data.rules import clean_protein, missing_refusal, protein_refusal, smiles_refusal
 from drugrepo_assets.ml.dataset import MoleculeStore
 from drugrepo_assets.ml.evaluate import sigmoid
 from drugrepo_assets.ml.featurize import InvalidSmilesError, drug_graph, encode_proteins
@@ -124,7 +124,7 @@ def load_served_model(settings: ServingSettings) -> ServedModel:
 
 def smiles_problem(index: int, field: str, smiles: str, max_atoms: int) -> Optional[InputProblem]:
     """Why a SMILES cannot be scored, decided from its text alone (`rules.smiles_refusal`, no RDKit), or None."""
-    refusal = smiles_refusal(smiles.strip(), max_atoms)
+    refusal = missing_refusal("SMILES", smiles) or smiles_refusal(smiles.strip(), max_atoms)
     return None if refusal is None else InputProblem(index, field, smiles, refusal.message)
 
 
@@ -157,14 +157,11 @@ class Scorer:
         return self.cache.get_or_compute(target_key(self.served.model_id, sequence), compute)
 
     def _graph(self, index: int, field: str, smiles: str) -> tuple[Any, Optional[InputProblem]]:
-        """The model's graph of one SMILES, or why the input rules refuse it (checked before featurising)."""
-        _, refusal = parse_smiles(smiles, self.max_atoms)
-        if refusal is not None:
-            return None, InputProblem(index, field, smiles, refusal.message)
+        """The model's graph of one SMILES, or why the input rules refuse it (`drug_graph` asks them before featurising)."""
         try:
-            return drug_graph(smiles.strip()), None
+            return drug_graph(smiles, self.max_atoms), None
         except InvalidSmilesError as exc:
-            return None, InputProblem(index, field, smiles, str(exc))
+            return None, InputProblem(index, field, smiles, exc.refusal.message)
 
     def _logits(self, molecules: MoleculeStore, terms: Any) -> np.ndarray:
         """Logits of every molecule of ``molecules`` against one target's terms, in store order."""

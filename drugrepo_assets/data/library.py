@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from drugrepo_assets.data.rules import MAX_SMILES_CHARS, protein_refusal
+from drugrepo_assets.data.rules import MAX_SMILES_CHARS, missing_refusal, protein_refusal, smiles_refusal
 from drugrepo_assets.data.sources import HTTP_TIMEOUT_S, MAX_LINE_BYTES, MAX_TARGETS_BYTES, InputFileError, gunzip_stream
 
 __all__ = [
@@ -608,11 +608,11 @@ def _text_events(member: _Member, stream: IO[bytes], default_id: Callable[[int, 
 
 
 def _checked(number: int, ident: str, smiles: str, compat: bool) -> tuple[int, str, str] | _Bad:
-    """A row, or its refusal for an empty or over-long SMILES (``compat``: `read_library` passes both on)."""
-    if not smiles and not compat:
-        return _Bad(number, ident, "", "SMILES: empty")
-    if len(smiles) > MAX_SMILES_CHARS and not compat:
-        return _Bad(number, ident, _shown(smiles), f"SMILES: {len(smiles)} characters, more than the limit of {MAX_SMILES_CHARS}")
+    """A row, or its refusal by the input rules' text checks (`data.rules.smiles_refusal`: empty, too long,
+    too many atom symbols), before a worker parses it (``compat``: `read_library` passes every row on)."""
+    refusal = None if compat else missing_refusal("SMILES", smiles) or smiles_refusal(smiles.strip())
+    if refusal is not None:
+        return _Bad(number, ident, _shown(smiles), str(refusal))
     return number, ident, smiles
 
 
@@ -843,9 +843,9 @@ def read_checked_targets(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     refused: list[tuple[str, str, int, str]] = []
     seen: set[str] = set()
     for ident, sequence, line, reason in _target_records(path, _text(path), compat=False):
-        ident, sequence = ident.strip(), sequence.strip()
+        ident, raw, sequence = ident.strip(), sequence, sequence.strip()
         if not reason:
-            refusal = protein_refusal(sequence)
+            refusal = protein_refusal(raw)
             reason = (
                 "id: empty" if not ident
                 else f"id: {ident!r} already used on an earlier record" if ident in seen

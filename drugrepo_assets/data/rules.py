@@ -60,6 +60,7 @@ _ASCII_UPPER = str.maketrans(PROTEIN_ALPHABET.lower(), PROTEIN_ALPHABET)
 # left out because RDKit may remove them, so the count is a lower bound of the parsed atoms.
 _ATOM_TOKEN = re.compile(r"\[(?!H[^a-z])[^\]]*\]|Br|Cl|[BCNOPSFIbcnops*]")
 _SPACE = re.compile(r"\s")
+_CX_EXTENSION = re.compile(r"\s+\|[^|]*\|")
 _SHOWN_CHARS = 60
 
 
@@ -97,9 +98,10 @@ def smiles_refusal(smiles: str, max_atoms: int = MAX_DRUG_ATOMS) -> Optional[Ref
     if "\x00" in smiles:
         return Refusal("invalid_smiles", "SMILES", f"RDKit cannot parse {shown(smiles)} (NUL character)")
     space = _SPACE.search(smiles)
-    if space is not None:  # RDKit would read only the part before it, and call the rest a name
+    if space is not None and not _CX_EXTENSION.fullmatch(smiles, space.start()):
+        # RDKit would read only the part before it and call the rest a name; a CXSMILES "|…|" block is fine
         return Refusal("invalid_smiles", "SMILES", f"{shown(smiles)} has whitespace at position {space.start() + 1}")
-    atoms = len(_ATOM_TOKEN.findall(smiles))
+    atoms = len(_ATOM_TOKEN.findall(smiles.split(None, 1)[0]))  # the SMILES proper, not its CXSMILES block
     if atoms > max_atoms:
         return Refusal("too_many_atoms", "SMILES", f"at least {atoms} atoms, more than the limit of {max_atoms}")
     return None

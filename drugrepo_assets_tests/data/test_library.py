@@ -88,12 +88,12 @@ REJECTED = [  # file, line, id, value, reason
     ("a.smi", 7, "", "CC\ufffd\ufffdO bad-bytes", "line: not valid UTF-8 (byte 0xff at byte 3 of the line)"),
     ("b/zinc.smi.gz", 4, "ZINC000003", "CCBr ZINC000003 extra", "fields: 3, the header has 2"),
     ("b/zinc.smi.gz", 5, "ZINC000004", "C" * 80 + "…",
-     f"SMILES: {LONG} characters, more than the limit of {MAX_SMILES_CHARS}"),
-    ("c.csv", 3, "no-smiles", "", "SMILES: empty"),
+     f"SMILES: {LONG:,} characters, more than the limit of {MAX_SMILES_CHARS:,}"),
+    ("c.csv", 3, "no-smiles", "", "SMILES: value is empty"),
     ("c.csv", 5, "propane", "CCC,propane,extra", "fields: 3, the header has 2"),
-    ("d.tsv.gz", 3, "CHEMBL2", "", "SMILES: empty"),
-    ("e.parquet", 2, "Z11", "", "SMILES: empty"),
-    ("e.parquet", 4, "Z13", "", "SMILES: empty"),
+    ("d.tsv.gz", 3, "CHEMBL2", "", "SMILES: value is empty"),
+    ("e.parquet", 2, "Z11", "", "SMILES: value is empty"),
+    ("e.parquet", 4, "Z13", "", "SMILES: value is empty"),
 ]
 
 
