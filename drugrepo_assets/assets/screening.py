@@ -39,9 +39,9 @@ from dagster import (
 
 from drugrepo_assets.assets.features import feature_store
 from drugrepo_assets.assets.metadata import image_markdown, markdown_table
-from drugrepo_assets.data.library import library_files, read_targets
+from drugrepo_assets.data.library import library_files, read_checked_targets
 from drugrepo_assets.data.sources import InputFileError
-from drugrepo_assets.data.rules import clean_protein, protein_refusal
+from drugrepo_assets.data.rules import clean_protein
 from drugrepo_assets.data.validate import canonicalize, drug_id, target_id
 from drugrepo_assets.files import uri_of
 from drugrepo_assets.k8s import GPU_OP_TAGS, GPU_POOL
@@ -88,23 +88,15 @@ def library_root(storage: StorageResource) -> Any:
 
 
 def targets_from_file(path: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A user's targets checked one by one: (kept ``target_id, sequence, feature_id``, rejected with a reason)."""
-    table = read_targets(path)
-    kept, rejected, seen = [], [], set()
-    for name, raw, line in table[["id", "sequence", "line"]].itertuples(index=False):
-        name, sequence, refusal = str(name).strip(), clean_protein(str(raw)), protein_refusal(str(raw))
-        reason = (
-            "id: empty" if not name
-            else f"id: {name!r} already used on an earlier record" if name in seen
-            else str(refusal) if refusal
-            else ""
-        )
-        if reason:
-            rejected.append({"source_file": path, "source_row": line, "id": name, "value": sequence[:60], "reason": reason})
-            continue
-        seen.add(name)
-        kept.append({"target_id": name, "sequence": sequence, "feature_id": target_id(sequence)})
-    return pd.DataFrame(kept, columns=["target_id", "sequence", "feature_id"]), _rejected(rejected)
+    """A user's targets checked one by one, as ``drugrepo screen`` checks them (`read_checked_targets`):
+    (kept ``target_id, sequence, feature_id``, rejected with file, line and reason)."""
+    kept, refused = read_checked_targets(path)
+    sequences = [clean_protein(s) for s in kept["sequence"]]
+    table = pd.DataFrame({"target_id": kept["id"], "sequence": sequences, "feature_id": [target_id(s) for s in sequences]},
+                         columns=["target_id", "sequence", "feature_id"])
+    rejected = [{"source_file": path, "source_row": line, "id": name, "value": str(sequence)[:60], "reason": reason}
+                for name, sequence, line, reason in refused[["id", "sequence", "line", "reason"]].itertuples(index=False)]
+    return table, _rejected(rejected)
 
 
 @multi_asset(

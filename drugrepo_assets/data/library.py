@@ -586,7 +586,7 @@ def _text_events(member: _Member, stream: IO[bytes], default_id: Callable[[int, 
                                f"fields: {len(fields)}, the header has {width}")
                     continue
                 fields += [""] * (width - len(fields))
-            smiles = fields[smiles_at].strip()
+            smiles = fields[smiles_at]
             ident = fields[id_at].strip() if id_at is not None else ""
         elif "\t" in text or (sep == "," and "," in text):
             # No header: the SMILES is the first field, the id the second (line by line, so
@@ -596,7 +596,7 @@ def _text_events(member: _Member, stream: IO[bytes], default_id: Callable[[int, 
             except csv.Error as exc:
                 yield _Bad(number, "", _shown(text.strip()), f"CSV: {exc}")
                 continue
-            smiles = fields[0].strip()
+            smiles = fields[0]
             ident = fields[1].strip() if len(fields) > 1 else ""
         else:  # whitespace: the SMILES, then the name (the rest of the line)
             parts = text.split(None, 1)  # [] for a line of Unicode blanks only (U+0085, U+2028 ...): an empty SMILES
@@ -608,12 +608,13 @@ def _text_events(member: _Member, stream: IO[bytes], default_id: Callable[[int, 
 
 
 def _checked(number: int, ident: str, smiles: str, compat: bool) -> tuple[int, str, str] | _Bad:
-    """A row, or its refusal by the input rules' text checks (`data.rules.smiles_refusal`: empty, too long,
-    too many atom symbols), before a worker parses it (``compat``: `read_library` passes every row on)."""
+    """A row (its SMILES stripped), or its refusal by the input rules' text checks (`data.rules`: blank, too
+    long, too many atom symbols) before a worker parses it; ``smiles`` is the field as read, so a blank
+    one is named as blank (``compat``: `read_library` passes every row on)."""
     refusal = None if compat else missing_refusal("SMILES", smiles) or smiles_refusal(smiles.strip())
     if refusal is not None:
-        return _Bad(number, ident, _shown(smiles), str(refusal))
-    return number, ident, smiles
+        return _Bad(number, ident, _shown(smiles.strip()), str(refusal))
+    return number, ident, smiles.strip()
 
 
 # --- Parquet ----------------------------------------------------------------------------------
@@ -653,7 +654,7 @@ def _parquet_events(member: _Member, default_id: Callable[[int, bool], str], bat
                             yield _Bad(number, ident, _shown(smiles.decode("utf-8", "replace")),
                                        f"SMILES: not valid UTF-8 (byte 0x{smiles[exc.start]:02x} at byte {exc.start + 1})")
                             continue
-                    smiles = "" if smiles is None else str(smiles).strip()
+                    smiles = "" if smiles is None else str(smiles)
                     yield _checked(number, ident, smiles, compat)
         except (pa.ArrowException, OSError, ValueError) as exc:
             detail = re.sub(r"\s+", " ", str(exc)).strip().rstrip(".")

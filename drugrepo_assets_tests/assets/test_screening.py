@@ -246,3 +246,19 @@ def test_a_new_library_file_or_target_costs_only_itself(screening: Screening, tm
     assert (scored["pairs_scored_now"], scored["pairs_found_scored"]) == (30, 30)  # P1 against all 30; P0 kept
     table = screening.table("screening_scores")
     assert table.groupby("target_id").size().to_dict() == {"P0": 3, "P1": 3}
+
+
+def test_the_screening_assets_give_the_rules_verdicts(screening: Screening, tmp_path: Path) -> None:
+    """The shared edge-case table (edge_cases.py) through screening_library and screening_targets."""
+    from drugrepo_assets_tests.edge_cases import PROTEIN_CASES, SMILES_CASES, protein_verdict, smiles_verdict
+
+    cases = {name: s for name, s in SMILES_CASES.items() if name != "nul"}  # a CSV cannot hold a NUL
+    library = write_csv(tmp_path / "edge.csv", list(cases.items()), header=("id", "smiles"))
+    targets = write_csv(tmp_path / "edge_targets.csv", list(PROTEIN_CASES.items()), header=("id", "sequence"))
+    screening.run(INPUTS, ScreeningSettings(library=str(library), targets=str(targets)), partition=None)
+    refused = screening.table("screening_library_rejected", None)
+    by_id = dict(zip(refused["id"], refused["reason"]))
+    assert [by_id.get(name, "") for name in cases] == [smiles_verdict(s) for s in cases.values()]
+    refused = screening.table("screening_targets_rejected", None)
+    by_id = dict(zip(refused["id"], refused["reason"]))
+    assert [by_id.get(name, "") for name in PROTEIN_CASES] == [protein_verdict(p) for p in PROTEIN_CASES.values()]
