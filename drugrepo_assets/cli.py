@@ -205,6 +205,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from drugrepo_assets.data.sources import InputFileError
+    from drugrepo_assets.files import write_local_atomic
     from drugrepo_assets.data.splits import cold_split, random_split
     from drugrepo_assets.ml.dataset import PairData
     from drugrepo_assets.ml.evaluate import evaluate, sigmoid
@@ -241,7 +242,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     for name in ("data", "train", "val", "test"):  # this run's refused rows only: none left from an earlier run
         table = rejected.get(name)
         if table is not None and len(table):
-            table.to_parquet(out / f"{name}_rejected.parquet", index=False)
+            write_local_atomic(out / f"{name}_rejected.parquet", lambda handle, t=table: t.to_parquet(handle, index=False))
         else:
             (out / f"{name}_rejected.parquet").unlink(missing_ok=True)
     if args.max_train_pairs:
@@ -278,8 +279,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         evaluation = evaluate(data["val"].labels.numpy(), val_scores, data["test"].labels.numpy(), test_scores)
         metrics.update({name: m.as_dict() for name, m in evaluation.items()})
         print(f"test AUROC {evaluation['test'].auroc:.4f}  AUPRC {evaluation['test'].auprc:.4f}  (threshold {evaluation['test'].threshold:.3f} chosen on val)")
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    pd.DataFrame([asdict(h) for h in result.history]).to_csv(out / "history.csv", index=False)
+    write_local_atomic(out / "metrics.json", lambda handle: handle.write(json.dumps(metrics, indent=2).encode()))
+    history = pd.DataFrame([asdict(h) for h in result.history])
+    write_local_atomic(out / "history.csv", lambda handle: handle.write(history.to_csv(index=False).encode()))
     print(f"best epoch {result.best_epoch} (val AUROC {result.best_val_auroc:.4f}); wrote {result.best_path}, {out / 'metrics.json'}")
     return EXIT_OK
 
@@ -360,6 +362,7 @@ def _load_model(command: str, path: str) -> DrugBAN | None:
 def cmd_predict(args: argparse.Namespace) -> int:
     """Score the pairs of a CSV/Parquet file or folder with a checkpoint; the output keeps every input row and column."""
     from drugrepo_assets.data.sources import InputFileError, read_source
+    from drugrepo_assets.files import write_local_atomic
     from drugrepo_assets.ml.predict import score_table
     from drugrepo_assets.ml.runtime import configure_cpu
 
@@ -387,7 +390,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     configure_cpu(args.threads)
     scored = score_table(model.to(device), table, args.smiles_col, args.protein_col, args.batch_size, device)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    scored.table.to_csv(args.out, index=False)
+    write_local_atomic(args.out, lambda handle: handle.write(scored.table.to_csv(index=False).encode()))
     print(f"scored {len(table) - scored.n_failed} of {len(table)} pairs; wrote {args.out}")
     if scored.n_failed:
         bad = scored.table["error"].to_numpy() != ""
