@@ -96,16 +96,18 @@ class GuardMiddleware:
             self.metrics.requests.labels(route, str(status_seen["status"])).inc()
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
-        client = scope.get("client")
-        address = client[0] if client else "unknown"
-        decision = await self._allow(self.ip_limiter, address)
-        if not decision.allowed:
-            self.metrics.rate_limited.labels("ip").inc()
-            await _refuse(send, "rate limit exceeded for this client address (DRUGREPO_IP_RATE_LIMIT_PER_MINUTE)", decision)
-            return
         headers = dict(scope.get("headers") or [])
         given = headers.get(b"x-api-key", b"").decode("latin-1")
         if not given or not matching_key(given, self.keys):
+            # Only requests without a valid key are counted per address: clients with keys are limited per
+            # key, and may share one address (every request arriving through an ingress or a NAT does).
+            client = scope.get("client")
+            decision = await self._allow(self.ip_limiter, client[0] if client else "unknown")
+            if not decision.allowed:
+                self.metrics.rate_limited.labels("ip").inc()
+                await _refuse(send, "rate limit exceeded for unauthenticated requests of this client address "
+                                    "(DRUGREPO_IP_RATE_LIMIT_PER_MINUTE)", decision)
+                return
             await _json(send, 401, {"detail": "missing or invalid API key (header X-API-Key)"},
                         [(b"www-authenticate", b"X-API-Key")])
             return

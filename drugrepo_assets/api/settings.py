@@ -37,9 +37,9 @@ class ServingSettings(BaseSettings):
     )
     protein_cost: float = Field(default=20, ge=0, description="Cost units of each distinct protein of a request.")
     ip_rate_limit_per_minute: float = Field(
-        default=3000, gt=0, description="Requests per minute per client address to /v1/, counted before the key (429 above).",
+        default=3000, gt=0, description="Requests without a valid key per minute per client address to /v1/ (429 above; keyed requests are limited per key).",
     )
-    ip_rate_limit_burst: float = Field(default=300, ge=1, description="Requests a client address may send at once above its rate.")
+    ip_rate_limit_burst: float = Field(default=300, ge=1, description="Requests without a valid key a client address may send at once above its rate.")
     max_body_bytes: int = Field(default=1024 * 1024, ge=1, description="Largest accepted request body (413 above).")
     max_pairs_per_request: int = Field(default=1000, ge=1, description="Most pairs in one /v1/predict request (413 above).")
     max_proteins_per_request: int = Field(
