@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import threading
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
@@ -391,6 +394,20 @@ def test_a_gzip_bomb_is_refused_naming_it_without_holding_it(tmp_path: Path) -> 
     assert peak < GZIP_ALLOWANCE_BYTES + (32 << 20), f"peak {peak} bytes while refusing a gzip bomb"
 
 
+@contextmanager
+def _http_server(handler: type) -> Iterator[str]:
+    """A real threaded http server on loopback answering with ``handler``; yields its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
 class _Listing(NamedTuple):
     url: str
     requests: list[str]
@@ -400,9 +417,6 @@ class _Listing(NamedTuple):
 def apache_folder(tmp_path: Path) -> Iterator[_Listing]:
     """A real http server whose folder indexes link to the parent ("../", "/") and to sort orders
     ("?C=N;O=D"), as Apache's and nginx's do; every request path is recorded."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     root = tmp_path / "www"
     requests: list[str] = []
 
@@ -429,15 +443,8 @@ def apache_folder(tmp_path: Path) -> Iterator[_Listing]:
             self.end_headers()
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield _Listing(f"http://127.0.0.1:{server.server_address[1]}/", requests)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with _http_server(Handler) as url:
+        yield _Listing(url + "/", requests)
 
 
 def test_an_http_folder_index_is_walked_downward_once(apache_folder: _Listing, tmp_path: Path) -> None:
@@ -454,9 +461,6 @@ def test_an_http_folder_index_is_walked_downward_once(apache_folder: _Listing, t
 
 
 def test_http_content_encoding_is_undone_under_the_gzip_cap(tmp_path: Path) -> None:
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     plain = write_csv(tmp_path / "p.csv", HUMAN).read_bytes()
     bodies = {"/ok.csv": (gzip.compress(plain), "gzip"), "/bomb.csv": (_gzip_bomb(400), "gzip"), "/br.csv": (b"x", "br")}
 
@@ -473,16 +477,8 @@ def test_http_content_encoding_is_undone_under_the_gzip_cap(tmp_path: Path) -> N
             self.end_headers()
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with _http_server(Handler) as base:
         assert _rows(read_source(base + "/ok.csv")) == HUMAN
         bomb = _error(base + "/bomb.csv")
         assert bomb.path == base + "/bomb.csv" and "gzip bomb" in bomb.problem
         assert str(_error(base + "/br.csv")) == f"{base}/br.csv: unsupported Content-Encoding 'br' (expected gzip or none)"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
