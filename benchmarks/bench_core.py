@@ -14,7 +14,6 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -110,7 +109,11 @@ def main() -> None:
     configure_cpu(threads=2)
     test = _pairs("test")
     train = _pairs("train")
-    results: dict[str, object] = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__, "threads": 2}
+    results: dict[str, object] = {
+        "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "threads": 2,
+    }
     results["cpu"] = bench_featurize(test)
     test_data = PairData.from_lists(test.SMILES.tolist(), test.Protein.tolist(), test.Y.tolist())
     train_data = PairData.from_lists(train.SMILES.tolist(), train.Protein.tolist(), train.Y.tolist())
@@ -147,8 +150,10 @@ def main() -> None:
     for device in ("cpu", "cuda"):
         if device in results:
             r = results[device]
-            print(f"{device} float32 matmul now: {r['matmul_gflops_before']:.0f} GFLOP/s before, {r['matmul_gflops_after']:.0f} after"
-                  " (PERFORMANCE.md: ~235 on this machine kind, where the reference was measured)")
+            print(
+                f"{device} float32 matmul now: {r['matmul_gflops_before']:.0f} GFLOP/s before, {r['matmul_gflops_after']:.0f} after"
+                " (PERFORMANCE.md: ~235 on this machine kind, where the reference was measured)"
+            )
     results["reference"] = REFERENCE
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))

@@ -50,10 +50,19 @@ def _resources_config(base: Path, threads: int, trials: int, study: str) -> dict
         "json_io_manager": {"config": {"base_path": storage}},
         "storage": {"config": {"base_path": storage}},
         "training_profile": {"config": {**PROFILE, "name": study, "threads": threads}},
-        "mlflow_tracking": {"config": {"tracking_uri": f"sqlite:///{base / 'mlflow.db'}",
-                                       "artifact_location": str(base / "mlflow-artifacts")}},
-        "hpo_settings": {"config": {"storage_url": f"sqlite:///{base / 'optuna.db'}", "n_trials": trials,
-                                    "pruner_startup_trials": trials}},
+        "mlflow_tracking": {
+            "config": {
+                "tracking_uri": f"sqlite:///{base / 'mlflow.db'}",
+                "artifact_location": str(base / "mlflow-artifacts"),
+            }
+        },
+        "hpo_settings": {
+            "config": {
+                "storage_url": f"sqlite:///{base / 'optuna.db'}",
+                "n_trials": trials,
+                "pruner_startup_trials": trials,
+            }
+        },
     }
 
 
@@ -70,8 +79,13 @@ def _prepare(base: Path, instance: DagsterInstance) -> None:
         "storage": StorageResource(base_path=str(base / "storage")),
     }
     selection = AssetSelection.assets("dataset_splits", "drug_graphs", "protein_encodings").upstream()
-    result = materialize([*all_assets, *all_asset_checks], selection=selection, partition_key="human",
-                         resources=resources, instance=instance)
+    result = materialize(
+        [*all_assets, *all_asset_checks],
+        selection=selection,
+        partition_key="human",
+        resources=resources,
+        instance=instance,
+    )
     assert result.success
 
 
@@ -105,17 +119,23 @@ def bench(trials: int) -> dict[str, Any]:
                     "loggers": {"console": {"config": {"log_level": "WARNING"}}},
                 }
                 started = time.perf_counter()
-                with execute_job(reconstructable(hpo_job), instance, run_config=run_config,
-                                 tags={"dagster/partition": "human"}) as result:
+                with execute_job(
+                    reconstructable(hpo_job), instance, run_config=run_config, tags={"dagster/partition": "human"}
+                ) as result:
                     wall = time.perf_counter() - started
                     assert result.success, "hpo_job failed"
                     span, done = _trial_span(instance, result.run_id)
-                rows.append({
-                    "parallel_trials": parallel, "torch_threads_per_trial": threads, "trials": done,
-                    "trial_phase_s": round(span, 1), "run_wall_s": round(wall, 1),
-                    "trials_per_hour": round(done / span * 3600, 1),
-                    "trials_per_hour_whole_run": round(done / wall * 3600, 1),
-                })
+                rows.append(
+                    {
+                        "parallel_trials": parallel,
+                        "torch_threads_per_trial": threads,
+                        "trials": done,
+                        "trial_phase_s": round(span, 1),
+                        "run_wall_s": round(wall, 1),
+                        "trials_per_hour": round(done / span * 3600, 1),
+                        "trials_per_hour_whole_run": round(done / wall * 3600, 1),
+                    }
+                )
     return {
         "machine": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),

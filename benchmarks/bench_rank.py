@@ -23,7 +23,7 @@ import numpy as np
 from drugrepo_assets.ml.scores import ShardScores, merge_top, part_name, rank_dataset, write_shard
 
 sys.path.insert(0, str(Path(__file__).parent))
-from proctree import PeakTreeRSS  # noqa: E402
+from proctree import PeakTreeRSS
 
 SHARD = 50_000
 
@@ -55,9 +55,17 @@ def main() -> None:
             pairs = rank_dataset(root, names, targets, "bench")
             rank_s = time.perf_counter() - start
     rows = [
-        {"case": f"top {args.top} per target (merge of {len(names)} shard top-Ks)", "seconds": top_s, "peak_rss_bytes": top_rss.peak_rss_bytes},
-        {"case": f"every pair ranked ({pairs:,} pairs, per-target fan-out)", "seconds": rank_s, "peak_rss_bytes": rank_rss.peak_rss_bytes,
-         "pairs_per_s": pairs / rank_s},
+        {
+            "case": f"top {args.top} per target (merge of {len(names)} shard top-Ks)",
+            "seconds": top_s,
+            "peak_rss_bytes": top_rss.peak_rss_bytes,
+        },
+        {
+            "case": f"every pair ranked ({pairs:,} pairs, per-target fan-out)",
+            "seconds": rank_s,
+            "peak_rss_bytes": rank_rss.peak_rss_bytes,
+            "pairs_per_s": pairs / rank_s,
+        },
     ]
     print(f"| {args.molecules:,} molecules × {args.targets} targets | seconds | peak RSS (this process) |")
     print("| --- | --- | --- |")

@@ -35,8 +35,8 @@ from drugrepo_assets.ml.runtime import configure_cpu
 from drugrepo_assets.ml.screen import ScreeningEngine
 
 sys.path.insert(0, str(Path(__file__).parent))
-from make_library import make_library  # noqa: E402
-from proctree import run_measured  # noqa: E402
+from make_library import make_library
+from proctree import run_measured
 
 HERE = Path(__file__).resolve().parent
 CHECKPOINT = HERE.parent.parent / "shared" / "golden" / "model_state.pt"
@@ -97,8 +97,23 @@ def measure(n: int, data: Path, sample: int) -> dict:
     library = make_library(n, data / f"library-{n}.smi.gz")
     fasta = write_targets(data / "targets.fasta")
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as out:
-        cmd = [sys.executable, "-m", "drugrepo_assets.cli", "screen", "--checkpoint", str(CHECKPOINT), "--library",
-               str(library), "--targets", str(fasta), "--out", out, "--top", str(TOP), "--quiet"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "drugrepo_assets.cli",
+            "screen",
+            "--checkpoint",
+            str(CHECKPOINT),
+            "--library",
+            str(library),
+            "--targets",
+            str(fasta),
+            "--out",
+            out,
+            "--top",
+            str(TOP),
+            "--quiet",
+        ]
         run = run_measured(cmd)
         if run.returncode != 0:
             raise SystemExit(f"drugrepo screen failed ({run.returncode}):\n{run.stderr[-3000:]}")
@@ -108,10 +123,19 @@ def measure(n: int, data: Path, sample: int) -> dict:
     pairs = molecules * TARGETS
     engine_s = pairs / engine_rate
     return {
-        "molecules": molecules, "targets": TARGETS, "pairs": pairs, "top_rows": len(top),
-        "wall_s": run.wall_s, "pairs_per_s": pairs / run.wall_s, "peak_rss_bytes": run.peak_rss_bytes,
-        "peak_processes": run.peak_processes, "featurise_s": feat_s, "featurise_mol_per_s": molecules / feat_s,
-        "engine_pairs_per_s": engine_rate, "engine_sample": len(kept), "engine_s": engine_s,
+        "molecules": molecules,
+        "targets": TARGETS,
+        "pairs": pairs,
+        "top_rows": len(top),
+        "wall_s": run.wall_s,
+        "pairs_per_s": pairs / run.wall_s,
+        "peak_rss_bytes": run.peak_rss_bytes,
+        "peak_processes": run.peak_processes,
+        "featurise_s": feat_s,
+        "featurise_mol_per_s": molecules / feat_s,
+        "engine_pairs_per_s": engine_rate,
+        "engine_sample": len(kept),
+        "engine_s": engine_s,
         "wall_over_parts": run.wall_s / (feat_s + engine_s),
     }
 
@@ -125,15 +149,25 @@ def main() -> None:
     args = parser.parse_args()
     args.data.mkdir(parents=True, exist_ok=True)
     rows = [measure(n, args.data, args.engine_sample) for n in args.sizes]
-    info = {"cores": os.cpu_count(), "workers": default_workers(), "torch_threads": torch.get_num_threads(),
-            "kernel": kernel_info()["kernel"], "shard_size": SHARD_SIZE, "top": TOP}
+    info = {
+        "cores": os.cpu_count(),
+        "workers": default_workers(),
+        "torch_threads": torch.get_num_threads(),
+        "kernel": kernel_info()["kernel"],
+        "shard_size": SHARD_SIZE,
+        "top": TOP,
+    }
     print(f"drugrepo screen --top {TOP}, {TARGETS} targets; {info}")
-    print("| molecules | pairs | wall s | pairs/s | peak RSS (tree) | featurise mol/s | engine pairs/s | wall / (featurise + engine) |")
+    print(
+        "| molecules | pairs | wall s | pairs/s | peak RSS (tree) | featurise mol/s | engine pairs/s | wall / (featurise + engine) |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['molecules']:,} | {r['pairs']:,} | {r['wall_s']:.0f} | {r['pairs_per_s']:,.0f} | "
-              f"{r['peak_rss_bytes'] / 2**30:.2f} GiB ({r['peak_processes']} processes) | {r['featurise_mol_per_s']:,.0f} | "
-              f"{r['engine_pairs_per_s']:,.0f} | {r['wall_over_parts']:.2f} |")
+        print(
+            f"| {r['molecules']:,} | {r['pairs']:,} | {r['wall_s']:.0f} | {r['pairs_per_s']:,.0f} | "
+            f"{r['peak_rss_bytes'] / 2**30:.2f} GiB ({r['peak_processes']} processes) | {r['featurise_mol_per_s']:,.0f} | "
+            f"{r['engine_pairs_per_s']:,.0f} | {r['wall_over_parts']:.2f} |"
+        )
     if len(rows) > 1:
         growth = rows[-1]["peak_rss_bytes"] / rows[0]["peak_rss_bytes"] - 1
         print(f"peak memory from {rows[0]['molecules']:,} to {rows[-1]['molecules']:,} molecules: {growth:+.1%}")

@@ -36,7 +36,7 @@ from drugrepo_assets.ml.runtime import configure_cpu
 from drugrepo_assets.ml.screen import ScreeningEngine
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_core import matmul_gflops  # noqa: E402
+from bench_core import matmul_gflops
 
 REFERENCE_INFER = 27.716945543880836
 
@@ -74,14 +74,40 @@ def main() -> None:
         tmp_path = Path(tmp)
         ckpt = tmp_path / "model.pt"
         save_checkpoint(str(ckpt), model)
-        pd.DataFrame({"id": [f"d{i}" for i in range(len(smiles))], "SMILES": smiles}).to_csv(tmp_path / "lib.csv", index=False)
+        pd.DataFrame({"id": [f"d{i}" for i in range(len(smiles))], "SMILES": smiles}).to_csv(
+            tmp_path / "lib.csv", index=False
+        )
         (tmp_path / "t.fasta").write_text("".join(f">t{i}\n{p}\n" for i, p in enumerate(proteins[:4])))
         runs = iter(range(3))  # a fresh output folder per run: on a used one, drugrepo screen resumes
-        command = [sys.executable, "-m", "drugrepo_assets.cli", "screen", "--checkpoint", str(ckpt), "--library", str(tmp_path / "lib.csv"),
-                   "--targets", str(tmp_path / "t.fasta"), "--threads", "2", "--quiet", "--out"]
-        seconds = _timed(lambda: subprocess.run([*command, str(tmp_path / f"out{next(runs)}")], check=True, capture_output=True), repeat=3)
+        command = [
+            sys.executable,
+            "-m",
+            "drugrepo_assets.cli",
+            "screen",
+            "--checkpoint",
+            str(ckpt),
+            "--library",
+            str(tmp_path / "lib.csv"),
+            "--targets",
+            str(tmp_path / "t.fasta"),
+            "--threads",
+            "2",
+            "--quiet",
+            "--out",
+        ]
+        seconds = _timed(
+            lambda: subprocess.run([*command, str(tmp_path / f"out{next(runs)}")], check=True, capture_output=True),
+            repeat=3,
+        )
         pairs = len(smiles) * 4
-        results.append({"case": f"end to end, {len(smiles)} drugs × 4 targets (drugrepo screen)", "device": "cpu", "pairs": pairs, "seconds": seconds})
+        results.append(
+            {
+                "case": f"end to end, {len(smiles)} drugs × 4 targets (drugrepo screen)",
+                "device": "cpu",
+                "pairs": pairs,
+                "seconds": seconds,
+            }
+        )
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     molecules = MoleculeStore.from_smiles(smiles)
     for device in devices:
@@ -90,31 +116,56 @@ def main() -> None:
             torch_path = ScreeningEngine(model, device=device, drug_chunk=64, native=False)
             codes = torch.from_numpy(encode_proteins(proteins[:4]))
             torch_path.score_matrix(MoleculeStore.from_smiles(smiles[:64]), codes)
-            seconds = _timed(lambda: torch_path.score_matrix(molecules, codes))
-            results.append({"case": f"engine, torch matmul path, {len(smiles)} drugs × 4 targets", "device": device.type,
-                            "pairs": len(smiles) * 4, "seconds": seconds})
+            seconds = _timed(lambda e=torch_path, c=codes: e.score_matrix(molecules, c))
+            results.append(
+                {
+                    "case": f"engine, torch matmul path, {len(smiles)} drugs × 4 targets",
+                    "device": device.type,
+                    "pairs": len(smiles) * 4,
+                    "seconds": seconds,
+                }
+            )
         for n_targets in (1, 4, 32):
             codes = torch.from_numpy(encode_proteins(proteins[:n_targets]))
             engine.score_matrix(MoleculeStore.from_smiles(smiles[:64]), codes)  # warm-up
-            seconds = _timed(lambda: engine.score_matrix(molecules, codes))
-            results.append({"case": f"engine, features cached, {len(smiles)} drugs × {n_targets} targets", "device": device.type,
-                            "pairs": len(smiles) * n_targets, "seconds": seconds})
+            seconds = _timed(lambda e=engine, c=codes: e.score_matrix(molecules, c))
+            results.append(
+                {
+                    "case": f"engine, features cached, {len(smiles)} drugs × {n_targets} targets",
+                    "device": device.type,
+                    "pairs": len(smiles) * n_targets,
+                    "seconds": seconds,
+                }
+            )
         sample = 1024
         rng = np.random.default_rng(0)
         pick_s, pick_p = rng.integers(0, len(smiles), sample), rng.integers(0, 4, sample)
         data = PairData.from_lists([smiles[i] for i in pick_s], [proteins[i] for i in pick_p])
         predict_logits(model.to(device), PairData.from_lists(smiles[:64], [proteins[0]] * 64), device=device)
-        seconds = _timed(lambda: predict_logits(model.to(device), data, batch_size=256, device=device))
-        results.append({"case": f"plain batched predict, {sample} pairs of the 4-target screen", "device": device.type, "pairs": sample, "seconds": seconds})
+        seconds = _timed(lambda d=device, x=data: predict_logits(model.to(d), x, batch_size=256, device=d))
+        results.append(
+            {
+                "case": f"plain batched predict, {sample} pairs of the 4-target screen",
+                "device": device.type,
+                "pairs": sample,
+                "seconds": seconds,
+            }
+        )
     gflops = {str(d): matmul_gflops(d) for d in devices}
-    print(f"float32 matmul now: {', '.join(f'{d} {g:.0f} GFLOP/s' for d, g in gflops.items())} (235 on a quiet CPU of this kind)")
+    print(
+        f"float32 matmul now: {', '.join(f'{d} {g:.0f} GFLOP/s' for d, g in gflops.items())} (235 on a quiet CPU of this kind)"
+    )
     print(f"{'case':66} {'device':6} {'pairs/s':>10} {'× reference':>12}")
     for r in results:
         r["pairs_per_s"] = r["pairs"] / r["seconds"]
         ratio = r["pairs_per_s"] / REFERENCE_INFER
         print(f"{r['case']:66} {r['device']:6} {r['pairs_per_s']:10.0f} {ratio:11.0f}x")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"reference_infer_pairs_per_s": REFERENCE_INFER, "matmul_gflops": gflops, "results": results}, indent=2))
+    args.json.write_text(
+        json.dumps(
+            {"reference_infer_pairs_per_s": REFERENCE_INFER, "matmul_gflops": gflops, "results": results}, indent=2
+        )
+    )
     print(f"written {args.json}")
 
 

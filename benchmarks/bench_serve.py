@@ -41,11 +41,26 @@ def _inputs() -> tuple[list[str], list[str]]:
 
 def _start(folder: Path, port: int) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRUGREPO_")}
-    env |= {"DRUGREPO_API_KEYS": KEY, "DRUGREPO_RATE_LIMIT_PER_MINUTE": "1000000",
-            "DRUGREPO_REQUEST_LOG_DIR": str(folder / "requests")}
-    process = subprocess.Popen([str(Path(sys.executable).parent / "drugrepo"), "serve", "--checkpoint", str(GOLDEN),
-                                "--port", str(port), "--threads", "1"], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    env |= {
+        "DRUGREPO_API_KEYS": KEY,
+        "DRUGREPO_RATE_LIMIT_PER_MINUTE": "1000000",
+        "DRUGREPO_REQUEST_LOG_DIR": str(folder / "requests"),
+    }
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "drugrepo"),
+            "serve",
+            "--checkpoint",
+            str(GOLDEN),
+            "--port",
+            str(port),
+            "--threads",
+            "1",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -67,8 +82,14 @@ def _one(client: httpx.Client, url: str, smiles: str, protein: str) -> float:
 
 def _stats(case: str, seconds: list[float], protein_len: float) -> dict[str, object]:
     ms = np.array(seconds) * 1000
-    return {"case": case, "requests": len(ms), "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
-            "p99_ms": float(np.percentile(ms, 99)), "mean_protein_length": protein_len}
+    return {
+        "case": case,
+        "requests": len(ms),
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p95_ms": float(np.percentile(ms, 95)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "mean_protein_length": protein_len,
+    }
 
 
 def _throughput(url: str, clients: int, smiles: list[str], protein: str, seconds: float) -> dict[str, object]:
@@ -92,8 +113,14 @@ def _throughput(url: str, clients: int, smiles: list[str], protein: str, seconds
         t.join()
     wall = time.perf_counter() - start
     ms = np.concatenate([np.array(x) for x in latencies]) * 1000
-    return {"case": f"throughput, {clients} concurrent clients, warm target", "clients": clients, "requests": int(sum(counts)),
-            "requests_per_s": sum(counts) / wall, "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95))}
+    return {
+        "case": f"throughput, {clients} concurrent clients, warm target",
+        "clients": clients,
+        "requests": int(sum(counts)),
+        "requests_per_s": sum(counts) / wall,
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p95_ms": float(np.percentile(ms, 95)),
+    }
 
 
 def main() -> None:
@@ -117,7 +144,9 @@ def main() -> None:
                 results.append(_stats("single pair, warm (cached) target", warm, len(warm_protein)))
                 cold_proteins = proteins[1 : 1 + min(args.requests // 3, len(proteins) - 1)]
                 cold = [_one(client, url, smiles[i], p) for i, p in enumerate(cold_proteins)]
-                results.append(_stats("single pair, cold target", cold, float(np.mean([len(p) for p in cold_proteins]))))
+                results.append(
+                    _stats("single pair, cold target", cold, float(np.mean([len(p) for p in cold_proteins])))
+                )
             for clients in (1, 4, 8):
                 results.append(_throughput(url, clients, smiles, warm_protein, args.seconds))
         finally:
@@ -125,8 +154,10 @@ def main() -> None:
             process.wait(timeout=30)
     print(f"{'case':<48} {'n':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'req/s':>8}")
     for r in results:
-        print(f"{r['case']:<48} {r['requests']:>6} {r['p50_ms']:>8.2f} {r['p95_ms']:>8.2f} "
-              f"{r.get('p99_ms', float('nan')):>8.2f} {r.get('requests_per_s', float('nan')):>8.1f}")
+        print(
+            f"{r['case']:<48} {r['requests']:>6} {r['p50_ms']:>8.2f} {r['p95_ms']:>8.2f} "
+            f"{r.get('p99_ms', float('nan')):>8.2f} {r.get('requests_per_s', float('nan')):>8.1f}"
+        )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     machine = {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(), "torch_threads": 1}
     args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2) + "\n")

@@ -134,7 +134,7 @@ def _attach(mol: Chem.Mol, edits: list[tuple[int, int]]) -> Chem.Mol | None:
         atom.SetChiralTag(Chem.ChiralType.CHI_UNSPECIFIED)
     try:
         Chem.SanitizeMol(rw, _SANITIZE_OPS)
-    except Exception:  # noqa: BLE001 - RDKit raises several kinds for an impossible valence
+    except Exception:
         return None
     return rw
 
@@ -151,9 +151,7 @@ def _variants_for_source(task: tuple[int, str, int, int]) -> list[str]:
     if mol is None or mol.GetNumAtoms() == 0 or mol.GetNumAtoms() >= MAX_ATOMS:
         return []
     rng = np.random.default_rng([seed, index])
-    positions = [
-        a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1 and a.GetTotalNumHs() > 0
-    ]
+    positions = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1 and a.GetTotalNumHs() > 0]
     if not positions:
         return []
     n_subs = len(SUBSTITUENTS)
@@ -293,9 +291,7 @@ def make_library(n: int, out: Path, seed: int = 0) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as raw, gzip.GzipFile(
-            filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0
-        ) as gz:
+        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0) as gz:
             gz.write(text.encode())
         os.replace(tmp, out)
     finally:

@@ -29,6 +29,7 @@ Self-check: ``python benchmarks/proctree.py``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -95,9 +96,7 @@ class TreeSampler:
         for pid, (ppid, _, _) in table.items():
             children.setdefault(ppid, []).append(pid)
         roots = [self.root_pid] if self.root_pid in table else []
-        roots += [
-            pid for pid, start in self._known.items() if pid in table and table[pid][1] == start
-        ]
+        roots += [pid for pid, start in self._known.items() if pid in table and table[pid][1] == start]
         tree: set[int] = set()
         stack = roots
         while stack:
@@ -143,19 +142,13 @@ class Measured:
 
 def _kill_tree(proc: subprocess.Popen, sampler: TreeSampler) -> None:
     """SIGKILL the command's process group and every descendant the sampler can still find."""
-    try:
+    with contextlib.suppress(OSError):
         sampler.sample()
-    except OSError:
-        pass
     for pid in [proc.pid, *sampler.last_pids]:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def run_measured(

@@ -209,8 +209,9 @@ def reproduce_val_auroc(
     non_finite = sum(int((~torch.isfinite(p)).sum()) for p in model.state_dict().values() if p.is_floating_point())
     if non_finite:
         return False, f"{non_finite} non-finite weights", {"non_finite_weights": MetadataValue.int(non_finite)}
-    _, val = load_pairs(splits, drug_graphs, protein_encodings, storage, ckpt["strategy"], "val",
-                        ckpt["max_eval_pairs"], ckpt["seed"])
+    _, val = load_pairs(
+        splits, drug_graphs, protein_encodings, storage, ckpt["strategy"], "val", ckpt["max_eval_pairs"], ckpt["seed"]
+    )
     scores = predict_logits(model, val, 256, device)
     if not np.isfinite(scores).all():
         return False, "non-finite validation scores", {}
@@ -248,7 +249,11 @@ def drugban_checkpoint_reproduces(
     """Refuse a checkpoint file that is corrupt, holds NaN weights or does not score as logged."""
     configure_cpu(training_profile.threads)
     passed, why, metadata = reproduce_val_auroc(
-        drugban_checkpoint, dataset_splits, drug_graphs, protein_encodings, storage,
+        drugban_checkpoint,
+        dataset_splits,
+        drug_graphs,
+        protein_encodings,
+        storage,
         resolve_device(training_profile.device),
     )
     metadata["checkpoint"] = MetadataValue.path(drugban_checkpoint["checkpoint"])

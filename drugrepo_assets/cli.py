@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ def _check_out(command: str, out: str, folder: bool) -> bool:
     return problem is None
 
 
-def _device(command: str, name: str) -> "torch.device | None":
+def _device(command: str, name: str) -> torch.device | None:
     """The torch device ``--device`` names, or None after one error line (unknown name, no such GPU)."""
     import torch
 
@@ -103,7 +104,7 @@ def _device(command: str, name: str) -> "torch.device | None":
         return None
     if device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if device.index is not None and device.index >= count or not count:
+        if (device.index is not None and device.index >= count) or not count:
             _error(command, f"--device {name}: no such CUDA device ({count} available)")
             return None
     elif device.type != "cpu":
@@ -193,7 +194,9 @@ def _read_pairs_for_training(location: str, label: str):
 
     result = validate_pairs(read_source(_resolve_input(location)))
     if result.counts["rejected"]:
-        print(f"{label}: {result.counts['rejected']} of {result.counts['input_rows']} rows rejected (see {label}_rejected.parquet)")
+        print(
+            f"{label}: {result.counts['rejected']} of {result.counts['input_rows']} rows rejected (see {label}_rejected.parquet)"
+        )
     return result
 
 
@@ -205,8 +208,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from drugrepo_assets.data.sources import InputFileError
-    from drugrepo_assets.files import write_local_atomic
     from drugrepo_assets.data.splits import cold_split, random_split
+    from drugrepo_assets.files import write_local_atomic
     from drugrepo_assets.ml.dataset import PairData
     from drugrepo_assets.ml.evaluate import evaluate, sigmoid
     from drugrepo_assets.ml.predict import predict_logits
@@ -229,7 +232,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             parts = {name: table[table["split"] == name] for name in ("train", "val", "test")}
             rejected = {"data": result.rejected}
         else:
-            results = {name: _read_pairs_for_training(loc, name) for name, loc in (("train", args.train), ("val", args.val), ("test", args.test)) if loc}
+            results = {
+                name: _read_pairs_for_training(loc, name)
+                for name, loc in (("train", args.train), ("val", args.val), ("test", args.test))
+                if loc
+            }
             parts = {name: r.valid for name, r in results.items()}
             rejected = {name: r.rejected for name, r in results.items()}
     except InputFileError as exc:
@@ -242,7 +249,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     for name in ("data", "train", "val", "test"):  # this run's refused rows only: none left from an earlier run
         table = rejected.get(name)
         if table is not None and len(table):
-            write_local_atomic(out / f"{name}_rejected.parquet", lambda handle, t=table: t.to_parquet(handle, index=False))
+            write_local_atomic(
+                out / f"{name}_rejected.parquet", lambda handle, t=table: t.to_parquet(handle, index=False)
+            )
         else:
             (out / f"{name}_rejected.parquet").unlink(missing_ok=True)
     if args.max_train_pairs:
@@ -252,16 +261,27 @@ def cmd_train(args: argparse.Namespace) -> int:
             _error("train", f"the {name} part needs both labels (has {len(parts[name])} rows)")
             return EXIT_BAD_INPUT
     configure_cpu(args.threads)
-    data = {name: PairData.from_lists(t["smiles"].tolist(), t["protein"].tolist(), t["label"].tolist()) for name, t in parts.items()}
+    data = {
+        name: PairData.from_lists(t["smiles"].tolist(), t["protein"].tolist(), t["label"].tolist())
+        for name, t in parts.items()
+    }
     config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=args.seed, device=args.device,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        patience=args.patience,
+        seed=args.seed,
+        device=args.device,
         max_seconds=None if args.max_minutes is None else args.max_minutes * 60,
     )
     sizes = ", ".join(f"{name} {len(d)}" for name, d in data.items())
     print(f"training on {sizes} pairs; device {config.device}; up to {config.epochs} epochs")
 
     def report(record) -> None:
-        print(f"epoch {record.epoch:3d}  loss {record.train_loss:.4f}  val AUROC {record.val_auroc:.4f}  {record.pairs_per_s:.1f} pairs/s  {record.seconds:.0f} s", flush=True)
+        print(
+            f"epoch {record.epoch:3d}  loss {record.train_loss:.4f}  val AUROC {record.val_auroc:.4f}  {record.pairs_per_s:.1f} pairs/s  {record.seconds:.0f} s",
+            flush=True,
+        )
 
     result = train(data["train"], data["val"], out, config=config, resume=args.resume, on_epoch=report)
     metrics: dict[str, object] = {
@@ -278,11 +298,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         test_scores = sigmoid(predict_logits(result.model, data["test"], device=result.device))
         evaluation = evaluate(data["val"].labels.numpy(), val_scores, data["test"].labels.numpy(), test_scores)
         metrics.update({name: m.as_dict() for name, m in evaluation.items()})
-        print(f"test AUROC {evaluation['test'].auroc:.4f}  AUPRC {evaluation['test'].auprc:.4f}  (threshold {evaluation['test'].threshold:.3f} chosen on val)")
+        print(
+            f"test AUROC {evaluation['test'].auroc:.4f}  AUPRC {evaluation['test'].auprc:.4f}  (threshold {evaluation['test'].threshold:.3f} chosen on val)"
+        )
     write_local_atomic(out / "metrics.json", lambda handle: handle.write(json.dumps(metrics, indent=2).encode()))
     history = pd.DataFrame([asdict(h) for h in result.history])
     write_local_atomic(out / "history.csv", lambda handle: handle.write(history.to_csv(index=False).encode()))
-    print(f"best epoch {result.best_epoch} (val AUROC {result.best_val_auroc:.4f}); wrote {result.best_path}, {out / 'metrics.json'}")
+    print(
+        f"best epoch {result.best_epoch} (val AUROC {result.best_val_auroc:.4f}); wrote {result.best_path}, {out / 'metrics.json'}"
+    )
     return EXIT_OK
 
 
@@ -306,12 +330,18 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--epochs", type=_positive_int, default=100)
     parser.add_argument("--batch-size", type=_positive_int, default=64)
     parser.add_argument("--lr", type=_positive_float, default=5e-5)
-    parser.add_argument("--patience", type=_positive_int, default=20, help="epochs without validation gain before stopping")
+    parser.add_argument(
+        "--patience", type=_positive_int, default=20, help="epochs without validation gain before stopping"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     parser.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
-    parser.add_argument("--max-train-pairs", type=_positive_int, default=None, help="train on a random subset of this size")
-    parser.add_argument("--max-minutes", type=_positive_float, default=None, help="stop at the first epoch end past this time")
+    parser.add_argument(
+        "--max-train-pairs", type=_positive_int, default=None, help="train on a random subset of this size"
+    )
+    parser.add_argument(
+        "--max-minutes", type=_positive_float, default=None, help="stop at the first epoch end past this time"
+    )
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
 
     def run(args: argparse.Namespace) -> int:
@@ -354,7 +384,9 @@ def _load_model(command: str, path: str) -> DrugBAN | None:
             problem = f"cannot read file ({exc.strerror or _first_line(exc)})"
         except Exception as exc:  # torch and the model raise many types for a foreign file: one line, never a traceback
             detail = _first_line(exc).removeprefix(f"{path}: ")
-            problem = ("truncated or not a checkpoint" if "zip archive" in detail else "not a DrugBAN checkpoint") + f" ({detail})"
+            problem = (
+                "truncated or not a checkpoint" if "zip archive" in detail else "not a DrugBAN checkpoint"
+            ) + f" ({detail})"
     _error(command, f"checkpoint {path}: {problem}")
     return None
 
@@ -441,7 +473,14 @@ def cmd_screen(args: argparse.Namespace) -> int:
     from drugrepo_assets.data.library import count_rows, iter_library, read_checked_targets
     from drugrepo_assets.data.sources import InputFileError
     from drugrepo_assets.files import storage_path, write_bytes_atomic
-    from drugrepo_assets.ml.library_screen import REJECTED_COLUMNS, check_manifest, default_workers, known_actives, rejected_rows, screen_library
+    from drugrepo_assets.ml.library_screen import (
+        REJECTED_COLUMNS,
+        check_manifest,
+        default_workers,
+        known_actives,
+        rejected_rows,
+        screen_library,
+    )
     from drugrepo_assets.ml.model import checkpoint_id
     from drugrepo_assets.ml.native import kernel_info
     from drugrepo_assets.ml.runtime import configure_cpu
@@ -464,30 +503,55 @@ def cmd_screen(args: argparse.Namespace) -> int:
     if model is None:
         return EXIT_BAD_INPUT
     codes, tgt = prepare_targets(targets)
-    refused_targets = pd.concat([refused_targets, tgt.rejected[refused_targets.columns]], ignore_index=True).sort_values("line", kind="stable")
+    refused_targets = pd.concat(
+        [refused_targets, tgt.rejected[refused_targets.columns]], ignore_index=True
+    ).sort_values("line", kind="stable")
     if not len(codes):
-        _error("screen", f"{args.targets}: no valid target ({len(refused_targets)} refused, first: line "
-                         f"{refused_targets['line'].iat[0]}: {refused_targets['reason'].iat[0]})")
+        _error(
+            "screen",
+            f"{args.targets}: no valid target ({len(refused_targets)} refused, first: line "
+            f"{refused_targets['line'].iat[0]}: {refused_targets['reason'].iat[0]})",
+        )
         return EXIT_BAD_INPUT
     configure_cpu(args.threads)
     engine = ScreeningEngine(model, device=device, drug_chunk=args.batch_size)
     ckpt = checkpoint_id(args.checkpoint)
     target_ids = tgt.kept["id"].astype(str).tolist()
     settings = {
-        "library": args.library, "checkpoint_id": ckpt, "shard_size": args.shard_size, "top": args.top,
+        "library": args.library,
+        "checkpoint_id": ckpt,
+        "shard_size": args.shard_size,
+        "top": args.top,
         "targets": hashlib.sha256(json.dumps([target_ids, codes.tolist()]).encode()).hexdigest()[:16],
     }
     try:
         check_manifest(root, settings)
         total = count_rows(args.library, args.s3_endpoint_url)
-        print(f"engine: {'C kernel' if engine.native else 'torch'} on {engine.device} ({kernel_info()['kernel']}); "
-              f"{len(target_ids)} targets; library {args.library}" + (f" (~{total:,} rows)" if total else ""), file=sys.stderr)
-        bar = tqdm(total=total * len(target_ids) if total else None, unit="pair", unit_scale=True, file=sys.stderr,
-                   disable=args.quiet, mininterval=1.0, smoothing=0.1)
+        print(
+            f"engine: {'C kernel' if engine.native else 'torch'} on {engine.device} ({kernel_info()['kernel']}); "
+            f"{len(target_ids)} targets; library {args.library}" + (f" (~{total:,} rows)" if total else ""),
+            file=sys.stderr,
+        )
+        bar = tqdm(
+            total=total * len(target_ids) if total else None,
+            unit="pair",
+            unit_scale=True,
+            file=sys.stderr,
+            disable=args.quiet,
+            mininterval=1.0,
+            smoothing=0.1,
+        )
         with bar:
             run = screen_library(
-                engine, iter_library(args.library, s3_endpoint_url=args.s3_endpoint_url), target_ids, codes, root,
-                shard_size=args.shard_size, top=args.top, workers=args.workers or default_workers(), progress=bar.update,
+                engine,
+                iter_library(args.library, s3_endpoint_url=args.s3_endpoint_url),
+                target_ids,
+                codes,
+                root,
+                shard_size=args.shard_size,
+                top=args.top,
+                workers=args.workers or default_workers(),
+                progress=bar.update,
             )
             bar.total = bar.n  # the row count was an estimate (headers, comments, refused rows)
     except (InputFileError, ValueError) as exc:
@@ -495,15 +559,26 @@ def cmd_screen(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     shards = [part_name(s.index) for s in run.shards]
     rejected = pd.concat(
-        [refused_targets.assign(kind="target", file=args.targets, value=refused_targets["sequence"].str[:60])[REJECTED_COLUMNS],
-         *rejected_rows(root, shards)],
+        [
+            refused_targets.assign(kind="target", file=args.targets, value=refused_targets["sequence"].str[:60])[
+                REJECTED_COLUMNS
+            ],
+            *rejected_rows(root, shards),
+        ],
         ignore_index=True,
     )
     write_bytes_atomic(root / "rejected.csv", rejected.to_csv(index=False).encode())
     if len(rejected):
-        print(f"{run.rejected} molecules and {len(refused_targets)} targets refused and skipped; see {args.out}/rejected.csv", file=sys.stderr)
+        print(
+            f"{run.rejected} molecules and {len(refused_targets)} targets refused and skipped; see {args.out}/rejected.csv",
+            file=sys.stderr,
+        )
     if not run.molecules:
-        problem = "no molecules" if not run.rejected else f"no molecule could be scored ({run.rejected} refused; see {args.out}/rejected.csv)"
+        problem = (
+            "no molecules"
+            if not run.rejected
+            else f"no molecule could be scored ({run.rejected} refused; see {args.out}/rejected.csv)"
+        )
         _error("screen", f"{args.library}: {problem}")
         return EXIT_BAD_INPUT
     if args.top is not None:
@@ -519,12 +594,14 @@ def cmd_screen(args: argparse.Namespace) -> int:
             if (root / name).exists():
                 (root / name).unlink()
     kept = f" ({run.skipped} shards kept from an earlier run)" if run.skipped else ""
-    print(f"scored {run.pairs} pairs ({run.molecules} molecules × {len(target_ids)} targets){kept}; "
-          f"pairs in {args.out}/scores/; wrote {wrote}")
+    print(
+        f"scored {run.pairs} pairs ({run.molecules} molecules × {len(target_ids)} targets){kept}; "
+        f"pairs in {args.out}/scores/; wrote {wrote}"
+    )
     return EXIT_OK
 
 
-def _read_known(path: str) -> "pd.DataFrame":
+def _read_known(path: str) -> pd.DataFrame:
     """Known actives, a CSV/Parquet file or folder with ``target_id`` and ``drug_id`` columns (the
     targets' and library's ids), read as the pair tables are (an :class:`InputFileError` otherwise)."""
     from drugrepo_assets.data.sources import read_source
@@ -532,7 +609,7 @@ def _read_known(path: str) -> "pd.DataFrame":
     return read_source(path, required=("target_id", "drug_id"))
 
 
-def _write_enrichment(root: "UPath", pairs: "pd.DataFrame", out: str) -> bool:
+def _write_enrichment(root: UPath, pairs: pd.DataFrame, out: str) -> bool:
     """The retrospective report (EF 1 % / 5 %, BEDROC, AUROC per target with known actives) and its
     plot; False when no target has both known actives and inactives (nothing written)."""
     from drugrepo_assets.files import write_bytes_atomic
@@ -567,12 +644,32 @@ def _add_screen(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--library", required=True, metavar="LOCATION")
     parser.add_argument("--targets", required=True, metavar="FILE")
     parser.add_argument("--out", required=True, metavar="DIR")
-    parser.add_argument("--top", type=_positive_int, default=None, metavar="K", help="keep the best K per target (else rank every pair)")
-    parser.add_argument("--known", default=None, metavar="CSV",
-                        help="known actives (target_id,drug_id): report EF 1%%/5%%, BEDROC and AUROC per target")
-    parser.add_argument("--shard-size", type=_positive_int, default=50_000, metavar="N", help="molecules per shard (the unit of resumption)")
-    parser.add_argument("--workers", type=_positive_int, default=None, metavar="W", help="featurisation processes (default: one per core)")
-    parser.add_argument("--batch-size", type=_positive_int, default=1024, metavar="B", help="molecules scored per engine call")
+    parser.add_argument(
+        "--top", type=_positive_int, default=None, metavar="K", help="keep the best K per target (else rank every pair)"
+    )
+    parser.add_argument(
+        "--known",
+        default=None,
+        metavar="CSV",
+        help="known actives (target_id,drug_id): report EF 1%%/5%%, BEDROC and AUROC per target",
+    )
+    parser.add_argument(
+        "--shard-size",
+        type=_positive_int,
+        default=50_000,
+        metavar="N",
+        help="molecules per shard (the unit of resumption)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        metavar="W",
+        help="featurisation processes (default: one per core)",
+    )
+    parser.add_argument(
+        "--batch-size", type=_positive_int, default=1024, metavar="B", help="molecules scored per engine call"
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=_positive_int, default=None)
     parser.add_argument("--s3-endpoint-url", default=None, metavar="URL", help="S3-compatible endpoint (MinIO, ...)")
@@ -586,8 +683,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from drugrepo_assets.api.settings import ServingSettings
 
-    overrides = {k: v for k, v in {"checkpoint": args.checkpoint, "model_uri": args.model_uri, "host": args.host,
-                                   "port": args.port, "torch_threads": args.threads}.items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in {
+            "checkpoint": args.checkpoint,
+            "model_uri": args.model_uri,
+            "host": args.host,
+            "port": args.port,
+            "torch_threads": args.threads,
+        }.items()
+        if v is not None
+    }
     try:
         settings = ServingSettings(**overrides)
     except ValidationError as exc:
@@ -617,7 +723,9 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", default=None, metavar="CKPT", help="serve this checkpoint file")
-    source.add_argument("--model-uri", default=None, metavar="URI", help="an MLflow model URI (models:/name@alias, ...)")
+    source.add_argument(
+        "--model-uri", default=None, metavar="URI", help="an MLflow model URI (models:/name@alias, ...)"
+    )
     parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="port to bind (default 8000)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default 1)")
@@ -655,7 +763,12 @@ def _add_rollback(subparsers: argparse._SubParsersAction) -> None:
 
 
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_validate, _add_train, _add_predict, _add_screen, _add_serve, _add_rollback,
+    _add_validate,
+    _add_train,
+    _add_predict,
+    _add_screen,
+    _add_serve,
+    _add_rollback,
 ]
 
 

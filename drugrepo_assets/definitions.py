@@ -14,7 +14,7 @@ Slack is used only when ``SLACK_BOT_TOKEN`` is set.
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+from typing import Any
 
 from dagster import (
     AssetSelection,
@@ -28,13 +28,11 @@ from dagster import (
 )
 
 from drugrepo_assets import checks
-from drugrepo_assets.automation import automation_sensor
 from drugrepo_assets.assets import features, raw, screening, splits, training, validated
+from drugrepo_assets.automation import automation_sensor
 from drugrepo_assets.io_managers import JsonIOManager, ParquetIOManager
 from drugrepo_assets.k8s import executor_for
 from drugrepo_assets.notifications import SlackNotifier, slack_on_materialization, slack_on_run_failure
-from drugrepo_assets.sensors import LandingZone, RetrainPolicy, ingest_job, landing_sensor, retrain_job, retrain_sensor
-from drugrepo_assets.storage import StorageResource
 from drugrepo_assets.resources import (
     DEMO_PROFILE,
     FULL_PROFILE,
@@ -47,6 +45,8 @@ from drugrepo_assets.resources import (
     SplitSettings,
     TrainingProfile,
 )
+from drugrepo_assets.sensors import LandingZone, RetrainPolicy, ingest_job, landing_sensor, retrain_job, retrain_sensor
+from drugrepo_assets.storage import StorageResource
 
 SMOKE_SCREENING = ScreeningSettings(max_library=200)
 """Screening settings of smoke tests: 200 molecules × the default targets."""
@@ -135,7 +135,7 @@ RESOURCES_BY_ENV: dict[str, dict[str, Any]] = {
 }
 
 
-def _executor(env: str, executor: Optional[str]) -> ExecutorDefinition:
+def _executor(env: str, executor: str | None) -> ExecutorDefinition:
     """The environment's executor, or the in-process one when asked for locally."""
     if not executor:
         return executor_for(env, all_assets, os.environ)
@@ -144,7 +144,7 @@ def _executor(env: str, executor: Optional[str]) -> ExecutorDefinition:
     return in_process_executor
 
 
-def build_defs(env: str, profile: Optional[str] = None, executor: Optional[str] = None) -> Definitions:
+def build_defs(env: str, profile: str | None = None, executor: str | None = None) -> Definitions:
     """The code location's definitions for one environment (``local``, ``staging`` or ``prod``).
 
     ``profile`` names a training profile to use instead of the environment's (``tiny`` in UI tests);

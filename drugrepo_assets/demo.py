@@ -11,9 +11,10 @@ candidate of each target.
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from dagster import DagsterError, DagsterInstance, ExecuteInProcessResult
 
@@ -22,9 +23,15 @@ from drugrepo_assets.partitions import dataset_partitions
 from drugrepo_assets.resources import PROFILES
 
 _STAGES = (
-    "raw_pairs", "validated_pairs", "rejected_pairs", "dataset_splits",
-    "drug_graphs", "protein_encodings", "drugban_checkpoint", "model_evaluation",
-)  # fmt: skip
+    "raw_pairs",
+    "validated_pairs",
+    "rejected_pairs",
+    "dataset_splits",
+    "drug_graphs",
+    "protein_encodings",
+    "drugban_checkpoint",
+    "model_evaluation",
+)
 _FIXED_STRATEGIES = ("random", "cold_drug", "cold_target")
 _TABLES = ("raw_pairs", "validated_pairs", "rejected_pairs", "dataset_splits", "drug_graphs", "protein_encodings")
 _QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -41,13 +48,13 @@ class PartitionReport:
     split_rows: dict[str, int] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
-    val_auroc: Optional[float] = None
-    test_auroc: Optional[float] = None
-    checkpoint: Optional[str] = None
-    mlflow_run: Optional[str] = None
+    val_auroc: float | None = None
+    test_auroc: float | None = None
+    checkpoint: str | None = None
+    mlflow_run: str | None = None
 
 
-def run_partition(instance: DagsterInstance, dataset: str, profile: Optional[str] = None) -> PartitionReport:
+def run_partition(instance: DagsterInstance, dataset: str, profile: str | None = None) -> PartitionReport:
     """Execute `materialize_all_job` for one dataset (with another training profile when named)."""
     job = defs.resolve_job_def(materialize_all_job.name)
     run_config: dict[str, Any] = dict(_QUIET_CONSOLE)
@@ -94,7 +101,9 @@ class ScreeningReport:
     problems: list[str] = field(default_factory=list)
 
 
-def run_screening(instance: DagsterInstance, datasets: Sequence[str], max_library: Optional[int] = None) -> ScreeningReport:
+def run_screening(
+    instance: DagsterInstance, datasets: Sequence[str], max_library: int | None = None
+) -> ScreeningReport:
     """Materialise the screening inputs once, then each dataset's scores and candidates."""
     run_config: dict[str, Any] = dict(_QUIET_CONSOLE)
     if max_library is not None:
@@ -115,7 +124,9 @@ def run_screening(instance: DagsterInstance, datasets: Sequence[str], max_librar
         return report
     job = defs.resolve_job_def(screening_job.name)
     for dataset in datasets:
-        result = job.execute_in_process(run_config=run_config, instance=instance, partition_key=dataset, raise_on_error=False)
+        result = job.execute_in_process(
+            run_config=run_config, instance=instance, partition_key=dataset, raise_on_error=False
+        )
         report.problems += [f"{dataset}: {p}" for p in _failures(result)]
         for event in result.get_asset_materialization_events():
             metadata = {k: v.value for k, v in event.materialization.metadata.items()}
@@ -132,7 +143,9 @@ def screening_summary(report: ScreeningReport) -> str:
     """Pairs scored per dataset and the markdown table of each dataset's top candidates."""
     text = [f"screening: {report.library} molecules × {report.targets} targets per checkpoint ({report.seconds:.1f} s)"]
     for dataset, pairs in report.pairs.items():
-        text.append(f"  {dataset}: {pairs} pairs scored; known interactions among the candidates: {report.known.get(dataset, 0)}")
+        text.append(
+            f"  {dataset}: {pairs} pairs scored; known interactions among the candidates: {report.known.get(dataset, 0)}"
+        )
         text += [f"    {line}" for line in report.best.get(dataset, "").splitlines()]
     return "\n".join(text)
 
@@ -159,20 +172,27 @@ def _collect(result: ExecuteInProcessResult, report: PartitionReport) -> None:
         report.problems.append(f"not materialised: {', '.join(missing)}")
 
 
-def _auroc(value: Optional[float]) -> str:
+def _auroc(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def summary(reports: list[PartitionReport], mlflow_ui: Optional[str] = None) -> str:
+def summary(reports: list[PartitionReport], mlflow_ui: str | None = None) -> str:
     """Plain-text table of rows per stage, val/test AUROC per dataset, then where everything went."""
-    header = ["dataset", "raw", "valid", "rejected", *_FIXED_STRATEGIES, "shipped splits", "val AUROC",
-              "test AUROC", "run s"]
+    header = [
+        "dataset",
+        "raw",
+        "valid",
+        "rejected",
+        *_FIXED_STRATEGIES,
+        "shipped splits",
+        "val AUROC",
+        "test AUROC",
+        "run s",
+    ]
     lines = []
     for r in reports:
         shipped = ", ".join(
-            f"{s.removeprefix('shipped_')} {n}"
-            for s, n in sorted(r.split_rows.items())
-            if s.startswith("shipped_")
+            f"{s.removeprefix('shipped_')} {n}" for s, n in sorted(r.split_rows.items()) if s.startswith("shipped_")
         )
         lines.append(
             [
@@ -186,10 +206,7 @@ def summary(reports: list[PartitionReport], mlflow_ui: Optional[str] = None) -> 
             ]
         )
     widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
-    text = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
-        for row in [header, *lines]
-    ]
+    text = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *lines]]
     text.append("")
     text.append("random .. shipped: rows (train + val + test) of each split strategy")
     text.append("val/test AUROC: drugban_checkpoint on its split strategy, test at the threshold chosen on val")
@@ -212,10 +229,19 @@ def summary(reports: list[PartitionReport], mlflow_ui: Optional[str] = None) -> 
 def main(argv: Sequence[str] = ()) -> int:
     """Run the demo; 0 when every run and check passed, 1 when one failed, 2 without an instance."""
     parser = argparse.ArgumentParser(prog="python -m drugrepo_assets.demo", description=__doc__)
-    parser.add_argument("--profile", choices=sorted(PROFILES), default=None,
-                        help="training profile (default: the environment's, demo locally)")
-    parser.add_argument("--max-library", type=int, default=None, metavar="N",
-                        help="screen only the first N library molecules (default: every validated drug)")
+    parser.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default=None,
+        help="training profile (default: the environment's, demo locally)",
+    )
+    parser.add_argument(
+        "--max-library",
+        type=int,
+        default=None,
+        metavar="N",
+        help="screen only the first N library molecules (default: every validated drug)",
+    )
     args = parser.parse_args(list(argv))
     started = time.perf_counter()
     try:
@@ -234,11 +260,15 @@ def main(argv: Sequence[str] = ()) -> int:
             print("screening ...", flush=True)
             screening = run_screening(instance, trained, args.max_library)
         home = instance.root_directory
-    mlflow_ui = f"mlflow ui --backend-store-uri sqlite:///{Path(home) / 'mlflow' / 'mlflow.db'}  (http://127.0.0.1:5000)"
+    mlflow_ui = (
+        f"mlflow ui --backend-store-uri sqlite:///{Path(home) / 'mlflow' / 'mlflow.db'}  (http://127.0.0.1:5000)"
+    )
     print(summary(reports, mlflow_ui))
     print(screening_summary(screening))
     print(f"  runs recorded in {home} (open them with `make dev`)")
-    problems = [f"{r.dataset}: {p}" for r in reports for p in r.problems] + [f"screening: {p}" for p in screening.problems]
+    problems = [f"{r.dataset}: {p}" for r in reports for p in r.problems] + [
+        f"screening: {p}" for p in screening.problems
+    ]
     for problem in problems:
         print(f"FAILED {problem}", file=sys.stderr)
     verdict = "FAILED" if problems else "all assets materialised, all checks passed"

@@ -13,15 +13,17 @@ import glob
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Optional, Union
+from typing import Any, BinaryIO
 
 from upath import UPath
 
 LOCAL_PROTOCOLS = ("", "file", "local")
 S3_SCHEMES = ("s3://", "s3a://")
 
-def storage_path(uri: str, s3_endpoint_url: Optional[str] = None) -> UPath:
+
+def storage_path(uri: str, s3_endpoint_url: str | None = None) -> UPath:
     """`UPath` of a local path or object-store URI; ``s3_endpoint_url`` points s3fs at MinIO, moto, ...
 
     Without an explicit endpoint, s3fs (like boto3) honours ``AWS_ENDPOINT_URL_S3`` /
@@ -49,7 +51,7 @@ def _temp_sibling(final: Path) -> Path:
     return final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
 
 
-def remove_partial_writes(final: Union[str, Path]) -> list[Path]:
+def remove_partial_writes(final: str | Path) -> list[Path]:
     """Delete the temporary siblings of the local file ``final`` that killed writers left; returns them.
 
     Only for a file one process writes at a time (a training run's checkpoints): another writer's
@@ -92,7 +94,7 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_local_atomic(path: Union[str, Path], write: Callable[[BinaryIO], Any]) -> None:
+def write_local_atomic(path: str | Path, write: Callable[[BinaryIO], Any]) -> None:
     """Publish the local file ``path`` as ``write(handle)`` writes it, atomically: written to a temporary
     sibling, fsynced and renamed over ``path``, so a reader (or a process killed mid-write) never sees half a file."""
     _replace_from(Path(path), write)
@@ -110,7 +112,7 @@ DEFAULT_PART_SIZE = 50 * 2**20
 """Size of one part of an S3 multipart upload (s3fs's default); a file under two parts goes in one PUT."""
 
 
-def upload_file_atomic(local_file: Path, path: UPath, part_size: Optional[int] = None) -> None:
+def upload_file_atomic(local_file: Path, path: UPath, part_size: int | None = None) -> None:
     """Publish a copy of ``local_file`` at ``path`` atomically.
 
     On S3 a file of at least twice ``part_size`` bytes goes up in parts (`put_multipart`).

@@ -17,7 +17,7 @@ import json
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 import pandas as pd
 from dagster import (
@@ -52,9 +52,7 @@ class ParquetUPathIOManager(_StorageUPathIOManager):
         """Serialise ``obj`` fully in memory, then publish it at ``path`` in one atomic step."""
         if not isinstance(obj, pd.DataFrame):
             source = context.asset_key.to_user_string() if context.has_asset_key else "the output"
-            raise TypeError(
-                f"{type(self).__name__} stores pandas DataFrames; {source} is a {type(obj).__name__}"
-            )
+            raise TypeError(f"{type(self).__name__} stores pandas DataFrames; {source} is a {type(obj).__name__}")
         write_bytes_atomic(path, obj.to_parquet(index=False))
 
     def load_from_path(self, context: InputContext, path: UPath) -> pd.DataFrame:
@@ -92,7 +90,7 @@ class FileUPathIOManager(_StorageUPathIOManager):
 
     extension: str = ".files.json"
 
-    def dump_to_path(self, context: OutputContext, obj: Union[Path, str], path: UPath) -> None:
+    def dump_to_path(self, context: OutputContext, obj: Path | str, path: UPath) -> None:
         """Upload every file of ``obj`` under a fresh version folder, then publish the manifest."""
         source = Path(obj) if isinstance(obj, (str, Path)) else None
         if source is None or not source.exists():
@@ -103,8 +101,12 @@ class FileUPathIOManager(_StorageUPathIOManager):
         folder = _version_folder(path, version)
         for local, rel in zip(files, relative):
             upload_file_atomic(local, folder.joinpath(*rel.split("/")))
-        manifest = {"version": version, "kind": "folder" if source.is_dir() else "file", "files": relative,
-                    "bytes": sum(p.stat().st_size for p in files)}
+        manifest = {
+            "version": version,
+            "kind": "folder" if source.is_dir() else "file",
+            "files": relative,
+            "bytes": sum(p.stat().st_size for p in files),
+        }
         write_bytes_atomic(path, json.dumps(manifest, indent=2).encode())
 
     def load_from_path(self, context: InputContext, path: UPath) -> Path:
@@ -119,7 +121,7 @@ class FileUPathIOManager(_StorageUPathIOManager):
                 download_atomic(folder.joinpath(*rel.split("/")), root.joinpath(*rel.split("/")))
         return root / manifest["files"][0] if manifest["kind"] == "file" else root
 
-    def get_metadata(self, context: OutputContext, obj: Union[Path, str]) -> dict[str, MetadataValue]:
+    def get_metadata(self, context: OutputContext, obj: Path | str) -> dict[str, MetadataValue]:
         """How many files the output holds."""
         source = Path(obj)
         count = sum(1 for p in source.rglob("*") if p.is_file()) if source.is_dir() else 1
@@ -134,17 +136,17 @@ def _version_folder(manifest: UPath, version: str) -> UPath:
 class _StorageIOManagerFactory(ConfigurableIOManagerFactory):
     """Configuration shared by the I/O managers: where the values live."""
 
-    base_path: Optional[str] = Field(
+    base_path: str | None = Field(
         default=None,
         description="Local folder or s3:// URI under which assets are stored; "
         "default: the instance storage folder ($DAGSTER_HOME/storage).",
     )
-    s3_endpoint_url: Optional[str] = Field(
+    s3_endpoint_url: str | None = Field(
         default=None,
         description="S3 endpoint to use instead of AWS (MinIO, moto, ...); only for s3:// bases.",
     )
 
-    def base_upath(self, context: Optional[InitResourceContext] = None) -> UPath:
+    def base_upath(self, context: InitResourceContext | None = None) -> UPath:
         """The base path as a `UPath`, with the S3 endpoint as storage option where set."""
         if self.base_path is not None:
             base = self.base_path

@@ -11,7 +11,8 @@ steps also share the concurrency pool `GPU_POOL`, limited in the instance config
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Mapping, Optional
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from dagster import AssetsDefinition, ExecutorDefinition, multi_or_in_process_executor
 from dagster_k8s import k8s_job_executor
@@ -38,9 +39,7 @@ GPU_OP_TAGS: dict[str, Any] = {
 """Op tags giving a step its own pod with one GPU, on a GPU node (run-level tags do not reach step pods)."""
 
 CPU_STEP_K8S_CONFIG: dict[str, Any] = {
-    "container_config": {
-        "resources": {"requests": {"cpu": "1", "memory": "4Gi"}, "limits": {"memory": "8Gi"}}
-    }
+    "container_config": {"resources": {"requests": {"cpu": "1", "memory": "4Gi"}, "limits": {"memory": "8Gi"}}}
 }
 """Every step pod's default container: a plain CPU pod, no node selector or toleration."""
 
@@ -71,7 +70,7 @@ def gpu_op_names(assets: Iterable[Any]) -> list[str]:
     return sorted(names)
 
 
-def k8s_executor_config(gpu_image: Optional[str], gpu_ops: Iterable[str]) -> dict[str, Any]:
+def k8s_executor_config(gpu_image: str | None, gpu_ops: Iterable[str]) -> dict[str, Any]:
     """Config of `k8s_job_executor`: CPU step pods by default, ``gpu_image`` for the ``gpu_ops`` steps.
 
     Namespace, service account, env config maps and secrets come from the `K8sRunLauncher`.
@@ -82,7 +81,7 @@ def k8s_executor_config(gpu_image: Optional[str], gpu_ops: Iterable[str]) -> dic
     return config
 
 
-def k8s_executor(gpu_image: Optional[str], gpu_ops: Iterable[str]) -> ExecutorDefinition:
+def k8s_executor(gpu_image: str | None, gpu_ops: Iterable[str]) -> ExecutorDefinition:
     """`k8s_job_executor` configured by `k8s_executor_config`."""
     return k8s_job_executor.configured(k8s_executor_config(gpu_image, gpu_ops), name="k8s")
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from dagster import (
@@ -38,12 +39,17 @@ from slack_sdk.web.client import WebClient
 from drugrepo_assets.sensors import LANDING_FILES_TAG, PARTITION_TAG
 
 NOTIFY_ASSETS: tuple[str, ...] = (
-    "drugban_checkpoint", "model_evaluation", "screening_scores", "repurposing_candidates"
-)  # fmt: skip
+    "drugban_checkpoint",
+    "model_evaluation",
+    "screening_scores",
+    "repurposing_candidates",
+)
 """Assets whose materialisations are announced; screening tables may not exist in every deployment."""
 FIGURES: tuple[tuple[str, str], ...] = (
-    ("val_auroc", "val AUROC"), ("test_auroc", "test AUROC"), ("test_auprc", "test AUPRC")
-)  # fmt: skip
+    ("val_auroc", "val AUROC"),
+    ("test_auroc", "test AUROC"),
+    ("test_auprc", "test AUPRC"),
+)
 OBJECT_KEYS: tuple[str, ...] = ("checkpoint", "uri", "path", "table", "pictures")
 """Metadata entries that hold the stored object, in order of preference."""
 CANDIDATE_KEYS: tuple[str, ...] = ("top_candidates", "best_per_target")
@@ -74,7 +80,7 @@ class SlackNotifier(SlackResource):
     `post` sends nothing and logs one warning per process.
     """
 
-    token: Optional[str] = Field(default=None, description="Slack bot token; None or empty: no messages.")
+    token: str | None = Field(default=None, description="Slack bot token; None or empty: no messages.")
     channel: str = Field(default="#drugrepo", description="Channel the messages go to.")
     base_url: str = Field(default=WebClient.BASE_URL, description="Slack Web API root of slack_sdk's WebClient.")
     dagster_url: str = Field(default="http://localhost:3000", description="Base URL of the Dagster UI for links.")
@@ -83,7 +89,7 @@ class SlackNotifier(SlackResource):
         """A `slack_sdk.WebClient` on ``base_url``."""
         return WebClient(token=self.token, base_url=self.base_url)
 
-    def post(self, message: SlackMessage, log: Optional[logging.Logger] = None) -> bool:
+    def post(self, message: SlackMessage, log: logging.Logger | None = None) -> bool:
         """Send ``message``; False (and no request) without a token or when Slack refuses it."""
         from slack_sdk.errors import SlackApiError, SlackClientError
 
@@ -100,7 +106,7 @@ class SlackNotifier(SlackResource):
             return False
         return True
 
-    def asset_url(self, asset_key: AssetKey, partition: Optional[str] = None) -> str:
+    def asset_url(self, asset_key: AssetKey, partition: str | None = None) -> str:
         """The asset's page in the Dagster UI (its partition's view when given)."""
         url = f"{self.dagster_url.rstrip('/')}/assets/{'/'.join(quote(p, safe='') for p in asset_key.path)}"
         return url + (f"?{urlencode({'view': 'partitions', 'partition': partition})}" if partition else "")
@@ -179,9 +185,10 @@ def slack_on_materialization(context: SensorEvaluationContext, slack: SlackNotif
     instance = context.instance
     if context.cursor is None:
         start = instance.event_log_storage.get_maximum_record_id() or 0
-        cursor = {name: start for name in NOTIFY_ASSETS}
-        return SensorResult(skip_reason=SkipReason(f"following materialisations after event {start}"),
-                            cursor=json.dumps(cursor))
+        cursor = dict.fromkeys(NOTIFY_ASSETS, start)
+        return SensorResult(
+            skip_reason=SkipReason(f"following materialisations after event {start}"), cursor=json.dumps(cursor)
+        )
     cursor = json.loads(context.cursor)
     start = min(cursor.values(), default=0)
     posted = 0

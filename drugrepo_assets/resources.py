@@ -6,10 +6,11 @@ from __future__ import annotations
 import fcntl
 import math
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from dagster import ConfigurableResource, InitResourceContext, OpExecutionContext
@@ -36,7 +37,7 @@ class DataSourceResource(ConfigurableResource):
         description='"bundled", a local folder, an http(s) URL prefix or an s3:// prefix; '
         "each dataset partition is read from <root>/<dataset>.",
     )
-    s3_endpoint_url: Optional[str] = Field(
+    s3_endpoint_url: str | None = Field(
         default=None,
         description="S3 endpoint to use instead of AWS (MinIO, moto, ...); None for AWS.",
     )
@@ -65,25 +66,31 @@ class TrainingProfile(ConfigurableResource):
 
     name: str = Field(default="full", description="Profile name, recorded with every run and study.")
     epochs: int = Field(default=100, description="Maximum number of epochs.")
-    patience: Optional[int] = Field(default=20, description="Stop after this many epochs without a better val AUROC.")
+    patience: int | None = Field(default=20, description="Stop after this many epochs without a better val AUROC.")
     batch_size: int = Field(default=64, description="Training batch size.")
     lr: float = Field(default=5e-5, description="Adam learning rate.")
-    max_train_pairs: Optional[int] = Field(default=None, description="Cap on training pairs (None: all).")
-    max_eval_pairs: Optional[int] = Field(default=None, description="Cap on val and on test pairs (None: all).")
+    max_train_pairs: int | None = Field(default=None, description="Cap on training pairs (None: all).")
+    max_eval_pairs: int | None = Field(default=None, description="Cap on val and on test pairs (None: all).")
     seed: int = Field(default=0, description="Seed of the model, the shuffling and the capped subsets.")
-    threads: Optional[int] = Field(default=None, description="torch CPU threads (None: torch's default).")
+    threads: int | None = Field(default=None, description="torch CPU threads (None: torch's default).")
     device: str = Field(default="auto", description='"auto" (CUDA when present, else CPU), "cpu" or "cuda".')
     test_auroc_floor: float = Field(default=0.8, description="The model_evaluation gate: minimum test AUROC.")
     attention_examples: int = Field(default=3, description="Test pairs whose attention is drawn on the molecule.")
 
-    def train_config(self, overrides: Optional[dict[str, Any]] = None) -> TrainConfig:
+    def train_config(self, overrides: dict[str, Any] | None = None) -> TrainConfig:
         """The core's `TrainConfig` for this profile, with tuned values (lr, batch_size) applied."""
-        values = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr, "patience": self.patience,
-                  "seed": self.seed, "device": self.device}
+        values = {
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "patience": self.patience,
+            "seed": self.seed,
+            "device": self.device,
+        }
         values.update({k: v for k, v in (overrides or {}).items() if k in TrainConfig.__dataclass_fields__})
         return TrainConfig(**values)
 
-    def drugban_config(self, overrides: Optional[dict[str, Any]] = None) -> DrugBANConfig:
+    def drugban_config(self, overrides: dict[str, Any] | None = None) -> DrugBANConfig:
         """The reference `DrugBANConfig`, with tuned architecture values (e.g. ban_dropout) applied."""
         known = DrugBANConfig.__dataclass_fields__
         return DrugBANConfig(**{k: v for k, v in (overrides or {}).items() if k in known})
@@ -91,13 +98,25 @@ class TrainingProfile(ConfigurableResource):
 
 FULL_PROFILE = TrainingProfile()
 DEMO_PROFILE = TrainingProfile(
-    name="demo", epochs=2, patience=None, batch_size=32, lr=5e-4, max_train_pairs=512, max_eval_pairs=256,
+    name="demo",
+    epochs=2,
+    patience=None,
+    batch_size=32,
+    lr=5e-4,
+    max_train_pairs=512,
+    max_eval_pairs=256,
     test_auroc_floor=0.5,
 )
 """Two epochs on 512 pairs: a 10× larger learning rate than the paper's so that 32 steps learn something."""
 TINY_PROFILE = TrainingProfile(
-    name="tiny", epochs=1, patience=None, batch_size=32, max_train_pairs=128, max_eval_pairs=64,
-    test_auroc_floor=0.0, attention_examples=1,
+    name="tiny",
+    epochs=1,
+    patience=None,
+    batch_size=32,
+    max_train_pairs=128,
+    max_eval_pairs=64,
+    test_auroc_floor=0.0,
+    attention_examples=1,
 )
 """A smoke-test profile (tests, CI): it proves the wiring, not the model, so its AUROC floor is 0."""
 PROFILES: dict[str, TrainingProfile] = {p.name: p for p in (DEMO_PROFILE, FULL_PROFILE, TINY_PROFILE)}
@@ -106,24 +125,33 @@ PROFILES: dict[str, TrainingProfile] = {p.name: p for p in (DEMO_PROFILE, FULL_P
 class ScreeningSettings(ConfigurableResource):
     """What the screening stage scores and how it splits the work; one per environment."""
 
-    library: Optional[str] = Field(
+    library: str | None = Field(
         default=None,
         description="Library location: a file, folder, http(s) URL or s3:// prefix of .smi/.csv/.tsv (optionally .gz) "
         "or Parquet files (S3 through the storage resource's endpoint). None: every validated drug of the datasets.",
     )
-    targets: Optional[str] = Field(
+    targets: str | None = Field(
         default=None,
         description="Targets file: FASTA, or CSV with id and sequence. None: the most-studied targets of the datasets.",
     )
-    default_targets: int = Field(default=4, description="How many targets the default set holds (most known positives first).")
-    max_library: Optional[int] = Field(default=None, description="Cap on library molecules (the first in library order); None: all.")
+    default_targets: int = Field(
+        default=4, description="How many targets the default set holds (most known positives first)."
+    )
+    max_library: int | None = Field(
+        default=None, description="Cap on library molecules (the first in library order); None: all."
+    )
     shard_size: int = Field(
-        default=50_000, ge=1,
+        default=50_000,
+        ge=1,
         description="Molecules per library shard: each shard is featurised once and scored by its own op (own GPU pod under k8s).",
     )
-    top_k: int = Field(default=25, ge=1, description="Molecules kept per target in screening_scores and repurposing_candidates.")
-    workers: Optional[int] = Field(default=None, description="Featurisation processes of screening_library (None: one per core).")
-    threads: Optional[int] = Field(default=None, description="torch CPU threads of a shard op (None: torch's default).")
+    top_k: int = Field(
+        default=25, ge=1, description="Molecules kept per target in screening_scores and repurposing_candidates."
+    )
+    workers: int | None = Field(
+        default=None, description="Featurisation processes of screening_library (None: one per core)."
+    )
+    threads: int | None = Field(default=None, description="torch CPU threads of a shard op (None: torch's default).")
     device: str = Field(default="auto", description='"auto" (CUDA when present, else CPU), "cpu" or "cuda".')
 
 
@@ -135,22 +163,22 @@ class MlflowTracking(ConfigurableResource):
     with the Dagster run id, its URL, the asset key and the partition.
     """
 
-    tracking_uri: Optional[str] = Field(
+    tracking_uri: str | None = Field(
         default=None, description="MLflow tracking URI; default sqlite:///$DAGSTER_HOME/mlflow/mlflow.db."
     )
-    artifact_location: Optional[str] = Field(
+    artifact_location: str | None = Field(
         default=None,
         description="Artifact root of a new experiment; default $DAGSTER_HOME/mlflow/artifacts "
         "for the local store, the server's default otherwise.",
     )
     experiment_name: str = Field(default="drugrepo", description="MLflow experiment of every run.")
-    ui_url: Optional[str] = Field(
+    ui_url: str | None = Field(
         default=None,
         description="Base URL of the MLflow UI for run links; default the tracking URI when it is "
         "http(s), else http://127.0.0.1:5000 (`mlflow ui`).",
     )
     dagster_url: str = Field(default="http://localhost:3000", description="Base URL of the Dagster UI.")
-    _home: Optional[str] = PrivateAttr(default=None)
+    _home: str | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         """Remember the instance folder for the default local store."""
@@ -167,7 +195,7 @@ class MlflowTracking(ConfigurableResource):
         folder.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{folder / 'mlflow.db'}"
 
-    def client(self) -> "MlflowClient":
+    def client(self) -> MlflowClient:
         """A client of the tracking store; the local SQLite store's tables are created by one process at a time.
 
         Two runs starting together on a fresh instance (a backfill) would otherwise both create
@@ -184,7 +212,7 @@ class MlflowTracking(ConfigurableResource):
             client.search_experiments(max_results=1)
         return client
 
-    def experiment_id(self, client: "MlflowClient") -> str:
+    def experiment_id(self, client: MlflowClient) -> str:
         """Id of the experiment, created on first use (safe when two processes race to create it)."""
         from mlflow.exceptions import MlflowException
 
@@ -222,8 +250,8 @@ class MlflowTracking(ConfigurableResource):
         context: OpExecutionContext,
         name: str,
         asset_key: str,
-        tags: Optional[dict[str, str]] = None,
-        parent_run_id: Optional[str] = None,
+        tags: dict[str, str] | None = None,
+        parent_run_id: str | None = None,
     ) -> Iterator[TrackedRun]:
         """An MLflow run tagged with the Dagster run; FINISHED on success, FAILED on an exception."""
         client = self.client()
@@ -252,7 +280,7 @@ class MlflowTracking(ConfigurableResource):
 class TrackedRun:
     """One MLflow run being logged to."""
 
-    client: "MlflowClient"
+    client: MlflowClient
     run_id: str
     experiment_id: str
     url: str
@@ -263,7 +291,7 @@ class TrackedRun:
 
         self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
 
-    def log_metrics(self, metrics: dict[str, float], step: Optional[int] = None) -> None:
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         """Log finite metrics at ``step`` in one batch (NaN values are skipped, not stored)."""
         from mlflow.entities import Metric
 
@@ -272,7 +300,7 @@ class TrackedRun:
         if batch:
             self.client.log_batch(self.run_id, metrics=batch)
 
-    def log_artifact(self, path: Path, artifact_path: Optional[str] = None) -> None:
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         """Upload a local file into the run's artifacts."""
         self.client.log_artifact(self.run_id, str(path), artifact_path)
 
@@ -284,14 +312,14 @@ class HpoSettings(ConfigurableResource):
     laptop use a PostgreSQL URL (``postgresql+psycopg2://user:pass@host/db``) so trial pods share it.
     """
 
-    storage_url: Optional[str] = Field(
+    storage_url: str | None = Field(
         default=None, description="Optuna RDB storage URL; default sqlite:///$DAGSTER_HOME/optuna/optuna.db."
     )
     n_trials: int = Field(default=2, ge=1, description="Trials run (in parallel) by one materialisation of hpo_study.")
     pruner_startup_trials: int = Field(default=2, description="MedianPruner: trials finished before pruning starts.")
     pruner_warmup_epochs: int = Field(default=0, description="MedianPruner: epochs of a trial before it may be pruned.")
-    sampler_seed: Optional[int] = Field(default=None, description="Seed of the TPE sampler (None: random).")
-    _home: Optional[str] = PrivateAttr(default=None)
+    sampler_seed: int | None = Field(default=None, description="Seed of the TPE sampler (None: random).")
+    _home: str | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         """Remember the instance folder for the default SQLite storage."""
@@ -308,7 +336,7 @@ class HpoSettings(ConfigurableResource):
         folder.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{folder / 'optuna.db'}"
 
-    def storage(self) -> "optuna.storages.RDBStorage":
+    def storage(self) -> optuna.storages.RDBStorage:
         """The shared RDB storage; SQLite waits up to a minute on a lock held by a parallel trial."""
         import optuna
 
@@ -316,7 +344,7 @@ class HpoSettings(ConfigurableResource):
         engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
         return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
 
-    def study(self, name: str) -> "optuna.Study":
+    def study(self, name: str) -> optuna.Study:
         """Create or open the study ``name`` (maximising val AUROC, median pruning, TPE sampling)."""
         import optuna
 

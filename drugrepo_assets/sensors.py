@@ -25,7 +25,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from dagster import (
     AssetKey,
@@ -58,9 +58,12 @@ LANDING_REMOVED_TAG = "drugrepo/landing_removed"
 RETRAIN_REASON_TAG = "drugrepo/retrain_reason"
 PARTITION_TAG = "dagster/partition"
 IN_PROGRESS = [
-    DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
-    DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING,
-]  # fmt: skip
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+]
 
 ingest_job = define_asset_job(
     "ingest_job",
@@ -77,13 +80,11 @@ retrain_job = define_asset_job(
 class LandingZone(ConfigurableResource):
     """Where new data lands: ``<root>/<dataset>/<file>``, a local folder or an ``s3://`` prefix."""
 
-    root: Optional[str] = Field(
-        default=None, description="Local folder or s3:// prefix; default $DAGSTER_HOME/landing."
-    )
-    s3_endpoint_url: Optional[str] = Field(
+    root: str | None = Field(default=None, description="Local folder or s3:// prefix; default $DAGSTER_HOME/landing.")
+    s3_endpoint_url: str | None = Field(
         default=None, description="S3 endpoint instead of AWS (MinIO, moto, ...); only for s3:// roots."
     )
-    _instance_root: Optional[str] = PrivateAttr(default=None)
+    _instance_root: str | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         """Fall back on ``$DAGSTER_HOME/landing`` when no root is configured."""
@@ -113,7 +114,7 @@ class LandingZone(ConfigurableResource):
         prefix = base.path.rstrip("/") + "/"
         found: dict[str, str] = {}
         for name, info in base.fs.find(base.path, withdirs=False, detail=True).items():
-            relative = name[len(prefix):] if name.startswith(prefix) else name
+            relative = name[len(prefix) :] if name.startswith(prefix) else name
             if relative and not any(part.startswith(".") for part in relative.split("/")):
                 found[relative] = file_version(info)
         return found
@@ -134,7 +135,7 @@ def file_version(info: dict[str, Any]) -> str:
     return f"{info.get('size')}:{info.get('mtime') or info.get('LastModified')}"
 
 
-def landing_problem(relative: str) -> Optional[str]:
+def landing_problem(relative: str) -> str | None:
     """Why a landed file cannot be ingested from its path alone (None when it can)."""
     parts = relative.split("/")
     if len(parts) < 2:
@@ -154,7 +155,7 @@ class LandingCursor:
     generations: dict[str, int]
 
     @classmethod
-    def parse(cls, text: Optional[str]) -> "LandingCursor":
+    def parse(cls, text: str | None) -> LandingCursor:
         """Read a cursor; one of the old format (a bare path → version mapping) starts every generation at 0."""
         raw = json.loads(text) if text else {}
         if isinstance(raw.get("files"), dict):
@@ -245,12 +246,10 @@ class RetrainDecision:
     dataset: str
     retrain: bool
     reason: str
-    validated_storage_id: Optional[int] = None
+    validated_storage_id: int | None = None
 
 
-def _latest(
-    instance: DagsterInstance, asset: str, dataset: str, before: Optional[int] = None
-) -> Optional[EventLogRecord]:
+def _latest(instance: DagsterInstance, asset: str, dataset: str, before: int | None = None) -> EventLogRecord | None:
     records = instance.fetch_materializations(
         AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[dataset], before_storage_id=before), limit=1
     ).records
@@ -269,9 +268,10 @@ def retrain_decision(instance: DagsterInstance, dataset: str, policy: RetrainPol
     if validated is None:
         return RetrainDecision(dataset, False, "no validated_pairs yet")
     stale = [
-        asset for asset in ("dataset_splits", "drug_graphs", "protein_encodings")
+        asset
+        for asset in ("dataset_splits", "drug_graphs", "protein_encodings")
         if (record := _latest(instance, asset, dataset)) is None or record.storage_id < validated.storage_id
-    ]  # fmt: skip
+    ]
     if stale:
         return RetrainDecision(dataset, False, f"waiting for {', '.join(stale)} to refresh")
     running = instance.get_runs(RunsFilter(statuses=IN_PROGRESS, tags={PARTITION_TAG: dataset}), limit=1)

@@ -4,17 +4,24 @@ S3-compatible store), over the atomic file functions of `drugrepo_assets.files`.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Union
 
 from dagster import AssetKey, ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 from upath import UPath
 
-from drugrepo_assets.files import download_atomic, is_local, storage_path, upload_file_atomic, uri_of, write_bytes_atomic
+from drugrepo_assets.files import (
+    download_atomic,
+    is_local,
+    storage_path,
+    upload_file_atomic,
+    uri_of,
+    write_bytes_atomic,
+)
 
-AssetKeyLike = Union[AssetKey, str, Sequence[str]]
+AssetKeyLike = AssetKey | str | Sequence[str]
 
 
 def asset_key_parts(asset_key: AssetKeyLike) -> list[str]:
@@ -33,14 +40,14 @@ class StorageResource(ConfigurableResource):
     unpartitioned assets). Writes are atomic; URIs returned here can be stored in asset values.
     """
 
-    base_path: Optional[str] = Field(
+    base_path: str | None = Field(
         default=None,
         description="Local folder or s3:// URI; default: the instance storage folder ($DAGSTER_HOME/storage).",
     )
-    s3_endpoint_url: Optional[str] = Field(
+    s3_endpoint_url: str | None = Field(
         default=None, description="S3 endpoint instead of AWS (MinIO, moto, ...); only for s3:// bases."
     )
-    _instance_base: Optional[str] = PrivateAttr(default=None)
+    _instance_base: str | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         """Fall back on the instance's storage folder when no base path is configured."""
@@ -58,12 +65,12 @@ class StorageResource(ConfigurableResource):
         """True when the files live on this machine's file system."""
         return is_local(self.base())
 
-    def path(self, asset_key: AssetKeyLike, partition: Optional[str], filename: str) -> UPath:
+    def path(self, asset_key: AssetKeyLike, partition: str | None, filename: str) -> UPath:
         """`UPath` of ``<base>/<asset key...>/<partition>/<filename>``."""
         parts = asset_key_parts(asset_key) + ([partition] if partition else []) + [filename]
         return self.base().joinpath(*parts)
 
-    def uri(self, asset_key: AssetKeyLike, partition: Optional[str], filename: str) -> str:
+    def uri(self, asset_key: AssetKeyLike, partition: str | None, filename: str) -> str:
         """URI (a plain path when local) of one file of an asset partition."""
         return uri_of(self.path(asset_key, partition, filename))
 
@@ -71,21 +78,22 @@ class StorageResource(ConfigurableResource):
         """`UPath` of a URI returned by this resource, with this resource's S3 endpoint."""
         return storage_path(uri, self.s3_endpoint_url)
 
-    def upload(self, local_file: Path, asset_key: AssetKeyLike, partition: Optional[str],
-               filename: Optional[str] = None) -> str:
+    def upload(
+        self, local_file: Path, asset_key: AssetKeyLike, partition: str | None, filename: str | None = None
+    ) -> str:
         """Publish ``local_file`` (under its own name unless ``filename``) atomically; return its URI."""
         target = self.path(asset_key, partition, filename or Path(local_file).name)
         upload_file_atomic(Path(local_file), target)
         return uri_of(target)
 
-    def write_bytes(self, data: bytes, asset_key: AssetKeyLike, partition: Optional[str], filename: str) -> str:
+    def write_bytes(self, data: bytes, asset_key: AssetKeyLike, partition: str | None, filename: str) -> str:
         """Publish ``data`` as one file atomically; return its URI."""
         target = self.path(asset_key, partition, filename)
         write_bytes_atomic(target, data)
         return uri_of(target)
 
     @contextmanager
-    def writer(self, asset_key: AssetKeyLike, partition: Optional[str], filename: str) -> Iterator[Path]:
+    def writer(self, asset_key: AssetKeyLike, partition: str | None, filename: str) -> Iterator[Path]:
         """A local path to write one file to; published atomically only if the block exits cleanly."""
         with tempfile.TemporaryDirectory(prefix="drugrepo-") as folder:
             local = Path(folder) / filename
@@ -100,7 +108,7 @@ class StorageResource(ConfigurableResource):
         """Whether a stored file exists."""
         return self.path_of(uri).exists()
 
-    def local_copy(self, uri: str, dest_dir: Optional[Path] = None) -> Path:
+    def local_copy(self, uri: str, dest_dir: Path | None = None) -> Path:
         """A local path holding the file at ``uri``: the file itself when local, else a downloaded copy.
 
         Copies go to ``dest_dir`` (default: a fresh temporary folder the caller may delete).

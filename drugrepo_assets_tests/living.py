@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from dagster import (
     AssetKey,
@@ -20,7 +20,6 @@ from dagster import (
     build_sensor_context,
     evaluate_automation_conditions,
 )
-
 
 from drugrepo_assets.automation import automation_sensor
 from drugrepo_assets.definitions import RESOURCES_BY_ENV, all_asset_checks, all_assets, hpo_job, materialize_all_job
@@ -39,15 +38,15 @@ class Location:
     instance: DagsterInstance
     defs: Definitions
     landing: Path
-    automation_cursor: Optional[Any] = None
-    landing_cursor: Optional[str] = None
+    automation_cursor: Any | None = None
+    landing_cursor: str | None = None
 
     def sensor_resources(self) -> dict[str, Any]:
         """The resources the sensors take, as the location configures them."""
         resources = self.defs.resources
         return {name: resources[name] for name in ("landing", "retrain_policy", "slack")}
 
-    def tick(self, sensor: Any, cursor: Optional[str]) -> SensorResult:
+    def tick(self, sensor: Any, cursor: str | None) -> SensorResult:
         """Evaluate one tick of ``sensor`` against the instance."""
         with build_sensor_context(instance=self.instance, cursor=cursor, resources=self.sensor_resources()) as ctx:
             return sensor(ctx)
@@ -86,7 +85,7 @@ class Location:
         return requested
 
 
-def location(base: Path, slack: Optional[SlackNotifier] = None, min_growth: float = 0.10) -> Location:
+def location(base: Path, slack: SlackNotifier | None = None, min_growth: float = 0.10) -> Location:
     """The location's assets, checks, jobs and sensors with every file under ``base``."""
     landing = base / "landing"
     landing.mkdir(parents=True, exist_ok=True)

@@ -12,8 +12,9 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, NamedTuple, Optional
+from typing import NamedTuple
 
 import pytest
 
@@ -29,7 +30,7 @@ class Postgres(NamedTuple):
     db_name: str
 
 
-def find_postgres_bin() -> Optional[Path]:
+def find_postgres_bin() -> Path | None:
     """Folder holding initdb and pg_ctl: from PATH, else the newest /usr/lib/postgresql/*/bin."""
     on_path = shutil.which("initdb")
     if on_path and shutil.which("pg_ctl"):
@@ -41,7 +42,7 @@ def find_postgres_bin() -> Optional[Path]:
     return candidates[-1].parent if candidates else None
 
 
-def _server_user() -> Optional[str]:
+def _server_user() -> str | None:
     """The unprivileged user to run the server as, or None when not root."""
     if os.geteuid() != 0:
         return None
@@ -83,6 +84,9 @@ def postgres_server() -> Iterator[Postgres]:
         pytest.fail(f"PostgreSQL failed to start: {exc.stderr}\n{detail}", pytrace=False)
     finally:
         if (data / "postmaster.pid").exists():
-            subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                           capture_output=True, cwd=folder)
+            subprocess.run(
+                [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                capture_output=True,
+                cwd=folder,
+            )
         shutil.rmtree(folder, ignore_errors=True)

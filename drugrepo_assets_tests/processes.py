@@ -5,8 +5,8 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -18,7 +18,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(process: subprocess.Popen, ready: Callable[[], bool], log: Path, what: str, timeout: float = 120) -> None:
+def wait_until(
+    process: subprocess.Popen, ready: Callable[[], bool], log: Path, what: str, timeout: float = 120
+) -> None:
     """Poll ``ready`` until it holds; fail with the end of ``log`` if the process exits or time runs out."""
     deadline = time.monotonic() + timeout
     while not ready():

@@ -18,8 +18,7 @@ from drugrepo_assets_tests.test_deployments import read_env_file
 from drugrepo_assets_tests.test_helm import ENVS, k8s_model, values
 
 REPO = Path(__file__).resolve().parents[1]
-MODELS = {"Deployment": "V1Deployment", "Service": "V1Service",
-          "HorizontalPodAutoscaler": "V2HorizontalPodAutoscaler"}
+MODELS = {"Deployment": "V1Deployment", "Service": "V1Service", "HorizontalPodAutoscaler": "V2HorizontalPodAutoscaler"}
 
 
 def _objects() -> dict[str, dict[str, Any]]:
@@ -70,7 +69,7 @@ def test_settings_secrets_and_request_logs_agree(env: str, monkeypatch: pytest.M
     for name in list(os.environ):
         if name.startswith("DRUGREPO_") or name == "MLFLOW_TRACKING_URI":
             monkeypatch.delenv(name)
-    for name, value in {**settings, **{k: "key-a,key-b" for k in secrets}}.items():
+    for name, value in {**settings, **dict.fromkeys(secrets, "key-a,key-b")}.items():
         monkeypatch.setenv(name, value)
     api = ServingSettings()
     assert api.keys() == ["key-a", "key-b"] and api.mlflow_tracking_uri == settings["MLFLOW_TRACKING_URI"]
@@ -80,8 +79,11 @@ def test_settings_secrets_and_request_logs_agree(env: str, monkeypatch: pytest.M
     bucket = settings["DRUGREPO_STORAGE_URI"].split("/")[2]
     assert api.request_log_dir == f"s3://{bucket}/requests"
     assert "volumeMounts" not in container and "volumes" not in pod
-    [serving] = [d for d in values(env)["dagster-user-deployments"]["deployments"]
-                 if d["dagsterApiGrpcArgs"][-1] == "drugrepo_assets.serving.definitions"]
+    [serving] = [
+        d
+        for d in values(env)["dagster-user-deployments"]["deployments"]
+        if d["dagsterApiGrpcArgs"][-1] == "drugrepo_assets.serving.definitions"
+    ]
     assert "volumes" not in serving and "volumeMounts" not in serving
     definitions = (REPO / "drugrepo_assets" / "serving" / "definitions.py").read_text()
     assert 'DriftSettings(request_log_dir=EnvVar("DRUGREPO_REQUEST_LOG_DIR"))' in definitions

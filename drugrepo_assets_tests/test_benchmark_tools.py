@@ -83,9 +83,7 @@ def test_run_measured_sees_a_grandchilds_memory(proctree, tmp_path):
 def test_peak_tree_rss_counts_children(proctree, tmp_path):
     release = tmp_path / "release"
     with proctree.PeakTreeRSS(interval=0.02) as m:
-        child = subprocess.Popen(
-            [sys.executable, "-c", proctree.HOLDING_CHILDREN, "1", "100", str(release)]
-        )
+        child = subprocess.Popen([sys.executable, "-c", proctree.HOLDING_CHILDREN, "1", "100", str(release)])
         try:
             # Wait on the condition itself (bounded by a generous deadline), not on a fixed time.
             deadline = time.monotonic() + 60

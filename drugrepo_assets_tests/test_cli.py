@@ -151,7 +151,10 @@ def test_predict_reproduces_the_reference_checkpoint(tmp_path: Path, golden_dir:
 
     out = tmp_path / "scored.csv"
     pairs = golden_dir / "model_pairs.csv"
-    assert main(["predict", "--checkpoint", str(golden_dir / "model_state.pt"), "--pairs", str(pairs), "--out", str(out)]) == 0
+    assert (
+        main(["predict", "--checkpoint", str(golden_dir / "model_state.pt"), "--pairs", str(pairs), "--out", str(out)])
+        == 0
+    )
     scored = pd.read_csv(out, keep_default_na=False)
     original = pd.read_csv(pairs)
     assert list(scored.columns) == [*original.columns, "logit", "score", "error"]
@@ -168,7 +171,13 @@ def test_predict_reports_bad_rows_and_keeps_them(
     smiles, protein, label = HUMAN[0]
     pairs = write_csv(
         tmp_path / "pairs.csv",
-        [(smiles, protein, label), ("C1CC", protein, "1"), (smiles, protein + "J", "0"), ("", protein, "1"), ("C" * 300, protein, "0")],
+        [
+            (smiles, protein, label),
+            ("C1CC", protein, "1"),
+            (smiles, protein + "J", "0"),
+            ("", protein, "1"),
+            ("C" * 300, protein, "0"),
+        ],
     )
     out = tmp_path / "scored.csv"
     ckpt = str(golden_dir / "model_state.pt")
@@ -188,15 +197,22 @@ def test_predict_reports_bad_rows_and_keeps_them(
     assert main(["predict", "--checkpoint", ckpt, "--pairs", str(pairs), "--out", str(out), "--strict"]) == 1
 
 
-def test_predict_bad_files_exit_2_with_one_line(tmp_path: Path, golden_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_predict_bad_files_exit_2_with_one_line(
+    tmp_path: Path, golden_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     ckpt = str(golden_dir / "model_state.pt")
     no_protein = write_csv(tmp_path / "x.csv", [("CCO", "MKT", "1")]).read_text().replace("Protein", "Target")
     (tmp_path / "x.csv").write_text(no_protein)
     cases = [
-        (["--checkpoint", ckpt, "--pairs", str(tmp_path / "missing.csv")], f"{tmp_path / 'missing.csv'}: file not found"),
+        (
+            ["--checkpoint", ckpt, "--pairs", str(tmp_path / "missing.csv")],
+            f"{tmp_path / 'missing.csv'}: file not found",
+        ),
         (["--checkpoint", ckpt, "--pairs", str(tmp_path / "x.csv")], f"{tmp_path / 'x.csv'}: missing column 'Protein'"),
-        (["--checkpoint", str(tmp_path / "x.csv"), "--pairs", str(golden_dir / "model_pairs.csv")],
-         f"checkpoint {tmp_path / 'x.csv'}: not a checkpoint"),
+        (
+            ["--checkpoint", str(tmp_path / "x.csv"), "--pairs", str(golden_dir / "model_pairs.csv")],
+            f"checkpoint {tmp_path / 'x.csv'}: not a checkpoint",
+        ),
     ]
     for args, message in cases:
         assert main(["predict", *args, "--out", str(tmp_path / "o.csv")]) == 2
@@ -209,12 +225,22 @@ def test_train_command_writes_checkpoint_and_val_threshold_metrics(tmp_path: Pat
 
     import torch
 
-    rows = pd.read_csv(Path(__file__).resolve().parents[1] / "drugrepo_assets/bundled/drugban/human/random/train.csv").head(120)
+    rows = pd.read_csv(
+        Path(__file__).resolve().parents[1] / "drugrepo_assets/bundled/drugban/human/random/train.csv"
+    ).head(120)
     rows.head(64).to_csv(tmp_path / "train.csv", index=False)
     rows.iloc[64:96].to_csv(tmp_path / "val.csv", index=False)
     rows.iloc[96:].to_csv(tmp_path / "test.csv", index=False)
     out = tmp_path / "run"
-    args = ["train", "--train", str(tmp_path / "train.csv"), "--val", str(tmp_path / "val.csv"), "--test", str(tmp_path / "test.csv")]
+    args = [
+        "train",
+        "--train",
+        str(tmp_path / "train.csv"),
+        "--val",
+        str(tmp_path / "val.csv"),
+        "--test",
+        str(tmp_path / "test.csv"),
+    ]
     assert main([*args, "--out", str(out), "--epochs", "1", "--batch-size", "32", "--threads", "2"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["pairs"] == {"train": 64, "val": 32, "test": 24}
@@ -240,8 +266,21 @@ def test_screen_ranks_library_against_fasta_targets(tmp_path: Path, golden_dir: 
     (tmp_path / "known.csv").write_text("target_id,drug_id\nT0,mol1\nT0,mol4\nT1,mol2\n")
     out = tmp_path / "run"
     ckpt = str(golden_dir / "model_state.pt")
-    args = ["screen", "--checkpoint", ckpt, "--library", str(tmp_path / "lib.smi"), "--targets", str(tmp_path / "t.fasta")]
-    assert main([*args, "--out", str(out), "--batch-size", "4", "--shard-size", "4", "--known", str(tmp_path / "known.csv")]) == 0
+    args = [
+        "screen",
+        "--checkpoint",
+        ckpt,
+        "--library",
+        str(tmp_path / "lib.smi"),
+        "--targets",
+        str(tmp_path / "t.fasta"),
+    ]
+    assert (
+        main(
+            [*args, "--out", str(out), "--batch-size", "4", "--shard-size", "4", "--known", str(tmp_path / "known.csv")]
+        )
+        == 0
+    )
     table = pd.concat([pd.read_parquet(p) for p in sorted((out / "ranked").rglob("*.parquet"))])
     assert len(table) == 12 and set(table["target_id"]) == {"T0", "T1"}
     model, _ = load_checkpoint(ckpt)
@@ -271,13 +310,25 @@ def test_screen_refuses_a_folder_holding_another_screen(tmp_path: Path, golden_d
     golden = pd.read_csv(golden_dir / "model_pairs.csv")
     (tmp_path / "lib.smi").write_text("".join(f"{s} m{i}\n" for i, s in enumerate(golden["SMILES"].unique()[:3])))
     (tmp_path / "t.fasta").write_text(f">T0\n{golden['Protein'].iloc[0]}\n")
-    args = ["screen", "--checkpoint", str(golden_dir / "model_state.pt"), "--library", str(tmp_path / "lib.smi"),
-            "--targets", str(tmp_path / "t.fasta"), "--out", str(tmp_path / "run")]
+    args = [
+        "screen",
+        "--checkpoint",
+        str(golden_dir / "model_state.pt"),
+        "--library",
+        str(tmp_path / "lib.smi"),
+        "--targets",
+        str(tmp_path / "t.fasta"),
+        "--out",
+        str(tmp_path / "run"),
+    ]
     assert main([*args, "--top", "2"]) == 0
     assert main([*args, "--top", "3"]) == 2
     assert "holds a screen with other settings (top); use another folder" in capsys.readouterr().err
 
-def test_screen_reads_and_writes_s3_as_it_does_local_folders(tmp_path: Path, golden_dir: Path, s3_bucket: S3Bucket, capsys) -> None:
+
+def test_screen_reads_and_writes_s3_as_it_does_local_folders(
+    tmp_path: Path, golden_dir: Path, s3_bucket: S3Bucket, capsys
+) -> None:
     import gzip
     import io
 
@@ -286,21 +337,42 @@ def test_screen_reads_and_writes_s3_as_it_does_local_folders(tmp_path: Path, gol
     local = tmp_path / "lib"
     local.mkdir()
     (local / "a.smi.gz").write_bytes(gzip.compress("".join(f"{s}\tA{i}\n" for i, s in enumerate(smiles[:5])).encode()))
-    (local / "b.csv").write_text("SMILES,ID\n" + "".join(f"{s},B{i}\n" for i, s in enumerate(smiles[5:])) + "C1CC,broken\n")
+    (local / "b.csv").write_text(
+        "SMILES,ID\n" + "".join(f"{s},B{i}\n" for i, s in enumerate(smiles[5:])) + "C1CC,broken\n"
+    )
     for name in ("a.smi.gz", "b.csv"):
         s3_bucket.client.upload_file(str(local / name), s3_bucket.name, f"libs/v1/{name}")
     (tmp_path / "t.fasta").write_text(f">T0\n{golden['Protein'].iloc[0]}\n>T1\n{golden['Protein'].iloc[3]}\n")
-    common = ["screen", "--checkpoint", str(golden_dir / "model_state.pt"), "--targets", str(tmp_path / "t.fasta"),
-              "--top", "3", "--shard-size", "4", "--quiet"]
-    remote = [*common, "--library", f"s3://{s3_bucket.name}/libs/v1", "--out", f"s3://{s3_bucket.name}/runs/one",
-              "--s3-endpoint-url", s3_bucket.endpoint_url]
+    common = [
+        "screen",
+        "--checkpoint",
+        str(golden_dir / "model_state.pt"),
+        "--targets",
+        str(tmp_path / "t.fasta"),
+        "--top",
+        "3",
+        "--shard-size",
+        "4",
+        "--quiet",
+    ]
+    remote = [
+        *common,
+        "--library",
+        f"s3://{s3_bucket.name}/libs/v1",
+        "--out",
+        f"s3://{s3_bucket.name}/runs/one",
+        "--s3-endpoint-url",
+        s3_bucket.endpoint_url,
+    ]
     assert main(remote) == 0
     assert main([*common, "--library", str(local), "--out", str(tmp_path / "run")]) == 0
 
     def read(key: str) -> bytes:
         return s3_bucket.client.get_object(Bucket=s3_bucket.name, Key=f"runs/one/{key}")["Body"].read()
 
-    pd.testing.assert_frame_equal(pd.read_parquet(io.BytesIO(read("top.parquet"))), pd.read_parquet(tmp_path / "run" / "top.parquet"))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(io.BytesIO(read("top.parquet"))), pd.read_parquet(tmp_path / "run" / "top.parquet")
+    )
     rejected = pd.read_csv(io.BytesIO(read("rejected.csv")))
     assert rejected[["file", "line", "id"]].values.tolist() == [["b.csv", 6, "broken"]]
     assert rejected["reason"].iat[0].startswith("SMILES: ") and "parse 'C1CC'" in rejected["reason"].iat[0]
@@ -323,8 +395,13 @@ def _golden_inputs(tmp_path: Path, golden_dir: Path, molecules: int = 4) -> tupl
 
 
 def _screen_args(tmp_path: Path, golden_dir: Path, **given: str) -> list[str]:
-    options = {"checkpoint": str(golden_dir / "model_state.pt"), "library": str(tmp_path / "lib.smi"),
-               "targets": str(tmp_path / "t.fasta"), "out": str(tmp_path / "run"), **given}
+    options = {
+        "checkpoint": str(golden_dir / "model_state.pt"),
+        "library": str(tmp_path / "lib.smi"),
+        "targets": str(tmp_path / "t.fasta"),
+        "out": str(tmp_path / "run"),
+        **given,
+    }
     return ["screen", *[x for k, v in options.items() for x in (f"--{k}", v)], "--quiet", "--workers", "1"]
 
 
@@ -352,7 +429,15 @@ def test_an_unusable_checkpoint_exits_2_naming_it_and_why(
             (tmp_path / name).write_bytes(data)
         ckpt = str(tmp_path / name)
         if command == "predict":
-            args = ["predict", "--checkpoint", ckpt, "--pairs", str(golden_dir / "model_pairs.csv"), "--out", str(tmp_path / "o.csv")]
+            args = [
+                "predict",
+                "--checkpoint",
+                ckpt,
+                "--pairs",
+                str(golden_dir / "model_pairs.csv"),
+                "--out",
+                str(tmp_path / "o.csv"),
+            ]
         else:
             args = _screen_args(tmp_path, golden_dir, checkpoint=ckpt)
         assert main(args) == 2, name
@@ -380,7 +465,9 @@ def test_screen_refuses_a_duplicate_target_id_and_keeps_the_first(tmp_path: Path
     (tmp_path / "dup.fasta").write_text(f">T0 first\n{proteins[0]}\n>T0 again\n{proteins[1]}\n")
     (tmp_path / "first.fasta").write_text(f">T0 first\n{proteins[0]}\n")
     assert main(_screen_args(tmp_path, golden_dir, targets=str(tmp_path / "dup.fasta"))) == 0
-    assert main(_screen_args(tmp_path, golden_dir, targets=str(tmp_path / "first.fasta"), out=str(tmp_path / "one"))) == 0
+    assert (
+        main(_screen_args(tmp_path, golden_dir, targets=str(tmp_path / "first.fasta"), out=str(tmp_path / "one"))) == 0
+    )
     rejected = pd.read_csv(tmp_path / "run" / "rejected.csv", keep_default_na=False)
     assert rejected[["kind", "line", "id", "reason"]].values.tolist() == [
         ["target", 3, "T0", "id: 'T0' already used on an earlier record"]
@@ -388,7 +475,9 @@ def test_screen_refuses_a_duplicate_target_id_and_keeps_the_first(tmp_path: Path
     dup = pd.read_parquet(tmp_path / "run" / "ranked").sort_values("drug_id", ignore_index=True)
     one = pd.read_parquet(tmp_path / "one" / "ranked").sort_values("drug_id", ignore_index=True)
     assert len(dup) == 4  # one ranking of 4 molecules, not two merged
-    pd.testing.assert_frame_equal(dup[["target_id", "drug_id", "logit", "rank"]], one[["target_id", "drug_id", "logit", "rank"]])
+    pd.testing.assert_frame_equal(
+        dup[["target_id", "drug_id", "logit", "rank"]], one[["target_id", "drug_id", "logit", "rank"]]
+    )
 
 
 @pytest.mark.parametrize("content", [b"", b"\xef\xbb\xbf", b"\xef\xbb\xbf\n# only a comment\n\n"])
@@ -414,7 +503,9 @@ def test_predict_and_validate_give_one_answer_for_a_header_only_file(
     assert not (tmp_path / "o.csv").exists()
 
 
-def test_predict_reads_a_folder_of_pair_files(tmp_path: Path, golden_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_predict_reads_a_folder_of_pair_files(
+    tmp_path: Path, golden_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -427,7 +518,20 @@ def test_predict_reads_a_folder_of_pair_files(tmp_path: Path, golden_dir: Path, 
     ckpt = str(golden_dir / "model_state.pt")
     assert main(["predict", "--checkpoint", ckpt, "--pairs", str(folder), "--out", str(tmp_path / "f.csv")]) == 0
     golden.to_csv(tmp_path / "all.csv", index=False)
-    assert main(["predict", "--checkpoint", ckpt, "--pairs", str(tmp_path / "all.csv"), "--out", str(tmp_path / "all_scored.csv")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--checkpoint",
+                ckpt,
+                "--pairs",
+                str(tmp_path / "all.csv"),
+                "--out",
+                str(tmp_path / "all_scored.csv"),
+            ]
+        )
+        == 0
+    )
     scored = pd.read_csv(tmp_path / "f.csv", keep_default_na=False)
     whole = pd.read_csv(tmp_path / "all_scored.csv", keep_default_na=False)
     assert list(scored.columns) == [*golden.columns, "source_file", "source_row", "logit", "score", "error"]
@@ -465,11 +569,16 @@ def test_missing_out_folders_are_created(tmp_path: Path, golden_dir: Path) -> No
     _golden_inputs(tmp_path, golden_dir)
     ckpt = str(golden_dir / "model_state.pt")
     out = tmp_path / "new" / "deeper" / "scored.csv"
-    assert main(["predict", "--checkpoint", ckpt, "--pairs", str(golden_dir / "model_pairs.csv"), "--out", str(out)]) == 0
+    assert (
+        main(["predict", "--checkpoint", ckpt, "--pairs", str(golden_dir / "model_pairs.csv"), "--out", str(out)]) == 0
+    )
     assert len(pd.read_csv(out)) == len(pd.read_csv(golden_dir / "model_pairs.csv"))
     assert main(_screen_args(tmp_path, golden_dir, out=str(tmp_path / "new" / "run"), top="2")) == 0
     assert (tmp_path / "new" / "run" / "top.csv").is_file()
-    assert main(["predict", "--checkpoint", ckpt, "--pairs", str(golden_dir / "model_pairs.csv"), "--out", str(tmp_path)]) == 2
+    assert (
+        main(["predict", "--checkpoint", ckpt, "--pairs", str(golden_dir / "model_pairs.csv"), "--out", str(tmp_path)])
+        == 2
+    )
 
 
 def test_screen_outputs_belong_to_one_run(tmp_path: Path, golden_dir: Path) -> None:
@@ -477,7 +586,10 @@ def test_screen_outputs_belong_to_one_run(tmp_path: Path, golden_dir: Path) -> N
     (tmp_path / "bad.smi").write_text((tmp_path / "lib.smi").read_text() + "C1CC broken\n")
     (tmp_path / "known.csv").write_text("target_id,drug_id\nT0,m1\nT1,m2\n")
     run = tmp_path / "run"
-    assert main(_screen_args(tmp_path, golden_dir, library=str(tmp_path / "bad.smi"), known=str(tmp_path / "known.csv"))) == 0
+    assert (
+        main(_screen_args(tmp_path, golden_dir, library=str(tmp_path / "bad.smi"), known=str(tmp_path / "known.csv")))
+        == 0
+    )
     assert len(pd.read_csv(run / "rejected.csv")) == 1 and (run / "enrichment.csv").is_file()
     # the same screen again without --known: the earlier report is not this run's
     assert main(_screen_args(tmp_path, golden_dir, library=str(tmp_path / "bad.smi"))) == 0
@@ -488,13 +600,26 @@ def test_screen_outputs_belong_to_one_run(tmp_path: Path, golden_dir: Path) -> N
 
 
 def test_train_leaves_no_rejected_file_of_an_earlier_run(tmp_path: Path) -> None:
-    rows = pd.read_csv(Path(__file__).resolve().parents[1] / "drugrepo_assets/bundled/drugban/human/random/train.csv").head(48)
+    rows = pd.read_csv(
+        Path(__file__).resolve().parents[1] / "drugrepo_assets/bundled/drugban/human/random/train.csv"
+    ).head(48)
     rows.head(32).to_csv(tmp_path / "train.csv", index=False)
     rows.iloc[32:].to_csv(tmp_path / "val.csv", index=False)
     bad = pd.concat([rows.head(32), pd.DataFrame([{"SMILES": "C1CC", "Protein": rows["Protein"].iat[0], "Y": 1}])])
     bad.to_csv(tmp_path / "train_bad.csv", index=False)
     out = tmp_path / "run"
-    common = ["--val", str(tmp_path / "val.csv"), "--out", str(out), "--epochs", "1", "--batch-size", "16", "--threads", "1"]
+    common = [
+        "--val",
+        str(tmp_path / "val.csv"),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--threads",
+        "1",
+    ]
     assert main(["train", "--train", str(tmp_path / "train_bad.csv"), *common]) == 0
     assert len(pd.read_parquet(out / "train_rejected.parquet")) == 1
     assert main(["train", "--train", str(tmp_path / "train.csv"), *common]) == 0
@@ -505,14 +630,22 @@ def test_train_leaves_no_rejected_file_of_an_earlier_run(tmp_path: Path) -> None
     "args, option",
     [
         (["predict", "--checkpoint", "c", "--pairs", "p", "--out", "o", "--batch-size", "0"], "--batch-size"),
-        (["screen", "--checkpoint", "c", "--library", "l", "--targets", "t", "--out", "o", "--shard-size", "-3"], "--shard-size"),
+        (
+            ["screen", "--checkpoint", "c", "--library", "l", "--targets", "t", "--out", "o", "--shard-size", "-3"],
+            "--shard-size",
+        ),
         (["screen", "--checkpoint", "c", "--library", "l", "--targets", "t", "--out", "o", "--top", "0"], "--top"),
-        (["screen", "--checkpoint", "c", "--library", "l", "--targets", "t", "--out", "o", "--workers", "x"], "--workers"),
+        (
+            ["screen", "--checkpoint", "c", "--library", "l", "--targets", "t", "--out", "o", "--workers", "x"],
+            "--workers",
+        ),
         (["train", "--train", "a", "--val", "b", "--out", "o", "--epochs", "0"], "--epochs"),
         (["train", "--train", "a", "--val", "b", "--out", "o", "--lr", "nan"], "--lr"),
     ],
 )
-def test_out_of_range_numbers_are_usage_errors(args: list[str], option: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_out_of_range_numbers_are_usage_errors(
+    args: list[str], option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as info:
         main(args)
     assert info.value.code == 2
@@ -523,16 +656,44 @@ def test_an_unknown_device_exits_2(tmp_path: Path, golden_dir: Path, capsys: pyt
     ckpt = str(golden_dir / "model_state.pt")
     pairs = str(golden_dir / "model_pairs.csv")
     for device, why in (("foo", "not a device name"), ("cuda:99", "no such CUDA device")):
-        assert main(["predict", "--checkpoint", ckpt, "--pairs", pairs, "--out", str(tmp_path / "o.csv"), "--device", device]) == 2
+        assert (
+            main(
+                [
+                    "predict",
+                    "--checkpoint",
+                    ckpt,
+                    "--pairs",
+                    pairs,
+                    "--out",
+                    str(tmp_path / "o.csv"),
+                    "--device",
+                    device,
+                ]
+            )
+            == 2
+        )
         assert _one_error_line(capsys, "predict").startswith(f"--device {device}: {why}")
 
 
 def test_console_script_bad_checkpoint_has_no_traceback(tmp_path: Path, golden_dir: Path) -> None:
     (tmp_path / "empty.pt").write_bytes(b"")
     completed = subprocess.run(
-        [_console_script(), "predict", "--checkpoint", str(tmp_path / "empty.pt"), "--pairs", str(golden_dir / "model_pairs.csv"),
-         "--out", str(tmp_path / "o.csv")],
-        capture_output=True, text=True, timeout=300,
+        [
+            _console_script(),
+            "predict",
+            "--checkpoint",
+            str(tmp_path / "empty.pt"),
+            "--pairs",
+            str(golden_dir / "model_pairs.csv"),
+            "--out",
+            str(tmp_path / "o.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert completed.returncode == 2
-    assert completed.stderr == f"drugrepo predict: error: checkpoint {tmp_path / 'empty.pt'}: empty file (0 bytes), not a checkpoint\n"
+    assert (
+        completed.stderr
+        == f"drugrepo predict: error: checkpoint {tmp_path / 'empty.pt'}: empty file (0 bytes), not a checkpoint\n"
+    )

@@ -41,9 +41,19 @@ EXPECTED_CHECKS = {
     ("model_evaluation", "model_evaluation_auroc_floor"),
 }
 EXPECTED_RESOURCES = {
-    "io_manager", "json_io_manager", "data_source", "split_settings", "training_profile", "storage",
-    "mlflow_tracking", "hpo_settings", "screening", "landing", "retrain_policy", "slack",
-}  # fmt: skip
+    "io_manager",
+    "json_io_manager",
+    "data_source",
+    "split_settings",
+    "training_profile",
+    "storage",
+    "mlflow_tracking",
+    "hpo_settings",
+    "screening",
+    "landing",
+    "retrain_policy",
+    "slack",
+}
 PROFILE_BY_ENV = {"local": "demo", "staging": "demo", "prod": "full"}
 
 
@@ -71,7 +81,9 @@ def test_materialize_all_job_covers_every_asset_and_check_per_dataset() -> None:
     assert job.partitions_def is not None
     assert job.partitions_def.get_partition_keys() == list(DATASETS)
     screening = {name for name, group in EXPECTED_GROUPS.items() if group == "screening"}
-    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == set(EXPECTED_GROUPS) - {"hpo_study"} - screening
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == set(EXPECTED_GROUPS) - {
+        "hpo_study"
+    } - screening
     check_keys = {AssetCheckKey(AssetKey(asset), name) for asset, name in EXPECTED_CHECKS}
     assert check_keys <= set(job.asset_layer.asset_graph.asset_check_keys)
 
@@ -82,7 +94,11 @@ def test_screening_jobs_split_the_shared_inputs_from_the_per_dataset_scores() ->
     assert {k.to_user_string() for k in inputs.asset_layer.selected_asset_keys} == UNPARTITIONED
     scores = defs.resolve_job_def("screening_job")
     assert scores.partitions_def is not None and scores.partitions_def.get_partition_keys() == list(DATASETS)
-    assert {k.to_user_string() for k in scores.asset_layer.selected_asset_keys} == {"screening_scores", "repurposing_candidates", "screening_enrichment"}
+    assert {k.to_user_string() for k in scores.asset_layer.selected_asset_keys} == {
+        "screening_scores",
+        "repurposing_candidates",
+        "screening_enrichment",
+    }
 
 
 def test_hpo_job_runs_only_the_study() -> None:
@@ -132,6 +148,11 @@ def test_instance_yaml_files_agree_and_disable_telemetry() -> None:
     assert workspace == {
         "load_from": [
             {"python_module": {"module_name": "drugrepo_assets.definitions", "location_name": "drugrepo_assets"}},
-            {"python_module": {"module_name": "drugrepo_assets.serving.definitions", "location_name": "drugrepo_serving"}},
+            {
+                "python_module": {
+                    "module_name": "drugrepo_assets.serving.definitions",
+                    "location_name": "drugrepo_serving",
+                }
+            },
         ]
     }

@@ -4,7 +4,6 @@ DAGSTER_HOME (with the tiny profile here; `make demo` uses the demo profile)."""
 from pathlib import Path
 
 import pandas as pd
-
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
@@ -44,7 +43,9 @@ def test_demo_materialises_every_dataset_into_the_persistent_instance(
     for dataset in DATASETS:
         assert f"  {dataset}: 600 pairs scored;" in out
         scores = pd.read_parquet(tmp_path / "storage" / "screening_scores" / f"{dataset}.parquet")
-        assert len(scores) == 4 * 25 and scores.groupby("target_id")["rank"].min().tolist() == [1] * 4  # top_k 25 per target
+        assert (
+            len(scores) == 4 * 25 and scores.groupby("target_id")["rank"].min().tolist() == [1] * 4
+        )  # top_k 25 per target
 
 
 def test_summary_lists_rows_per_stage_and_shipped_splits() -> None:
@@ -56,8 +57,21 @@ def test_summary_lists_rows_per_stage_and_shipped_splits() -> None:
     report.checkpoint, report.mlflow_run = "/s/checkpoints/human/random/r1/best.pt", "http://m/#/experiments/1/runs/a"
     lines = demo.summary([report], "mlflow ui ...").splitlines()
     assert lines[0].split() == [
-        "dataset", "raw", "valid", "rejected", "random", "cold_drug", "cold_target", "shipped", "splits",
-        "val", "AUROC", "test", "AUROC", "run", "s",
+        "dataset",
+        "raw",
+        "valid",
+        "rejected",
+        "random",
+        "cold_drug",
+        "cold_target",
+        "shipped",
+        "splits",
+        "val",
+        "AUROC",
+        "test",
+        "AUROC",
+        "run",
+        "s",
     ]
     assert lines[1].split() == ["human", "10", "7", "3", "7", "7", "7", "cold", "5", "0.712", "0.650", "1.2"]
     assert "  raw_pairs          /s/raw_pairs/<dataset>.parquet" in lines

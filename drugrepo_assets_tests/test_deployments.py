@@ -123,7 +123,11 @@ def test_dagster_definitions_validate_passes(env: str, tmp_path: Path) -> None:
     dagster = Path(sys.executable).parent / "dagster"
     run = subprocess.run(
         [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=REPO, env=_validate_env(env, tmp_path), capture_output=True, text=True, timeout=300,
+        cwd=REPO,
+        env=_validate_env(env, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "Validation successful" in run.stdout + run.stderr
@@ -136,9 +140,13 @@ def gpu_slot_user() -> None:
 
 def _staging_home(home: Path, server: Postgres, bucket: S3Bucket, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A DAGSTER_HOME with the staging instance, pointed at the test PostgreSQL and moto's S3."""
-    for name, value in {"DAGSTER_PG_HOST": server.host, "DAGSTER_PG_PORT": str(server.port),
-                        "DAGSTER_PG_USERNAME": server.username, "DAGSTER_PG_PASSWORD": "unused",
-                        "DAGSTER_PG_DB": server.db_name}.items():
+    for name, value in {
+        "DAGSTER_PG_HOST": server.host,
+        "DAGSTER_PG_PORT": str(server.port),
+        "DAGSTER_PG_USERNAME": server.username,
+        "DAGSTER_PG_PASSWORD": "unused",
+        "DAGSTER_PG_DB": server.db_name,
+    }.items():
         monkeypatch.setenv(name, value)
     config = _instance_yaml("staging")
     home.mkdir(parents=True, exist_ok=True)
@@ -163,8 +171,12 @@ def test_a_run_on_the_staging_instance_is_recorded_in_postgresql(
     with DagsterInstance.from_config(str(home)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
-        result = materialize([raw_pairs, validated_and_rejected_pairs, dataset_splits], partition_key="human",
-                             resources=resources, instance=instance)
+        result = materialize(
+            [raw_pairs, validated_and_rejected_pairs, dataset_splits],
+            partition_key="human",
+            resources=resources,
+            instance=instance,
+        )
         assert result.success
         assert materialize([gpu_slot_user], instance=instance).success
         run = instance.get_run_by_id(result.run_id)
@@ -172,13 +184,22 @@ def test_a_run_on_the_staging_instance_is_recorded_in_postgresql(
         records = instance.fetch_materializations(AssetKey("dataset_splits"), limit=10).records
         assert [r.event_log_entry.dagster_event.partition for r in records] == ["human"]
         logs = instance.all_logs(result.run_id)
-        succeeded = {e.step_key for e in logs if e.dagster_event and e.dagster_event.event_type == DagsterEventType.STEP_SUCCESS}
+        succeeded = {
+            e.step_key for e in logs if e.dagster_event and e.dagster_event.event_type == DagsterEventType.STEP_SUCCESS
+        }
         assert succeeded == {"raw_pairs", "validated_and_rejected_pairs", "dataset_splits"}
         assert instance.event_log_storage.get_concurrency_info(GPU_POOL).slot_count == 2
         log_keys = [o["Key"] for o in s3_bucket.client.list_objects_v2(Bucket=s3_bucket.name).get("Contents", [])]
         assert any(key.startswith("dagster/compute-logs/") for key in log_keys), log_keys
-    with psycopg2.connect(host=postgres_server.host, port=postgres_server.port, user=postgres_server.username,
-                          dbname=postgres_server.db_name) as connection, connection.cursor() as cursor:
+    with (
+        psycopg2.connect(
+            host=postgres_server.host,
+            port=postgres_server.port,
+            user=postgres_server.username,
+            dbname=postgres_server.db_name,
+        ) as connection,
+        connection.cursor() as cursor,
+    ):
         cursor.execute("SELECT count(*) FROM event_logs WHERE run_id = %s", (result.run_id,))
         assert cursor.fetchone()[0] == len(logs)
         cursor.execute("SELECT status FROM runs WHERE run_id = %s", (result.run_id,))

@@ -50,7 +50,7 @@ def test_bases_are_pinned_and_the_runtime_stage_is_not_root(dockerfile: Path) ->
     assert len(froms) >= 2, "multi-stage: dependencies are built in a stage of their own"
     for line in froms:
         assert PINNED_FROM.match(line), f"not pinned by tag and digest: {line}"
-    final = lines[len(lines) - 1 - lines[::-1].index(froms[-1]):]
+    final = lines[len(lines) - 1 - lines[::-1].index(froms[-1]) :]
     users = [line.split()[1] for line in final if line.startswith("USER ")]
     assert users and users[-1].split(":")[0] not in {"0", "root"}
     assert final[-1].startswith("CMD [")
@@ -58,8 +58,11 @@ def test_bases_are_pinned_and_the_runtime_stage_is_not_root(dockerfile: Path) ->
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
 def test_every_copied_path_is_in_the_build_context(dockerfile: Path) -> None:
-    patterns = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
+    patterns = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
 
     def included(rel: str) -> bool:
         keep = True
@@ -78,7 +81,7 @@ def test_every_copied_path_is_in_the_build_context(dockerfile: Path) -> None:
 
 
 def test_the_serving_image_runs_drugrepo_serve() -> None:
-    assert "drugrepo\", \"serve\"" in _instructions(REPO / "docker" / "Dockerfile.serving")[-1]
+    assert 'drugrepo", "serve"' in _instructions(REPO / "docker" / "Dockerfile.serving")[-1]
 
 
 def _stages(dockerfile: Path) -> dict[str, list[str]]:

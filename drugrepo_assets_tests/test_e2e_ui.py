@@ -12,6 +12,7 @@ of the lineage are saved under ``test-artifacts/``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -20,8 +21,9 @@ import signal
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from playwright.sync_api import Page, sync_playwright
@@ -32,9 +34,15 @@ from drugrepo_assets_tests.processes import free_port
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = REPO / "test-artifacts"
 START_TIMEOUT_S = 120
 MATERIALIZE_TIMEOUT_S = 600
@@ -52,8 +60,12 @@ SENSORS = """
   ... on Sensors { results { name sensorState { status ticks(limit: 1) { status } } } } } }
 """
 EXPECTED_SENSORS = {
-    "automation_sensor", "landing_sensor", "retrain_sensor", "slack_on_materialization", "slack_on_run_failure"
-}  # fmt: skip
+    "automation_sensor",
+    "landing_sensor",
+    "retrain_sensor",
+    "slack_on_materialization",
+    "slack_on_run_failure",
+}
 BACKFILLS = """
 { partitionBackfillsOrError { ... on PartitionBackfills { results { id status } } } }
 """
@@ -85,7 +97,7 @@ def _wait_for_location(base: str, server: subprocess.Popen, log: Path) -> None:
             continue
         if entries and all(e["loadStatus"] == "LOADED" for e in entries):
             loaded = [e["locationOrLoadError"] for e in entries]
-            assert all(l["__typename"] == "RepositoryLocation" for l in loaded), loaded
+            assert all(entry["__typename"] == "RepositoryLocation" for entry in loaded), loaded
             return
         time.sleep(1)
     pytest.fail(f"the code location did not load in {START_TIMEOUT_S}s:\n{log.read_text()[-4000:]}")
@@ -98,15 +110,31 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("SLACK_BOT_TOKEN", "DRUGREPO_ENV")}
-    env |= {"DAGSTER_HOME": str(home), "DRUGREPO_TRAINING_PROFILE": "tiny", "DRUGREPO_EXECUTOR": "in_process",
-            "PYTHONUNBUFFERED": "1"}
+    env |= {
+        "DAGSTER_HOME": str(home),
+        "DRUGREPO_TRAINING_PROFILE": "tiny",
+        "DRUGREPO_EXECUTOR": "in_process",
+        "PYTHONUNBUFFERED": "1",
+    }
     log = home / "dagster-dev.log"
     with open(log, "wb") as out:
         server = subprocess.Popen(
-            [str(REPO / ".venv" / "bin" / "dagster"), "dev", "-m", "drugrepo_assets.definitions",
-             "-h", "127.0.0.1", "-p", str(port)],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            [
+                str(REPO / ".venv" / "bin" / "dagster"),
+                "dev",
+                "-m",
+                "drugrepo_assets.definitions",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_for_location(base, server, log)
@@ -134,10 +162,8 @@ def _not_done(base: str) -> dict[str, str]:
 
 def _launch_materialize_all(page: Page) -> None:
     dismiss = page.get_by_role("button", name="Skip")  # the community sign-up dialog of a fresh instance
-    try:
+    with contextlib.suppress(Exception):
         dismiss.click(timeout=15_000)
-    except Exception:  # noqa: BLE001 - the dialog only shows once per browser profile
-        pass
     page.locator("button", has_text="Materialize all").click()
     dialog = page.get_by_role("dialog")
     dialog.get_by_role("button", name="All", exact=True).click()
@@ -175,7 +201,9 @@ def test_materialize_all_from_the_asset_graph_in_chromium(dagster_dev: str) -> N
             assert {n: s for n, s in statuses.items() if not _shown_materialised(s)} == {}
             sensors = graphql(base, SENSORS)["sensorsOrError"]["results"]
             assert {s["name"] for s in sensors} == EXPECTED_SENSORS
-            assert {s["name"]: s["sensorState"]["status"] for s in sensors} == dict.fromkeys(EXPECTED_SENSORS, "RUNNING")
+            assert {s["name"]: s["sensorState"]["status"] for s in sensors} == dict.fromkeys(
+                EXPECTED_SENSORS, "RUNNING"
+            )
             ticked = {s["name"] for s in sensors if s["sensorState"]["ticks"]}
             assert {"automation_sensor", "landing_sensor"} <= ticked, ticked
             backfill_deadline = time.monotonic() + 90  # the backfill daemon closes it on its next iteration
@@ -198,11 +226,11 @@ def catalog_statuses(text: str, names: list[str]) -> dict[str, str]:
     """Each asset's status cell in the catalog's text (rows start with the name twice: link and title)."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     starts = {lines[i]: i for i in range(len(lines) - 1) if lines[i] == lines[i + 1] and lines[i] in names}
-    order = sorted(starts.values()) + [len(lines)]
+    order = [*sorted(starts.values()), len(lines)]
     statuses = {}
     for name, begin in starts.items():
-        row = lines[begin:order[order.index(begin) + 1]]
-        statuses[name] = " ".join(row[row.index("Status") + 1:] if "Status" in row else row[2:])
+        row = lines[begin : order[order.index(begin) + 1]]
+        statuses[name] = " ".join(row[row.index("Status") + 1 :] if "Status" in row else row[2:])
     return {name: statuses.get(name, "not shown") for name in names}
 
 

@@ -31,8 +31,13 @@ _IMAGE = {
         "pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]},
     },
 }
-_NAMED = {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}}
-_SOURCE_OR_STRING = {"anyOf": [{"type": "string"}, {"type": "object", "required": ["env"], "additionalProperties": False}]}
+_NAMED = {
+    "type": "array",
+    "items": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+}
+_SOURCE_OR_STRING = {
+    "anyOf": [{"type": "string"}, {"type": "object", "required": ["env"], "additionalProperties": False}]
+}
 
 CHART_SUBSCHEMA: dict[str, Any] = {
     "type": "object",
@@ -46,13 +51,23 @@ CHART_SUBSCHEMA: dict[str, Any] = {
         },
         "serviceAccount": {
             "type": "object",
-            "properties": {"create": {"type": "boolean"}, "name": {"type": "string"},
-                           "annotations": {"type": "object", "additionalProperties": {"type": "string"}}},
+            "properties": {
+                "create": {"type": "boolean"},
+                "name": {"type": "string"},
+                "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
         },
         "postgresql": {
             "type": "object",
-            "required": ["enabled", "postgresqlHost", "postgresqlUsername", "postgresqlPassword", "postgresqlDatabase",
-                         "postgresqlParams", "service"],
+            "required": [
+                "enabled",
+                "postgresqlHost",
+                "postgresqlUsername",
+                "postgresqlPassword",
+                "postgresqlDatabase",
+                "postgresqlParams",
+                "service",
+            ],
             "properties": {
                 "enabled": {"const": False},
                 "postgresqlHost": {"type": "string", "minLength": 1},
@@ -68,8 +83,10 @@ CHART_SUBSCHEMA: dict[str, Any] = {
         "dagsterDaemon": {
             "type": "object",
             "properties": {
-                "envConfigMaps": _NAMED, "envSecrets": _NAMED,
-                "runMonitoring": {"type": "object"}, "runRetries": {"type": "object"},
+                "envConfigMaps": _NAMED,
+                "envSecrets": _NAMED,
+                "runMonitoring": {"type": "object"},
+                "runRetries": {"type": "object"},
             },
         },
         "runLauncher": {
@@ -85,8 +102,15 @@ CHART_SUBSCHEMA: dict[str, Any] = {
                         "k8sRunLauncher": {
                             "type": "object",
                             "additionalProperties": False,
-                            "required": ["imagePullPolicy", "loadInclusterConfig", "envConfigMaps", "envSecrets",
-                                         "envVars", "volumeMounts", "volumes"],
+                            "required": [
+                                "imagePullPolicy",
+                                "loadInclusterConfig",
+                                "envConfigMaps",
+                                "envSecrets",
+                                "envVars",
+                                "volumeMounts",
+                                "volumes",
+                            ],
                             "properties": {
                                 "imagePullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]},
                                 "jobNamespace": {"type": ["string", "null"]},
@@ -99,9 +123,16 @@ CHART_SUBSCHEMA: dict[str, Any] = {
                                 "runK8sConfig": {
                                     "type": "object",
                                     "additionalProperties": False,
-                                    "properties": {k: {"type": "object"} for k in (
-                                        "containerConfig", "podSpecConfig", "podTemplateSpecMetadata",
-                                        "jobSpecConfig", "jobMetadata")},
+                                    "properties": {
+                                        k: {"type": "object"}
+                                        for k in (
+                                            "containerConfig",
+                                            "podSpecConfig",
+                                            "podTemplateSpecMetadata",
+                                            "jobSpecConfig",
+                                            "jobMetadata",
+                                        )
+                                    },
                                 },
                             },
                         }
@@ -125,9 +156,12 @@ CHART_SUBSCHEMA: dict[str, Any] = {
                             "required": ["bucket"],
                             "additionalProperties": False,
                             "properties": {
-                                "bucket": _SOURCE_OR_STRING, "prefix": _SOURCE_OR_STRING,
-                                "skipEmptyFiles": {"type": "boolean"}, "uploadInterval": {"type": "integer"},
-                                "endpointUrl": _SOURCE_OR_STRING, "region": _SOURCE_OR_STRING,
+                                "bucket": _SOURCE_OR_STRING,
+                                "prefix": _SOURCE_OR_STRING,
+                                "skipEmptyFiles": {"type": "boolean"},
+                                "uploadInterval": {"type": "integer"},
+                                "endpointUrl": _SOURCE_OR_STRING,
+                                "region": _SOURCE_OR_STRING,
                             },
                         }
                     },
@@ -139,12 +173,20 @@ CHART_SUBSCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "properties": {
                 "enabled": {"const": True},
-                "pools": {"type": "object", "additionalProperties": False,
-                          "properties": {"defaultLimit": {"type": "integer", "minimum": 1},
-                                         "granularity": {"enum": ["op", "run"]},
-                                         "opGranularityRunBuffer": {"type": "integer"}}},
-                "runs": {"type": "object", "additionalProperties": False,
-                         "properties": {"maxConcurrentRuns": {"type": "integer"}, "tagConcurrencyLimits": {"type": "array"}}},
+                "pools": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "defaultLimit": {"type": "integer", "minimum": 1},
+                        "granularity": {"enum": ["op", "run"]},
+                        "opGranularityRunBuffer": {"type": "integer"},
+                    },
+                },
+                "runs": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"maxConcurrentRuns": {"type": "integer"}, "tagConcurrencyLimits": {"type": "array"}},
+                },
             },
         },
         "dagster-user-deployments": {
@@ -269,7 +311,11 @@ def test_values_and_the_instance_config_agree(env: str) -> None:
     assert chart["postgresql"]["postgresqlScheme"] == instance["storage"]["postgres"]["postgres_db"]["scheme"]
     logs, s3 = chart["computeLogManager"]["config"]["s3ComputeLogManager"], instance["compute_logs"]["config"]
     assert (logs["bucket"], logs["prefix"], logs["skipEmptyFiles"], logs["uploadInterval"]) == (
-        s3["bucket"], s3["prefix"], s3["skip_empty_files"], s3["upload_interval"])
+        s3["bucket"],
+        s3["prefix"],
+        s3["skip_empty_files"],
+        s3["upload_interval"],
+    )
     assert chart["concurrency"]["pools"]["defaultLimit"] == instance["concurrency"]["pools"]["default_limit"]
     assert chart["concurrency"]["runs"]["maxConcurrentRuns"] == instance["concurrency"]["runs"]["max_concurrent_runs"]
     daemon = chart["dagsterDaemon"]
@@ -293,7 +339,9 @@ def test_every_workspace_location_is_a_user_deployment_of_one_image(env: str) ->
     workspace = yaml.safe_load((REPO / "workspace.yaml").read_text())
     modules = [entry["python_module"]["module_name"] for entry in workspace["load_from"]]
     deployments = _deployments(env)
-    assert sorted(deployments) == sorted(modules) == ["drugrepo_assets.definitions", "drugrepo_assets.serving.definitions"]
+    assert (
+        sorted(deployments) == sorted(modules) == ["drugrepo_assets.definitions", "drugrepo_assets.serving.definitions"]
+    )
     assert len({d["name"] for d in deployments.values()}) == len(deployments)
     assert len({(d["image"]["repository"], str(d["image"]["tag"])) for d in deployments.values()}) == 1
     for location in deployments.values():

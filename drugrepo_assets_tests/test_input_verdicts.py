@@ -46,7 +46,9 @@ def test_validate_and_train_give_the_rules_verdicts(pairs: Path, tmp_path: Path,
     main(["validate", str(pairs), "--out", str(tmp_path / "v")])
     rejected = pd.read_parquet(tmp_path / "v" / "rejected.parquet")
     assert _by_row(rejected["source_row"], rejected["reason"], len(EXPECTED)) == EXPECTED
-    assert main(["train", "--data", str(pairs), "--out", str(tmp_path / "t"), "--epochs", "1", "--batch-size", "16"]) == 0
+    assert (
+        main(["train", "--data", str(pairs), "--out", str(tmp_path / "t"), "--epochs", "1", "--batch-size", "16"]) == 0
+    )
     refused = pd.read_parquet(tmp_path / "t" / "data_rejected.parquet")
     assert _by_row(refused["source_row"], refused["reason"], len(EXPECTED)) == EXPECTED
     assert (tmp_path / "t" / "best.pt").stat().st_size > 0
@@ -61,30 +63,58 @@ def test_predict_gives_the_rules_verdicts(pairs: Path, tmp_path: Path, golden_di
 
 
 def test_screen_gives_the_rules_verdicts(tmp_path: Path, golden_dir: Path) -> None:
-    library = write_csv(tmp_path / "lib.csv", [(name, s) for name, s in FILE_SMILES.items()], header=("id", "smiles"))
-    targets = write_csv(tmp_path / "targets.csv", [(name, p) for name, p in PROTEIN_CASES.items()], header=("id", "sequence"))
+    library = write_csv(tmp_path / "lib.csv", list(FILE_SMILES.items()), header=("id", "smiles"))
+    targets = write_csv(
+        tmp_path / "targets.csv", [(name, p) for name, p in PROTEIN_CASES.items()], header=("id", "sequence")
+    )
     out = tmp_path / "screen"
-    main(["screen", "--checkpoint", str(golden_dir / "model_state.pt"), "--library", str(library),
-          "--targets", str(targets), "--out", str(out), "--top", "3", "--quiet"])
+    main(
+        [
+            "screen",
+            "--checkpoint",
+            str(golden_dir / "model_state.pt"),
+            "--library",
+            str(library),
+            "--targets",
+            str(targets),
+            "--out",
+            str(out),
+            "--top",
+            "3",
+            "--quiet",
+        ]
+    )
     rejected = pd.read_csv(out / "rejected.csv", keep_default_na=False, dtype=str)
-    molecules = dict(zip(rejected.loc[rejected["kind"] == "molecule", "id"], rejected.loc[rejected["kind"] == "molecule", "reason"]))
+    molecules = dict(
+        zip(rejected.loc[rejected["kind"] == "molecule", "id"], rejected.loc[rejected["kind"] == "molecule", "reason"])
+    )
     assert [molecules.get(name, "") for name in FILE_SMILES] == [smiles_verdict(s) for s in FILE_SMILES.values()]
-    proteins = dict(zip(rejected.loc[rejected["kind"] == "target", "id"], rejected.loc[rejected["kind"] == "target", "reason"]))
+    proteins = dict(
+        zip(rejected.loc[rejected["kind"] == "target", "id"], rejected.loc[rejected["kind"] == "target", "reason"])
+    )
     assert [proteins.get(name, "") for name in PROTEIN_CASES] == [protein_verdict(p) for p in PROTEIN_CASES.values()]
 
 
 def test_the_api_gives_the_rules_verdicts(golden_dir: Path, tmp_path: Path) -> None:
-    settings = ServingSettings(api_keys="k", checkpoint=str(golden_dir / "model_state.pt"),
-                               request_log_dir=str(tmp_path / "requests"), model_refresh_seconds=0)
+    settings = ServingSettings(
+        api_keys="k",
+        checkpoint=str(golden_dir / "model_state.pt"),
+        request_log_dir=str(tmp_path / "requests"),
+        model_refresh_seconds=0,
+    )
     app = create_app(settings)
     smiles_pairs = [{"smiles": s, "protein": PROTEIN} for s in SMILES_CASES.values()]
     protein_pairs = [{"smiles": "CCO", "protein": p} for p in PROTEIN_CASES.values()]
 
     async def post_both() -> list[httpx.Response]:
-        async with app.router.lifespan_context(app):
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
-                return [await client.post("/v1/predict", json={"pairs": pairs}, headers={"X-API-Key": "k"})
-                        for pairs in (smiles_pairs, protein_pairs)]
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client,
+        ):
+            return [
+                await client.post("/v1/predict", json={"pairs": pairs}, headers={"X-API-Key": "k"})
+                for pairs in (smiles_pairs, protein_pairs)
+            ]
 
     def problems(response: httpx.Response) -> dict[int, str]:
         assert response.status_code == 422, response.text

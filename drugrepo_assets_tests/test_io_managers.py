@@ -24,9 +24,7 @@ parts = StaticPartitionsDefinition(["alpha", "beta"])
 
 @asset(partitions_def=parts, key_prefix=["stage"])
 def table(context: AssetExecutionContext) -> pd.DataFrame:
-    return pd.DataFrame(
-        {"name": [context.partition_key, "x"], "label": pd.Series([0, 1], dtype="int8")}
-    )
+    return pd.DataFrame({"name": [context.partition_key, "x"], "label": pd.Series([0, 1], dtype="int8")})
 
 
 @asset(partitions_def=parts, key_prefix=["stage"], ins={"table": AssetIn(["stage", "table"])})
@@ -55,9 +53,7 @@ def test_partitioned_round_trip_on_a_local_folder(tmp_path: Path) -> None:
         "alpha.parquet",
         "beta.parquet",
     ]
-    [event] = [
-        e for e in result.get_asset_materialization_events() if e.asset_key == AssetKey(["stage", "doubled"])
-    ]
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key == AssetKey(["stage", "doubled"])]
     metadata = event.materialization.metadata
     assert metadata["dagster/row_count"].value == 4
     assert metadata["path"].value == str(tmp_path / "stage" / "doubled" / "beta.parquet")

@@ -6,9 +6,10 @@ executor of `drugrepo_assets.k8s`, and the Job from dagster-k8s's own `construct
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -75,10 +76,12 @@ def step_handler(tmp_path: Path) -> Iterator[Any]:
                 instance=instance,
             )
         )
-        yield executor._step_handler, instance  # noqa: SLF001
+        yield executor._step_handler, instance
 
 
-def _step_job(handler: Any, instance: Any, op: AssetsDefinition | OpDefinition, step_key: str = "") -> tuple[dict[str, Any], str]:
+def _step_job(
+    handler: Any, instance: Any, op: AssetsDefinition | OpDefinition, step_key: str = ""
+) -> tuple[dict[str, Any], str]:
     """The Job dagster-k8s would create for ``op``'s step (``step_key``: its key in a graph), as JSON, and its namespace."""
     op_def = op.op if isinstance(op, AssetsDefinition) else op
     run = DagsterRun(job_name="materialize_all_job", run_id="0" * 36)
@@ -90,7 +93,7 @@ def _step_job(handler: Any, instance: Any, op: AssetsDefinition | OpDefinition, 
         step_tags={step_key: op_def.tags},
         get_step_context=lambda key: SimpleNamespace(step=SimpleNamespace(op_name=op_def.name)),
     )
-    container_context = handler._get_container_context(context)  # noqa: SLF001
+    container_context = handler._get_container_context(context)
     job_config = container_context.get_k8s_job_config(None, instance.run_launcher)
     if not job_config.job_image:
         job_config = job_config.with_image(LOCATION_IMAGE)
@@ -128,7 +131,8 @@ def test_a_gpu_step_gets_a_gpu_on_a_gpu_node_in_the_gpu_image(step_handler: Any)
     assert _env_from(container) == {("configMapRef", "drugrepo-env"), ("secretRef", "drugrepo-secrets")}
     env = {e["name"]: e for e in container["env"]}
     assert env["DAGSTER_PG_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
-        "name": "dagster-postgresql-secret", "key": "postgresql-password"
+        "name": "dagster-postgresql-secret",
+        "key": "postgresql-password",
     }
     assert pod["restartPolicy"] == "Never"
 
@@ -139,22 +143,28 @@ def test_a_cpu_step_is_a_plain_pod_on_the_location_image(step_handler: Any) -> N
     [container] = pod["containers"]
     assert namespace == "drugrepo-staging"
     assert container["image"] == LOCATION_IMAGE
-    assert container["resources"] == {
-        "requests": {"cpu": "1", "memory": "4Gi"}, "limits": {"memory": "8Gi"}
-    } == CPU_STEP_K8S_CONFIG["container_config"]["resources"]
+    assert (
+        container["resources"]
+        == {"requests": {"cpu": "1", "memory": "4Gi"}, "limits": {"memory": "8Gi"}}
+        == CPU_STEP_K8S_CONFIG["container_config"]["resources"]
+    )
     assert "nodeSelector" not in pod and "tolerations" not in pod
     assert "nvidia.com/gpu" not in str(container["resources"])
     assert _env_from(container) == {("configMapRef", "drugrepo-env"), ("secretRef", "drugrepo-secrets")}
 
 
 def _graph_op(asset_name: str, op_name: str) -> OpDefinition:
-    (graph_asset,) = [a for a in all_assets if isinstance(a, AssetsDefinition) and asset_name in {k.path[-1] for k in a.keys}]
+    (graph_asset,) = [
+        a for a in all_assets if isinstance(a, AssetsDefinition) and asset_name in {k.path[-1] for k in a.keys}
+    ]
     (op_def,) = [o for o in graph_asset.node_def.iterate_op_defs() if o.name == op_name]
     return op_def
 
 
 def test_each_screening_shard_step_gets_a_gpu_pod_and_the_merge_a_cpu_pod(step_handler: Any) -> None:
-    shard_job, _ = _step_job(*step_handler, _graph_op("screening_scores", "score_shard"), "screening_scores.score_shard[shard_3]")
+    shard_job, _ = _step_job(
+        *step_handler, _graph_op("screening_scores", "score_shard"), "screening_scores.score_shard[shard_3]"
+    )
     pod = shard_job["spec"]["template"]["spec"]
     [container] = pod["containers"]
     assert container["image"] == GPU_IMAGE

@@ -109,8 +109,9 @@ def test_retrain_sensor_trains_a_partition_without_checkpoint_when_the_policy_sa
     run = loc.execute(request, "retrain_job")
     assert run.success
     assert {e.asset_key.to_user_string() for e in run.get_asset_materialization_events()} == {
-        "drugban_checkpoint", "model_evaluation"
-    }  # fmt: skip
+        "drugban_checkpoint",
+        "model_evaluation",
+    }
     skipped = loc.tick(retrain_sensor, None)
     assert skipped.run_requests == []
     assert "human: checkpoint is newer than validated_pairs" in skipped.skip_reason.skip_message
@@ -168,11 +169,13 @@ def test_files_outside_a_known_dataset_folder_are_named_and_not_retried(loc: Loc
     notes.write_text("not data\n")
     result = loc.tick(landing_sensor, loc.landing_cursor)
     assert result.run_requests == []
-    assert result.skip_reason.skip_message == "; ".join([
-        f"{unknown}: unknown dataset folder 'davis' (known: bindingdb, biosnap, human)",
-        f"{notes}: unsupported file type (expected .csv, .csv.gz, .parquet or .pq)",
-        f"{stray}: not inside a dataset folder (expected <dataset>/<file>)",
-    ])  # fmt: skip
+    assert result.skip_reason.skip_message == "; ".join(
+        [
+            f"{unknown}: unknown dataset folder 'davis' (known: bindingdb, biosnap, human)",
+            f"{notes}: unsupported file type (expected .csv, .csv.gz, .parquet or .pq)",
+            f"{stray}: not inside a dataset folder (expected <dataset>/<file>)",
+        ]
+    )
     again = loc.tick(landing_sensor, result.cursor)
     assert again.run_requests == [] and again.skip_reason.skip_message == "no new or changed file"
     for path in (stray, unknown, notes):

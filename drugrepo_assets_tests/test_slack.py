@@ -11,9 +11,10 @@ import json
 import logging
 import re
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 import pandas as pd
@@ -47,13 +48,15 @@ class SlackReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.requests.append({
-                    "path": self.path,
-                    "authorization": self.headers.get("Authorization"),
-                    "json": json.loads(body) if body else {},
-                })  # fmt: skip
+                receiver.requests.append(
+                    {
+                        "path": self.path,
+                        "authorization": self.headers.get("Authorization"),
+                        "json": json.loads(body) if body else {},
+                    }
+                )
                 payload = json.dumps({"ok": True, "channel": "C0TEST", "ts": f"{len(receiver.requests)}.0"}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json; charset=utf-8")
@@ -101,8 +104,11 @@ def assert_asset_link(url: str, asset: str, partition: str) -> None:
 def assert_run_link(url: str, run_id: str) -> None:
     parsed = urlparse(url)
     assert (parsed.scheme, parsed.netloc, parsed.path, parsed.query) == (
-        "http", "dagster.example.test:3000", f"/runs/{run_id}", ""
-    )  # fmt: skip
+        "http",
+        "dagster.example.test:3000",
+        f"/runs/{run_id}",
+        "",
+    )
 
 
 def file_of(uri: str) -> Path:
@@ -181,8 +187,13 @@ def test_a_screening_table_appearing_later_is_announced_with_its_top_candidates(
     @asset(name="repurposing_candidates")
     def candidates() -> Output[None]:
         top.to_parquet(table_file)
-        return Output(None, metadata={"top_candidates": MetadataValue.md(top.to_markdown(index=False)),
-                                      "path": MetadataValue.path(str(table_file))})
+        return Output(
+            None,
+            metadata={
+                "top_candidates": MetadataValue.md(top.to_markdown(index=False)),
+                "path": MetadataValue.path(str(table_file)),
+            },
+        )
 
     run = materialize([candidates], instance=loc.instance)
     before = len(receiver.messages())
@@ -209,7 +220,7 @@ def test_a_failed_landing_run_is_reported_with_the_file_and_links(loc: Location,
     bad.parent.mkdir()
     bad.write_text("SMILES,Protein\nCCO,MKT\n")
     cursor = loc.tick(landing_sensor, None).cursor
-    request = [r for r in loc.tick(landing_sensor, None).run_requests if r.partition_key == "biosnap"][0]
+    request = next(r for r in loc.tick(landing_sensor, None).run_requests if r.partition_key == "biosnap")
     failed = loc.execute(request, "ingest_job")
     assert not failed.success and cursor
     failure = loc.instance.get_records_for_run(failed.run_id, of_type=DagsterEventType.RUN_FAILURE).records[0]

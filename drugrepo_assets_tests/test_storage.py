@@ -29,7 +29,9 @@ def test_files_are_keyed_by_asset_key_partition_and_name(where: str, s3_bucket: 
     root = f"s3://{s3_bucket.name}/files" if where == "s3" else str(tmp_path / "files")
     assert uri == f"{root}/training/drugban_checkpoint/human/best.pt"
     assert store.uri("training/drugban_checkpoint", "human", "best.pt") == uri
-    assert store.write_bytes(b"{}", ["model_evaluation"], None, "metrics.json") == f"{root}/model_evaluation/metrics.json"
+    assert (
+        store.write_bytes(b"{}", ["model_evaluation"], None, "metrics.json") == f"{root}/model_evaluation/metrics.json"
+    )
     assert store.exists(uri) and store.read_bytes(uri) == b"weights"
     copy = store.local_copy(uri, tmp_path / "downloads")
     assert copy == tmp_path / "downloads" / "best.pt" and copy.read_bytes() == b"weights"
@@ -41,10 +43,9 @@ def test_a_writer_publishes_only_a_finished_file(where: str, s3_bucket: S3Bucket
     store = _resource(where, s3_bucket, tmp_path)
     with store.writer("report", "human", "summary.md") as path:
         path.write_text("done")
-    with pytest.raises(RuntimeError, match="training diverged"):
-        with store.writer("report", "human", "broken.md") as path:
-            path.write_text("half of it")
-            raise RuntimeError("training diverged")
+    with pytest.raises(RuntimeError, match="training diverged"), store.writer("report", "human", "broken.md") as path:
+        path.write_text("half of it")
+        raise RuntimeError("training diverged")
     assert store.read_bytes(store.uri("report", "human", "summary.md")) == b"done"
     assert not store.exists(store.uri("report", "human", "broken.md"))
     if where == "s3":

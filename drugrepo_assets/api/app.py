@@ -13,9 +13,10 @@ import asyncio
 import gc
 import logging
 import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable, Optional
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -59,7 +60,7 @@ class Runtime:
     scorer: Scorer
     request_log: RequestLog
     metrics: ApiMetrics
-    redis: Optional[RedisLink]
+    redis: RedisLink | None
     pool: WorkPool
     limiter: RateLimiter
 
@@ -68,7 +69,7 @@ class Runtime:
         return Work(self.settings, self.scorer, self.limiter, self.request_log, self.metrics)
 
 
-def _redis(settings: ServingSettings, metrics: ApiMetrics) -> Optional[RedisLink]:
+def _redis(settings: ServingSettings, metrics: ApiMetrics) -> RedisLink | None:
     """The guarded Redis link, or None without DRUGREPO_REDIS_URL; Redis down at start-up only degrades."""
     if not settings.redis_url:
         return None
@@ -78,29 +79,40 @@ def _redis(settings: ServingSettings, metrics: ApiMetrics) -> Optional[RedisLink
     return link
 
 
-def _key_id(request: Request, _: Optional[str] = Depends(API_KEY_HEADER)) -> str:
+def _key_id(request: Request, _: str | None = Depends(API_KEY_HEADER)) -> str:
     """The caller's key id, set by the guard middleware (the header dependency documents the scheme)."""
     return request.scope["state"]["key_id"]
 
 
 def _body(model: type) -> dict[str, Any]:
     """OpenAPI of a JSON request body of ``model`` (the routes read the body themselves, on the pool)."""
-    return {"requestBody": {"required": True, "content": {"application/json": {
-        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+        }
+    }
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "No valid X-API-Key."},
-    413: {"model": ErrorBody, "description": "Body over DRUGREPO_MAX_BODY_BYTES, or over a per-request budget (the message names it)."},
-    422: {"model": InvalidInput, "description": "Not JSON of this shape, or a SMILES or sequence that cannot be scored."},
+    413: {
+        "model": ErrorBody,
+        "description": "Body over DRUGREPO_MAX_BODY_BYTES, or over a per-request budget (the message names it).",
+    },
+    422: {
+        "model": InvalidInput,
+        "description": "Not JSON of this shape, or a SMILES or sequence that cannot be scored.",
+    },
     429: {"model": ErrorBody, "description": "Over the rate of the client address or of the key (Retry-After)."},
     500: {"model": ErrorBody, "description": "An unexpected failure (logged)."},
     503: {"model": ErrorBody, "description": "Every worker busy and the waiting line full (Retry-After)."},
 }
 
 
-def create_app(settings: ServingSettings, served: Optional[ServedModel] = None,
-               clock: Callable[[], float] = time.time) -> FastAPI:
+def create_app(
+    settings: ServingSettings, served: ServedModel | None = None, clock: Callable[[], float] = time.time
+) -> FastAPI:
     """The API for ``settings``; the model is ``served`` or loaded from the settings at start-up.
 
     ``clock`` (seconds) drives the rate limits, so tests can move time; it must be shared between
@@ -111,7 +123,8 @@ def create_app(settings: ServingSettings, served: Optional[ServedModel] = None,
     link = _redis(settings, metrics)
     limiter: RateLimiter = (
         RedisGcraLimiter(link, settings.rate_limit_per_minute, settings.rate_limit_burst, clock)
-        if link is not None else GcraLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst, clock)
+        if link is not None
+        else GcraLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst, clock)
     )
     ip_limiter = GcraLimiter(settings.ip_rate_limit_per_minute, settings.ip_rate_limit_burst, clock)
     pool = WorkPool(settings.workers, settings.max_queued, metrics)
@@ -131,9 +144,19 @@ def create_app(settings: ServingSettings, served: Optional[ServedModel] = None,
         metrics.model_info.labels(model.version, model.model_id).set(1)
         gc.collect()
         gc.freeze()  # the start-up objects (torch, RDKit, the model) leave the collector's sweeps: shorter pauses
-        rt = Runtime(settings, Scorer(model, cache), RequestLog(
-            settings.request_log_dir, max_queued_pairs=settings.request_log_max_queued_pairs, registry=metrics.registry
-        ), metrics, link, pool, limiter)
+        rt = Runtime(
+            settings,
+            Scorer(model, cache),
+            RequestLog(
+                settings.request_log_dir,
+                max_queued_pairs=settings.request_log_max_queued_pairs,
+                registry=metrics.registry,
+            ),
+            metrics,
+            link,
+            pool,
+            limiter,
+        )
         runtime["rt"] = rt
         app.state.pool = pool
         follower = asyncio.create_task(follow_alias(rt)) if served is None and settings.follows_alias() else None
@@ -174,8 +197,14 @@ def create_app(settings: ServingSettings, served: Optional[ServedModel] = None,
         version="1",
         lifespan=lifespan,
     )
-    app.add_middleware(GuardMiddleware, keys=settings.keys(), limiter=limiter, ip_limiter=ip_limiter,
-                       max_body_bytes=settings.max_body_bytes, metrics=metrics)
+    app.add_middleware(
+        GuardMiddleware,
+        keys=settings.keys(),
+        limiter=limiter,
+        ip_limiter=ip_limiter,
+        max_body_bytes=settings.max_body_bytes,
+        metrics=metrics,
+    )
 
     def openapi() -> dict[str, Any]:
         """FastAPI's schema plus the request bodies, which the routes read themselves."""
@@ -193,9 +222,12 @@ def create_app(settings: ServingSettings, served: Optional[ServedModel] = None,
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> Response:
-        problems = [InputProblem(0, ".".join(map(str, e.get("loc", ()))), "", str(e.get("msg", ""))) for e in exc.errors()]
-        return invalid_response("the request does not have the documented shape (see /docs)", problems,
-                                settings.max_listed_problems)
+        problems = [
+            InputProblem(0, ".".join(map(str, e.get("loc", ()))), "", str(e.get("msg", ""))) for e in exc.errors()
+        ]
+        return invalid_response(
+            "the request does not have the documented shape (see /docs)", problems, settings.max_listed_problems
+        )
 
     @app.exception_handler(Exception)
     async def internal_error(_: Request, exc: Exception) -> Response:
@@ -208,8 +240,12 @@ def create_app(settings: ServingSettings, served: Optional[ServedModel] = None,
         try:
             return await rt.pool.run(job, rt.work(), raw, key)
         except PoolBusy:
-            return error_response(503, "every worker is busy and the waiting line is full (DRUGREPO_WORKERS, "
-                                       "DRUGREPO_MAX_QUEUED): try again shortly", BUSY_RETRY_SECONDS)
+            return error_response(
+                503,
+                "every worker is busy and the waiting line is full (DRUGREPO_WORKERS, "
+                "DRUGREPO_MAX_QUEUED): try again shortly",
+                BUSY_RETRY_SECONDS,
+            )
 
     @app.post("/v1/predict", response_model=PredictResponse, responses=ERRORS, openapi_extra=_body(PredictRequest))
     async def predict(request: Request, key: str = Depends(_key_id)) -> Response:
@@ -233,12 +269,18 @@ def create_app(settings: ServingSettings, served: Optional[ServedModel] = None,
         rt = runtime.get("rt")
         if rt is None:
             return json_response(503, {"status": "loading"})
-        ready = {"status": "ready", "model_version": rt.scorer.served.version, "cache": rt.scorer.cache.backend,
-                 "pool": {"in_pool": rt.pool.in_pool, "capacity": rt.pool.capacity}}
+        ready = {
+            "status": "ready",
+            "model_version": rt.scorer.served.version,
+            "cache": rt.scorer.cache.backend,
+            "pool": {"in_pool": rt.pool.in_pool, "capacity": rt.pool.capacity},
+        }
         if rt.redis is not None and not (rt.redis.usable() and await asyncio.to_thread(rt.redis.ping)):
             ready |= {"status": "degraded", "cache": "memory (Redis unavailable)", "redis": rt.redis.last_error()}
         log_status = rt.request_log.status()
-        ready["request_log"] = {k: log_status[k] for k in ("healthy", "queued_pairs", "dropped_pairs", "write_failures", "last_error")}
+        ready["request_log"] = {
+            k: log_status[k] for k in ("healthy", "queued_pairs", "dropped_pairs", "write_failures", "last_error")
+        }
         if not log_status["healthy"]:
             ready["status"] = "degraded"
         return json_response(200, ready)

@@ -13,7 +13,8 @@ import hashlib
 import io
 import threading
 from collections import OrderedDict
-from typing import Any, Callable, Optional, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import torch
 
@@ -35,7 +36,7 @@ def dump_terms(terms: Any) -> bytes:
     return buffer.getvalue()
 
 
-def load_terms(data: bytes, cls: type) -> Optional[Any]:
+def load_terms(data: bytes, cls: type) -> Any | None:
     """Rebuild a dataclass of tensors from `dump_terms` bytes (``weights_only``: no code runs).
 
     None when the stored fields are not ``cls``'s: an entry written by another version of the engine.
@@ -66,7 +67,7 @@ class LruTargetCache:
         self._items: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> Optional[Any]:
+    def get(self, key: str) -> Any | None:
         """The cached terms of ``key`` (now the most recent), or None."""
         with self._lock:
             if key in self._items:
@@ -111,7 +112,7 @@ class RedisTargetCache:
     def get_or_compute(self, key: str, compute: Callable[[], Any]) -> tuple[Any, bool]:
         """The terms stored under ``key`` or freshly computed ones, then stored with the TTL."""
         try:
-            data: Optional[bytes] = self.link.call("get", lambda c: c.get(key))
+            data: bytes | None = self.link.call("get", lambda c: c.get(key))
         except RedisUnavailable:
             return self.fallback.get_or_compute(key, compute)
         terms = _loaded(data, self.terms_cls) if data is not None else None
@@ -128,7 +129,7 @@ class RedisTargetCache:
         return value, False
 
 
-def _loaded(data: bytes, cls: type) -> Optional[Any]:
+def _loaded(data: bytes, cls: type) -> Any | None:
     """`load_terms`, or None for bytes that are not a stored entry (corrupt or foreign)."""
     try:
         return load_terms(data, cls)

@@ -13,7 +13,8 @@ import hashlib
 import hmac
 import json
 import time
-from typing import Any, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from drugrepo_assets.api.metrics import ApiMetrics
 from drugrepo_assets.api.ratelimit import Decision, RateLimiter
@@ -41,24 +42,41 @@ def matching_key(given: str, keys: Sequence[str]) -> bool:
 
 async def _json(send: Send, status: int, body: dict[str, Any], headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     payload = json.dumps(body).encode()
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), *headers],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                *headers,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": payload})
 
 
 async def _refuse(send: Send, detail: str, decision: Decision) -> None:
-    await _json(send, 429, {"detail": detail, "retry_after_seconds": decision.retry_after},
-                [(b"retry-after", str(decision.retry_after).encode())])
+    await _json(
+        send,
+        429,
+        {"detail": detail, "retry_after_seconds": decision.retry_after},
+        [(b"retry-after", str(decision.retry_after).encode())],
+    )
 
 
 class GuardMiddleware:
     """Authenticates, rate-limits and size-limits /v1/ requests; times and counts every request."""
 
-    def __init__(self, app: Any, keys: Sequence[str], limiter: RateLimiter, ip_limiter: RateLimiter, max_body_bytes: int,
-                 metrics: ApiMetrics) -> None:
+    def __init__(
+        self,
+        app: Any,
+        keys: Sequence[str],
+        limiter: RateLimiter,
+        ip_limiter: RateLimiter,
+        max_body_bytes: int,
+        metrics: ApiMetrics,
+    ) -> None:
         self.app = app
         self.keys = list(keys)
         self.limiter = limiter
@@ -105,11 +123,19 @@ class GuardMiddleware:
             decision = await self._allow(self.ip_limiter, client[0] if client else "unknown")
             if not decision.allowed:
                 self.metrics.rate_limited.labels("ip").inc()
-                await _refuse(send, "rate limit exceeded for unauthenticated requests of this client address "
-                                    "(DRUGREPO_IP_RATE_LIMIT_PER_MINUTE)", decision)
+                await _refuse(
+                    send,
+                    "rate limit exceeded for unauthenticated requests of this client address "
+                    "(DRUGREPO_IP_RATE_LIMIT_PER_MINUTE)",
+                    decision,
+                )
                 return
-            await _json(send, 401, {"detail": "missing or invalid API key (header X-API-Key)"},
-                        [(b"www-authenticate", b"X-API-Key")])
+            await _json(
+                send,
+                401,
+                {"detail": "missing or invalid API key (header X-API-Key)"},
+                [(b"www-authenticate", b"X-API-Key")],
+            )
             return
         kid = key_id(given)
         decision = await self._allow(self.limiter, kid)

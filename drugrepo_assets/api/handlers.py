@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
@@ -48,7 +49,7 @@ class Work:
 class Refused(Exception):
     """A request answered with ``status`` and ``detail`` before any scoring (413, 429)."""
 
-    def __init__(self, status: int, detail: str, retry_after: Optional[int] = None) -> None:
+    def __init__(self, status: int, detail: str, retry_after: int | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
@@ -64,22 +65,25 @@ def _dumps(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
 
 
-def json_response(status: int, content: dict[str, Any], headers: Optional[dict[str, str]] = None) -> Response:
+def json_response(status: int, content: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
     """A JSON answer (strict JSON: no NaN)."""
     return Response(_dumps(content), status_code=status, media_type="application/json", headers=headers)
 
 
-def error_response(status: int, detail: str, retry_after: Optional[int] = None) -> Response:
+def error_response(status: int, detail: str, retry_after: int | None = None) -> Response:
     """An `ErrorBody` answer; with ``retry_after``, also the Retry-After header."""
     if retry_after is None:
         return json_response(status, {"detail": detail})
-    return json_response(status, {"detail": detail, "retry_after_seconds": retry_after}, {"Retry-After": str(retry_after)})
+    return json_response(
+        status, {"detail": detail, "retry_after_seconds": retry_after}, {"Retry-After": str(retry_after)}
+    )
 
 
 def invalid_response(detail: str, problems: Sequence[InputProblem], listed: int) -> Response:
     """The 422 `InvalidInput` answer: the first ``listed`` problems and how many there are."""
-    return json_response(422, {"detail": detail, "errors": [p.as_dict() for p in problems[:listed]],
-                               "error_count": len(problems)})
+    return json_response(
+        422, {"detail": detail, "errors": [p.as_dict() for p in problems[:listed]], "error_count": len(problems)}
+    )
 
 
 def _no_constant(name: str) -> Any:
@@ -160,8 +164,12 @@ def _charge(work: Work, key: str, cost: float) -> None:
     decision = work.limiter.allow(key, cost)
     if not decision.allowed:
         work.metrics.rate_limited.labels("cost").inc()
-        raise Refused(429, f"rate limit exceeded for this API key: this request costs {cost:g} units "
-                           f"(DRUGREPO_RATE_LIMIT_PER_MINUTE, DRUGREPO_RATE_LIMIT_BURST)", decision.retry_after)
+        raise Refused(
+            429,
+            f"rate limit exceeded for this API key: this request costs {cost:g} units "
+            f"(DRUGREPO_RATE_LIMIT_PER_MINUTE, DRUGREPO_RATE_LIMIT_BURST)",
+            decision.retry_after,
+        )
 
 
 def answer(work: Work, job: Callable[[], Response]) -> Response:
@@ -195,16 +203,29 @@ def predict(work: Work, raw: bytes, key: str) -> Response:
         proteins = [p.protein for p in body.pairs]
         targets = {clean_protein(p) for p in proteins}
         _over(len(targets), settings.max_proteins_per_request, "distinct proteins", "DRUGREPO_MAX_PROTEINS_PER_REQUEST")
-        _over(sum(map(len, set(smiles))), settings.max_smiles_chars_per_request, "characters of distinct SMILES",
-              "DRUGREPO_MAX_SMILES_CHARS_PER_REQUEST")
+        _over(
+            sum(map(len, set(smiles))),
+            settings.max_smiles_chars_per_request,
+            "characters of distinct SMILES",
+            "DRUGREPO_MAX_SMILES_CHARS_PER_REQUEST",
+        )
         _charge(work, key, len(smiles) + settings.protein_cost * len(targets))
         logits, hits = work.scorer.predict(smiles, proteins)
         probabilities = scores(logits)
         _count_cache(work, list(dict(zip(map(clean_protein, proteins), hits)).values()))
         work.metrics.pairs.labels("/v1/predict").inc(len(smiles))
         version = work.scorer.served.version
-        work.request_log.submit(LoggedBatch("/v1/predict", key, version, [s.strip() for s in smiles],
-                                            [clean_protein(p) for p in proteins], logits.tolist(), probabilities.tolist()))
+        work.request_log.submit(
+            LoggedBatch(
+                "/v1/predict",
+                key,
+                version,
+                [s.strip() for s in smiles],
+                [clean_protein(p) for p in proteins],
+                logits.tolist(),
+                probabilities.tolist(),
+            )
+        )
         predictions = [{"logit": float(x), "score": float(y)} for x, y in zip(logits, probabilities)]
         return json_response(200, {"predictions": predictions, "model_version": version})
 
@@ -221,10 +242,16 @@ def screen(work: Work, raw: bytes, key: str) -> Response:
             _over(_items(data, field), settings.max_screen_smiles, f"{field}", "DRUGREPO_MAX_SCREEN_SMILES")
         body = validated(ScreenRequest, data)
         if body.ids is not None and len(body.ids) != len(body.smiles):
-            raise InvalidInputError([InputProblem(0, "ids", _summary(body.ids), f"{len(body.ids)} ids for {len(body.smiles)} SMILES")],
-                                    "ids and smiles differ in length")
-        _over(sum(map(len, set(body.smiles))), settings.max_smiles_chars_per_request, "characters of distinct SMILES",
-              "DRUGREPO_MAX_SMILES_CHARS_PER_REQUEST")
+            raise InvalidInputError(
+                [InputProblem(0, "ids", _summary(body.ids), f"{len(body.ids)} ids for {len(body.smiles)} SMILES")],
+                "ids and smiles differ in length",
+            )
+        _over(
+            sum(map(len, set(body.smiles))),
+            settings.max_smiles_chars_per_request,
+            "characters of distinct SMILES",
+            "DRUGREPO_MAX_SMILES_CHARS_PER_REQUEST",
+        )
         _charge(work, key, len(body.smiles) + settings.protein_cost)
         ids = body.ids or [str(i) for i in range(len(body.smiles))]
         table, hit = work.scorer.screen(body.protein, body.smiles, ids, body.top)
@@ -232,10 +259,30 @@ def screen(work: Work, raw: bytes, key: str) -> Response:
         work.metrics.pairs.labels("/v1/screen").inc(len(body.smiles))
         version = work.scorer.served.version
         protein = clean_protein(body.protein)
-        work.request_log.submit(LoggedBatch("/v1/screen", key, version, table["smiles"].tolist(), [protein] * len(table),
-                                            table["logit"].tolist(), table["score"].tolist()))
-        results = b",".join(_dumps({"rank": int(r.rank), "id": str(r.drug_id), "smiles": str(r.smiles), "logit": float(r.logit),
-                                    "score": float(r.score), "percentile": float(r.percentile)}) for r in table.itertuples())
+        work.request_log.submit(
+            LoggedBatch(
+                "/v1/screen",
+                key,
+                version,
+                table["smiles"].tolist(),
+                [protein] * len(table),
+                table["logit"].tolist(),
+                table["score"].tolist(),
+            )
+        )
+        results = b",".join(
+            _dumps(
+                {
+                    "rank": int(r.rank),
+                    "id": str(r.drug_id),
+                    "smiles": str(r.smiles),
+                    "logit": float(r.logit),
+                    "score": float(r.score),
+                    "percentile": float(r.percentile),
+                }
+            )
+            for r in table.itertuples()
+        )
         body = b'{"results":[' + results + b'],"model_version":' + _dumps(version) + b"}"
         return Response(body, media_type="application/json")
 

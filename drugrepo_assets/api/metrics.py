@@ -7,7 +7,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-__all__ = ["ApiMetrics", "CONTENT_TYPE_LATEST"]
+__all__ = ["CONTENT_TYPE_LATEST", "ApiMetrics"]
 
 
 class ApiMetrics:
@@ -20,32 +20,46 @@ class ApiMetrics:
             "drugrepo_requests", "HTTP requests by route and status code.", ["route", "status"], registry=self.registry
         )
         self.latency = Histogram(
-            "drugrepo_request_seconds", "Request latency by route.", ["route"], buckets=LATENCY_BUCKETS,
+            "drugrepo_request_seconds",
+            "Request latency by route.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
         self.cache = Counter(
-            "drugrepo_target_cache", "Target-terms cache lookups by result (hit, miss) and backend.",
-            ["result", "backend"], registry=self.registry,
+            "drugrepo_target_cache",
+            "Target-terms cache lookups by result (hit, miss) and backend.",
+            ["result", "backend"],
+            registry=self.registry,
         )
         self.pairs = Counter("drugrepo_pairs_scored", "Pairs scored by route.", ["route"], registry=self.registry)
         self.model_info = Gauge(
             "drugrepo_model_info", "The model being served (value 1).", ["version", "model_id"], registry=self.registry
         )
         self.redis_errors = Counter(
-            "drugrepo_redis_errors", "Redis calls that failed or were refused, by operation.", ["op"], registry=self.registry
+            "drugrepo_redis_errors",
+            "Redis calls that failed or were refused, by operation.",
+            ["op"],
+            registry=self.registry,
         )
         self.degraded = Gauge(
-            "drugrepo_degraded", "1 while Redis is configured but skipped after a failure (in-process fallback).",
+            "drugrepo_degraded",
+            "1 while Redis is configured but skipped after a failure (in-process fallback).",
             registry=self.registry,
         )
         self.pool_busy = Gauge(
             "drugrepo_pool_requests", "Requests in the scoring pool, running or waiting.", registry=self.registry
         )
         self.pool_refused = Counter(
-            "drugrepo_pool_refused", "Requests refused with 503 because the scoring pool was full.", registry=self.registry
+            "drugrepo_pool_refused",
+            "Requests refused with 503 because the scoring pool was full.",
+            registry=self.registry,
         )
         self.rate_limited = Counter(
-            "drugrepo_rate_limited", "Requests refused with 429, by limit (ip, key, cost).", ["limit"], registry=self.registry
+            "drugrepo_rate_limited",
+            "Requests refused with 429, by limit (ip, key, cost).",
+            ["limit"],
+            registry=self.registry,
         )
 
     def render(self) -> bytes:

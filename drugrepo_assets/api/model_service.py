@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -60,14 +61,18 @@ class InputProblem:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form: the value cut to 200 characters, the message to 500, lone surrogates escaped."""
-        return {"index": self.index, "field": self.field, "value": echoed(self.value, VALUE_CHARS),
-                "message": echoed(self.message, MESSAGE_CHARS)}
+        return {
+            "index": self.index,
+            "field": self.field,
+            "value": echoed(self.value, VALUE_CHARS),
+            "message": echoed(self.message, MESSAGE_CHARS),
+        }
 
 
 class InvalidInputError(ValueError):
     """Inputs that cannot be scored (the API answers 422 with the first problems and their count)."""
 
-    def __init__(self, problems: list[InputProblem], detail: Optional[str] = None) -> None:
+    def __init__(self, problems: list[InputProblem], detail: str | None = None) -> None:
         super().__init__(detail or f"{len(problems)} invalid input value(s)")
         self.problems = problems
 
@@ -83,7 +88,7 @@ def _checkpoint_in(folder: Path) -> Path:
     return next((f for f in files if f.name == "best.pt"), files[0])
 
 
-def registry_version(uri: str, tracking_uri: Optional[str]) -> str:
+def registry_version(uri: str, tracking_uri: str | None) -> str:
     """``name/version`` a ``models:/name@alias`` or ``models:/name/version`` URI points at now."""
     from mlflow import MlflowClient
 
@@ -122,13 +127,13 @@ def load_served_model(settings: ServingSettings) -> ServedModel:
     return ServedModel(model, version, model_id, uri)
 
 
-def smiles_problem(index: int, field: str, smiles: str, max_atoms: int) -> Optional[InputProblem]:
+def smiles_problem(index: int, field: str, smiles: str, max_atoms: int) -> InputProblem | None:
     """Why a SMILES cannot be scored, decided from its text alone (`rules.smiles_refusal`, no RDKit), or None."""
     refusal = missing_refusal("SMILES", smiles) or smiles_refusal(smiles.strip(), max_atoms)
     return None if refusal is None else InputProblem(index, field, smiles, refusal.message)
 
 
-def protein_problem(index: int, field: str, sequence: str) -> Optional[InputProblem]:
+def protein_problem(index: int, field: str, sequence: str) -> InputProblem | None:
     """Why a sequence cannot be scored (`rules.protein_refusal`), or None."""
     refusal = protein_refusal(sequence)
     return None if refusal is None else InputProblem(index, field, sequence, refusal.message)
@@ -156,7 +161,7 @@ class Scorer:
 
         return self.cache.get_or_compute(target_key(self.served.model_id, sequence), compute)
 
-    def _graph(self, index: int, field: str, smiles: str) -> tuple[Any, Optional[InputProblem]]:
+    def _graph(self, index: int, field: str, smiles: str) -> tuple[Any, InputProblem | None]:
         """The model's graph of one SMILES, or why the input rules refuse it (`drug_graph` asks them before featurising)."""
         try:
             return drug_graph(smiles, self.max_atoms), None
@@ -182,7 +187,7 @@ class Scorer:
         problems: list[InputProblem] = []
         graphs: dict[str, Any] = {}
         refused: dict[str, str] = {}
-        sequences: dict[str, Optional[str]] = {}
+        sequences: dict[str, str | None] = {}
         for i, (s, p) in enumerate(zip(smiles, proteins)):
             if s not in graphs and s not in refused:
                 graph, problem = self._graph(i, "smiles", s)
@@ -214,7 +219,9 @@ class Scorer:
                 hits[i] = hit
         return logits, hits
 
-    def screen(self, protein: str, smiles: Sequence[str], ids: Sequence[str], top: Optional[int]) -> tuple[pd.DataFrame, bool]:
+    def screen(
+        self, protein: str, smiles: Sequence[str], ids: Sequence[str], top: int | None
+    ) -> tuple[pd.DataFrame, bool]:
         """Rank a library (raw inputs) against one target, featurised by `prepare_library` as ``drugrepo screen`` does.
 
         Every SMILES passes the text rules first (no RDKit for a refused one); raises `InvalidInputError`.
@@ -234,14 +241,22 @@ class Scorer:
             molecules, prepared = prepare_library(library.iloc[start : start + self.library_chunk], self.max_atoms)
             parts.append((molecules, prepared.kept))
             for row, reason in zip(prepared.rejected.index, prepared.rejected["reason"]):
-                problems.append(InputProblem(int(row), "smiles", smiles[int(row)], str(reason).removeprefix("SMILES: ")))
+                problems.append(
+                    InputProblem(int(row), "smiles", smiles[int(row)], str(reason).removeprefix("SMILES: "))
+                )
         if problems:
             raise InvalidInputError(sorted(problems, key=lambda x: (x.field != "protein", x.index)))
         terms, hit = self.target_terms(clean_protein(protein))
         logits = np.concatenate([self._logits(molecules, terms) for molecules, _ in parts])
         kept = pd.concat([k for _, k in parts], ignore_index=True)
-        table = rank_table(logits[:, None], kept["id"].tolist(), kept["smiles"].tolist(), ["target"], self.served.version,
-                           None if top is None else min(top, len(kept)))
+        table = rank_table(
+            logits[:, None],
+            kept["id"].tolist(),
+            kept["smiles"].tolist(),
+            ["target"],
+            self.served.version,
+            None if top is None else min(top, len(kept)),
+        )
         return table, hit
 
 

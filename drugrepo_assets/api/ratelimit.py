@@ -17,8 +17,9 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 from drugrepo_assets.api.redislink import RedisLink, RedisUnavailable
 
@@ -93,8 +94,9 @@ return {1, '0'}
 class RedisGcraLimiter:
     """GCRA in Redis, shared by every API process; the in-process `GcraLimiter` while Redis is unavailable."""
 
-    def __init__(self, link: RedisLink, per_minute: float, burst: float, clock: Clock = time.time,
-                 prefix: str = "drugrepo:gcra") -> None:
+    def __init__(
+        self, link: RedisLink, per_minute: float, burst: float, clock: Clock = time.time, prefix: str = "drugrepo:gcra"
+    ) -> None:
         self.link = link
         self.clock = clock
         self.prefix = prefix
@@ -113,7 +115,9 @@ class RedisGcraLimiter:
         now = self.clock()
         args = [repr(now), repr(self.interval), repr(self.tolerance), repr(float(cost))]
         try:
-            allowed, wait = self.link.call("ratelimit", lambda c: self._script(keys=[f"{self.prefix}:{key}"], args=args, client=c))
+            allowed, wait = self.link.call(
+                "ratelimit", lambda c: self._script(keys=[f"{self.prefix}:{key}"], args=args, client=c)
+            )
         except RedisUnavailable:
             return self.fallback.allow(key, cost)
         return Decision(True, 0) if int(allowed) == 1 else Decision(False, _retry_after(float(wait)))

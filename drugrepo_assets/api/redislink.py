@@ -7,7 +7,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, Optional, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from drugrepo_assets.api.metrics import ApiMetrics
 
@@ -27,7 +28,10 @@ def connect(url: str, timeout_seconds: float) -> Any:
     from redis.retry import Retry
 
     return redis.Redis.from_url(
-        url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds, retry=Retry(NoBackoff(), 0),
+        url,
+        socket_timeout=timeout_seconds,
+        socket_connect_timeout=timeout_seconds,
+        retry=Retry(NoBackoff(), 0),
     )
 
 
@@ -39,21 +43,22 @@ class RedisLink:
     (e.g. OOM under ``maxmemory``) is counted but leaves the breaker closed: Redis is up.
     """
 
-    def __init__(self, client: Any, retry_seconds: float, metrics: ApiMetrics,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, client: Any, retry_seconds: float, metrics: ApiMetrics, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.client = client
         self.retry_seconds = retry_seconds
         self.metrics = metrics
         self.clock = clock
         self._open_until = float("-inf")
-        self._last_error: Optional[str] = None
+        self._last_error: str | None = None
         self._lock = threading.Lock()
 
     def usable(self) -> bool:
         """Whether a call would try Redis now (the breaker is closed)."""
         return self.clock() >= self._open_until
 
-    def last_error(self) -> Optional[str]:
+    def last_error(self) -> str | None:
         """The last failure, while the breaker is open; None otherwise."""
         return None if self.usable() else self._last_error
 

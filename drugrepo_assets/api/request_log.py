@@ -23,13 +23,13 @@ import os
 import re
 import socket
 import threading
-import time
 import uuid
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
@@ -85,7 +85,7 @@ def _parse(data: bytes, records: list[dict]) -> int:
     return malformed
 
 
-def _contents(location: str | Path, s3_endpoint_url: Optional[str]) -> Iterator[bytes]:
+def _contents(location: str | Path, s3_endpoint_url: str | None) -> Iterator[bytes]:
     root = storage_path(str(location), s3_endpoint_url)
     if is_local(root):
         folder = Path(root.path)
@@ -101,7 +101,7 @@ def _contents(location: str | Path, s3_endpoint_url: Optional[str]) -> Iterator[
             yield from (blobs[path] for path in found)
 
 
-def scan_request_log(location: str | Path, s3_endpoint_url: Optional[str] = None) -> RequestLogScan:
+def scan_request_log(location: str | Path, s3_endpoint_url: str | None = None) -> RequestLogScan:
     """Every record of every request-log file in a folder or ``s3://`` prefix; malformed lines are counted, not raised."""
     records: list[dict] = []
     malformed = files = 0
@@ -111,7 +111,7 @@ def scan_request_log(location: str | Path, s3_endpoint_url: Optional[str] = None
     return RequestLogScan(records, malformed, files)
 
 
-def read_request_log(location: str | Path, s3_endpoint_url: Optional[str] = None) -> list[dict]:
+def read_request_log(location: str | Path, s3_endpoint_url: str | None = None) -> list[dict]:
     """The records of `scan_request_log` (an absent folder has none); skipped lines are logged as a warning."""
     scan = scan_request_log(location, s3_endpoint_url)
     if scan.malformed_lines:
@@ -124,27 +124,36 @@ def _host_label(hostname: str) -> str:
 
 
 def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class _StatusCollector:
     """Prometheus view of `RequestLog.status`, read at scrape time."""
 
-    def __init__(self, request_log: "RequestLog") -> None:
+    def __init__(self, request_log: RequestLog) -> None:
         self._log = request_log
 
     def collect(self) -> Iterable[Metric]:
         s = self._log.status()
         prefix = "drugrepo_request_log"
-        yield GaugeMetricFamily(f"{prefix}_healthy", "1 while the request-log writer runs and its last write succeeded.",
-                                value=float(s["healthy"]))
+        yield GaugeMetricFamily(
+            f"{prefix}_healthy",
+            "1 while the request-log writer runs and its last write succeeded.",
+            value=float(s["healthy"]),
+        )
         yield GaugeMetricFamily(f"{prefix}_queued_pairs", "Pairs waiting to be written.", value=s["queued_pairs"])
-        yield CounterMetricFamily(f"{prefix}_written_pairs", "Pairs written to the request log.", value=s["written_pairs"])
-        yield CounterMetricFamily(f"{prefix}_dropped_pairs", "Pairs not logged (queue full, retries exhausted, bad batch).",
-                                  value=s["dropped_pairs"])
+        yield CounterMetricFamily(
+            f"{prefix}_written_pairs", "Pairs written to the request log.", value=s["written_pairs"]
+        )
+        yield CounterMetricFamily(
+            f"{prefix}_dropped_pairs",
+            "Pairs not logged (queue full, retries exhausted, bad batch).",
+            value=s["dropped_pairs"],
+        )
         yield CounterMetricFamily(f"{prefix}_dropped_batches", "Batches not logged.", value=s["dropped"])
-        yield CounterMetricFamily(f"{prefix}_write_failures", "Failed write attempts (each retry counts).",
-                                  value=s["write_failures"])
+        yield CounterMetricFamily(
+            f"{prefix}_write_failures", "Failed write attempts (each retry counts).", value=s["write_failures"]
+        )
 
 
 class RequestLog:
@@ -167,13 +176,13 @@ class RequestLog:
         max_attempts: int = 5,
         backoff_seconds: float = 0.5,
         max_backoff_seconds: float = 30.0,
-        flush_interval_seconds: Optional[float] = None,
+        flush_interval_seconds: float | None = None,
         max_pairs_per_write: int = 10_000,
-        s3_endpoint_url: Optional[str] = None,
-        hostname: Optional[str] = None,
-        sleep: Optional[Callable[[float], None]] = None,
+        s3_endpoint_url: str | None = None,
+        hostname: str | None = None,
+        sleep: Callable[[float], None] | None = None,
         clock: Callable[[], datetime] = _utc_now,
-        registry: Optional[CollectorRegistry] = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         if max_queued_pairs < 1 or max_attempts < 1 or max_pairs_per_write < 1:
             raise ValueError("max_queued_pairs, max_attempts and max_pairs_per_write must be at least 1")
@@ -183,8 +192,11 @@ class RequestLog:
         self.max_queued_pairs = max_queued_pairs
         self._max_attempts = max_attempts
         self._backoff = (backoff_seconds, max_backoff_seconds)
-        self._linger = flush_interval_seconds if flush_interval_seconds is not None else (
-            0.0 if self._local else DEFAULT_S3_FLUSH_SECONDS)
+        self._linger = (
+            flush_interval_seconds
+            if flush_interval_seconds is not None
+            else (0.0 if self._local else DEFAULT_S3_FLUSH_SECONDS)
+        )
         self._max_pairs_per_write = max_pairs_per_write
         self._writer_id = f"{_host_label(hostname or socket.gethostname())}-{uuid.uuid4().hex[:8]}"
         self._sleep = sleep
@@ -197,7 +209,7 @@ class RequestLog:
         self._stopping = threading.Event()
         self._written_pairs = self._dropped = self._dropped_pairs = self._write_failures = 0
         self._failing = False
-        self._last_error: Optional[str] = None
+        self._last_error: str | None = None
         self._seq = 0
         self._torn = False
         self._proteins: dict[str, dict[str, float]] = {}
@@ -206,12 +218,12 @@ class RequestLog:
                 self.folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 self._failing, self._last_error = True, f"{type(exc).__name__}: {exc}"
-        self._collector: Optional[_StatusCollector] = None
+        self._collector: _StatusCollector | None = None
         self._registry = registry
         if registry is not None:
             self._collector = _StatusCollector(self)
             registry.register(self._collector)
-        self._thread: Optional[threading.Thread] = threading.Thread(target=self._run, name="request-log", daemon=True)
+        self._thread: threading.Thread | None = threading.Thread(target=self._run, name="request-log", daemon=True)
         self._thread.start()
 
     def submit(self, batch: LoggedBatch) -> bool:
@@ -229,7 +241,7 @@ class RequestLog:
             self._cond.notify_all()
         return True
 
-    def flush(self, timeout: Optional[float] = None) -> bool:
+    def flush(self, timeout: float | None = None) -> bool:
         """Block until every batch submitted so far is written or dropped; False if ``timeout`` seconds pass first."""
         with self._cond:
             target = self._submitted
@@ -258,7 +270,7 @@ class RequestLog:
                 "last_error": self._last_error,
             }
 
-    def close(self, timeout: Optional[float] = None) -> None:
+    def close(self, timeout: float | None = None) -> None:
         """Write what is queued (retries no longer wait) and stop the writer thread."""
         if self._thread is not None:
             with self._cond:
@@ -273,7 +285,7 @@ class RequestLog:
             self._registry.unregister(self._collector)
             self._collector = None
 
-    def _next_group(self) -> Optional[list[tuple[datetime, LoggedBatch]]]:
+    def _next_group(self) -> list[tuple[datetime, LoggedBatch]] | None:
         """Wait for queued batches (lingering up to the flush interval) and take up to a write's worth; None at close."""
         with self._cond:
             self._cond.wait_for(lambda: self._queue or self._stopping.is_set())
@@ -281,7 +293,9 @@ class RequestLog:
                 return None
             if self._linger > 0:
                 self._cond.wait_for(
-                    lambda: self._stopping.is_set() or self._flushing > 0 or self._queued_pairs >= self._max_pairs_per_write,
+                    lambda: (
+                        self._stopping.is_set() or self._flushing > 0 or self._queued_pairs >= self._max_pairs_per_write
+                    ),
                     self._linger,
                 )
             group, pairs = [], 0
@@ -343,7 +357,7 @@ class RequestLog:
         else:
             self._stopping.wait(seconds)
 
-    def _drop(self, batches: list[LoggedBatch], exc: Optional[Exception]) -> None:
+    def _drop(self, batches: list[LoggedBatch], exc: Exception | None) -> None:
         with self._cond:
             self._dropped += len(batches)
             self._dropped_pairs += sum(len(b.smiles) for b in batches)
@@ -387,7 +401,7 @@ class RequestLog:
             view = memoryview(b"\n" + data if self._torn and start else data)
             try:
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
             except BaseException:
                 try:
                     os.ftruncate(fd, start)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -12,7 +12,9 @@ def unicode_text(value: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise ValueError(f"holds a lone surrogate (U+{ord(value[exc.start]):04X} at position {exc.start}): not Unicode text") from None
+        raise ValueError(
+            f"holds a lone surrogate (U+{ord(value[exc.start]):04X} at position {exc.start}): not Unicode text"
+        ) from None
     return value
 
 
@@ -57,8 +59,8 @@ class ScreenRequest(BaseModel):
 
     protein: Text = Field(description="The target's amino-acid sequence.")
     smiles: list[Text] = Field(min_length=1, description="The library's molecules.")
-    ids: Optional[list[Text]] = Field(default=None, description="Ids of the molecules (default: their index).")
-    top: Optional[int] = Field(default=None, ge=1, description="Return only the best K.")
+    ids: list[Text] | None = Field(default=None, description="Ids of the molecules (default: their index).")
+    top: int | None = Field(default=None, ge=1, description="Return only the best K.")
 
 
 class ScreenHit(BaseModel):
@@ -100,4 +102,4 @@ class ErrorBody(BaseModel):
     """Body of a 401, 413, 429, 500 or 503."""
 
     detail: str
-    retry_after_seconds: Optional[int] = Field(default=None, description="With 429 and 503: when to try again.")
+    retry_after_seconds: int | None = Field(default=None, description="With 429 and 503: when to try again.")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,41 +25,62 @@ class ServingSettings(BaseSettings):
 
     api_keys: str = Field(default="", description="Comma-separated API keys accepted in X-API-Key.")
     rate_limit_per_minute: float = Field(
-        default=6000, gt=0,
+        default=6000,
+        gt=0,
         description="Cost units per minute per API key (429 above): a request costs 1, plus 1 per pair or SMILES and "
-                    "protein_cost per distinct protein once its body is read.",
+        "protein_cost per distinct protein once its body is read.",
     )
     rate_limit_burst: float = Field(
-        default=1000, ge=1,
+        default=1000,
+        ge=1,
         description="Cost units a key may spend at once above the steady rate; a request is admitted while the key's "
-                    "debt is under it and then charged in full (GCRA).",
+        "debt is under it and then charged in full (GCRA).",
     )
     protein_cost: float = Field(default=20, ge=0, description="Cost units of each distinct protein of a request.")
     ip_rate_limit_per_minute: float = Field(
-        default=3000, gt=0, description="Requests without a valid key per minute per client address to /v1/ (429 above; keyed requests are limited per key).",
+        default=3000,
+        gt=0,
+        description="Requests without a valid key per minute per client address to /v1/ (429 above; keyed requests are limited per key).",
     )
-    ip_rate_limit_burst: float = Field(default=300, ge=1, description="Requests without a valid key a client address may send at once above its rate.")
+    ip_rate_limit_burst: float = Field(
+        default=300, ge=1, description="Requests without a valid key a client address may send at once above its rate."
+    )
     max_body_bytes: int = Field(default=1024 * 1024, ge=1, description="Largest accepted request body (413 above).")
-    max_pairs_per_request: int = Field(default=1000, ge=1, description="Most pairs in one /v1/predict request (413 above).")
+    max_pairs_per_request: int = Field(
+        default=1000, ge=1, description="Most pairs in one /v1/predict request (413 above)."
+    )
     max_proteins_per_request: int = Field(
-        default=64, ge=1, description="Most distinct proteins in one /v1/predict request (413 above).",
+        default=64,
+        ge=1,
+        description="Most distinct proteins in one /v1/predict request (413 above).",
     )
     max_smiles_chars_per_request: int = Field(
-        default=600_000, ge=1, description="Most characters of distinct SMILES in one request, summed (413 above).",
+        default=600_000,
+        ge=1,
+        description="Most characters of distinct SMILES in one request, summed (413 above).",
     )
     max_listed_problems: int = Field(
-        default=100, ge=1, description="Most problems listed in a 422 body (error_count gives the total).",
+        default=100,
+        ge=1,
+        description="Most problems listed in a 422 body (error_count gives the total).",
     )
     workers: int = Field(default=2, ge=1, description="Threads that parse and score requests (the bounded pool).")
     max_queued: int = Field(
-        default=8, ge=0, description="Requests waiting for a worker; more at once are refused with 503 and Retry-After.",
+        default=8,
+        ge=0,
+        description="Requests waiting for a worker; more at once are refused with 503 and Retry-After.",
     )
-    redis_url: Optional[str] = Field(default=None, description="Redis for target terms and rate limits; in-process when unset.")
+    redis_url: str | None = Field(
+        default=None, description="Redis for target terms and rate limits; in-process when unset."
+    )
     redis_timeout_seconds: float = Field(
-        default=0.25, gt=0, description="Socket connect and read timeout of every Redis call.",
+        default=0.25,
+        gt=0,
+        description="Socket connect and read timeout of every Redis call.",
     )
     redis_retry_seconds: float = Field(
-        default=5.0, ge=0,
+        default=5.0,
+        ge=0,
         description="After a Redis failure, serve from the in-process cache and limiter this long before trying Redis again.",
     )
     cache_size: int = Field(default=256, ge=1, description="Targets kept by the in-process LRU cache.")
@@ -70,20 +90,22 @@ class ServingSettings(BaseSettings):
         description="Folder or s3:// prefix of the JSONL request logs (one file, or one object per flush, per replica).",
     )
     request_log_max_queued_pairs: int = Field(
-        default=50_000, ge=1,
+        default=50_000,
+        ge=1,
         description="Pairs waiting for the request-log writer; a request beyond it is answered but not logged (counted).",
     )
-    checkpoint: Optional[str] = Field(default=None, description="Serve this checkpoint file instead of the registry.")
-    model_uri: Optional[str] = Field(default=None, description="An MLflow model URI (default models:/<name>@<alias>).")
+    checkpoint: str | None = Field(default=None, description="Serve this checkpoint file instead of the registry.")
+    model_uri: str | None = Field(default=None, description="An MLflow model URI (default models:/<name>@<alias>).")
     model_name: str = Field(default=DEFAULT_MODEL_NAME, description="Registered model served by default.")
     model_alias: str = Field(default=DEFAULT_ALIAS, description="Registry alias served by default.")
-    mlflow_tracking_uri: Optional[str] = Field(
+    mlflow_tracking_uri: str | None = Field(
         default=None,
         validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "DRUGREPO_MLFLOW_TRACKING_URI"),
         description="MLflow tracking server of the registry.",
     )
     model_refresh_seconds: float = Field(
-        default=60.0, ge=0,
+        default=60.0,
+        ge=0,
         description="Seconds between re-reads of the registry alias (0: never): a promotion or rollback is served without a restart.",
     )
     torch_threads: int = Field(default=1, ge=1, description="torch intra-op threads per worker.")

@@ -9,8 +9,10 @@ counts until its thread finishes it, even when its client has gone away meanwhil
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, TypeVar
 
 from drugrepo_assets.api.metrics import ApiMetrics
 
@@ -24,7 +26,7 @@ class PoolBusy(RuntimeError):
 class WorkPool:
     """``workers`` threads and a waiting line of ``max_queued`` jobs; `run` is called from the event loop only."""
 
-    def __init__(self, workers: int, max_queued: int, metrics: Optional[ApiMetrics] = None) -> None:
+    def __init__(self, workers: int, max_queued: int, metrics: ApiMetrics | None = None) -> None:
         self.capacity = workers + max_queued
         self.metrics = metrics
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="drugrepo-worker")
@@ -49,10 +51,8 @@ class WorkPool:
         return await asyncio.wrap_future(future)
 
     def _release(self, loop: asyncio.AbstractEventLoop) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop has closed (shutdown): nothing left to count
             loop.call_soon_threadsafe(self._done)
-        except RuntimeError:  # the loop has closed (shutdown): nothing left to count
-            pass
 
     def _done(self) -> None:
         self._in_pool -= 1

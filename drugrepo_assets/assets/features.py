@@ -33,9 +33,7 @@ def _manifest_output(items: pd.DataFrame, key: str, result: EnsureResult, locati
     )
 
 
-@asset(
-    partitions_def=dataset_partitions, group_name="features", kinds={"rdkit", "numpy"}, automation_condition=REFRESH
-)
+@asset(partitions_def=dataset_partitions, group_name="features", kinds={"rdkit", "numpy"}, automation_condition=REFRESH)
 def drug_graphs(validated_pairs: pd.DataFrame, storage: StorageResource) -> Output[pd.DataFrame]:
     """DrugBAN graphs of every unique molecule, featurised only if its ``drug_id`` is not stored yet.
 

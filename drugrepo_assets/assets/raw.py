@@ -38,8 +38,6 @@ def _preview(table: pd.DataFrame) -> str:
     """Markdown of the first rows, long sequences cut so that the table stays readable."""
     head = table.head(_PREVIEW_ROWS).astype(str)
     head = head.apply(
-        lambda column: column.map(
-            lambda v: v if len(v) <= _PREVIEW_CHARS else v[: _PREVIEW_CHARS - 1] + "…"
-        )
+        lambda column: column.map(lambda v: v if len(v) <= _PREVIEW_CHARS else v[: _PREVIEW_CHARS - 1] + "…")
     )
     return head.to_markdown(index=False)

@@ -12,8 +12,9 @@ files: its value is the best ``top_k`` per target, ranked over the whole library
 """
 
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 import torch
@@ -40,13 +41,13 @@ from dagster import (
 from drugrepo_assets.assets.features import feature_store
 from drugrepo_assets.assets.metadata import image_markdown, markdown_table
 from drugrepo_assets.data.library import library_files, read_checked_targets
-from drugrepo_assets.data.sources import InputFileError
 from drugrepo_assets.data.rules import clean_protein
+from drugrepo_assets.data.sources import InputFileError
 from drugrepo_assets.data.validate import canonicalize, drug_id, target_id
 from drugrepo_assets.files import uri_of
 from drugrepo_assets.k8s import GPU_OP_TAGS, GPU_POOL
-from drugrepo_assets.ml.library_screen import FeaturePool, default_workers
 from drugrepo_assets.ml.enrichment import enrichment_plot, retrospective_report
+from drugrepo_assets.ml.library_screen import FeaturePool, default_workers
 from drugrepo_assets.ml.library_store import (
     REJECTED_COLUMNS,
     IdCheck,
@@ -92,10 +93,14 @@ def targets_from_file(path: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     (kept ``target_id, sequence, feature_id``, rejected with file, line and reason)."""
     kept, refused = read_checked_targets(path)
     sequences = [clean_protein(s) for s in kept["sequence"]]
-    table = pd.DataFrame({"target_id": kept["id"], "sequence": sequences, "feature_id": [target_id(s) for s in sequences]},
-                         columns=["target_id", "sequence", "feature_id"])
-    rejected = [{"source_file": path, "source_row": line, "id": name, "value": str(sequence)[:60], "reason": reason}
-                for name, sequence, line, reason in refused[["id", "sequence", "line", "reason"]].itertuples(index=False)]
+    table = pd.DataFrame(
+        {"target_id": kept["id"], "sequence": sequences, "feature_id": [target_id(s) for s in sequences]},
+        columns=["target_id", "sequence", "feature_id"],
+    )
+    rejected = [
+        {"source_file": path, "source_row": line, "id": name, "value": str(sequence)[:60], "reason": reason}
+        for name, sequence, line, reason in refused[["id", "sequence", "line", "reason"]].itertuples(index=False)
+    ]
     return table, _rejected(rejected)
 
 
@@ -111,7 +116,10 @@ def targets_from_file(path: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     group_name="screening",
 )
 def screening_library(
-    context: AssetExecutionContext, drug_graphs: dict[str, pd.DataFrame], screening: ScreeningSettings, storage: StorageResource
+    context: AssetExecutionContext,
+    drug_graphs: dict[str, pd.DataFrame],
+    screening: ScreeningSettings,
+    storage: StorageResource,
 ) -> Iterator[Output[pd.DataFrame]]:
     """The library as shards: a user's location (files read once per version, featurised on every
     core) or every validated drug of the datasets (features reused). Refused rows (unparseable
@@ -120,7 +128,12 @@ def screening_library(
     start = time.perf_counter()
     if screening.library is None:
         source = f"validated drugs of {', '.join(sorted(drug_graphs))}"
-        parts, rejected, new, read = _dataset_library(drug_graphs, root, screening.shard_size, source), _rejected([]), 0, []
+        parts, rejected, new, read = (
+            _dataset_library(drug_graphs, root, screening.shard_size, source),
+            _rejected([]),
+            0,
+            [],
+        )
     else:
         source = screening.library
         try:
@@ -134,22 +147,43 @@ def screening_library(
     if not molecules:
         raise Failure(description=f"the screening library from {source} has no valid molecule")
     seconds = time.perf_counter() - start
-    context.log.info(f"library: {molecules} molecules in {len(plan)} shards from {source}; {len(rejected)} refused; "
-                     f"{new} featurised now ({new / seconds:,.0f} molecules/s over {seconds:.1f} s)")
-    yield Output(plan, output_name="screening_library", metadata={
-        "dagster/row_count": MetadataValue.int(len(plan)), "molecules": MetadataValue.int(molecules),
-        "source": MetadataValue.text(source), "featurised_now": MetadataValue.int(new),
-        "files_read_now": MetadataValue.int(len(read)), "rejected": MetadataValue.int(len(rejected)),
-        "shards": MetadataValue.path(uri_of(root / "shards"))})
-    yield Output(rejected, output_name="screening_library_rejected",
-                 metadata={"dagster/row_count": MetadataValue.int(len(rejected))})
+    context.log.info(
+        f"library: {molecules} molecules in {len(plan)} shards from {source}; {len(rejected)} refused; "
+        f"{new} featurised now ({new / seconds:,.0f} molecules/s over {seconds:.1f} s)"
+    )
+    yield Output(
+        plan,
+        output_name="screening_library",
+        metadata={
+            "dagster/row_count": MetadataValue.int(len(plan)),
+            "molecules": MetadataValue.int(molecules),
+            "source": MetadataValue.text(source),
+            "featurised_now": MetadataValue.int(new),
+            "files_read_now": MetadataValue.int(len(read)),
+            "rejected": MetadataValue.int(len(rejected)),
+            "shards": MetadataValue.path(uri_of(root / "shards")),
+        },
+    )
+    yield Output(
+        rejected,
+        output_name="screening_library_rejected",
+        metadata={"dagster/row_count": MetadataValue.int(len(rejected))},
+    )
 
 
-def _dataset_library(drug_graphs: dict[str, pd.DataFrame], root: Any, shard_size: int, source: str) -> list[LibraryPart]:
+def _dataset_library(
+    drug_graphs: dict[str, pd.DataFrame], root: Any, shard_size: int, source: str
+) -> list[LibraryPart]:
     """Every validated drug of the datasets as shards (already featurised: content id = feature id)."""
     drugs = pd.concat(drug_graphs.values()).drop_duplicates("drug_id").sort_values("drug_id")
-    items = pd.DataFrame({"drug_id": drugs["drug_id"], "smiles": drugs["smiles"], "feature_id": drugs["drug_id"],
-                          "feature_shard": drugs["shard"]})
+    items = pd.DataFrame(
+        {
+            "drug_id": drugs["drug_id"],
+            "smiles": drugs["smiles"],
+            "feature_id": drugs["drug_id"],
+            "feature_shard": drugs["shard"],
+        }
+    )
     return store_known_molecules(items, root, shard_size, source)
 
 
@@ -161,8 +195,17 @@ def _file_library(
     ids, store = IdCheck(), feature_store(storage)
     with FeaturePool(screening.workers or default_workers(), canonical=True) as pool:
         for label, version in library_files(source, storage.s3_endpoint_url):
-            stored = store_library_file(source, label, version, store, root, shard_size=screening.shard_size,
-                                        pool=pool, ids=ids, s3_endpoint_url=storage.s3_endpoint_url)
+            stored = store_library_file(
+                source,
+                label,
+                version,
+                store,
+                root,
+                shard_size=screening.shard_size,
+                pool=pool,
+                ids=ids,
+                s3_endpoint_url=storage.s3_endpoint_url,
+            )
             parts += stored.parts
             refused.append(stored.rejected)
             new += stored.featurised
@@ -171,7 +214,9 @@ def _file_library(
     return parts, pd.concat(refused, ignore_index=True) if refused else _rejected([]), new, read
 
 
-def most_studied_targets(validated: dict[str, pd.DataFrame], encodings: dict[str, pd.DataFrame], n: int) -> pd.DataFrame:
+def most_studied_targets(
+    validated: dict[str, pd.DataFrame], encodings: dict[str, pd.DataFrame], n: int
+) -> pd.DataFrame:
     """The ``n`` targets with the most known positive pairs across datasets (ties: by target_id)."""
     pairs = pd.concat(validated.values())
     positives = pairs[pairs["label"] == 1].groupby("target_id").size().rename("known_positives")
@@ -213,11 +258,20 @@ def screening_targets(
     if targets.empty:
         raise Failure(description=f"no valid screening target in {source}")
     context.log.info(f"targets: {len(targets)} from {source}; {len(rejected)} refused")
-    yield Output(targets.reset_index(drop=True), output_name="screening_targets", metadata={
-        "dagster/row_count": MetadataValue.int(len(targets)), "source": MetadataValue.text(source),
-        "rejected": MetadataValue.int(len(rejected))})
-    yield Output(rejected, output_name="screening_targets_rejected",
-                 metadata={"dagster/row_count": MetadataValue.int(len(rejected))})
+    yield Output(
+        targets.reset_index(drop=True),
+        output_name="screening_targets",
+        metadata={
+            "dagster/row_count": MetadataValue.int(len(targets)),
+            "source": MetadataValue.text(source),
+            "rejected": MetadataValue.int(len(rejected)),
+        },
+    )
+    yield Output(
+        rejected,
+        output_name="screening_targets_rejected",
+        metadata={"dagster/row_count": MetadataValue.int(len(rejected))},
+    )
 
 
 @op(out=DynamicOut(dict, io_manager_key="json_io_manager"))
@@ -254,53 +308,84 @@ def score_shard(
     engine = ScreeningEngine(model, device=device)
     part = LibraryPart(shard["shard"], shard["uri"], int(shard["molecules"]), shard["source"])
     root = scores_root(storage, drugban_checkpoint["dataset"], checkpoint_id(path))
-    result = score_stored_shard(engine, store, part, library_root(storage), screening_targets["target_id"].tolist(),
-                                _target_codes(store, screening_targets), root, screening.top_k)
+    result = score_stored_shard(
+        engine,
+        store,
+        part,
+        library_root(storage),
+        screening_targets["target_id"].tolist(),
+        _target_codes(store, screening_targets),
+        root,
+        screening.top_k,
+    )
     rate = result.scored_pairs / result.seconds if result.seconds else 0.0
     engine_name = "C kernel" if engine.native else f"torch on {device}"
-    context.log.info(f"shard {part.shard}: {result.scored_pairs} pairs scored ({rate:,.0f} pairs/s, {engine_name}), "
-                     f"{result.reused_pairs} found scored")
-    return {**asdict(result), "position": shard["position"], "engine": engine_name, "kernel": kernel_info()["kernel"],
-            "checkpoint_id": checkpoint_id(path), "root": uri_of(root)}
+    context.log.info(
+        f"shard {part.shard}: {result.scored_pairs} pairs scored ({rate:,.0f} pairs/s, {engine_name}), "
+        f"{result.reused_pairs} found scored"
+    )
+    return {
+        **asdict(result),
+        "position": shard["position"],
+        "engine": engine_name,
+        "kernel": kernel_info()["kernel"],
+        "checkpoint_id": checkpoint_id(path),
+        "root": uri_of(root),
+    }
 
 
 @op
-def merge_scores(shards: list[dict], screening_targets: pd.DataFrame, screening: ScreeningSettings, storage: StorageResource) -> Output[pd.DataFrame]:
+def merge_scores(
+    shards: list[dict], screening_targets: pd.DataFrame, screening: ScreeningSettings, storage: StorageResource
+) -> Output[pd.DataFrame]:
     """The best ``top_k`` per target over every shard, ranked over the whole library, from the shards' top-K files."""
     shards = sorted(shards, key=lambda s: s["position"])
     root = storage.path_of(shards[0]["root"])
     results = [ShardScore(**{k: s[k] for k in ShardScore.__dataclass_fields__}) for s in shards]
-    table = merge_stored_top(root, results, screening_targets["target_id"].tolist(), screening.top_k, shards[0]["checkpoint_id"])
+    table = merge_stored_top(
+        root, results, screening_targets["target_id"].tolist(), screening.top_k, shards[0]["checkpoint_id"]
+    )
     scored = sum(s["scored_pairs"] for s in shards)
     seconds = sum(s["seconds"] for s in shards)
     per_shard = pd.DataFrame(shards)[["position", "shard", "molecules", "scored_pairs", "reused_pairs", "seconds"]]
     best = table[table["rank"] == 1].drop_duplicates("target_id")
-    return Output(table, metadata={
-        "dagster/row_count": MetadataValue.int(len(table)),
-        "pairs": MetadataValue.int(sum(s["molecules"] for s in shards) * len(screening_targets)),
-        "pairs_scored_now": MetadataValue.int(scored),
-        "pairs_found_scored": MetadataValue.int(sum(s["reused_pairs"] for s in shards)),
-        "pairs_per_second": MetadataValue.float(scored / seconds if seconds else 0.0),
-        "shards": MetadataValue.int(len(shards)),
-        "engine": MetadataValue.text(f"{shards[0]['engine']} ({shards[0]['kernel']})"),
-        "targets": MetadataValue.int(table["target_id"].nunique()),
-        "checkpoint_id": MetadataValue.text(shards[0]["checkpoint_id"]),
-        "scores": MetadataValue.path(shards[0]["root"]),
-        "per_shard": MetadataValue.md(markdown_table(per_shard)),
-        "best_per_target": MetadataValue.md(markdown_table(best[["target_id", "drug_id", "score"]])),
-    })
+    return Output(
+        table,
+        metadata={
+            "dagster/row_count": MetadataValue.int(len(table)),
+            "pairs": MetadataValue.int(sum(s["molecules"] for s in shards) * len(screening_targets)),
+            "pairs_scored_now": MetadataValue.int(scored),
+            "pairs_found_scored": MetadataValue.int(sum(s["reused_pairs"] for s in shards)),
+            "pairs_per_second": MetadataValue.float(scored / seconds if seconds else 0.0),
+            "shards": MetadataValue.int(len(shards)),
+            "engine": MetadataValue.text(f"{shards[0]['engine']} ({shards[0]['kernel']})"),
+            "targets": MetadataValue.int(table["target_id"].nunique()),
+            "checkpoint_id": MetadataValue.text(shards[0]["checkpoint_id"]),
+            "scores": MetadataValue.path(shards[0]["root"]),
+            "per_shard": MetadataValue.md(markdown_table(per_shard)),
+            "best_per_target": MetadataValue.md(markdown_table(best[["target_id", "drug_id", "score"]])),
+        },
+    )
 
 
-@graph_asset(partitions_def=dataset_partitions, group_name="screening", kinds={"pytorch"},
-             ins={"screening_library": AssetIn(), "screening_targets": AssetIn(), "drugban_checkpoint": AssetIn()})
-def screening_scores(screening_library: pd.DataFrame, screening_targets: pd.DataFrame, drugban_checkpoint: dict) -> pd.DataFrame:
+@graph_asset(
+    partitions_def=dataset_partitions,
+    group_name="screening",
+    kinds={"pytorch"},
+    ins={"screening_library": AssetIn(), "screening_targets": AssetIn(), "drugban_checkpoint": AssetIn()},
+)
+def screening_scores(
+    screening_library: pd.DataFrame, screening_targets: pd.DataFrame, drugban_checkpoint: dict
+) -> pd.DataFrame:
     """The best ``top_k`` library molecules per target by this dataset's checkpoint, ranked over the whole library.
 
     Columns: target_id, drug_id, smiles, logit, score, rank (1 = best of the target), percentile
     (share of the library at or below), checkpoint_id. Every pair's logit is in the shards' score
     files (metadata ``scores``).
     """
-    scored = library_shards(screening_library).map(lambda shard: score_shard(shard, drugban_checkpoint, screening_targets))
+    scored = library_shards(screening_library).map(
+        lambda shard: score_shard(shard, drugban_checkpoint, screening_targets)
+    )
     return merge_scores(scored.collect(), screening_targets)
 
 
@@ -331,12 +416,15 @@ def repurposing_candidates(
     table = top.assign(known_label=pd.array(known, dtype="Int64")).reset_index(drop=True)
     table["known_interaction"] = (table["known_label"] == 1).fillna(False).astype(bool)
     shown = table.groupby("target_id").head(3)[["target_id", "rank", "drug_id", "score", "known_interaction"]]
-    return Output(table, metadata={
-        "dagster/row_count": MetadataValue.int(len(table)),
-        "known_interactions": MetadataValue.int(int(table["known_interaction"].sum())),
-        "new_candidates": MetadataValue.int(int((~table["known_interaction"]).sum())),
-        "top_candidates": MetadataValue.md(markdown_table(shown)),
-    })
+    return Output(
+        table,
+        metadata={
+            "dagster/row_count": MetadataValue.int(len(table)),
+            "known_interactions": MetadataValue.int(int(table["known_interaction"].sum())),
+            "new_candidates": MetadataValue.int(int((~table["known_interaction"]).sum())),
+            "top_candidates": MetadataValue.md(markdown_table(shown)),
+        },
+    )
 
 
 @asset(partitions_def=dataset_partitions, group_name="screening", kinds={"pandas"})
@@ -354,13 +442,16 @@ def screening_enrichment(
     over the whole library, with the enrichment curves. Actives the model was trained on flatter it:
     for an unbiased figure, screen held-out actives (`drugrepo screen --known`)."""
     root = scores_root(storage, context.partition_key, str(screening_scores["checkpoint_id"].iloc[0]))
-    parts = [LibraryPart(**row) for row in screening_library[["shard", "uri", "molecules", "source"]].to_dict("records")]
+    parts = [
+        LibraryPart(**row) for row in screening_library[["shard", "uri", "molecules", "source"]].to_dict("records")
+    ]
     shards = [ShardScore(p.shard, stored_files(root, p.shard, screening.top_k), p.molecules, 0, 0, 0.0) for p in parts]
     positives = validated_pairs[validated_pairs["label"] == 1]
     actives = positives.groupby("target_id")["drug_id"].agg(set).to_dict()
     frames = [
         known_active_pairs(root, library_root(storage), shards, parts, target, actives[feature])
-        for target, feature in zip(screening_targets["target_id"], screening_targets["feature_id"]) if feature in actives
+        for target, feature in zip(screening_targets["target_id"], screening_targets["feature_id"])
+        if feature in actives
     ]
     pairs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["target_id", "logit", "active"])
     report = retrospective_report(pairs.astype({"active": bool}))

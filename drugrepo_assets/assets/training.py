@@ -8,9 +8,10 @@ under `StorageResource` (``<storage>/<asset>/<dataset>/...``); asset values are 
 
 import math
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,20 +32,21 @@ from dagster import (
 )
 from pydantic import Field
 
+from drugrepo_assets.assets.features import feature_store
+from drugrepo_assets.assets.metadata import image_markdown
 from drugrepo_assets.data.splits import split_subset
+from drugrepo_assets.k8s import GPU_OP_TAGS, GPU_POOL
 from drugrepo_assets.ml.dataset import PairData
 from drugrepo_assets.ml.evaluate import evaluate
 from drugrepo_assets.ml.model import load_checkpoint
-from drugrepo_assets.assets.metadata import image_markdown
 from drugrepo_assets.ml.plots import atom_attention, attention_png, pr_png, roc_png
 from drugrepo_assets.ml.predict import predict_logits
 from drugrepo_assets.ml.runtime import configure_cpu
 from drugrepo_assets.ml.train import EpochRecord, TrainResult, resolve_device, train
 from drugrepo_assets.partitions import dataset_partitions
-from drugrepo_assets.assets.features import feature_store
-from drugrepo_assets.k8s import GPU_OP_TAGS, GPU_POOL
 from drugrepo_assets.resources import HpoSettings, MlflowTracking, TrackedRun, TrainingProfile
 from drugrepo_assets.storage import StorageResource
+
 
 class CheckpointConfig(Config):
     """Run configuration of `drugban_checkpoint`."""
@@ -68,7 +70,7 @@ def load_pairs(
     storage: StorageResource,
     strategy: str,
     split: str,
-    max_pairs: Optional[int],
+    max_pairs: int | None,
     seed: int,
 ) -> tuple[pd.DataFrame, PairData]:
     """The (capped) rows of one split and their `PairData`, built from the stored features."""
@@ -109,13 +111,18 @@ def _train_tracked(
     out_dir: Path,
     profile: TrainingProfile,
     overrides: dict[str, Any],
-    on_epoch: Optional[Callable[[EpochRecord], None]] = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> TrainResult:
     """Train with per-epoch metrics going to MLflow (and to ``on_epoch``); log the best checkpoint."""
     train_config, model_config = profile.train_config(overrides), profile.drugban_config(overrides)
-    run.log_params({**{f"train.{k}": v for k, v in train_config.to_dict().items()},
-                    **{f"model.{k}": v for k, v in model_config.to_dict().items()},
-                    "train_pairs": len(train_data), "val_pairs": len(val_data)})
+    run.log_params(
+        {
+            **{f"train.{k}": v for k, v in train_config.to_dict().items()},
+            **{f"model.{k}": v for k, v in model_config.to_dict().items()},
+            "train_pairs": len(train_data),
+            "val_pairs": len(val_data),
+        }
+    )
 
     def logged(record: EpochRecord) -> None:
         run.log_metrics(_epoch_metrics(record), step=record.epoch)
@@ -127,15 +134,17 @@ def _train_tracked(
     finally:
         if (out_dir / "best.pt").exists():
             run.log_artifact(out_dir / "best.pt", "checkpoint")
-    run.log_metrics({"best_val_auroc": result.best_val_auroc, "best_epoch": result.best_epoch,
-                     "wall_seconds": result.wall_seconds})
+    run.log_metrics(
+        {"best_val_auroc": result.best_val_auroc, "best_epoch": result.best_epoch, "wall_seconds": result.wall_seconds}
+    )
     return result
 
 
 def _history_md(history: list[EpochRecord]) -> str:
     lines = ["| epoch | train loss | val AUROC | val AUPRC | s |", "| --- | --- | --- | --- | --- |"]
-    lines += [f"| {h.epoch} | {h.train_loss:.4f} | {h.val_auroc:.4f} | {h.val_auprc:.4f} | {h.seconds:.1f} |"
-              for h in history]
+    lines += [
+        f"| {h.epoch} | {h.train_loss:.4f} | {h.val_auroc:.4f} | {h.val_auprc:.4f} | {h.seconds:.1f} |" for h in history
+    ]
     return "\n".join(lines)
 
 
@@ -171,10 +180,19 @@ def drugban_checkpoint(
         if not any(t.state.name == "COMPLETE" for t in study.trials):
             raise Failure(description=f"use_hpo_params is set but study {name!r} has no completed trial")
         overrides = dict(study.best_params)
-    _, train_data = load_pairs(dataset_splits, drug_graphs, protein_encodings, storage, strategy,
-                               "train", profile.max_train_pairs, profile.seed)
-    _, val_data = load_pairs(dataset_splits, drug_graphs, protein_encodings, storage, strategy,
-                             "val", profile.max_eval_pairs, profile.seed)
+    _, train_data = load_pairs(
+        dataset_splits,
+        drug_graphs,
+        protein_encodings,
+        storage,
+        strategy,
+        "train",
+        profile.max_train_pairs,
+        profile.seed,
+    )
+    _, val_data = load_pairs(
+        dataset_splits, drug_graphs, protein_encodings, storage, strategy, "val", profile.max_eval_pairs, profile.seed
+    )
     folder = f"{strategy}/{context.run.run_id}"
     # Locally train straight into the final folder (last.pt stays there for resuming); else stage and upload.
     local = storage.is_local()
@@ -249,8 +267,16 @@ def model_evaluation(
     model, _ = load_checkpoint(str(storage.local_copy(ckpt["checkpoint"])), map_location=device)
     sets = {}
     for split in ("val", "test"):
-        rows, data = load_pairs(dataset_splits, drug_graphs, protein_encodings, storage, ckpt["strategy"],
-                                split, ckpt["max_eval_pairs"], ckpt["seed"])
+        rows, data = load_pairs(
+            dataset_splits,
+            drug_graphs,
+            protein_encodings,
+            storage,
+            ckpt["strategy"],
+            split,
+            ckpt["max_eval_pairs"],
+            ckpt["seed"],
+        )
         sets[split] = (rows, data, predict_logits(model, data, 256, device))
     metrics = evaluate(sets["val"][1].labels.numpy(), sets["val"][2], sets["test"][1].labels.numpy(), sets["test"][2])
     test, val = metrics["test"], metrics["val"]
@@ -279,10 +305,21 @@ def model_evaluation(
             local = Path(tmp) / name
             local.write_bytes(png)
             run.log_artifact(local, "evaluation")
-    value = {"val": val.as_dict(), "test": test.as_dict(), "pictures": paths, "checkpoint": ckpt["checkpoint"],
-             "mlflow_run_url": run.url}
-    curves = [image_markdown(name.removesuffix(".png"), png) for name, png in pictures.items() if not name.startswith("attention")]
-    attention = [image_markdown(name.removesuffix(".png"), png) for name, png in pictures.items() if name.startswith("attention")]
+    value = {
+        "val": val.as_dict(),
+        "test": test.as_dict(),
+        "pictures": paths,
+        "checkpoint": ckpt["checkpoint"],
+        "mlflow_run_url": run.url,
+    }
+    curves = [
+        image_markdown(name.removesuffix(".png"), png)
+        for name, png in pictures.items()
+        if not name.startswith("attention")
+    ]
+    attention = [
+        image_markdown(name.removesuffix(".png"), png) for name, png in pictures.items() if name.startswith("attention")
+    ]
     return Output(
         value,
         metadata={
@@ -348,10 +385,19 @@ def hpo_trial(
     study = hpo_settings.study(slot["study"])
     trial = study.ask()
     params = _suggest(trial)
-    _, train_data = load_pairs(dataset_splits, drug_graphs, protein_encodings, storage, strategy,
-                               "train", profile.max_train_pairs, profile.seed)
-    _, val_data = load_pairs(dataset_splits, drug_graphs, protein_encodings, storage, strategy,
-                             "val", profile.max_eval_pairs, profile.seed)
+    _, train_data = load_pairs(
+        dataset_splits,
+        drug_graphs,
+        protein_encodings,
+        storage,
+        strategy,
+        "train",
+        profile.max_train_pairs,
+        profile.seed,
+    )
+    _, val_data = load_pairs(
+        dataset_splits, drug_graphs, protein_encodings, storage, strategy, "val", profile.max_eval_pairs, profile.seed
+    )
 
     def report(record: EpochRecord) -> None:
         if math.isfinite(record.val_auroc):
@@ -361,9 +407,16 @@ def hpo_trial(
 
     tags = {"optuna.study": slot["study"], "optuna.trial": str(trial.number)}
     state, value = "COMPLETE", None
-    with tempfile.TemporaryDirectory() as work, mlflow_tracking.start_run(
-        context, f"trial {trial.number} {slot['study']}", "hpo_study", tags=tags, parent_run_id=slot["parent_run_id"]
-    ) as run:
+    with (
+        tempfile.TemporaryDirectory() as work,
+        mlflow_tracking.start_run(
+            context,
+            f"trial {trial.number} {slot['study']}",
+            "hpo_study",
+            tags=tags,
+            parent_run_id=slot["parent_run_id"],
+        ) as run,
+    ):
         run.log_params(_run_params(dataset, strategy, profile, {f"hpo.{k}": v for k, v in params.items()}))
         try:
             result = _train_tracked(run, train_data, val_data, Path(work), profile, params, on_epoch=report)
@@ -377,8 +430,14 @@ def hpo_trial(
             context.log.warning(f"trial {trial.number} failed: {exc}")
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
     context.log.info(f"trial {trial.number}: {state} {value} {params}")
-    return {"study": slot["study"], "number": trial.number, "state": state, "value": value, "params": params,
-            "mlflow_run_url": run.url}
+    return {
+        "study": slot["study"],
+        "number": trial.number,
+        "state": state,
+        "value": value,
+        "params": params,
+        "mlflow_run_url": run.url,
+    }
 
 
 @op(out=Out(io_manager_key="json_io_manager"))

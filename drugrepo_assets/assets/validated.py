@@ -49,10 +49,7 @@ def validated_and_rejected_pairs(
             output_name="rejected_pairs",
             metadata={
                 "dagster/row_count": MetadataValue.int(len(rejected)),
-                **{
-                    f"rejected_{code}": MetadataValue.int(int(by_reason.get(code, 0)))
-                    for code in REASON_CODES
-                },
+                **{f"rejected_{code}": MetadataValue.int(int(by_reason.get(code, 0))) for code in REASON_CODES},
             },
         ),
     )

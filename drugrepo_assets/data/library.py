@@ -31,9 +31,10 @@ import re
 import shutil
 import tempfile
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Callable, Iterator, NamedTuple
+from typing import IO, NamedTuple
 from urllib.parse import unquote, urlparse
 
 import numpy as np
@@ -41,7 +42,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from drugrepo_assets.data.rules import MAX_SMILES_CHARS, missing_refusal, protein_refusal, smiles_refusal
-from drugrepo_assets.data.sources import HTTP_TIMEOUT_S, MAX_LINE_BYTES, MAX_TARGETS_BYTES, InputFileError, gunzip_stream
+from drugrepo_assets.data.sources import (
+    HTTP_TIMEOUT_S,
+    MAX_LINE_BYTES,
+    MAX_TARGETS_BYTES,
+    InputFileError,
+    gunzip_stream,
+)
 
 __all__ = [
     "LIBRARY_SUFFIXES",
@@ -76,11 +83,34 @@ _SUFFIX_TEXT = ".smi, .smiles, .txt, .cxsmiles, .csv, .tsv (each optionally .gz)
 
 # Column names, compared lower-case without spaces, "_" or "-"; the first present wins.
 _SMILES_NAMES = (
-    "smiles", "canonicalsmiles", "isomericsmiles", "isosmiles", "cxsmiles", "smilescanonical", "smi", "smile",
+    "smiles",
+    "canonicalsmiles",
+    "isomericsmiles",
+    "isosmiles",
+    "cxsmiles",
+    "smilescanonical",
+    "smi",
+    "smile",
 )
 _ID_NAMES = (
-    "id", "idnumber", "zincid", "chemblid", "molportid", "mculeid", "versionid", "catalogid", "catalognumber",
-    "compoundid", "moleculeid", "molid", "name", "title", "identifier", "vendorid", "emolid", "cid",
+    "id",
+    "idnumber",
+    "zincid",
+    "chemblid",
+    "molportid",
+    "mculeid",
+    "versionid",
+    "catalogid",
+    "catalognumber",
+    "compoundid",
+    "moleculeid",
+    "molid",
+    "name",
+    "title",
+    "identifier",
+    "vendorid",
+    "emolid",
+    "cid",
 )
 
 ROW_COLUMNS = ("id", "smiles", "file", "line")
@@ -119,7 +149,7 @@ def library_files(location: str, s3_endpoint_url: str | None = None) -> list[tup
             stat = Path(member.uri).stat()
             out.append((member.label, f"{stat.st_size}:{stat.st_mtime_ns}"))
         elif member.kind == "s3":
-            out.append((member.label, str(member.fs.info(member.uri[len("s3://"):]).get("ETag", "")) or None))
+            out.append((member.label, str(member.fs.info(member.uri[len("s3://") :]).get("ETag", "")) or None))
         else:
             out.append((member.label, None))
     return out
@@ -168,7 +198,7 @@ def count_rows(location: str, s3_endpoint_url: str | None = None) -> int | None:
             if member.fmt == "parquet":
                 total += pq.ParquetFile(member.uri).metadata.num_rows
                 continue
-            with open(member.uri, "rb") as raw, (gunzip_stream(raw, member.uri) if member.gz else raw) as stream:
+            with open(member.uri, "rb") as raw, gunzip_stream(raw, member.uri) if member.gz else raw as stream:
                 while block := stream.read(_BLOCK_BYTES):
                     total += block.count(b"\n")
         except pa.ArrowException as exc:
@@ -211,17 +241,21 @@ class _ChunkBuilder:
         self.size += 1
 
     def take(self) -> LibraryChunk:
-        rows = pd.DataFrame({
-            "id": pd.Series(self.ids, dtype=object),
-            "smiles": pd.Series(self.smiles, dtype=object),
-            "file": pd.Series(self.files, dtype=object),
-            "line": np.asarray(self.lines, dtype=np.int64),
-        })
+        rows = pd.DataFrame(
+            {
+                "id": pd.Series(self.ids, dtype=object),
+                "smiles": pd.Series(self.smiles, dtype=object),
+                "file": pd.Series(self.files, dtype=object),
+                "line": np.asarray(self.lines, dtype=np.int64),
+            }
+        )
         columns = list(zip(*self.rejected)) or [[]] * len(REJECTED_COLUMNS)
-        rejected = pd.DataFrame({
-            name: np.asarray(values, dtype=np.int64) if name == "line" else pd.Series(values, dtype=object)
-            for name, values in zip(REJECTED_COLUMNS, columns)
-        })
+        rejected = pd.DataFrame(
+            {
+                name: np.asarray(values, dtype=np.int64) if name == "line" else pd.Series(values, dtype=object)
+                for name, values in zip(REJECTED_COLUMNS, columns)
+            }
+        )
         self._reset()
         return LibraryChunk(rows=rows, rejected=rejected)
 
@@ -280,7 +314,10 @@ def _warn_skipped(location: str, skipped: list[str]) -> None:
         shown = ", ".join(skipped[:20]) + (f", and {len(skipped) - 20} more" if len(skipped) > 20 else "")
         logger.warning(
             "%s: skipped %d file(s) that are not library files (%s) or are hidden: %s",
-            location, len(skipped), _SUFFIX_TEXT, shown,
+            location,
+            len(skipped),
+            _SUFFIX_TEXT,
+            shown,
         )
 
 
@@ -296,7 +333,9 @@ def _members(location: str, s3_endpoint_url: str | None) -> list[_Member]:
         return [_Member(location, location, PurePosixPath(name).name, "http", *found)]
     if kind == "s3":
         return _s3_members(location, s3_endpoint_url)
-    path = Path(unquote(urlparse(location).path)) if location.lower().startswith("file:") else Path(location).expanduser()
+    path = (
+        Path(unquote(urlparse(location).path)) if location.lower().startswith("file:") else Path(location).expanduser()
+    )
     if path.is_dir():
         files, skipped = [], []
         for p in path.rglob("*"):
@@ -341,7 +380,7 @@ def _s3_members(location: str, endpoint_url: str | None) -> list[_Member]:
     for full in sorted(keys):
         if not full.startswith(key + "/"):
             continue
-        rel = full[len(key) + 1:]
+        rel = full[len(key) + 1 :]
         found = _format_of(rel)
         if found is None or _hidden(rel):
             skipped.append(rel)
@@ -373,7 +412,7 @@ def _open_binary(member: _Member) -> IO[bytes]:
         if member.kind == "local":
             return open(member.uri, "rb")
         if member.kind == "s3":
-            return member.fs.open(member.uri[len("s3://"):], "rb", block_size=_S3_BLOCK_BYTES)
+            return member.fs.open(member.uri[len("s3://") :], "rb", block_size=_S3_BLOCK_BYTES)
     except FileNotFoundError:
         raise InputFileError(member.uri, "file not found") from None
     except IsADirectoryError:
@@ -414,8 +453,9 @@ def _read_problem(member: _Member, exc: BaseException) -> InputFileError:
     return InputFileError(member.uri, f"cannot read file ({detail})")
 
 
-def _events(member: _Member, default_id: Callable[[int, bool], str], *, batch_rows: int,
-            compat: bool = False) -> Iterator[tuple[int, str, str] | _Bad]:
+def _events(
+    member: _Member, default_id: Callable[[int, bool], str], *, batch_rows: int, compat: bool = False
+) -> Iterator[tuple[int, str, str] | _Bad]:
     """Rows ``(line, id, smiles)`` and refused rows (:class:`_Bad`) of one file, in file order."""
     if member.fmt == "parquet":
         yield from _parquet_events(member, default_id, batch_rows, compat)
@@ -464,7 +504,7 @@ def _physical_lines(stream: IO[bytes], limit: int) -> Iterator[tuple[int, bytes 
                 yield number, None, skipped + end, head
                 skipping = False
             elif end - start > limit:
-                yield number, None, end - start, buffer[start:start + keep]
+                yield number, None, end - start, buffer[start : start + keep]
             else:
                 yield number, buffer[start:end], end - start, b""
             start = end + 1
@@ -473,7 +513,7 @@ def _physical_lines(stream: IO[bytes], limit: int) -> Iterator[tuple[int, bytes 
             skipped += rest
             buffer = b""
         elif rest > limit:
-            skipping, skipped, head = True, rest, buffer[start:start + keep]
+            skipping, skipped, head = True, rest, buffer[start : start + keep]
             buffer = b""
         else:
             buffer = buffer[start:] if start else buffer
@@ -525,8 +565,9 @@ def _split(line: str, sep: str) -> list[str]:
     return line.split(sep)
 
 
-def _text_events(member: _Member, stream: IO[bytes], default_id: Callable[[int, bool], str],
-                 compat: bool) -> Iterator[tuple[int, str, str] | _Bad]:
+def _text_events(
+    member: _Member, stream: IO[bytes], default_id: Callable[[int, bool], str], compat: bool
+) -> Iterator[tuple[int, str, str] | _Bad]:
     sep: str | None = None
     width = 0  # fields in the header; 0: no header
     smiles_at, id_at = 0, None
@@ -537,14 +578,20 @@ def _text_events(member: _Member, stream: IO[bytes], default_id: Callable[[int, 
             if head.lstrip().startswith(b"#"):
                 continue
             if sep is None and member.fmt != "text":
-                raise InputFileError(member.uri, f"line {number}: header of {length} bytes, more than the limit of {MAX_LINE_BYTES}")
-            yield _Bad(number, "", _shown(head.decode("utf-8", "replace")),
-                       f"line: {length} bytes, more than the limit of {MAX_LINE_BYTES}")
+                raise InputFileError(
+                    member.uri, f"line {number}: header of {length} bytes, more than the limit of {MAX_LINE_BYTES}"
+                )
+            yield _Bad(
+                number,
+                "",
+                _shown(head.decode("utf-8", "replace")),
+                f"line: {length} bytes, more than the limit of {MAX_LINE_BYTES}",
+            )
             continue
         if raw.endswith(b"\r"):
             raw = raw[:-1]
         if number == 1 and raw.startswith(_BOM):
-            raw = raw[len(_BOM):]
+            raw = raw[len(_BOM) :]
         stripped = raw.strip()
         if not stripped or stripped.startswith(b"#"):
             continue
@@ -582,8 +629,7 @@ def _text_events(member: _Member, stream: IO[bytes], default_id: Callable[[int, 
             if len(fields) != width:
                 if not (compat and len(fields) < width):
                     ident = fields[id_at].strip() if id_at is not None and id_at < len(fields) else ""
-                    yield _Bad(number, ident, _shown(text.strip()),
-                               f"fields: {len(fields)}, the header has {width}")
+                    yield _Bad(number, ident, _shown(text.strip()), f"fields: {len(fields)}, the header has {width}")
                     continue
                 fields += [""] * (width - len(fields))
             smiles = fields[smiles_at]
@@ -620,8 +666,9 @@ def _checked(number: int, ident: str, smiles: str, compat: bool) -> tuple[int, s
 # --- Parquet ----------------------------------------------------------------------------------
 
 
-def _parquet_events(member: _Member, default_id: Callable[[int, bool], str], batch_rows: int,
-                    compat: bool) -> Iterator[tuple[int, str, str] | _Bad]:
+def _parquet_events(
+    member: _Member, default_id: Callable[[int, bool], str], batch_rows: int, compat: bool
+) -> Iterator[tuple[int, str, str] | _Bad]:
     import pyarrow as pa
 
     with _parquet_source(member) as source:
@@ -644,15 +691,25 @@ def _parquet_events(member: _Member, default_id: Callable[[int, bool], str], bat
                 id_values = batch.column(1).to_pylist() if id_at is not None else [None] * len(smiles_values)
                 for smiles, ident in zip(smiles_values, id_values):
                     number += 1
-                    ident = "" if ident is None else ident.decode("utf-8", "replace") if isinstance(ident, bytes) else str(ident).strip()
+                    ident = (
+                        ""
+                        if ident is None
+                        else ident.decode("utf-8", "replace")
+                        if isinstance(ident, bytes)
+                        else str(ident).strip()
+                    )
                     if not ident:
                         ident = default_id(number, True)
                     if isinstance(smiles, bytes):
                         try:
                             smiles = smiles.decode("utf-8")
                         except UnicodeDecodeError as exc:
-                            yield _Bad(number, ident, _shown(smiles.decode("utf-8", "replace")),
-                                       f"SMILES: not valid UTF-8 (byte 0x{smiles[exc.start]:02x} at byte {exc.start + 1})")
+                            yield _Bad(
+                                number,
+                                ident,
+                                _shown(smiles.decode("utf-8", "replace")),
+                                f"SMILES: not valid UTF-8 (byte 0x{smiles[exc.start]:02x} at byte {exc.start + 1})",
+                            )
                             continue
                     smiles = "" if smiles is None else str(smiles)
                     yield _checked(number, ident, smiles, compat)
@@ -749,7 +806,9 @@ def _text(path: Path) -> str:
         raise InputFileError(location, "file not found")
     size = path.stat().st_size
     if size > MAX_TARGETS_BYTES:
-        raise InputFileError(location, f"{size:,} bytes, more than the limit of {MAX_TARGETS_BYTES:,} for a targets file")
+        raise InputFileError(
+            location, f"{size:,} bytes, more than the limit of {MAX_TARGETS_BYTES:,} for a targets file"
+        )
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -803,13 +862,20 @@ def _target_records(path: Path, text: str, compat: bool) -> Iterator[tuple[str, 
             seq_name = next((c for c in ("sequence", "protein") if c in columns), None)
             if "id" not in columns or seq_name is None:
                 found = ", ".join(c.strip() for c in fields)
-                raise InputFileError(location, f"expected FASTA, or CSV columns 'id' and 'sequence' (found: {_shown(found)})")
+                raise InputFileError(
+                    location, f"expected FASTA, or CSV columns 'id' and 'sequence' (found: {_shown(found)})"
+                )
             width, id_at, seq_at = len(fields), columns.index("id"), columns.index(seq_name)
         elif len(fields) != width and not (compat and len(fields) < width):
             if compat:
                 raise InputFileError(location, f"line {start}: fields: {len(fields)}, the header has {width}")
             ident = fields[id_at].strip() if id_at < len(fields) else ""
-            yield ident, fields[seq_at] if seq_at < len(fields) else "", start, f"fields: {len(fields)}, the header has {width}"
+            yield (
+                ident,
+                fields[seq_at] if seq_at < len(fields) else "",
+                start,
+                f"fields: {len(fields)}, the header has {width}",
+            )
         else:
             fields += [""] * (width - len(fields))
             yield fields[id_at], fields[seq_at], start, ""
@@ -848,9 +914,12 @@ def read_checked_targets(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         if not reason:
             refusal = protein_refusal(raw)
             reason = (
-                "id: empty" if not ident
-                else f"id: {ident!r} already used on an earlier record" if ident in seen
-                else str(refusal) if refusal is not None
+                "id: empty"
+                if not ident
+                else f"id: {ident!r} already used on an earlier record"
+                if ident in seen
+                else str(refusal)
+                if refusal is not None
                 else ""
             )
         if reason:
@@ -865,7 +934,9 @@ def read_checked_targets(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def _target_table(rows: list[tuple], columns: tuple[str, ...]) -> pd.DataFrame:
     values = list(zip(*rows)) or [[]] * len(columns)
-    return pd.DataFrame({
-        name: np.asarray(column, dtype=np.int64) if name == "line" else pd.Series(column, dtype=object)
-        for name, column in zip(columns, values)
-    })
+    return pd.DataFrame(
+        {
+            name: np.asarray(column, dtype=np.int64) if name == "line" else pd.Series(column, dtype=object)
+            for name, column in zip(columns, values)
+        }
+    )

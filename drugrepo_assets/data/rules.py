@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from rdkit import Chem
@@ -81,14 +81,14 @@ def shown(value: str, limit: int = _SHOWN_CHARS) -> str:
     return repr(value if len(value) <= limit else value[: limit - 1] + "…")
 
 
-def missing_refusal(field: str, raw: str) -> Optional[Refusal]:
+def missing_refusal(field: str, raw: str) -> Refusal | None:
     """``missing_value`` for an empty or blank value of ``field`` (the blank shown), else None."""
     if raw.strip():
         return None
     return Refusal("missing_value", field, "value is empty" if raw == "" else f"value is blank ({raw!r})")
 
 
-def smiles_refusal(smiles: str, max_atoms: int = MAX_DRUG_ATOMS) -> Optional[Refusal]:
+def smiles_refusal(smiles: str, max_atoms: int = MAX_DRUG_ATOMS) -> Refusal | None:
     """The refusal of a (stripped) SMILES decided from its text alone, or None: empty, too long, or
     more atom symbols than the model takes. Linear in the length, no RDKit."""
     if not smiles:
@@ -107,7 +107,7 @@ def smiles_refusal(smiles: str, max_atoms: int = MAX_DRUG_ATOMS) -> Optional[Ref
     return None
 
 
-def parse_smiles(smiles: str, max_atoms: int = MAX_DRUG_ATOMS) -> tuple[Optional["Chem.Mol"], Optional[Refusal]]:
+def parse_smiles(smiles: str, max_atoms: int = MAX_DRUG_ATOMS) -> tuple[Chem.Mol | None, Refusal | None]:
     """(molecule, None) or (None, refusal) for one SMILES, surrounding blanks ignored.
 
     The atom limit counts the parsed molecule's atoms as the model's graph does and is checked
@@ -123,9 +123,13 @@ def parse_smiles(smiles: str, max_atoms: int = MAX_DRUG_ATOMS) -> tuple[Optional
         try:
             mol = Chem.MolFromSmiles(smiles)
         except Exception as exc:  # RDKit raises on a few pathological inputs instead of returning None
-            return None, Refusal("invalid_smiles", "SMILES", f"RDKit cannot parse {shown(smiles)} (RDKit error {type(exc).__name__})")
+            return None, Refusal(
+                "invalid_smiles", "SMILES", f"RDKit cannot parse {shown(smiles)} (RDKit error {type(exc).__name__})"
+            )
         if mol is None:
-            return None, Refusal("invalid_smiles", "SMILES", f"RDKit cannot parse {shown(smiles)} ({_smiles_problem(smiles)})")
+            return None, Refusal(
+                "invalid_smiles", "SMILES", f"RDKit cannot parse {shown(smiles)} ({_smiles_problem(smiles)})"
+            )
     atoms = mol.GetNumAtoms()
     if atoms == 0:
         return None, Refusal("invalid_smiles", "SMILES", f"RDKit cannot parse {shown(smiles)} (no atoms)")
@@ -152,7 +156,7 @@ def _smiles_problem(smiles: str) -> str:
     return re.sub(r"\s+", " ", problems[0]).strip() if problems else "RDKit cannot sanitize it"
 
 
-def protein_refusal(sequence: str) -> Optional[Refusal]:
+def protein_refusal(sequence: str) -> Refusal | None:
     """The refusal of a protein sequence (surrounding blanks ignored), or None.
 
     Only DrugBAN's 25 ASCII letters, in either case, are accepted: a character is checked before
@@ -162,14 +166,17 @@ def protein_refusal(sequence: str) -> Optional[Refusal]:
         return missing
     sequence = sequence.strip()
     if len(sequence) > MAX_PROTEIN_CHARS:
-        return Refusal("too_long", "Protein", f"{len(sequence):,} letters, more than the limit of {MAX_PROTEIN_CHARS:,}")
+        return Refusal(
+            "too_long", "Protein", f"{len(sequence):,} letters, more than the limit of {MAX_PROTEIN_CHARS:,}"
+        )
     bad = [c for c in dict.fromkeys(sequence) if c not in _PROTEIN_CHARS]
     if bad:
         first = min(sequence.index(c) for c in bad) + 1
         chars = ", ".join(repr(c) for c in bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
         noun = "character" if len(bad) == 1 else "characters"
         return Refusal(
-            "invalid_protein", "Protein",
+            "invalid_protein",
+            "Protein",
             f"{noun} {chars} not in the amino-acid alphabet {PROTEIN_ALPHABET} (first at position {first} of {len(sequence)})",
         )
     return None
@@ -180,7 +187,7 @@ def clean_protein(sequence: str) -> str:
     return sequence.strip().translate(_ASCII_UPPER)
 
 
-def label_refusal(value: str) -> Optional[Refusal]:
+def label_refusal(value: str) -> Refusal | None:
     """The refusal of a label (surrounding blanks ignored), or None."""
     if (missing := missing_refusal("Y", value)) is not None:
         return missing

@@ -15,10 +15,11 @@ import csv
 import gzip
 import io
 import re
+from collections.abc import Sequence
 from html.parser import HTMLParser
 from importlib import resources
 from pathlib import Path
-from typing import IO, Sequence
+from typing import IO
 from urllib.parse import unquote, urljoin, urlparse
 
 import pandas as pd
@@ -191,7 +192,9 @@ def read_table(
         if path.exists():
             _check_suffix(location, name)
         data = _local_bytes(location, path)
-    return _parse(location, name, data, source_file=location, gzip_decoded=decoded, required=required, keep_order=keep_order)
+    return _parse(
+        location, name, data, source_file=location, gzip_decoded=decoded, required=required, keep_order=keep_order
+    )
 
 
 def read_source(
@@ -322,9 +325,7 @@ def _http_members(location: str) -> list[tuple[str, str]]:
     found: dict[str, str] = {}
     _http_walk(location, base, base, found, visited=set(), depth=0)
     if not found:
-        raise InputFileError(
-            location, f"no data files ({_SUFFIX_TEXT}) listed in the folder index at this URL"
-        )
+        raise InputFileError(location, f"no data files ({_SUFFIX_TEXT}) listed in the folder index at this URL")
     return sorted(found.items())
 
 
@@ -344,7 +345,7 @@ def _http_walk(location: str, base: str, folder: str, found: dict[str, str], vis
         target = urljoin(folder, link).split("#", 1)[0].split("?", 1)[0]
         if not target.startswith(folder) or target == folder or target in visited:
             continue
-        rel = unquote(target[len(base):])
+        rel = unquote(target[len(base) :])
         if any(part in ("", ".", "..") for part in rel.rstrip("/").split("/")):
             continue
         if target.endswith("/"):
@@ -411,7 +412,7 @@ def _s3_members(uri: str, endpoint_url: str | None) -> list[tuple[str, str]]:
         pages = _s3_client(endpoint_url).get_paginator("list_objects_v2")
         for page in pages.paginate(Bucket=bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
-                rel = obj["Key"][len(prefix):]
+                rel = obj["Key"][len(prefix) :]
                 if rel and is_data_file(rel) and not _hidden(Path(rel)):
                     members.append((rel, f"s3://{bucket}/{obj['Key']}"))
     except (BotoCoreError, ClientError) as exc:
@@ -422,7 +423,10 @@ def _s3_members(uri: str, endpoint_url: str | None) -> list[tuple[str, str]]:
 
 
 def _concat(
-    location: str, parts: list[tuple[str, pd.DataFrame]], required: Sequence[str] = REQUIRED_COLUMNS, keep_order: bool = False
+    location: str,
+    parts: list[tuple[str, pd.DataFrame]],
+    required: Sequence[str] = REQUIRED_COLUMNS,
+    keep_order: bool = False,
 ) -> pd.DataFrame:
     frames = []
     for rel, frame in parts:
@@ -433,7 +437,9 @@ def _concat(
     for column in extras:
         table[column] = table[column].fillna("")
     if keep_order:
-        return table[[*[c for c in table.columns if c not in ("source_file", "source_row")], "source_file", "source_row"]]
+        return table[
+            [*[c for c in table.columns if c not in ("source_file", "source_row")], "source_file", "source_row"]
+        ]
     return table[[*required, *extras, "source_file", "source_row"]]
 
 
@@ -459,10 +465,7 @@ def _parse(
         data = _gunzip(location, data)
         if not data:
             raise InputFileError(location, "empty file")
-    if lowered.endswith((".parquet", ".pq")):
-        table = _parse_parquet(location, data)
-    else:
-        table = _parse_csv(location, data)
+    table = _parse_parquet(location, data) if lowered.endswith((".parquet", ".pq")) else _parse_csv(location, data)
     missing = [c for c in required if c not in table.columns]
     if missing:
         found = ", ".join(str(c) for c in table.columns) or "no columns"
@@ -489,9 +492,7 @@ def _parse_csv(location: str, data: bytes) -> pd.DataFrame:
     except UnicodeDecodeError as exc:
         offset = exc.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)
         byte = data[offset]
-        raise InputFileError(
-            location, f"not valid UTF-8 text (byte 0x{byte:02x} at offset {offset})"
-        ) from None
+        raise InputFileError(location, f"not valid UTF-8 text (byte 0x{byte:02x} at offset {offset})") from None
     if not text.strip():
         raise InputFileError(location, "empty file")
     if "\x00" in text:
@@ -507,7 +508,9 @@ def _parse_csv(location: str, data: bytes) -> pd.DataFrame:
             elif header is None:
                 header = _column_names(record)
             elif len(record) > len(header):
-                raise InputFileError(location, f"cannot parse CSV (line {start}: {len(record)} fields, the header has {len(header)})")
+                raise InputFileError(
+                    location, f"cannot parse CSV (line {start}: {len(record)} fields, the header has {len(header)})"
+                )
             else:
                 rows.append(record + [""] * (len(header) - len(record)) if len(record) < len(header) else record)
             start = reader.line_num + 1

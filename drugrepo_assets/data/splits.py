@@ -7,7 +7,8 @@ that all strategies of a dataset live in one table.
 from __future__ import annotations
 
 import re
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -44,9 +45,7 @@ def _fractions(fractions: Sequence[float]) -> np.ndarray:
 
 
 def _layout(valid: pd.DataFrame, strategy: str, split: np.ndarray) -> pd.DataFrame:
-    table = pd.DataFrame(
-        {"strategy": np.full(len(valid), strategy, dtype=object), "split": split.astype(object)}
-    )
+    table = pd.DataFrame({"strategy": np.full(len(valid), strategy, dtype=object), "split": split.astype(object)})
     for column in _PAIR_COLUMNS:
         table[column] = valid[column].to_numpy()
     table["label"] = table["label"].astype("int8")
@@ -54,9 +53,7 @@ def _layout(valid: pd.DataFrame, strategy: str, split: np.ndarray) -> pd.DataFra
     return table
 
 
-def random_split(
-    valid: pd.DataFrame, *, seed: int = 0, fractions: Sequence[float] = (0.7, 0.1, 0.2)
-) -> pd.DataFrame:
+def random_split(valid: pd.DataFrame, *, seed: int = 0, fractions: Sequence[float] = (0.7, 0.1, 0.2)) -> pd.DataFrame:
     """DrugBAN's random split (7:1:2 by default): a seeded permutation cut at the fractions.
 
     Rows keep the order of ``valid``; the sizes are ``round(n*f_train)``, ``round(n*(f_train+f_val))``.
@@ -170,9 +167,7 @@ def _duplicate_listings(valid: pd.DataFrame, rejected: pd.DataFrame) -> pd.DataF
     dups = rejected[rejected["reason_code"] == "duplicate"]
     keys = {(s, p): i for i, (s, p) in enumerate(zip(valid["smiles"], valid["protein"]))}
     canon = {s: canonicalize(s) for s in pd.unique(dups["SMILES"])}
-    pair = [
-        keys.get((canon[s], p.strip().upper()), -1) for s, p in zip(dups["SMILES"], dups["Protein"])
-    ]
+    pair = [keys.get((canon[s], p.strip().upper()), -1) for s, p in zip(dups["SMILES"], dups["Protein"])]
     out = pd.DataFrame(
         {
             "pair": np.asarray(pair, dtype=np.int64),

@@ -105,7 +105,9 @@ def canonicalize(smiles: str) -> str | None:
 
 
 def _missing_reason(smiles: str, protein: str, label: str) -> str:
-    refusals = (missing_refusal(name, value) for name, value in (("SMILES", smiles), ("Protein", protein), ("Y", label)))
+    refusals = (
+        missing_refusal(name, value) for name, value in (("SMILES", smiles), ("Protein", protein), ("Y", label))
+    )
     return "; ".join(str(r) for r in refusals if r is not None)
 
 
@@ -163,16 +165,13 @@ def validate_pairs(raw: pd.DataFrame) -> ValidationResult:
         reject(
             missing,
             "missing_value",
-            [
-                _missing_reason(s, p, y)
-                for s, p, y in zip(smiles_in[missing], protein_in[missing], label_in[missing])
-            ],
+            [_missing_reason(s, p, y) for s, p, y in zip(smiles_in[missing], protein_in[missing], label_in[missing])],
         )
 
-    for column, values, rule in (("Y", label_s, label_refusal), ("Protein", protein_s, protein_refusal)):
+    for _column, values, rule in (("Y", label_s, label_refusal), ("Protein", protein_s, protein_refusal)):
         open_ = code == ""
         verdicts = {v: rule(v) for v in pd.unique(values[open_])}
-        bad = open_ & values.map(lambda v: verdicts.get(v) is not None)
+        bad = open_ & values.map(lambda v, seen=verdicts: seen.get(v) is not None)
         if bad.any():
             refusals = [verdicts[v] for v in values[bad]]
             code[bad] = [r.code for r in refusals]
@@ -210,8 +209,7 @@ def validate_pairs(raw: pd.DataFrame) -> ValidationResult:
             repeat.reindex(table.index, fill_value=False),
             "duplicate",
             [
-                f"duplicate of the pair kept from {_place(f, r)} "
-                "(same canonical SMILES, protein and label)"
+                f"duplicate of the pair kept from {_place(f, r)} (same canonical SMILES, protein and label)"
                 for f, r in zip(first_file[repeat], first_row[repeat])
             ],
         )
@@ -308,9 +306,7 @@ def write_result(result: ValidationResult, out_dir: Path) -> tuple[Path, Path]:
     )
     valid_path = out_dir / "valid.parquet"
     rejected_path = out_dir / "rejected.parquet"
-    pq.write_table(
-        pa.Table.from_pandas(result.valid, schema=valid_schema, preserve_index=False), valid_path
-    )
+    pq.write_table(pa.Table.from_pandas(result.valid, schema=valid_schema, preserve_index=False), valid_path)
     pq.write_table(
         pa.Table.from_pandas(result.rejected, schema=rejected_schema, preserve_index=False),
         rejected_path,

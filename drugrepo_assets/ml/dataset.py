@@ -6,8 +6,8 @@ molecule and protein of a dataset is featurised once; a batch is then a few vect
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ class MoleculeStore:
     edge_offsets: Tensor  # int64 [M + 1]
 
     @classmethod
-    def from_graphs(cls, graphs: Sequence[DrugGraph]) -> "MoleculeStore":
+    def from_graphs(cls, graphs: Sequence[DrugGraph]) -> MoleculeStore:
         """Pack featurised graphs (order kept: molecule i is ``graphs[i]``)."""
         n = np.fromiter((g.node_feats.shape[0] for g in graphs), dtype=np.int64, count=len(graphs))
         e = np.fromiter((g.edge_index.shape[1] for g in graphs), dtype=np.int64, count=len(graphs))
@@ -41,7 +41,7 @@ class MoleculeStore:
         )
 
     @classmethod
-    def from_compact(cls, molecules: CompactMolecules) -> "MoleculeStore":
+    def from_compact(cls, molecules: CompactMolecules) -> MoleculeStore:
         """Expand compact molecules (atom codes, bonds) into the same store `from_graphs` builds."""
         n = molecules.num_atoms.astype(np.int64)
         e = 2 * molecules.num_bonds.astype(np.int64) + n
@@ -53,7 +53,7 @@ class MoleculeStore:
         )
 
     @classmethod
-    def from_smiles(cls, smiles: Iterable[str]) -> "MoleculeStore":
+    def from_smiles(cls, smiles: Iterable[str]) -> MoleculeStore:
         """Featurise and pack molecules; an unparseable SMILES raises ``InvalidSmilesError``."""
         return cls.from_graphs([drug_graph(s) for s in smiles])
 
@@ -96,7 +96,7 @@ class PairData:
         proteins: Sequence[str],
         labels: Sequence[float] | None = None,
         max_protein_length: int = 1200,
-    ) -> "PairData":
+    ) -> PairData:
         """Featurise each unique SMILES and protein once and index the pairs into them."""
         uniq_s, drug_idx = np.unique(np.asarray(smiles, dtype=object), return_inverse=True)
         uniq_p, prot_idx = np.unique(np.asarray(proteins, dtype=object), return_inverse=True)

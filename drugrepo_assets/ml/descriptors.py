@@ -6,7 +6,7 @@ the training set and on newly landed pairs), so both sides describe inputs the s
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import pandas as pd
 from rdkit import Chem, RDLogger

@@ -147,9 +147,7 @@ def retrospective_report(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for target_id, logits, active in _scorable_targets(table):
         efs = [enrichment_factor(logits, active, f) for f in EF_FRACTIONS]
-        rows.append(
-            (target_id, len(logits), int(active.sum()), *efs, bedroc(logits, active), auroc(logits, active))
-        )
+        rows.append((target_id, len(logits), int(active.sum()), *efs, bedroc(logits, active), auroc(logits, active)))
     return pd.DataFrame(rows, columns=list(REPORT_COLUMNS))
 
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -139,7 +140,10 @@ class _ShardedStore:
                         with path.open("rb") as handle, np.load(handle, allow_pickle=False) as npz:
                             ids = npz["ids"]
                     except Exception as exc:  # a damaged file: zip, zlib or npy header errors
-                        log.warning("%s; its items are featurised again when asked for", CorruptShardError(path, f"cannot be read ({exc})"))
+                        log.warning(
+                            "%s; its items are featurised again when asked for",
+                            CorruptShardError(path, f"cannot be read ({exc})"),
+                        )
                         continue
                     self._index.update(dict.fromkeys(ids.tolist(), path.name.removesuffix(".npz")))
         return self._index
@@ -189,7 +193,9 @@ class _ShardedStore:
             index.update(dict.fromkeys(missing, shard))
         return EnsureResult({i: index[i] for i in wanted}, len(missing), len(wanted) - len(missing), shard)
 
-    def _shard_rows(self, ids: Sequence[str], shards: Sequence[str]) -> Iterable[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]]:
+    def _shard_rows(
+        self, ids: Sequence[str], shards: Sequence[str]
+    ) -> Iterable[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]]:
         """Per shard: its arrays (checked), the positions in ``ids`` it serves and the rows within the shard."""
         ids_arr = np.asarray(ids, dtype=str)
         shards_arr = np.asarray(shards, dtype=str)
@@ -235,7 +241,12 @@ class DrugGraphStore(_ShardedStore):
 
     @staticmethod
     def _arrays(molecules: CompactMolecules) -> dict[str, np.ndarray]:
-        return {"codes": molecules.codes, "bonds": molecules.bonds, "num_atoms": molecules.num_atoms, "num_bonds": molecules.num_bonds}
+        return {
+            "codes": molecules.codes,
+            "bonds": molecules.bonds,
+            "num_atoms": molecules.num_atoms,
+            "num_bonds": molecules.num_bonds,
+        }
 
     @staticmethod
     def _check(arrays: Mapping[str, np.ndarray]) -> None:
@@ -268,7 +279,9 @@ class DrugGraphStore(_ShardedStore):
         if wrong.any():
             bond, end = np.argwhere(wrong)[0]
             molecule = int(np.searchsorted(np.cumsum(num_bonds.astype(np.int64)), bond, side="right"))
-            raise ValueError(f"molecule {molecule} has a bond to atom {bonds[bond, end]}, outside its {num_atoms[molecule]} atoms")
+            raise ValueError(
+                f"molecule {molecule} has a bond to atom {bonds[bond, end]}, outside its {num_atoms[molecule]} atoms"
+            )
 
     def put(self, ids: Sequence[str], molecules: CompactMolecules) -> EnsureResult:
         """Store molecules featurised elsewhere (a process pool), ``ids[i]`` naming molecule i; stored ids are kept."""
@@ -280,7 +293,9 @@ class DrugGraphStore(_ShardedStore):
         shard = None
         if first:
             names = sorted(first)
-            shard = self._publish(names, self._arrays(molecules.take(np.asarray([first[n] for n in names], dtype=np.int64))))
+            shard = self._publish(
+                names, self._arrays(molecules.take(np.asarray([first[n] for n in names], dtype=np.int64)))
+            )
             index.update(dict.fromkeys(names, shard))
         return EnsureResult({i: index[i] for i in ids}, len(first), len(set(ids)) - len(first), shard)
 

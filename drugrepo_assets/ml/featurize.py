@@ -32,10 +32,50 @@ BOND_FEATURE_DIM = 13
 PROTEIN_MAX_LENGTH = 1200
 
 ATOM_TYPES = (
-    "C", "N", "O", "S", "F", "Si", "P", "Cl", "Br", "Mg", "Na", "Ca", "Fe", "As", "Al", "I",
-    "B", "V", "K", "Tl", "Yb", "Sb", "Sn", "Ag", "Pd", "Co", "Se", "Ti", "Zn", "H", "Li",
-    "Ge", "Cu", "Au", "Ni", "Cd", "In", "Mn", "Zr", "Cr", "Pt", "Hg", "Pb",
-)  # fmt: skip
+    "C",
+    "N",
+    "O",
+    "S",
+    "F",
+    "Si",
+    "P",
+    "Cl",
+    "Br",
+    "Mg",
+    "Na",
+    "Ca",
+    "Fe",
+    "As",
+    "Al",
+    "I",
+    "B",
+    "V",
+    "K",
+    "Tl",
+    "Yb",
+    "Sb",
+    "Sn",
+    "Ag",
+    "Pd",
+    "Co",
+    "Se",
+    "Ti",
+    "Zn",
+    "H",
+    "Li",
+    "Ge",
+    "Cu",
+    "Au",
+    "Ni",
+    "Cd",
+    "In",
+    "Mn",
+    "Zr",
+    "Cr",
+    "Pt",
+    "Hg",
+    "Pb",
+)
 
 # Column layout of CanonicalAtomFeaturizer (74 columns, no "unknown" slots anywhere).
 _TYPE_OFFSET = 0  # 43 atom types
@@ -89,19 +129,13 @@ _TOTAL_H_TO_COL = _one_hot_range(_TOTAL_H_OFFSET, 5, 6, _TRASH_COL)
 _HYB = Chem.HybridizationType
 _HYBRIDIZATION_TO_COL = _lookup_table(
     max(int(h) for h in _HYB.values.values()) + 2,
-    {
-        int(h): _HYBRIDIZATION_OFFSET + i
-        for i, h in enumerate((_HYB.SP, _HYB.SP2, _HYB.SP3, _HYB.SP3D, _HYB.SP3D2))
-    },
+    {int(h): _HYBRIDIZATION_OFFSET + i for i, h in enumerate((_HYB.SP, _HYB.SP2, _HYB.SP3, _HYB.SP3D, _HYB.SP3D2))},
     _TRASH_COL,
 )
 _BT = Chem.BondType
 _BOND_TYPE_TO_COL = _lookup_table(
     max(int(b) for b in _BT.values.values()) + 2,
-    {
-        int(b): _BOND_TYPE_OFFSET + i
-        for i, b in enumerate((_BT.SINGLE, _BT.DOUBLE, _BT.TRIPLE, _BT.AROMATIC))
-    },
+    {int(b): _BOND_TYPE_OFFSET + i for i, b in enumerate((_BT.SINGLE, _BT.DOUBLE, _BT.TRIPLE, _BT.AROMATIC))},
     _BOND_TRASH_COL,
 )
 _BS = Chem.BondStereo
@@ -153,9 +187,7 @@ class DrugGraph:
         if ei.dtype != np.int64 or ei.ndim != 2 or ei.shape[0] != 2:
             raise ValueError(f"edge_index must be int64 [2, E], got {ei.dtype} {ei.shape}")
         if ef.dtype != np.float32 or ef.shape != (ei.shape[1], BOND_FEATURE_DIM):
-            raise ValueError(
-                f"edge_feats must be float32 [{ei.shape[1]}, 13], got {ef.dtype} {ef.shape}"
-            )
+            raise ValueError(f"edge_feats must be float32 [{ei.shape[1]}, 13], got {ef.dtype} {ef.shape}")
 
     @property
     def num_nodes(self) -> int:
@@ -224,7 +256,9 @@ def _canonical_atoms(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     )[order]
     if codes.size and (codes.min() < -128 or codes.max() > 127):
         smiles = Chem.MolToSmiles(mol)
-        raise InvalidSmilesError(smiles, Refusal("invalid_smiles", "SMILES", f"a charge or radical count out of range in {smiles[:60]!r}"))
+        raise InvalidSmilesError(
+            smiles, Refusal("invalid_smiles", "SMILES", f"a charge or radical count out of range in {smiles[:60]!r}")
+        )
     return codes.astype(np.int8), new_index[begin], new_index[end], bonds
 
 
@@ -297,23 +331,38 @@ class CompactMolecules:
         return len(self.num_atoms)
 
     @classmethod
-    def empty(cls) -> "CompactMolecules":
+    def empty(cls) -> CompactMolecules:
         """No molecule."""
-        return cls(np.zeros((0, ATOM_CODE_WIDTH), np.int8), np.zeros((0, 2), np.int16), np.zeros(0, np.int32), np.zeros(0, np.int32))
+        return cls(
+            np.zeros((0, ATOM_CODE_WIDTH), np.int8),
+            np.zeros((0, 2), np.int16),
+            np.zeros(0, np.int32),
+            np.zeros(0, np.int32),
+        )
 
     @classmethod
-    def concat(cls, parts: Sequence["CompactMolecules"]) -> "CompactMolecules":
+    def concat(cls, parts: Sequence[CompactMolecules]) -> CompactMolecules:
         """Molecules of ``parts`` one after the other."""
         if not parts:
             return cls.empty()
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("codes", "bonds", "num_atoms", "num_bonds")))
+        return cls(
+            *(np.concatenate([getattr(p, f) for p in parts]) for f in ("codes", "bonds", "num_atoms", "num_bonds"))
+        )
 
-    def take(self, idx: np.ndarray) -> "CompactMolecules":
+    def take(self, idx: np.ndarray) -> CompactMolecules:
         """Molecules ``idx`` (in that order)."""
         atom_off = np.concatenate([[0], np.cumsum(self.num_atoms, dtype=np.int64)])
         bond_off = np.concatenate([[0], np.cumsum(self.num_bonds, dtype=np.int64)])
-        atoms = np.concatenate([np.arange(atom_off[i], atom_off[i + 1]) for i in idx]) if len(idx) else np.zeros(0, np.int64)
-        bonds = np.concatenate([np.arange(bond_off[i], bond_off[i + 1]) for i in idx]) if len(idx) else np.zeros(0, np.int64)
+        atoms = (
+            np.concatenate([np.arange(atom_off[i], atom_off[i + 1]) for i in idx])
+            if len(idx)
+            else np.zeros(0, np.int64)
+        )
+        bonds = (
+            np.concatenate([np.arange(bond_off[i], bond_off[i + 1]) for i in idx])
+            if len(idx)
+            else np.zeros(0, np.int64)
+        )
         return CompactMolecules(self.codes[atoms], self.bonds[bonds], self.num_atoms[idx], self.num_bonds[idx])
 
     def node_feats(self) -> np.ndarray:
@@ -324,7 +373,10 @@ class CompactMolecules:
         """Every molecule's dgllife edge list, concatenated [2, Σ(2B + N)], local atom ids."""
         return np.concatenate(
             [np.zeros((2, 0), np.int64)]
-            + [bond_edges(b, int(n)) for b, n in zip(np.split(self.bonds, np.cumsum(self.num_bonds)[:-1]), self.num_atoms)],
+            + [
+                bond_edges(b, int(n))
+                for b, n in zip(np.split(self.bonds, np.cumsum(self.num_bonds)[:-1]), self.num_atoms)
+            ],
             axis=1,
         )
 
@@ -374,7 +426,7 @@ class GraphBatch:
         """Number of molecules in the batch."""
         return int(self.num_nodes.shape[0])
 
-    def to(self, device: torch.device | str) -> "GraphBatch":
+    def to(self, device: torch.device | str) -> GraphBatch:
         """The same batch on ``device`` (non-blocking where the source memory allows)."""
         return GraphBatch(
             node_feats=self.node_feats.to(device, non_blocking=True),
@@ -439,9 +491,7 @@ def _encode_non_ascii(sequence: str, max_length: int) -> tuple[np.ndarray, set[s
     return encoding, unknown
 
 
-def _encode_protein_rows(
-    sequences: Sequence[str], max_length: int
-) -> tuple[np.ndarray, set[str]]:
+def _encode_protein_rows(sequences: Sequence[str], max_length: int) -> tuple[np.ndarray, set[str]]:
     """Encode sequences into an [N, max_length] int64 matrix and collect unknown characters."""
     out = np.zeros((len(sequences), max_length), dtype=np.int64)
     unknown: set[str] = set()
@@ -478,9 +528,7 @@ def encode_protein(sequence: str, max_length: int = PROTEIN_MAX_LENGTH) -> np.nd
     return out[0]
 
 
-def encode_proteins(
-    sequences: Sequence[str], max_length: int = PROTEIN_MAX_LENGTH
-) -> np.ndarray:
+def encode_proteins(sequences: Sequence[str], max_length: int = PROTEIN_MAX_LENGTH) -> np.ndarray:
     """Vectorised encode_protein over many sequences: an [N, max_length] int64 matrix.
 
     Uses a 256-entry byte lookup table over a fixed-width byte matrix (no per-character loop).

@@ -16,10 +16,11 @@ import json
 import os
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -75,7 +76,9 @@ def refuse(shard: LibraryShard, refused: Sequence[tuple[int, str]]) -> LibrarySh
     bad = shard.rows.iloc[[i for i, _ in refused]]
     rejected = bad.assign(kind="molecule", value=bad["smiles"], reason=[r for _, r in refused])[REJECTED_COLUMNS]
     kept = shard.rows.drop(index=bad.index).reset_index(drop=True)
-    return LibraryShard(shard.index, kept, pd.concat([shard.rejected, rejected], ignore_index=True) if len(rejected) else shard.rejected)
+    return LibraryShard(
+        shard.index, kept, pd.concat([shard.rejected, rejected], ignore_index=True) if len(rejected) else shard.rejected
+    )
 
 
 def _concat_rejected(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
@@ -121,7 +124,7 @@ class FeaturePool:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
 
-    def __enter__(self) -> "FeaturePool":
+    def __enter__(self) -> FeaturePool:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -175,7 +178,9 @@ def check_manifest(root: Any, settings: dict[str, Any]) -> None:
     write_bytes_atomic(path, json.dumps(settings, indent=2, sort_keys=True).encode())
 
 
-def _featurised_ahead(shards: Iterable[LibraryShard], pool: FeaturePool, done: Callable[[int], bool]) -> Iterator[tuple[LibraryShard, Any]]:
+def _featurised_ahead(
+    shards: Iterable[LibraryShard], pool: FeaturePool, done: Callable[[int], bool]
+) -> Iterator[tuple[LibraryShard, Any]]:
     """Each shard with its featurisation job, the next shard's job started before this one is yielded."""
     queue: deque[tuple[LibraryShard, Any]] = deque()
     for shard in shards:
@@ -203,7 +208,11 @@ def screen_library(
     ``progress`` is called with each shard's pairs, scored now or kept, so a bar's ETA holds on resume.
     """
     run = ScreenRun(target_ids=list(target_ids))
-    terms = [engine.target_terms(target_codes[s]) for s in engine.target_chunks(target_codes)] if len(target_codes) <= engine.target_chunk else None
+    terms = (
+        [engine.target_terms(target_codes[s]) for s in engine.target_chunks(target_codes)]
+        if len(target_codes) <= engine.target_chunk
+        else None
+    )
 
     def done(index: int) -> bool:
         return (root / SHARDS / f"{index:05d}.json").exists()
@@ -226,7 +235,12 @@ def screen_library(
             logits = engine.score_compact(molecules, target_codes, terms)
             scored = time.perf_counter() - start
             kept = shard.rows
-            write_shard(root, part_name(shard.index), ShardScores(kept["id"].to_numpy(object), kept["smiles"].to_numpy(object), logits, target_ids), top)
+            write_shard(
+                root,
+                part_name(shard.index),
+                ShardScores(kept["id"].to_numpy(object), kept["smiles"].to_numpy(object), logits, target_ids),
+                top,
+            )
             _write_rejected(root / REJECTED / f"{part_name(shard.index)}.parquet", shard.rejected)
             report = ShardReport(shard.index, len(kept), len(shard.rejected), waited, scored)
             write_bytes_atomic(marker, json.dumps(asdict(report)).encode())
@@ -265,7 +279,9 @@ def known_actives(root: Any, shards: Sequence[str], target_ids: Sequence[str], k
         for name, part in zip(shards, logits):
             drugs = shard_drug_ids(root, name, t, len(part))
             flags.append(pc.is_in(drugs, value_set=pa.array(actives)).to_numpy(zero_copy_only=False))
-        frames.append(pd.DataFrame({"target_id": target, "logit": np.concatenate(logits), "active": np.concatenate(flags)}))
+        frames.append(
+            pd.DataFrame({"target_id": target, "logit": np.concatenate(logits), "active": np.concatenate(flags)})
+        )
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["target_id", "logit", "active"])
 
 

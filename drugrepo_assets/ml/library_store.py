@@ -16,8 +16,9 @@ import hashlib
 import io
 import json
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,7 +29,15 @@ from drugrepo_assets.data.validate import drug_id
 from drugrepo_assets.files import write_bytes_atomic
 from drugrepo_assets.ml.feature_store import FeatureStore
 from drugrepo_assets.ml.library_screen import FeaturePool, LibraryShard, iter_shards, refuse
-from drugrepo_assets.ml.scores import SCORES, ShardScores, rank_top, read_top, scored_targets, target_logits, write_shard
+from drugrepo_assets.ml.scores import (
+    SCORES,
+    ShardScores,
+    rank_top,
+    read_top,
+    scored_targets,
+    target_logits,
+    write_shard,
+)
 from drugrepo_assets.ml.screen import ScreeningEngine
 
 SHARD_COLUMNS = ["drug_id", "smiles", "feature_id", "feature_shard"]
@@ -143,8 +152,14 @@ def store_library_file(
         feature_ids = [drug_id(c) for c in canonical]
         result = store.drugs.put(feature_ids, molecules)
         featurised += result.new
-        table = pd.DataFrame({"drug_id": kept["id"].astype(str), "smiles": kept["smiles"].astype(str), "feature_id": feature_ids,
-                              "feature_shard": [result.shard_of[f] for f in feature_ids]})
+        table = pd.DataFrame(
+            {
+                "drug_id": kept["id"].astype(str),
+                "smiles": kept["smiles"].astype(str),
+                "feature_id": feature_ids,
+                "feature_shard": [result.shard_of[f] for f in feature_ids],
+            }
+        )
         parts.append(write_part(root, table, label))
     refused_rows = _rejected_table(rejected)
     if record is not None:
@@ -155,14 +170,21 @@ def store_library_file(
 
 
 def _rejected_table(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
-    frame = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else pd.DataFrame(columns=["file", "line", "id", "value", "reason"])
+    frame = (
+        pd.concat([p for p in parts if len(p)], ignore_index=True)
+        if any(len(p) for p in parts)
+        else pd.DataFrame(columns=["file", "line", "id", "value", "reason"])
+    )
     out = frame.rename(columns={"file": "source_file", "line": "source_row"})[REJECTED_COLUMNS]
     return out.astype({"source_file": str, "source_row": np.int64, "id": str, "value": str, "reason": str})
 
 
 def store_known_molecules(items: pd.DataFrame, root: Any, shard_size: int, source: str) -> list[LibraryPart]:
     """Shards of molecules already in the feature store (``drug_id, smiles, feature_id, feature_shard``)."""
-    return [write_part(root, items.iloc[i : i + shard_size].reset_index(drop=True), source) for i in range(0, len(items), shard_size)]
+    return [
+        write_part(root, items.iloc[i : i + shard_size].reset_index(drop=True), source)
+        for i in range(0, len(items), shard_size)
+    ]
 
 
 def cap_parts(parts: Sequence[LibraryPart], root: Any, limit: int) -> list[LibraryPart]:
@@ -219,14 +241,24 @@ def score_stored_shard(
         write_shard(score_root, name, scores, top)
         files.update(dict.fromkeys(names, name))
     scored = part.molecules * len(missing)
-    return ShardScore(part.shard, {t: files[t] for t in target_ids}, part.molecules, scored,
-                      part.molecules * len(target_ids) - scored, seconds)
+    return ShardScore(
+        part.shard,
+        {t: files[t] for t in target_ids},
+        part.molecules,
+        scored,
+        part.molecules * len(target_ids) - scored,
+        seconds,
+    )
 
 
 def stored_files(score_root: Any, shard: str, top: int) -> dict[str, str]:
     """target → the score file of ``shard`` holding it (``<shard>-k<top>-*``; the first by name)."""
     folder = score_root / SCORES
-    names = sorted(p.name.removesuffix(".parquet") for p in folder.glob(f"{shard}-k{top}-*.parquet")) if folder.exists() else []
+    names = (
+        sorted(p.name.removesuffix(".parquet") for p in folder.glob(f"{shard}-k{top}-*.parquet"))
+        if folder.exists()
+        else []
+    )
     files: dict[str, str] = {}
     for name in names:
         for target in scored_targets(score_root, name):
@@ -242,7 +274,12 @@ def stored_target_logits(score_root: Any, shard: ShardScore, target: str) -> np.
 
 
 def known_active_pairs(
-    score_root: Any, library_root: Any, shards: Sequence[ShardScore], parts: Sequence[LibraryPart], target: str, actives: set[str]
+    score_root: Any,
+    library_root: Any,
+    shards: Sequence[ShardScore],
+    parts: Sequence[LibraryPart],
+    target: str,
+    actives: set[str],
 ) -> pd.DataFrame:
     """Every library molecule's logit for ``target`` and whether its content id (``feature_id``) is a known active."""
     logits, flags = [], []

@@ -21,10 +21,12 @@ Attention maps are computed only on demand (:meth:`DrugBAN.attention_maps`).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 import hashlib
+import itertools
 import warnings
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -61,7 +63,7 @@ class DrugBANConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "DrugBANConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> DrugBANConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error so typos do not pass silently."""
         known = set(cls.__dataclass_fields__)
         unknown = set(d) - known
@@ -88,7 +90,7 @@ class WeightNormLinear(nn.Module):
         return F.linear(x, self.weight(), self.bias)
 
 
-def fcnet_eval(net: "FCNet", h: Tensor, last: Tensor) -> Tensor:
+def fcnet_eval(net: FCNet, h: Tensor, last: Tensor) -> Tensor:
     """``net`` in eval mode on the rows of ``h`` then the row ``last``, the bias inside the matrix product.
 
     The input gets a column of ones and the weight the bias as a column: addmm would first copy
@@ -134,7 +136,9 @@ class GCNLayer(nn.Module):
         self.res_connection = nn.Linear(in_feats, out_feats)
         self.bn_layer = nn.BatchNorm1d(out_feats)
 
-    def forward(self, h: Tensor, u: Tensor, aggregate: Callable[[Tensor], Tensor], n_virtual: int) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, h: Tensor, u: Tensor, aggregate: Callable[[Tensor], Tensor], n_virtual: int
+    ) -> tuple[Tensor, Tensor]:
         """One layer over real atoms ``h`` [N, C] and the shared virtual row ``u`` [C].
 
         ``aggregate`` (see `neighbourhood_sum`): a real atom sums its in-neighbours (dgllife's
@@ -179,7 +183,7 @@ class GCN(nn.Module):
     def __init__(self, in_feats: int, hidden_feats: tuple[int, ...]) -> None:
         super().__init__()
         dims = (in_feats, *hidden_feats)
-        self.gnn_layers = nn.ModuleList(GCNLayer(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.gnn_layers = nn.ModuleList(GCNLayer(a, b) for a, b in itertools.pairwise(dims))
 
 
 class MolecularGCN(nn.Module):
@@ -340,7 +344,7 @@ class EvalHead:
     """
 
     @torch.no_grad()
-    def __init__(self, bcn: "BANLayer", mlp: MLPDecoder) -> None:
+    def __init__(self, bcn: BANLayer, mlp: MLPDecoder) -> None:
         self.k = bcn.k
         self.layers = [
             _fold_batch_norm(bcn.bn, mlp.fc1),
@@ -399,6 +403,7 @@ def segment_ranges(starts: Tensor, counts: Tensor) -> tuple[Tensor, Tensor]:
 # Proteins encoded at once in eval: q_net's output is 1185 × 768 floats (3.6 MB) per protein, so
 # larger chunks only spill out of cache.
 PROTEIN_CHUNK = 32
+
 
 def use_gram(drug_rows: int, protein_rows: int, dim: int) -> bool:
     """Whether a protein's Gram matrix (rows · dim² once, then dim² per drug row) is cheaper than

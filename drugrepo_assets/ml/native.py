@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import itertools
 import logging
 import os
 import platform
@@ -28,8 +29,8 @@ import stat
 import subprocess
 import sysconfig
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable, Optional
 
 import torch
 from torch import Tensor
@@ -66,12 +67,12 @@ def cpu_flags() -> frozenset[str]:
     return frozenset(set.intersection(*sets)) if sets else frozenset()
 
 
-def _compiler() -> Optional[str]:
+def _compiler() -> str | None:
     cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
     return shutil.which(cc) or shutil.which("cc") or shutil.which("gcc")
 
 
-def build(cache_dir: Optional[Path] = None) -> Path:
+def build(cache_dir: Path | None = None) -> Path:
     """Compile the kernel (if this source/CPU has no verified build yet) and return the shared library's path.
 
     The cache (``~/.cache/drugrepo/kernels/<key>/``) is owner-only: a folder of another user, or one that
@@ -115,17 +116,21 @@ def _private_dir(path: Path) -> Path:
     if not stat.S_ISDIR(info.st_mode):
         raise RuntimeError(f"kernel cache {path} is not a folder: refusing to load kernels from it")
     if info.st_uid != os.geteuid():
-        raise RuntimeError(f"kernel cache {path} is owned by uid {info.st_uid}, not this user ({os.geteuid()}): "
-                           "refusing to load kernels from it")
+        raise RuntimeError(
+            f"kernel cache {path} is owned by uid {info.st_uid}, not this user ({os.geteuid()}): "
+            "refusing to load kernels from it"
+        )
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise RuntimeError(f"kernel cache {path} is writable by group or others (mode {stat.S_IMODE(info.st_mode):o}): "
-                           "refusing to load kernels from it; delete it to rebuild")
+        raise RuntimeError(
+            f"kernel cache {path} is writable by group or others (mode {stat.S_IMODE(info.st_mode):o}): "
+            "refusing to load kernels from it; delete it to rebuild"
+        )
     if stat.S_IMODE(info.st_mode) != 0o700:
         path.chmod(0o700)
     return path
 
 
-def _unverified(target: Path, record: Path) -> Optional[str]:
+def _unverified(target: Path, record: Path) -> str | None:
     """Why the cached library ``target`` may not be loaded as it is, or None: a regular file of this
     user's that nobody else can write, whose SHA-256 is the one ``record`` kept at build time."""
     try:
@@ -151,13 +156,38 @@ def load(path: Path) -> ctypes.CDLL:
     """A kernel library loaded, its entry point typed."""
     lib = ctypes.CDLL(str(path))
     p, i64 = ctypes.c_void_p, ctypes.c_int64
-    lib.drugban_screen.argtypes = [p, i64, p, i64, p, p, p, p, i64, i64, p, i64, p, i64, p, i64, i64, p, i64, p, i64,
-                                   p, p, ctypes.c_int, p]
+    lib.drugban_screen.argtypes = [
+        p,
+        i64,
+        p,
+        i64,
+        p,
+        p,
+        p,
+        p,
+        i64,
+        i64,
+        p,
+        i64,
+        p,
+        i64,
+        p,
+        i64,
+        i64,
+        p,
+        i64,
+        p,
+        i64,
+        p,
+        p,
+        ctypes.c_int,
+        p,
+    ]
     lib.drugban_screen.restype = ctypes.c_int
     return lib
 
 
-def load_prebuilt(variant: variants.Variant, directory: Path) -> tuple[Optional[ctypes.CDLL], str]:
+def load_prebuilt(variant: variants.Variant, directory: Path) -> tuple[ctypes.CDLL | None, str]:
     """A prebuilt variant loaded, or None and why not."""
     path = directory / variants.filename(variant)
     if not path.exists():
@@ -176,8 +206,8 @@ def resolve(
     flags: Iterable[str],
     machine: str,
     directory: Path = KERNELS,
-    first_use: Optional[Callable[[], Path]] = None,
-) -> tuple[Optional[ctypes.CDLL], dict[str, str]]:
+    first_use: Callable[[], Path] | None = None,
+) -> tuple[ctypes.CDLL | None, dict[str, str]]:
     """The kernel for a CPU with these flags (the module docstring's order), and `kernel_info`'s dict for it.
 
     ``directory`` holds the prebuilt libraries and their source; ``first_use`` builds one (`build`).
@@ -185,14 +215,20 @@ def resolve(
     supported = variants.supported(flags, machine)
     if not supported:
         built_for = ", ".join(v.name for v in variants.for_machine(machine)) or f"no variant for {machine}"
-        return None, {"kernel": "none", "path": "",
-                      "reason": f"the CPU runs none of {built_for}: without AVX-512 the torch path is faster"}
+        return None, {
+            "kernel": "none",
+            "path": "",
+            "reason": f"the CPU runs none of {built_for}: without AVX-512 the torch path is faster",
+        }
     notes = []
     for variant in supported:
         lib, why = load_prebuilt(variant, directory)
         if lib is not None:
-            return lib, {"kernel": f"prebuilt {variant.name}", "path": str(directory / variants.filename(variant)),
-                         "reason": f"the CPU runs {variant.name}"}
+            return lib, {
+                "kernel": f"prebuilt {variant.name}",
+                "path": str(directory / variants.filename(variant)),
+                "reason": f"the CPU runs {variant.name}",
+            }
         notes.append(why)
     try:
         path = (first_use or build)()
@@ -207,7 +243,7 @@ _INFO: dict[str, str] = {}
 
 
 @functools.lru_cache(maxsize=1)
-def fusion_kernel() -> Optional[ctypes.CDLL]:
+def fusion_kernel() -> ctypes.CDLL | None:
     """The loaded kernel library, or None when there is none here (screening's torch path); logged once."""
     lib, info = resolve(cpu_flags(), platform.machine())
     _INFO.clear()
@@ -293,11 +329,18 @@ def screen(
     check_molecules(molecules, idx)
     feats, edges = molecules.node_feats.float().contiguous(), molecules.edge_index.contiguous()
     d = dims.tolist()
-    expected = (feats.shape[1] + 1) * d[0] + sum(2 * (a + 1) * b + 2 * b for a, b in zip(d[:-1], d[1:]))
+    expected = (feats.shape[1] + 1) * d[0] + sum(2 * (a + 1) * b + 2 * b for a, b in itertools.pairwise(d))
     if weights.numel() != expected:
         raise ValueError(f"the packed GCN does not take {feats.shape[1]} atom features (widths {d})")
-    if vnet.shape[1] != d[-1] + 1 or targets.shape[:2] != (k // MR, k // NR) or targets.shape[3:] != (MR, NR) or heads.numel() != k:
-        raise ValueError(f"v_net {tuple(vnet.shape)}, targets {tuple(targets.shape)} and heads {heads.numel()} do not fit GCN widths {d}")
+    if (
+        vnet.shape[1] != d[-1] + 1
+        or targets.shape[:2] != (k // MR, k // NR)
+        or targets.shape[3:] != (MR, NR)
+        or heads.numel() != k
+    ):
+        raise ValueError(
+            f"v_net {tuple(vnet.shape)}, targets {tuple(targets.shape)} and heads {heads.numel()} do not fit GCN widths {d}"
+        )
     node_start, atoms = molecules.node_offsets[idx].contiguous(), molecules.num_nodes[idx].contiguous()
     edge_start = molecules.edge_offsets[idx].contiguous()
     edge_count = (molecules.edge_offsets[idx + 1] - molecules.edge_offsets[idx]).contiguous()
@@ -307,10 +350,31 @@ def screen(
     out, sums = torch.empty(n, t, k), torch.empty(n, k)
     bad = (ctypes.c_int64 * 2)(-1, -1)
     rc = lib.drugban_screen(
-        feats.data_ptr(), feats.shape[0], edges.data_ptr(), edges.shape[1], node_start.data_ptr(), atoms.data_ptr(),
-        edge_start.data_ptr(), edge_count.data_ptr(), n, feats.shape[1], weights.data_ptr(), weights.numel(),
-        dims.data_ptr(), len(dims) - 1, vnet.data_ptr(), vnet.numel(), k, targets.data_ptr(), targets.numel(),
-        heads.data_ptr(), t, out.data_ptr(), sums.data_ptr(), threads, bad,
+        feats.data_ptr(),
+        feats.shape[0],
+        edges.data_ptr(),
+        edges.shape[1],
+        node_start.data_ptr(),
+        atoms.data_ptr(),
+        edge_start.data_ptr(),
+        edge_count.data_ptr(),
+        n,
+        feats.shape[1],
+        weights.data_ptr(),
+        weights.numel(),
+        dims.data_ptr(),
+        len(dims) - 1,
+        vnet.data_ptr(),
+        vnet.numel(),
+        k,
+        targets.data_ptr(),
+        targets.numel(),
+        heads.data_ptr(),
+        t,
+        out.data_ptr(),
+        sums.data_ptr(),
+        threads,
+        bad,
     )
     if rc == 2:
         raise MemoryError(f"screening kernel failed (code {rc}): out of memory for {n} drugs × {t} targets")
@@ -333,9 +397,18 @@ def check_molecules(molecules: MoleculeStore, idx: Tensor) -> None:
     its molecule. Vectorised over the chunk's edges only, so it costs a fraction of the kernel's work."""
     feats, edges = molecules.node_feats, molecules.edge_index
     nodes, links = molecules.node_offsets, molecules.edge_offsets
-    if feats.dim() != 2 or edges.dim() != 2 or edges.shape[0] != 2 or nodes.dim() != 1 or links.shape != nodes.shape or not len(nodes):
-        raise ValueError(f"a molecule store of atoms {tuple(feats.shape)}, edges {tuple(edges.shape)} and offsets "
-                         f"{tuple(nodes.shape)}, {tuple(links.shape)}: not [atoms, F], [2, edges] and [M + 1] each")
+    if (
+        feats.dim() != 2
+        or edges.dim() != 2
+        or edges.shape[0] != 2
+        or nodes.dim() != 1
+        or links.shape != nodes.shape
+        or not len(nodes)
+    ):
+        raise ValueError(
+            f"a molecule store of atoms {tuple(feats.shape)}, edges {tuple(edges.shape)} and offsets "
+            f"{tuple(nodes.shape)}, {tuple(links.shape)}: not [atoms, F], [2, edges] and [M + 1] each"
+        )
     if int(nodes[0]) != 0 or int(links[0]) != 0 or int(nodes[-1]) != len(feats) or int(links[-1]) != edges.shape[1]:
         raise ValueError(f"the molecule store's offsets do not span its {len(feats)} atoms and {edges.shape[1]} edges")
     if not len(idx):
@@ -352,5 +425,7 @@ def check_molecules(molecules: MoleculeStore, idx: Tensor) -> None:
     if bool(wrong.any()):
         first = int(torch.nonzero(wrong)[0])
         src, dst = ends[:, first].tolist()
-        raise ValueError(f"molecule {int(idx[seg[first]])} of the store: edge {int(rows[first])} joins atoms {src} and "
-                         f"{dst}, outside its {int(atoms[seg[first]])} atoms")
+        raise ValueError(
+            f"molecule {int(idx[seg[first]])} of the store: edge {int(rows[first])} joins atoms {src} and "
+            f"{dst}, outside its {int(atoms[seg[first]])} atoms"
+        )

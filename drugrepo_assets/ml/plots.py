@@ -11,16 +11,16 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from rdkit import Chem  # noqa: E402
-from rdkit.Chem import rdmolfiles  # noqa: E402
-from rdkit.Chem.Draw import SimilarityMaps, rdMolDraw2D  # noqa: E402
-from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from rdkit import Chem
+from rdkit.Chem import rdmolfiles
+from rdkit.Chem.Draw import SimilarityMaps, rdMolDraw2D
+from sklearn.metrics import precision_recall_curve, roc_curve
 
-from drugrepo_assets.ml.featurize import GraphBatch  # noqa: E402
-from drugrepo_assets.ml.model import DrugBAN  # noqa: E402
+from drugrepo_assets.ml.featurize import GraphBatch
+from drugrepo_assets.ml.model import DrugBAN
 
 
 def _png(figure: plt.Figure) -> bytes:

@@ -16,7 +16,9 @@ from drugrepo_assets.ml.model import DrugBAN
 
 
 @torch.no_grad()
-def predict_logits(model: DrugBAN, data: PairData, batch_size: int = 256, device: str | torch.device = "cpu") -> np.ndarray:
+def predict_logits(
+    model: DrugBAN, data: PairData, batch_size: int = 256, device: str | torch.device = "cpu"
+) -> np.ndarray:
     """Eval-mode logits of every pair, in input order.
 
     Pairs are visited sorted by protein length, then protein, so that each protein's CNN runs

@@ -19,8 +19,9 @@ one target at a time. Every file is written whole and atomically (`drugrepo_asse
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -65,16 +66,27 @@ class ShardScores:
 
     def top(self, k: int) -> pd.DataFrame:
         """The best ``k`` molecules per target (ties: earlier row first), with each one's ``row``."""
-        n, t = self.logits.shape
+        n, _t = self.logits.shape
         keep = min(k, n)
         frames = []
         for j, target in enumerate(self.target_ids):
             order = np.lexsort((np.arange(n), -self.logits[:, j].astype(np.float64)))[:keep]
-            frames.append(pd.DataFrame({
-                "target_id": target, "drug_id": self.drug_ids[order], "smiles": self.smiles[order],
-                "logit": self.logits[order, j], "row": order.astype(np.int64),
-            }))
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["target_id", "drug_id", "smiles", "logit", "row"])
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "target_id": target,
+                        "drug_id": self.drug_ids[order],
+                        "smiles": self.smiles[order],
+                        "logit": self.logits[order, j],
+                        "row": order.astype(np.int64),
+                    }
+                )
+            )
+        return (
+            pd.concat(frames, ignore_index=True)
+            if frames
+            else pd.DataFrame(columns=["target_id", "drug_id", "smiles", "logit", "row"])
+        )
 
     def arrow(self) -> pa.Table:
         """Every pair, target-major: ``target_id`` (dictionary), ``drug_id``, ``logit`` (float32)."""
@@ -83,11 +95,13 @@ class ShardScores:
             pa.array(np.repeat(np.arange(t, dtype=np.int32), n)), pa.array(list(self.target_ids), pa.string())
         )
         drugs = pa.array(self.drug_ids.tolist(), pa.string())
-        return pa.table({
-            "target_id": targets,
-            "drug_id": pa.concat_arrays([drugs] * t) if t else pa.array([], pa.string()),
-            "logit": pa.array(np.ascontiguousarray(self.logits.T, dtype=np.float32).reshape(-1)),
-        })
+        return pa.table(
+            {
+                "target_id": targets,
+                "drug_id": pa.concat_arrays([drugs] * t) if t else pa.array([], pa.string()),
+                "logit": pa.array(np.ascontiguousarray(self.logits.T, dtype=np.float32).reshape(-1)),
+            }
+        )
 
 
 def write_shard(root: Any, name: str, scores: ShardScores, top: int | None) -> None:
@@ -125,7 +139,9 @@ def best_rows(parts: Iterable[pd.DataFrame], target_ids: Sequence[str], top: int
     return held
 
 
-def rank_top(parts: Iterable[pd.DataFrame], target_ids: Sequence[str], molecules: int, top: int, checkpoint_id: str) -> pd.DataFrame:
+def rank_top(
+    parts: Iterable[pd.DataFrame], target_ids: Sequence[str], molecules: int, top: int, checkpoint_id: str
+) -> pd.DataFrame:
     """The best ``top`` per target of shards' top rows (`best_rows`), ranked over all ``molecules``,
     as `rank_scores` ranks the whole table."""
     table = best_rows(parts, target_ids, top)
@@ -191,15 +207,17 @@ def rank_dataset(root: Any, shards: Sequence[str], target_ids: Sequence[str], ch
                 continue
             drugs = shard_drug_ids(root, name, t, len(logits))
             at_or_below = np.searchsorted(ordered, logits.astype(np.float64), side="right")
-            table = pa.table({
-                "target_id": pa.array([target] * len(logits), pa.string()),
-                "drug_id": drugs,
-                "logit": pa.array(logits),
-                "score": pa.array(sigmoid(logits)),
-                "rank": pa.array(n - at_or_below + 1),
-                "percentile": pa.array(100.0 * at_or_below / n),
-                "checkpoint_id": pa.array([checkpoint_id] * len(logits), pa.string()),
-            })
+            table = pa.table(
+                {
+                    "target_id": pa.array([target] * len(logits), pa.string()),
+                    "drug_id": drugs,
+                    "logit": pa.array(logits),
+                    "score": pa.array(sigmoid(logits)),
+                    "rank": pa.array(n - at_or_below + 1),
+                    "percentile": pa.array(100.0 * at_or_below / n),
+                    "checkpoint_id": pa.array([checkpoint_id] * len(logits), pa.string()),
+                }
+            )
             _write_table(root / RANKED / f"target-{t:05d}" / f"{name}.parquet", table)
             written += len(logits)
     return written

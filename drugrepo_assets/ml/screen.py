@@ -15,8 +15,8 @@ mode), not a proxy.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -58,7 +58,7 @@ class MoleculeChunk:
     virtual_row: Tensor
 
 
-DrugTerms = Union[MoleculeChunk, DrugEncoding]
+DrugTerms = MoleculeChunk | DrugEncoding
 """A chunk of molecules as the engine holds them: a `MoleculeChunk` for the C kernel, or compact
 v_net rows for the torch path (`model.DrugEncoding`)."""
 
@@ -134,7 +134,13 @@ class ScreeningEngine:
         n_virtual = drugs.n_virtual.to(u.dtype)
         if isinstance(drugs, MoleculeChunk):
             fusion, real_sums = native_screen(
-                self._kernel, drugs.molecules, drugs.idx, self._gcn, self._vnet, targets.packed(), self._H,
+                self._kernel,
+                drugs.molecules,
+                drugs.idx,
+                self._gcn,
+                self._vnet,
+                targets.packed(),
+                self._H,
                 torch.get_num_threads(),
             )
             row_sums = real_sums + n_virtual.unsqueeze(1) * u
@@ -238,20 +244,27 @@ def rank_scores(
 
 
 def rank_table(
-    logits: np.ndarray, drug_ids: list[str], smiles: list[str], target_ids: list[str], checkpoint_id: str, top: int | None = None
+    logits: np.ndarray,
+    drug_ids: list[str],
+    smiles: list[str],
+    target_ids: list[str],
+    checkpoint_id: str,
+    top: int | None = None,
 ) -> pd.DataFrame:
     """Long table of a [drugs, targets] logit matrix: one row per pair, ranked within each target.
 
     See `rank_scores`; ``top`` keeps the best k per target.
     """
     n_drugs, n_targets = logits.shape
-    table = pd.DataFrame({
-        "target_id": np.tile(np.asarray(target_ids, dtype=object), n_drugs),
-        "drug_id": np.repeat(np.asarray(drug_ids, dtype=object), n_targets),
-        "smiles": np.repeat(np.asarray(smiles, dtype=object), n_targets),
-        "logit": logits.reshape(-1),
-        "checkpoint_id": checkpoint_id,
-    })
+    table = pd.DataFrame(
+        {
+            "target_id": np.tile(np.asarray(target_ids, dtype=object), n_drugs),
+            "drug_id": np.repeat(np.asarray(drug_ids, dtype=object), n_targets),
+            "smiles": np.repeat(np.asarray(smiles, dtype=object), n_targets),
+            "logit": logits.reshape(-1),
+            "checkpoint_id": checkpoint_id,
+        }
+    )
     ranked = rank_scores(table, target_order={t: i for i, t in enumerate(target_ids)})
     return ranked if top is None else ranked[ranked.groupby("target_id").cumcount() < top].reset_index(drop=True)
 
@@ -277,7 +290,9 @@ def prepare_library(library: pd.DataFrame, max_atoms: int = MAX_DRUG_ATOMS) -> t
             continue
         kept.append(i)
     rejected = library.iloc[[i for i, _ in reasons]].assign(reason=[r for _, r in reasons])
-    return MoleculeStore.from_graphs(graphs), Prepared(kept=library.iloc[kept].reset_index(drop=True), rejected=rejected)
+    return MoleculeStore.from_graphs(graphs), Prepared(
+        kept=library.iloc[kept].reset_index(drop=True), rejected=rejected
+    )
 
 
 def prepare_targets(targets: pd.DataFrame, max_length: int = PROTEIN_MAX_LENGTH) -> tuple[Tensor, Prepared]:

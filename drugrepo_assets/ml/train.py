@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -82,7 +83,12 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def _train_epoch(
-    model: DrugBAN, data: PairData, optimizer: torch.optim.Optimizer, config: TrainConfig, epoch: int, device: torch.device
+    model: DrugBAN,
+    data: PairData,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    epoch: int,
+    device: torch.device,
 ) -> float:
     """One pass over shuffled training pairs; returns the mean loss (NaN if any batch was NaN)."""
     model.train()
@@ -121,8 +127,8 @@ def train(
     train_data: PairData,
     val_data: PairData,
     out_dir: Path,
-    config: TrainConfig = TrainConfig(),
-    model_config: DrugBANConfig = DrugBANConfig(),
+    config: TrainConfig | None = None,
+    model_config: DrugBANConfig | None = None,
     resume: bool = False,
     on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> TrainResult:
@@ -132,6 +138,7 @@ def train(
     """
     if train_data.labels is None or val_data.labels is None:
         raise ValueError("training and validation pairs need labels")
+    config, model_config = config or TrainConfig(), model_config or DrugBANConfig()
     with _deterministic(resolve_device(config.device).type == "cpu"):
         return _train(train_data, val_data, Path(out_dir), config, model_config, resume, on_epoch)
 

@@ -6,9 +6,10 @@ and I/O managers, so the UI draws lineage across the two locations and their val
 """
 
 import hashlib
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 from dagster import (
@@ -44,7 +45,10 @@ TRAINING_LOCATION = "drugrepo_assets"
 
 def _external(key: str, group: str, io_manager_key: str, description: str) -> AssetSpec:
     return AssetSpec(
-        key, partitions_def=dataset_partitions, group_name=group, description=description,
+        key,
+        partitions_def=dataset_partitions,
+        group_name=group,
+        description=description,
         metadata={"code_location": TRAINING_LOCATION},
     ).with_io_manager_key(io_manager_key)
 
@@ -102,7 +106,11 @@ def registered_model(
         "dagster.run_id": context.run.run_id,
     }
     version, created = register_checkpoint(
-        client, name, source, drugban_checkpoint["mlflow_run_id"], tags,
+        client,
+        name,
+        source,
+        drugban_checkpoint["mlflow_run_id"],
+        tags,
         description=f"DrugBAN {dataset}/{drugban_checkpoint['strategy']}, test AUROC {float(test['auroc']):.4f}",
     )
     gates_passed = same_checkpoint and all(o.passed for o in outcomes)
@@ -113,7 +121,9 @@ def registered_model(
         decision = "promoted" if move.from_version != move.to_version else "already champion"
         context.log.info(f"{name}@{move.alias}: {move.from_version} -> {move.to_version}")
     else:
-        failing = [o.check for o in outcomes if not o.passed] + ([] if same_checkpoint else ["evaluation of another checkpoint"])
+        failing = [o.check for o in outcomes if not o.passed] + (
+            [] if same_checkpoint else ["evaluation of another checkpoint"]
+        )
         decision = "held back: " + ", ".join(failing)
         context.log.warning(f"{name} version {version.version} not promoted ({decision})")
     champion = alias_version(client, name, registry_settings.alias)
@@ -130,8 +140,10 @@ def registered_model(
         "gates": {o.check: o.state for o in outcomes},
         "model_uri": f"models:/{name}@{registry_settings.alias}",
     }
-    gates_md = "\n".join(["| check | state | detail |", "| --- | --- | --- |"]
-                         + [f"| {o.check} | {o.state} | {o.description} |" for o in outcomes])
+    gates_md = "\n".join(
+        ["| check | state | detail |", "| --- | --- | --- |"]
+        + [f"| {o.check} | {o.state} | {o.description} |" for o in outcomes]
+    )
     return Output(
         value,
         metadata={
@@ -156,7 +168,9 @@ def _summary_md(summaries: list[DriftSummary]) -> str:
         if not s.columns:
             lines.append(f"| {s.name} | - | - | - | - | {s.note} |")
         for column, c in s.columns.items():
-            lines.append(f"| {s.name} | {column} | {c.method} | {c.score:.4g} | {c.threshold:g} | {'yes' if c.drifted else 'no'} |")
+            lines.append(
+                f"| {s.name} | {column} | {c.method} | {c.score:.4g} | {c.threshold:g} | {'yes' if c.drifted else 'no'} |"
+            )
     return "\n".join(lines)
 
 
@@ -165,8 +179,13 @@ def _summary_md(summaries: list[DriftSummary]) -> str:
     group_name="serving",
     io_manager_key="json_io_manager",
     kinds={"evidently"},
-    check_specs=[AssetCheckSpec(DRIFT_CHECK, asset="drift_report",
-                                description="Warns when landed data or API requests drift from the training set.")],
+    check_specs=[
+        AssetCheckSpec(
+            DRIFT_CHECK,
+            asset="drift_report",
+            description="Warns when landed data or API requests drift from the training set.",
+        )
+    ],
 )
 def drift_report(
     context: AssetExecutionContext,
@@ -179,7 +198,9 @@ def drift_report(
     """Evidently drift of the inputs: the checkpoint's training pairs against landed pairs it was not
     trained on, and against the pairs the API scored (its request log); HTML reports under storage."""
     s = drift_settings
-    train = dataset_splits[(dataset_splits["strategy"] == drugban_checkpoint["strategy"]) & (dataset_splits["split"] == "train")]
+    train = dataset_splits[
+        (dataset_splits["strategy"] == drugban_checkpoint["strategy"]) & (dataset_splits["split"] == "train")
+    ]
     seen = set(zip(train["smiles"], train["protein"]))
     landed = validated_pairs[[pair not in seen for pair in zip(validated_pairs["smiles"], validated_pairs["protein"])]]
     train = _sample(train, s.max_rows, s.seed)
@@ -199,14 +220,15 @@ def drift_report(
         summary, html = compare(name, reference, current, s.drift_share, s.min_rows)
         summaries.append(summary)
         if html is not None:
-            html_uris[name] = storage.write_bytes(html.encode(), "drift_report", context.partition_key,
-                                                  f"{context.run.run_id}/{name}.html")
+            html_uris[name] = storage.write_bytes(
+                html.encode(), "drift_report", context.partition_key, f"{context.run.run_id}/{name}.html"
+            )
     drifted = [x.name for x in summaries if x.dataset_drift]
     value = {
         "dataset": context.partition_key,
         "strategy": drugban_checkpoint["strategy"],
         "checkpoint": drugban_checkpoint["checkpoint"],
-        "created": datetime.now(timezone.utc).isoformat(),
+        "created": datetime.now(UTC).isoformat(),
         "comparisons": {x.name: x.as_dict() for x in summaries},
         "reports": html_uris,
         "drifted": drifted,

@@ -10,7 +10,7 @@ when at least ``drift_share`` of its columns have.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import pandas as pd
 
@@ -58,7 +58,7 @@ def _column_drift(config: dict[str, Any], value: float) -> ColumnDrift:
 
 def compare(
     name: str, reference: pd.DataFrame, current: pd.DataFrame, drift_share: float = 0.5, min_rows: int = 5
-) -> tuple[DriftSummary, Optional[str]]:
+) -> tuple[DriftSummary, str | None]:
     """Evidently's data-drift preset on the descriptor columns: (summary, report HTML or None when too few rows)."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset

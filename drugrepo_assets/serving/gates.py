@@ -6,8 +6,8 @@ blocking check stopping it inside one run.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 from dagster import AssetCheckKey, AssetKey, AssetRecordsFilter, DagsterInstance
 from dagster._core.event_api import PartitionKeyFilter
@@ -35,14 +35,16 @@ class GateOutcome:
         return self.state == "passed"
 
 
-def _latest_storage_id(instance: DagsterInstance, asset: str, partition: str) -> Optional[int]:
+def _latest_storage_id(instance: DagsterInstance, asset: str, partition: str) -> int | None:
     records = instance.fetch_materializations(
         AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[partition]), limit=1
     ).records
     return records[0].storage_id if records else None
 
 
-def gate_outcomes(instance: DagsterInstance, partition: str, checks: Sequence[str] = GATING_CHECKS) -> list[GateOutcome]:
+def gate_outcomes(
+    instance: DagsterInstance, partition: str, checks: Sequence[str] = GATING_CHECKS
+) -> list[GateOutcome]:
     """The latest evaluation of each ``asset:check`` for ``partition``, judged against the latest materialisation."""
     outcomes = []
     for spec in checks:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -29,7 +29,7 @@ class AliasMove:
     """An alias and the versions it named before and after an operation (equal when nothing moved)."""
 
     alias: str
-    from_version: Optional[str]
+    from_version: str | None
     to_version: str
 
 
@@ -38,7 +38,7 @@ def registered_name(prefix: str, dataset: str) -> str:
     return f"{prefix}-{dataset}"
 
 
-def checkpoint_source(client: "MlflowClient", run_id: str, local_file: Path) -> str:
+def checkpoint_source(client: MlflowClient, run_id: str, local_file: Path) -> str:
     """Artifact URI of the run's ``checkpoint`` folder holding ``local_file``'s name (logged there if absent)."""
     logged = {f.path for f in client.list_artifacts(run_id, ARTIFACT_DIR)}
     if f"{ARTIFACT_DIR}/{local_file.name}" not in logged:
@@ -47,8 +47,8 @@ def checkpoint_source(client: "MlflowClient", run_id: str, local_file: Path) -> 
 
 
 def register_checkpoint(
-    client: "MlflowClient", name: str, source: str, run_id: str, tags: dict[str, str], description: str = ""
-) -> tuple["ModelVersion", bool]:
+    client: MlflowClient, name: str, source: str, run_id: str, tags: dict[str, str], description: str = ""
+) -> tuple[ModelVersion, bool]:
     """The model version of ``run_id`` under ``name``, created if missing: (version, created now)."""
     from mlflow.exceptions import MlflowException
 
@@ -63,7 +63,7 @@ def register_checkpoint(
     return client.create_model_version(name, source, run_id=run_id, tags=tags, description=description), True
 
 
-def alias_version(client: "MlflowClient", name: str, alias: str) -> Optional[str]:
+def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
     """The version ``name@alias`` names, or None when the alias (or the model) does not exist."""
     from mlflow.exceptions import MlflowException
 
@@ -73,7 +73,7 @@ def alias_version(client: "MlflowClient", name: str, alias: str) -> Optional[str
         return None
 
 
-def promote(client: "MlflowClient", name: str, alias: str, version: str) -> AliasMove:
+def promote(client: MlflowClient, name: str, alias: str, version: str) -> AliasMove:
     """Point ``name@alias`` at ``version``, remembering on it the version the alias named before."""
     before = alias_version(client, name, alias)
     if before == str(version):
@@ -84,7 +84,7 @@ def promote(client: "MlflowClient", name: str, alias: str, version: str) -> Alia
     return AliasMove(alias, before, str(version))
 
 
-def rollback(client: "MlflowClient", name: str, alias: str = "champion", to_version: Optional[str] = None) -> AliasMove:
+def rollback(client: MlflowClient, name: str, alias: str = "champion", to_version: str | None = None) -> AliasMove:
     """Move ``name@alias`` back to the version it named before its last promotion (or to ``to_version``)."""
     from mlflow.exceptions import MlflowException
 

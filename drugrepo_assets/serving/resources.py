@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
@@ -24,19 +23,19 @@ class RegistrySettings(ConfigurableResource):
 class DriftSettings(ConfigurableResource):
     """Where the API's request logs are and how drift is judged."""
 
-    request_log_dir: Optional[str] = Field(
+    request_log_dir: str | None = Field(
         default=None,
         description="Folder or s3:// prefix of the API's JSONL request logs (DRUGREPO_REQUEST_LOG_DIR of the API); "
         "default $DAGSTER_HOME/serving/requests.",
     )
-    s3_endpoint_url: Optional[str] = Field(
+    s3_endpoint_url: str | None = Field(
         default=None, description="S3 endpoint instead of AWS (MinIO, moto, ...) for an s3:// request_log_dir."
     )
     max_rows: int = Field(default=5000, ge=10, description="Rows sampled from each side at most.")
     drift_share: float = Field(default=0.5, gt=0, le=1, description="Share of drifted columns that means drift.")
     min_rows: int = Field(default=5, ge=2, description="Fewest rows on each side worth comparing.")
     seed: int = Field(default=0, description="Seed of the row sampling.")
-    _home: Optional[str] = PrivateAttr(default=None)
+    _home: str | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         """Remember the instance folder for the default request-log folder."""

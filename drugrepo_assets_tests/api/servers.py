@@ -7,10 +7,10 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
 
 import pytest
 import requests
@@ -46,8 +46,12 @@ def running_api(folder: Path, args: Sequence[str], env: dict[str, str]) -> Itera
     environ |= {"DRUGREPO_REQUEST_LOG_DIR": str(folder / "requests"), **env}
     log = folder / f"api-{port}.log"
     with open(log, "wb") as out:
-        process = subprocess.Popen([str(BIN / "drugrepo"), "serve", *args, "--port", str(port)],
-                                   stdout=out, stderr=subprocess.STDOUT, env=environ)
+        process = subprocess.Popen(
+            [str(BIN / "drugrepo"), "serve", *args, "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=environ,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(process, lambda: _http_ok(f"{url}/readyz"), log, "drugrepo serve")
@@ -76,8 +80,24 @@ def redis_server(folder: Path, *args: str) -> Iterator[RedisServer]:
     port = free_port()
     log = folder / "redis.log"
     with open(log, "wb") as out:
-        process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                                    "--dir", str(folder), *args], stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(folder),
+                *args,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"redis://127.0.0.1:{port}/0"
 
     def ready() -> bool:
@@ -108,9 +128,20 @@ def running_mlflow(folder: Path) -> Iterator[str]:
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = folder / "mlflow.log"
-    command = [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
-               "--default-artifact-root", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-               "--workers", "1"]
+    command = [
+        str(BIN / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{folder / 'mlflow.db'}",
+        "--default-artifact-root",
+        str(folder / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     with open(log, "wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -129,7 +160,7 @@ def rss_bytes(pid: int) -> int:
     raise ValueError(f"no VmRSS for process {pid}")
 
 
-def metric_value(text: str, name: str, labels: Optional[dict[str, str]] = None) -> float:
+def metric_value(text: str, name: str, labels: dict[str, str] | None = None) -> float:
     """The value of one sample of a Prometheus exposition (0 when absent)."""
     from prometheus_client.parser import text_string_to_metric_families
 

@@ -6,8 +6,8 @@ import hashlib
 import json
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import numpy as np
@@ -26,9 +26,15 @@ ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
 def api(tmp_path_factory: pytest.TempPathFactory, golden_dir: Path) -> Iterator[Api]:
     """``drugrepo serve --checkpoint golden/model_state.pt``, in-process LRU cache, rate limits out of the way
     (test_ratelimit.py tests them)."""
-    env = {"DRUGREPO_API_KEYS": ",".join(KEYS), "DRUGREPO_RATE_LIMIT_PER_MINUTE": "1000000",
-           "DRUGREPO_RATE_LIMIT_BURST": "1000000", "DRUGREPO_IP_RATE_LIMIT_BURST": "1000000"}
-    with running_api(tmp_path_factory.mktemp("api"), ["--checkpoint", str(golden_dir / "model_state.pt")], env) as running:
+    env = {
+        "DRUGREPO_API_KEYS": ",".join(KEYS),
+        "DRUGREPO_RATE_LIMIT_PER_MINUTE": "1000000",
+        "DRUGREPO_RATE_LIMIT_BURST": "1000000",
+        "DRUGREPO_IP_RATE_LIMIT_BURST": "1000000",
+    }
+    with running_api(
+        tmp_path_factory.mktemp("api"), ["--checkpoint", str(golden_dir / "model_state.pt")], env
+    ) as running:
         yield running
 
 
@@ -41,7 +47,9 @@ def golden_pairs(golden_dir: Path) -> pd.DataFrame:
 def _post(api: Api, path: str, body: object, key: str = KEYS[0], **kwargs: object) -> httpx.Response:
     headers = {"X-API-Key": key} if key else {}
     if isinstance(body, (bytes, str)):
-        return httpx.post(api.url + path, content=body, headers={**headers, "content-type": "application/json"}, timeout=60, **kwargs)
+        return httpx.post(
+            api.url + path, content=body, headers={**headers, "content-type": "application/json"}, timeout=60, **kwargs
+        )
     return httpx.post(api.url + path, json=body, headers=headers, timeout=60, **kwargs)
 
 
@@ -60,10 +68,25 @@ def test_requests_without_a_valid_key_are_refused_before_anything_else(api: Api,
     assert _post(api, "/v1/predict", body, key=KEYS[1]).status_code == 200
 
 
-def test_predict_equals_drugrepo_predict_in_order(api: Api, golden_pairs: pd.DataFrame, golden_dir: Path, tmp_path: Path) -> None:
+def test_predict_equals_drugrepo_predict_in_order(
+    api: Api, golden_pairs: pd.DataFrame, golden_dir: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "scored.csv"
-    subprocess.run([str(BIN / "drugrepo"), "predict", "--checkpoint", str(golden_dir / "model_state.pt"),
-                    "--pairs", str(golden_dir / "model_pairs.csv"), "--out", str(out), "--threads", "1"], check=True)
+    subprocess.run(
+        [
+            str(BIN / "drugrepo"),
+            "predict",
+            "--checkpoint",
+            str(golden_dir / "model_state.pt"),
+            "--pairs",
+            str(golden_dir / "model_pairs.csv"),
+            "--out",
+            str(out),
+            "--threads",
+            "1",
+        ],
+        check=True,
+    )
     cli = pd.read_csv(out)
     response = _post(api, "/v1/predict", _pairs(golden_pairs))
     assert response.status_code == 200
@@ -79,16 +102,40 @@ def test_predict_equals_drugrepo_predict_in_order(api: Api, golden_pairs: pd.Dat
     np.testing.assert_allclose([p["logit"] for p in reversed_body["predictions"]], logits[::-1], atol=1e-6)
 
 
-def test_screen_ranks_like_drugrepo_screen(api: Api, golden_pairs: pd.DataFrame, golden_dir: Path, tmp_path: Path) -> None:
+def test_screen_ranks_like_drugrepo_screen(
+    api: Api, golden_pairs: pd.DataFrame, golden_dir: Path, tmp_path: Path
+) -> None:
     protein = golden_pairs["Protein"].iloc[0]
     smiles = list(dict.fromkeys(golden_pairs["SMILES"]))[:20]
-    pd.DataFrame({"id": [f"m{i}" for i in range(len(smiles))], "SMILES": smiles}).to_csv(tmp_path / "lib.csv", index=False)
+    pd.DataFrame({"id": [f"m{i}" for i in range(len(smiles))], "SMILES": smiles}).to_csv(
+        tmp_path / "lib.csv", index=False
+    )
     (tmp_path / "t.fasta").write_text(f">t0\n{protein}\n")
-    subprocess.run([str(BIN / "drugrepo"), "screen", "--checkpoint", str(golden_dir / "model_state.pt"), "--library",
-                    str(tmp_path / "lib.csv"), "--targets", str(tmp_path / "t.fasta"), "--out", str(tmp_path / "run"),
-                    "--top", str(len(smiles)), "--threads", "1", "--quiet"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            str(BIN / "drugrepo"),
+            "screen",
+            "--checkpoint",
+            str(golden_dir / "model_state.pt"),
+            "--library",
+            str(tmp_path / "lib.csv"),
+            "--targets",
+            str(tmp_path / "t.fasta"),
+            "--out",
+            str(tmp_path / "run"),
+            "--top",
+            str(len(smiles)),
+            "--threads",
+            "1",
+            "--quiet",
+        ],
+        check=True,
+        capture_output=True,
+    )
     cli = pd.read_csv(tmp_path / "run" / "top.csv")
-    response = _post(api, "/v1/screen", {"protein": protein, "smiles": smiles, "ids": [f"m{i}" for i in range(len(smiles))]})
+    response = _post(
+        api, "/v1/screen", {"protein": protein, "smiles": smiles, "ids": [f"m{i}" for i in range(len(smiles))]}
+    )
     assert response.status_code == 200
     results = response.json()["results"]
     assert [r["id"] for r in results] == cli["drug_id"].tolist()
@@ -100,12 +147,23 @@ def test_screen_ranks_like_drugrepo_screen(api: Api, golden_pairs: pd.DataFrame,
 
 def test_bad_values_are_422_naming_value_and_index(api: Api, golden_pairs: pd.DataFrame) -> None:
     good = {"smiles": golden_pairs["SMILES"].iloc[0], "protein": golden_pairs["Protein"].iloc[0]}
-    body = {"pairs": [good, {"smiles": "C1CC(", "protein": good["protein"]}, {"smiles": ASPIRIN, "protein": "MKV1LA"},
-                      good, {"smiles": "", "protein": "MKV"}]}
+    body = {
+        "pairs": [
+            good,
+            {"smiles": "C1CC(", "protein": good["protein"]},
+            {"smiles": ASPIRIN, "protein": "MKV1LA"},
+            good,
+            {"smiles": "", "protein": "MKV"},
+        ]
+    }
     response = _post(api, "/v1/predict", body)
     assert response.status_code == 422
     errors = response.json()["errors"]
-    assert [(e["index"], e["field"], e["value"]) for e in errors] == [(1, "smiles", "C1CC("), (2, "protein", "MKV1LA"), (4, "smiles", "")]
+    assert [(e["index"], e["field"], e["value"]) for e in errors] == [
+        (1, "smiles", "C1CC("),
+        (2, "protein", "MKV1LA"),
+        (4, "smiles", ""),
+    ]
     assert "1" in errors[1]["message"]
     big = "C" * 300
     response = _post(api, "/v1/predict", {"pairs": [good, {"smiles": big, "protein": "MKV"}]})
@@ -113,14 +171,27 @@ def test_bad_values_are_422_naming_value_and_index(api: Api, golden_pairs: pd.Da
     assert "atoms" in response.json()["errors"][0]["message"]
     response = _post(api, "/v1/screen", {"protein": "MK*V", "smiles": ["CCO", "not a smiles", "CCN"]})
     assert response.status_code == 422
-    assert [(e["field"], e["index"], e["value"]) for e in response.json()["errors"]] == [("protein", 0, "MK*V"), ("smiles", 1, "not a smiles")]
+    assert [(e["field"], e["index"], e["value"]) for e in response.json()["errors"]] == [
+        ("protein", 0, "MK*V"),
+        ("smiles", 1, "not a smiles"),
+    ]
 
 
 @pytest.mark.parametrize(
     "body",
-    [b"{not json", b"", b"[]", b"null", b'{"pairs": []}', b'{"pairs": [{"smiles": "CCO"}]}', b'{"pairs": "CCO"}',
-     b'{"pairs": [{"smiles": 5, "protein": "MKV"}]}', b'{"pairs": [{"smiles": "CCO", "protein": "MKV", "x": 1}]}',
-     b"\xff\xfe\x00garbage", '{"pairs": [{"smiles": "C\u00e9", "protein": "MKV\u00e9"}]}'.encode()],
+    [
+        b"{not json",
+        b"",
+        b"[]",
+        b"null",
+        b'{"pairs": []}',
+        b'{"pairs": [{"smiles": "CCO"}]}',
+        b'{"pairs": "CCO"}',
+        b'{"pairs": [{"smiles": 5, "protein": "MKV"}]}',
+        b'{"pairs": [{"smiles": "CCO", "protein": "MKV", "x": 1}]}',
+        b"\xff\xfe\x00garbage",
+        '{"pairs": [{"smiles": "C\u00e9", "protein": "MKV\u00e9"}]}'.encode(),
+    ],
 )
 def test_malformed_bodies_are_4xx_never_500(api: Api, body: bytes) -> None:
     response = _post(api, "/v1/predict", body, key=KEYS[1])
@@ -134,8 +205,12 @@ def test_bodies_over_one_mib_are_413(api: Api) -> None:
     assert len(body) > 1024 * 1024
     response = _post(api, "/v1/predict", body, key=KEYS[1])
     assert response.status_code == 413
-    streamed = httpx.post(api.url + "/v1/predict", content=iter([body[i : i + 65536] for i in range(0, len(body), 65536)]),
-                          headers={"X-API-Key": KEYS[1], "content-type": "application/json"}, timeout=60)
+    streamed = httpx.post(
+        api.url + "/v1/predict",
+        content=iter([body[i : i + 65536] for i in range(0, len(body), 65536)]),
+        headers={"X-API-Key": KEYS[1], "content-type": "application/json"},
+        timeout=60,
+    )
     assert streamed.status_code == 413
     assert _post(api, "/v1/predict", json.dumps({"pairs": [pair] * 10}).encode(), key=KEYS[1]).status_code == 200
 
@@ -143,7 +218,9 @@ def test_bodies_over_one_mib_are_413(api: Api) -> None:
 def test_health_readiness_docs_and_metrics(api: Api, golden_pairs: pd.DataFrame) -> None:
     assert httpx.get(api.url + "/healthz").json() == {"status": "ok"}
     ready = httpx.get(api.url + "/readyz").json()
-    assert ready["status"] == "ready" and ready["cache"] == "memory" and ready["model_version"].startswith("checkpoint:")
+    assert (
+        ready["status"] == "ready" and ready["cache"] == "memory" and ready["model_version"].startswith("checkpoint:")
+    )
     assert "swagger" in httpx.get(api.url + "/docs").text.lower()
     schema = httpx.get(api.url + "/openapi.json").json()
     assert {"/v1/predict", "/v1/screen"} <= set(schema["paths"])
@@ -156,8 +233,16 @@ def test_health_readiness_docs_and_metrics(api: Api, golden_pairs: pd.DataFrame)
     ok = {"route": "/v1/predict", "status": "200"}
     assert metric_value(text, "drugrepo_requests_total", ok) - metric_value(before, "drugrepo_requests_total", ok) == 3
     hit, miss = ({"result": r, "backend": "memory"} for r in ("hit", "miss"))
-    assert metric_value(text, "drugrepo_target_cache_total", miss) - metric_value(before, "drugrepo_target_cache_total", miss) == 1
-    assert metric_value(text, "drugrepo_target_cache_total", hit) - metric_value(before, "drugrepo_target_cache_total", hit) == 2
+    assert (
+        metric_value(text, "drugrepo_target_cache_total", miss)
+        - metric_value(before, "drugrepo_target_cache_total", miss)
+        == 1
+    )
+    assert (
+        metric_value(text, "drugrepo_target_cache_total", hit)
+        - metric_value(before, "drugrepo_target_cache_total", hit)
+        == 2
+    )
     assert metric_value(text, "drugrepo_request_seconds_count", {"route": "/v1/predict"}) >= 3
     assert metric_value(text, "drugrepo_model_info", {"version": ready["model_version"]}) == 1
     assert metric_value(text, "drugrepo_requests_total", {"route": "/v1/predict", "status": "401"}) >= 1
@@ -184,7 +269,7 @@ def test_request_log_holds_hashed_keys_descriptors_and_scores(api: Api) -> None:
 
 
 def test_protein_letters_are_checked_before_any_case_change(api: Api) -> None:
-    """"ßﬀıſ".upper() is "SSFFIS", all DrugBAN letters: the rules refuse the characters themselves."""
+    """ "ßﬀıſ".upper() is "SSFFIS", all DrugBAN letters: the rules refuse the characters themselves."""
     response = _post(api, "/v1/predict", {"pairs": [{"smiles": ASPIRIN, "protein": "MKTßﬀıſA"}]})
     assert response.status_code == 422
     [error] = response.json()["errors"]
@@ -194,8 +279,11 @@ def test_protein_letters_are_checked_before_any_case_change(api: Api) -> None:
 
 @pytest.mark.parametrize(
     ("smiles", "words"),
-    [("C" * 40_000, "40,000 characters, more than the limit of 10,000"), ("C1" + "C" * 9000 + "1", "at least 9001 atoms"),
-     ("C" * 291, "at least 291 atoms, more than the limit of 290")],
+    [
+        ("C" * 40_000, "40,000 characters, more than the limit of 10,000"),
+        ("C1" + "C" * 9000 + "1", "at least 9001 atoms"),
+        ("C" * 291, "at least 291 atoms, more than the limit of 290"),
+    ],
 )
 def test_slow_smiles_are_refused_from_their_text(api: Api, smiles: str, words: str) -> None:
     response = _post(api, "/v1/predict", {"pairs": [{"smiles": smiles, "protein": "MKT"}]})
@@ -207,14 +295,30 @@ def test_slow_smiles_are_refused_from_their_text(api: Api, smiles: str, words: s
 def test_request_budgets_are_413_naming_the_limit_and_its_setting(api: Api) -> None:
     letters = "ACDEFGHIKLMNPQRSTVWY"
     cases = [
-        ("/v1/predict", {"pairs": [{"smiles": "CCO", "protein": "MKT"}] * 1001}, "1,001 pairs, more than the limit of 1,000",
-         "DRUGREPO_MAX_PAIRS_PER_REQUEST"),
-        ("/v1/predict", {"pairs": [{"smiles": "CCO", "protein": "MK" + a + b} for a in letters for b in letters[:4]][:65]},
-         "65 distinct proteins, more than the limit of 64", "DRUGREPO_MAX_PROTEINS_PER_REQUEST"),
-        ("/v1/predict", {"pairs": [{"smiles": "C" * 9990 + str(i).rjust(10, "C"), "protein": "MKT"} for i in range(61)]},
-         "610,000 characters of distinct SMILES, more than the limit of 600,000", "DRUGREPO_MAX_SMILES_CHARS_PER_REQUEST"),
-        ("/v1/screen", {"protein": "MKT", "smiles": ["CCO"] * 10_001}, "10,001 smiles, more than the limit of 10,000",
-         "DRUGREPO_MAX_SCREEN_SMILES"),
+        (
+            "/v1/predict",
+            {"pairs": [{"smiles": "CCO", "protein": "MKT"}] * 1001},
+            "1,001 pairs, more than the limit of 1,000",
+            "DRUGREPO_MAX_PAIRS_PER_REQUEST",
+        ),
+        (
+            "/v1/predict",
+            {"pairs": [{"smiles": "CCO", "protein": "MK" + a + b} for a in letters for b in letters[:4]][:65]},
+            "65 distinct proteins, more than the limit of 64",
+            "DRUGREPO_MAX_PROTEINS_PER_REQUEST",
+        ),
+        (
+            "/v1/predict",
+            {"pairs": [{"smiles": "C" * 9990 + str(i).rjust(10, "C"), "protein": "MKT"} for i in range(61)]},
+            "610,000 characters of distinct SMILES, more than the limit of 600,000",
+            "DRUGREPO_MAX_SMILES_CHARS_PER_REQUEST",
+        ),
+        (
+            "/v1/screen",
+            {"protein": "MKT", "smiles": ["CCO"] * 10_001},
+            "10,001 smiles, more than the limit of 10,000",
+            "DRUGREPO_MAX_SCREEN_SMILES",
+        ),
         ("/v1/predict", b"[" + b"0," * 5000 + b"0]", "5,000 JSON values", "DRUGREPO_MAX_PAIRS_PER_REQUEST"),
     ]
     for path, body, words, setting in cases:
@@ -225,16 +329,18 @@ def test_request_budgets_are_413_naming_the_limit_and_its_setting(api: Api) -> N
 
 @pytest.mark.parametrize(
     ("body", "words"),
-    [(b'{"pairs": [{"smiles": NaN, "protein": "MKT"}]}', "NaN"),
-     (b'{"pairs": [{"smiles": Infinity, "protein": "MKT"}]}', "Infinity"),
-     (b'{"protein": "MKT", "smiles": ["CCO"], "top": NaN}', "NaN"),
-     (b'{"protein": "MKT", "smiles": ["CCO"], "top": -Infinity}', "-Infinity"),
-     (b'{"protein": "MKT", "smiles": ["CCO"], "top": 1e400}', "out of the float range"),
-     (b'{"pairs": [{"smiles": "C\\ud800C", "protein": "MKT"}]}', "lone surrogate (U+D800 at position 1)"),
-     (b'{"pairs": [{"smiles": "CCO", "protein": "MK\\udfffT"}]}', "lone surrogate (U+DFFF at position 2)"),
-     (b'{"protein": "MKT", "smiles": ["CCO"], "ids": ["\\udbff"]}', "lone surrogate"),
-     (b"[" * 100_000, "nests too deeply"),
-     (b'{"pairs": [{"smiles": "CCO", "protein": "MKT"}], "top": 1' + b"0" * 5000 + b"}", "not usable JSON")],
+    [
+        (b'{"pairs": [{"smiles": NaN, "protein": "MKT"}]}', "NaN"),
+        (b'{"pairs": [{"smiles": Infinity, "protein": "MKT"}]}', "Infinity"),
+        (b'{"protein": "MKT", "smiles": ["CCO"], "top": NaN}', "NaN"),
+        (b'{"protein": "MKT", "smiles": ["CCO"], "top": -Infinity}', "-Infinity"),
+        (b'{"protein": "MKT", "smiles": ["CCO"], "top": 1e400}', "out of the float range"),
+        (b'{"pairs": [{"smiles": "C\\ud800C", "protein": "MKT"}]}', "lone surrogate (U+D800 at position 1)"),
+        (b'{"pairs": [{"smiles": "CCO", "protein": "MK\\udfffT"}]}', "lone surrogate (U+DFFF at position 2)"),
+        (b'{"protein": "MKT", "smiles": ["CCO"], "ids": ["\\udbff"]}', "lone surrogate"),
+        (b"[" * 100_000, "nests too deeply"),
+        (b'{"pairs": [{"smiles": "CCO", "protein": "MKT"}], "top": 1' + b"0" * 5000 + b"}", "not usable JSON"),
+    ],
 )
 def test_non_standard_json_and_lone_surrogates_are_422_with_a_clear_message(api: Api, body: bytes, words: str) -> None:
     path = "/v1/screen" if b'"protein": "MKT", "smiles"' in body else "/v1/predict"
@@ -266,6 +372,8 @@ def test_a_422_lists_the_first_problems_and_counts_them_all(api: Api) -> None:
     assert [(e["index"], e["field"]) for e in payload["errors"][:2]] == [(0, "smiles"), (0, "protein")]
     assert all(len(e["value"]) <= 201 for e in payload["errors"])
     assert len(response.content) < 64 * 1024
-    shape = _post(api, "/v1/predict", {"pairs": [{"smiles": "CCO", "protein": "MKT", "x": "y" * 500}] * 900}, key=KEYS[2])
+    shape = _post(
+        api, "/v1/predict", {"pairs": [{"smiles": "CCO", "protein": "MKT", "x": "y" * 500}] * 900}, key=KEYS[2]
+    )
     assert shape.status_code == 422 and shape.json()["error_count"] == 900 and len(shape.content) < 64 * 1024
     assert shape.json()["errors"][0]["field"] == "pairs.0.x"

@@ -24,8 +24,14 @@ PAIR = {"pairs": [{"smiles": "CC(=O)Oc1ccccc1C(=O)O", "protein": "MKTAYIAKQR"}]}
 
 
 def _settings(golden_dir: Path, tmp_path: Path) -> ServingSettings:
-    return ServingSettings(api_keys=KEY, checkpoint=str(golden_dir / "model_state.pt"), workers=1, max_queued=1,
-                           request_log_dir=str(tmp_path / "requests"), model_refresh_seconds=0)
+    return ServingSettings(
+        api_keys=KEY,
+        checkpoint=str(golden_dir / "model_state.pt"),
+        workers=1,
+        max_queued=1,
+        request_log_dir=str(tmp_path / "requests"),
+        model_refresh_seconds=0,
+    )
 
 
 async def _filled(pool: WorkPool, gate: threading.Event) -> list[asyncio.Future]:
@@ -92,9 +98,11 @@ def test_an_unexpected_failure_is_a_json_500_without_internals_and_logged(
     app = create_app(settings, served)
 
     async def scenario() -> httpx.Response:
-        async with app.router.lifespan_context(app):
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
-                return await client.post("/v1/predict", json=PAIR, headers={"X-API-Key": KEY})
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client,
+        ):
+            return await client.post("/v1/predict", json=PAIR, headers={"X-API-Key": KEY})
 
     with caplog.at_level(logging.ERROR, logger="drugrepo_assets.api.handlers"):
         response = asyncio.run(scenario())
@@ -105,7 +113,9 @@ def test_an_unexpected_failure_is_a_json_500_without_internals_and_logged(
     assert record.exc_info is not None and "JSON compliant" in str(record.exc_info[1])
 
 
-def test_a_request_log_that_cannot_write_is_shown_by_readyz_and_metrics_then_recovers(golden_dir: Path, tmp_path: Path) -> None:
+def test_a_request_log_that_cannot_write_is_shown_by_readyz_and_metrics_then_recovers(
+    golden_dir: Path, tmp_path: Path
+) -> None:
     """The log's folder replaced by a file: requests are still answered, /readyz says degraded with the
     failure, the metric counts it; the folder back, the writer recovers (it never died)."""
     import shutil
@@ -122,17 +132,19 @@ def test_a_request_log_that_cannot_write_is_shown_by_readyz_and_metrics_then_rec
         raise AssertionError(f"/readyz never showed it: {ready}")
 
     async def scenario() -> tuple[dict, str, dict]:
-        async with app.router.lifespan_context(app):
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
-                shutil.rmtree(folder, ignore_errors=True)
-                folder.write_text("not a folder")
-                assert (await client.post("/v1/predict", json=PAIR, headers={"X-API-Key": KEY})).status_code == 200
-                failing = await until(client, lambda r: r["request_log"]["write_failures"] >= 1)
-                metrics = (await client.get("/metrics")).text
-                folder.unlink()
-                assert (await client.post("/v1/predict", json=PAIR, headers={"X-API-Key": KEY})).status_code == 200
-                recovered = await until(client, lambda r: r["request_log"]["healthy"] and r["status"] == "ready")
-                return failing, metrics, recovered
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client,
+        ):
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.write_text("not a folder")
+            assert (await client.post("/v1/predict", json=PAIR, headers={"X-API-Key": KEY})).status_code == 200
+            failing = await until(client, lambda r: r["request_log"]["write_failures"] >= 1)
+            metrics = (await client.get("/metrics")).text
+            folder.unlink()
+            assert (await client.post("/v1/predict", json=PAIR, headers={"X-API-Key": KEY})).status_code == 200
+            recovered = await until(client, lambda r: r["request_log"]["healthy"] and r["status"] == "ready")
+            return failing, metrics, recovered
 
     app = create_app(settings)
     failing, metrics, recovered = asyncio.run(scenario())

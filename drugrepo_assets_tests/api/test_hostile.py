@@ -18,9 +18,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pandas as pd
@@ -73,9 +73,17 @@ print(json.dumps({"polls": polls, "peak_rss": peak}))
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory, golden_dir: Path) -> Iterator[Api]:
     """``drugrepo serve`` with one worker and two waiting requests; rate limits out of the way."""
-    env = {"DRUGREPO_API_KEYS": KEY, "DRUGREPO_WORKERS": "1", "DRUGREPO_MAX_QUEUED": "2",
-           "DRUGREPO_RATE_LIMIT_PER_MINUTE": "1e9", "DRUGREPO_RATE_LIMIT_BURST": "1e9", "DRUGREPO_IP_RATE_LIMIT_BURST": "1e9"}
-    with running_api(tmp_path_factory.mktemp("api-hostile"), ["--checkpoint", str(golden_dir / "model_state.pt")], env) as running:
+    env = {
+        "DRUGREPO_API_KEYS": KEY,
+        "DRUGREPO_WORKERS": "1",
+        "DRUGREPO_MAX_QUEUED": "2",
+        "DRUGREPO_RATE_LIMIT_PER_MINUTE": "1e9",
+        "DRUGREPO_RATE_LIMIT_BURST": "1e9",
+        "DRUGREPO_IP_RATE_LIMIT_BURST": "1e9",
+    }
+    with running_api(
+        tmp_path_factory.mktemp("api-hostile"), ["--checkpoint", str(golden_dir / "model_state.pt")], env
+    ) as running:
         yield running
 
 
@@ -98,21 +106,43 @@ def hostile_requests(proteins: list[str]) -> list[tuple[str, str, bytes, set[int
         ("C*40000", "/v1/predict", _predict("C" * 40000), {422}),
         ("C*200000", "/v1/predict", _predict("C" * 200000), {422}),
         ("big ring", "/v1/predict", _predict("C1" + "C" * 9000 + "1"), {422}),
-        ("500 proteins", "/v1/predict", json.dumps({"pairs": [{"smiles": "CCO", "protein": p} for p in many]}).encode(), {413}),
-        ("screen 10,001", "/v1/screen", json.dumps({"protein": proteins[0], "smiles": ["CCO"] * 10_001}).encode(), {413}),
-        ("screen 10,000", "/v1/screen", json.dumps({"protein": proteins[0], "smiles": ["CCO"] * 10_000, "top": 5}).encode(), {200}),
+        (
+            "500 proteins",
+            "/v1/predict",
+            json.dumps({"pairs": [{"smiles": "CCO", "protein": p} for p in many]}).encode(),
+            {413},
+        ),
+        (
+            "screen 10,001",
+            "/v1/screen",
+            json.dumps({"protein": proteins[0], "smiles": ["CCO"] * 10_001}).encode(),
+            {413},
+        ),
+        (
+            "screen 10,000",
+            "/v1/screen",
+            json.dumps({"protein": proteins[0], "smiles": ["CCO"] * 10_000, "top": 5}).encode(),
+            {200},
+        ),
         ("NaN", "/v1/predict", b'{"pairs": [{"smiles": NaN, "protein": "MKT"}]}', {422}),
         ("surrogate", "/v1/predict", b'{"pairs": [{"smiles": "C\\ud800C", "protein": "MK\\udfffT"}]}', {422}),
         ("deep", "/v1/predict", b"[" * 200_000, {422}),
         ("numbers", "/v1/predict", ("[" + "1," * 400_000 + "1]").encode(), {413}),
         ("few numbers", "/v1/predict", ("[" + "1," * 4000 + "1]").encode(), {422}),
-        ("60 proteins", "/v1/predict", json.dumps({"pairs": [{"smiles": ASPIRIN, "protein": p} for p in proteins[:60]]}).encode(), {200}),
+        (
+            "60 proteins",
+            "/v1/predict",
+            json.dumps({"pairs": [{"smiles": ASPIRIN, "protein": p} for p in proteins[:60]]}).encode(),
+            {200},
+        ),
     ]
     requests += [(f"small {i}", "/v1/predict", _predict("CCO", proteins[i % 3]), {200}) for i in range(24)]
     return requests
 
 
-def _send(client: httpx.Client, url: str, item: tuple[str, str, bytes, set[int]]) -> list[tuple[str, int, dict, set[int]]]:
+def _send(
+    client: httpx.Client, url: str, item: tuple[str, str, bytes, set[int]]
+) -> list[tuple[str, int, dict, set[int]]]:
     """Send one request, again after a short pause while the pool is full (a deadline of 180 s): every answer."""
     name, path, body, allowed = item
     answers: list[tuple[str, int, dict, set[int]]] = []
@@ -125,7 +155,9 @@ def _send(client: httpx.Client, url: str, item: tuple[str, str, bytes, set[int]]
 
 
 def _poller(api: Api, stop: Path) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, "-c", POLLER, api.url, str(api.pid), str(stop)], stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", POLLER, api.url, str(api.pid), str(stop)], stdout=subprocess.PIPE, text=True
+    )
     assert process.stdout is not None and process.stdout.readline() == "ready\n"
     return process
 
@@ -152,11 +184,21 @@ def test_hostile_client_never_stalls_health_or_answers_500(api: Api, proteins: l
     assert all(int(headers["retry-after"]) >= 1 for _, status, headers, _ in answers if status == 503)
     polls = report["polls"]
     assert len(polls) >= 50 and {status for _, status, _ in polls} == {200}
-    stalled = sorted(((round(1000 * (seconds - queued), 1), round(1000 * seconds, 1)) for seconds, _, queued in polls
-                      if seconds - queued >= HEALTH_BOUND_S), reverse=True)
-    assert stalled == [], f"{len(stalled)} of {len(polls)} /healthz polls took 50 ms or more besides waiting for a CPU (ms, raw ms): {stalled[:20]}"
+    stalled = sorted(
+        (
+            (round(1000 * (seconds - queued), 1), round(1000 * seconds, 1))
+            for seconds, _, queued in polls
+            if seconds - queued >= HEALTH_BOUND_S
+        ),
+        reverse=True,
+    )
+    assert stalled == [], (
+        f"{len(stalled)} of {len(polls)} /healthz polls took 50 ms or more besides waiting for a CPU (ms, raw ms): {stalled[:20]}"
+    )
     assert report["peak_rss"] < RSS_BOUND and rss_bytes(api.pid) < RSS_BOUND, report["peak_rss"]
-    print(f"peak RSS {report['peak_rss'] / 2**20:.0f} MiB, {len(polls)} polls, slowest {max(p[0] for p in polls) * 1000:.1f} ms raw")
+    print(
+        f"peak RSS {report['peak_rss'] / 2**20:.0f} MiB, {len(polls)} polls, slowest {max(p[0] for p in polls) * 1000:.1f} ms raw"
+    )
     text = httpx.get(api.url + "/metrics").text
     assert metric_value(text, "drugrepo_requests_total", {"route": "/v1/predict", "status": "500"}) == 0
     assert metric_value(text, "drugrepo_pool_requests") == 0  # every job finished and was counted out
@@ -165,7 +207,9 @@ def test_hostile_client_never_stalls_health_or_answers_500(api: Api, proteins: l
 def test_heavy_screens_at_once_fill_the_pool_and_get_503_with_retry_after(api: Api, proteins: list[str]) -> None:
     heavy = json.dumps({"protein": proteins[1], "smiles": ["CCO", "CCN", "c1ccccc1O"] * 3000, "top": 1}).encode()
     with httpx.Client(timeout=120) as client, ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(lambda _: client.post(api.url + "/v1/screen", content=heavy, headers=JSON_HEADERS), range(8)))
+        answers = list(
+            pool.map(lambda _: client.post(api.url + "/v1/screen", content=heavy, headers=JSON_HEADERS), range(8))
+        )
         assert client.get(api.url + "/healthz").json() == {"status": "ok"}
     statuses = sorted(r.status_code for r in answers)
     assert set(statuses) <= {200, 503} and statuses.count(200) >= 3  # the worker and its two waiting places
@@ -180,18 +224,30 @@ def test_heavy_screens_at_once_fill_the_pool_and_get_503_with_retry_after(api: A
 def redis_api(tmp_path: Path, golden_dir: Path) -> Iterator[tuple[Api, subprocess.Popen, str]]:
     """A redis-server and ``drugrepo serve`` on it (Redis timeouts 0.25 s, retried after 2 s)."""
     with redis_server(tmp_path / "redis") as server:
-        env = {"DRUGREPO_API_KEYS": KEY, "DRUGREPO_REDIS_URL": server.url, "DRUGREPO_REDIS_TIMEOUT_SECONDS": "0.25",
-               "DRUGREPO_REDIS_RETRY_SECONDS": "2", "DRUGREPO_WORKERS": "2", "DRUGREPO_MAX_QUEUED": "4"}
+        env = {
+            "DRUGREPO_API_KEYS": KEY,
+            "DRUGREPO_REDIS_URL": server.url,
+            "DRUGREPO_REDIS_TIMEOUT_SECONDS": "0.25",
+            "DRUGREPO_REDIS_RETRY_SECONDS": "2",
+            "DRUGREPO_WORKERS": "2",
+            "DRUGREPO_MAX_QUEUED": "4",
+        }
         with running_api(tmp_path / "api", ["--checkpoint", str(golden_dir / "model_state.pt")], env) as running:
             yield running, server.process, server.url
 
 
 def _round(api: Api, proteins: list[str], tag: int) -> list[tuple[str, int, dict]]:
     """Health, readiness, metrics, cached and new targets, a screen, a bad body: all at once, each bounded by the client timeout."""
-    calls = [("GET", "/healthz", None), ("GET", "/readyz", None), ("GET", "/metrics", None),
-             ("POST", "/v1/predict", _predict(ASPIRIN, proteins[0])), ("POST", "/v1/predict", _predict("CCO", proteins[2 + tag])),
-             ("POST", "/v1/screen", json.dumps({"protein": proteins[5 + tag], "smiles": ["CCO", ASPIRIN]}).encode()),
-             ("POST", "/v1/predict", b'{"pairs": [{"smiles": "C"}'), ("GET", "/healthz", None)]
+    calls = [
+        ("GET", "/healthz", None),
+        ("GET", "/readyz", None),
+        ("GET", "/metrics", None),
+        ("POST", "/v1/predict", _predict(ASPIRIN, proteins[0])),
+        ("POST", "/v1/predict", _predict("CCO", proteins[2 + tag])),
+        ("POST", "/v1/screen", json.dumps({"protein": proteins[5 + tag], "smiles": ["CCO", ASPIRIN]}).encode()),
+        ("POST", "/v1/predict", b'{"pairs": [{"smiles": "C"}'),
+        ("GET", "/healthz", None),
+    ]
 
     def call(method: str, path: str, body: bytes | None) -> tuple[str, int, dict]:
         with httpx.Client(timeout=CLIENT_TIMEOUT_S) as client:
@@ -203,9 +259,14 @@ def _round(api: Api, proteins: list[str], tag: int) -> list[tuple[str, int, dict
         return list(pool.map(lambda c: call(*c), calls))
 
 
-def test_frozen_then_dead_redis_degrades_and_never_hangs(redis_api: tuple[Api, subprocess.Popen, str], proteins: list[str]) -> None:
+def test_frozen_then_dead_redis_degrades_and_never_hangs(
+    redis_api: tuple[Api, subprocess.Popen, str], proteins: list[str]
+) -> None:
     api, process, url = redis_api
-    assert httpx.post(api.url + "/v1/predict", content=_predict(ASPIRIN, proteins[0]), headers=JSON_HEADERS).status_code == 200
+    assert (
+        httpx.post(api.url + "/v1/predict", content=_predict(ASPIRIN, proteins[0]), headers=JSON_HEADERS).status_code
+        == 200
+    )
     assert httpx.get(api.url + "/readyz").json()["status"] == "ready"
     assert len(redis.Redis.from_url(url).keys("drugrepo:target:*")) == 1
     os.kill(process.pid, signal.SIGSTOP)
@@ -223,5 +284,7 @@ def test_frozen_then_dead_redis_degrades_and_never_hangs(redis_api: tuple[Api, s
     assert any(status == 422 for path, status, _ in frozen + dead if path == "/v1/predict")
     text = httpx.get(api.url + "/metrics").text
     assert metric_value(text, "drugrepo_degraded") == 1
-    assert sum(metric_value(text, "drugrepo_redis_errors_total", {"op": op}) for op in ("get", "ratelimit", "ping")) >= 1
+    assert (
+        sum(metric_value(text, "drugrepo_redis_errors_total", {"op": op}) for op in ("get", "ratelimit", "ping")) >= 1
+    )
     assert metric_value(text, "drugrepo_requests_total", {"route": "/v1/predict", "status": "500"}) == 0

@@ -5,8 +5,8 @@ per-key limit, the cost of a request's work, and the per-address limit before an
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -67,7 +67,9 @@ def test_gcra_charges_a_costly_request_in_full_and_the_key_waits_for_it() -> Non
     assert limiter.allow("k").allowed
 
 
-def _decisions(limiter: GcraLimiter | RedisGcraLimiter, clock: ManualClock, script: list[tuple[float, str, float]]) -> list[Decision]:
+def _decisions(
+    limiter: GcraLimiter | RedisGcraLimiter, clock: ManualClock, script: list[tuple[float, str, float]]
+) -> list[Decision]:
     out = []
     for step, key, cost in script:
         clock.advance(step)
@@ -77,7 +79,10 @@ def _decisions(limiter: GcraLimiter | RedisGcraLimiter, clock: ManualClock, scri
 
 def test_redis_and_in_process_limiters_decide_alike(redis_srv: RedisServer) -> None:
     rng = random.Random(7)
-    script = [(rng.choice([0.0, 0.0, 0.05, 0.3, 1.0, 2.5]), rng.choice("ab"), rng.choice([1, 1, 1, 3, 12])) for _ in range(400)]
+    script = [
+        (rng.choice([0.0, 0.0, 0.05, 0.3, 1.0, 2.5]), rng.choice("ab"), rng.choice([1, 1, 1, 3, 12]))
+        for _ in range(400)
+    ]
     memory_clock, redis_clock = ManualClock(), ManualClock()
     memory = GcraLimiter(per_minute=90, burst=8, clock=memory_clock)
     link = RedisLink(connect(redis_srv.url, 2.0), retry_seconds=5, metrics=ApiMetrics())
@@ -112,10 +117,17 @@ KEY_A, KEY_B, KEY_C = "rate-a", "rate-b", "rate-c"
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory, golden_dir: Path) -> Iterator[Api]:
     """Per key 5 units at once then one an hour; a protein costs 10; per address 3 unauthenticated requests at once then one an hour."""
-    env = {"DRUGREPO_API_KEYS": f"{KEY_A},{KEY_B},{KEY_C}", "DRUGREPO_RATE_LIMIT_PER_MINUTE": str(1 / 60),
-           "DRUGREPO_RATE_LIMIT_BURST": "5", "DRUGREPO_PROTEIN_COST": "10",
-           "DRUGREPO_IP_RATE_LIMIT_PER_MINUTE": str(1 / 60), "DRUGREPO_IP_RATE_LIMIT_BURST": "3"}
-    with running_api(tmp_path_factory.mktemp("api-rate"), ["--checkpoint", str(golden_dir / "model_state.pt")], env) as running:
+    env = {
+        "DRUGREPO_API_KEYS": f"{KEY_A},{KEY_B},{KEY_C}",
+        "DRUGREPO_RATE_LIMIT_PER_MINUTE": str(1 / 60),
+        "DRUGREPO_RATE_LIMIT_BURST": "5",
+        "DRUGREPO_PROTEIN_COST": "10",
+        "DRUGREPO_IP_RATE_LIMIT_PER_MINUTE": str(1 / 60),
+        "DRUGREPO_IP_RATE_LIMIT_BURST": "3",
+    }
+    with running_api(
+        tmp_path_factory.mktemp("api-rate"), ["--checkpoint", str(golden_dir / "model_state.pt")], env
+    ) as running:
         yield running
 
 

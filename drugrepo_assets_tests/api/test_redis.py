@@ -3,8 +3,8 @@ two API processes, rate limits counted in Redis (GCRA, shared too), a full Redis
 noeviction) leaving terms uncached but requests scored."""
 
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import numpy as np
@@ -35,9 +35,13 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def _serve(folder: Path, golden_dir: Path, redis_url: str):
     """Per key a burst of 20 units and then one an hour (a pair costs 1 more, a protein nothing)."""
-    env = {"DRUGREPO_API_KEYS": f"{KEY},{LIMITED}", "DRUGREPO_REDIS_URL": redis_url,
-           "DRUGREPO_RATE_LIMIT_PER_MINUTE": str(1 / 60), "DRUGREPO_RATE_LIMIT_BURST": str(LIMIT),
-           "DRUGREPO_PROTEIN_COST": "0"}
+    env = {
+        "DRUGREPO_API_KEYS": f"{KEY},{LIMITED}",
+        "DRUGREPO_REDIS_URL": redis_url,
+        "DRUGREPO_RATE_LIMIT_PER_MINUTE": str(1 / 60),
+        "DRUGREPO_RATE_LIMIT_BURST": str(LIMIT),
+        "DRUGREPO_PROTEIN_COST": "0",
+    }
     return running_api(folder, ["--checkpoint", str(golden_dir / "model_state.pt")], env)
 
 
@@ -49,8 +53,12 @@ def api(tmp_path_factory: pytest.TempPathFactory, golden_dir: Path, redis_url: s
 
 
 def _predict(api: Api, smiles: str, key: str = KEY, protein: str = PROTEIN) -> httpx.Response:
-    return httpx.post(api.url + "/v1/predict", json={"pairs": [{"smiles": smiles, "protein": protein}]},
-                      headers={"X-API-Key": key}, timeout=60)
+    return httpx.post(
+        api.url + "/v1/predict",
+        json={"pairs": [{"smiles": smiles, "protein": protein}]},
+        headers={"X-API-Key": key},
+        timeout=60,
+    )
 
 
 def test_target_terms_are_cached_in_redis_and_shared_between_processes(
@@ -79,13 +87,17 @@ def test_target_terms_are_cached_in_redis_and_shared_between_processes(
 
 
 def test_rate_limit_is_counted_in_redis_and_shared(api: Api, redis_url: str, golden_dir: Path, tmp_path: Path) -> None:
-    statuses = [httpx.post(api.url + "/v1/predict", json={"pairs": []}, headers={"X-API-Key": LIMITED}).status_code
-                for _ in range(LIMIT + 3)]
+    statuses = [
+        httpx.post(api.url + "/v1/predict", json={"pairs": []}, headers={"X-API-Key": LIMITED}).status_code
+        for _ in range(LIMIT + 3)
+    ]
     assert statuses == [422] * LIMIT + [429] * 3  # one unit an hour: no refill within the test
     client = redis.Redis.from_url(redis_url)
     assert client.exists(f"drugrepo:gcra:{key_id(LIMITED)}") and client.pttl(f"drugrepo:gcra:{key_id(LIMITED)}") > 0
     with _serve(tmp_path / "second", golden_dir, redis_url) as other:  # another process sees the same debt
-        assert httpx.post(other.url + "/v1/predict", json={"pairs": []}, headers={"X-API-Key": LIMITED}).status_code == 429
+        assert (
+            httpx.post(other.url + "/v1/predict", json={"pairs": []}, headers={"X-API-Key": LIMITED}).status_code == 429
+        )
     assert _predict(api, ASPIRIN).status_code == 200
 
 
@@ -108,16 +120,25 @@ def test_a_full_redis_leaves_terms_uncached_but_scores(api: Api, redis_url: str)
     finally:
         client.config_set("maxmemory", "0")
     text = httpx.get(api.url + "/metrics").text
-    assert metric_value(text, "drugrepo_redis_errors_total", {"op": "set"}) - metric_value(before, "drugrepo_redis_errors_total", {"op": "set"}) == 1
-    assert metric_value(text, "drugrepo_target_cache_total", {"result": "hit", "backend": "redis"}) - metric_value(
-        before, "drugrepo_target_cache_total", {"result": "hit", "backend": "redis"}) == 1  # kept in process instead
+    assert (
+        metric_value(text, "drugrepo_redis_errors_total", {"op": "set"})
+        - metric_value(before, "drugrepo_redis_errors_total", {"op": "set"})
+        == 1
+    )
+    assert (
+        metric_value(text, "drugrepo_target_cache_total", {"result": "hit", "backend": "redis"})
+        - metric_value(before, "drugrepo_target_cache_total", {"result": "hit", "backend": "redis"})
+        == 1
+    )  # kept in process instead
     assert httpx.get(api.url + "/readyz").json()["status"] == "ready"  # Redis answers: not degraded
 
 
 def test_entries_of_another_engine_version_are_recomputed(redis_url: str) -> None:
     """A stored entry whose fields are not today's TargetTerms' (an older engine's) is a miss and is replaced."""
     client = redis.Redis.from_url(redis_url)
-    cache = RedisTargetCache(RedisLink(client, 5, ApiMetrics()), TargetTerms, ttl_seconds=60, fallback=LruTargetCache(4))
+    cache = RedisTargetCache(
+        RedisLink(client, 5, ApiMetrics()), TargetTerms, ttl_seconds=60, fallback=LruTargetCache(4)
+    )
     key = "drugrepo:target:test-model:stale"
 
     @dataclasses.dataclass

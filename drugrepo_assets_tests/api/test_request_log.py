@@ -5,7 +5,6 @@ and a writer SIGKILLed mid-write."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal
@@ -14,8 +13,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -31,8 +30,9 @@ OBJECT_NAME = re.compile(r"^requests-(\d{8})-([A-Za-z0-9_.-]+)-([0-9a-f]{8})-(\d
 
 
 def _batch(key: str, n: int = 3, smiles: str = "CCO", protein: str = "MKVLA") -> LoggedBatch:
-    return LoggedBatch("/v1/predict", key, "drugban-human/1", [smiles] * n, [protein] * n,
-                       [float(i) for i in range(n)], [0.5] * n)
+    return LoggedBatch(
+        "/v1/predict", key, "drugban-human/1", [smiles] * n, [protein] * n, [float(i) for i in range(n)], [0.5] * n
+    )
 
 
 def _keys(records: list[dict]) -> list[str]:
@@ -119,8 +119,9 @@ def test_the_writer_survives_a_removed_folder(tmp_path: Path, logs: list[Request
     assert log.status()["write_failures"] == 1
 
 
-def _fails_while_blocked(tmp_path: Path, logs: list[RequestLog], block: Callable[[Path], None],
-                         unblock: Callable[[Path], None]) -> None:
+def _fails_while_blocked(
+    tmp_path: Path, logs: list[RequestLog], block: Callable[[Path], None], unblock: Callable[[Path], None]
+) -> None:
     folder = tmp_path / "requests"
     gate = Gate()
     log = RequestLog(folder, sleep=gate, max_attempts=50)
@@ -204,8 +205,10 @@ def test_two_logs_in_one_folder_write_files_of_their_own(tmp_path: Path, logs: l
     for name in files:
         match = NAME.match(name)
         assert match and match[2] == host
-    writers = sorted("".join(sorted({json.loads(line)["key_id"][0] for line in (tmp_path / name).read_text().splitlines()}))
-                     for name in files)
+    writers = sorted(
+        "".join(sorted({json.loads(line)["key_id"][0] for line in (tmp_path / name).read_text().splitlines()}))
+        for name in files
+    )
     assert writers == ["a", "b"]
     assert _keys(read_request_log(tmp_path)) == sorted(f"{p}{i}" for p in "ab" for i in range(3) for _ in range(2))
 
@@ -247,7 +250,9 @@ def test_status_shows_in_a_prometheus_registry(tmp_path: Path, logs: list[Reques
     assert registry.get_sample_value("drugrepo_request_log_healthy") is None
 
 
-def test_requests_are_logged_to_s3_as_immutable_objects_and_read_back(s3_bucket: S3Bucket, logs: list[RequestLog]) -> None:
+def test_requests_are_logged_to_s3_as_immutable_objects_and_read_back(
+    s3_bucket: S3Bucket, logs: list[RequestLog]
+) -> None:
     uri = f"s3://{s3_bucket.name}/serving/requests"
     log = RequestLog(uri, s3_endpoint_url=s3_bucket.endpoint_url, flush_interval_seconds=3600)
     logs.append(log)
@@ -260,8 +265,11 @@ def test_requests_are_logged_to_s3_as_immutable_objects_and_read_back(s3_bucket:
     names = sorted(o["Key"].rsplit("/", 1)[1] for o in listing["Contents"])
     assert [OBJECT_NAME.match(n)[4] for n in names] == ["000000", "000001"]
     assert len({OBJECT_NAME.match(n)[3] for n in names}) == 1
-    s3_bucket.client.put_object(Bucket=s3_bucket.name, Key="serving/requests/requests-20240101-x-0123abcd-000000.jsonl",
-                                Body=b'{"key_id": "whole"}\n{"key_id": "to')
+    s3_bucket.client.put_object(
+        Bucket=s3_bucket.name,
+        Key="serving/requests/requests-20240101-x-0123abcd-000000.jsonl",
+        Body=b'{"key_id": "whole"}\n{"key_id": "to',
+    )
     scan = scan_request_log(uri, s3_endpoint_url=s3_bucket.endpoint_url)
     assert _keys(scan.records) == sorted(["first"] * 2 + ["second"] * 3 + ["third"] + ["whole"])
     assert (scan.malformed_lines, scan.files) == (1, 3)

@@ -113,9 +113,7 @@ def test_a_folder_of_crafted_csvs_gives_exact_counts(tmp_path: Path) -> None:
     [raw_event] = [e for e in result.get_asset_materialization_events() if e.asset_key.path == ["raw_pairs"]]
     assert raw_event.materialization.metadata["files_read"].value == 2
     assert raw_event.materialization.metadata["location"].value == f"{source}/biosnap"
-    [rejected_event] = [
-        e for e in result.get_asset_materialization_events() if e.asset_key.path == ["rejected_pairs"]
-    ]
+    [rejected_event] = [e for e in result.get_asset_materialization_events() if e.asset_key.path == ["rejected_pairs"]]
     assert rejected_event.materialization.metadata["rejected_duplicate"].value == 1
     splits = stored(base, "dataset_splits", "biosnap")
     assert splits.groupby("strategy").size()[["random", "cold_drug", "cold_target"]].tolist() == [6, 6, 6]

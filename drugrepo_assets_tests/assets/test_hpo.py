@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import optuna
-import pytest
 from dagster import AssetSelection, DagsterInstance, materialize
 from mlflow import MlflowClient
 
@@ -11,8 +10,9 @@ from drugrepo_assets.definitions import all_asset_checks, all_assets
 from drugrepo_assets.resources import HpoSettings, TrainingProfile
 from drugrepo_assets_tests.assets.training_setup import resources, small_dataset
 
-PROFILE = TrainingProfile(name="tiny", epochs=2, batch_size=32, max_train_pairs=64, max_eval_pairs=32,
-                          test_auroc_floor=0.0)
+PROFILE = TrainingProfile(
+    name="tiny", epochs=2, batch_size=32, max_train_pairs=64, max_eval_pairs=32, test_auroc_floor=0.0
+)
 STUDY = "drugban-human-random-tiny"
 
 
@@ -28,10 +28,14 @@ def test_two_trials_land_in_the_study_and_feed_the_checkpoint(tmp_path: Path) ->
         result = materialize(
             assets,
             selection=AssetSelection.assets("hpo_study", "rejected_pairs").upstream(),
-            partition_key="human", resources=res, instance=instance,
+            partition_key="human",
+            resources=res,
+            instance=instance,
         )
         assert result.success
-        trial_steps = {e.step_key for e in result.get_step_success_events() if e.step_key.startswith("hpo_study.hpo_trial[")}
+        trial_steps = {
+            e.step_key for e in result.get_step_success_events() if e.step_key.startswith("hpo_study.hpo_trial[")
+        }
         assert len(trial_steps) == 2  # one mapped op per trial
 
         study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{tmp_path / 'optuna.db'}")
@@ -56,7 +60,9 @@ def test_two_trials_land_in_the_study_and_feed_the_checkpoint(tmp_path: Path) ->
         tuned = materialize(
             assets,
             selection=AssetSelection.assets("drugban_checkpoint"),
-            partition_key="human", resources=res, instance=instance,
+            partition_key="human",
+            resources=res,
+            instance=instance,
             run_config={"ops": {"drugban_checkpoint": {"config": {"use_hpo_params": True}}}},
         )
         (event,) = tuned.get_asset_materialization_events()
@@ -69,7 +75,9 @@ def test_using_hpo_params_without_a_finished_trial_fails_clearly(tmp_path: Path)
     result = materialize(
         [*all_assets, *all_asset_checks],
         selection=AssetSelection.assets("drugban_checkpoint", "rejected_pairs").upstream(),
-        partition_key="human", resources=resources(tmp_path, source, PROFILE), instance=DagsterInstance.ephemeral(),
+        partition_key="human",
+        resources=resources(tmp_path, source, PROFILE),
+        instance=DagsterInstance.ephemeral(),
         run_config={"ops": {"drugban_checkpoint": {"config": {"use_hpo_params": True}}}},
         raise_on_error=False,
     )

@@ -22,9 +22,15 @@ from drugrepo_assets_tests.data.rows import real_rows, write_csv
 
 FEATURES = AssetSelection.assets("raw_pairs", "validated_pairs", "rejected_pairs", "drug_graphs", "protein_encodings")
 TRAINING = AssetSelection.assets("dataset_splits", "drugban_checkpoint")
-INPUTS = AssetSelection.assets("screening_library", "screening_library_rejected", "screening_targets", "screening_targets_rejected")
+INPUTS = AssetSelection.assets(
+    "screening_library", "screening_library_rejected", "screening_targets", "screening_targets_rejected"
+)
 SCORES = AssetSelection.assets("screening_scores", "repurposing_candidates", "screening_enrichment")
-SOURCES = {"bindingdb": "bindingdb/sample/train.csv", "biosnap": "biosnap/random/test.csv", "human": "human/random/train.csv"}
+SOURCES = {
+    "bindingdb": "bindingdb/sample/train.csv",
+    "biosnap": "biosnap/random/test.csv",
+    "human": "human/random/train.csv",
+}
 
 
 class Screening:
@@ -35,7 +41,10 @@ class Screening:
 
     def run(self, selection: AssetSelection, settings: ScreeningSettings, partition: str | None = "human") -> Any:
         result = materialize(
-            [*all_assets, *all_asset_checks], selection=selection, partition_key=partition, instance=self.instance,
+            [*all_assets, *all_asset_checks],
+            selection=selection,
+            partition_key=partition,
+            instance=self.instance,
             resources={**resources(self.base, self.source), "screening": settings},
         )
         assert result.success
@@ -98,15 +107,21 @@ def test_shard_size_does_not_change_the_table_and_scores_are_the_models(screenin
     library, targets = _library_molecules(screening), screening.table("screening_targets", None)
     assert len(screening.table("screening_library", None)) == -(-len(library) // 7)
     assert len(one) == len(library) * len(targets)
-    pd.testing.assert_frame_equal(one.drop(columns=["logit", "score", "percentile"]), many.drop(columns=["logit", "score", "percentile"]))
+    pd.testing.assert_frame_equal(
+        one.drop(columns=["logit", "score", "percentile"]), many.drop(columns=["logit", "score", "percentile"])
+    )
     np.testing.assert_allclose(one["logit"], many["logit"], atol=1e-6, rtol=0)
     np.testing.assert_allclose(one["percentile"], many["percentile"])
 
     checkpoint = pd.read_json(screening.base / "storage" / "drugban_checkpoint" / "human.json", typ="series")
     model, _ = load_checkpoint(checkpoint["checkpoint"])
     sample = one.sample(40, random_state=0)
-    proteins = dict(zip(pd.concat(screening.table("validated_pairs", d) for d in SOURCES)["target_id"],
-                        pd.concat(screening.table("validated_pairs", d) for d in SOURCES)["protein"]))
+    proteins = dict(
+        zip(
+            pd.concat(screening.table("validated_pairs", d) for d in SOURCES)["target_id"],
+            pd.concat(screening.table("validated_pairs", d) for d in SOURCES)["protein"],
+        )
+    )
     pairs = PairData.from_lists(sample["smiles"].tolist(), [proteins[t] for t in sample["target_id"]])
     np.testing.assert_allclose(sample["logit"], predict_logits(model, pairs), atol=1e-5, rtol=0)
 
@@ -165,14 +180,20 @@ def test_candidates_are_the_top_k_with_the_known_pairs_flagged(screening: Screen
 
 def test_a_users_files_are_screened_and_bad_rows_quarantined(screening: Screening, tmp_path: Path) -> None:
     library = tmp_path / "library.csv"
-    library.write_text("id,SMILES\naspirin,CC(=O)Oc1ccccc1C(=O)O\nbroken,C1CC\naspirin,CCO\ncaffeine,Cn1cnc2c1c(=O)n(C)c(=O)n2C\n,CCN\n")
+    library.write_text(
+        "id,SMILES\naspirin,CC(=O)Oc1ccccc1C(=O)O\nbroken,C1CC\naspirin,CCO\ncaffeine,Cn1cnc2c1c(=O)n(C)c(=O)n2C\n,CCN\n"
+    )
     fasta = tmp_path / "targets.fasta"
     sequence = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQFEVVHSLAKWKRQTLGQHDFSAGEGLYTHMKALRPDEDRLSPLHSVYVDQWDWERVMGDGERQFSTLKSTVEAIWAGIKATEAAVSEEFGLAPFLPDQIHFVHSQELLSRYPDLDAKGRERAIAKDLGAVFLVGIGGKLSDGHRHDVRAPDYDDWSTPSELGHAGLNGDILVWNPVLEDAFELSSMGIRVDADTLKHALALTGDEDRLELEWHQALLRGEMPQTIGGGIGQSRLTMLLLQLPH"
     fasta.write_text(f">P1 kinase\n{sequence[:60]}\n{sequence[60:]}\n>bad\nMKJX\n")
     settings = ScreeningSettings(library=str(library), targets=str(fasta), top_k=2)
     screening.run(INPUTS, settings, partition=None)
     kept = _library_molecules(screening)
-    assert kept["drug_id"].tolist() == ["aspirin", "caffeine", "library.csv:6"]  # a row without an id is named by its line
+    assert kept["drug_id"].tolist() == [
+        "aspirin",
+        "caffeine",
+        "library.csv:6",
+    ]  # a row without an id is named by its line
     rejected = screening.table("screening_library_rejected", None).sort_values("source_row")
     assert rejected[["source_row", "id", "reason"]].values.tolist() == [
         [3, "broken", "SMILES: RDKit cannot parse 'C1CC' (SMILES syntax error)"],
@@ -182,7 +203,11 @@ def test_a_users_files_are_screened_and_bad_rows_quarantined(screening: Screenin
     assert screening.table("screening_targets", None)["target_id"].tolist() == ["P1"]
     bad = screening.table("screening_targets_rejected", None)
     assert bad[["source_row", "id", "reason"]].values.tolist() == [
-        [4, "bad", f"Protein: character 'J' not in the amino-acid alphabet {PROTEIN_ALPHABET} (first at position 3 of 4)"]
+        [
+            4,
+            "bad",
+            f"Protein: character 'J' not in the amino-acid alphabet {PROTEIN_ALPHABET} (first at position 3 of 4)",
+        ]
     ]
     screening.run(SCORES, settings)
     scores = screening.table("screening_scores")

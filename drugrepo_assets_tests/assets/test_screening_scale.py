@@ -38,8 +38,19 @@ def _library(data: Path) -> Path:
 
 
 def _materialize(home: Path, select: str, config: dict, partition: str | None = None) -> None:
-    cmd = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "drugrepo_assets.definitions",
-           "--select", select, "--config-json", json.dumps(config)] + (["--partition", partition] if partition else [])
+    cmd = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "asset",
+        "materialize",
+        "-m",
+        "drugrepo_assets.definitions",
+        "--select",
+        select,
+        "--config-json",
+        json.dumps(config),
+    ] + (["--partition", partition] if partition else [])
     env = {**os.environ, "DAGSTER_HOME": str(home), "DRUGREPO_ENV": "local"}
     env.pop("DRUGREPO_EXECUTOR", None)  # the local default: the multiprocess executor
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO)
@@ -56,8 +67,11 @@ def test_a_200k_library_through_the_multiprocess_executor_equals_the_cli(tmp_pat
     home = tmp_path / "home"
     storage = home / "storage"
     shutil.copy(REPO / "dagster.yaml", home.mkdir() or home / "dagster.yaml")
-    empty = {"drug_graphs": ["drug_id", "smiles", "shard"], "validated_pairs": ["drug_id", "target_id", "label"],
-             "protein_encodings": ["target_id", "length", "shard"]}
+    empty = {
+        "drug_graphs": ["drug_id", "smiles", "shard"],
+        "validated_pairs": ["drug_id", "target_id", "label"],
+        "protein_encodings": ["target_id", "length", "shard"],
+    }
     for asset, columns in empty.items():
         (storage / asset).mkdir(parents=True)
         for dataset in DATASETS:
@@ -68,7 +82,9 @@ def test_a_200k_library_through_the_multiprocess_executor_equals_the_cli(tmp_pat
     )
     settings = {"library": str(library), "targets": str(fasta), "shard_size": SHARD_SIZE, "top_k": TOP}
     config = {"resources": {"screening": {"config": settings}}}
-    _materialize(home, "screening_library,screening_library_rejected,screening_targets,screening_targets_rejected", config)
+    _materialize(
+        home, "screening_library,screening_library_rejected,screening_targets,screening_targets_rejected", config
+    )
     _materialize(home, "screening_scores", config, partition="human")
 
     plan = pd.read_parquet(storage / "screening_library.parquet")
@@ -79,8 +95,25 @@ def test_a_200k_library_through_the_multiprocess_executor_equals_the_cli(tmp_pat
     staged = pd.read_parquet(storage / "screening_scores" / "human.parquet")
 
     out = tmp_path / "cli"
-    assert main(["screen", "--checkpoint", str(golden_dir / "model_state.pt"), "--library", str(library), "--targets",
-                 str(fasta), "--out", str(out), "--top", str(TOP), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "screen",
+                "--checkpoint",
+                str(golden_dir / "model_state.pt"),
+                "--library",
+                str(library),
+                "--targets",
+                str(fasta),
+                "--out",
+                str(out),
+                "--top",
+                str(TOP),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     cli = pd.read_parquet(out / "top.parquet")
     assert len(cli) == 2 * TOP
     pd.testing.assert_frame_equal(staged, cli, check_dtype=False, atol=1e-6, rtol=0)

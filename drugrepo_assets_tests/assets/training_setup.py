@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from drugrepo_assets.io_managers import JsonIOManager, ParquetIOManager
 from drugrepo_assets.resources import (
@@ -22,7 +23,9 @@ SMALL_ROWS = 420
 """Rows of the bundled human training file in the small dataset: ~290 train, ~40 val, ~80 test pairs."""
 
 
-def small_dataset(root: Path, dataset: str = "human", rows: int = SMALL_ROWS, extra: Sequence[Sequence[str]] = ()) -> Path:
+def small_dataset(
+    root: Path, dataset: str = "human", rows: int = SMALL_ROWS, extra: Sequence[Sequence[str]] = ()
+) -> Path:
     """Write ``<root>/<dataset>/pairs.csv``: the first ``rows`` bundled human pairs plus ``extra`` rows."""
     pairs = [*real_rows("human/random/train.csv", range(1, rows + 1)), *extra]
     return write_csv(root / dataset / "pairs.csv", pairs)
@@ -32,7 +35,7 @@ def resources(
     base: Path,
     source_root: Path,
     profile: TrainingProfile = TINY_PROFILE,
-    tracking_uri: Optional[str] = None,
+    tracking_uri: str | None = None,
 ) -> dict[str, Any]:
     """Every resource of the location, all files under ``base``; MLflow in a SQLite file unless given."""
     return {

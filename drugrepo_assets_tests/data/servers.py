@@ -5,9 +5,10 @@ from __future__ import annotations
 import functools
 import threading
 import uuid
+from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 import pytest
 

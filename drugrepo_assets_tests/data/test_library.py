@@ -87,8 +87,13 @@ REJECTED = [  # file, line, id, value, reason
     ("a.smi", 5, "", "C" * 80 + "…", f"line: {HUGE + 5} bytes, more than the limit of {MAX_LINE_BYTES}"),
     ("a.smi", 7, "", "CC\ufffd\ufffdO bad-bytes", "line: not valid UTF-8 (byte 0xff at byte 3 of the line)"),
     ("b/zinc.smi.gz", 4, "ZINC000003", "CCBr ZINC000003 extra", "fields: 3, the header has 2"),
-    ("b/zinc.smi.gz", 5, "ZINC000004", "C" * 80 + "…",
-     f"SMILES: {LONG:,} characters, more than the limit of {MAX_SMILES_CHARS:,}"),
+    (
+        "b/zinc.smi.gz",
+        5,
+        "ZINC000004",
+        "C" * 80 + "…",
+        f"SMILES: {LONG:,} characters, more than the limit of {MAX_SMILES_CHARS:,}",
+    ),
     ("c.csv", 3, "no-smiles", "", "SMILES: value is empty"),
     ("c.csv", 5, "propane", "CCC,propane,extra", "fields: 3, the header has 2"),
     ("d.tsv.gz", 3, "CHEMBL2", "", "SMILES: value is empty"),
@@ -157,7 +162,9 @@ def _error(location: str, **kwargs: object) -> str:
 # --- the mixed folder -------------------------------------------------------------------------
 
 
-def test_every_good_row_and_every_bad_row_of_a_mixed_folder(library_folder: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_every_good_row_and_every_bad_row_of_a_mixed_folder(
+    library_folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.WARNING, logger="drugrepo_assets.data.library"):
         chunks = list(iter_library(str(library_folder)))
     assert len(chunks) == 1
@@ -228,7 +235,11 @@ def test_separators_headers_and_comments(tmp_path: Path) -> None:
     }
     for name, data in cases.items():
         (tmp_path / name).write_bytes(data)
-    rows = {name: [r[:2] for r in _rows(list(iter_library(str(tmp_path / name))))] for name in cases if name != "header.smiles"}
+    rows = {
+        name: [r[:2] for r in _rows(list(iter_library(str(tmp_path / name))))]
+        for name in cases
+        if name != "header.smiles"
+    }
     assert rows == {
         "comma.smi": [("m1", "CCO"), ("m2", "CCN")],
         "tabs.txt": [("m1", "CCO"), ("m2", "CCN")],
@@ -252,7 +263,9 @@ def test_a_csv_quoting_error_is_a_refused_row(tmp_path: Path) -> None:
 # --- S3 and http ------------------------------------------------------------------------------
 
 
-def test_the_mixed_folder_from_an_s3_prefix(s3_bucket: S3Bucket, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_the_mixed_folder_from_an_s3_prefix(
+    s3_bucket: S3Bucket, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     client, bucket, endpoint = s3_bucket
     for name, data in _library_files(tmp_path / "scratch").items():
         client.put_object(Bucket=bucket, Key=f"libs/v1/{name}", Body=data)
@@ -277,7 +290,9 @@ def test_s3_errors(s3_bucket: S3Bucket) -> None:
     client.put_object(Bucket=bucket, Key="docs/README.md", Body=b"x")
     client.put_object(Bucket=bucket, Key="bad/x.smi.gz", Body=b"not gzip")
     nothing = f"s3://{bucket}/nothing"
-    assert _error(nothing, s3_endpoint_url=endpoint) == f"{nothing}: no library files ({_SUFFIXES}) under this S3 prefix"
+    assert (
+        _error(nothing, s3_endpoint_url=endpoint) == f"{nothing}: no library files ({_SUFFIXES}) under this S3 prefix"
+    )
     missing = f"s3://{bucket}/nothing/x.smi"
     assert _error(missing, s3_endpoint_url=endpoint) == f"{missing}: no such S3 key"
     readme = f"s3://{bucket}/docs/README.md"
@@ -295,7 +310,9 @@ def test_one_file_over_http(http_folder: HttpFolder) -> None:
     for name in ("b/zinc.smi.gz", "e.parquet", "c.csv"):
         url = http_folder.url + name
         chunks = list(iter_library(url, chunk_rows=2))
-        assert _rows(chunks) == [(i.replace(f"{name}:", f"{Path(name).name}:"), s, url, n) for i, s, f, n in GOOD if f == name]
+        assert _rows(chunks) == [
+            (i.replace(f"{name}:", f"{Path(name).name}:"), s, url, n) for i, s, f, n in GOOD if f == name
+        ]
         assert _rejected(chunks) == [(url, *r[1:]) for r in REJECTED if r[0] == name]
 
 
@@ -303,7 +320,9 @@ def test_http_errors(http_folder: HttpFolder) -> None:
     (http_folder.root / "sub").mkdir()
     (http_folder.root / "sub" / "x.smi").write_bytes(b"CCO a\n")
     folder = http_folder.url + "sub/"
-    assert _error(folder) == f"{folder}: not a library file (expected {_SUFFIXES}); folders cannot be listed over http(s)"
+    assert (
+        _error(folder) == f"{folder}: not a library file (expected {_SUFFIXES}); folders cannot be listed over http(s)"
+    )
     missing = http_folder.url + "nope.smi"
     assert _error(missing) == f"{missing}: HTTP error 404 File not found"
 
@@ -376,7 +395,11 @@ def test_read_library_keeps_its_contract(tmp_path: Path) -> None:
     csv_file.write_text(f"id,SMILES\naspirin,CC(=O)Oc1ccccc1C(=O)O\nno-smiles,\n,CCN\nshort\nlong,{long}\n")
     table = read_library(str(csv_file))
     assert table.values.tolist() == [
-        ["aspirin", "CC(=O)Oc1ccccc1C(=O)O", 2], ["no-smiles", "", 3], ["", "CCN", 4], ["short", "", 5], ["long", long, 6],
+        ["aspirin", "CC(=O)Oc1ccccc1C(=O)O", 2],
+        ["no-smiles", "", 3],
+        ["", "CCN", 4],
+        ["short", "", 5],
+        ["long", long, 6],
     ]
 
     other = tmp_path / "library.dat"  # any other name reads as a CSV, as it always did
@@ -395,7 +418,9 @@ def test_read_library_keeps_its_contract(tmp_path: Path) -> None:
         ("x.csv", b"name,structure\nm1,CCO\n", None),
     ],
 )
-def test_read_library_refuses_unusable_files(tmp_path: Path, name: str, content: bytes | None, problem: str | None) -> None:
+def test_read_library_refuses_unusable_files(
+    tmp_path: Path, name: str, content: bytes | None, problem: str | None
+) -> None:
     path = tmp_path / name
     if content is not None:
         path.write_bytes(content)
@@ -552,7 +577,10 @@ def test_read_targets_refuses_a_folder_and_an_oversized_file(tmp_path: Path) -> 
         handle.truncate(MAX_TARGETS_BYTES + 1)
     with pytest.raises(InputFileError) as info:
         read_targets(huge)
-    assert info.value.problem == f"{MAX_TARGETS_BYTES + 1:,} bytes, more than the limit of {MAX_TARGETS_BYTES:,} for a targets file"
+    assert (
+        info.value.problem
+        == f"{MAX_TARGETS_BYTES + 1:,} bytes, more than the limit of {MAX_TARGETS_BYTES:,} for a targets file"
+    )
 
 
 def test_read_checked_targets_refuses_records_one_by_one(tmp_path: Path) -> None:
@@ -566,7 +594,10 @@ def test_read_checked_targets_refuses_records_one_by_one(tmp_path: Path) -> None
     reasons = refused["reason"].tolist()
     assert reasons[0].startswith("Protein: ") and "'J'" in reasons[0]
     assert reasons[1:] == [
-        "id: 'P1' already used on an earlier record", "id: empty", "fields: 3, the header has 2", "fields: 1, the header has 2",
+        "id: 'P1' already used on an earlier record",
+        "id: empty",
+        "fields: 3, the header has 2",
+        "fields: 1, the header has 2",
     ]
     fasta = tmp_path / "t.fasta"
     fasta.write_text(">T0 first\nMKV\n>T0 again\nAAA\n>T1\n\n")

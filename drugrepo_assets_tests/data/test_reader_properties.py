@@ -27,9 +27,11 @@ BOUNDED = settings(max_examples=200, deadline=None, suppress_health_check=[Healt
 BOM = b"\xef\xbb\xbf"
 
 # Characters that make CSV and line parsing hard, mixed with ordinary ones.
-_TRICKY = ["\"", "'", ",", ";", "\t", " ", "\r", "\n", "\x00", "\ufeff", "#", "\\", "é", "\u2028", "\x85", "\x0b"]
+_TRICKY = ['"', "'", ",", ";", "\t", " ", "\r", "\n", "\x00", "\ufeff", "#", "\\", "é", "\u2028", "\x85", "\x0b"]
 tricky_text = st.text(alphabet=st.one_of(st.sampled_from(_TRICKY), st.characters(codec="utf-8")), max_size=40)
-field_text = st.text(alphabet=st.one_of(st.sampled_from(_TRICKY), st.sampled_from("CNOcn()=#[]@+-123SMILES")), max_size=12)
+field_text = st.text(
+    alphabet=st.one_of(st.sampled_from(_TRICKY), st.sampled_from("CNOcn()=#[]@+-123SMILES")), max_size=12
+)
 smiles_like = st.text(alphabet=st.sampled_from("CNOSPFIBrcnos()[]=#@+-.%/\\0123456789Hl*"), min_size=0, max_size=60)
 line_end = st.sampled_from([b"\n", b"\r\n", b"\r", b"\n\n", b"\r\n\r\n"])
 
@@ -50,7 +52,7 @@ def _countable_lines(data: bytes) -> list[int]:
         if raw.endswith(b"\r"):
             raw = raw[:-1]
         if number == 1 and raw.startswith(BOM):
-            raw = raw[len(BOM):]
+            raw = raw[len(BOM) :]
         stripped = raw.strip()
         if stripped and not stripped.startswith(b"#"):
             out.append(number)
@@ -59,8 +61,16 @@ def _countable_lines(data: bytes) -> list[int]:
 
 def _stream(path: Path, chunk_rows: int = 1000) -> tuple[list[int], list[int], pd.DataFrame, pd.DataFrame]:
     chunks = list(iter_library(str(path), chunk_rows=chunk_rows))
-    rows = pd.concat([c.rows for c in chunks], ignore_index=True) if chunks else pd.DataFrame(columns=["id", "smiles", "file", "line"])
-    rejected = pd.concat([c.rejected for c in chunks], ignore_index=True) if chunks else pd.DataFrame(columns=["file", "line", "id", "value", "reason"])
+    rows = (
+        pd.concat([c.rows for c in chunks], ignore_index=True)
+        if chunks
+        else pd.DataFrame(columns=["id", "smiles", "file", "line"])
+    )
+    rejected = (
+        pd.concat([c.rejected for c in chunks], ignore_index=True)
+        if chunks
+        else pd.DataFrame(columns=["file", "line", "id", "value", "reason"])
+    )
     assert all(len(c.rows) + len(c.rejected) <= chunk_rows for c in chunks)
     return rows["line"].tolist(), rejected["line"].tolist(), rows, rejected
 
@@ -96,7 +106,7 @@ def test_random_bytes_are_read_refused_or_an_input_file_error(folder: Path, data
     except InputFileError as exc:
         assert exc.path == str(path)
         return
-    _assert_accounted(data, read, refused, header=True if name.startswith("r.csv") or name.startswith("r.tsv") else None)
+    _assert_accounted(data, read, refused, header=True if name.startswith(("r.csv", "r.tsv")) else None)
     assert all(0 < len(s) <= MAX_SMILES_CHARS for s in rows["smiles"])
     assert all(r.split(":", 1)[0] in ("line", "fields", "CSV", "SMILES") for r in rejected["reason"])
 
@@ -130,7 +140,9 @@ def test_random_text_is_read_refused_or_an_input_file_error(folder: Path, text: 
     molecules=st.lists(st.tuples(smiles_like, st.text(alphabet="abcXYZ019-_ ", max_size=8)), max_size=12),
     ends=st.lists(line_end, min_size=12, max_size=12),
 )
-def test_smiles_like_lines_keep_their_smiles_and_name(folder: Path, molecules: list[tuple[str, str]], ends: list[bytes]) -> None:
+def test_smiles_like_lines_keep_their_smiles_and_name(
+    folder: Path, molecules: list[tuple[str, str]], ends: list[bytes]
+) -> None:
     data = b"".join(f"{smiles} {name}".encode() + end for (smiles, name), end in zip(molecules, ends))
     path = _write(folder, "s.smi", data)
     read, refused, rows, rejected = _stream(path, chunk_rows=3)
@@ -153,7 +165,9 @@ def _csv_bytes(header: list[str], records: list[list[str]], ends: list[bytes], q
     return b"".join(parts)
 
 
-one_line_field = st.text(alphabet=st.sampled_from(["\"", ",", ";", " ", "\t", "\x00", "\ufeff", "é", "C", "N", "O", "1", "("]), max_size=8)
+one_line_field = st.text(
+    alphabet=st.sampled_from(['"', ",", ";", " ", "\t", "\x00", "\ufeff", "é", "C", "N", "O", "1", "("]), max_size=8
+)
 
 
 @BOUNDED
@@ -186,7 +200,10 @@ def test_csv_shapes_every_row_is_read_or_refused(
 
 
 @BOUNDED
-@given(data=st.one_of(st.binary(max_size=300), tricky_text.map(lambda t: t.encode("utf-8"))), name=st.sampled_from(["t.fasta", "t.csv"]))
+@given(
+    data=st.one_of(st.binary(max_size=300), tricky_text.map(lambda t: t.encode("utf-8"))),
+    name=st.sampled_from(["t.fasta", "t.csv"]),
+)
 def test_targets_random_input_is_a_table_or_an_input_file_error(folder: Path, data: bytes, name: str) -> None:
     path = _write(folder, name, data)
     try:
@@ -207,7 +224,10 @@ def test_targets_random_input_is_a_table_or_an_input_file_error(folder: Path, da
 
 @BOUNDED
 @given(
-    records=st.lists(st.lists(st.text(alphabet=st.sampled_from(list("MKVAGLJ ,\"\n\r\t\x00é")), max_size=6), min_size=1, max_size=4), max_size=10),
+    records=st.lists(
+        st.lists(st.text(alphabet=st.sampled_from(list('MKVAGLJ ,"\n\r\t\x00é')), max_size=6), min_size=1, max_size=4),
+        max_size=10,
+    ),
     ends=st.lists(st.sampled_from([b"\n", b"\r\n", b"\r", b"\n\n"]), min_size=10, max_size=10),
     quote_all=st.booleans(),
     bom=st.booleans(),
@@ -225,16 +245,20 @@ def test_targets_csv_shapes_every_record_is_kept_or_refused(
         return
     kept, refused = read_checked_targets(path)
     assert len(kept) + len(refused) == len(expected)
-    assert sorted([*kept["line"], *refused["line"]]) == sorted(set([*kept["line"], *refused["line"]]))
+    assert sorted([*kept["line"], *refused["line"]]) == sorted({*kept["line"], *refused["line"]})
     assert refused[refused["reason"].str.startswith("fields: ")].shape[0] == sum(1 for r in expected if len(r) != 2)
 
 
 @BOUNDED
 @given(
-    records=st.lists(st.tuples(st.text(alphabet="ABCxyz12 _-|", max_size=6), st.text(alphabet="MKVAGLJ \t", max_size=20)), max_size=8),
+    records=st.lists(
+        st.tuples(st.text(alphabet="ABCxyz12 _-|", max_size=6), st.text(alphabet="MKVAGLJ \t", max_size=20)), max_size=8
+    ),
     ends=st.lists(st.sampled_from([b"\n", b"\r\n", b"\n\n"]), min_size=16, max_size=16),
 )
-def test_targets_fasta_every_record_is_kept_or_refused(folder: Path, records: list[tuple[str, str]], ends: list[bytes]) -> None:
+def test_targets_fasta_every_record_is_kept_or_refused(
+    folder: Path, records: list[tuple[str, str]], ends: list[bytes]
+) -> None:
     parts = []
     for (name, sequence), head_end, body_end in zip(records, ends[::2], ends[1::2]):
         parts.append(f">{name}".encode() + head_end + sequence.encode() + body_end)
@@ -252,8 +276,10 @@ def test_targets_fasta_every_record_is_kept_or_refused(folder: Path, records: li
 
 
 @BOUNDED
-@given(data=st.one_of(st.binary(max_size=300), tricky_text.map(lambda t: ("SMILES,Protein,Y\n" + t).encode("utf-8"))),
-       name=st.sampled_from(["p.csv", "p.csv.gz", "p.parquet"]))
+@given(
+    data=st.one_of(st.binary(max_size=300), tricky_text.map(lambda t: ("SMILES,Protein,Y\n" + t).encode("utf-8"))),
+    name=st.sampled_from(["p.csv", "p.csv.gz", "p.parquet"]),
+)
 def test_pair_tables_random_input_is_a_table_or_an_input_file_error(folder: Path, data: bytes, name: str) -> None:
     path = _write(folder, name, data)
     try:
@@ -268,7 +294,10 @@ def test_pair_tables_random_input_is_a_table_or_an_input_file_error(folder: Path
 
 @BOUNDED
 @given(
-    records=st.lists(st.lists(st.text(alphabet=st.sampled_from(list("CNOMKV01 ;\té\ufeff")), max_size=6), min_size=1, max_size=4), max_size=10),
+    records=st.lists(
+        st.lists(st.text(alphabet=st.sampled_from(list("CNOMKV01 ;\té\ufeff")), max_size=6), min_size=1, max_size=4),
+        max_size=10,
+    ),
     ends=st.lists(st.sampled_from([b"\n", b"\r\n", b"\r", b"\n\n"]), min_size=10, max_size=10),
     quote_all=st.booleans(),
     bom=st.booleans(),

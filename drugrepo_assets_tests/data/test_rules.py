@@ -35,8 +35,12 @@ PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[Heal
 
 
 def test_refusals_name_field_code_and_limit() -> None:
-    assert parse_smiles("C" * 291)[1] == Refusal("too_many_atoms", "SMILES", "at least 291 atoms, more than the limit of 290")
-    assert parse_smiles("C" * 289 + ".[H][H]")[1] == Refusal("too_many_atoms", "SMILES", "291 atoms, more than the limit of 290")
+    assert parse_smiles("C" * 291)[1] == Refusal(
+        "too_many_atoms", "SMILES", "at least 291 atoms, more than the limit of 290"
+    )
+    assert parse_smiles("C" * 289 + ".[H][H]")[1] == Refusal(
+        "too_many_atoms", "SMILES", "291 atoms, more than the limit of 290"
+    )
     assert str(parse_smiles("")[1]) == "SMILES: value is empty"
     mol, refusal = parse_smiles("  [2H]C([2H])([2H])O ")
     assert refusal is None and mol.GetNumAtoms() == 5  # deuterium is an atom of the model's graph

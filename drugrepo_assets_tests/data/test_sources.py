@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import gzip
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 import pandas as pd
 import pyarrow as pa
@@ -117,9 +118,7 @@ def test_missing_column(tmp_path: Path) -> None:
 
 def test_missing_columns_are_case_sensitive(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "x.csv", [("CCO", "MKV", "1")], header=("smiles", "protein", "Y"))
-    assert str(_error(str(path))) == (
-        f"{path}: missing columns 'SMILES', 'Protein' (found: smiles, protein, Y)"
-    )
+    assert str(_error(str(path))) == (f"{path}: missing columns 'SMILES', 'Protein' (found: smiles, protein, Y)")
 
 
 def test_zero_byte_file(tmp_path: Path) -> None:
@@ -170,8 +169,12 @@ def test_parquet_missing_column_and_no_rows(tmp_path: Path) -> None:
     pq.write_table(pa.table({"SMILES": ["CCO"], "Y": ["1"]}), missing)
     assert str(_error(str(missing))) == f"{missing}: missing column 'Protein' (found: SMILES, Y)"
     empty = tmp_path / "empty.parquet"
-    pq.write_table(pa.table({"SMILES": pa.array([], pa.string()), "Protein": pa.array([], pa.string()),
-                             "Y": pa.array([], pa.string())}), empty)
+    pq.write_table(
+        pa.table(
+            {"SMILES": pa.array([], pa.string()), "Protein": pa.array([], pa.string()), "Y": pa.array([], pa.string())}
+        ),
+        empty,
+    )
     assert str(_error(str(empty))) == f"{empty}: no data rows (only a header)"
 
 
@@ -184,9 +187,7 @@ def test_corrupt_gzip(tmp_path: Path) -> None:
 def test_unsupported_suffix(tmp_path: Path) -> None:
     path = tmp_path / "pairs.xlsx"
     path.write_bytes(b"x")
-    assert str(_error(str(path))) == (
-        f"{path}: unsupported file type (expected .csv, .csv.gz, .parquet, .pq)"
-    )
+    assert str(_error(str(path))) == (f"{path}: unsupported file type (expected .csv, .csv.gz, .parquet, .pq)")
 
 
 def test_read_table_on_a_folder_and_a_missing_folder(tmp_path: Path) -> None:
@@ -209,7 +210,11 @@ def test_folder_is_read_recursively_in_sorted_order(tmp_path: Path) -> None:
     write_csv(root / ".hidden" / "x.csv", HUMAN)
     table = read_source(str(root))
     assert list(table["source_file"]) == [
-        "b.parquet", "b.parquet", "cold/val.csv", "random/train.csv", "random/train.csv"
+        "b.parquet",
+        "b.parquet",
+        "cold/val.csv",
+        "random/train.csv",
+        "random/train.csv",
     ]
     assert list(table["source_row"]) == [1, 2, 1, 1, 2]
     assert _rows(table) == [*BIOSNAP, HUMAN[2], *HUMAN[:2]]
@@ -217,9 +222,7 @@ def test_folder_is_read_recursively_in_sorted_order(tmp_path: Path) -> None:
 
 def test_folder_without_data_files(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("x")
-    assert str(_error(str(tmp_path))) == (
-        f"{tmp_path}: folder holds no data files (.csv, .csv.gz, .parquet, .pq)"
-    )
+    assert str(_error(str(tmp_path))) == (f"{tmp_path}: folder holds no data files (.csv, .csv.gz, .parquet, .pq)")
 
 
 def test_bad_file_in_folder_names_that_file(tmp_path: Path) -> None:
@@ -245,8 +248,12 @@ def test_bundled_human_folder_relative_sources() -> None:
     table = read_source(dataset_location("bundled", "human"))
     counts = table.groupby("source_file").size().to_dict()
     assert counts == {
-        "cold/test.csv": 311, "cold/train.csv": 3453, "cold/val.csv": 155,
-        "random/test.csv": 1200, "random/train.csv": 4197, "random/val.csv": 600,
+        "cold/test.csv": 311,
+        "cold/train.csv": 3453,
+        "cold/val.csv": 155,
+        "random/test.csv": 1200,
+        "random/train.csv": 4197,
+        "random/val.csv": 600,
     }
 
 
@@ -292,13 +299,18 @@ def test_http_connection_refused() -> None:
 
 def test_s3_key_and_prefix(s3_bucket: S3Bucket, tmp_path: Path) -> None:
     client, bucket, endpoint = s3_bucket
-    client.put_object(Bucket=bucket, Key="drugban/human/random/train.csv",
-                      Body=write_csv(tmp_path / "a.csv", HUMAN).read_bytes())
-    client.put_object(Bucket=bucket, Key="drugban/human/cold/val.csv.gz",
-                      Body=gzip.compress(write_csv(tmp_path / "b.csv", BIOSNAP).read_bytes()))
+    client.put_object(
+        Bucket=bucket, Key="drugban/human/random/train.csv", Body=write_csv(tmp_path / "a.csv", HUMAN).read_bytes()
+    )
+    client.put_object(
+        Bucket=bucket,
+        Key="drugban/human/cold/val.csv.gz",
+        Body=gzip.compress(write_csv(tmp_path / "b.csv", BIOSNAP).read_bytes()),
+    )
     client.put_object(Bucket=bucket, Key="drugban/human/notes.txt", Body=b"x")
-    client.put_object(Bucket=bucket, Key="drugban/humanoid/x.csv",
-                      Body=write_csv(tmp_path / "c.csv", HUMAN).read_bytes())
+    client.put_object(
+        Bucket=bucket, Key="drugban/humanoid/x.csv", Body=write_csv(tmp_path / "c.csv", HUMAN).read_bytes()
+    )
 
     key = f"s3://{bucket}/drugban/human/random/train.csv"
     single = read_source(key, s3_endpoint_url=endpoint)
@@ -349,7 +361,9 @@ def test_csv_rows_are_records_whatever_the_line_ends(tmp_path: Path) -> None:
     table = read_table(str(mixed))
     assert list(table.columns) == ["SMILES", "Protein", "Y", "Unnamed: 3", "Y.1", "source_file", "source_row"]
     assert table[["SMILES", "Protein", "Y", "Unnamed: 3", "Y.1"]].values.tolist() == [
-        ["CCO", "MK\r\nV", "1", "", ""], ["CCN", "MKV", "0", "x", "y"], ["", "", "", "", ""],
+        ["CCO", "MK\r\nV", "1", "", ""],
+        ["CCN", "MKV", "0", "x", "y"],
+        ["", "", "", "", ""],
     ]
     quote = tmp_path / "quote.csv"
     quote.write_bytes(b'SMILES,Protein,Y\nCCO,MKV,1\n"CC"N,MKV,1\n')
@@ -390,7 +404,9 @@ def test_a_gzip_bomb_is_refused_naming_it_without_holding_it(tmp_path: Path) -> 
     finally:
         tracemalloc.stop()
     assert error.path == str(path)
-    assert error.problem.startswith(f"gzip data expands more than {MAX_GZIP_RATIO} times") and "gzip bomb" in error.problem
+    assert (
+        error.problem.startswith(f"gzip data expands more than {MAX_GZIP_RATIO} times") and "gzip bomb" in error.problem
+    )
     assert peak < GZIP_ALLOWANCE_BYTES + (32 << 20), f"peak {peak} bytes while refusing a gzip bomb"
 
 
@@ -462,7 +478,11 @@ def test_an_http_folder_index_is_walked_downward_once(apache_folder: _Listing, t
 
 def test_http_content_encoding_is_undone_under_the_gzip_cap(tmp_path: Path) -> None:
     plain = write_csv(tmp_path / "p.csv", HUMAN).read_bytes()
-    bodies = {"/ok.csv": (gzip.compress(plain), "gzip"), "/bomb.csv": (_gzip_bomb(400), "gzip"), "/br.csv": (b"x", "br")}
+    bodies = {
+        "/ok.csv": (gzip.compress(plain), "gzip"),
+        "/bomb.csv": (_gzip_bomb(400), "gzip"),
+        "/br.csv": (b"x", "br"),
+    }
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: object) -> None:
@@ -481,4 +501,6 @@ def test_http_content_encoding_is_undone_under_the_gzip_cap(tmp_path: Path) -> N
         assert _rows(read_source(base + "/ok.csv")) == HUMAN
         bomb = _error(base + "/bomb.csv")
         assert bomb.path == base + "/bomb.csv" and "gzip bomb" in bomb.problem
-        assert str(_error(base + "/br.csv")) == f"{base}/br.csv: unsupported Content-Encoding 'br' (expected gzip or none)"
+        assert (
+            str(_error(base + "/br.csv")) == f"{base}/br.csv: unsupported Content-Encoding 'br' (expected gzip or none)"
+        )

@@ -104,8 +104,11 @@ def test_shipped_splits_of_bundled_human(human: ValidationResult) -> None:
     sizes = table.groupby(["strategy", "split"]).size().to_dict()
     assert sizes == _shipped_listing(bundled_root() / "human")
     assert sizes == {
-        ("shipped_cold", "test"): 304, ("shipped_cold", "train"): 3059, ("shipped_cold", "val"): 138,
-        ("shipped_random", "test"): 1200, ("shipped_random", "train"): 4197,
+        ("shipped_cold", "test"): 304,
+        ("shipped_cold", "train"): 3059,
+        ("shipped_cold", "val"): 138,
+        ("shipped_random", "test"): 1200,
+        ("shipped_random", "train"): 4197,
         ("shipped_random", "val"): 600,
     }
     assert table.attrs["shipped_dropped"] == {
@@ -114,14 +117,16 @@ def test_shipped_splits_of_bundled_human(human: ValidationResult) -> None:
     }
     random = table[table["strategy"] == "shipped_random"]
     assert random.groupby("split")["source_file"].unique().map(list).to_dict() == {
-        "test": ["random/test.csv"], "train": ["random/train.csv"], "val": ["random/val.csv"],
+        "test": ["random/test.csv"],
+        "train": ["random/train.csv"],
+        "val": ["random/val.csv"],
     }
     assert not random.duplicated(["drug_id", "target_id"]).any()
 
 
 def test_shipped_splits_drop_rows_rejected_for_other_reasons(tmp_path: Path) -> None:
     real = real_rows("human/random/train.csv", [1, 3, 4, 5])
-    smiles, protein, label = real[0]
+    smiles, protein, _label = real[0]
     write_csv(tmp_path / "random" / "train.csv", [real[0], real[1], ("C1CC", protein, "1"), real[1]])
     write_csv(tmp_path / "random" / "val.csv", [real[2], (smiles, protein, "maybe")])
     write_csv(tmp_path / "random" / "test.csv", [real[3], real[0]])
@@ -149,8 +154,11 @@ def test_make_splits(human: ValidationResult) -> None:
     table = make_splits(human.valid, human.rejected, seed=0)
     assert list(table.columns) == list(SPLIT_COLUMNS)
     assert table.groupby("strategy").size().to_dict() == {
-        "cold_drug": 5997, "cold_target": 5997, "random": 5997,
-        "shipped_cold": 3501, "shipped_random": 5997,
+        "cold_drug": 5997,
+        "cold_target": 5997,
+        "random": 5997,
+        "shipped_cold": 3501,
+        "shipped_random": 5997,
     }
     assert set(table["split"]) == {"train", "val", "test"}
     assert table["label"].dtype == "int8"

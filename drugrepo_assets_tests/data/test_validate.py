@@ -11,8 +11,8 @@ import pytest
 from rdkit import Chem
 
 from drugrepo_assets.data import validate as validate_module
-from drugrepo_assets.data.sources import DATASETS, bundled_root, dataset_location, read_source, read_table
 from drugrepo_assets.data.rules import MAX_DRUG_ATOMS, PROTEIN_ALPHABET
+from drugrepo_assets.data.sources import DATASETS, bundled_root, dataset_location, read_source, read_table
 from drugrepo_assets.data.validate import (
     REASON_CODES,
     REJECTED_COLUMNS,
@@ -42,9 +42,7 @@ def rejected_as(result, code: str) -> pd.DataFrame:
 
 def only_code(result, code: str, expected: int) -> pd.DataFrame:
     """Assert that ``code`` is the only rejection reason, with exactly ``expected`` rows."""
-    assert {c: n for c, n in result.counts.items() if c in REASON_CODES and n} == (
-        {code: expected} if expected else {}
-    )
+    assert {c: n for c, n in result.counts.items() if c in REASON_CODES and n} == ({code: expected} if expected else {})
     return rejected_as(result, code)
 
 
@@ -57,7 +55,7 @@ def test_constants() -> None:
 def test_real_rows_are_valid_with_exact_columns() -> None:
     result = validate_pairs(raw_table([*HUMAN, *BIOSNAP]))
     valid = result.valid
-    assert result.counts == {"input_rows": 5, "valid": 5, "rejected": 0, **{c: 0 for c in REASON_CODES}}
+    assert result.counts == {"input_rows": 5, "valid": 5, "rejected": 0, **dict.fromkeys(REASON_CODES, 0)}
     assert list(valid.columns) == list(VALID_COLUMNS)
     assert list(result.rejected.columns) == list(REJECTED_COLUMNS)
     assert list(valid["label"]) == [1, 0, 0, 1, 0]
@@ -149,8 +147,7 @@ def test_invalid_smiles() -> None:
     rejected = only_code(result, "invalid_smiles", 4)
     assert list(rejected["reason"]) == [
         "SMILES: RDKit cannot parse 'C1CC' (SMILES syntax error)",
-        "SMILES: RDKit cannot parse 'N(C)(C)(C)(C)C' "
-        "(Explicit valence for atom # 0 N, 5, is greater than permitted)",
+        "SMILES: RDKit cannot parse 'N(C)(C)(C)(C)C' (Explicit valence for atom # 0 N, 5, is greater than permitted)",
         "SMILES: RDKit cannot parse 'c1cccc1' (Can't kekulize mol. Unkekulized atoms: 0 1 2 3 4)",
         "SMILES: RDKit cannot parse 'C1CC' (SMILES syntax error)",
     ]
@@ -185,13 +182,15 @@ def test_too_many_atoms() -> None:
 
 
 def test_duplicate() -> None:
-    _, protein, label = HUMAN[0]
+    _, protein, _label = HUMAN[0]
     result = validate_pairs(
         pd.concat(
             [
                 raw_table([("CCO", protein, "1"), HUMAN[2]], source_file="random/train.csv"),
-                raw_table([("OCC", protein.lower(), "1.0"), ("C(O)C", protein, "1"), ("CCO", protein, "yes")],
-                          source_file="random/test.csv"),
+                raw_table(
+                    [("OCC", protein.lower(), "1.0"), ("C(O)C", protein, "1"), ("CCO", protein, "yes")],
+                    source_file="random/test.csv",
+                ),
             ],
             ignore_index=True,
         )
@@ -199,12 +198,13 @@ def test_duplicate() -> None:
     rejected = result.rejected
     assert list(rejected["reason_code"]) == ["duplicate", "duplicate", "invalid_label"]
     assert result.counts["duplicate"] == 2
-    assert list(rejected["reason"][:2]) == [
-        "duplicate of the pair kept from random/train.csv row 1 (same canonical SMILES, protein and label)"
-    ] * 2
+    assert (
+        list(rejected["reason"][:2])
+        == ["duplicate of the pair kept from random/train.csv row 1 (same canonical SMILES, protein and label)"] * 2
+    )
     assert list(rejected["SMILES"]) == ["OCC", "C(O)C", "CCO"]
     assert list(result.valid["source_file"]) == ["random/train.csv", "random/train.csv"]
-    assert list(result.valid["smiles"])[0] == "CCO"
+    assert next(iter(result.valid["smiles"])) == "CCO"
 
 
 def test_conflicting_label() -> None:
@@ -224,10 +224,14 @@ def test_conflicting_label() -> None:
     rejected = result.rejected
     assert list(rejected["reason_code"]) == ["conflicting_label"] * 3 + ["duplicate"]
     assert result.counts["conflicting_label"] == 3
-    assert list(rejected["reason"][:3]) == [
-        "Y: conflicting labels 0, 1 for the same canonical SMILES and protein in 3 rows "
-        "(t.csv row 1; t.csv row 3; t.csv row 4)"
-    ] * 3
+    assert (
+        list(rejected["reason"][:3])
+        == [
+            "Y: conflicting labels 0, 1 for the same canonical SMILES and protein in 3 rows "
+            "(t.csv row 1; t.csv row 3; t.csv row 4)"
+        ]
+        * 3
+    )
     assert rejected.iloc[3]["reason"] == (
         "duplicate of the pair kept from t.csv row 5 (same canonical SMILES, protein and label)"
     )
@@ -247,14 +251,18 @@ def test_first_failing_rule_wins() -> None:
         )
     )
     assert list(result.rejected["reason_code"]) == [
-        "missing_value", "invalid_label", "invalid_protein", "too_many_atoms", "too_many_atoms"
+        "missing_value",
+        "invalid_label",
+        "invalid_protein",
+        "too_many_atoms",
+        "too_many_atoms",
     ]
     assert result.counts["valid"] == 0
 
 
 def test_empty_table() -> None:
     result = validate_pairs(raw_table([]))
-    assert result.counts == {"input_rows": 0, "valid": 0, "rejected": 0, **{c: 0 for c in REASON_CODES}}
+    assert result.counts == {"input_rows": 0, "valid": 0, "rejected": 0, **dict.fromkeys(REASON_CODES, 0)}
     assert list(result.valid.columns) == list(VALID_COLUMNS)
     assert list(result.rejected.columns) == list(REJECTED_COLUMNS)
 

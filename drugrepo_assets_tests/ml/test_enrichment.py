@@ -168,9 +168,26 @@ def _table() -> pd.DataFrame:
         {
             "target_id": ["T2", "T1", "T3", "T2", "T1", "T3", "T4"] + ["T1"] * 8 + ["T2"] * 3,
             "logit": [0.5, 10.0, 1.0, 2.0, 9.0, 0.0, 1.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0, -1.0, -2.0, 3.0],
-            "active": [True, True, False, False, False, False, True]
-            + [False, True, False, False, True, False, False, False]
-            + [False, True, False],
+            "active": [
+                True,
+                True,
+                False,
+                False,
+                False,
+                False,
+                True,
+                False,
+                True,
+                False,
+                False,
+                True,
+                False,
+                False,
+                False,
+                False,
+                True,
+                False,
+            ],
         }
     )
 

@@ -68,12 +68,14 @@ def test_a_stored_shard_carries_the_checksum_of_its_arrays(tmp_path: Path, items
 
 @pytest.mark.parametrize("kind", ["drugs", "proteins"])
 def test_a_changed_array_is_refused_naming_the_shard(tmp_path: Path, items, kind: str) -> None:
-    store, ids, shards, path = _stored(tmp_path, items, kind)
+    _store, ids, shards, path = _stored(tmp_path, items, kind)
     arrays = _arrays(path)
     codes = arrays["codes"].copy()
     codes.flat[5] = 1 if codes.flat[5] != 1 else 2  # still in range: only the checksum tells
     _rewrite(path, {**arrays, "codes": codes}, sign=False)
-    with pytest.raises(CorruptShardError, match=f"{re.escape(str(path))}: its arrays' SHA-256 is not the one stored with them") as caught:
+    with pytest.raises(
+        CorruptShardError, match=f"{re.escape(str(path))}: its arrays' SHA-256 is not the one stored with them"
+    ) as caught:
         LOADERS[kind](FeatureStore(tmp_path), ids, shards)
     assert caught.value.path == str(path)
 
@@ -81,7 +83,7 @@ def test_a_changed_array_is_refused_naming_the_shard(tmp_path: Path, items, kind
 @pytest.mark.parametrize("kind", ["drugs", "proteins"])
 @pytest.mark.parametrize("cut", [0, 100, -50])
 def test_a_truncated_shard_is_refused_naming_the_shard(tmp_path: Path, items, kind: str, cut: int) -> None:
-    store, ids, shards, path = _stored(tmp_path, items, kind)
+    _store, ids, shards, path = _stored(tmp_path, items, kind)
     data = path.read_bytes()
     path.write_bytes(data[:cut])
     with pytest.raises(CorruptShardError, match=f"{re.escape(str(path))}: cannot be read"):
@@ -145,7 +147,11 @@ def _protein_too_short(arrays):
         ("drugs", _too_many_atoms, f"molecule 12 has 291 atoms, more than {MAX_DRUG_ATOMS}"),
         ("drugs", _code_out_of_range, "atom 3 has a feature column -3 outside 0..74"),
         ("drugs", _ids_not_matching, "11 ids for 12 molecules"),
-        ("proteins", _protein_code_out_of_range, f"protein 1 has code {len(PROTEIN_ALPHABET) + 1}, outside 0..{len(PROTEIN_ALPHABET)}"),
+        (
+            "proteins",
+            _protein_code_out_of_range,
+            f"protein 1 has code {len(PROTEIN_ALPHABET) + 1}, outside 0..{len(PROTEIN_ALPHABET)}",
+        ),
         ("proteins", _protein_too_short, "codes of shape (3, 1199), not (3, 1200)"),
     ],
     ids=lambda v: getattr(v, "__name__", None) if callable(v) else None,
@@ -153,7 +159,7 @@ def _protein_too_short(arrays):
 def test_a_shard_of_wrong_shapes_or_ranges_is_refused_even_with_a_valid_checksum(
     tmp_path: Path, items, kind: str, damage, reason: str
 ) -> None:
-    store, ids, shards, path = _stored(tmp_path, items, kind)
+    _store, ids, shards, path = _stored(tmp_path, items, kind)
     arrays = _arrays(path)
     reason = reason.format(n1=int(arrays["num_atoms"][1])) if kind == "drugs" else reason
     _rewrite(path, damage(arrays), sign=True)
@@ -174,7 +180,9 @@ def test_molecules_that_would_make_a_wrong_shard_are_not_written(tmp_path: Path,
 
 @pytest.mark.parametrize("kind", ["drugs", "proteins"])
 @pytest.mark.parametrize("damage", ["changed", "truncated"])
-def test_featurising_the_same_items_again_repairs_a_damaged_shard(tmp_path: Path, items, kind: str, damage: str, caplog) -> None:
+def test_featurising_the_same_items_again_repairs_a_damaged_shard(
+    tmp_path: Path, items, kind: str, damage: str, caplog
+) -> None:
     store, ids, shards, path = _stored(tmp_path, items, kind)
     expected = LOADERS[kind](store, ids, shards)
     good = path.read_bytes()

@@ -86,8 +86,7 @@ def test_atom_order_is_dgllifes_rank_permutation() -> None:
 _HYBRIDIZATIONS = [getattr(Chem.HybridizationType, h) for h in ("SP", "SP2", "SP3", "SP3D", "SP3D2")]
 _BOND_TYPES = [getattr(Chem.BondType, b) for b in ("SINGLE", "DOUBLE", "TRIPLE", "AROMATIC")]
 _STEREOS = [
-    getattr(Chem.BondStereo, s)
-    for s in ("STEREONONE", "STEREOANY", "STEREOZ", "STEREOE", "STEREOCIS", "STEREOTRANS")
+    getattr(Chem.BondStereo, s) for s in ("STEREONONE", "STEREOANY", "STEREOZ", "STEREOE", "STEREOCIS", "STEREOTRANS")
 ]
 
 
@@ -113,12 +112,13 @@ def _reference_graph(smiles: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     src, dst, feats = [], [], []
     for bond in mol.GetBonds():
         u, v = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
-        row = (
-            _one_hot(bond.GetBondType(), _BOND_TYPES)
-            + [bond.GetIsConjugated(), bond.IsInRing()]
-            + _one_hot(bond.GetStereo(), _STEREOS)
-            + [0]
-        )
+        row = [
+            *_one_hot(bond.GetBondType(), _BOND_TYPES),
+            bond.GetIsConjugated(),
+            bond.IsInRing(),
+            *_one_hot(bond.GetStereo(), _STEREOS),
+            0,
+        ]
         src += [u, v]
         dst += [v, u]
         feats += [row, row]
@@ -167,8 +167,14 @@ def test_unusual_molecules_match_a_literal_dgllife_transcription(smiles: str) ->
 
 @pytest.mark.parametrize(
     ("smiles", "code"),
-    [("C1CC", "invalid_smiles"), ("not a smiles", "invalid_smiles"), ("C(C)(C)(C)(C)C", "invalid_smiles"),
-     ("", "missing_value"), ("C" * 291, "too_many_atoms"), ("C" * 10_001, "too_long")],
+    [
+        ("C1CC", "invalid_smiles"),
+        ("not a smiles", "invalid_smiles"),
+        ("C(C)(C)(C)(C)C", "invalid_smiles"),
+        ("", "missing_value"),
+        ("C" * 291, "too_many_atoms"),
+        ("C" * 10_001, "too_long"),
+    ],
 )
 def test_invalid_smiles_raises_with_the_rules_refusal(smiles: str, code: str) -> None:
     """SMILES the input rules refuse raise InvalidSmilesError carrying the SMILES and the rules' verdict."""

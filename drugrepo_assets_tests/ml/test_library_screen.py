@@ -42,7 +42,9 @@ def _screen(engine, library, root: Path, shard_size: int, workers: int, top: int
     folder, _, _, proteins = library
     codes = torch.from_numpy(encode_proteins(proteins))
     chunks = iter_library(str(folder), chunk_rows=7)
-    return screen_library(engine, chunks, ["T0", "T1", "T2"], codes, root, shard_size=shard_size, top=top, workers=workers, **kw)
+    return screen_library(
+        engine, chunks, ["T0", "T1", "T2"], codes, root, shard_size=shard_size, top=top, workers=workers, **kw
+    )
 
 
 def _today(engine, library) -> pd.DataFrame:
@@ -52,8 +54,12 @@ def _today(engine, library) -> pd.DataFrame:
     return rank_table(logits, ids, smiles, ["T0", "T1", "T2"], "ckpt")
 
 
-@pytest.mark.parametrize(("shard_size", "workers"), [(1000, 1), (6, 2), (1, 1)], ids=["one-shard", "shards-pool", "singletons"])
-def test_streamed_tables_equal_the_in_memory_ranking(engine, library, tmp_path: Path, shard_size: int, workers: int) -> None:
+@pytest.mark.parametrize(
+    ("shard_size", "workers"), [(1000, 1), (6, 2), (1, 1)], ids=["one-shard", "shards-pool", "singletons"]
+)
+def test_streamed_tables_equal_the_in_memory_ranking(
+    engine, library, tmp_path: Path, shard_size: int, workers: int
+) -> None:
     run = _screen(engine, library, tmp_path, shard_size, workers, top=4)
     shards = [part_name(s.index) for s in run.shards]
     assert run.molecules == 40 and run.rejected == 1 and run.pairs == 120
@@ -67,7 +73,9 @@ def test_streamed_tables_equal_the_in_memory_ranking(engine, library, tmp_path: 
     key = ["target_id", "drug_id"]
     merged = ranked.merge(today, on=key, suffixes=("", "_today"))
     assert len(merged) == 120
-    assert (merged["rank"] == merged["rank_today"]).all() and np.allclose(merged["percentile"], merged["percentile_today"])
+    assert (merged["rank"] == merged["rank_today"]).all() and np.allclose(
+        merged["percentile"], merged["percentile_today"]
+    )
     refused = pd.concat(list(rejected_rows(tmp_path, shards)))
     assert refused[["kind", "file", "line", "id", "reason"]].values.tolist() == [
         ["molecule", "a.smi", 12, "broken", "SMILES: RDKit cannot parse 'C1CC' (SMILES syntax error)"]

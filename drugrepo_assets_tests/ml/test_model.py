@@ -74,7 +74,7 @@ def reference_forward(model: DrugBAN, smiles: list[str], proteins: torch.Tensor)
     bcn = model.bcn
     v_ = bcn.v_net(h)
     q_ = bcn.q_net(p)
-    h_mat = (bcn.h_mat_v * (bcn.h_mat_g / torch.linalg.vector_norm(bcn.h_mat_v)))
+    h_mat = bcn.h_mat_v * (bcn.h_mat_g / torch.linalg.vector_norm(bcn.h_mat_v))
     att = torch.einsum("xhyk,bvk,bqk->bhvq", h_mat, v_, q_) + bcn.h_bias
     fusion = sum(torch.einsum("bvk,bvq,bqk->bk", v_, att[:, i], q_) for i in range(c.ban_heads))
     pooled = F.avg_pool1d(fusion.unsqueeze(1), c.ban_k, stride=c.ban_k).squeeze(1) * c.ban_k
@@ -178,7 +178,9 @@ def test_eval_head_folds_batchnorms_into_the_linears() -> None:
     model = DrugBAN()
     _randomise_batchnorm(model)
     model.eval()
-    fusion = 30 * torch.randn(300, model.config.mlp_in_dim * model.config.ban_k, generator=torch.Generator().manual_seed(1))
+    fusion = 30 * torch.randn(
+        300, model.config.mlp_in_dim * model.config.ban_k, generator=torch.Generator().manual_seed(1)
+    )
     with torch.no_grad():
         expected = model.mlp_classifier(model.bcn.pool(fusion)).squeeze(-1)
         got = EvalHead(model.bcn, model.mlp_classifier)(fusion)
@@ -188,7 +190,7 @@ def test_eval_head_folds_batchnorms_into_the_linears() -> None:
 
 def test_molecule_over_290_atoms_is_refused() -> None:
     """Featurisation refuses it (the input rules); a graph built past the rules still cannot reach the model."""
-    from drugrepo_assets.ml.featurize import InvalidSmilesError, collate_graphs, drug_graph, encode_proteins
+    from drugrepo_assets.ml.featurize import InvalidSmilesError, collate_graphs, drug_graph
 
     with pytest.raises(InvalidSmilesError, match="at least 300 atoms, more than the limit of 290"):
         PairData.from_lists(["C" * 300], ["MKT"])

@@ -14,7 +14,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import textwrap
 import zipfile
 from pathlib import Path
 
@@ -66,9 +65,22 @@ def installed(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("build")
     src, site = _context(root / "src"), root / "site"
     run = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-cache-dir", "-v",
-         "--target", str(site), str(src)],
-        capture_output=True, text=True, cwd=root,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-cache-dir",
+            "-v",
+            "--target",
+            str(site),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=root,
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     return site
@@ -158,9 +170,17 @@ def test_an_installed_copy_without_a_compiler_screens_with_the_prebuilt_kernel(
     env = _bare_env(tmp_path)
     env["PYTHONPATH"] = str(installed)
     run = subprocess.run(
-        [str(tmp_path / "bin" / "python"), "-c", SCREEN_WITHOUT_A_COMPILER, str(golden_dir / "model_state.pt"),
-         str(Path(__file__).parent)],
-        capture_output=True, text=True, env=env, cwd=tmp_path,
+        [
+            str(tmp_path / "bin" / "python"),
+            "-c",
+            SCREEN_WITHOUT_A_COMPILER,
+            str(golden_dir / "model_state.pt"),
+            str(Path(__file__).parent),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
     )
     assert run.returncode == 0, run.stderr[-4000:]
     out = json.loads(run.stdout.strip().splitlines()[-1])
@@ -181,9 +201,22 @@ def test_without_a_compiler_the_build_succeeds_without_kernels(tmp_path: Path) -
     stale.write_bytes(b"left by an editable install")  # in a Docker build context unless .dockerignore drops it
     env = _bare_env(tmp_path / "bare")
     run = subprocess.run(
-        [str(tmp_path / "bare" / "bin" / "python"), "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-v",
-         "-w", str(tmp_path / "dist"), str(src)],
-        capture_output=True, text=True, env=env, cwd=tmp_path,
+        [
+            str(tmp_path / "bare" / "bin" / "python"),
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-v",
+            "-w",
+            str(tmp_path / "dist"),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     assert "not prebuilt: no C compiler found" in run.stdout + run.stderr
@@ -203,7 +236,9 @@ def _no_compiler() -> Path:
 
 
 @needs_compiler
-def test_resolve_takes_the_prebuilt_kernel_then_a_first_use_build_on_avx512_only(installed: Path, tmp_path: Path) -> None:
+def test_resolve_takes_the_prebuilt_kernel_then_a_first_use_build_on_avx512_only(
+    installed: Path, tmp_path: Path
+) -> None:
     if MACHINE != "x86_64":
         pytest.skip("the ISA variants are x86-64's")
     kernels = _kernel_dir(installed, tmp_path)

@@ -63,10 +63,30 @@ CASES = [
     ("wrapper", "edge", -1, "molecule 1 of the store: edge 9 joins atoms -1 and 1, outside its 7 atoms"),
     ("wrapper", "edge", 10**8, "molecule 1 of the store: edge 9 joins atoms 100000000 and 1, outside its 7 atoms"),
     ("wrapper", "atoms", 100, "the molecule store's offsets do not span its 14 atoms"),
-    ("kernel", "edge", 7, "screening kernel refused molecule 1 of the store: edge 9 joins atoms 7 and 1, outside its 7 atoms"),
-    ("kernel", "edge", -1, "screening kernel refused molecule 1 of the store: edge 9 joins atoms -1 and 1, outside its 7 atoms"),
-    ("kernel", "edge", 10**8, "screening kernel refused molecule 1 of the store: edge 9 joins atoms 100000000 and 1, outside its 7 atoms"),
-    ("kernel", "atoms", 100, "screening kernel refused molecule 2 of the store: its atoms or edges lie outside the store"),
+    (
+        "kernel",
+        "edge",
+        7,
+        "screening kernel refused molecule 1 of the store: edge 9 joins atoms 7 and 1, outside its 7 atoms",
+    ),
+    (
+        "kernel",
+        "edge",
+        -1,
+        "screening kernel refused molecule 1 of the store: edge 9 joins atoms -1 and 1, outside its 7 atoms",
+    ),
+    (
+        "kernel",
+        "edge",
+        10**8,
+        "screening kernel refused molecule 1 of the store: edge 9 joins atoms 100000000 and 1, outside its 7 atoms",
+    ),
+    (
+        "kernel",
+        "atoms",
+        100,
+        "screening kernel refused molecule 2 of the store: its atoms or edges lie outside the store",
+    ),
 ]
 
 
@@ -76,9 +96,16 @@ def refusals(golden_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list
         pytest.skip("no screening kernel here and no C compiler to build one")
     cases = [case[:3] for case in CASES]
     run = subprocess.run(
-        [sys.executable, "-c", CORRUPT_AND_SCORE, str(golden_dir / "model_state.pt"),
-         str(tmp_path_factory.mktemp("kernel-cache")), json.dumps(cases)],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-c",
+            CORRUPT_AND_SCORE,
+            str(golden_dir / "model_state.pt"),
+            str(tmp_path_factory.mktemp("kernel-cache")),
+            json.dumps(cases),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert run.returncode == 0, f"exit {run.returncode} (-11: segfault): {run.stderr[-3000:]}"
     return json.loads(run.stdout.strip().splitlines()[-1])
@@ -101,19 +128,61 @@ def lib(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.mark.parametrize(
     ("change", "code"),
-    [({}, 0), ({"threads": 0}, 3), ({"gp_len": 1}, 3), ({"wp_len": 64}, 3), ({"qp_len": 1}, 3), ({"K": 48}, 1),
-     ({"T": -1}, 3), ({"n": -1}, 3), ({"F": 0}, 3)],
+    [
+        ({}, 0),
+        ({"threads": 0}, 3),
+        ({"gp_len": 1}, 3),
+        ({"wp_len": 64}, 3),
+        ({"qp_len": 1}, 3),
+        ({"K": 48}, 1),
+        ({"T": -1}, 3),
+        ({"n": -1}, 3),
+        ({"F": 0}, 3),
+    ],
 )
 def test_the_kernel_refuses_sizes_that_do_not_fit_before_reading_anything(lib, change: dict, code: int) -> None:
     """Sizes only (no molecule, null buffers): the checks run before any buffer is read."""
     dims = (ctypes.c_int64 * 2)(32, 32)
     F, K, T = 2, 32, 1
-    sizes = {"n": 0, "F": F, "gp_len": (F + 1) * 32 + 2 * 33 * 32 + 2 * 32, "wp_len": 33 * K, "K": K,
-             "qp_len": K * K * T, "T": T, "threads": 1, **change}
+    sizes = {
+        "n": 0,
+        "F": F,
+        "gp_len": (F + 1) * 32 + 2 * 33 * 32 + 2 * 32,
+        "wp_len": 33 * K,
+        "K": K,
+        "qp_len": K * K * T,
+        "T": T,
+        "threads": 1,
+        **change,
+    }
     bad = (ctypes.c_int64 * 2)(7, 7)
-    rc = lib.drugban_screen(None, 0, None, 0, None, None, None, None, sizes["n"], sizes["F"], None, sizes["gp_len"], dims, 1,
-                            None, sizes["wp_len"], sizes["K"], None, sizes["qp_len"], None, sizes["T"], None, None,
-                            sizes["threads"], bad)
+    rc = lib.drugban_screen(
+        None,
+        0,
+        None,
+        0,
+        None,
+        None,
+        None,
+        None,
+        sizes["n"],
+        sizes["F"],
+        None,
+        sizes["gp_len"],
+        dims,
+        1,
+        None,
+        sizes["wp_len"],
+        sizes["K"],
+        None,
+        sizes["qp_len"],
+        None,
+        sizes["T"],
+        None,
+        None,
+        sizes["threads"],
+        bad,
+    )
     assert rc == code
     assert list(bad) == [-1, -1]
 

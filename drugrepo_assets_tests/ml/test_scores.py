@@ -22,7 +22,9 @@ def _library(n: int, seed: int) -> tuple[list[str], list[str], np.ndarray]:
     return [f"mol{i:03d}" for i in range(n)], [f"C{'C' * (i % 7)}O" for i in range(n)], logits
 
 
-def _write(root: Path, sizes: list[int], logits: np.ndarray, ids: list[str], smiles: list[str], top: int | None) -> None:
+def _write(
+    root: Path, sizes: list[int], logits: np.ndarray, ids: list[str], smiles: list[str], top: int | None
+) -> None:
     start = 0
     for shard, size in enumerate(sizes):
         rows = slice(start, start + size)
@@ -53,7 +55,9 @@ def test_every_pair_ranked_per_target_equals_ranking_the_whole_table(tmp_path: P
     expected = rank_table(logits, ids, smiles, TARGETS, "abc123").drop(columns="smiles")
     key = ["target_id", "drug_id"]
     assert_frame_equal(
-        ranked.sort_values(key).reset_index(drop=True), expected.sort_values(key).reset_index(drop=True), check_dtype=False
+        ranked.sort_values(key).reset_index(drop=True),
+        expected.sort_values(key).reset_index(drop=True),
+        check_dtype=False,
     )
 
 

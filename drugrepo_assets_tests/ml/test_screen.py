@@ -12,9 +12,9 @@ import torch
 
 from drugrepo_assets.data.rules import PROTEIN_ALPHABET
 from drugrepo_assets.data.sources import bundled_root
+from drugrepo_assets.ml import native
 from drugrepo_assets.ml.dataset import MoleculeStore, PairData
 from drugrepo_assets.ml.featurize import encode_proteins
-from drugrepo_assets.ml import native
 from drugrepo_assets.ml.model import DrugBAN, DrugBANConfig, load_checkpoint
 from drugrepo_assets.ml.predict import predict_logits
 from drugrepo_assets.ml.screen import ScreeningEngine, prepare_library, prepare_targets, rank_table
@@ -74,16 +74,35 @@ def test_kernel_runs_each_drugs_gcn_v_net_and_contraction() -> None:
         bn.running_var.copy_(torch.rand(bn.num_features, generator=gen) + 0.5)
         bn.weight.data.copy_(torch.rand(bn.num_features, generator=gen) + 0.5)
     model.eval()
-    smiles = ["C", "CC", "c1ccccc1", "CC(=O)Oc1ccccc1C(=O)O", "C" * 250, "[Na+].[Cl-]", "CN1CCC[C@H]1c1cccnc1",
-              "O=C(O)CC(O)(CC(=O)O)C(=O)O", "C" * 40, "c1ccc2ccccc2c1", "CCN(CC)CC"]
+    smiles = [
+        "C",
+        "CC",
+        "c1ccccc1",
+        "CC(=O)Oc1ccccc1C(=O)O",
+        "C" * 250,
+        "[Na+].[Cl-]",
+        "CN1CCC[C@H]1c1cccnc1",
+        "O=C(O)CC(O)(CC(=O)O)C(=O)O",
+        "C" * 40,
+        "c1ccc2ccccc2c1",
+        "CCN(CC)CC",
+    ]
     molecules = MoleculeStore.from_smiles(smiles)
     idx = torch.randperm(len(smiles), generator=gen)
     q = torch.randn(3, 200, 768, generator=gen)
     gq, heads = q.transpose(1, 2) @ q, model.bcn.head_sums()[0].detach()
     linear = model.bcn.v_net.main[1]
     with torch.no_grad():
-        out, sums = native.screen(lib, molecules, idx, native.pack_gcn(model.drug_extractor),
-                                  native.pack_linear(linear.weight(), linear.bias), native.pack_targets(gq), heads, threads=2)
+        out, sums = native.screen(
+            lib,
+            molecules,
+            idx,
+            native.pack_gcn(model.drug_extractor),
+            native.pack_linear(linear.weight(), linear.bias),
+            native.pack_targets(gq),
+            heads,
+            threads=2,
+        )
         reference = copy.deepcopy(model).double()
         rows = reference.encode_drugs(molecules.batch(idx))
     for d in range(len(smiles)):
@@ -119,7 +138,9 @@ def test_rank_table_ranks_and_percentiles() -> None:
 
 
 def test_invalid_inputs_are_reported_not_dropped() -> None:
-    library = pd.DataFrame({"id": ["ok", "bad", "huge", "empty"], "smiles": ["CCO", "C1CC", "C" * 300, ""], "line": [2, 3, 4, 5]})
+    library = pd.DataFrame(
+        {"id": ["ok", "bad", "huge", "empty"], "smiles": ["CCO", "C1CC", "C" * 300, ""], "line": [2, 3, 4, 5]}
+    )
     molecules, prepared = prepare_library(library)
     assert len(molecules) == 1 and prepared.kept["id"].tolist() == ["ok"]
     assert prepared.rejected["id"].tolist() == ["bad", "huge", "empty"]

@@ -46,14 +46,19 @@ def replace_from(final, write):
 files._replace_from = replace_from
 """
 
-CLI = KILL_WRAPPER + r"""
+CLI = (
+    KILL_WRAPPER
+    + r"""
 from drugrepo_assets.cli import main
 sys.exit(main(sys.argv[2:]))
 """
+)
 
 # A library stored as shards over the feature store (the Dagster stage's path), each shard scored by
 # score_stored_shard; prints each shard's score files.
-STORED = KILL_WRAPPER + r"""
+STORED = (
+    KILL_WRAPPER
+    + r"""
 import json
 import torch
 from drugrepo_assets.data.library import read_targets
@@ -77,6 +82,7 @@ scored = [score_stored_shard(engine, store, part, root / "library", target_ids, 
           for part in stored.parts]
 print(json.dumps([{"shard": s.shard, "files": s.files, "scored": s.scored_pairs, "reused": s.reused_pairs} for s in scored]))
 """
+)
 
 
 @pytest.fixture(scope="module")
@@ -87,13 +93,32 @@ def inputs(tmp_path_factory: pytest.TempPathFactory, golden_dir: Path) -> dict[s
     folder = tmp_path_factory.mktemp("inputs")
     (folder / "lib.smi").write_text("".join(f"{s}\tmol{i:04d}\n" for i, s in enumerate(smiles)))
     (folder / "t.fasta").write_text("".join(f">T{i}\n{p}\n" for i, p in enumerate(proteins)))
-    return {"library": str(folder / "lib.smi"), "targets": str(folder / "t.fasta"),
-            "checkpoint": str(golden_dir / "model_state.pt")}
+    return {
+        "library": str(folder / "lib.smi"),
+        "targets": str(folder / "t.fasta"),
+        "checkpoint": str(golden_dir / "model_state.pt"),
+    }
 
 
 def _screen(inputs: dict[str, str], out: Path, kill: str = "") -> subprocess.CompletedProcess:
-    args = ["screen", "--checkpoint", inputs["checkpoint"], "--library", inputs["library"], "--targets", inputs["targets"],
-            "--out", str(out), "--top", "5", "--shard-size", str(SHARD_SIZE), "--workers", "1", "--quiet"]
+    args = [
+        "screen",
+        "--checkpoint",
+        inputs["checkpoint"],
+        "--library",
+        inputs["library"],
+        "--targets",
+        inputs["targets"],
+        "--out",
+        str(out),
+        "--top",
+        "5",
+        "--shard-size",
+        str(SHARD_SIZE),
+        "--workers",
+        "1",
+        "--quiet",
+    ]
     return subprocess.run([sys.executable, "-c", CLI, kill, *args], capture_output=True, text=True)
 
 
@@ -112,7 +137,9 @@ def uninterrupted(inputs, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("kill", ["scores/part-00002.parquet", "top/part-00002.parquet", "shards/00002.json"])
-def test_a_screen_killed_mid_write_resumes_to_the_same_scores(inputs, uninterrupted: Path, tmp_path: Path, kill: str) -> None:
+def test_a_screen_killed_mid_write_resumes_to_the_same_scores(
+    inputs, uninterrupted: Path, tmp_path: Path, kill: str
+) -> None:
     killed = _screen(inputs, tmp_path, kill)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert sorted(p.name for p in (tmp_path / "shards").glob("*.json")) == ["00000.json", "00001.json"]
@@ -132,8 +159,19 @@ def test_a_screen_killed_mid_write_resumes_to_the_same_scores(inputs, uninterrup
 
 def _stored(inputs, root: Path, kill: str = "") -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-c", STORED, kill, inputs["library"], inputs["targets"], str(root), inputs["checkpoint"], str(SHARD_SIZE)],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-c",
+            STORED,
+            kill,
+            inputs["library"],
+            inputs["targets"],
+            str(root),
+            inputs["checkpoint"],
+            str(SHARD_SIZE),
+        ],
+        capture_output=True,
+        text=True,
     )
 
 

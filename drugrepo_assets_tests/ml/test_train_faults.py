@@ -55,10 +55,13 @@ print(json.dumps({"best_epoch": result.best_epoch, "history": [asdict(h) for h i
 EPOCHS = 2
 
 
-def _train(out: Path, epochs: int, resume: bool = False, kill_name: str = "", kill_at: int = 0) -> subprocess.CompletedProcess:
+def _train(
+    out: Path, epochs: int, resume: bool = False, kill_name: str = "", kill_at: int = 0
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", TRAIN, str(out), str(epochs), "resume" if resume else "fresh", kill_name, str(kill_at)],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
 
 
@@ -93,7 +96,9 @@ def straight(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 
 
 @pytest.mark.parametrize("name", ["last.pt", "best.pt"])
-def test_a_kill_while_writing_a_checkpoint_loses_nothing(straight: tuple[Path, dict], tmp_path: Path, name: str) -> None:
+def test_a_kill_while_writing_a_checkpoint_loses_nothing(
+    straight: tuple[Path, dict], tmp_path: Path, name: str
+) -> None:
     reference, expected = straight
     killed = _train(tmp_path, EPOCHS, kill_name=name, kill_at=2)  # halfway through epoch 2's file
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
@@ -108,4 +113,7 @@ def test_a_kill_while_writing_a_checkpoint_loses_nothing(straight: tuple[Path, d
     assert resumed["best_epoch"] == expected["best_epoch"]
     for file in ("last.pt", "best.pt"):
         assert _same_weights(_checkpoint(tmp_path / file), _checkpoint(reference / file)), file
-    assert _checkpoint(tmp_path / "last.pt")["optimizer"]["state"].keys() == _checkpoint(reference / "last.pt")["optimizer"]["state"].keys()
+    assert (
+        _checkpoint(tmp_path / "last.pt")["optimizer"]["state"].keys()
+        == _checkpoint(reference / "last.pt")["optimizer"]["state"].keys()
+    )

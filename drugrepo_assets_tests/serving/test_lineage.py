@@ -7,8 +7,9 @@ import os
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -26,8 +27,9 @@ LOCATIONS = """
 
 
 def _graphql(url: str, query: str) -> dict[str, Any]:
-    request = urllib.request.Request(f"{url}/graphql", data=json.dumps({"query": query}).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{url}/graphql", data=json.dumps({"query": query}).encode(), headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())["data"]
 
@@ -37,11 +39,24 @@ def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`dagster-webserver -w workspace.yaml` on a free loopback port, once both locations have loaded."""
     home = tmp_path_factory.mktemp("dagster_home")
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DRUGREPO_", "DAGSTER_"))} | {"DAGSTER_HOME": str(home)}
-    log = open(home / "webserver.log", "wb")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DRUGREPO_", "DAGSTER_"))} | {
+        "DAGSTER_HOME": str(home)
+    }
+    log = open(home / "webserver.log", "wb")  # noqa: SIM115 (the server writes it until the finally below)
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            str(Path(sys.executable).parent / "dagster-webserver"),
+            "-w",
+            "workspace.yaml",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
 
@@ -63,7 +78,8 @@ def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def test_both_locations_load_without_errors(webserver: str) -> None:
     entries = _graphql(webserver, LOCATIONS)["workspaceOrError"]["locationEntries"]
     assert {e["name"]: e["locationOrLoadError"]["__typename"] for e in entries} == {
-        "drugrepo_assets": "RepositoryLocation", "drugrepo_serving": "RepositoryLocation"
+        "drugrepo_assets": "RepositoryLocation",
+        "drugrepo_serving": "RepositoryLocation",
     }
 
 
@@ -77,7 +93,11 @@ def test_serving_assets_hang_under_the_training_locations_assets_in_the_lineage(
     registered = nodes[("registered_model", "drugrepo_serving")]
     drift = nodes[("drift_report", "drugrepo_serving")]
     assert {"/".join(k["path"]) for k in registered["dependencyKeys"]} == {"drugban_checkpoint", "model_evaluation"}
-    assert {"/".join(k["path"]) for k in drift["dependencyKeys"]} == {"drugban_checkpoint", "dataset_splits", "validated_pairs"}
+    assert {"/".join(k["path"]) for k in drift["dependencyKeys"]} == {
+        "drugban_checkpoint",
+        "dataset_splits",
+        "validated_pairs",
+    }
     assert {"registered_model", "drift_report"} <= {"/".join(k["path"]) for k in checkpoint["dependedByKeys"]}
     assert "registered_model" in {"/".join(k["path"]) for k in evaluation["dependedByKeys"]}
     assert ("registered_model", ("drugban_checkpoint", "drugrepo_assets")) in edges

@@ -7,8 +7,9 @@ import json
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import numpy as np
@@ -39,8 +40,16 @@ RETRAIN = AssetSelection.assets("drugban_checkpoint", "model_evaluation")
 
 
 def _profile(floor: float) -> TrainingProfile:
-    return TrainingProfile(name="tiny", epochs=1, patience=None, batch_size=32, max_train_pairs=96, max_eval_pairs=48,
-                           test_auroc_floor=floor, attention_examples=1)
+    return TrainingProfile(
+        name="tiny",
+        epochs=1,
+        patience=None,
+        batch_size=32,
+        max_train_pairs=96,
+        max_eval_pairs=48,
+        test_auroc_floor=floor,
+        attention_examples=1,
+    )
 
 
 class World:
@@ -52,19 +61,34 @@ class World:
         small_dataset(self.source)
 
     def train(self, selection: AssetSelection, floor: float) -> ExecuteInProcessResult:
-        return materialize([*all_assets, *all_asset_checks], selection=selection, partition_key="human",
-                           resources=resources(self.base, self.source, _profile(floor), tracking_uri=self.mlflow_url),
-                           instance=self.instance, raise_on_error=False)
+        return materialize(
+            [*all_assets, *all_asset_checks],
+            selection=selection,
+            partition_key="human",
+            resources=resources(self.base, self.source, _profile(floor), tracking_uri=self.mlflow_url),
+            instance=self.instance,
+            raise_on_error=False,
+        )
 
     def serving_resources(self, request_log: Path) -> dict[str, Any]:
         storage = str(self.base / "storage")
-        return {"json_io_manager": JsonIOManager(base_path=storage), "io_manager": ParquetIOManager(base_path=storage),
-                "storage": StorageResource(base_path=storage), "mlflow_tracking": MlflowTracking(tracking_uri=self.mlflow_url),
-                "registry_settings": RegistrySettings(), "drift_settings": DriftSettings(request_log_dir=str(request_log))}
+        return {
+            "json_io_manager": JsonIOManager(base_path=storage),
+            "io_manager": ParquetIOManager(base_path=storage),
+            "storage": StorageResource(base_path=storage),
+            "mlflow_tracking": MlflowTracking(tracking_uri=self.mlflow_url),
+            "registry_settings": RegistrySettings(),
+            "drift_settings": DriftSettings(request_log_dir=str(request_log)),
+        }
 
     def serve(self, asset: Any, request_log: Path = Path("unused")) -> ExecuteInProcessResult:
-        return materialize([*external_assets, asset], selection=[asset], partition_key="human",
-                           resources=self.serving_resources(request_log), instance=self.instance)
+        return materialize(
+            [*external_assets, asset],
+            selection=[asset],
+            partition_key="human",
+            resources=self.serving_resources(request_log),
+            instance=self.instance,
+        )
 
     def value(self, asset: str) -> dict[str, Any]:
         return json.loads((self.base / "storage" / asset / "human.json").read_text())
@@ -88,12 +112,14 @@ def test_alias_moves_only_when_every_gate_passed_and_rolls_back(
     # 1. A checkpoint whose evaluation misses the AUROC floor: registered, not promoted.
     failed = world.train(TRAINING, floor=1.01)
     assert not failed.success
-    assert _checks(failed) == {**{name: True for name in _checks(failed)}, "model_evaluation_auroc_floor": False}
+    assert _checks(failed) == {**dict.fromkeys(_checks(failed), True), "model_evaluation_auroc_floor": False}
     first = world.serve(registered_model).output_for_node("registered_model")
     assert first["version"] == "1" and first["created"] and not first["promoted"]
-    assert first["gates"] == {"drugban_checkpoint:drugban_checkpoint_losses_finite": "passed",
-                              "drugban_checkpoint:drugban_checkpoint_reproduces": "passed",
-                              "model_evaluation:model_evaluation_auroc_floor": "failed"}
+    assert first["gates"] == {
+        "drugban_checkpoint:drugban_checkpoint_losses_finite": "passed",
+        "drugban_checkpoint:drugban_checkpoint_reproduces": "passed",
+        "model_evaluation:model_evaluation_auroc_floor": "failed",
+    }
     assert "model_evaluation_auroc_floor" in first["decision"]
     assert alias_version(client, NAME, "champion") is None
     version = client.get_model_version(NAME, "1")
@@ -119,8 +145,12 @@ def test_alias_moves_only_when_every_gate_passed_and_rolls_back(
     # 4. The API serves models:/drugban-human@champion from the server: version 2's weights.
     pairs = pd.read_csv(golden_dir / "model_pairs.csv", dtype=str).head(8)
     body = {"pairs": [{"smiles": s, "protein": p} for s, p in zip(pairs["SMILES"], pairs["Protein"])]}
-    env = {"DRUGREPO_API_KEYS": KEY, "MLFLOW_TRACKING_URI": world.mlflow_url, "DRUGREPO_MODEL_NAME": NAME,
-           "DRUGREPO_MODEL_REFRESH_SECONDS": "0.5"}
+    env = {
+        "DRUGREPO_API_KEYS": KEY,
+        "MLFLOW_TRACKING_URI": world.mlflow_url,
+        "DRUGREPO_MODEL_NAME": NAME,
+        "DRUGREPO_MODEL_REFRESH_SECONDS": "0.5",
+    }
     with running_api(tmp_path / "api", [], env) as api:
         assert httpx.get(api.url + "/readyz").json()["model_version"] == f"{NAME}/2"
         response = httpx.post(api.url + "/v1/predict", json=body, headers={"X-API-Key": KEY}, timeout=60).json()
@@ -158,7 +188,9 @@ def test_alias_moves_only_when_every_gate_passed_and_rolls_back(
 
 def _log_requests(folder: Path, smiles: list[str], proteins: list[str]) -> None:
     log = RequestLog(folder)
-    log.submit(LoggedBatch("/v1/predict", "abc123", f"{NAME}/1", smiles, proteins, [0.0] * len(smiles), [0.5] * len(smiles)))
+    log.submit(
+        LoggedBatch("/v1/predict", "abc123", f"{NAME}/1", smiles, proteins, [0.0] * len(smiles), [0.5] * len(smiles))
+    )
     log.close()
 
 

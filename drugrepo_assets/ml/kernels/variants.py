@@ -13,8 +13,9 @@ import hashlib
 import os
 import shutil
 import sysconfig
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, NamedTuple, Optional
+from typing import NamedTuple
 
 SOURCE_NAME = "screen_fusion.c"
 # -Wno-psabi: GCC notes that 64-byte vectors change the ABI of the (static, never exported) vector helpers.
@@ -66,7 +67,7 @@ def build_id(source: Path, variant: Variant) -> str:
     return digest.hexdigest()[:32]
 
 
-def compiler() -> Optional[str]:
+def compiler() -> str | None:
     """The C compiler: $CC, Python's own (sysconfig), else cc or gcc on PATH."""
     for name in (os.environ.get("CC"), sysconfig.get_config_var("CC"), "cc", "gcc"):
         found = name and shutil.which(name.split()[0])
@@ -77,5 +78,12 @@ def compiler() -> Optional[str]:
 
 def compile_command(cc: str, source: Path, variant: Variant, out: Path) -> list[str]:
     """The command that compiles one variant; the library carries its `build_id` as ``drugban_build_id``."""
-    return [cc, *COMMON_FLAGS, *variant.flags, f'-DDRUGBAN_BUILD_ID="{build_id(source, variant)}"',
-            "-o", str(out), str(source)]
+    return [
+        cc,
+        *COMMON_FLAGS,
+        *variant.flags,
+        f'-DDRUGBAN_BUILD_ID="{build_id(source, variant)}"',
+        "-o",
+        str(out),
+        str(source),
+    ]
