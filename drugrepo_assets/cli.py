@@ -515,7 +515,7 @@ def cmd_screen(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     configure_cpu(args.threads)
     engine = ScreeningEngine(model, device=device, drug_chunk=args.batch_size)
-    ckpt = checkpoint_id(args.checkpoint)
+    ckpt = checkpoint_id(model)
     target_ids = tgt.kept["id"].astype(str).tolist()
     settings = {
         "library": args.library,

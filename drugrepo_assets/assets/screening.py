@@ -61,7 +61,7 @@ from drugrepo_assets.ml.library_store import (
     store_library_file,
     stored_files,
 )
-from drugrepo_assets.ml.model import checkpoint_id, load_checkpoint
+from drugrepo_assets.ml.model import load_checkpoint
 from drugrepo_assets.ml.native import kernel_info
 from drugrepo_assets.ml.runtime import configure_cpu
 from drugrepo_assets.ml.screen import ScreeningEngine
@@ -303,11 +303,11 @@ def score_shard(
     configure_cpu(screening.threads)
     device = resolve_device(screening.device)
     path = str(storage.local_copy(drugban_checkpoint["checkpoint"]))
-    model, _ = load_checkpoint(path, map_location=device)
+    model, extra = load_checkpoint(path, map_location=device)
     store = feature_store(storage)
     engine = ScreeningEngine(model, device=device)
     part = LibraryPart(shard["shard"], shard["uri"], int(shard["molecules"]), shard["source"])
-    root = scores_root(storage, drugban_checkpoint["dataset"], checkpoint_id(path))
+    root = scores_root(storage, drugban_checkpoint["dataset"], extra["checkpoint_id"])
     result = score_stored_shard(
         engine,
         store,
@@ -329,7 +329,7 @@ def score_shard(
         "position": shard["position"],
         "engine": engine_name,
         "kernel": kernel_info()["kernel"],
-        "checkpoint_id": checkpoint_id(path),
+        "checkpoint_id": extra["checkpoint_id"],
         "root": uri_of(root),
     }
 

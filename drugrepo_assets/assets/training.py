@@ -212,7 +212,6 @@ def drugban_checkpoint(
         "val_pairs": len(val_data),
         "best_epoch": result.best_epoch,
         "best_val_auroc": result.best_val_auroc,
-        "threshold": result.threshold,
         "device": result.device,
         "wall_seconds": result.wall_seconds,
         "stopped_early": result.stopped_early,

@@ -587,25 +587,45 @@ def export_reference_state_dict(model: DrugBAN) -> dict[str, Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+CHECKPOINT_ID_CHARS = 16
+
+
+def checkpoint_id(model: DrugBAN) -> str:
+    """The id of a model's weights: the first 16 hex digits of the SHA-256 of its config and state_dict.
+
+    The one id of a checkpoint everywhere (the file's ``checkpoint_id`` entry, score tables, MLflow tags,
+    registry version tags, the API's ``model_version``). It depends on the weights only, so a copy
+    downloaded from the registry, a reference state_dict export and the file itself share it.
+    """
+    digest = hashlib.sha256(repr(sorted(model.config.to_dict().items())).encode())
+    for key, tensor in sorted(model.state_dict().items()):
+        value = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{key}|{value.dtype}|{tuple(value.shape)}|".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:CHECKPOINT_ID_CHARS]
+
+
 def save_checkpoint(path: str, model: DrugBAN, **extra: Any) -> None:
     """Save weights + config + anything plain (optimizer state, epoch, metrics) for resumption.
 
-    Atomically (`files.write_local_atomic`): a process killed mid-write leaves the previous file whole.
+    The file records its `checkpoint_id`; `load_checkpoint` checks it. Written atomically
+    (`files.write_local_atomic`): a process killed mid-write leaves the previous file whole.
     """
-    payload = {"format": CHECKPOINT_FORMAT, "config": model.config.to_dict(), "state_dict": model.state_dict(), **extra}
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "config": model.config.to_dict(),
+        "state_dict": model.state_dict(),
+        "checkpoint_id": checkpoint_id(model),
+        **extra,
+    }
     write_local_atomic(path, lambda handle: torch.save(payload, handle))
-
-
-def checkpoint_id(path: str) -> str:
-    """First 12 hex digits of a checkpoint file's SHA-256: the id screening writes beside every score."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()[:12]
 
 
 def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> tuple[DrugBAN, dict[str, Any]]:
     """Load our checkpoint or a bare reference ``state_dict`` (``weights_only=True`` either way).
 
-    Returns the model in eval mode and the checkpoint's extra entries (empty for a reference file).
+    Returns the model in eval mode and the checkpoint's extra entries, ``checkpoint_id`` always among
+    them (computed for a reference file); a file whose weights no longer match its recorded id is refused.
     """
     payload = torch.load(path, map_location=map_location, weights_only=True)
     if isinstance(payload, Mapping) and payload.get("format") == CHECKPOINT_FORMAT:
@@ -616,4 +636,10 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> tupl
         model, extra = load_reference_state_dict(payload), {}
     else:
         raise ValueError(f"{path}: neither a drugrepo DrugBAN checkpoint nor a reference DrugBAN state_dict")
+    actual = checkpoint_id(model)
+    recorded = extra.setdefault("checkpoint_id", actual)
+    if recorded != actual:
+        raise ValueError(
+            f"{path}: its weights do not match the checkpoint id it records ({recorded}, weights give {actual})"
+        )
     return model.eval(), extra

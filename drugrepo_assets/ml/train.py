@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from drugrepo_assets.files import remove_partial_writes
 from drugrepo_assets.ml.dataset import PairData
-from drugrepo_assets.ml.evaluate import binary_metrics, choose_threshold
+from drugrepo_assets.ml.evaluate import binary_metrics
 from drugrepo_assets.ml.model import DrugBAN, DrugBANConfig, load_checkpoint, save_checkpoint
 from drugrepo_assets.ml.predict import predict_logits
 
@@ -65,7 +65,6 @@ class TrainResult:
     model: DrugBAN
     best_epoch: int
     best_val_auroc: float
-    threshold: float
     history: list[EpochRecord]
     best_path: Path
     last_path: Path
@@ -214,12 +213,10 @@ def _train(
     if best_epoch == 0:
         raise RuntimeError("no epoch produced a finite validation AUROC (NaN losses?)")
     best_model, _ = load_checkpoint(str(best_path), map_location=device)
-    threshold = choose_threshold(val_labels, predict_logits(best_model, val_data, config.eval_batch_size, device))
     return TrainResult(
         model=best_model,
         best_epoch=best_epoch,
         best_val_auroc=best_auroc,
-        threshold=threshold,
         history=history,
         best_path=best_path,
         last_path=last_path,

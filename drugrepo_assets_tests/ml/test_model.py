@@ -15,9 +15,11 @@ from drugrepo_assets.ml import model as model_mod
 from drugrepo_assets.ml.dataset import PairData
 from drugrepo_assets.ml.featurize import drug_graph, encode_proteins
 from drugrepo_assets.ml.model import (
+    CHECKPOINT_ID_CHARS,
     DrugBAN,
     DrugBANConfig,
     EvalHead,
+    checkpoint_id,
     export_reference_state_dict,
     load_checkpoint,
     load_reference_state_dict,
@@ -99,7 +101,7 @@ def pairs() -> PairData:
 
 def test_golden_checkpoint_loads_strictly_and_reproduces_logits(golden_dir: Path) -> None:
     model, extra = load_checkpoint(str(golden_dir / "model_state.pt"))
-    assert extra == {}
+    assert extra == {"checkpoint_id": checkpoint_id(model)}
     expected_keys = [line.split("\t")[0] for line in (golden_dir / "model_params.txt").read_text().splitlines()]
     assert list(model.state_dict().keys()) == expected_keys
     df = pd.read_csv(golden_dir / "model_pairs.csv")
@@ -205,7 +207,7 @@ def test_reference_round_trip_is_lossless(tmp_path: Path, golden_dir: Path) -> N
     model = load_reference_state_dict(reference)
     save_checkpoint(str(tmp_path / "ours.pt"), model, epoch=3)
     ours, extra = load_checkpoint(str(tmp_path / "ours.pt"))
-    assert extra == {"epoch": 3}
+    assert extra == {"epoch": 3, "checkpoint_id": checkpoint_id(model)}
     exported = export_reference_state_dict(ours)
     assert list(exported) == list(reference)
     for key, value in reference.items():
@@ -227,3 +229,21 @@ def test_config_round_trip_and_unknown_keys() -> None:
     assert DrugBANConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match="unknown DrugBAN config keys"):
         DrugBANConfig.from_dict({"ban_head": 2})
+
+
+def test_the_checkpoint_id_names_the_weights_and_is_checked_on_load(tmp_path: Path, golden_dir: Path) -> None:
+    reference = torch.load(golden_dir / "model_state.pt", weights_only=True)
+    model = load_reference_state_dict(reference)
+    ident = checkpoint_id(model)
+    assert len(ident) == CHECKPOINT_ID_CHARS and int(ident, 16) >= 0
+    save_checkpoint(str(tmp_path / "ours.pt"), model)
+    torch.save(export_reference_state_dict(model), tmp_path / "exported.pt")
+    assert {load_checkpoint(str(tmp_path / name))[1]["checkpoint_id"] for name in ("ours.pt", "exported.pt")} == {ident}
+    changed = {k: v.clone() for k, v in reference.items()}
+    changed["mlp_classifier.fc4.bias"] += 1e-6
+    assert checkpoint_id(load_reference_state_dict(changed)) != ident
+    payload = torch.load(tmp_path / "ours.pt", weights_only=True)
+    payload["state_dict"]["mlp_classifier.fc4.bias"] += 1e-6
+    torch.save(payload, tmp_path / "altered.pt")
+    with pytest.raises(ValueError, match="do not match the checkpoint id it records"):
+        load_checkpoint(str(tmp_path / "altered.pt"))
