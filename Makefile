@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.drugrepo-installed
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: demo test dev venv postgres chromium redis docker-constraints
+.PHONY: demo test lint dev venv postgres chromium redis docker-constraints
 
 venv: $(INSTALLED)
 
@@ -56,7 +56,13 @@ docker-constraints: $(INSTALLED)
 	{ head -n 2 docker/constraints.txt; $(BIN)/pip freeze --exclude-editable | sed -e 's/+cpu$$//'; } > docker/constraints.txt.new
 	mv docker/constraints.txt.new docker/constraints.txt
 
-test: $(INSTALLED) postgres redis chromium
+# ruff (lint + format) and mypy, configured in pyproject.toml; `make test` runs them before the suite.
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint postgres redis chromium
 	$(BIN)/pytest -q -n 2
 
 dev: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml
