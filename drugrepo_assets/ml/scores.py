@@ -9,11 +9,12 @@ Under a root folder (a local path or an ``s3://`` `UPath`), files named per libr
   ``row`` in the shard (for ties);
 - ``ranked/target-t/<name>.parquet`` (`rank_dataset`): every pair with ``score, rank, percentile``.
 
-The ranking is `ml.screen.rank_scores`'s: within a target, rank = 1 + the number of higher
-logits, percentile = 100 · (logits at or below) / N, ties in library order. Both follow from
-counts, so the global top-K is the merge of the shards' top-Ks (every logit above a top-K row is
-in the top-K too), and any pair's rank needs only its target's sorted logits (4 bytes a pair),
-one target at a time. Every file is written whole and atomically (`drugrepo_assets.files`).
+Every ranked table, in memory (`ml.screen.rank_table`), merged from top-K files (`merge_top`) or
+written per target (`rank_dataset`), is built by `score_table`: within a target, rank = 1 + the
+number of higher logits, percentile = 100 · (logits at or below) / N, ties in library order. Both
+follow from counts, so the global top-K is the merge of the shards' top-Ks (every logit above a
+top-K row is in the top-K too), and any pair's rank needs only its target's sorted logits (4 bytes
+a pair), one target at a time. Every file is written whole and atomically (`drugrepo_assets.files`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,17 @@ from drugrepo_assets.files import write_bytes_atomic
 from drugrepo_assets.ml.evaluate import sigmoid
 
 SCORES, TOP, RANKED = "scores", "top", "ranked"
-TOP_COLUMNS = ["target_id", "drug_id", "smiles", "logit", "score", "rank", "percentile", "checkpoint_id"]
+SCORE_COLUMNS: tuple[str, ...] = (
+    "target_id",
+    "drug_id",
+    "smiles",
+    "logit",
+    "score",
+    "rank",
+    "percentile",
+    "checkpoint_id",
+)
+"""The ranked score table's columns, in order (`rank_dataset`'s files leave ``smiles`` out)."""
 
 
 def part_name(shard: int) -> str:
@@ -139,23 +150,33 @@ def best_rows(parts: Iterable[pd.DataFrame], target_ids: Sequence[str], top: int
     return held
 
 
+def score_table(pairs: pd.DataFrame, higher: np.ndarray, molecules: int, checkpoint_id: str) -> pd.DataFrame:
+    """The ranked score table (`SCORE_COLUMNS`) of ``pairs`` (``target_id, drug_id[, smiles], logit``, in output order).
+
+    ``higher``: how many of the target's ``molecules`` logits lie above each row's. score =
+    sigmoid(logit), rank = 1 + higher (ties share the best rank), percentile = 100 · (molecules at
+    or below) / molecules; every row names the model's ``checkpoint_id``.
+    """
+    table = pairs.assign(
+        target_id=pairs["target_id"].astype(str),
+        score=sigmoid(pairs["logit"].to_numpy()),
+        rank=higher + 1,
+        percentile=100.0 * (molecules - higher) / molecules,
+        checkpoint_id=checkpoint_id,
+    )
+    return table[[c for c in SCORE_COLUMNS if c in table]].reset_index(drop=True)
+
+
 def rank_top(
     parts: Iterable[pd.DataFrame], target_ids: Sequence[str], molecules: int, top: int, checkpoint_id: str
 ) -> pd.DataFrame:
-    """The best ``top`` per target of shards' top rows (`best_rows`), ranked over all ``molecules``,
-    as `rank_scores` ranks the whole table."""
+    """The best ``top`` per target of shards' top rows (`best_rows`), ranked over all ``molecules``."""
     table = best_rows(parts, target_ids, top)
-    first = np.zeros(len(table), dtype=np.int64)
-    for _, index in table.groupby("_t").indices.items():
-        first[index] = _first_of_equal(table["logit"].to_numpy(np.float64)[index])
-    table = table.assign(
-        target_id=table["target_id"].astype(str),
-        score=sigmoid(table["logit"].to_numpy()),
-        rank=first + 1,
-        percentile=100.0 * (molecules - first) / molecules,
-        checkpoint_id=checkpoint_id,
-    )
-    return table[TOP_COLUMNS]
+    higher = np.zeros(len(table), dtype=np.int64)
+    logits = table["logit"].to_numpy(np.float64)
+    for index in table.groupby("_t").indices.values():
+        higher[index] = _first_of_equal(logits[index])
+    return score_table(table, higher, molecules, checkpoint_id)
 
 
 def merge_top(
@@ -205,19 +226,15 @@ def rank_dataset(root: Any, shards: Sequence[str], target_ids: Sequence[str], ch
         for name, logits in zip(shards, parts):
             if not len(logits):
                 continue
-            drugs = shard_drug_ids(root, name, t, len(logits))
             at_or_below = np.searchsorted(ordered, logits.astype(np.float64), side="right")
-            table = pa.table(
+            pairs = pd.DataFrame(
                 {
-                    "target_id": pa.array([target] * len(logits), pa.string()),
-                    "drug_id": drugs,
-                    "logit": pa.array(logits),
-                    "score": pa.array(sigmoid(logits)),
-                    "rank": pa.array(n - at_or_below + 1),
-                    "percentile": pa.array(100.0 * at_or_below / n),
-                    "checkpoint_id": pa.array([checkpoint_id] * len(logits), pa.string()),
+                    "target_id": target,
+                    "drug_id": shard_drug_ids(root, name, t, len(logits)).to_pandas(),
+                    "logit": logits,
                 }
             )
+            table = pa.Table.from_pandas(score_table(pairs, n - at_or_below, n, checkpoint_id), preserve_index=False)
             _write_table(root / RANKED / f"target-{t:05d}" / f"{name}.parquet", table)
             written += len(logits)
     return written

@@ -15,7 +15,7 @@ mode), not a proxy.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,11 +25,11 @@ from torch import Tensor
 
 from drugrepo_assets.data.rules import MAX_DRUG_ATOMS, clean_protein, protein_refusal
 from drugrepo_assets.ml.dataset import MoleculeStore
-from drugrepo_assets.ml.evaluate import sigmoid
 from drugrepo_assets.ml.featurize import PROTEIN_MAX_LENGTH, CompactMolecules
 from drugrepo_assets.ml.model import DrugBAN, DrugEncoding, EvalHead
 from drugrepo_assets.ml.native import fusion_kernel, kernel_supports, pack_gcn, pack_linear, pack_targets
 from drugrepo_assets.ml.native import screen as native_screen
+from drugrepo_assets.ml.scores import ShardScores, rank_top
 
 
 @dataclass
@@ -217,56 +217,23 @@ class ScreeningEngine:
         return out
 
 
-def rank_scores(
-    table: pd.DataFrame, target_order: Mapping[str, int] | None = None, drug_order: Mapping[str, int] | None = None
-) -> pd.DataFrame:
-    """A long table of logits (``target_id``, ``drug_id``, ``logit``, ...) ranked within each target.
-
-    Adds ``score`` (sigmoid), ``rank`` (1 = highest logit of the target; ties share the lowest rank)
-    and ``percentile`` (share of the target's rows scoring at or below, in percent). Rows come out
-    by target (``target_order``, else first appearance), then best first, ties in ``drug_order``
-    (else input order): the same table whatever order the rows came in.
-    """
-    targets = target_order or {t: i for i, t in enumerate(pd.unique(table["target_id"]))}
-    logit = table["logit"].astype(np.float64)
-    by_target = logit.groupby(table["target_id"])
-    ranked = table.assign(
-        score=sigmoid(table["logit"].to_numpy()),
-        rank=by_target.rank(method="min", ascending=False).astype(np.int64),
-        percentile=100.0 * by_target.rank(method="max", ascending=True) / by_target.transform("size"),
-        _t=table["target_id"].map(targets),
-        _neg=-logit,
-        _d=table["drug_id"].map(drug_order) if drug_order is not None else np.arange(len(table)),
-    )
-    ranked = ranked.sort_values(["_t", "_neg", "_d"], kind="stable").drop(columns=["_t", "_neg", "_d"])
-    columns = ["target_id", "drug_id", "smiles", "logit", "score", "rank", "percentile", "checkpoint_id"]
-    return ranked[[c for c in columns if c in ranked] + [c for c in ranked if c not in columns]].reset_index(drop=True)
-
-
 def rank_table(
     logits: np.ndarray,
-    drug_ids: list[str],
-    smiles: list[str],
-    target_ids: list[str],
+    drug_ids: Sequence[str],
+    smiles: Sequence[str],
+    target_ids: Sequence[str],
     checkpoint_id: str,
     top: int | None = None,
 ) -> pd.DataFrame:
-    """Long table of a [drugs, targets] logit matrix: one row per pair, ranked within each target.
+    """The ranked score table (`scores.score_table`) of a [drugs, targets] logit matrix; ``top`` keeps the best k per target.
 
-    See `rank_scores`; ``top`` keeps the best k per target.
+    The matrix is a library of one shard, so its table is that shard's best rows merged (`scores.rank_top`):
+    the in-memory and the streamed screens rank through the same code.
     """
-    n_drugs, n_targets = logits.shape
-    table = pd.DataFrame(
-        {
-            "target_id": np.tile(np.asarray(target_ids, dtype=object), n_drugs),
-            "drug_id": np.repeat(np.asarray(drug_ids, dtype=object), n_targets),
-            "smiles": np.repeat(np.asarray(smiles, dtype=object), n_targets),
-            "logit": logits.reshape(-1),
-            "checkpoint_id": checkpoint_id,
-        }
-    )
-    ranked = rank_scores(table, target_order={t: i for i, t in enumerate(target_ids)})
-    return ranked if top is None else ranked[ranked.groupby("target_id").cumcount() < top].reset_index(drop=True)
+    n = len(drug_ids)
+    k = n if top is None else top
+    shard = ShardScores(np.asarray(drug_ids, dtype=object), np.asarray(smiles, dtype=object), logits, target_ids)
+    return rank_top([shard.top(k).assign(shard=0)], target_ids, n, k, checkpoint_id)
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""The score data set ranks exactly as `rank_table` does over one in-memory table, ties included."""
+"""The score data set ranks exactly as `rank_table` does over one in-memory table, ties included, and
+`rank_table` ranks as the definition says (counted here pair by pair)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from pandas.testing import assert_frame_equal
 
-from drugrepo_assets.ml.scores import ShardScores, merge_top, part_name, rank_dataset, write_shard
+from drugrepo_assets.ml.scores import SCORE_COLUMNS, ShardScores, merge_top, part_name, rank_dataset, write_shard
 from drugrepo_assets.ml.screen import rank_table
 
 TARGETS = ["T-b", "T-a", "T-c"]  # not sorted: the targets' order is the input's
@@ -31,6 +32,23 @@ def _write(
         part = ShardScores(np.asarray(ids[rows], object), np.asarray(smiles[rows], object), logits[rows], TARGETS)
         write_shard(root, part_name(shard), part, top)
         start += size
+
+
+def test_the_in_memory_table_is_ranked_as_defined() -> None:
+    ids, smiles, logits = _library(30, seed=5)
+    table = rank_table(logits, ids, smiles, TARGETS, "abc123")
+    assert tuple(table.columns) == SCORE_COLUMNS
+    rows = []
+    for t, target in enumerate(TARGETS):  # targets in input order, best first, ties in library order
+        column = logits[:, t].astype(np.float64)
+        for i in sorted(range(30), key=lambda i: (-column[i], i)):
+            higher, at_or_below = int((column > column[i]).sum()), int((column <= column[i]).sum())
+            rows.append((target, ids[i], smiles[i], 1 + higher, 100.0 * at_or_below / 30))
+    expected = pd.DataFrame(rows, columns=["target_id", "drug_id", "smiles", "rank", "percentile"])
+    assert_frame_equal(table[expected.columns], expected, check_dtype=False)
+    assert table["logit"].dtype == np.float32 and table["rank"].dtype == np.int64
+    np.testing.assert_allclose(table["score"], 1 / (1 + np.exp(-table["logit"].astype(np.float64))), rtol=1e-12)
+    assert set(table["checkpoint_id"]) == {"abc123"}
 
 
 @pytest.mark.parametrize("sizes", [[50], [17, 0, 20, 13], [1] * 50], ids=["one", "uneven", "singletons"])
