@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import pandas as pd
-from rdkit import Chem, RDLogger
+from rdkit import Chem, rdBase
 from rdkit.Chem import Crippen, Descriptors, rdMolDescriptors
 
 MOLECULE_COLUMNS = ("mol_weight", "logp", "tpsa", "rings", "aromatic_rings", "heavy_atoms")
@@ -23,7 +23,7 @@ PROTEIN_GROUPS = {
 PROTEIN_COLUMNS = ("protein_length", *(f"frac_{name}" for name in PROTEIN_GROUPS))
 DESCRIPTOR_COLUMNS = MOLECULE_COLUMNS + PROTEIN_COLUMNS
 
-RDLogger.DisableLog("rdApp.*")
+rdBase.DisableLog("rdApp.*")  # what RDLogger.DisableLog re-exports; RDKit's stub for RDLogger omits it
 
 
 def molecule_descriptors(smiles: str) -> dict[str, float] | None:
@@ -32,8 +32,9 @@ def molecule_descriptors(smiles: str) -> dict[str, float] | None:
     if mol is None:
         return None
     return {
-        "mol_weight": float(Descriptors.MolWt(mol)),
-        "logp": float(Crippen.MolLogP(mol)),
+        # RDKit defines MolWt and MolLogP as module-level lambdas, which its generated stubs leave out.
+        "mol_weight": float(Descriptors.MolWt(mol)),  # type: ignore[attr-defined]
+        "logp": float(Crippen.MolLogP(mol)),  # type: ignore[attr-defined]
         "tpsa": float(rdMolDescriptors.CalcTPSA(mol)),
         "rings": float(rdMolDescriptors.CalcNumRings(mol)),
         "aromatic_rings": float(rdMolDescriptors.CalcNumAromaticRings(mol)),
@@ -61,6 +62,7 @@ def pair_descriptor_table(smiles: Iterable[str], proteins: Iterable[str]) -> pd.
             mol_cache[s] = molecule_descriptors(s)
         if p not in prot_cache:
             prot_cache[p] = protein_descriptors(p)
-        if mol_cache[s] is not None:
-            rows.append({**mol_cache[s], **prot_cache[p]})
+        molecule = mol_cache[s]
+        if molecule is not None:
+            rows.append({**molecule, **prot_cache[p]})
     return pd.DataFrame(rows, columns=list(DESCRIPTOR_COLUMNS))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 from rdkit import Chem
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     import torch
 
 logger = logging.getLogger(__name__)
+
+_Item = TypeVar("_Item")
 
 MAX_DRUG_NODES = MAX_DRUG_ATOMS
 ATOM_FEATURE_DIM = 74
@@ -208,7 +210,7 @@ def _parse_smiles(smiles: str, max_atoms: int = MAX_DRUG_ATOMS) -> Chem.Mol:
     return mol
 
 
-def _int_column(getter: Callable[[object], int], items: list, count: int) -> np.ndarray:
+def _int_column(getter: Callable[[_Item], int], items: Sequence[_Item], count: int) -> np.ndarray:
     """Read one integer RDKit property of every atom or bond into an int64 array."""
     return np.fromiter(map(getter, items), dtype=np.int64, count=count)
 
@@ -504,8 +506,8 @@ def _encode_protein_rows(sequences: Sequence[str], max_length: int) -> tuple[np.
     except UnicodeEncodeError:
         is_ascii = [s.isascii() for s in sequences]
         ascii_rows = np.flatnonzero(is_ascii)
-        raw = np.array([sequences[i] for i in ascii_rows], dtype=f"S{max_length}")
-        for i in np.flatnonzero(~np.asarray(is_ascii)):
+        raw = np.array([sequences[i] for i in ascii_rows.tolist()], dtype=f"S{max_length}")
+        for i in np.flatnonzero(~np.asarray(is_ascii)).tolist():
             out[i], bad = _encode_non_ascii(sequences[i], max_length)
             unknown |= bad
     if ascii_rows.size:
