@@ -69,7 +69,8 @@ class DrugBANConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown DrugBAN config keys: {sorted(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**kwargs)
 
 
 class WeightNormLinear(nn.Module):
@@ -97,7 +98,7 @@ def fcnet_eval(net: FCNet, h: Tensor, last: Tensor) -> Tensor:
     the bias into every output row, a full extra pass over v_net's [atoms, 768] output, the
     largest activation of the drug side.
     """
-    linear = net.main[1]
+    linear = net.linear()
     weight = torch.cat([linear.weight(), linear.bias.unsqueeze(1)], 1)
     x = h.new_empty(len(h) + 1, h.shape[1] + 1)
     x[:-1, :-1] = h
@@ -115,6 +116,13 @@ class FCNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.main(x)
+
+    def linear(self) -> WeightNormLinear:
+        """The weight-normed Linear inside ``main`` (``main[1]``), typed: Sequential's items are plain Modules."""
+        linear = self.main[1]
+        if not isinstance(linear, WeightNormLinear):
+            raise TypeError(f"FCNet.main[1] is a {type(linear).__name__}, not a WeightNormLinear")
+        return linear
 
 
 class GraphConv(nn.Module):
@@ -167,14 +175,25 @@ def _batch_norm_with_virtual(x: Tensor, v: Tensor, n_virtual: int, bn: nn.BatchN
     count = x.numel() // x.shape[1] + n_virtual
     mean = (x.sum(dims) + n_virtual * v) / count
     var = (((x - mean.reshape(shape)) ** 2).sum(dims) + n_virtual * (v - mean) ** 2) / count
+    running_mean, running_var = _running_stats(bn)
+    num_batches_tracked = bn.num_batches_tracked
+    if num_batches_tracked is None:
+        raise ValueError("a BatchNorm tracking running statistics has no num_batches_tracked")
     with torch.no_grad():
-        bn.num_batches_tracked += 1
-        momentum = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
-        bn.running_mean.mul_(1 - momentum).add_(momentum * mean)
-        bn.running_var.mul_(1 - momentum).add_(momentum * var * (count / (count - 1)))
+        num_batches_tracked.add_(1)
+        momentum = bn.momentum if bn.momentum is not None else 1.0 / float(num_batches_tracked)
+        running_mean.mul_(1 - momentum).add_(momentum * mean)
+        running_var.mul_(1 - momentum).add_(momentum * var * (count / (count - 1)))
     scale = bn.weight / torch.sqrt(var + bn.eps)
     shift = bn.bias - mean * scale
     return x * scale.reshape(shape) + shift.reshape(shape), v * scale + shift
+
+
+def _running_stats(bn: nn.BatchNorm1d) -> tuple[Tensor, Tensor]:
+    """``bn``'s running mean and variance; ValueError for a BatchNorm built without them (DrugBAN's all have them)."""
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("a BatchNorm built with track_running_stats=False has no running statistics")
+    return bn.running_mean, bn.running_var
 
 
 class GCN(nn.Module):
@@ -184,6 +203,15 @@ class GCN(nn.Module):
         super().__init__()
         dims = (in_feats, *hidden_feats)
         self.gnn_layers = nn.ModuleList(GCNLayer(a, b) for a, b in itertools.pairwise(dims))
+
+    def layers(self) -> list[GCNLayer]:
+        """``gnn_layers`` typed: ModuleList's items are plain Modules."""
+        layers: list[GCNLayer] = []
+        for layer in self.gnn_layers:
+            if not isinstance(layer, GCNLayer):
+                raise TypeError(f"GCN.gnn_layers holds a {type(layer).__name__}, not a GCNLayer")
+            layers.append(layer)
+        return layers
 
 
 class MolecularGCN(nn.Module):
@@ -266,11 +294,18 @@ class ProteinCNN(nn.Module):
         for conv, bn in ((self.conv1, self.bn1), (self.conv2, self.bn2), (self.conv3, self.bn3)):
             full -= conv.kernel_size[0] - 1
             x = F.relu(conv(x))
-            tail = F.relu(conv.weight.sum(-1) @ tail + conv.bias)
+            tail = F.relu(conv.weight.sum(-1) @ tail + _conv_bias(conv))
             x, tail = _batch_norm_with_virtual(x, tail, batch * (full - x.shape[2]), bn)
         if x.shape[2] < full:
             x = torch.cat([x, tail.reshape(1, -1, 1).expand(batch, -1, full - x.shape[2])], 2)
         return x.reshape(batch, full, -1)  # the reference's view, not a transpose
+
+
+def _conv_bias(conv: nn.Conv1d) -> Tensor:
+    """``conv``'s bias; ValueError for a convolution built without one (ProteinCNN's all have one)."""
+    if conv.bias is None:
+        raise ValueError("ProteinCNN's convolutions need a bias")
+    return conv.bias
 
 
 class BANLayer(nn.Module):
@@ -325,8 +360,9 @@ class MLPDecoder(nn.Module):
 
 def batch_norm_affine(bn: nn.BatchNorm1d) -> tuple[Tensor, Tensor]:
     """BatchNorm in eval mode as a scale and a shift: bn(x) = x · scale + shift (running statistics)."""
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    return scale, bn.bias - bn.running_mean * scale
+    running_mean, running_var = _running_stats(bn)
+    scale = bn.weight / torch.sqrt(running_var + bn.eps)
+    return scale, bn.bias - running_mean * scale
 
 
 def _fold_batch_norm(bn: nn.BatchNorm1d, linear: nn.Linear) -> tuple[Tensor, Tensor]:

@@ -280,7 +280,7 @@ def pack_gcn(gcn: MolecularGCN) -> tuple[Tensor, Tensor]:
     """
     init = gcn.init_transform.weight[:, :-1]
     parts = [pack_linear(init, init.new_zeros(len(init)))]
-    for layer in gcn.gnn.gnn_layers:
+    for layer in gcn.gnn.layers():
         parts += [
             pack_linear(layer.graph_conv.weight.T, layer.graph_conv.bias),
             pack_linear(layer.res_connection.weight, layer.res_connection.bias),
@@ -291,7 +291,7 @@ def pack_gcn(gcn: MolecularGCN) -> tuple[Tensor, Tensor]:
 
 def _gcn_widths(gcn: MolecularGCN) -> list[int]:
     """The GCN's feature widths: after the initial transform, then after each layer."""
-    return [gcn.init_transform.weight.shape[0], *(layer.graph_conv.weight.shape[1] for layer in gcn.gnn.gnn_layers)]
+    return [gcn.init_transform.weight.shape[0], *(layer.graph_conv.weight.shape[1] for layer in gcn.gnn.layers())]
 
 
 def pack_targets(gq: Tensor) -> Tensor:
