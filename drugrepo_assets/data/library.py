@@ -34,21 +34,26 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, NamedTuple
+from typing import NamedTuple
 from urllib.parse import unquote, urlparse
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+import urllib3.exceptions
+from fsspec import AbstractFileSystem
 
 from drugrepo_assets.data.rules import MAX_SMILES_CHARS, missing_refusal, protein_refusal, smiles_refusal
 from drugrepo_assets.data.sources import (
     HTTP_TIMEOUT_S,
     MAX_LINE_BYTES,
     MAX_TARGETS_BYTES,
+    ByteStream,
     InputFileError,
     gunzip_stream,
+    s3_problem,
 )
+from drugrepo_assets.files import storage_path
 
 __all__ = [
     "LIBRARY_SUFFIXES",
@@ -148,7 +153,7 @@ def library_files(location: str, s3_endpoint_url: str | None = None) -> list[tup
         if member.kind == "local":
             stat = Path(member.uri).stat()
             out.append((member.label, f"{stat.st_size}:{stat.st_mtime_ns}"))
-        elif member.kind == "s3":
+        elif member.fs is not None:
             out.append((member.label, str(member.fs.info(member.uri[len("s3://") :]).get("ETag", "")) or None))
         else:
             out.append((member.label, None))
@@ -174,7 +179,7 @@ def iter_library(
             continue
         default_id = _generated_id(member.id_prefix)
         for event in _events(member, default_id, batch_rows=min(chunk_rows, 65_536)):
-            if type(event) is _Bad:
+            if isinstance(event, _Bad):
                 builder.bad(member.label, event)
             else:
                 builder.row(member.label, event)
@@ -249,7 +254,7 @@ class _ChunkBuilder:
                 "line": np.asarray(self.lines, dtype=np.int64),
             }
         )
-        columns = list(zip(*self.rejected)) or [[]] * len(REJECTED_COLUMNS)
+        columns = list(zip(*self.rejected)) or [()] * len(REJECTED_COLUMNS)
         rejected = pd.DataFrame(
             {
                 name: np.asarray(values, dtype=np.int64) if name == "line" else pd.Series(values, dtype=object)
@@ -274,7 +279,7 @@ class _Member(NamedTuple):
     kind: str  # local | http | s3
     fmt: str  # text | csv | tsv | parquet
     gz: bool
-    fs: object = None  # the S3 file system
+    fs: AbstractFileSystem | None = None  # the S3 file system
 
 
 def _format_of(name: str) -> tuple[str, bool] | None:
@@ -360,8 +365,6 @@ def _members(location: str, s3_endpoint_url: str | None) -> list[_Member]:
 
 
 def _s3_members(location: str, endpoint_url: str | None) -> list[_Member]:
-    from drugrepo_assets.files import storage_path
-
     root = storage_path(location, endpoint_url)
     fs, key = root.fs, root.path.rstrip("/")
     bucket_only = "/" not in key
@@ -374,8 +377,8 @@ def _s3_members(location: str, endpoint_url: str | None) -> list[_Member]:
         keys = fs.find(key)
     except InputFileError:
         raise
-    except Exception as exc:  # s3fs and botocore raise many types; all mean the same here
-        raise InputFileError(location, _s3_problem(exc)) from None
+    except Exception as exc:  # s3fs and botocore raise many types; s3_problem names them
+        raise InputFileError(location, s3_problem(exc, fs, key.split("/")[0])) from None
     files, skipped = [], []
     for full in sorted(keys):
         if not full.startswith(key + "/"):
@@ -394,24 +397,15 @@ def _s3_members(location: str, endpoint_url: str | None) -> list[_Member]:
     return files
 
 
-def _s3_problem(exc: BaseException) -> str:
-    if isinstance(exc, FileNotFoundError):
-        return "no such S3 bucket or key"
-    if isinstance(exc, PermissionError):
-        return "access denied"
-    detail = re.sub(r"\s+", " ", str(exc)).strip()
-    return f"S3 error: {type(exc).__name__}" + (f" ({detail})" if detail else "")
-
-
 # --- opening a file ---------------------------------------------------------------------------
 
 
-def _open_binary(member: _Member) -> IO[bytes]:
+def _open_binary(member: _Member) -> ByteStream:
     """The file's bytes as sent (gzip not undone), for sequential reading."""
     try:
         if member.kind == "local":
             return open(member.uri, "rb")
-        if member.kind == "s3":
+        if member.fs is not None:
             return member.fs.open(member.uri[len("s3://") :], "rb", block_size=_S3_BLOCK_BYTES)
     except FileNotFoundError:
         raise InputFileError(member.uri, "file not found") from None
@@ -421,12 +415,14 @@ def _open_binary(member: _Member) -> IO[bytes]:
         raise InputFileError(member.uri, "permission denied") from None
     except OSError as exc:
         raise InputFileError(member.uri, f"cannot read file ({exc.strerror or exc})") from None
-    except Exception as exc:
-        raise InputFileError(member.uri, _s3_problem(exc)) from None
+    except Exception as exc:  # s3fs and botocore raise many types; s3_problem names them
+        if member.fs is None:
+            raise
+        raise InputFileError(member.uri, s3_problem(exc, member.fs, urlparse(member.uri).netloc)) from None
     return _http_stream(member)
 
 
-def _http_stream(member: _Member) -> IO[bytes]:
+def _http_stream(member: _Member) -> ByteStream:
     import requests
 
     try:
@@ -443,7 +439,8 @@ def _http_stream(member: _Member) -> IO[bytes]:
     return gunzip_stream(raw, member.uri) if encoded and not member.gz else raw
 
 
-_READ_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error)
+_READ_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error, urllib3.exceptions.HTTPError)
+"""What reading a file's bytes may raise: the file system's, gzip's, and urllib3's for a stream cut over http."""
 
 
 def _read_problem(member: _Member, exc: BaseException) -> InputFileError:
@@ -460,19 +457,13 @@ def _events(
     if member.fmt == "parquet":
         yield from _parquet_events(member, default_id, batch_rows, compat)
         return
-    try:
-        import urllib3.exceptions
-
-        errors = (*_READ_ERRORS, urllib3.exceptions.HTTPError)
-    except ImportError:  # pragma: no cover - requests always brings urllib3
-        errors = _READ_ERRORS
     raw = _open_binary(member)
     try:
         stream = gunzip_stream(raw, member.uri) if member.gz else raw
         yield from _text_events(member, stream, default_id, compat)
     except InputFileError:
         raise
-    except errors as exc:
+    except _READ_ERRORS as exc:
         raise _read_problem(member, exc) from None
     finally:
         raw.close()
@@ -481,7 +472,7 @@ def _events(
 # --- text formats -----------------------------------------------------------------------------
 
 
-def _physical_lines(stream: IO[bytes], limit: int) -> Iterator[tuple[int, bytes | None, int, bytes]]:
+def _physical_lines(stream: ByteStream, limit: int) -> Iterator[tuple[int, bytes | None, int, bytes]]:
     """``(number, line, length, head)``: each line without its end; ``line`` is None when it is longer
     than ``limit`` bytes (then only ``head``, its first bytes, is kept). Holds at most a block plus
     ``limit`` bytes."""
@@ -566,7 +557,7 @@ def _split(line: str, sep: str) -> list[str]:
 
 
 def _text_events(
-    member: _Member, stream: IO[bytes], default_id: Callable[[int, bool], str], compat: bool
+    member: _Member, stream: ByteStream, default_id: Callable[[int, bool], str], compat: bool
 ) -> Iterator[tuple[int, str, str] | _Bad]:
     sep: str | None = None
     width = 0  # fields in the header; 0: no header
@@ -781,7 +772,7 @@ def read_library(path: str | Path) -> pd.DataFrame:
 
     rows = []
     for event in _events(member, default_id, batch_rows=65_536, compat=True):
-        if type(event) is _Bad:
+        if isinstance(event, _Bad):
             raise InputFileError(location, f"line {event.line}: {event.reason.removeprefix('line: ')}")
         line, ident, smiles = event
         rows.append((ident, smiles, line))
@@ -933,7 +924,7 @@ def read_checked_targets(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _target_table(rows: list[tuple], columns: tuple[str, ...]) -> pd.DataFrame:
-    values = list(zip(*rows)) or [[]] * len(columns)
+    values = list(zip(*rows)) or [()] * len(columns)
     return pd.DataFrame(
         {
             name: np.asarray(column, dtype=np.int64) if name == "line" else pd.Series(column, dtype=object)

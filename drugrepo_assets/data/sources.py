@@ -19,10 +19,16 @@ from collections.abc import Sequence
 from html.parser import HTMLParser
 from importlib import resources
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 from urllib.parse import unquote, urljoin, urlparse
 
 import pandas as pd
+
+from drugrepo_assets.files import storage_path
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+    from fsspec import AbstractFileSystem
 
 __all__ = [
     "DATASETS",
@@ -32,6 +38,7 @@ __all__ = [
     "MAX_LINE_BYTES",
     "MAX_TARGETS_BYTES",
     "REQUIRED_COLUMNS",
+    "ByteStream",
     "InputFileError",
     "bundled_root",
     "dataset_location",
@@ -39,6 +46,7 @@ __all__ = [
     "is_data_file",
     "read_source",
     "read_table",
+    "s3_problem",
 ]
 
 DATASETS: tuple[str, ...] = ("bindingdb", "biosnap", "human")
@@ -70,23 +78,31 @@ class InputFileError(Exception):
         super().__init__(f"{self.path}: {problem}")
 
 
+ByteStream = IO[bytes] | io.RawIOBase
+"""A binary stream the readers read front to back: an open file, a response body, a gunzip stream."""
+
+
 class _Counted:
     """A binary stream that counts the bytes read from it (the compressed side of a gzip stream)."""
 
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: ByteStream) -> None:
         self.raw = raw
         self.count = 0
 
-    def read(self, size: int = -1) -> bytes:
-        data = self.raw.read(size)
+    def read(self, size: int = -1, /) -> bytes:
+        data = self.raw.read(size) or b""
         self.count += len(data)
         return data
+
+    def seek(self, offset: int, /) -> int:
+        """Refused: the stream is read once, front to back (gzip seeks only to rewind, which is never asked)."""
+        raise io.UnsupportedOperation("seek")
 
 
 class _GunzipStream(io.RawIOBase):
     """Gzip decompression that stops with an :class:`InputFileError` past the ratio cap (a gzip bomb)."""
 
-    def __init__(self, raw: IO[bytes], location: str) -> None:
+    def __init__(self, raw: ByteStream, location: str) -> None:
         super().__init__()
         self._counted = _Counted(raw)
         self._gzip = gzip.GzipFile(fileobj=self._counted, mode="rb")
@@ -109,9 +125,10 @@ class _GunzipStream(io.RawIOBase):
             )
         return data
 
-    def readinto(self, buffer: bytearray) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
         return len(data)
 
     def close(self) -> None:
@@ -119,7 +136,7 @@ class _GunzipStream(io.RawIOBase):
         super().close()
 
 
-def gunzip_stream(raw: IO[bytes], location: str) -> IO[bytes]:
+def gunzip_stream(raw: ByteStream, location: str) -> io.RawIOBase:
     """``raw`` gzip-decompressed as it is read, refused as a gzip bomb past ``MAX_GZIP_RATIO`` (see there).
 
     Errors of the gzip data itself are those of :mod:`gzip` (``BadGzipFile``, ``EOFError``, ``zlib.error``).
@@ -171,7 +188,8 @@ def read_table(
 
     Adds ``source_file`` (the location) and ``source_row`` (1-based data row, header not counted).
     ``required``: the columns the file must have; they come first unless ``keep_order`` keeps the
-    file's own column order.
+    file's own column order. S3 is reached through s3fs (`drugrepo_assets.files.storage_path`):
+    ``s3_endpoint_url`` names an S3-compatible store, else AWS or ``$AWS_ENDPOINT_URL_S3``.
     """
     location = str(location)
     kind = _kind(location)
@@ -212,33 +230,34 @@ def read_source(
     """
     location = str(location)
     kind = _kind(location)
-    options = {"required": tuple(required), "keep_order": keep_order}
+    required = tuple(required)
+
+    def table(uri: str) -> pd.DataFrame:
+        return read_table(uri, s3_endpoint_url=s3_endpoint_url, required=required, keep_order=keep_order)
+
+    def tables(parts: list[tuple[str, str]]) -> pd.DataFrame:
+        return _concat(location, [(rel, table(uri)) for rel, uri in parts], required, keep_order)
+
     if kind == "s3":
         _bucket, key = _split_s3(location)
         if key and not key.endswith("/") and is_data_file(key):
-            return read_table(location, s3_endpoint_url=s3_endpoint_url, **options)
-        members = _s3_members(location, s3_endpoint_url)
-        return _concat(
-            location,
-            [(rel, read_table(uri, s3_endpoint_url=s3_endpoint_url, **options)) for rel, uri in members],
-            **options,
-        )
+            return table(location)
+        return tables(_s3_members(location, s3_endpoint_url))
     if kind == "http":
         if is_data_file(urlparse(location).path):
-            return read_table(location, **options)
-        members = _http_members(location)
-        return _concat(location, [(rel, read_table(url, **options)) for rel, url in members], **options)
+            return table(location)
+        return tables(_http_members(location))
     path = _local_path(location)
     if path.is_dir():
         files = sorted(
-            (p.relative_to(path).as_posix(), p)
+            (p.relative_to(path).as_posix(), str(p))
             for p in path.rglob("*")
             if p.is_file() and is_data_file(p.name) and not _hidden(p.relative_to(path))
         )
         if not files:
             raise InputFileError(location, f"folder holds no data files ({_SUFFIX_TEXT})")
-        return _concat(location, [(rel, read_table(str(p), **options)) for rel, p in files], **options)
-    return read_table(location, **options)
+        return tables(files)
+    return table(location)
 
 
 def _kind(location: str) -> str:
@@ -361,62 +380,51 @@ def _split_s3(uri: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
-def _s3_client(endpoint_url: str | None):
-    import boto3
+def s3_problem(exc: BaseException, fs: AbstractFileSystem, bucket: str) -> str:
+    """Why an S3 object or prefix of ``bucket`` could not be read, in the words of every reader's refusal.
 
-    return boto3.client("s3", endpoint_url=endpoint_url)
-
-
-def _s3_problem(exc: Exception) -> str:
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-
-    if isinstance(exc, NoCredentialsError):
-        return "no AWS credentials found"
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        if code in ("NoSuchKey", "404", "NotFound"):
-            return "no such S3 key"
-        if code == "NoSuchBucket":
-            return "no such S3 bucket"
-        if code in ("AccessDenied", "403"):
-            return "access denied"
-        message = str(error.get("Message", "")).strip()
-        return f"S3 error {code}" + (f": {message}" if message else "")
-    if isinstance(exc, BotoCoreError):
-        return f"S3 error: {exc}"
-    return f"S3 error: {type(exc).__name__}"
+    s3fs turns S3's answers into Python errors (a missing key or bucket is a `FileNotFoundError`, a
+    refusal a `PermissionError`); which of key or bucket is missing is asked of the store, since a
+    HEAD request's 404 does not say.
+    """
+    if isinstance(exc, FileNotFoundError):
+        try:
+            bucket_exists = fs.exists(bucket)
+        except Exception:  # the store cannot say (e.g. no right to list): name both
+            return "no such S3 bucket or key"
+        return "no such S3 key" if bucket_exists else "no such S3 bucket"
+    if isinstance(exc, PermissionError):
+        return "access denied"
+    detail = re.sub(r"\s+", " ", str(exc)).strip()
+    return f"S3 error: {type(exc).__name__}" + (f" ({detail})" if detail else "")
 
 
 def _s3_bytes(uri: str, endpoint_url: str | None) -> bytes:
-    from botocore.exceptions import BotoCoreError, ClientError
-
     bucket, key = _split_s3(uri)
     if not bucket or not key:
         raise InputFileError(uri, "not an S3 object URI (expected s3://bucket/key)")
+    fs = storage_path(uri, endpoint_url).fs
     try:
-        return _s3_client(endpoint_url).get_object(Bucket=bucket, Key=key)["Body"].read()
-    except (BotoCoreError, ClientError) as exc:
-        raise InputFileError(uri, _s3_problem(exc)) from None
+        return fs.cat_file(f"{bucket}/{key}")
+    except Exception as exc:  # s3fs and botocore raise many types; s3_problem names them
+        raise InputFileError(uri, s3_problem(exc, fs, bucket)) from None
 
 
 def _s3_members(uri: str, endpoint_url: str | None) -> list[tuple[str, str]]:
-    from botocore.exceptions import BotoCoreError, ClientError
-
     bucket, key = _split_s3(uri)
     if not bucket:
         raise InputFileError(uri, "not an S3 URI (expected s3://bucket/prefix)")
-    prefix = key.rstrip("/") + "/" if key else ""
-    members: list[tuple[str, str]] = []
+    folder = f"{bucket}/{key.strip('/')}" if key.strip("/") else bucket
+    fs = storage_path(uri, endpoint_url).fs
     try:
-        pages = _s3_client(endpoint_url).get_paginator("list_objects_v2")
-        for page in pages.paginate(Bucket=bucket, Prefix=prefix):
-            for obj in page.get("Contents", []):
-                rel = obj["Key"][len(prefix) :]
-                if rel and is_data_file(rel) and not _hidden(Path(rel)):
-                    members.append((rel, f"s3://{bucket}/{obj['Key']}"))
-    except (BotoCoreError, ClientError) as exc:
-        raise InputFileError(uri, _s3_problem(exc)) from None
+        keys = fs.find(folder)
+    except Exception as exc:  # s3fs and botocore raise many types; s3_problem names them
+        raise InputFileError(uri, s3_problem(exc, fs, bucket)) from None
+    members = []
+    for full in keys:
+        rel = full[len(folder) + 1 :]
+        if full.startswith(folder + "/") and is_data_file(rel) and not _hidden(Path(rel)):
+            members.append((rel, f"s3://{full}"))
     if not members:
         raise InputFileError(uri, f"no data files ({_SUFFIX_TEXT}) under this S3 prefix")
     return sorted(members)
