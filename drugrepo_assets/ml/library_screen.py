@@ -86,6 +86,18 @@ def _concat_rejected(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
     return frame.assign(kind="molecule")[REJECTED_COLUMNS]
 
 
+Featurised = tuple[CompactMolecules, list[tuple[int, str]], list[str]]
+"""`compact_molecules`'s answer: the kept molecules, (position, reason) of the refused, canonical SMILES."""
+
+
+@dataclass
+class FeatureJob:
+    """A list submitted to a `FeaturePool`: its SMILES, and its batches' futures when workers featurise it."""
+
+    smiles: list[str]
+    futures: list[Future[Featurised]]
+
+
 class FeaturePool:
     """Compact featurisation of SMILES lists in ``workers`` processes (none: in this process, on demand)."""
 
@@ -97,22 +109,25 @@ class FeaturePool:
             ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None
         )  # spawn: the workers import RDKit and numpy only, not this process's torch
 
-    def submit(self, smiles: list[str]) -> list[Future] | list[str]:
+    def submit(self, smiles: list[str]) -> FeatureJob:
         """Start featurising ``smiles``; `result` waits for it."""
         if self._pool is None:
-            return smiles
-        return [
-            self._pool.submit(compact_molecules, smiles[i : i + FEATURISE_BATCH], self.max_atoms, self.canonical)
-            for i in range(0, len(smiles), FEATURISE_BATCH)
-        ]
+            return FeatureJob(smiles, [])
+        return FeatureJob(
+            smiles,
+            [
+                self._pool.submit(compact_molecules, smiles[i : i + FEATURISE_BATCH], self.max_atoms, self.canonical)
+                for i in range(0, len(smiles), FEATURISE_BATCH)
+            ],
+        )
 
-    def result(self, job: list[Future] | list[str]) -> tuple[CompactMolecules, list[tuple[int, str]], list[str]]:
+    def result(self, job: FeatureJob) -> Featurised:
         """A submitted list's compact molecules, (position, reason) of those refused, and the
         kept ones' canonical SMILES (with ``canonical``)."""
         if self._pool is None:
-            return compact_molecules(job, self.max_atoms, self.canonical)
+            return compact_molecules(job.smiles, self.max_atoms, self.canonical)
         parts, refused, canonical = [], [], []
-        for i, future in enumerate(job):
+        for i, future in enumerate(job.futures):
             molecules, bad, names = future.result()
             parts.append(molecules)
             refused += [(i * FEATURISE_BATCH + pos, reason) for pos, reason in bad]
@@ -180,9 +195,9 @@ def check_manifest(root: Any, settings: dict[str, Any]) -> None:
 
 def _featurised_ahead(
     shards: Iterable[LibraryShard], pool: FeaturePool, done: Callable[[int], bool]
-) -> Iterator[tuple[LibraryShard, Any]]:
-    """Each shard with its featurisation job, the next shard's job started before this one is yielded."""
-    queue: deque[tuple[LibraryShard, Any]] = deque()
+) -> Iterator[tuple[LibraryShard, FeatureJob | None]]:
+    """Each shard with its featurisation job (None: found done), the next shard's job started before this one is yielded."""
+    queue: deque[tuple[LibraryShard, FeatureJob | None]] = deque()
     for shard in shards:
         queue.append((shard, None if done(shard.index) else pool.submit(shard.rows["smiles"].tolist())))
         if len(queue) > 1:

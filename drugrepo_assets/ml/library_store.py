@@ -132,7 +132,8 @@ def store_library_file(
     s3_endpoint_url: str | None = None,
 ) -> StoredFile:
     """Read file ``label`` of library ``location`` into shards (unless this version was read before)."""
-    record = root / "files" / f"{_file_key(label, version)}.json" if version else None
+    key = _file_key(label, version) if version else None
+    record = root / "files" / f"{key}.json" if key else None
     if record is not None and record.exists():
         saved = json.loads(record.read_text())
         for part in saved["parts"]:
@@ -163,7 +164,7 @@ def store_library_file(
         parts.append(write_part(root, table, label))
     refused_rows = _rejected_table(rejected)
     if record is not None:
-        name = f"{_file_key(label, version)}.rejected.parquet"
+        name = f"{key}.rejected.parquet"
         write_bytes_atomic(root / "files" / name, _parquet_bytes(refused_rows))
         write_bytes_atomic(record, json.dumps({"parts": [asdict(p) for p in parts], "rejected": name}).encode())
     return StoredFile(parts, refused_rows, featurised, False)

@@ -90,7 +90,7 @@ class ScreeningEngine:
         self._H = H.detach()
         self._B = B.detach()
         self._head = EvalHead(self.model.bcn, self.model.mlp_classifier)
-        linear = self.model.bcn.v_net.main[1]
+        linear = self.model.bcn.v_net.linear()
         on_cpu = self.device.type == "cpu"
         supported = kernel_supports(self.model.drug_extractor, linear.weight().shape[0])
         self._kernel = fusion_kernel() if on_cpu and supported and native is not False else None
@@ -133,6 +133,8 @@ class ScreeningEngine:
         u = drugs.virtual_row
         n_virtual = drugs.n_virtual.to(u.dtype)
         if isinstance(drugs, MoleculeChunk):
+            if self._kernel is None:
+                raise RuntimeError("molecules laid out for the C kernel, but this engine runs the torch path")
             fusion, real_sums = native_screen(
                 self._kernel,
                 drugs.molecules,
@@ -153,7 +155,7 @@ class ScreeningEngine:
         d, t, k = fusion.shape
         return self._head(fusion.reshape(d * t, k)).reshape(d, t)
 
-    def _torch_fusion(self, drugs: DrugTerms, targets: TargetTerms) -> Tensor:
+    def _torch_fusion(self, drugs: DrugEncoding, targets: TargetTerms) -> Tensor:
         """Σ_j Gv[k, j] · Gq[t, k, j] · H[j] over the real atoms' Gram matrices, as batched matmuls [D, T, K]."""
         n = drugs.offsets.diff()
         width = int(n.max())
