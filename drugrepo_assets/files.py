@@ -24,10 +24,11 @@ S3_SCHEMES = ("s3://", "s3a://")
 
 
 def storage_path(uri: str, s3_endpoint_url: str | None = None) -> UPath:
-    """`UPath` of a local path or object-store URI; ``s3_endpoint_url`` points s3fs at MinIO, moto, ...
+    """`UPath` of a local path or object-store URI: every S3 access of the package goes through here.
 
-    Without an explicit endpoint, s3fs (like boto3) honours ``AWS_ENDPOINT_URL_S3`` /
-    ``AWS_ENDPOINT_URL``. S3 listings are not cached, so objects written by other pods are seen.
+    ``s3_endpoint_url`` points s3fs at MinIO, moto, ...; without it s3fs (like boto3) honours
+    ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``, else AWS. S3 listings are not cached, so objects
+    written by other pods are seen.
     """
     options: dict[str, Any] = {}
     if uri.startswith(S3_SCHEMES):
@@ -103,7 +104,7 @@ def write_local_atomic(path: str | Path, write: Callable[[BinaryIO], Any]) -> No
 def write_bytes_atomic(path: UPath, data: bytes) -> None:
     """Publish ``data`` at ``path`` in one atomic step (rename locally, one PUT or multipart on S3)."""
     if is_local(path):
-        _replace_from(Path(getattr(path, "path", path)), lambda handle: handle.write(data))
+        _replace_from(Path(path.path), lambda handle: handle.write(data))
     else:
         path.fs.pipe_file(path.path, data)
 
@@ -149,7 +150,7 @@ def put_multipart(source: BinaryIO, path: UPath, part_size: int = DEFAULT_PART_S
 
     upload_id = s3("create_multipart_upload")["UploadId"]
     try:
-        parts = []
+        parts: list[dict[str, Any]] = []
         while chunk := source.read(part_size):
             out = s3("upload_part", UploadId=upload_id, PartNumber=len(parts) + 1, Body=chunk)
             parts.append({"PartNumber": len(parts) + 1, "ETag": out["ETag"]})

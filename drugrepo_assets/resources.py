@@ -8,7 +8,7 @@ import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,27 +19,25 @@ from pydantic import Field, PrivateAttr
 from drugrepo_assets.data.sources import dataset_location, read_source
 from drugrepo_assets.ml.model import DrugBANConfig
 from drugrepo_assets.ml.train import TrainConfig
+from drugrepo_assets.storage import S3Endpoint
 
 if TYPE_CHECKING:
     import optuna
     from mlflow import MlflowClient
 
 
-class DataSourceResource(ConfigurableResource):
+class DataSourceResource(S3Endpoint, ConfigurableResource):
     """Where `raw_pairs` reads each dataset partition from.
 
     `root` is ``"bundled"`` (the benchmark sample shipped in the package), a local folder, an
-    http(s) URL prefix or an ``s3://`` prefix; a partition reads ``<root>/<dataset>``.
+    http(s) URL prefix or an ``s3://`` prefix (on `S3Endpoint`'s endpoint); a partition reads
+    ``<root>/<dataset>``.
     """
 
     root: str = Field(
         default="bundled",
         description='"bundled", a local folder, an http(s) URL prefix or an s3:// prefix; '
         "each dataset partition is read from <root>/<dataset>.",
-    )
-    s3_endpoint_url: str | None = Field(
-        default=None,
-        description="S3 endpoint to use instead of AWS (MinIO, moto, ...); None for AWS.",
     )
 
     def location(self, dataset: str) -> str:
@@ -79,16 +77,15 @@ class TrainingProfile(ConfigurableResource):
 
     def train_config(self, overrides: dict[str, Any] | None = None) -> TrainConfig:
         """The core's `TrainConfig` for this profile, with tuned values (lr, batch_size) applied."""
-        values = {
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "lr": self.lr,
-            "patience": self.patience,
-            "seed": self.seed,
-            "device": self.device,
-        }
-        values.update({k: v for k, v in (overrides or {}).items() if k in TrainConfig.__dataclass_fields__})
-        return TrainConfig(**values)
+        config = TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            patience=self.patience,
+            seed=self.seed,
+            device=self.device,
+        )
+        return replace(config, **{k: v for k, v in (overrides or {}).items() if k in TrainConfig.__dataclass_fields__})
 
     def drugban_config(self, overrides: dict[str, Any] | None = None) -> DrugBANConfig:
         """The reference `DrugBANConfig`, with tuned architecture values (e.g. ban_dropout) applied."""

@@ -37,6 +37,7 @@ from dagster import (
     DefaultSensorStatus,
     EventLogRecord,
     InitResourceContext,
+    IntMetadataValue,
     RunRequest,
     RunsFilter,
     SensorEvaluationContext,
@@ -46,10 +47,10 @@ from dagster import (
     sensor,
 )
 from pydantic import Field, PrivateAttr
-from upath import UPath
 
 from drugrepo_assets.data.sources import DATASETS, is_data_file
-from drugrepo_assets.files import storage_path, uri_of
+from drugrepo_assets.files import uri_of
+from drugrepo_assets.storage import S3Endpoint
 
 LANDING_FILES_TAG = "drugrepo/landing_files"
 """Run tag of a landing-triggered run: the URIs of the files new or changed since the last run, one per line."""
@@ -77,13 +78,10 @@ retrain_job = define_asset_job(
 )
 
 
-class LandingZone(ConfigurableResource):
-    """Where new data lands: ``<root>/<dataset>/<file>``, a local folder or an ``s3://`` prefix."""
+class LandingZone(S3Endpoint, ConfigurableResource):
+    """Where new data lands: ``<root>/<dataset>/<file>``, a local folder or an ``s3://`` prefix (on `S3Endpoint`'s endpoint)."""
 
     root: str | None = Field(default=None, description="Local folder or s3:// prefix; default $DAGSTER_HOME/landing.")
-    s3_endpoint_url: str | None = Field(
-        default=None, description="S3 endpoint instead of AWS (MinIO, moto, ...); only for s3:// roots."
-    )
     _instance_root: str | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
@@ -96,19 +94,15 @@ class LandingZone(ConfigurableResource):
         root = self.root or self._instance_root
         if root is None:
             raise ValueError("LandingZone needs root when no Dagster instance is at hand")
-        return uri_of(self.base_of(root))
-
-    def base_of(self, root: str) -> UPath:
-        """`UPath` of ``root`` with this resource's S3 endpoint."""
-        return storage_path(root, self.s3_endpoint_url)
+        return uri_of(self.path_of(root))
 
     def file_uri(self, relative: str) -> str:
         """URI of one landed file given its path relative to the root."""
-        return uri_of(self.base_of(self.uri()).joinpath(*relative.split("/")))
+        return uri_of(self.path_of(self.uri()).joinpath(*relative.split("/")))
 
     def files(self) -> dict[str, str]:
         """Every visible file below the root (relative path → version); empty when the root is missing."""
-        base = self.base_of(self.uri())
+        base = self.path_of(self.uri())
         if not base.exists():
             return {}
         prefix = base.path.rstrip("/") + "/"
@@ -259,7 +253,7 @@ def _latest(instance: DagsterInstance, asset: str, dataset: str, before: int | N
 def _row_count(record: EventLogRecord) -> int:
     materialization = record.asset_materialization
     value = materialization.metadata.get("dagster/row_count") if materialization else None
-    return int(value.value) if value is not None else 0
+    return (value.value or 0) if isinstance(value, IntMetadataValue) else 0
 
 
 def retrain_decision(instance: DagsterInstance, dataset: str, policy: RetrainPolicy) -> RetrainDecision:

@@ -1,14 +1,14 @@
 """Where stored values live: `StorageResource`, a local folder or an ``s3://`` URI (AWS, MinIO or any
-S3-compatible store), over the atomic file functions of `drugrepo_assets.files`."""
+S3-compatible store), over the atomic file functions of `drugrepo_assets.files`; `S3Endpoint`, the one
+S3 endpoint setting of every resource that reaches S3."""
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
-from dagster import AssetKey, ConfigurableResource, InitResourceContext
+from dagster import AssetKey, Config, ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 from upath import UPath
 
@@ -29,11 +29,32 @@ def asset_key_parts(asset_key: AssetKeyLike) -> list[str]:
     if isinstance(asset_key, AssetKey):
         return list(asset_key.path)
     if isinstance(asset_key, str):
-        return AssetKey.from_user_string(asset_key).path
+        return list(AssetKey.from_user_string(asset_key).path)
     return list(asset_key)
 
 
-class StorageResource(ConfigurableResource):
+class S3Endpoint(Config):
+    """The S3 endpoint setting, defined once for every resource that reads or writes ``s3://`` locations.
+
+    Left unset, s3fs resolves the endpoint as boto3 does: ``AWS_ENDPOINT_URL_S3`` (then
+    ``AWS_ENDPOINT_URL``), else AWS. That variable is how a deployment points everything at one store
+    (MinIO in staging): these resources, Dagster's S3 compute logs and MLflow's artifacts alike. The
+    field is for a resource whose store is another one than the process's (a data source on a
+    partner's bucket; tests on a local S3 server).
+    """
+
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="S3-compatible endpoint (MinIO, moto, ...) for s3:// locations; "
+        "default: $AWS_ENDPOINT_URL_S3, else AWS.",
+    )
+
+    def path_of(self, uri: str) -> UPath:
+        """`UPath` of a local path or ``s3://`` URI, on this resource's S3 endpoint."""
+        return storage_path(uri, self.s3_endpoint_url)
+
+
+class StorageResource(S3Endpoint, ConfigurableResource):
     """Files of file-valued assets (checkpoints, feature arrays, reports) on a local folder or S3.
 
     A file lives at ``<base>/<asset key path...>/<partition>/<filename>`` (no partition folder for
@@ -43,9 +64,6 @@ class StorageResource(ConfigurableResource):
     base_path: str | None = Field(
         default=None,
         description="Local folder or s3:// URI; default: the instance storage folder ($DAGSTER_HOME/storage).",
-    )
-    s3_endpoint_url: str | None = Field(
-        default=None, description="S3 endpoint instead of AWS (MinIO, moto, ...); only for s3:// bases."
     )
     _instance_base: str | None = PrivateAttr(default=None)
 
@@ -59,7 +77,7 @@ class StorageResource(ConfigurableResource):
         base = self.base_path or self._instance_base
         if base is None:
             raise ValueError("StorageResource needs base_path when no Dagster instance is at hand")
-        return storage_path(base, self.s3_endpoint_url)
+        return self.path_of(base)
 
     def is_local(self) -> bool:
         """True when the files live on this machine's file system."""
@@ -74,10 +92,6 @@ class StorageResource(ConfigurableResource):
         """URI (a plain path when local) of one file of an asset partition."""
         return uri_of(self.path(asset_key, partition, filename))
 
-    def path_of(self, uri: str) -> UPath:
-        """`UPath` of a URI returned by this resource, with this resource's S3 endpoint."""
-        return storage_path(uri, self.s3_endpoint_url)
-
     def upload(
         self, local_file: Path, asset_key: AssetKeyLike, partition: str | None, filename: str | None = None
     ) -> str:
@@ -91,14 +105,6 @@ class StorageResource(ConfigurableResource):
         target = self.path(asset_key, partition, filename)
         write_bytes_atomic(target, data)
         return uri_of(target)
-
-    @contextmanager
-    def writer(self, asset_key: AssetKeyLike, partition: str | None, filename: str) -> Iterator[Path]:
-        """A local path to write one file to; published atomically only if the block exits cleanly."""
-        with tempfile.TemporaryDirectory(prefix="drugrepo-") as folder:
-            local = Path(folder) / filename
-            yield local
-            self.upload(local, asset_key, partition, filename)
 
     def read_bytes(self, uri: str) -> bytes:
         """The content of a stored file."""

@@ -8,6 +8,7 @@ from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
 from drugrepo_assets.serving.gates import GATING_CHECKS
+from drugrepo_assets.storage import S3Endpoint
 
 
 class RegistrySettings(ConfigurableResource):
@@ -20,16 +21,13 @@ class RegistrySettings(ConfigurableResource):
     )
 
 
-class DriftSettings(ConfigurableResource):
-    """Where the API's request logs are and how drift is judged."""
+class DriftSettings(S3Endpoint, ConfigurableResource):
+    """Where the API's request logs are (a folder, or an ``s3://`` prefix on `S3Endpoint`'s endpoint) and how drift is judged."""
 
     request_log_dir: str | None = Field(
         default=None,
         description="Folder or s3:// prefix of the API's JSONL request logs (DRUGREPO_REQUEST_LOG_DIR of the API); "
         "default $DAGSTER_HOME/serving/requests.",
-    )
-    s3_endpoint_url: str | None = Field(
-        default=None, description="S3 endpoint instead of AWS (MinIO, moto, ...) for an s3:// request_log_dir."
     )
     max_rows: int = Field(default=5000, ge=10, description="Rows sampled from each side at most.")
     drift_share: float = Field(default=0.5, gt=0, le=1, description="Share of drifted columns that means drift.")

@@ -78,6 +78,7 @@ def s3_bucket(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> S3Bucket:
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
     client = boto3.client("s3", endpoint_url=moto_endpoint)
     name = f"drugrepo-{uuid.uuid4().hex[:12]}"
     client.create_bucket(Bucket=name)
