@@ -89,6 +89,12 @@ class PairData:
     def __len__(self) -> int:
         return len(self.drug_idx)
 
+    def require_labels(self) -> Tensor:
+        """The labels; ValueError when these pairs have none (training and evaluation need them)."""
+        if self.labels is None:
+            raise ValueError("these pairs have no labels")
+        return self.labels
+
     @classmethod
     def from_lists(
         cls,

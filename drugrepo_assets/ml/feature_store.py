@@ -82,7 +82,8 @@ def checksum(arrays: Mapping[str, np.ndarray]) -> str:
 def _write_npz(path: Any, arrays: dict[str, np.ndarray]) -> None:
     """Write a compressed npz with its checksum, atomically (temp file, fsync, rename locally; one PUT on S3)."""
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays, **{CHECKSUM: np.asarray(checksum(arrays))})
+    # numpy's stub types every **kwds entry against allow_pickle as well; these are array names.
+    np.savez_compressed(buffer, **arrays, **{CHECKSUM: np.asarray(checksum(arrays))})  # type: ignore[arg-type]
     write_bytes_atomic(path, buffer.getvalue())
 
 

@@ -99,7 +99,7 @@ def _train_epoch(
     for b in range(n_batches):
         rows = perm[b * config.batch_size : (b + 1) * config.batch_size]
         graphs, proteins = data.batch(rows)
-        labels = data.labels[rows].to(device)
+        labels = data.require_labels()[rows].to(device)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
             logits = model(graphs.to(device), proteins.to(device))
         loss = F.binary_cross_entropy_with_logits(logits.float(), labels)
@@ -170,7 +170,7 @@ def _train(
         best_epoch, best_auroc = int(state["best_epoch"]), float(state["best_val_auroc"])
         since_best = start_epoch - 1 - best_epoch
     t0 = time.perf_counter()
-    val_labels = val_data.labels.numpy()
+    val_labels = val_data.require_labels().numpy()
     stopped_early = False
     for epoch in range(start_epoch, config.epochs + 1):
         if config.patience is not None and since_best >= config.patience:
