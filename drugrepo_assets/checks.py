@@ -1,6 +1,6 @@
 """Asset checks: the foundation stage's (the Great Expectations suite of the valid pairs lives here)
-and the training stage's gates (finite losses, a checkpoint that loads and reproduces its val AUROC,
-a test AUROC floor).
+and the training stage's gates (finite losses, a checkpoint that loads, is the one its record names and
+reproduces its val AUROC, a test AUROC floor).
 
 Great Expectations 1.x is called directly (dagster-ge pins GX < 1). Its import and context are
 slow, so the suite is built lazily, once per process, and reused by every check run.
@@ -25,6 +25,7 @@ from drugrepo_assets.ml.predict import predict_logits
 from drugrepo_assets.ml.runtime import configure_cpu
 from drugrepo_assets.ml.train import resolve_device
 from drugrepo_assets.partitions import dataset_partitions
+from drugrepo_assets.records import CheckpointRecord, EvaluationRecord
 from drugrepo_assets.resources import TrainingProfile
 from drugrepo_assets.storage import StorageResource
 
@@ -182,10 +183,10 @@ def splits_disjoint(dataset_splits: pd.DataFrame) -> AssetCheckResult:
     partitions_def=dataset_partitions,
     description="Every epoch's training loss and validation AUROC is finite (no NaN).",
 )
-def drugban_checkpoint_losses_finite(drugban_checkpoint: dict[str, Any]) -> AssetCheckResult:
+def drugban_checkpoint_losses_finite(drugban_checkpoint: CheckpointRecord) -> AssetCheckResult:
     """Fail on a NaN or infinite loss or validation AUROC anywhere in the training history."""
-    history = drugban_checkpoint.get("history") or []
-    bad = [h["epoch"] for h in history if not (math.isfinite(h["train_loss"]) and math.isfinite(h["val_auroc"]))]
+    history = drugban_checkpoint.history
+    bad = [h.epoch for h in history if not (math.isfinite(h.train_loss) and math.isfinite(h.val_auroc))]
     return AssetCheckResult(
         passed=bool(history) and not bad,
         description=f"non-finite loss or AUROC at epochs {bad}" if bad else f"{len(history)} finite epochs",
@@ -194,35 +195,41 @@ def drugban_checkpoint_losses_finite(drugban_checkpoint: dict[str, Any]) -> Asse
 
 
 def reproduce_val_auroc(
-    ckpt: dict[str, Any],
+    ckpt: CheckpointRecord,
     splits: pd.DataFrame,
     drug_graphs: pd.DataFrame,
     protein_encodings: pd.DataFrame,
     storage: StorageResource,
     device: torch.device,
 ) -> tuple[bool, str, dict[str, MetadataValue]]:
-    """Load the checkpoint file and recompute its val AUROC on the same pairs: (passed, why, metadata)."""
+    """Load the checkpoint file and recompute its val AUROC on the same pairs: (passed, why, metadata).
+
+    The file must also be the one the record names: its `checkpoint_id` is the record's.
+    """
     try:
-        model, _ = load_checkpoint(str(storage.local_copy(ckpt["checkpoint"])), map_location=device)
+        model, extra = load_checkpoint(str(storage.local_copy(ckpt.checkpoint)), map_location=device)
     except Exception as exc:  # any unreadable or foreign file is a refusal, not a crash of the check
         return False, f"checkpoint does not load: {type(exc).__name__}: {exc}", {}
     non_finite = sum(int((~torch.isfinite(p)).sum()) for p in model.state_dict().values() if p.is_floating_point())
     if non_finite:
         return False, f"{non_finite} non-finite weights", {"non_finite_weights": MetadataValue.int(non_finite)}
+    if extra["checkpoint_id"] != ckpt.checkpoint_id:
+        why = f"the file's checkpoint id {extra['checkpoint_id']} is not the record's {ckpt.checkpoint_id}"
+        return False, why, {"file_checkpoint_id": MetadataValue.text(extra["checkpoint_id"])}
     _, val = load_pairs(
-        splits, drug_graphs, protein_encodings, storage, ckpt["strategy"], "val", ckpt["max_eval_pairs"], ckpt["seed"]
+        splits, drug_graphs, protein_encodings, storage, ckpt.strategy, "val", ckpt.max_eval_pairs, ckpt.seed
     )
     scores = predict_logits(model, val, 256, device)
-    if not np.isfinite(scores).all():
-        return False, "non-finite validation scores", {}
+    if not np.isfinite(scores).all() or val.labels is None:
+        return False, "non-finite or unlabelled validation scores", {}
     auroc = binary_metrics(val.labels.numpy(), scores, 0.0).auroc
-    diff = abs(auroc - float(ckpt["best_val_auroc"]))
-    metadata = {
-        "logged_val_auroc": MetadataValue.float(float(ckpt["best_val_auroc"])),
+    diff = abs(auroc - ckpt.best_val_auroc)
+    metadata: dict[str, MetadataValue] = {
+        "logged_val_auroc": MetadataValue.float(ckpt.best_val_auroc),
         "reproduced_val_auroc": MetadataValue.float(auroc),
         "abs_diff": MetadataValue.float(diff),
     }
-    why = f"val AUROC {auroc:.6f} vs logged {ckpt['best_val_auroc']:.6f} (|diff| {diff:.2e})"
+    why = f"val AUROC {auroc:.6f} vs logged {ckpt.best_val_auroc:.6f} (|diff| {diff:.2e})"
     return diff <= REPRODUCE_TOLERANCE, why, metadata
 
 
@@ -235,11 +242,11 @@ def reproduce_val_auroc(
         "drug_graphs": AssetIn("drug_graphs"),
         "protein_encodings": AssetIn("protein_encodings"),
     },
-    description=f"The checkpoint loads, has finite weights and reproduces its logged val AUROC "
-    f"(within {REPRODUCE_TOLERANCE:g}).",
+    description=f"The checkpoint loads, has finite weights, carries its record's checkpoint id and reproduces "
+    f"its logged val AUROC (within {REPRODUCE_TOLERANCE:g}).",
 )
 def drugban_checkpoint_reproduces(
-    drugban_checkpoint: dict[str, Any],
+    drugban_checkpoint: CheckpointRecord,
     dataset_splits: pd.DataFrame,
     drug_graphs: pd.DataFrame,
     protein_encodings: pd.DataFrame,
@@ -256,7 +263,8 @@ def drugban_checkpoint_reproduces(
         storage,
         resolve_device(training_profile.device),
     )
-    metadata["checkpoint"] = MetadataValue.path(drugban_checkpoint["checkpoint"])
+    metadata["checkpoint"] = MetadataValue.path(drugban_checkpoint.checkpoint)
+    metadata["checkpoint_id"] = MetadataValue.text(drugban_checkpoint.checkpoint_id)
     return AssetCheckResult(passed=passed, description=why, metadata=metadata)
 
 
@@ -267,10 +275,10 @@ def drugban_checkpoint_reproduces(
     description="Test AUROC (threshold-free) is at least the training profile's floor.",
 )
 def model_evaluation_auroc_floor(
-    model_evaluation: dict[str, Any], training_profile: TrainingProfile
+    model_evaluation: EvaluationRecord, training_profile: TrainingProfile
 ) -> AssetCheckResult:
     """Gate what uses the model (screening, serving) on a minimum test AUROC."""
-    auroc, floor = float(model_evaluation["test"]["auroc"]), training_profile.test_auroc_floor
+    auroc, floor = model_evaluation.test.auroc, training_profile.test_auroc_floor
     return AssetCheckResult(
         passed=auroc >= floor,
         description=f"test AUROC {auroc:.4f} vs floor {floor:.4f}",
@@ -279,4 +287,3 @@ def model_evaluation_auroc_floor(
 
 
 foundation_checks = [validated_pairs_expectations, rows_accounted_for, splits_disjoint]
-training_checks = [drugban_checkpoint_losses_finite, drugban_checkpoint_reproduces, model_evaluation_auroc_floor]

@@ -1,23 +1,20 @@
 """I/O managers for every kind of asset value, on a local folder or an ``s3://`` URI.
 
 - `ParquetIOManager`: pandas DataFrames at ``<base>/<asset key...>/<partition>.parquet``.
-- `JsonIOManager`: small JSON-able records at ``<base>/<asset key...>/<partition>.json``.
-- `FileIOManager`: a local file or folder (`pathlib.Path`: a checkpoint, feature arrays, a report)
-  uploaded under ``<base>/<asset key...>/<partition>/<version>/``; loading gives a local `Path`.
+- `JsonIOManager`: small records at ``<base>/<asset key...>/<partition>.json``: a pydantic model
+  (`drugrepo_assets.records`) or anything JSON holds. Large things (checkpoints, pictures) are files the
+  assets write under `StorageResource`; records name them by URI.
 
-Every write is atomic (see `drugrepo_assets.storage`): tables and records are serialised fully in
-memory and then published in one step, and a file-valued output becomes visible only when its
-manifest ``<partition>.files.json`` (written last, atomically) names the new version.
+Every write is atomic (see `drugrepo_assets.files`): a value is serialised fully in memory and then
+published in one step, so a failed write leaves the previous version in place.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import tempfile
-import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin
 
 import pandas as pd
 from dagster import (
@@ -28,10 +25,10 @@ from dagster import (
     OutputContext,
     UPathIOManager,
 )
-from pydantic import Field
+from pydantic import BaseModel, Field, TypeAdapter
 from upath import UPath
 
-from drugrepo_assets.files import download_atomic, is_local, storage_path, upload_file_atomic, write_bytes_atomic
+from drugrepo_assets.files import is_local, storage_path, write_bytes_atomic
 
 
 class _StorageUPathIOManager(UPathIOManager):
@@ -66,71 +63,37 @@ class ParquetUPathIOManager(_StorageUPathIOManager):
         return {"dagster/row_count": MetadataValue.int(len(obj))}
 
 
+def _record_class(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model an input is annotated with, or that of its items (a fan-in collects one record per output)."""
+    if get_origin(annotation) is list:
+        annotation = next(iter(get_args(annotation)), None)
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
 class JsonUPathIOManager(_StorageUPathIOManager):
-    """Stores small JSON-able records (a checkpoint's URI and metrics, a study's best parameters)."""
+    """Stores small records: pydantic models (`drugrepo_assets.records`) and plain JSON values.
+
+    A model is stored as ``model_dump(mode="json")``; an input annotated with a model class (or a list of
+    them) is validated back into it, any other input gets the plain JSON value.
+    """
 
     extension: str = ".json"
 
     def dump_to_path(self, context: OutputContext, obj: Any, path: UPath) -> None:
         """Serialise ``obj`` as indented JSON (a TypeError for anything JSON cannot hold) and publish it."""
-        write_bytes_atomic(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=True).encode())
+        value = obj.model_dump(mode="json") if isinstance(obj, BaseModel) else obj
+        write_bytes_atomic(path, json.dumps(value, indent=2, sort_keys=True, allow_nan=True).encode())
 
     def load_from_path(self, context: InputContext, path: UPath) -> Any:
-        """Parse the JSON file at ``path``; a missing file raises `FileNotFoundError`."""
-        return json.loads(path.read_bytes())
-
-
-class FileUPathIOManager(_StorageUPathIOManager):
-    """Stores a local file or folder (a `Path` output) as a new version, committed by its manifest.
-
-    ``<partition>.files.json`` names the version folder and its files; it is written last, so a
-    failed upload leaves the previous version in place. Old versions are kept (readers may hold
-    them); expire them with a bucket lifecycle rule or by age.
-    """
-
-    extension: str = ".files.json"
-
-    def dump_to_path(self, context: OutputContext, obj: Path | str, path: UPath) -> None:
-        """Upload every file of ``obj`` under a fresh version folder, then publish the manifest."""
-        source = Path(obj) if isinstance(obj, (str, Path)) else None
-        if source is None or not source.exists():
-            raise TypeError(f"{type(self).__name__} stores an existing local file or folder; got {obj!r}")
-        files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
-        relative = [p.relative_to(source).as_posix() for p in files] if source.is_dir() else [source.name]
-        version = uuid.uuid4().hex
-        folder = _version_folder(path, version)
-        for local, rel in zip(files, relative):
-            upload_file_atomic(local, folder.joinpath(*rel.split("/")))
-        manifest = {
-            "version": version,
-            "kind": "folder" if source.is_dir() else "file",
-            "files": relative,
-            "bytes": sum(p.stat().st_size for p in files),
-        }
-        write_bytes_atomic(path, json.dumps(manifest, indent=2).encode())
-
-    def load_from_path(self, context: InputContext, path: UPath) -> Path:
-        """The stored file or folder as a local `Path` (a downloaded copy when the store is remote)."""
-        manifest = json.loads(path.read_bytes())
-        folder = _version_folder(path, manifest["version"])
-        if is_local(folder):
-            root = Path(folder.path)
-        else:
-            root = Path(tempfile.mkdtemp(prefix="drugrepo-"))
-            for rel in manifest["files"]:
-                download_atomic(folder.joinpath(*rel.split("/")), root.joinpath(*rel.split("/")))
-        return root / manifest["files"][0] if manifest["kind"] == "file" else root
-
-    def get_metadata(self, context: OutputContext, obj: Path | str) -> dict[str, MetadataValue]:
-        """How many files the output holds."""
-        source = Path(obj)
-        count = sum(1 for p in source.rglob("*") if p.is_file()) if source.is_dir() else 1
-        return {"files": MetadataValue.int(count)}
-
-
-def _version_folder(manifest: UPath, version: str) -> UPath:
-    """``<asset key...>/<partition>/<version>`` beside ``<asset key...>/<partition>.files.json``."""
-    return manifest.parent / manifest.name[: -len(FileUPathIOManager.extension)] / version
+        """The JSON at ``path``, validated into the input's record class if it has one; missing: `FileNotFoundError`."""
+        value = json.loads(path.read_bytes())
+        annotation = context.dagster_type.typing_type
+        record = _record_class(annotation)
+        if record is None:
+            return value
+        return (
+            TypeAdapter(annotation).validate_python(value) if isinstance(value, list) else record.model_validate(value)
+        )
 
 
 class _StorageIOManagerFactory(ConfigurableIOManagerFactory):
@@ -170,20 +133,12 @@ class ParquetIOManager(_StorageIOManagerFactory):
 
 
 class JsonIOManager(_StorageIOManagerFactory):
-    """I/O manager for small JSON-able values, at ``<base>/<asset key>/<partition>.json``.
+    """I/O manager for records (`drugrepo_assets.records`) and small JSON values, at ``<base>/<asset key>/<partition>.json``.
 
-    Large things (checkpoints, arrays) are files written by the assets; their values here are the
-    files' URIs and a few numbers, so every environment loads the same plain record.
+    Large things (checkpoints, pictures) are files written by the assets; records hold their URIs and a
+    few numbers, so every environment and both code locations load the same record.
     """
 
     def create_io_manager(self, context: InitResourceContext) -> JsonUPathIOManager:
         """Build the UPath-backed JSON manager for the configured (or the instance's) base path."""
         return JsonUPathIOManager(base_path=self.base_upath(context))
-
-
-class FileIOManager(_StorageIOManagerFactory):
-    """I/O manager for file-valued assets: the asset returns a local `Path`, inputs get a local `Path`."""
-
-    def create_io_manager(self, context: InitResourceContext) -> FileUPathIOManager:
-        """Build the UPath-backed file manager for the configured (or the instance's) base path."""
-        return FileUPathIOManager(base_path=self.base_upath(context))

@@ -11,7 +11,6 @@ import pyarrow as pa
 import pytest
 from dagster import (
     AssetKey,
-    ConfigurableResource,
     DagsterInstance,
     StaticPartitionsDefinition,
     asset,
@@ -25,13 +24,8 @@ from drugrepo_assets.assets.raw import raw_pairs
 from drugrepo_assets.assets.splits import dataset_splits
 from drugrepo_assets.assets.validated import validated_and_rejected_pairs
 from drugrepo_assets.files import storage_path
-from drugrepo_assets.io_managers import (
-    FileIOManager,
-    FileUPathIOManager,
-    JsonIOManager,
-    ParquetIOManager,
-    ParquetUPathIOManager,
-)
+from drugrepo_assets.io_managers import JsonIOManager, ParquetIOManager, ParquetUPathIOManager
+from drugrepo_assets.records import Record
 from drugrepo_assets.resources import DataSourceResource, SplitSettings
 from drugrepo_assets_tests.data.servers import S3Bucket, moto_endpoint, s3_bucket
 from drugrepo_assets_tests.samples import write_sample_source
@@ -93,59 +87,35 @@ def test_the_data_stage_materialises_on_s3_and_reads_back(s3_bucket: S3Bucket, s
 parts = StaticPartitionsDefinition(["alpha", "beta"])
 
 
-class OutputFolder(ConfigurableResource):
-    """Where the file-valued test assets write their local outputs."""
+class Stored(Record):
+    """A typed record, as the training and serving assets exchange."""
 
-    path: str
-
-
-@asset(partitions_def=parts, io_manager_key="json_io_manager")
-def record(context) -> dict:
-    return {"partition": context.partition_key, "auroc": 0.75, "uri": "s3://bucket/key"}
-
-
-@asset(partitions_def=parts, io_manager_key="file_io_manager")
-def report(context, output_folder: OutputFolder) -> Path:
-    folder = Path(output_folder.path) / f"report-{context.partition_key}"
-    (folder / "pictures").mkdir(parents=True, exist_ok=True)
-    (folder / "summary.md").write_text(f"# {context.partition_key}\n")
-    (folder / "pictures" / "roc.png").write_bytes(b"\x89PNG fake")
-    return folder
-
-
-@asset(partitions_def=parts, io_manager_key="file_io_manager")
-def checkpoint(context, output_folder: OutputFolder) -> Path:
-    Path(output_folder.path).mkdir(parents=True, exist_ok=True)
-    path = Path(output_folder.path) / f"best-{context.partition_key}.pt"
-    path.write_bytes(bytes(range(256)) * 8)
-    return path
+    partition: str
+    auroc: float
+    uri: str
 
 
 @asset(partitions_def=parts, io_manager_key="json_io_manager")
-def consumer(record: dict, report: Path, checkpoint: Path) -> dict:
-    return {
-        "record": record,
-        "summary": (report / "summary.md").read_text(),
-        "picture": (report / "pictures" / "roc.png").read_bytes().decode("latin-1"),
-        "checkpoint_bytes": checkpoint.stat().st_size,
-        "checkpoint_name": checkpoint.name,
-    }
+def record(context) -> Stored:
+    return Stored(partition=context.partition_key, auroc=0.75, uri="s3://bucket/key")
 
 
-def _file_resources(base: str, endpoint: str | None, folder: Path) -> dict:
-    return {
-        "json_io_manager": JsonIOManager(base_path=base, s3_endpoint_url=endpoint),
-        "file_io_manager": FileIOManager(base_path=base, s3_endpoint_url=endpoint),
-        "output_folder": OutputFolder(path=str(folder)),
-    }
+@asset(partitions_def=parts, io_manager_key="json_io_manager")
+def plain(context) -> dict:
+    return {"partition": context.partition_key, "values": [1, 2.5, None]}
+
+
+@asset(partitions_def=parts, io_manager_key="json_io_manager")
+def consumer(record: Stored, plain: dict) -> dict:
+    return {"record": record.model_dump(), "record_type": type(record).__name__, "plain": plain}
 
 
 @pytest.mark.parametrize("where", ["s3", "local"])
-def test_records_files_and_folders_round_trip(where: str, s3_bucket: S3Bucket, tmp_path: Path) -> None:
+def test_typed_and_plain_records_round_trip(where: str, s3_bucket: S3Bucket, tmp_path: Path) -> None:
     base = f"s3://{s3_bucket.name}/store" if where == "s3" else str(tmp_path / "store")
     endpoint = s3_bucket.endpoint_url if where == "s3" else None
-    resources = _file_resources(base, endpoint, tmp_path / "outputs")
-    assets = [record, report, checkpoint, consumer]
+    resources = {"json_io_manager": JsonIOManager(base_path=base, s3_endpoint_url=endpoint)}
+    assets = [record, plain, consumer]
     assert materialize(assets, partition_key="beta", resources=resources, instance=DagsterInstance.ephemeral()).success
     reread = materialize(
         assets, partition_key="beta", resources=resources, instance=DagsterInstance.ephemeral(), selection=[consumer]
@@ -154,17 +124,13 @@ def test_records_files_and_folders_round_trip(where: str, s3_bucket: S3Bucket, t
     value = reread.asset_value("consumer")
     assert value == {
         "record": {"partition": "beta", "auroc": 0.75, "uri": "s3://bucket/key"},
-        "summary": "# beta\n",
-        "picture": "\x89PNG fake",
-        "checkpoint_bytes": 2048,
-        "checkpoint_name": "best-beta.pt",
+        "record_type": "Stored",
+        "plain": {"partition": "beta", "values": [1, 2.5, None]},
     }
-    stored = json.loads(storage_path(f"{base}/consumer/beta.json", endpoint).read_bytes())
-    assert stored == value
+    assert json.loads(storage_path(f"{base}/consumer/beta.json", endpoint).read_bytes()) == value
+    assert json.loads(storage_path(f"{base}/record/beta.json", endpoint).read_bytes()) == value["record"]
     if where == "s3":
-        keys = _keys(s3_bucket, "store/report/")
-        assert "store/report/beta.files.json" in keys
-        assert sum(k.endswith("/pictures/roc.png") for k in keys) == 1
+        assert _keys(s3_bucket, "store/") == [f"store/{name}/beta.json" for name in ("consumer", "plain", "record")]
 
 
 def test_a_table_that_fails_mid_serialisation_leaves_the_stored_version(s3_bucket: S3Bucket) -> None:
@@ -262,32 +228,3 @@ def test_a_terminated_run_leaves_no_multipart_upload_behind(s3_bucket: S3Bucket,
         child.kill()
     assert s3_bucket.client.list_multipart_uploads(Bucket=s3_bucket.name).get("Uploads", []) == []
     assert _keys(s3_bucket) == []
-
-
-def test_a_folder_whose_upload_fails_keeps_the_previous_version_readable(
-    s3_bucket: S3Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    base = storage_path(f"s3://{s3_bucket.name}/f", s3_bucket.endpoint_url)
-    manager = FileUPathIOManager(base_path=base)
-    manifest = base / "report" / "alpha.files.json"
-    old, new = tmp_path / "old", tmp_path / "new"
-    for folder, text in ((old, "old"), (new, "new")):
-        folder.mkdir()
-        (folder / "a.txt").write_text(text)
-        (folder / "b.txt").write_text(text)
-    manager.dump_to_path(build_output_context(), old, manifest)
-    real_upload = files.upload_file_atomic
-    uploads: list[Path] = []
-
-    def fail_on_second(local: Path, path, part_size=None) -> None:
-        uploads.append(local)
-        if len(uploads) == 2:
-            raise ConnectionResetError("connection reset by peer")
-        real_upload(local, path, part_size)
-
-    monkeypatch.setattr("drugrepo_assets.io_managers.upload_file_atomic", fail_on_second)
-    with pytest.raises(ConnectionResetError):
-        manager.dump_to_path(build_output_context(), new, manifest)
-    loaded = manager.load_from_path(None, manifest)
-    assert sorted(p.name for p in loaded.iterdir()) == ["a.txt", "b.txt"]
-    assert (loaded / "b.txt").read_text() == "old"

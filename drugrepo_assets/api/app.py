@@ -132,7 +132,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        model = served or await asyncio.to_thread(load_served_model, settings)
+        model = served if served is not None else await asyncio.to_thread(load_served_model, settings)
         fallback = LruTargetCache(settings.cache_size)
         cache: TargetCache
         if link is not None:
@@ -141,7 +141,7 @@ def create_app(
             cache = RedisTargetCache(link, TargetTerms, settings.cache_ttl_seconds, fallback)
         else:
             cache = fallback
-        metrics.model_info.labels(model.version, model.model_id).set(1)
+        metrics.model_info.labels(model.version, model.checkpoint_id).set(1)
         gc.collect()
         gc.freeze()  # the start-up objects (torch, RDKit, the model) leave the collector's sweeps: shorter pauses
         rt = Runtime(
@@ -187,8 +187,8 @@ def create_app(
                 log.warning("model refresh of %s failed, still serving %s: %s", uri, current.version, exc)
                 continue
             rt.scorer = scorer
-            metrics.model_info.labels(current.version, current.model_id).set(0)
-            metrics.model_info.labels(model.version, model.model_id).set(1)
+            metrics.model_info.labels(current.version, current.checkpoint_id).set(0)
+            metrics.model_info.labels(model.version, model.checkpoint_id).set(1)
             log.info("%s now serves %s (was %s)", uri, model.version, current.version)
 
     app = FastAPI(
@@ -269,9 +269,10 @@ def create_app(
         rt = runtime.get("rt")
         if rt is None:
             return json_response(503, {"status": "loading"})
-        ready = {
+        ready: dict[str, Any] = {
             "status": "ready",
             "model_version": rt.scorer.served.version,
+            "checkpoint_id": rt.scorer.served.checkpoint_id,
             "cache": rt.scorer.cache.backend,
             "pool": {"in_pool": rt.pool.in_pool, "capacity": rt.pool.capacity},
         }

@@ -23,9 +23,9 @@ from drugrepo_assets.api.redislink import RedisLink, RedisUnavailable
 KEY_PREFIX = "drugrepo:target"
 
 
-def target_key(model_id: str, sequence: str) -> str:
-    """Cache key of one target's terms under one model (model id and the sequence's SHA-256)."""
-    return f"{KEY_PREFIX}:{model_id}:{hashlib.sha256(sequence.encode()).hexdigest()}"
+def target_key(checkpoint_id: str, sequence: str) -> str:
+    """Cache key of one target's terms under one model (its checkpoint id and the sequence's SHA-256)."""
+    return f"{KEY_PREFIX}:{checkpoint_id}:{hashlib.sha256(sequence.encode()).hexdigest()}"
 
 
 def dump_terms(terms: Any) -> bytes:

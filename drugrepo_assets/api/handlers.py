@@ -214,12 +214,13 @@ def predict(work: Work, raw: bytes, key: str) -> Response:
         probabilities = scores(logits)
         _count_cache(work, list(dict(zip(map(clean_protein, proteins), hits)).values()))
         work.metrics.pairs.labels("/v1/predict").inc(len(smiles))
-        version = work.scorer.served.version
+        served = work.scorer.served
         work.request_log.submit(
             LoggedBatch(
                 "/v1/predict",
                 key,
-                version,
+                served.version,
+                served.checkpoint_id,
                 [s.strip() for s in smiles],
                 [clean_protein(p) for p in proteins],
                 logits.tolist(),
@@ -227,7 +228,9 @@ def predict(work: Work, raw: bytes, key: str) -> Response:
             )
         )
         predictions = [{"logit": float(x), "score": float(y)} for x, y in zip(logits, probabilities)]
-        return json_response(200, {"predictions": predictions, "model_version": version})
+        return json_response(
+            200, {"predictions": predictions, "model_version": served.version, "checkpoint_id": served.checkpoint_id}
+        )
 
     return answer(work, job)
 
@@ -257,13 +260,14 @@ def screen(work: Work, raw: bytes, key: str) -> Response:
         table, hit = work.scorer.screen(body.protein, body.smiles, ids, body.top)
         _count_cache(work, [hit])
         work.metrics.pairs.labels("/v1/screen").inc(len(body.smiles))
-        version = work.scorer.served.version
+        served = work.scorer.served
         protein = clean_protein(body.protein)
         work.request_log.submit(
             LoggedBatch(
                 "/v1/screen",
                 key,
-                version,
+                served.version,
+                served.checkpoint_id,
                 table["smiles"].tolist(),
                 [protein] * len(table),
                 table["logit"].tolist(),
@@ -283,7 +287,7 @@ def screen(work: Work, raw: bytes, key: str) -> Response:
             )
             for r in table.itertuples()
         )
-        body = b'{"results":[' + results + b'],"model_version":' + _dumps(version) + b"}"
-        return Response(body, media_type="application/json")
+        model = _dumps({"model_version": served.version, "checkpoint_id": served.checkpoint_id})
+        return Response(b'{"results":[' + results + b"]," + model[1:], media_type="application/json")
 
     return answer(work, job)

@@ -34,7 +34,10 @@ class ApiMetrics:
         )
         self.pairs = Counter("drugrepo_pairs_scored", "Pairs scored by route.", ["route"], registry=self.registry)
         self.model_info = Gauge(
-            "drugrepo_model_info", "The model being served (value 1).", ["version", "model_id"], registry=self.registry
+            "drugrepo_model_info",
+            "The model being served (value 1): its version and checkpoint id.",
+            ["version", "checkpoint_id"],
+            registry=self.registry,
         )
         self.redis_errors = Counter(
             "drugrepo_redis_errors",

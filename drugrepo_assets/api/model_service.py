@@ -8,7 +8,6 @@ to ``drugrepo predict``'s within float32 rounding.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import tempfile
 from collections.abc import Sequence
@@ -36,11 +35,12 @@ MESSAGE_CHARS = 500
 
 @dataclass
 class ServedModel:
-    """A loaded model and what identifies it: ``version`` for people, ``model_id`` (file hash) for caches."""
+    """A loaded model and what identifies it: ``version`` (registry name/version, or ``checkpoint:<id>`` for a
+    file) for people, ``checkpoint_id`` (`ml.model.checkpoint_id`, as in score tables and registry tags) for caches."""
 
     model: DrugBAN
     version: str
-    model_id: str
+    checkpoint_id: str
     source: str
 
 
@@ -77,10 +77,6 @@ class InvalidInputError(ValueError):
         self.problems = problems
 
 
-def _file_id(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-
-
 def _checkpoint_in(folder: Path) -> Path:
     files = sorted(folder.rglob("*.pt"))
     if not files:
@@ -106,10 +102,8 @@ def registry_version(uri: str, tracking_uri: str | None) -> str:
 def load_served_model(settings: ServingSettings) -> ServedModel:
     """The model of ``settings.checkpoint``, else of the registry URI (``models:/<name>@<alias>`` by default)."""
     if settings.checkpoint:
-        path = Path(settings.checkpoint)
-        model, _ = load_checkpoint(str(path))
-        model_id = _file_id(path)
-        return ServedModel(model, f"checkpoint:{model_id[:12]}", model_id, str(path))
+        model, extra = load_checkpoint(settings.checkpoint)
+        return ServedModel(model, f"checkpoint:{extra['checkpoint_id']}", extra["checkpoint_id"], settings.checkpoint)
     import mlflow
 
     uri = settings.resolved_model_uri()
@@ -122,9 +116,8 @@ def load_served_model(settings: ServingSettings) -> ServedModel:
     with tempfile.TemporaryDirectory(prefix="drugrepo-model-") as folder:  # the weights are in memory once loaded
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=folder))
         path = _checkpoint_in(local) if local.is_dir() else local
-        model, _ = load_checkpoint(str(path))
-        model_id = _file_id(path)
-    return ServedModel(model, version, model_id, uri)
+        model, extra = load_checkpoint(str(path))
+    return ServedModel(model, version, extra["checkpoint_id"], uri)
 
 
 def smiles_problem(index: int, field: str, smiles: str, max_atoms: int) -> InputProblem | None:
@@ -159,7 +152,7 @@ class Scorer:
             with torch.inference_mode():
                 return self.engine.target_terms(codes)
 
-        return self.cache.get_or_compute(target_key(self.served.model_id, sequence), compute)
+        return self.cache.get_or_compute(target_key(self.served.checkpoint_id, sequence), compute)
 
     def _graph(self, index: int, field: str, smiles: str) -> tuple[Any, InputProblem | None]:
         """The model's graph of one SMILES, or why the input rules refuse it (`drug_graph` asks them before featurising)."""
@@ -200,8 +193,9 @@ class Scorer:
             if p not in sequences:
                 refusal = protein_refusal(p)
                 sequences[p] = None if refusal is None else refusal.message
-            if sequences[p] is not None:
-                problems.append(InputProblem(i, "protein", p, sequences[p]))
+            message = sequences[p]
+            if message is not None:
+                problems.append(InputProblem(i, "protein", p, message))
         if problems:
             raise InvalidInputError(problems)
         logits = np.empty(len(smiles), dtype=np.float32)
@@ -254,7 +248,7 @@ class Scorer:
             kept["id"].tolist(),
             kept["smiles"].tolist(),
             ["target"],
-            self.served.version,
+            self.served.checkpoint_id,
             None if top is None else min(top, len(kept)),
         )
         return table, hit

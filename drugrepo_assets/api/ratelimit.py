@@ -37,7 +37,10 @@ class Decision:
 class RateLimiter(Protocol):
     """Admits or refuses a cost for a key; ``blocking`` says whether ``allow`` may wait on the network."""
 
-    blocking: bool
+    @property
+    def blocking(self) -> bool:
+        """Whether ``allow`` may wait on the network now."""
+        ...
 
     def allow(self, key: str, cost: float = 1.0) -> Decision:
         """Charge ``cost`` to ``key`` if admitted now."""

@@ -52,6 +52,7 @@ class LoggedBatch:
     endpoint: str
     key_id: str
     model_version: str
+    checkpoint_id: str
     smiles: Sequence[str]
     proteins: Sequence[str]
     logits: Sequence[float]
@@ -298,7 +299,8 @@ class RequestLog:
                     ),
                     self._linger,
                 )
-            group, pairs = [], 0
+            group: list[tuple[datetime, LoggedBatch]] = []
+            pairs = 0
             while self._queue and (not group or pairs + len(self._queue[0][1].smiles) <= self._max_pairs_per_write):
                 item = self._queue.popleft()
                 group.append(item)
@@ -378,6 +380,7 @@ class RequestLog:
                 "endpoint": batch.endpoint,
                 "key_id": batch.key_id,
                 "model_version": batch.model_version,
+                "checkpoint_id": batch.checkpoint_id,
                 **(molecule_descriptors(s) or {}),
                 **self._proteins[p],
                 "logit": float(logit),

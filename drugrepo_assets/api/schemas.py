@@ -6,6 +6,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from drugrepo_assets.ml.model import CHECKPOINT_ID_CHARS
+
 
 def unicode_text(value: str) -> str:
     """``value`` when it is Unicode text; JSON escapes can spell lone surrogates ("\\ud800"), which are not."""
@@ -19,6 +21,11 @@ def unicode_text(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(unicode_text)]
+MODEL_VERSION = "Registry name/version, or checkpoint:<checkpoint_id> for a checkpoint file."
+CHECKPOINT_ID = (
+    f"The id of the model's weights ({CHECKPOINT_ID_CHARS} hex digits): the checkpoint_id of score tables, "
+    "of the MLflow training run and of the registry version."
+)
 
 
 class Pair(BaseModel):
@@ -49,7 +56,8 @@ class PredictResponse(BaseModel):
     """Predictions in request order, and the model that made them."""
 
     predictions: list[Prediction]
-    model_version: str = Field(description="Registry name/version, or checkpoint:<hash> for a file.")
+    model_version: str = Field(description=MODEL_VERSION)
+    checkpoint_id: str = Field(description=CHECKPOINT_ID)
 
 
 class ScreenRequest(BaseModel):
@@ -78,7 +86,8 @@ class ScreenResponse(BaseModel):
     """The ranked library (best first)."""
 
     results: list[ScreenHit]
-    model_version: str
+    model_version: str = Field(description=MODEL_VERSION)
+    checkpoint_id: str = Field(description=CHECKPOINT_ID)
 
 
 class Problem(BaseModel):

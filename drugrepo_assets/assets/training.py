@@ -6,6 +6,7 @@ under `StorageResource` (``<storage>/<asset>/<dataset>/...``); asset values are 
 (URIs and numbers), so every environment stores and loads checkpoints the same way.
 """
 
+import json
 import math
 import tempfile
 from collections.abc import Callable, Iterator
@@ -33,19 +34,38 @@ from dagster import (
 from pydantic import Field
 
 from drugrepo_assets.assets.features import feature_store
-from drugrepo_assets.assets.metadata import image_markdown
+from drugrepo_assets.assets.metadata import image_markdown, metadata_table
 from drugrepo_assets.data.splits import split_subset
 from drugrepo_assets.k8s import GPU_OP_TAGS, GPU_POOL
 from drugrepo_assets.ml.dataset import PairData
-from drugrepo_assets.ml.evaluate import evaluate
-from drugrepo_assets.ml.model import load_checkpoint
+from drugrepo_assets.ml.evaluate import BinaryMetrics
+from drugrepo_assets.ml.model import DrugBAN, checkpoint_id, load_checkpoint
+from drugrepo_assets.ml.pipeline import evaluate_model
 from drugrepo_assets.ml.plots import atom_attention, attention_png, pr_png, roc_png
-from drugrepo_assets.ml.predict import predict_logits
 from drugrepo_assets.ml.runtime import configure_cpu
 from drugrepo_assets.ml.train import EpochRecord, TrainResult, resolve_device, train
 from drugrepo_assets.partitions import dataset_partitions
+from drugrepo_assets.records import (
+    CheckpointRecord,
+    EvaluationRecord,
+    HpoSlot,
+    HpoSummary,
+    HpoTrialOutcome,
+)
 from drugrepo_assets.resources import HpoSettings, MlflowTracking, TrackedRun, TrainingProfile
 from drugrepo_assets.storage import StorageResource
+
+CHECKPOINT_ID_TAG = "drugrepo.checkpoint_id"
+"""MLflow tag of the training run: the `checkpoint_id` of the checkpoint it logged."""
+HISTORY_COLUMNS = {
+    "epoch": "int",
+    "train_loss": "float",
+    "val_auroc": "float",
+    "val_auprc": "float",
+    "seconds": "float",
+    "pairs_per_s": "float",
+}
+TRIAL_COLUMNS = {"number": "int", "state": "string", "value": "float", "params": "string", "mlflow_run_url": "string"}
 
 
 class CheckpointConfig(Config):
@@ -140,14 +160,6 @@ def _train_tracked(
     return result
 
 
-def _history_md(history: list[EpochRecord]) -> str:
-    lines = ["| epoch | train loss | val AUROC | val AUPRC | s |", "| --- | --- | --- | --- | --- |"]
-    lines += [
-        f"| {h.epoch} | {h.train_loss:.4f} | {h.val_auroc:.4f} | {h.val_auprc:.4f} | {h.seconds:.1f} |" for h in history
-    ]
-    return "\n".join(lines)
-
-
 @asset(
     partitions_def=dataset_partitions,
     group_name="training",
@@ -166,20 +178,15 @@ def drugban_checkpoint(
     storage: StorageResource,
     mlflow_tracking: MlflowTracking,
     hpo_settings: HpoSettings,
-) -> Output[dict[str, Any]]:
+) -> Output[CheckpointRecord]:
     """DrugBAN trained on one split strategy (CUDA when present), best epoch by val AUROC, as a file.
 
-    Value: the checkpoint's URI, its metrics and history, and the MLflow run that logged it.
+    Value: the checkpoint's URI and id, its metrics and history, and the MLflow run that logged it
+    (tagged with the same id).
     """
     profile, dataset, strategy = training_profile, context.partition_key, config.strategy
     configure_cpu(profile.threads)
-    overrides: dict[str, Any] = {}
-    if config.use_hpo_params:
-        name = study_name(dataset, strategy, profile)
-        study = hpo_settings.study(name)
-        if not any(t.state.name == "COMPLETE" for t in study.trials):
-            raise Failure(description=f"use_hpo_params is set but study {name!r} has no completed trial")
-        overrides = dict(study.best_params)
+    overrides = _hpo_overrides(hpo_settings, study_name(dataset, strategy, profile)) if config.use_hpo_params else {}
     _, train_data = load_pairs(
         dataset_splits,
         drug_graphs,
@@ -197,34 +204,40 @@ def drugban_checkpoint(
     # Locally train straight into the final folder (last.pt stays there for resuming); else stage and upload.
     local = storage.is_local()
     out_dir = Path(storage.uri("drugban_checkpoint", dataset, folder)) if local else Path(tempfile.mkdtemp())
-    with mlflow_tracking.start_run(context, f"drugban {dataset} {strategy}", "drugban_checkpoint") as run:
+    with mlflow_tracking.start_run(
+        context.op_execution_context, f"drugban {dataset} {strategy}", "drugban_checkpoint"
+    ) as run:
         run.log_params(_run_params(dataset, strategy, profile, {f"hpo.{k}": v for k, v in overrides.items()}))
         result = _train_tracked(run, train_data, val_data, out_dir, profile, overrides)
+        ckpt_id = checkpoint_id(result.model)  # the weights of best.pt, as load_checkpoint checked them
+        run.client.set_tag(run.run_id, CHECKPOINT_ID_TAG, ckpt_id)
     uri = storage.upload(result.best_path, "drugban_checkpoint", dataset, f"{folder}/best.pt")
-    value = {
-        "checkpoint": uri,
-        "dataset": dataset,
-        "strategy": strategy,
-        "profile": profile.name,
-        "seed": profile.seed,
-        "max_eval_pairs": profile.max_eval_pairs,
-        "train_pairs": len(train_data),
-        "val_pairs": len(val_data),
-        "best_epoch": result.best_epoch,
-        "best_val_auroc": result.best_val_auroc,
-        "device": result.device,
-        "wall_seconds": result.wall_seconds,
-        "stopped_early": result.stopped_early,
-        "history": [asdict(h) for h in result.history],
-        "hpo_params": overrides,
-        "mlflow_run_id": run.run_id,
-        "mlflow_experiment_id": run.experiment_id,
-        "mlflow_run_url": run.url,
-        "dagster_run_id": context.run.run_id,
-    }
+    record = CheckpointRecord(
+        checkpoint=uri,
+        checkpoint_id=ckpt_id,
+        dataset=dataset,
+        strategy=strategy,
+        profile=profile.name,
+        seed=profile.seed,
+        max_eval_pairs=profile.max_eval_pairs,
+        train_pairs=len(train_data),
+        val_pairs=len(val_data),
+        best_epoch=result.best_epoch,
+        best_val_auroc=result.best_val_auroc,
+        device=result.device,
+        wall_seconds=result.wall_seconds,
+        stopped_early=result.stopped_early,
+        history=result.history,
+        hpo_params=overrides,
+        mlflow_run_id=run.run_id,
+        mlflow_experiment_id=run.experiment_id,
+        mlflow_run_url=run.url,
+        dagster_run_id=context.run.run_id,
+    )
     return Output(
-        value,
+        record,
         metadata={
+            "checkpoint_id": MetadataValue.text(ckpt_id),
             "best_epoch": MetadataValue.int(result.best_epoch),
             "val_auroc": MetadataValue.float(result.best_val_auroc),
             "wall_seconds": MetadataValue.float(round(result.wall_seconds, 2)),
@@ -235,9 +248,17 @@ def drugban_checkpoint(
             "profile": MetadataValue.text(profile.name),
             "train_pairs": MetadataValue.int(len(train_data)),
             "hpo_params": MetadataValue.json(overrides),
-            "history": MetadataValue.md(_history_md(result.history)),
+            "history": metadata_table([asdict(h) for h in result.history], HISTORY_COLUMNS),
         },
     )
+
+
+def _hpo_overrides(hpo_settings: HpoSettings, name: str) -> dict[str, Any]:
+    """The best parameters of study ``name``; a `Failure` when it has no completed trial."""
+    study = hpo_settings.study(name)
+    if not any(t.state.name == "COMPLETE" for t in study.trials):
+        raise Failure(description=f"use_hpo_params is set but study {name!r} has no completed trial")
+    return dict(study.best_params)
 
 
 @asset(
@@ -248,69 +269,64 @@ def drugban_checkpoint(
 )
 def model_evaluation(
     context: AssetExecutionContext,
-    drugban_checkpoint: dict[str, Any],
+    drugban_checkpoint: CheckpointRecord,
     dataset_splits: pd.DataFrame,
     drug_graphs: pd.DataFrame,
     protein_encodings: pd.DataFrame,
     training_profile: TrainingProfile,
     storage: StorageResource,
     mlflow_tracking: MlflowTracking,
-) -> Output[dict[str, Any]]:
-    """Test metrics at the threshold chosen on validation, ROC/PR curves and attention on molecules.
+) -> Output[EvaluationRecord]:
+    """Test metrics at the probability threshold chosen on validation (`ml.pipeline.evaluate_model`, as
+    ``drugrepo train``), ROC/PR curves and attention on molecules.
 
     Pictures are PNG files under the storage folder, shown in the UI and logged to the training's MLflow run.
     """
     ckpt = drugban_checkpoint
     configure_cpu(training_profile.threads)
     device = resolve_device(training_profile.device)
-    model, _ = load_checkpoint(str(storage.local_copy(ckpt["checkpoint"])), map_location=device)
-    sets = {}
-    for split in ("val", "test"):
-        rows, data = load_pairs(
+    model, _ = load_checkpoint(str(storage.local_copy(ckpt.checkpoint)), map_location=device)
+    sets = {
+        split: load_pairs(
             dataset_splits,
             drug_graphs,
             protein_encodings,
             storage,
-            ckpt["strategy"],
+            ckpt.strategy,
             split,
-            ckpt["max_eval_pairs"],
-            ckpt["seed"],
+            ckpt.max_eval_pairs,
+            ckpt.seed,
         )
-        sets[split] = (rows, data, predict_logits(model, data, 256, device))
-    metrics = evaluate(sets["val"][1].labels.numpy(), sets["val"][2], sets["test"][1].labels.numpy(), sets["test"][2])
-    test, val = metrics["test"], metrics["val"]
-    test_rows, test_data, test_scores = sets["test"]
-    labels = test_data.labels.numpy()
-    pictures = {
-        "roc_test.png": roc_png(labels, test_scores, f"{ckpt['dataset']} test ROC", test.auroc),
-        "pr_test.png": pr_png(labels, test_scores, f"{ckpt['dataset']} test PR", test.auprc),
+        for split in ("val", "test")
     }
-    positives = np.flatnonzero(labels == 1)
-    top = positives[np.argsort(-test_scores[positives], kind="stable")][: training_profile.attention_examples]
-    if len(top):
-        graphs, proteins = test_data.batch(torch.as_tensor(top))
-        for rank, (row, weights) in enumerate(zip(top, atom_attention(model, graphs.to(device), proteins.to(device)))):
-            pair = test_rows.iloc[int(row)]
-            name = f"attention_{rank + 1}_{pair['drug_id']}_{pair['target_id']}.png"
-            pictures[name] = attention_png(pair["smiles"], weights)
+    evaluation = evaluate_model(
+        model, sets["val"][1], sets["test"][1], device, training_profile.train_config().eval_batch_size
+    )
+    val, test = evaluation.metrics["val"], evaluation.metrics["test"]
+    test_rows, test_data = sets["test"]
+    pictures = _pictures(
+        ckpt.dataset, model, device, test_rows, test_data, evaluation.scores["test"], test, training_profile
+    )
     paths = {
-        name: storage.write_bytes(png, "model_evaluation", ckpt["dataset"], f"{context.run.run_id}/{name}")
+        name: storage.write_bytes(png, "model_evaluation", ckpt.dataset, f"{context.run.run_id}/{name}")
         for name, png in pictures.items()
     }
-    run = mlflow_tracking.existing_run(ckpt["mlflow_run_id"], ckpt["mlflow_experiment_id"])
+    run = mlflow_tracking.existing_run(ckpt.mlflow_run_id, ckpt.mlflow_experiment_id)
     run.log_metrics({f"test_{k}": v for k, v in test.as_dict().items()})
     for name, png in pictures.items():
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(tmp) / name
             local.write_bytes(png)
             run.log_artifact(local, "evaluation")
-    value = {
-        "val": val.as_dict(),
-        "test": test.as_dict(),
-        "pictures": paths,
-        "checkpoint": ckpt["checkpoint"],
-        "mlflow_run_url": run.url,
-    }
+    record = EvaluationRecord(
+        checkpoint=ckpt.checkpoint,
+        checkpoint_id=ckpt.checkpoint_id,
+        threshold=evaluation.threshold,
+        val=val,
+        test=test,
+        pictures=paths,
+        mlflow_run_url=run.url,
+    )
     curves = [
         image_markdown(name.removesuffix(".png"), png)
         for name, png in pictures.items()
@@ -320,12 +336,13 @@ def model_evaluation(
         image_markdown(name.removesuffix(".png"), png) for name, png in pictures.items() if name.startswith("attention")
     ]
     return Output(
-        value,
+        record,
         metadata={
+            "checkpoint_id": MetadataValue.text(ckpt.checkpoint_id),
             "test_auroc": MetadataValue.float(test.auroc),
             "test_auprc": MetadataValue.float(test.auprc),
             "val_auroc": MetadataValue.float(val.auroc),
-            "threshold": MetadataValue.float(test.threshold),
+            "threshold": MetadataValue.float(evaluation.threshold),
             "test_metrics": MetadataValue.json(test.as_dict()),
             "curves": MetadataValue.md("\n\n".join(curves)),
             "attention": MetadataValue.md("\n\n".join(attention) or "no positive test pair"),
@@ -333,6 +350,35 @@ def model_evaluation(
             "mlflow_run": MetadataValue.url(run.url),
         },
     )
+
+
+def _pictures(
+    dataset: str,
+    model: DrugBAN,
+    device: torch.device,
+    rows: pd.DataFrame,
+    data: PairData,
+    probabilities: np.ndarray,
+    metrics: BinaryMetrics,
+    profile: TrainingProfile,
+) -> dict[str, bytes]:
+    """ROC and PR curves of the test probabilities, and the attention of the best-scored positive pairs, as PNGs."""
+    if data.labels is None:
+        raise ValueError("pictures of an evaluation need labelled test pairs")
+    labels = data.labels.numpy()
+    pictures = {
+        "roc_test.png": roc_png(labels, probabilities, f"{dataset} test ROC", metrics.auroc),
+        "pr_test.png": pr_png(labels, probabilities, f"{dataset} test PR", metrics.auprc),
+    }
+    positives = np.flatnonzero(labels == 1)
+    top = positives[np.argsort(-probabilities[positives], kind="stable")][: profile.attention_examples]
+    if len(top):
+        graphs, proteins = data.batch(torch.as_tensor(top))
+        for rank, (row, weights) in enumerate(zip(top, atom_attention(model, graphs.to(device), proteins.to(device)))):
+            pair = rows.iloc[int(row)]
+            name = f"attention_{rank + 1}_{pair['drug_id']}_{pair['target_id']}.png"
+            pictures[name] = attention_png(pair["smiles"], weights)
+    return pictures
 
 
 def _suggest(trial: Any) -> dict[str, Any]:
@@ -344,14 +390,14 @@ def _suggest(trial: Any) -> dict[str, Any]:
     }
 
 
-@op(out=DynamicOut(dict, io_manager_key="json_io_manager"))
+@op(out=DynamicOut(HpoSlot, io_manager_key="json_io_manager"))
 def hpo_trials(
     context: OpExecutionContext,
     config: HpoStudyConfig,
     training_profile: TrainingProfile,
     hpo_settings: HpoSettings,
     mlflow_tracking: MlflowTracking,
-) -> Iterator[DynamicOutput[dict]]:
+) -> Iterator[DynamicOutput[HpoSlot]]:
     """Create (or open) the partition's study and fan out one trial per slot, each asking the storage."""
     name = study_name(context.partition_key, config.strategy, training_profile)
     hpo_settings.study(name)
@@ -359,15 +405,15 @@ def hpo_trials(
         parent.log_params({"study": name, "n_trials": hpo_settings.n_trials, "profile": training_profile.name})
     for slot in range(hpo_settings.n_trials):
         yield DynamicOutput(
-            {"study": name, "strategy": config.strategy, "parent_run_id": parent.run_id, "slot": slot},
+            HpoSlot(study=name, strategy=config.strategy, parent_run_id=parent.run_id, slot=slot),
             mapping_key=f"slot_{slot}",
         )
 
 
-@op(out=Out(dict, io_manager_key="json_io_manager"), tags=GPU_OP_TAGS, pool=GPU_POOL)
+@op(out=Out(HpoTrialOutcome, io_manager_key="json_io_manager"), tags=GPU_OP_TAGS, pool=GPU_POOL)
 def hpo_trial(
     context: OpExecutionContext,
-    slot: dict,
+    slot: HpoSlot,
     dataset_splits: pd.DataFrame,
     drug_graphs: pd.DataFrame,
     protein_encodings: pd.DataFrame,
@@ -375,13 +421,13 @@ def hpo_trial(
     storage: StorageResource,
     hpo_settings: HpoSettings,
     mlflow_tracking: MlflowTracking,
-) -> dict:
+) -> HpoTrialOutcome:
     """One Optuna trial: ask the shared storage for parameters, train with pruning, tell the outcome."""
     import optuna
 
-    profile, dataset, strategy = training_profile, context.partition_key, slot["strategy"]
+    profile, dataset, strategy = training_profile, context.partition_key, slot.strategy
     configure_cpu(profile.threads)
-    study = hpo_settings.study(slot["study"])
+    study = hpo_settings.study(slot.study)
     trial = study.ask()
     params = _suggest(trial)
     _, train_data = load_pairs(
@@ -404,16 +450,16 @@ def hpo_trial(
         if trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {record.epoch}")
 
-    tags = {"optuna.study": slot["study"], "optuna.trial": str(trial.number)}
+    tags = {"optuna.study": slot.study, "optuna.trial": str(trial.number)}
     state, value = "COMPLETE", None
     with (
         tempfile.TemporaryDirectory() as work,
         mlflow_tracking.start_run(
             context,
-            f"trial {trial.number} {slot['study']}",
+            f"trial {trial.number} {slot.study}",
             "hpo_study",
             tags=tags,
-            parent_run_id=slot["parent_run_id"],
+            parent_run_id=slot.parent_run_id,
         ) as run,
     ):
         run.log_params(_run_params(dataset, strategy, profile, {f"hpo.{k}": v for k, v in params.items()}))
@@ -429,45 +475,48 @@ def hpo_trial(
             context.log.warning(f"trial {trial.number} failed: {exc}")
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
     context.log.info(f"trial {trial.number}: {state} {value} {params}")
-    return {
-        "study": slot["study"],
-        "number": trial.number,
-        "state": state,
-        "value": value,
-        "params": params,
-        "mlflow_run_url": run.url,
-    }
+    return HpoTrialOutcome(
+        study=slot.study, number=trial.number, state=state, value=value, params=params, mlflow_run_url=run.url
+    )
 
 
-@op(out=Out(io_manager_key="json_io_manager"))
+@op(out=Out(HpoSummary, io_manager_key="json_io_manager"))
 def hpo_summary(
-    context: OpExecutionContext, trials: list[dict], hpo_settings: HpoSettings, mlflow_tracking: MlflowTracking
-) -> Output[dict[str, Any]]:
+    context: OpExecutionContext,
+    trials: list[HpoTrialOutcome],
+    hpo_settings: HpoSettings,
+    mlflow_tracking: MlflowTracking,
+) -> Output[HpoSummary]:
     """The study after this materialisation's trials: its best parameters and trial counts."""
-    study = hpo_settings.study(trials[0]["study"])
+    study = hpo_settings.study(trials[0].study)
     states: dict[str, int] = {}
     for t in study.trials:
         states[t.state.name] = states.get(t.state.name, 0) + 1
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     best = study.best_trial if complete else None
-    value = {
-        "study": study.study_name,
-        "storage": _redacted(hpo_settings.resolved_storage_url()),
-        "states": states,
-        "best_value": best.value if best else None,
-        "best_params": best.params if best else {},
-        "best_trial": best.number if best else None,
-        "this_run": sorted(trials, key=lambda t: t["number"]),
-    }
+    summary = HpoSummary(
+        study=study.study_name,
+        storage=_redacted(hpo_settings.resolved_storage_url()),
+        states=states,
+        best_value=best.value if best else None,
+        best_params=best.params if best else {},
+        best_trial=best.number if best else None,
+        this_run=sorted(trials, key=lambda t: t.number),
+    )
+    rows = [{**t.model_dump(), "params": json.dumps(t.params, sort_keys=True)} for t in summary.this_run]
     return Output(
-        value,
+        summary,
         metadata={
             "study": MetadataValue.text(study.study_name),
             "trials": MetadataValue.int(len(study.trials)),
             "states": MetadataValue.json(states),
-            "best_val_auroc": MetadataValue.float(best.value) if best else MetadataValue.text("none"),
-            "best_params": MetadataValue.json(best.params if best else {}),
-            "this_run": MetadataValue.md(_trials_md(value["this_run"])),
+            "best_val_auroc": (
+                MetadataValue.float(summary.best_value)
+                if summary.best_value is not None
+                else MetadataValue.text("none")
+            ),
+            "best_params": MetadataValue.json(summary.best_params),
+            "this_run": metadata_table(rows, TRIAL_COLUMNS),
         },
     )
 
@@ -479,16 +528,8 @@ def _redacted(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def _trials_md(trials: list[dict]) -> str:
-    lines = ["| trial | state | val AUROC | params | MLflow |", "| --- | --- | --- | --- | --- |"]
-    for t in trials:
-        value = "-" if t["value"] is None else f"{t['value']:.4f}"
-        lines.append(f"| {t['number']} | {t['state']} | {value} | {t['params']} | [run]({t['mlflow_run_url']}) |")
-    return "\n".join(lines)
-
-
 @graph_asset(partitions_def=dataset_partitions, group_name="training", kinds={"optuna", "mlflow"})
-def hpo_study(dataset_splits: pd.DataFrame, drug_graphs: pd.DataFrame, protein_encodings: pd.DataFrame) -> dict:
+def hpo_study(dataset_splits: pd.DataFrame, drug_graphs: pd.DataFrame, protein_encodings: pd.DataFrame) -> HpoSummary:
     """An Optuna study of DrugBAN's lr, batch size and attention dropout, trials in parallel ops.
 
     Each trial op (own GPU pod under k8s) asks the shared RDB storage for its parameters, reports

@@ -2,13 +2,13 @@
 and the drift report (Evidently), downstream of the training location's assets.
 
 The training location's assets appear here as external `AssetSpec`s with the same keys, partitions
-and I/O managers, so the UI draws lineage across the two locations and their values load here.
+and I/O managers, so the UI draws lineage across the two locations and their values load here, as the
+records (`drugrepo_assets.records`) the inputs are annotated with.
 """
 
-import hashlib
 from collections.abc import Iterator
+from dataclasses import asdict
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -21,16 +21,20 @@ from dagster import (
     AutomationCondition,
     MetadataValue,
     Output,
+    TableMetadataValue,
     asset,
 )
 
 from drugrepo_assets.api.request_log import scan_request_log
+from drugrepo_assets.assets.metadata import metadata_table
 from drugrepo_assets.ml.descriptors import DESCRIPTOR_COLUMNS, pair_descriptor_table
 from drugrepo_assets.partitions import dataset_partitions
+from drugrepo_assets.records import CheckpointRecord, DriftReport, DriftSummary, EvaluationRecord, RegisteredModelRecord
 from drugrepo_assets.resources import MlflowTracking
-from drugrepo_assets.serving.drift import DriftSummary, compare
-from drugrepo_assets.serving.gates import gate_outcomes
+from drugrepo_assets.serving.drift import compare
+from drugrepo_assets.serving.gates import GateOutcome, gate_outcomes
 from drugrepo_assets.serving.registry import (
+    CHECKPOINT_ID_TAG,
     alias_version,
     checkpoint_source,
     promote,
@@ -61,10 +65,16 @@ external_assets = [
 ]
 
 DRIFT_CHECK = "drift_report_no_drift"
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+GATE_COLUMNS = {"check": "string", "state": "string", "description": "string"}
+DRIFT_COLUMNS = {
+    "comparison": "string",
+    "column": "string",
+    "method": "string",
+    "score": "float",
+    "threshold": "float",
+    "drifted": "bool",
+    "note": "string",
+}
 
 
 @asset(
@@ -76,42 +86,42 @@ def _sha256(path: Path) -> str:
 )
 def registered_model(
     context: AssetExecutionContext,
-    drugban_checkpoint: dict[str, Any],
-    model_evaluation: dict[str, Any],
+    drugban_checkpoint: CheckpointRecord,
+    model_evaluation: EvaluationRecord,
     registry_settings: RegistrySettings,
     mlflow_tracking: MlflowTracking,
     storage: StorageResource,
-) -> Output[dict[str, Any]]:
+) -> Output[RegisteredModelRecord]:
     """The checkpoint as a version of ``<prefix>-<dataset>``; the alias moves to it only if every gate passed.
 
     Gates: the training location's checks (finite losses, reproducible val AUROC, test AUROC floor)
-    on the latest materialisations, read from the instance, and an evaluation of this very checkpoint.
+    on the latest materialisations, read from the instance, and an evaluation of this very checkpoint
+    (the same `checkpoint_id`). The version is tagged with the checkpoint id.
     """
-    dataset = context.partition_key
+    ckpt, dataset = drugban_checkpoint, context.partition_key
     name = registered_name(registry_settings.model_prefix, dataset)
     outcomes = gate_outcomes(context.instance, dataset, registry_settings.gating_checks)
-    same_checkpoint = model_evaluation.get("checkpoint") == drugban_checkpoint["checkpoint"]
-    local = storage.local_copy(drugban_checkpoint["checkpoint"])
+    same_checkpoint = model_evaluation.checkpoint_id == ckpt.checkpoint_id
     client = mlflow_tracking.client()
-    source = checkpoint_source(client, drugban_checkpoint["mlflow_run_id"], local)
-    test = model_evaluation["test"]
+    source = checkpoint_source(client, ckpt.mlflow_run_id, storage.local_copy(ckpt.checkpoint))
+    auroc = model_evaluation.test.auroc
     tags = {
         "dataset": dataset,
-        "strategy": str(drugban_checkpoint["strategy"]),
-        "profile": str(drugban_checkpoint["profile"]),
-        "checkpoint_uri": drugban_checkpoint["checkpoint"],
-        "checkpoint_sha256": _sha256(local),
-        "test_auroc": f"{float(test['auroc']):.6f}",
-        "dagster.training_run_id": str(drugban_checkpoint["dagster_run_id"]),
+        "strategy": ckpt.strategy,
+        "profile": ckpt.profile,
+        "checkpoint_uri": ckpt.checkpoint,
+        CHECKPOINT_ID_TAG: ckpt.checkpoint_id,
+        "test_auroc": f"{auroc:.6f}",
+        "dagster.training_run_id": ckpt.dagster_run_id,
         "dagster.run_id": context.run.run_id,
     }
     version, created = register_checkpoint(
         client,
         name,
         source,
-        drugban_checkpoint["mlflow_run_id"],
+        ckpt.mlflow_run_id,
         tags,
-        description=f"DrugBAN {dataset}/{drugban_checkpoint['strategy']}, test AUROC {float(test['auroc']):.4f}",
+        description=f"DrugBAN {dataset}/{ckpt.strategy}, test AUROC {auroc:.4f}",
     )
     gates_passed = same_checkpoint and all(o.passed for o in outcomes)
     for outcome in outcomes:
@@ -127,51 +137,52 @@ def registered_model(
         decision = "held back: " + ", ".join(failing)
         context.log.warning(f"{name} version {version.version} not promoted ({decision})")
     champion = alias_version(client, name, registry_settings.alias)
-    value = {
-        "name": name,
-        "version": str(version.version),
-        "created": created,
-        "source": source,
-        "checkpoint": drugban_checkpoint["checkpoint"],
-        "alias": registry_settings.alias,
-        "champion_version": champion,
-        "promoted": gates_passed,
-        "decision": decision,
-        "gates": {o.check: o.state for o in outcomes},
-        "model_uri": f"models:/{name}@{registry_settings.alias}",
-    }
-    gates_md = "\n".join(
-        ["| check | state | detail |", "| --- | --- | --- |"]
-        + [f"| {o.check} | {o.state} | {o.description} |" for o in outcomes]
+    record = RegisteredModelRecord(
+        name=name,
+        version=str(version.version),
+        created=created,
+        source=source,
+        checkpoint=ckpt.checkpoint,
+        checkpoint_id=ckpt.checkpoint_id,
+        alias=registry_settings.alias,
+        champion_version=champion,
+        promoted=gates_passed,
+        decision=decision,
+        gates={o.check: o.state for o in outcomes},
+        model_uri=f"models:/{name}@{registry_settings.alias}",
     )
     return Output(
-        value,
+        record,
         metadata={
             "model": MetadataValue.text(name),
-            "version": MetadataValue.text(str(version.version)),
+            "version": MetadataValue.text(record.version),
+            "checkpoint_id": MetadataValue.text(ckpt.checkpoint_id),
             "champion_version": MetadataValue.text(champion or "none"),
             "decision": MetadataValue.text(decision),
-            "gates": MetadataValue.md(gates_md),
-            "model_uri": MetadataValue.text(value["model_uri"]),
-            "mlflow_run": MetadataValue.url(drugban_checkpoint["mlflow_run_url"]),
+            "gates": _gates_table(outcomes),
+            "model_uri": MetadataValue.text(record.model_uri),
+            "mlflow_run": MetadataValue.url(ckpt.mlflow_run_url),
         },
     )
+
+
+def _gates_table(outcomes: list[GateOutcome]) -> TableMetadataValue:
+    """The gating checks' states as a metadata table."""
+    return metadata_table([asdict(o) for o in outcomes], GATE_COLUMNS)
 
 
 def _sample(table: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     return table if len(table) <= n else table.sample(n=n, random_state=seed)
 
 
-def _summary_md(summaries: list[DriftSummary]) -> str:
-    lines = ["| comparison | column | method | score | threshold | drift |", "| --- | --- | --- | --- | --- | --- |"]
-    for s in summaries:
-        if not s.columns:
-            lines.append(f"| {s.name} | - | - | - | - | {s.note} |")
-        for column, c in s.columns.items():
-            lines.append(
-                f"| {s.name} | {column} | {c.method} | {c.score:.4g} | {c.threshold:g} | {'yes' if c.drifted else 'no'} |"
-            )
-    return "\n".join(lines)
+def _drift_table(summaries: list[DriftSummary]) -> TableMetadataValue:
+    """Every compared column's test and verdict (or, for a comparison not made, why) as a metadata table."""
+    rows: list[dict[str, Any]] = []
+    for summary in summaries:
+        if not summary.columns:
+            rows.append({"comparison": summary.name, "note": summary.note})
+        rows += [{"comparison": summary.name, "column": name, **c.model_dump()} for name, c in summary.columns.items()]
+    return metadata_table(rows, DRIFT_COLUMNS)
 
 
 @asset(
@@ -189,7 +200,7 @@ def _summary_md(summaries: list[DriftSummary]) -> str:
 )
 def drift_report(
     context: AssetExecutionContext,
-    drugban_checkpoint: dict[str, Any],
+    drugban_checkpoint: CheckpointRecord,
     dataset_splits: pd.DataFrame,
     validated_pairs: pd.DataFrame,
     drift_settings: DriftSettings,
@@ -199,7 +210,7 @@ def drift_report(
     trained on, and against the pairs the API scored (its request log); HTML reports under storage."""
     s = drift_settings
     train = dataset_splits[
-        (dataset_splits["strategy"] == drugban_checkpoint["strategy"]) & (dataset_splits["split"] == "train")
+        (dataset_splits["strategy"] == drugban_checkpoint.strategy) & (dataset_splits["split"] == "train")
     ]
     seen = set(zip(train["smiles"], train["protein"]))
     landed = validated_pairs[[pair not in seen for pair in zip(validated_pairs["smiles"], validated_pairs["protein"])]]
@@ -224,19 +235,21 @@ def drift_report(
                 html.encode(), "drift_report", context.partition_key, f"{context.run.run_id}/{name}.html"
             )
     drifted = [x.name for x in summaries if x.dataset_drift]
-    value = {
-        "dataset": context.partition_key,
-        "strategy": drugban_checkpoint["strategy"],
-        "checkpoint": drugban_checkpoint["checkpoint"],
-        "created": datetime.now(UTC).isoformat(),
-        "comparisons": {x.name: x.as_dict() for x in summaries},
-        "reports": html_uris,
-        "drifted": drifted,
-    }
+    report = DriftReport(
+        dataset=context.partition_key,
+        strategy=drugban_checkpoint.strategy,
+        checkpoint=drugban_checkpoint.checkpoint,
+        checkpoint_id=drugban_checkpoint.checkpoint_id,
+        created=datetime.now(UTC).isoformat(),
+        comparisons={x.name: x for x in summaries},
+        reports=html_uris,
+        drifted=drifted,
+    )
     metadata: dict[str, Any] = {
         "drifted": MetadataValue.json(drifted),
+        "checkpoint_id": MetadataValue.text(drugban_checkpoint.checkpoint_id),
         "reference_rows": MetadataValue.int(len(reference)),
-        "columns": MetadataValue.md(_summary_md(summaries)),
+        "columns": _drift_table(summaries),
         "request_log_files": MetadataValue.int(request_log.files),
         "request_log_malformed_lines": MetadataValue.int(request_log.malformed_lines),
     }
@@ -246,7 +259,7 @@ def drift_report(
         metadata[f"{x.name}_drifted_columns"] = MetadataValue.json(x.drifted_columns)
     for name, uri in html_uris.items():
         metadata[f"{name}_report"] = MetadataValue.path(uri)
-    yield Output(value, metadata=metadata)
+    yield Output(report, metadata=metadata)
     yield AssetCheckResult(
         check_name=DRIFT_CHECK,
         passed=not drifted,

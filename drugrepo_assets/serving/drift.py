@@ -9,45 +9,12 @@ when at least ``drift_share`` of its columns have.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from drugrepo_assets.ml.descriptors import DESCRIPTOR_COLUMNS
-
-
-@dataclass
-class ColumnDrift:
-    """One column's drift test: its method, score (p-value or distance), threshold and verdict."""
-
-    method: str
-    score: float
-    threshold: float
-    drifted: bool
-
-
-@dataclass
-class DriftSummary:
-    """The outcome of one reference-vs-current comparison."""
-
-    name: str
-    reference_rows: int
-    current_rows: int
-    drift_share: float
-    share_drifted: float = 0.0
-    dataset_drift: bool = False
-    columns: dict[str, ColumnDrift] = field(default_factory=dict)
-    note: str = ""
-
-    @property
-    def drifted_columns(self) -> list[str]:
-        """Names of the columns whose test says drift."""
-        return [name for name, c in self.columns.items() if c.drifted]
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON form (for the asset's value and metadata)."""
-        return {**asdict(self), "drifted_columns": self.drifted_columns}
+from drugrepo_assets.records import ColumnDrift, DriftSummary
 
 
 def _column_drift(config: dict[str, Any], value: float) -> ColumnDrift:
@@ -66,7 +33,7 @@ def compare(
     columns = [c for c in DESCRIPTOR_COLUMNS if c in reference.columns and c in current.columns]
     ref = reference[columns].dropna()
     cur = current[columns].dropna()
-    summary = DriftSummary(name, len(ref), len(cur), drift_share)
+    summary = DriftSummary(name=name, reference_rows=len(ref), current_rows=len(cur), drift_share=drift_share)
     if len(ref) < min_rows or len(cur) < min_rows:
         summary.note = f"too few rows to compare (reference {len(ref)}, current {len(cur)}, need {min_rows})"
         return summary, None

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
 PREVIOUS_TAG = "drugrepo.previous_champion"
+CHECKPOINT_ID_TAG = "checkpoint_id"
+"""Version tag: the `checkpoint_id` of the version's file (the id in score tables, run tags and API answers)."""
 ARTIFACT_DIR = "checkpoint"
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from drugrepo_assets.api.request_log import read_request_log
 from drugrepo_assets.ml.descriptors import DESCRIPTOR_COLUMNS
+from drugrepo_assets.ml.model import CHECKPOINT_ID_CHARS, load_checkpoint
 from drugrepo_assets_tests.api.servers import BIN, Api, metric_value, running_api
 
 KEYS = ("key-alpha", "key-beta", "key-gamma")
@@ -96,8 +97,9 @@ def test_predict_equals_drugrepo_predict_in_order(
     np.testing.assert_allclose(logits, cli["logit"].to_numpy(), atol=1e-4, rtol=0)
     np.testing.assert_allclose([p["score"] for p in body["predictions"]], 1 / (1 + np.exp(-logits)), atol=1e-9)
     np.testing.assert_allclose(logits, np.load(golden_dir / "model_io.npz")["logit"], atol=1e-4, rtol=0)
-    sha = hashlib.sha256((golden_dir / "model_state.pt").read_bytes()).hexdigest()
-    assert body["model_version"] == f"checkpoint:{sha[:12]}"
+    checkpoint_id = load_checkpoint(str(golden_dir / "model_state.pt"))[1]["checkpoint_id"]
+    assert len(checkpoint_id) == CHECKPOINT_ID_CHARS
+    assert body["checkpoint_id"] == checkpoint_id and body["model_version"] == f"checkpoint:{checkpoint_id}"
     reversed_body = _post(api, "/v1/predict", _pairs(golden_pairs.iloc[::-1])).json()
     np.testing.assert_allclose([p["logit"] for p in reversed_body["predictions"]], logits[::-1], atol=1e-6)
 
@@ -138,6 +140,8 @@ def test_screen_ranks_like_drugrepo_screen(
     )
     assert response.status_code == 200
     results = response.json()["results"]
+    assert set(cli["checkpoint_id"]) == {response.json()["checkpoint_id"]}  # one id for the file, CLI and API
+    assert response.json()["model_version"] == f"checkpoint:{response.json()['checkpoint_id']}"
     assert [r["id"] for r in results] == cli["drug_id"].tolist()
     np.testing.assert_allclose([r["logit"] for r in results], cli["logit"], atol=1e-4, rtol=0)
     assert [r["rank"] for r in results] == cli["rank"].tolist()
@@ -225,6 +229,8 @@ def test_health_readiness_docs_and_metrics(api: Api, golden_pairs: pd.DataFrame)
     schema = httpx.get(api.url + "/openapi.json").json()
     assert {"/v1/predict", "/v1/screen"} <= set(schema["paths"])
     assert "APIKeyHeader" in schema["components"]["securitySchemes"]
+    for response in ("PredictResponse", "ScreenResponse"):
+        assert {"model_version", "checkpoint_id"} <= set(schema["components"]["schemas"][response]["required"])
     before = httpx.get(api.url + "/metrics").text
     protein = "MKTAYIAKQRQISFVKSHFSRQ" + "A" * 50
     for _ in range(3):
@@ -244,7 +250,9 @@ def test_health_readiness_docs_and_metrics(api: Api, golden_pairs: pd.DataFrame)
         == 2
     )
     assert metric_value(text, "drugrepo_request_seconds_count", {"route": "/v1/predict"}) >= 3
-    assert metric_value(text, "drugrepo_model_info", {"version": ready["model_version"]}) == 1
+    assert ready["model_version"] == f"checkpoint:{ready['checkpoint_id']}"
+    info = {"version": ready["model_version"], "checkpoint_id": ready["checkpoint_id"]}
+    assert metric_value(text, "drugrepo_model_info", info) == 1
     assert metric_value(text, "drugrepo_requests_total", {"route": "/v1/predict", "status": "401"}) >= 1
 
 
@@ -261,6 +269,10 @@ def test_request_log_holds_hashed_keys_descriptors_and_scores(api: Api) -> None:
     assert len(records) == 1
     record = records[0]
     assert record["key_id"] == hashlib.sha256(KEYS[1].encode()).hexdigest()[:12]
+    assert (record["model_version"], record["checkpoint_id"]) == (
+        response.json()["model_version"],
+        response.json()["checkpoint_id"],
+    )
     assert set(DESCRIPTOR_COLUMNS) <= set(record)
     assert record["mol_weight"] == pytest.approx(180.159, abs=0.01) and record["aromatic_rings"] == 1
     assert record["score"] == pytest.approx(score)

@@ -26,12 +26,20 @@ __all__ = ["moto_endpoint", "s3_bucket"]
 
 DEADLINE = 120.0
 NAME = re.compile(r"^requests-(\d{8})-([A-Za-z0-9_.-]+)-([0-9a-f]{8})\.jsonl$")
+CHECKPOINT_ID = "0123456789abcdef"
 OBJECT_NAME = re.compile(r"^requests-(\d{8})-([A-Za-z0-9_.-]+)-([0-9a-f]{8})-(\d{6})\.jsonl$")
 
 
 def _batch(key: str, n: int = 3, smiles: str = "CCO", protein: str = "MKVLA") -> LoggedBatch:
     return LoggedBatch(
-        "/v1/predict", key, "drugban-human/1", [smiles] * n, [protein] * n, [float(i) for i in range(n)], [0.5] * n
+        "/v1/predict",
+        key,
+        "drugban-human/1",
+        CHECKPOINT_ID,
+        [smiles] * n,
+        [protein] * n,
+        [float(i) for i in range(n)],
+        [0.5] * n,
     )
 
 
@@ -183,7 +191,7 @@ def test_a_batch_that_cannot_be_described_is_dropped_and_the_writer_goes_on(
 ) -> None:
     log = RequestLog(tmp_path)
     logs.append(log)
-    log.submit(LoggedBatch("/v1/predict", "bad", "m/1", ["CCO"], ["MKV"], ["not a number"], [0.5]))
+    log.submit(LoggedBatch("/v1/predict", "bad", "m/1", CHECKPOINT_ID, ["CCO"], ["MKV"], ["not a number"], [0.5]))
     log.submit(_batch("good"))
     assert log.flush(DEADLINE)
     assert _keys(read_request_log(tmp_path)) == ["good"] * 3
@@ -210,7 +218,9 @@ def test_two_logs_in_one_folder_write_files_of_their_own(tmp_path: Path, logs: l
         for name in files
     )
     assert writers == ["a", "b"]
-    assert _keys(read_request_log(tmp_path)) == sorted(f"{p}{i}" for p in "ab" for i in range(3) for _ in range(2))
+    records = read_request_log(tmp_path)
+    assert _keys(records) == sorted(f"{p}{i}" for p in "ab" for i in range(3) for _ in range(2))
+    assert {(r["model_version"], r["checkpoint_id"]) for r in records} == {("drugban-human/1", CHECKPOINT_ID)}
 
 
 def test_the_reader_skips_and_counts_torn_and_garbage_lines(tmp_path: Path, logs: list[RequestLog]) -> None:
@@ -283,7 +293,7 @@ log = RequestLog(sys.argv[1])
 n = int(sys.argv[2])
 i = 0
 while True:
-    log.submit(LoggedBatch("/v1/predict", f"b{i}", "m/1", ["CCO"] * n, ["MKV"] * n, [float(j) for j in range(n)], [0.5] * n))
+    log.submit(LoggedBatch("/v1/predict", f"b{i}", "m/1", "0123456789abcdef", ["CCO"] * n, ["MKV"] * n, [float(j) for j in range(n)], [0.5] * n))
     log.flush()
     print(i, flush=True)
     i += 1

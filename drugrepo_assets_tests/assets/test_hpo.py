@@ -7,6 +7,7 @@ from dagster import AssetSelection, DagsterInstance, materialize
 from mlflow import MlflowClient
 
 from drugrepo_assets.definitions import all_asset_checks, all_assets
+from drugrepo_assets.records import HpoSummary
 from drugrepo_assets.resources import HpoSettings, TrainingProfile
 from drugrepo_assets_tests.assets.training_setup import resources, small_dataset
 
@@ -48,6 +49,11 @@ def test_two_trials_land_in_the_study_and_feed_the_checkpoint(tmp_path: Path) ->
         (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "hpo_study"]
         assert event.materialization.metadata["best_params"].value == study.best_params
         assert event.materialization.metadata["trials"].value == 2
+        rows = [r.data for r in event.materialization.metadata["this_run"].records]
+        assert [r["number"] for r in rows] == [0, 1]
+        assert {r["state"] for r in rows} == {t.state.name for t in study.trials}
+        summary = HpoSummary.model_validate_json((tmp_path / "storage" / "hpo_study" / "human.json").read_text())
+        assert summary.best_params == study.best_params and [t.number for t in summary.this_run] == [0, 1]
 
         client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
         runs = client.search_runs(client.get_experiment_by_name("drugrepo").experiment_id)

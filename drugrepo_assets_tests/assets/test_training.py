@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import requests
 import torch
@@ -21,9 +22,12 @@ from dagster import (
 )
 from mlflow import MlflowClient
 
+from drugrepo_assets.assets.training import CHECKPOINT_ID_TAG, load_pairs
 from drugrepo_assets.definitions import all_asset_checks, all_assets
-from drugrepo_assets.ml.model import load_checkpoint, save_checkpoint
+from drugrepo_assets.ml.model import CHECKPOINT_ID_CHARS, checkpoint_id, load_checkpoint, save_checkpoint
+from drugrepo_assets.ml.pipeline import evaluate_model
 from drugrepo_assets.partitions import dataset_partitions
+from drugrepo_assets.records import CheckpointRecord
 from drugrepo_assets.resources import TrainingProfile
 from drugrepo_assets.storage import StorageResource
 from drugrepo_assets_tests.api.servers import running_mlflow
@@ -41,6 +45,7 @@ PROFILE = TrainingProfile(
 TRAINING = AssetSelection.all() - AssetSelection.assets("hpo_study") - AssetSelection.groups("screening")
 GATED = {"drugban_checkpoint_losses_finite", "drugban_checkpoint_reproduces", "model_evaluation_auroc_floor"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+FEATURE_TABLES = ("dataset_splits", "drug_graphs", "protein_encodings")
 
 
 @pytest.fixture(scope="module")
@@ -98,12 +103,44 @@ def test_whole_stage_materialises_and_every_gate_passes(stage: Stage) -> None:
     meta = stage.metadata("drugban_checkpoint")
     assert meta["best_epoch"] == checkpoint["best_epoch"] and meta["val_auroc"] == checkpoint["best_val_auroc"]
     assert {"wall_seconds", "device", "checkpoint", "mlflow_run"} <= set(meta)
+    assert [row.data["epoch"] for row in meta["history"].records] == [1, 2]
+    assert [row.data["train_loss"] for row in meta["history"].records] == [
+        h["train_loss"] for h in checkpoint["history"]
+    ]
+
+
+def test_the_checkpoint_record_names_its_file_by_the_files_checkpoint_id(stage: Stage) -> None:
+    checkpoint = stage.value("drugban_checkpoint")
+    file_id = load_checkpoint(checkpoint["checkpoint"])[1]["checkpoint_id"]
+    assert len(file_id) == CHECKPOINT_ID_CHARS
+    assert checkpoint["checkpoint_id"] == file_id == stage.metadata("drugban_checkpoint")["checkpoint_id"]
+    evaluation = stage.value("model_evaluation")
+    assert evaluation["checkpoint_id"] == file_id == stage.metadata("model_evaluation")["checkpoint_id"]
+    assert CheckpointRecord.model_validate(checkpoint).history[0].epoch == 1  # the stored JSON is the record
+
+
+def test_evaluation_is_the_pipelines_at_a_probability_threshold(stage: Stage) -> None:
+    """model_evaluation is `ml.pipeline.evaluate_model` (as drugrepo train): metrics and threshold on probabilities."""
+    evaluation = stage.value("model_evaluation")
+    checkpoint = CheckpointRecord.model_validate(stage.value("drugban_checkpoint"))
+    storage = StorageResource(base_path=str(stage.base / "storage"))
+    tables = {name: pd.read_parquet(stage.base / "storage" / name / "human.parquet") for name in FEATURE_TABLES}
+    val, test = (
+        load_pairs(*tables.values(), storage, "random", split, PROFILE.max_eval_pairs, PROFILE.seed)[1]
+        for split in ("val", "test")
+    )
+    expected = evaluate_model(load_checkpoint(checkpoint.checkpoint)[0], val, test)
+    assert 0.0 < expected.threshold < 1.0
+    assert evaluation["threshold"] == evaluation["val"]["threshold"] == evaluation["test"]["threshold"]
+    assert evaluation["threshold"] == pytest.approx(expected.threshold, abs=1e-6)
+    for split in ("val", "test"):
+        assert evaluation[split] == pytest.approx(expected.metrics[split].as_dict(), abs=1e-6)
+    assert stage.metadata("model_evaluation")["threshold"] == evaluation["threshold"]
 
 
 def test_evaluation_writes_curves_and_attention_pictures(stage: Stage) -> None:
     evaluation = stage.value("model_evaluation")
     assert 0.0 <= evaluation["test"]["auroc"] <= 1.0
-    assert evaluation["test"]["threshold"] == evaluation["val"]["threshold"]
     names = set(evaluation["pictures"])
     assert {"roc_test.png", "pr_test.png"} <= names
     assert len([n for n in names if n.startswith("attention_")]) == 2
@@ -132,6 +169,7 @@ def test_mlflow_run_has_params_epoch_metrics_checkpoint_and_working_links(stage:
     downloaded = client.download_artifacts(run.info.run_id, "checkpoint/best.pt", str(stage.base))
     _model, extra = load_checkpoint(downloaded)
     assert extra["epoch"] == checkpoint["best_epoch"]
+    assert run.data.tags[CHECKPOINT_ID_TAG] == extra["checkpoint_id"] == checkpoint["checkpoint_id"]
 
     run_url = stage.metadata("drugban_checkpoint")["mlflow_run"]
     assert run_url == checkpoint["mlflow_run_url"]
@@ -151,7 +189,8 @@ def test_mlflow_run_has_params_epoch_metrics_checkpoint_and_working_links(stage:
 
 
 def _broken_checkpoint_asset(kind: str):
-    """A stand-in `drugban_checkpoint` whose file is corrupt (truncated) or has NaN weights."""
+    """A stand-in `drugban_checkpoint` whose file is corrupt (truncated), has NaN weights, or is not the file
+    its record's checkpoint id names."""
 
     @asset(
         name="drugban_checkpoint",
@@ -167,15 +206,26 @@ def _broken_checkpoint_asset(kind: str):
             model, extra = load_checkpoint(good["checkpoint"])
             with torch.no_grad():
                 next(model.parameters()).fill_(float("nan"))
+            extra.pop("checkpoint_id")
             save_checkpoint(str(path), model, **extra)
-        else:
-            path.write_bytes(Path(good["checkpoint"]).read_bytes()[:4096])
+            return {**good, "checkpoint": str(path), "checkpoint_id": checkpoint_id(model)}
+        if kind == "another_checkpoint_id":
+            shutil.copyfile(good["checkpoint"], path)
+            return {**good, "checkpoint": str(path), "checkpoint_id": "0" * CHECKPOINT_ID_CHARS}
+        path.write_bytes(Path(good["checkpoint"]).read_bytes()[:4096])
         return {**good, "checkpoint": str(path)}
 
     return drugban_checkpoint
 
 
-@pytest.mark.parametrize("kind", ["nan_weights", "truncated_file"])
+BROKEN_REASONS = {
+    "nan_weights": "non-finite weights",
+    "truncated_file": "does not load",
+    "another_checkpoint_id": "is not the record's 0000000000000000",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BROKEN_REASONS))
 def test_gate_refuses_a_broken_checkpoint_and_stops_evaluation(stage: Stage, tmp_path: Path, kind: str) -> None:
     base = tmp_path / "copy"
     shutil.copytree(stage.base / "storage", base / "storage")
@@ -190,8 +240,7 @@ def test_gate_refuses_a_broken_checkpoint_and_stops_evaluation(stage: Stage, tmp
     )
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert not checks["drugban_checkpoint_reproduces"].passed
-    reason = checks["drugban_checkpoint_reproduces"].description
-    assert ("non-finite weights" in reason) if kind == "nan_weights" else ("does not load" in reason)
+    assert BROKEN_REASONS[kind] in checks["drugban_checkpoint_reproduces"].description
     materialised = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "drugban_checkpoint" in materialised and "model_evaluation" not in materialised
     assert "model_evaluation_auroc_floor" not in checks

@@ -21,12 +21,14 @@ from mlflow import MlflowClient
 from drugrepo_assets.api.model_service import load_served_model
 from drugrepo_assets.api.request_log import LoggedBatch, RequestLog
 from drugrepo_assets.api.settings import ServingSettings
+from drugrepo_assets.assets.training import CHECKPOINT_ID_TAG as RUN_CHECKPOINT_ID_TAG
 from drugrepo_assets.definitions import all_asset_checks, all_assets
 from drugrepo_assets.io_managers import JsonIOManager, ParquetIOManager
 from drugrepo_assets.ml.model import load_checkpoint
 from drugrepo_assets.ml.predict import score_table
 from drugrepo_assets.resources import MlflowTracking, TrainingProfile
 from drugrepo_assets.serving.assets import drift_report, external_assets, registered_model
+from drugrepo_assets.serving.registry import CHECKPOINT_ID_TAG as VERSION_CHECKPOINT_ID_TAG
 from drugrepo_assets.serving.registry import PREVIOUS_TAG, alias_version
 from drugrepo_assets.serving.resources import DriftSettings, RegistrySettings
 from drugrepo_assets.storage import StorageResource
@@ -114,31 +116,33 @@ def test_alias_moves_only_when_every_gate_passed_and_rolls_back(
     assert not failed.success
     assert _checks(failed) == {**dict.fromkeys(_checks(failed), True), "model_evaluation_auroc_floor": False}
     first = world.serve(registered_model).output_for_node("registered_model")
-    assert first["version"] == "1" and first["created"] and not first["promoted"]
-    assert first["gates"] == {
+    assert first.version == "1" and first.created and not first.promoted
+    assert first.gates == {
         "drugban_checkpoint:drugban_checkpoint_losses_finite": "passed",
         "drugban_checkpoint:drugban_checkpoint_reproduces": "passed",
         "model_evaluation:model_evaluation_auroc_floor": "failed",
     }
-    assert "model_evaluation_auroc_floor" in first["decision"]
+    assert "model_evaluation_auroc_floor" in first.decision
     assert alias_version(client, NAME, "champion") is None
     version = client.get_model_version(NAME, "1")
     assert version.tags["gate.model_evaluation_auroc_floor"] == "failed"
     assert version.run_id == world.value("drugban_checkpoint")["mlflow_run_id"]
+    assert version.tags[VERSION_CHECKPOINT_ID_TAG] == world.value("drugban_checkpoint")["checkpoint_id"]
+    assert "checkpoint_sha256" not in version.tags
     assert version.source.endswith("/checkpoint")
 
     # 2. The same checkpoint evaluated again, now over the floor: same version, now the champion.
     passed = world.train(AssetSelection.assets("model_evaluation"), floor=0.0)
     assert passed.success and _checks(passed) == {"model_evaluation_auroc_floor": True}
     second = world.serve(registered_model).output_for_node("registered_model")
-    assert second["version"] == "1" and not second["created"] and second["promoted"]
+    assert second.version == "1" and not second.created and second.promoted
     assert alias_version(client, NAME, "champion") == "1"
 
     # 3. A new checkpoint passing every gate: version 2 becomes the champion, remembering version 1.
     retrained = world.train(RETRAIN, floor=0.0)
     assert retrained.success and all(_checks(retrained).values())
     third = world.serve(registered_model).output_for_node("registered_model")
-    assert third["version"] == "2" and third["promoted"] and third["champion_version"] == "2"
+    assert third.version == "2" and third.promoted and third.champion_version == "2"
     assert client.get_model_version(NAME, "2").tags[PREVIOUS_TAG] == "1"
     checkpoint_2 = world.value("drugban_checkpoint")["checkpoint"]
 
@@ -186,10 +190,62 @@ def test_alias_moves_only_when_every_gate_passed_and_rolls_back(
     np.testing.assert_allclose([p["logit"] for p in after["predictions"]], expected_1, atol=1e-4, rtol=0)
 
 
+def _screen_checkpoint_ids(checkpoint: str, pairs: pd.DataFrame, out: Path) -> set[str]:
+    """The checkpoint_id column of ``drugrepo screen``'s score table for ``checkpoint`` on a few molecules."""
+    out.mkdir(parents=True)
+    smiles = list(dict.fromkeys(pairs["SMILES"]))
+    pd.DataFrame({"id": [f"m{i}" for i in range(len(smiles))], "SMILES": smiles}).to_csv(out / "lib.csv", index=False)
+    (out / "targets.fasta").write_text(f">t0\n{pairs['Protein'].iloc[0]}\n")
+    command = [str(BIN / "drugrepo"), "screen", "--checkpoint", checkpoint, "--library", str(out / "lib.csv")]
+    command += ["--targets", str(out / "targets.fasta"), "--out", str(out / "run"), "--threads", "1", "--quiet"]
+    screened = subprocess.run(command, capture_output=True, text=True)
+    assert screened.returncode == 0, screened.stderr
+    return set(pd.read_csv(out / "run" / "top.csv", dtype=str)["checkpoint_id"])
+
+
+def test_one_checkpoint_id_in_score_table_mlflow_run_registry_version_and_api(
+    world: World, tmp_path: Path, golden_dir: Path
+) -> None:
+    """For one checkpoint file, the score table, the training run, the registry version and the API serving
+    that version name it by the same string."""
+    if not (world.base / "storage" / "drugban_checkpoint" / "human.json").exists():
+        assert world.train(TRAINING, floor=0.0).success
+    registered = world.serve(registered_model).output_for_node("registered_model")
+    checkpoint = world.value("drugban_checkpoint")
+    client = MlflowClient(tracking_uri=world.mlflow_url)
+    run_id = client.get_run(checkpoint["mlflow_run_id"]).data.tags[RUN_CHECKPOINT_ID_TAG]
+    version_id = client.get_model_version(NAME, registered.version).tags[VERSION_CHECKPOINT_ID_TAG]
+    pairs = pd.read_csv(golden_dir / "model_pairs.csv", dtype=str).head(6)
+    table_ids = _screen_checkpoint_ids(checkpoint["checkpoint"], pairs, tmp_path / "screen")
+    env = {
+        "DRUGREPO_API_KEYS": KEY,
+        "MLFLOW_TRACKING_URI": world.mlflow_url,
+        "DRUGREPO_MODEL_URI": f"models:/{NAME}/{registered.version}",
+    }
+    body = {"pairs": [{"smiles": s, "protein": p} for s, p in zip(pairs["SMILES"], pairs["Protein"])]}
+    with running_api(tmp_path / "api", [], env) as api:
+        response = httpx.post(api.url + "/v1/predict", json=body, headers={"X-API-Key": KEY}, timeout=60).json()
+        text = httpx.get(api.url + "/metrics").text
+    file_id = load_checkpoint(checkpoint["checkpoint"])[1]["checkpoint_id"]
+    assert table_ids == {file_id}
+    assert checkpoint["checkpoint_id"] == run_id == version_id == registered.checkpoint_id == file_id
+    assert response["checkpoint_id"] == file_id and response["model_version"] == f"{NAME}/{registered.version}"
+    assert metric_value(text, "drugrepo_model_info", {"checkpoint_id": file_id}) == 1
+
+
 def _log_requests(folder: Path, smiles: list[str], proteins: list[str]) -> None:
     log = RequestLog(folder)
     log.submit(
-        LoggedBatch("/v1/predict", "abc123", f"{NAME}/1", smiles, proteins, [0.0] * len(smiles), [0.5] * len(smiles))
+        LoggedBatch(
+            "/v1/predict",
+            "abc123",
+            f"{NAME}/1",
+            "0123456789abcdef",
+            smiles,
+            proteins,
+            [0.0] * len(smiles),
+            [0.5] * len(smiles),
+        )
     )
     log.close()
 
@@ -206,17 +262,21 @@ def test_drift_report_compares_training_with_landed_data_and_requests(world: Wor
         handle.write(b'{"ts": "2024-01-01T00:00:00+00:00", "mol_weight": 18\n\xff\xfe not utf-8\n')
     result = world.serve(drift_report, like_training)
     value = result.output_for_node("drift_report")
-    assert set(value["comparisons"]) == {"landed", "requests"}
-    assert value["comparisons"]["requests"]["current_rows"] == 120
-    assert value["comparisons"]["landed"]["current_rows"] > 0
-    assert value["drifted"] == []
-    for uri in value["reports"].values():
+    assert set(value.comparisons) == {"landed", "requests"}
+    assert value.comparisons["requests"].current_rows == 120
+    assert value.comparisons["landed"].current_rows > 0
+    assert value.drifted == []
+    assert value.checkpoint_id == world.value("drugban_checkpoint")["checkpoint_id"]
+    assert world.value("drift_report")["comparisons"]["requests"]["drifted_columns"] == []
+    for uri in value.reports.values():
         html = Path(uri).read_text()
         assert "<html" in html.lower() and "mol_weight" in html
     (check,) = result.get_asset_check_evaluations()
     assert check.passed and check.severity == AssetCheckSeverity.WARN
     meta = {k: v.value for k, v in result.get_asset_materialization_events()[0].materialization.metadata.items()}
     assert meta["requests_rows"] == 120 and meta["requests_drifted_columns"] == [] and "landed_report" in meta
+    rows = [r.data for r in meta["columns"].records]
+    assert {r["comparison"] for r in rows} == {"landed", "requests"} and not any(r["drifted"] for r in rows)
     assert (meta["request_log_files"], meta["request_log_malformed_lines"]) == (1, 2)
 
     shifted = tmp_path / "shifted"
@@ -226,8 +286,8 @@ def test_drift_report_compares_training_with_landed_data_and_requests(world: Wor
     meta = {k: v.value for k, v in drifted.get_asset_materialization_events()[0].materialization.metadata.items()}
     assert meta["request_log_malformed_lines"] == 0
     value = drifted.output_for_node("drift_report")
-    assert value["drifted"] == ["requests"]
-    columns = value["comparisons"]["requests"]["drifted_columns"]
+    assert value.drifted == ["requests"]
+    columns = value.comparisons["requests"].drifted_columns
     assert {"mol_weight", "rings", "protein_length", "frac_small"} <= set(columns)
     (check,) = drifted.get_asset_check_evaluations()
     assert not check.passed and check.severity == AssetCheckSeverity.WARN and "requests" in check.description

@@ -1,0 +1,163 @@
+"""Typed values of the assets read across stages and code locations: the checkpoint, its evaluation, the
+registered model, the drift report and the HPO study.
+
+The JSON I/O manager stores a record as ``model_dump(mode="json")`` (plain, indented JSON: these fields)
+and validates an input annotated with a record class back into it; an input annotated ``dict`` still
+gets the plain JSON. Non-finite floats (a diverged epoch's NaN loss) are stored as JSON's ``NaN`` /
+``Infinity``, not ``null``, so that they survive the round trip and the checks still see them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+from drugrepo_assets.ml.evaluate import BinaryMetrics
+from drugrepo_assets.ml.train import EpochRecord
+
+__all__ = [
+    "CheckpointRecord",
+    "ColumnDrift",
+    "DriftReport",
+    "DriftSummary",
+    "EvaluationRecord",
+    "HpoSlot",
+    "HpoSummary",
+    "HpoTrialOutcome",
+    "Record",
+    "RegisteredModelRecord",
+]
+
+
+class Record(BaseModel):
+    """Base of the stored records: NaN and infinities kept as such; fields a record no longer has are ignored."""
+
+    model_config = ConfigDict(ser_json_inf_nan="constants", extra="ignore")
+
+
+class CheckpointRecord(Record):
+    """The value of `drugban_checkpoint`: where the best epoch's file is, its id, how it was trained, its run."""
+
+    checkpoint: str = Field(description="URI of best.pt under the storage.")
+    checkpoint_id: str = Field(description="`ml.model.checkpoint_id` of the file's weights.")
+    dataset: str
+    strategy: str = Field(description="The split strategy trained on.")
+    profile: str = Field(description="The training profile's name.")
+    seed: int
+    max_eval_pairs: int | None = Field(description="Cap on validation and test pairs (None: all).")
+    train_pairs: int
+    val_pairs: int
+    best_epoch: int
+    best_val_auroc: float
+    device: str
+    wall_seconds: float
+    stopped_early: bool
+    history: list[EpochRecord]
+    hpo_params: dict[str, Any] = Field(description="The study's parameters trained with (empty: the profile's).")
+    mlflow_run_id: str
+    mlflow_experiment_id: str
+    mlflow_run_url: str
+    dagster_run_id: str
+
+
+class EvaluationRecord(Record):
+    """The value of `model_evaluation`: metrics of one checkpoint at the probability threshold chosen on validation."""
+
+    checkpoint: str
+    checkpoint_id: str
+    threshold: float = Field(description="Probability threshold, F1-optimal on validation, applied unchanged to test.")
+    val: BinaryMetrics
+    test: BinaryMetrics
+    pictures: dict[str, str] = Field(description="URI of each picture (curves, attention maps) by file name.")
+    mlflow_run_url: str
+
+
+class RegisteredModelRecord(Record):
+    """The value of `registered_model`: the registry version of a checkpoint and what the gates decided."""
+
+    name: str
+    version: str
+    created: bool = Field(description="Whether this materialisation created the version.")
+    source: str = Field(description="Artifact URI the version was registered from.")
+    checkpoint: str
+    checkpoint_id: str
+    alias: str
+    champion_version: str | None = Field(description="The version the alias names after this materialisation.")
+    promoted: bool = Field(description="Every gate passed, so the alias names this version.")
+    decision: str
+    gates: dict[str, str] = Field(description="State of each gating check (passed, failed, not run, planned, stale).")
+    model_uri: str
+
+
+class ColumnDrift(Record):
+    """One column's drift test: its method, score (p-value or distance), threshold and verdict."""
+
+    method: str
+    score: float
+    threshold: float
+    drifted: bool
+
+
+class DriftSummary(Record):
+    """The outcome of one reference-vs-current comparison."""
+
+    name: str
+    reference_rows: int
+    current_rows: int
+    drift_share: float
+    share_drifted: float = 0.0
+    dataset_drift: bool = False
+    columns: dict[str, ColumnDrift] = Field(default_factory=dict)
+    note: str = ""
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def drifted_columns(self) -> list[str]:
+        """Names of the columns whose test says drift."""
+        return [name for name, c in self.columns.items() if c.drifted]
+
+
+class DriftReport(Record):
+    """The value of `drift_report`: each comparison's summary and the HTML reports written."""
+
+    dataset: str
+    strategy: str
+    checkpoint: str
+    checkpoint_id: str
+    created: str = Field(description="When the report was made (ISO 8601, UTC).")
+    comparisons: dict[str, DriftSummary]
+    reports: dict[str, str] = Field(description="URI of each comparison's Evidently HTML report.")
+    drifted: list[str] = Field(description="The comparisons whose data drifted.")
+
+
+class HpoSlot(Record):
+    """One trial slot handed to an `hpo_trial` op."""
+
+    study: str
+    strategy: str
+    parent_run_id: str
+    slot: int
+
+
+class HpoTrialOutcome(Record):
+    """What one Optuna trial did: its state (COMPLETE, PRUNED, FAIL), best val AUROC and parameters."""
+
+    study: str
+    number: int
+    state: str
+    value: float | None
+    params: dict[str, Any]
+    mlflow_run_url: str
+
+
+class HpoSummary(Record):
+    """The value of `hpo_study`: the study after this materialisation's trials."""
+
+    study: str
+    storage: str = Field(description="The Optuna storage URL, password hidden.")
+    states: dict[str, int] = Field(description="Trials of the whole study by state.")
+    best_value: float | None
+    best_params: dict[str, Any]
+    best_trial: int | None
+    this_run: list[HpoTrialOutcome]
