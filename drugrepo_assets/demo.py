@@ -114,11 +114,12 @@ def run_screening(
     )
     report.problems += [f"screening inputs: {p}" for p in _failures(inputs)]
     for event in inputs.get_asset_materialization_events():
-        metadata = event.materialization.metadata
-        rows = int(metadata["dagster/row_count"].value)
-        if event.asset_key.to_user_string() == "screening_library":
-            report.library = int(metadata["molecules"].value)
-        elif event.asset_key.to_user_string() == "screening_targets":
+        materialization = event.materialization
+        metadata: dict[str, Any] = {k: v.value for k, v in materialization.metadata.items()}
+        rows = int(metadata["dagster/row_count"])
+        if materialization.asset_key.to_user_string() == "screening_library":
+            report.library = int(metadata["molecules"])
+        elif materialization.asset_key.to_user_string() == "screening_targets":
             report.targets = rows
     if report.problems:
         return report
@@ -129,10 +130,11 @@ def run_screening(
         )
         report.problems += [f"{dataset}: {p}" for p in _failures(result)]
         for event in result.get_asset_materialization_events():
-            metadata = {k: v.value for k, v in event.materialization.metadata.items()}
-            if event.asset_key.to_user_string() == "screening_scores":
+            materialization = event.materialization
+            metadata = {k: v.value for k, v in materialization.metadata.items()}
+            if materialization.asset_key.to_user_string() == "screening_scores":
                 report.pairs[dataset] = int(metadata["pairs"])
-            elif event.asset_key.to_user_string() == "repurposing_candidates":
+            elif materialization.asset_key.to_user_string() == "repurposing_candidates":
                 report.known[dataset] = int(metadata["known_interactions"])
                 report.best[dataset] = str(metadata["top_candidates"])
     report.seconds = time.perf_counter() - started
@@ -152,8 +154,9 @@ def screening_summary(report: ScreeningReport) -> str:
 
 def _collect(result: ExecuteInProcessResult, report: PartitionReport) -> None:
     for event in result.get_asset_materialization_events():
-        name = event.asset_key.to_user_string()
-        metadata: dict[str, Any] = {k: v.value for k, v in event.materialization.metadata.items()}
+        materialization = event.materialization
+        name = materialization.asset_key.to_user_string()
+        metadata: dict[str, Any] = {k: v.value for k, v in materialization.metadata.items()}
         report.rows[name] = int(metadata.get("dagster/row_count", 0))
         if "path" in metadata:
             report.paths[name] = str(metadata["path"])
