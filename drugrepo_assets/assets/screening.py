@@ -13,7 +13,6 @@ files: its value is the best ``top_k`` per target, ranked over the whole library
 
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
 from typing import Any
 
 import pandas as pd
@@ -32,14 +31,17 @@ from dagster import (
     Out,
     Output,
     RetryPolicy,
+    TableMetadataValue,
     asset,
     graph_asset,
     multi_asset,
     op,
 )
+from pandas.api.types import is_bool_dtype, is_float_dtype, is_integer_dtype
+from pydantic import BaseModel, ConfigDict
 
 from drugrepo_assets.assets.features import feature_store
-from drugrepo_assets.assets.metadata import image_markdown, markdown_table
+from drugrepo_assets.assets.metadata import image_markdown, metadata_table
 from drugrepo_assets.data.library import library_files, read_checked_targets
 from drugrepo_assets.data.rules import clean_protein
 from drugrepo_assets.data.sources import InputFileError
@@ -56,6 +58,8 @@ from drugrepo_assets.ml.library_store import (
     cap_parts,
     known_active_pairs,
     merge_stored_top,
+    plan_parts,
+    plan_table,
     score_stored_shard,
     store_known_molecules,
     store_library_file,
@@ -67,6 +71,7 @@ from drugrepo_assets.ml.runtime import configure_cpu
 from drugrepo_assets.ml.screen import ScreeningEngine
 from drugrepo_assets.ml.train import resolve_device
 from drugrepo_assets.partitions import dataset_partitions
+from drugrepo_assets.records import CheckpointRecord
 from drugrepo_assets.resources import ScreeningSettings
 from drugrepo_assets.storage import StorageResource
 
@@ -128,12 +133,8 @@ def screening_library(
     start = time.perf_counter()
     if screening.library is None:
         source = f"validated drugs of {', '.join(sorted(drug_graphs))}"
-        parts, rejected, new, read = (
-            _dataset_library(drug_graphs, root, screening.shard_size, source),
-            _rejected([]),
-            0,
-            [],
-        )
+        parts = _dataset_library(drug_graphs, root, screening.shard_size, source)
+        rejected, new, read = _rejected([]), 0, list[str]()
     else:
         source = screening.library
         try:
@@ -142,7 +143,7 @@ def screening_library(
             raise _input_failure(exc) from None
     if screening.max_library is not None:
         parts = cap_parts(parts, root, screening.max_library)
-    plan = pd.DataFrame([asdict(p) for p in parts], columns=["shard", "uri", "molecules", "source"])
+    plan = plan_table(parts)
     molecules = int(plan["molecules"].sum())
     if not molecules:
         raise Failure(description=f"the screening library from {source} has no valid molecule")
@@ -274,11 +275,33 @@ def screening_targets(
     )
 
 
-@op(out=DynamicOut(dict, io_manager_key="json_io_manager"))
-def library_shards(screening_library: pd.DataFrame) -> Iterator[DynamicOutput[dict]]:
+class ShardTask(BaseModel):
+    """One library shard handed to a `score_shard` op: its place in library order and the part, by reference."""
+
+    model_config = ConfigDict(frozen=True)
+
+    position: int
+    part: LibraryPart
+
+
+class ShardResult(BaseModel):
+    """What one `score_shard` op did: its place, its `ShardScore`, the engine that ran, and where its files are."""
+
+    model_config = ConfigDict(frozen=True)
+
+    position: int
+    scores: ShardScore
+    engine: str
+    kernel: str
+    checkpoint_id: str
+    root: str
+
+
+@op(out=DynamicOut(ShardTask, io_manager_key="json_io_manager"))
+def library_shards(screening_library: pd.DataFrame) -> Iterator[DynamicOutput[ShardTask]]:
     """One mapped op per library shard, each given its shard by reference (name, URI, count)."""
-    for position, part in enumerate(screening_library.to_dict("records")):
-        yield DynamicOutput({**part, "position": position}, mapping_key=f"shard_{position}")
+    for position, part in enumerate(plan_parts(screening_library)):
+        yield DynamicOutput(ShardTask(position=position, part=part), mapping_key=f"shard_{position}")
 
 
 def scores_root(storage: StorageResource, dataset: str, checkpoint: str) -> Any:
@@ -290,28 +313,42 @@ def _target_codes(store: Any, targets: pd.DataFrame) -> torch.Tensor:
     return store.proteins.load(targets["feature_id"].tolist(), targets["shard"].tolist())
 
 
-@op(tags=GPU_OP_TAGS, pool=GPU_POOL, retry_policy=SHARD_RETRIES, out=Out(dict, io_manager_key="json_io_manager"))
+def _column_type(dtype: Any) -> str:
+    """A column's type in table metadata (bool, int, float or string)."""
+    if is_bool_dtype(dtype):
+        return "bool"
+    if is_integer_dtype(dtype):
+        return "int"
+    return "float" if is_float_dtype(dtype) else "string"
+
+
+def table_metadata(table: pd.DataFrame) -> TableMetadataValue:
+    """A small table as table metadata, each column typed by its dtype (the UI sorts it; Slack reads its rows)."""
+    rows = [{str(name): value for name, value in row.items()} for row in table.to_dict("records")]
+    return metadata_table(rows, {str(name): _column_type(dtype) for name, dtype in table.dtypes.items()})
+
+
+@op(tags=GPU_OP_TAGS, pool=GPU_POOL, retry_policy=SHARD_RETRIES, out=Out(ShardResult, io_manager_key="json_io_manager"))
 def score_shard(
     context: OpExecutionContext,
-    shard: dict,
-    drugban_checkpoint: dict,
+    shard: ShardTask,
+    drugban_checkpoint: CheckpointRecord,
     screening_targets: pd.DataFrame,
     screening: ScreeningSettings,
     storage: StorageResource,
-) -> dict:
+) -> ShardResult:
     """One library shard against the targets it has no score file for (CUDA when present); writes its own files."""
     configure_cpu(screening.threads)
     device = resolve_device(screening.device)
-    path = str(storage.local_copy(drugban_checkpoint["checkpoint"]))
+    path = str(storage.local_copy(drugban_checkpoint.checkpoint))
     model, extra = load_checkpoint(path, map_location=device)
     store = feature_store(storage)
     engine = ScreeningEngine(model, device=device)
-    part = LibraryPart(shard["shard"], shard["uri"], int(shard["molecules"]), shard["source"])
-    root = scores_root(storage, drugban_checkpoint["dataset"], extra["checkpoint_id"])
+    root = scores_root(storage, drugban_checkpoint.dataset, extra["checkpoint_id"])
     result = score_stored_shard(
         engine,
         store,
-        part,
+        shard.part,
         library_root(storage),
         screening_targets["target_id"].tolist(),
         _target_codes(store, screening_targets),
@@ -321,49 +358,61 @@ def score_shard(
     rate = result.scored_pairs / result.seconds if result.seconds else 0.0
     engine_name = "C kernel" if engine.native else f"torch on {device}"
     context.log.info(
-        f"shard {part.shard}: {result.scored_pairs} pairs scored ({rate:,.0f} pairs/s, {engine_name}), "
+        f"shard {result.shard}: {result.scored_pairs} pairs scored ({rate:,.0f} pairs/s, {engine_name}), "
         f"{result.reused_pairs} found scored"
     )
-    return {
-        **asdict(result),
-        "position": shard["position"],
-        "engine": engine_name,
-        "kernel": kernel_info()["kernel"],
-        "checkpoint_id": extra["checkpoint_id"],
-        "root": uri_of(root),
-    }
+    return ShardResult(
+        position=shard.position,
+        scores=result,
+        engine=engine_name,
+        kernel=kernel_info()["kernel"],
+        checkpoint_id=extra["checkpoint_id"],
+        root=uri_of(root),
+    )
 
 
 @op
 def merge_scores(
-    shards: list[dict], screening_targets: pd.DataFrame, screening: ScreeningSettings, storage: StorageResource
+    shards: list[ShardResult], screening_targets: pd.DataFrame, screening: ScreeningSettings, storage: StorageResource
 ) -> Output[pd.DataFrame]:
     """The best ``top_k`` per target over every shard, ranked over the whole library, from the shards' top-K files."""
-    shards = sorted(shards, key=lambda s: s["position"])
-    root = storage.path_of(shards[0]["root"])
-    results = [ShardScore(**{k: s[k] for k in ShardScore.__dataclass_fields__}) for s in shards]
+    ordered = sorted(shards, key=lambda s: s.position)
+    first, scores = ordered[0], [s.scores for s in ordered]
     table = merge_stored_top(
-        root, results, screening_targets["target_id"].tolist(), screening.top_k, shards[0]["checkpoint_id"]
+        storage.path_of(first.root),
+        scores,
+        screening_targets["target_id"].tolist(),
+        screening.top_k,
+        first.checkpoint_id,
     )
-    scored = sum(s["scored_pairs"] for s in shards)
-    seconds = sum(s["seconds"] for s in shards)
-    per_shard = pd.DataFrame(shards)[["position", "shard", "molecules", "scored_pairs", "reused_pairs", "seconds"]]
+    scored = sum(s.scored_pairs for s in scores)
+    seconds = sum(s.seconds for s in scores)
+    per_shard = pd.DataFrame(
+        {
+            "position": [s.position for s in ordered],
+            "shard": [s.shard for s in scores],
+            "molecules": [s.molecules for s in scores],
+            "scored_pairs": [s.scored_pairs for s in scores],
+            "reused_pairs": [s.reused_pairs for s in scores],
+            "seconds": [s.seconds for s in scores],
+        }
+    )
     best = table[table["rank"] == 1].drop_duplicates("target_id")
     return Output(
         table,
         metadata={
             "dagster/row_count": MetadataValue.int(len(table)),
-            "pairs": MetadataValue.int(sum(s["molecules"] for s in shards) * len(screening_targets)),
+            "pairs": MetadataValue.int(sum(s.molecules for s in scores) * len(screening_targets)),
             "pairs_scored_now": MetadataValue.int(scored),
-            "pairs_found_scored": MetadataValue.int(sum(s["reused_pairs"] for s in shards)),
+            "pairs_found_scored": MetadataValue.int(sum(s.reused_pairs for s in scores)),
             "pairs_per_second": MetadataValue.float(scored / seconds if seconds else 0.0),
-            "shards": MetadataValue.int(len(shards)),
-            "engine": MetadataValue.text(f"{shards[0]['engine']} ({shards[0]['kernel']})"),
+            "shards": MetadataValue.int(len(ordered)),
+            "engine": MetadataValue.text(f"{first.engine} ({first.kernel})"),
             "targets": MetadataValue.int(table["target_id"].nunique()),
-            "checkpoint_id": MetadataValue.text(shards[0]["checkpoint_id"]),
-            "scores": MetadataValue.path(shards[0]["root"]),
-            "per_shard": MetadataValue.md(markdown_table(per_shard)),
-            "best_per_target": MetadataValue.md(markdown_table(best[["target_id", "drug_id", "score"]])),
+            "checkpoint_id": MetadataValue.text(first.checkpoint_id),
+            "scores": MetadataValue.path(first.root),
+            "per_shard": table_metadata(per_shard),
+            "best_per_target": table_metadata(best[["target_id", "drug_id", "score"]]),
         },
     )
 
@@ -375,7 +424,7 @@ def merge_scores(
     ins={"screening_library": AssetIn(), "screening_targets": AssetIn(), "drugban_checkpoint": AssetIn()},
 )
 def screening_scores(
-    screening_library: pd.DataFrame, screening_targets: pd.DataFrame, drugban_checkpoint: dict
+    screening_library: pd.DataFrame, screening_targets: pd.DataFrame, drugban_checkpoint: CheckpointRecord
 ) -> pd.DataFrame:
     """The best ``top_k`` library molecules per target by this dataset's checkpoint, ranked over the whole library.
 
@@ -395,6 +444,14 @@ def known_labels(validated_pairs: pd.DataFrame) -> dict[tuple[str, str], int]:
     return {key: int(value) for key, value in labels.items()}
 
 
+def _content_id(smiles: str) -> str:
+    """A library molecule's content id, as the feature store keys it: `drug_id` of its canonical SMILES."""
+    canonical = canonicalize(smiles)
+    if canonical is None:  # every scored molecule passed the input rules when the library was read
+        raise ValueError(f"scored molecule {smiles!r} no longer passes the input rules")
+    return drug_id(canonical)
+
+
 @asset(partitions_def=dataset_partitions, group_name="screening")
 def repurposing_candidates(
     screening_scores: pd.DataFrame,
@@ -411,7 +468,7 @@ def repurposing_candidates(
     top = screening_scores[screening_scores.groupby("target_id").cumcount() < screening.top_k]
     target_feature = dict(zip(screening_targets["target_id"], screening_targets["feature_id"]))
     labels = known_labels(validated_pairs)
-    drug_feature = [drug_id(canonicalize(s)) for s in top["smiles"]]  # a library molecule's content id, as stored
+    drug_feature = [_content_id(s) for s in top["smiles"]]
     known = [labels.get((d, target_feature[t])) for d, t in zip(drug_feature, top["target_id"])]
     table = top.assign(known_label=pd.array(known, dtype="Int64")).reset_index(drop=True)
     table["known_interaction"] = (table["known_label"] == 1).fillna(False).astype(bool)
@@ -422,7 +479,7 @@ def repurposing_candidates(
             "dagster/row_count": MetadataValue.int(len(table)),
             "known_interactions": MetadataValue.int(int(table["known_interaction"].sum())),
             "new_candidates": MetadataValue.int(int((~table["known_interaction"]).sum())),
-            "top_candidates": MetadataValue.md(markdown_table(shown)),
+            "top_candidates": table_metadata(shown),
         },
     )
 
@@ -442,9 +499,7 @@ def screening_enrichment(
     over the whole library, with the enrichment curves. Actives the model was trained on flatter it:
     for an unbiased figure, screen held-out actives (`drugrepo screen --known`)."""
     root = scores_root(storage, context.partition_key, str(screening_scores["checkpoint_id"].iloc[0]))
-    parts = [
-        LibraryPart(**row) for row in screening_library[["shard", "uri", "molecules", "source"]].to_dict("records")
-    ]
+    parts = plan_parts(screening_library)
     shards = [ShardScore(p.shard, stored_files(root, p.shard, screening.top_k), p.molecules, 0, 0, 0.0) for p in parts]
     positives = validated_pairs[validated_pairs["label"] == 1]
     actives = positives.groupby("target_id")["drug_id"].agg(set).to_dict()
@@ -455,7 +510,7 @@ def screening_enrichment(
     ]
     pairs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["target_id", "logit", "active"])
     report = retrospective_report(pairs.astype({"active": bool}))
-    metadata = {"dagster/row_count": MetadataValue.int(len(report)), "report": MetadataValue.md(markdown_table(report))}
+    metadata: dict[str, Any] = {"dagster/row_count": MetadataValue.int(len(report)), "report": table_metadata(report)}
     if len(report):
         kept = pairs[pairs["target_id"].isin(report["target_id"])]
         metadata["enrichment"] = MetadataValue.md(image_markdown("enrichment curves", enrichment_plot(kept)))

@@ -54,6 +54,21 @@ class LibraryPart:
     source: str
 
 
+PLAN_COLUMNS: tuple[str, ...] = ("shard", "uri", "molecules", "source")
+"""A library plan's columns: one row per `LibraryPart`, its fields in order."""
+
+
+def plan_table(parts: Sequence[LibraryPart]) -> pd.DataFrame:
+    """A library's parts as a table (``PLAN_COLUMNS``), one row per shard in library order."""
+    return pd.DataFrame([asdict(p) for p in parts], columns=list(PLAN_COLUMNS))
+
+
+def plan_parts(plan: pd.DataFrame) -> list[LibraryPart]:
+    """The parts a `plan_table` lists, in its order."""
+    rows = plan[list(PLAN_COLUMNS)].itertuples(index=False)
+    return [LibraryPart(str(shard), str(uri), int(molecules), str(source)) for shard, uri, molecules, source in rows]
+
+
 @dataclass
 class StoredFile:
     """A library file as stored: its shards, its refused rows, and how many molecules were featurised now."""
@@ -80,10 +95,9 @@ def write_part(root: Any, table: pd.DataFrame, source: str) -> LibraryPart:
     return LibraryPart(shard, str(path), len(table), source)
 
 
-def read_part(part: LibraryPart | dict, root: Any) -> pd.DataFrame:
+def read_part(part: LibraryPart, root: Any) -> pd.DataFrame:
     """A shard's table."""
-    shard = part["shard"] if isinstance(part, dict) else part.shard
-    with (root / "shards" / f"{shard}.parquet").open("rb") as handle:
+    with (root / "shards" / f"{part.shard}.parquet").open("rb") as handle:
         return pd.read_parquet(handle)
 
 
@@ -136,11 +150,12 @@ def store_library_file(
     record = root / "files" / f"{key}.json" if key else None
     if record is not None and record.exists():
         saved = json.loads(record.read_text())
-        for part in saved["parts"]:
+        stored = [LibraryPart(**p) for p in saved["parts"]]
+        for part in stored:
             ids.add(read_part(part, root)["drug_id"])
         with (root / "files" / saved["rejected"]).open("rb") as handle:
             rejected = pd.read_parquet(handle)
-        return StoredFile([LibraryPart(**p) for p in saved["parts"]], rejected, 0, True)
+        return StoredFile(stored, rejected, 0, True)
     parts, rejected, featurised = [], [], 0
     shards = ids(iter_shards(iter_library(location, s3_endpoint_url=s3_endpoint_url, only=label), shard_size))
     for shard in shards:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from dagster import AssetSelection, DagsterInstance, materialize
+from dagster import AssetKey, AssetSelection, DagsterInstance, materialize
 
 from drugrepo_assets.data.rules import PROTEIN_ALPHABET
 from drugrepo_assets.data.sources import bundled_root
@@ -16,6 +16,7 @@ from drugrepo_assets.definitions import all_asset_checks, all_assets
 from drugrepo_assets.ml.dataset import PairData
 from drugrepo_assets.ml.model import load_checkpoint
 from drugrepo_assets.ml.predict import predict_logits
+from drugrepo_assets.records import CheckpointRecord
 from drugrepo_assets.resources import ScreeningSettings
 from drugrepo_assets_tests.assets.training_setup import resources
 from drugrepo_assets_tests.data.rows import real_rows, write_csv
@@ -87,6 +88,22 @@ def _metadata(result: Any, key: str) -> dict[str, Any]:
     return {k: v.value for k, v in events[-1].materialization.metadata.items()}
 
 
+def _latest_metadata(stage: Screening, key: str) -> dict[str, Any]:
+    """The metadata of an asset's latest materialisation, as the event log holds it."""
+    record = stage.instance.fetch_materializations(AssetKey(key), limit=1).records[0]
+    return dict(record.asset_materialization.metadata)
+
+
+def _rows(table: Any) -> list[dict[str, Any]]:
+    return [dict(record.data) for record in table.records]
+
+
+def _checkpoint(stage: Screening) -> CheckpointRecord:
+    return CheckpointRecord.model_validate_json(
+        (stage.base / "storage" / "drugban_checkpoint" / "human.json").read_text()
+    )
+
+
 def test_default_library_is_every_validated_drug_and_targets_the_most_studied(screening: Screening) -> None:
     validated = pd.concat(screening.table("validated_pairs", d) for d in SOURCES)
     library = _library_molecules(screening)
@@ -113,8 +130,7 @@ def test_shard_size_does_not_change_the_table_and_scores_are_the_models(screenin
     np.testing.assert_allclose(one["logit"], many["logit"], atol=1e-6, rtol=0)
     np.testing.assert_allclose(one["percentile"], many["percentile"])
 
-    checkpoint = pd.read_json(screening.base / "storage" / "drugban_checkpoint" / "human.json", typ="series")
-    model, _ = load_checkpoint(checkpoint["checkpoint"])
+    model, _ = load_checkpoint(_checkpoint(screening).checkpoint)
     sample = one.sample(40, random_state=0)
     proteins = dict(
         zip(
@@ -135,7 +151,13 @@ def test_ranks_and_percentiles_within_each_target(screening: Screening) -> None:
         assert rows["rank"].tolist() == expected_rank
         np.testing.assert_allclose(rows["percentile"], [100.0 * (logits <= x).sum() / len(logits) for x in logits])
         np.testing.assert_allclose(rows["score"], 1 / (1 + np.exp(-logits.astype(np.float64))), rtol=1e-6)
-    assert table["checkpoint_id"].nunique() == 1 and len(table["checkpoint_id"].iloc[0]) == 12
+    checkpoint = _checkpoint(screening)
+    assert set(table["checkpoint_id"]) == {checkpoint.checkpoint_id}
+    assert load_checkpoint(checkpoint.checkpoint)[1]["checkpoint_id"] == checkpoint.checkpoint_id
+    metadata = _latest_metadata(screening, "screening_scores")
+    best = table[table["rank"] == 1].drop_duplicates("target_id")[["target_id", "drug_id", "score"]]
+    assert _rows(metadata["best_per_target"]) == best.to_dict("records")
+    assert metadata["checkpoint_id"].value == checkpoint.checkpoint_id
 
 
 def test_enrichment_is_computed_over_the_whole_library_from_the_known_actives(screening: Screening) -> None:
@@ -149,6 +171,13 @@ def test_enrichment_is_computed_over_the_whole_library_from_the_known_actives(sc
     report = screening.table("screening_enrichment")
     assert len(report) >= 1 and (report["actives"] > 0).all()
     pd.testing.assert_frame_equal(report, expected, check_dtype=False)
+    shown = _latest_metadata(screening, "screening_enrichment")["report"]
+    assert _rows(shown) == report.to_dict("records")
+    assert [(c.name, c.type) for c in shown.schema.columns][:3] == [
+        ("target_id", "string"),
+        ("molecules", "int"),
+        ("actives", "int"),
+    ]
 
 
 def test_top_k_is_the_head_of_the_full_ranking(screening: Screening) -> None:
@@ -163,6 +192,12 @@ def test_candidates_are_the_top_k_with_the_known_pairs_flagged(screening: Screen
     assert candidates.groupby("target_id").size().tolist() == [5] * scores["target_id"].nunique()
     top = scores.groupby("target_id", sort=False).head(5).reset_index(drop=True)
     pd.testing.assert_frame_equal(candidates[top.columns], top)
+    shown = _latest_metadata(screening, "repurposing_candidates")["top_candidates"]
+    columns = ["target_id", "rank", "drug_id", "score", "known_interaction"]
+    assert [(c.name, c.type) for c in shown.schema.columns] == list(
+        zip(columns, ["string", "int", "string", "float", "bool"])
+    )
+    assert _rows(shown) == candidates.groupby("target_id").head(3)[columns].to_dict("records")
     _scores_with(screening, shard_size=20, top_k=10_000)  # every pair: every known one must be flagged
     candidates = screening.table("repurposing_candidates")
     human = screening.table("validated_pairs")
@@ -239,6 +274,11 @@ def test_a_failed_shard_is_retried_alone(screening: Screening, monkeypatch: pyte
     metadata = _metadata(result, "screening_scores")
     assert metadata["pairs_scored_now"] == metadata["pairs"] == plan["molecules"].sum() * 3
     assert metadata["pairs_found_scored"] == 0 and metadata["shards"] == len(plan)
+    per_shard = _rows(metadata["per_shard"])
+    assert [(r["position"], r["shard"], r["molecules"]) for r in per_shard] == list(
+        zip(range(len(plan)), plan["shard"], plan["molecules"])
+    )
+    assert [r["scored_pairs"] for r in per_shard] == (plan["molecules"] * 3).tolist()
 
 
 def test_a_new_library_file_or_target_costs_only_itself(screening: Screening, tmp_path: Path) -> None:

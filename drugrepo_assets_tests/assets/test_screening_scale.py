@@ -20,6 +20,8 @@ import pytest
 
 from drugrepo_assets.cli import main
 from drugrepo_assets.data.sources import DATASETS, bundled_root
+from drugrepo_assets.ml.model import load_checkpoint
+from drugrepo_assets.records import CheckpointRecord
 
 pytestmark = pytest.mark.scale
 
@@ -58,6 +60,33 @@ def _materialize(home: Path, select: str, config: dict, partition: str | None = 
     assert "RUN_SUCCESS" in done.stderr + done.stdout
 
 
+def _golden_record(golden_dir: Path) -> CheckpointRecord:
+    """A checkpoint record naming the golden checkpoint (not trained here: the stage reads its file and dataset)."""
+    path = golden_dir / "model_state.pt"
+    return CheckpointRecord(
+        checkpoint=str(path),
+        checkpoint_id=load_checkpoint(str(path))[1]["checkpoint_id"],
+        dataset="human",
+        strategy="random",
+        profile="golden",
+        seed=0,
+        max_eval_pairs=None,
+        train_pairs=0,
+        val_pairs=0,
+        best_epoch=0,
+        best_val_auroc=float("nan"),
+        device="cpu",
+        wall_seconds=0.0,
+        stopped_early=False,
+        history=[],
+        hpo_params={},
+        mlflow_run_id="",
+        mlflow_experiment_id="",
+        mlflow_run_url="",
+        dagster_run_id="",
+    )
+
+
 def test_a_200k_library_through_the_multiprocess_executor_equals_the_cli(tmp_path: Path, golden_dir: Path) -> None:
     library = _library(REPO / "benchmarks" / ".data")
     proteins = pd.read_csv(bundled_root() / "human" / "random" / "train.csv")["Protein"].value_counts().index[:2]
@@ -77,9 +106,7 @@ def test_a_200k_library_through_the_multiprocess_executor_equals_the_cli(tmp_pat
         for dataset in DATASETS:
             pd.DataFrame({c: pd.Series(dtype=str) for c in columns}).to_parquet(storage / asset / f"{dataset}.parquet")
     (storage / "drugban_checkpoint").mkdir()
-    (storage / "drugban_checkpoint" / "human.json").write_text(
-        json.dumps({"checkpoint": str(golden_dir / "model_state.pt"), "dataset": "human"})
-    )
+    (storage / "drugban_checkpoint" / "human.json").write_text(_golden_record(golden_dir).model_dump_json())
     settings = {"library": str(library), "targets": str(fasta), "shard_size": SHARD_SIZE, "top_k": TOP}
     config = {"resources": {"screening": {"config": settings}}}
     _materialize(
