@@ -18,15 +18,20 @@ from drugrepo_assets.data.validate import VALID_COLUMNS
 __all__ = [
     "SPLITS",
     "SPLIT_COLUMNS",
+    "SPLIT_STRATEGIES",
     "cold_split",
     "make_splits",
     "random_split",
     "shipped_split_part",
     "shipped_splits",
+    "split_pairs",
+    "split_parts",
     "split_subset",
 ]
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+SPLIT_STRATEGIES: tuple[str, ...] = ("random", "cold_drug", "cold_target")
+"""The strategies that split one table (`split_pairs`); the shipped ones come with their files."""
 # A split row carries the validated pair as it is, less the original SMILES text.
 _PAIR_COLUMNS: tuple[str, ...] = tuple(c for c in VALID_COLUMNS if c != "smiles_input")
 SPLIT_COLUMNS: tuple[str, ...] = ("strategy", "split", *_PAIR_COLUMNS)
@@ -98,6 +103,22 @@ def cold_split(
         assigned[group] = SPLITS[choice]
     split = valid[column].map(assigned).to_numpy(dtype=object)
     return _layout(valid, f"cold_{by}", split)
+
+
+def split_pairs(valid: pd.DataFrame, strategy: str, *, seed: int = 0) -> pd.DataFrame:
+    """``valid`` split by one of ``SPLIT_STRATEGIES`` (the long layout, ``SPLIT_COLUMNS``)."""
+    if strategy == "random":
+        return random_split(valid, seed=seed)
+    if strategy == "cold_drug":
+        return cold_split(valid, by="drug", seed=seed)
+    if strategy == "cold_target":
+        return cold_split(valid, by="target", seed=seed)
+    raise ValueError(f"unknown split strategy {strategy!r} (known: {', '.join(SPLIT_STRATEGIES)})")
+
+
+def split_parts(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """One strategy's split table as its ``train``, ``val`` and ``test`` rows (each possibly empty)."""
+    return {name: table[table["split"] == name].reset_index(drop=True) for name in SPLITS}
 
 
 def shipped_split_part(source_file: str) -> tuple[str, str] | None:
@@ -186,12 +207,7 @@ def make_splits(valid: pd.DataFrame, rejected: pd.DataFrame | None = None, *, se
     """
     shipped = shipped_splits(valid, rejected)
     table = pd.concat(
-        [
-            random_split(valid, seed=seed),
-            cold_split(valid, by="drug", seed=seed),
-            cold_split(valid, by="target", seed=seed),
-            shipped,
-        ],
+        [*(split_pairs(valid, strategy, seed=seed) for strategy in SPLIT_STRATEGIES), shipped],
         ignore_index=True,
     )
     table["label"] = table["label"].astype("int8")

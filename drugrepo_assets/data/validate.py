@@ -1,6 +1,7 @@
 """Validation of raw drug–target pairs: every input row ends up either valid or rejected with a reason.
 
-Rules, first failing rule wins per row: ``missing_value``, ``invalid_label``, then the protein's and
+The input's columns may carry the reference's names or ours (`data.columns`). Rules, first failing
+rule wins per row: ``missing_value``, ``invalid_label``, then the protein's and
 the SMILES' verdicts of the input rules (`data.rules`: ``invalid_protein``, ``too_long``,
 ``invalid_smiles``, ``too_many_atoms``), then ``duplicate`` / ``conflicting_label`` on the key
 (canonical SMILES, upper-cased protein) among the rows that passed the others.
@@ -9,13 +10,18 @@ the SMILES' verdicts of the input rules (`data.rules`: ``invalid_protein``, ``to
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+from drugrepo_assets.data.columns import PAIR_FIELDS, canonical_pairs, read_pairs
 from drugrepo_assets.data.rules import (
     RULE_CODES,
     Refusal,
@@ -26,12 +32,16 @@ from drugrepo_assets.data.rules import (
     parse_smiles,
     protein_refusal,
 )
-from drugrepo_assets.data.sources import read_source
+
+if TYPE_CHECKING:
+    from upath import UPath
 
 __all__ = [
     "REASON_CODES",
     "REJECTED_COLUMNS",
+    "REJECTED_SCHEMA",
     "VALID_COLUMNS",
+    "VALID_SCHEMA",
     "ValidationResult",
     "canonicalize",
     "drug_id",
@@ -42,25 +52,33 @@ __all__ = [
 ]
 
 REASON_CODES: tuple[str, ...] = (*RULE_CODES, "duplicate", "conflicting_label")
-VALID_COLUMNS: tuple[str, ...] = (
-    "drug_id",
-    "target_id",
-    "smiles",
-    "protein",
-    "label",
-    "source_file",
-    "source_row",
-    "smiles_input",
+VALID_SCHEMA = pa.schema(
+    [
+        ("drug_id", pa.string()),
+        ("target_id", pa.string()),
+        ("smiles", pa.string()),
+        ("protein", pa.string()),
+        ("label", pa.int8()),
+        ("source_file", pa.string()),
+        ("source_row", pa.int64()),
+        ("smiles_input", pa.string()),
+    ]
 )
-REJECTED_COLUMNS: tuple[str, ...] = (
-    "SMILES",
-    "Protein",
-    "Y",
-    "source_file",
-    "source_row",
-    "reason_code",
-    "reason",
+"""The columns of ``valid.parquet``: ids, the canonical pair under our names (`data.columns`), its source."""
+REJECTED_SCHEMA = pa.schema(
+    [
+        ("SMILES", pa.string()),
+        ("Protein", pa.string()),
+        ("Y", pa.string()),
+        ("source_file", pa.string()),
+        ("source_row", pa.int64()),
+        ("reason_code", pa.string()),
+        ("reason", pa.string()),
+    ]
 )
+"""The columns of ``rejected.parquet``: the row as read, under the reference's names, its source and why."""
+VALID_COLUMNS: tuple[str, ...] = tuple(VALID_SCHEMA.names)
+REJECTED_COLUMNS: tuple[str, ...] = tuple(REJECTED_SCHEMA.names)
 
 _SHOWN_PLACES = 5
 
@@ -116,11 +134,9 @@ def _place(source_file: str, source_row: int) -> str:
 
 
 def _normalise_raw(raw: pd.DataFrame) -> pd.DataFrame:
-    missing = [c for c in ("SMILES", "Protein", "Y") if c not in raw.columns]
-    if missing:
-        raise ValueError(f"raw table lacks column(s) {', '.join(missing)}")
+    raw = canonical_pairs(raw.reset_index(drop=True))
     table = pd.DataFrame(index=pd.RangeIndex(len(raw)))
-    for column in ("SMILES", "Protein", "Y"):
+    for column in PAIR_FIELDS:
         values = raw[column].to_numpy(dtype=object)
         table[column] = pd.Series(
             [v if isinstance(v, str) else ("" if pd.isna(v) else str(v)) for v in values],
@@ -139,9 +155,10 @@ def _normalise_raw(raw: pd.DataFrame) -> pd.DataFrame:
 
 
 def validate_pairs(raw: pd.DataFrame) -> ValidationResult:
-    """Split raw pairs (as read by ``read_source``) into ``valid`` and ``rejected`` tables.
+    """Split raw pairs (as read by ``read_source`` or `data.columns.read_pairs`) into ``valid`` and ``rejected`` tables.
 
-    Every input row lands in exactly one of them; rows keep their input order in both.
+    Every input row lands in exactly one of them; rows keep their input order in both. A table
+    lacking a field under every one of its names is an :class:`InputFileError`.
     """
     table = _normalise_raw(raw)
     n = len(table)
@@ -173,7 +190,7 @@ def validate_pairs(raw: pd.DataFrame) -> ValidationResult:
         verdicts = {v: rule(v) for v in pd.unique(values[open_])}
         bad = open_ & values.map(lambda v, seen=verdicts: seen.get(v) is not None)
         if bad.any():
-            refusals = [verdicts[v] for v in values[bad]]
+            refusals = [r for v in values[bad] if (r := verdicts[v]) is not None]
             code[bad] = [r.code for r in refusals]
             reason[bad] = [str(r) for r in refusals]
 
@@ -185,7 +202,7 @@ def validate_pairs(raw: pd.DataFrame) -> ValidationResult:
         canonical.iat[i] = parsed[s][0]
     bad_smiles = open_ & canonical.isna()
     if bad_smiles.any():
-        refusals = [parsed[s][1] for s in smiles_s[bad_smiles]]
+        refusals = [r for s in smiles_s[bad_smiles] if (r := parsed[s][1]) is not None]
         code[bad_smiles] = [r.code for r in refusals]
         reason[bad_smiles] = [str(r) for r in refusals]
 
@@ -274,48 +291,28 @@ def _ids(values: pd.Series, make) -> pd.Series:
     return values.map(cache).astype(object)
 
 
-def write_result(result: ValidationResult, out_dir: Path) -> tuple[Path, Path]:
-    """Write ``valid.parquet`` and ``rejected.parquet`` into ``out_dir`` with fixed schemas."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+def _parquet_bytes(table: pd.DataFrame, schema: pa.Schema) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(table, schema=schema, preserve_index=False), buffer)
+    return buffer.getvalue()
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    valid_schema = pa.schema(
-        [
-            ("drug_id", pa.string()),
-            ("target_id", pa.string()),
-            ("smiles", pa.string()),
-            ("protein", pa.string()),
-            ("label", pa.int8()),
-            ("source_file", pa.string()),
-            ("source_row", pa.int64()),
-            ("smiles_input", pa.string()),
-        ]
-    )
-    rejected_schema = pa.schema(
-        [
-            ("SMILES", pa.string()),
-            ("Protein", pa.string()),
-            ("Y", pa.string()),
-            ("source_file", pa.string()),
-            ("source_row", pa.int64()),
-            ("reason_code", pa.string()),
-            ("reason", pa.string()),
-        ]
-    )
-    valid_path = out_dir / "valid.parquet"
-    rejected_path = out_dir / "rejected.parquet"
-    pq.write_table(pa.Table.from_pandas(result.valid, schema=valid_schema, preserve_index=False), valid_path)
-    pq.write_table(
-        pa.Table.from_pandas(result.rejected, schema=rejected_schema, preserve_index=False),
-        rejected_path,
-    )
+
+def write_result(
+    result: ValidationResult, out_dir: str | Path, *, s3_endpoint_url: str | None = None
+) -> tuple[UPath, UPath]:
+    """Write ``valid.parquet`` and ``rejected.parquet`` with fixed schemas into ``out_dir`` (a folder or
+    an ``s3://`` prefix), each whole and atomically; returns their locations."""
+    from drugrepo_assets.files import storage_path, write_bytes_atomic
+
+    root = storage_path(str(out_dir), s3_endpoint_url)
+    valid_path, rejected_path = root / "valid.parquet", root / "rejected.parquet"
+    write_bytes_atomic(valid_path, _parquet_bytes(result.valid, VALID_SCHEMA))
+    write_bytes_atomic(rejected_path, _parquet_bytes(result.rejected, REJECTED_SCHEMA))
     return valid_path, rejected_path
 
 
-def validate_file(input: str, out_dir: Path, *, s3_endpoint_url: str | None = None) -> ValidationResult:
-    """Read a source (file, folder, URL or S3), validate it and write the two Parquet tables."""
-    result = validate_pairs(read_source(input, s3_endpoint_url=s3_endpoint_url))
-    write_result(result, Path(out_dir))
+def validate_file(input: str, out_dir: str | Path, *, s3_endpoint_url: str | None = None) -> ValidationResult:
+    """Read pairs (file, folder, URL or S3; either column naming), validate them and write the two Parquet tables."""
+    result = validate_pairs(read_pairs(input, s3_endpoint_url=s3_endpoint_url))
+    write_result(result, out_dir, s3_endpoint_url=s3_endpoint_url)
     return result

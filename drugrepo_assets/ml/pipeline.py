@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from drugrepo_assets.ml.dataset import PairData
@@ -18,6 +19,11 @@ from drugrepo_assets.ml.evaluate import BinaryMetrics, evaluate, sigmoid
 from drugrepo_assets.ml.model import DrugBAN, DrugBANConfig
 from drugrepo_assets.ml.predict import predict_logits
 from drugrepo_assets.ml.train import EpochRecord, TrainConfig, TrainResult, train
+
+
+def pair_data(table: pd.DataFrame) -> PairData:
+    """Validated pairs (``smiles``, ``protein``, ``label``, as `data.validate` writes them) as model inputs."""
+    return PairData.from_lists(table["smiles"].tolist(), table["protein"].tolist(), table["label"].tolist())
 
 
 @dataclass(frozen=True)

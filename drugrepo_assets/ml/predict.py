@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from drugrepo_assets.data.columns import pair_column_names
 from drugrepo_assets.data.rules import clean_protein, protein_refusal
 from drugrepo_assets.ml.dataset import MoleculeStore, PairData
 from drugrepo_assets.ml.evaluate import sigmoid
-from drugrepo_assets.ml.featurize import InvalidSmilesError, drug_graph, encode_proteins
+from drugrepo_assets.ml.featurize import DrugGraph, InvalidSmilesError, drug_graph, encode_proteins
 from drugrepo_assets.ml.model import DrugBAN
 
 
@@ -43,9 +44,9 @@ class ScoredTable:
     n_failed: int
 
 
-def _row_errors(smiles: pd.Series, proteins: pd.Series, max_atoms: int) -> tuple[list[str], dict[str, object]]:
+def _row_errors(smiles: pd.Series, proteins: pd.Series, max_atoms: int) -> tuple[list[str], dict[str, DrugGraph]]:
     """One error string per row ('' when fine; the input rules' refusal, `data.rules`) and the graph of each valid unique SMILES."""
-    graphs: dict[str, object] = {}
+    graphs: dict[str, DrugGraph] = {}
     smiles_error: dict[str, str] = {}
     for s in pd.unique(smiles):
         try:
@@ -60,12 +61,22 @@ def _row_errors(smiles: pd.Series, proteins: pd.Series, max_atoms: int) -> tuple
 def score_table(
     model: DrugBAN,
     table: pd.DataFrame,
-    smiles_col: str = "SMILES",
-    protein_col: str = "Protein",
+    smiles_col: str | None = None,
+    protein_col: str | None = None,
     batch_size: int = 256,
     device: str | torch.device = "cpu",
 ) -> ScoredTable:
-    """Score every row of ``table``; rows that cannot be scored keep NaN and say why in ``error``."""
+    """Score every row of ``table``; rows that cannot be scored keep NaN and say why in ``error``.
+
+    The SMILES and protein columns are found under any of their names (`data.columns`) unless named.
+    """
+    found = {
+        field: names[0] for field, names in pair_column_names(table.columns, ("SMILES", "Protein")).items() if names
+    }
+    smiles_col, protein_col = (
+        smiles_col or found.get("SMILES", "SMILES"),
+        protein_col or found.get("Protein", "Protein"),
+    )
     for col in (smiles_col, protein_col):
         if col not in table.columns:
             raise KeyError(f"missing column {col!r} (found: {', '.join(map(str, table.columns))})")
