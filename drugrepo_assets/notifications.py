@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ FIGURES: tuple[tuple[str, str], ...] = (
 OBJECT_KEYS: tuple[str, ...] = ("checkpoint", "uri", "path", "table", "pictures")
 """Metadata entries that hold the stored object, in order of preference."""
 CANDIDATE_KEYS: tuple[str, ...] = ("top_candidates", "best_per_target")
+"""Table metadata entries (`assets.screening.table_metadata`) listing the best candidates, in order of preference."""
 MAX_CANDIDATES = 5
 MAX_ERROR_CHARS = 600
 
@@ -80,7 +81,8 @@ class SlackNotifier(SlackResource):
     `post` sends nothing and logs one warning per process.
     """
 
-    token: str | None = Field(default=None, description="Slack bot token; None or empty: no messages.")
+    # SlackResource requires a token; here it is optional (a deployment without one sends nothing)
+    token: str | None = Field(default=None, description="Slack bot token; None or empty: no messages.")  # type: ignore[assignment]
     channel: str = Field(default="#drugrepo", description="Channel the messages go to.")
     base_url: str = Field(default=WebClient.BASE_URL, description="Slack Web API root of slack_sdk's WebClient.")
     dagster_url: str = Field(default="http://localhost:3000", description="Base URL of the Dagster UI for links.")
@@ -127,24 +129,13 @@ def _metadata_values(metadata: Mapping[str, Any]) -> dict[str, Any]:
     return {name: getattr(value, "value", value) for name, value in metadata.items()}
 
 
-def _candidate_lines(value: Any) -> list[str]:
-    """Up to `MAX_CANDIDATES` lines of a top-candidates entry (table, JSON records or markdown)."""
-    if isinstance(value, TableMetadataValue):
-        rows: Sequence[Any] = [dict(record.data) for record in value.records]
-    elif hasattr(value, "value"):
-        return _candidate_lines(value.value)
-    elif isinstance(value, (list, tuple)):
-        rows = value
-    elif isinstance(value, dict):
-        rows = value.get("rows") or value.get("records") or [value]
-    else:
-        text = [line for line in str(value).splitlines() if line.strip() and not set(line) <= set("|-: ")]
-        return text[: MAX_CANDIDATES + 1]
-    lines = []
-    for rank, row in enumerate(rows[:MAX_CANDIDATES], start=1):
-        cells = row.items() if isinstance(row, dict) else [("", row)]
-        lines.append(f"{rank}. " + ", ".join(f"{k} {_fmt(v)}".strip() for k, v in cells))
-    return lines
+def _candidate_lines(table: TableMetadataValue) -> list[str]:
+    """Up to `MAX_CANDIDATES` lines of a top-candidates table, one per row, each cell as ``column value``."""
+    columns = [column.name for column in table.schema.columns]
+    return [
+        f"{rank}. " + ", ".join(f"{name} {_fmt(record.data.get(name))}" for name in columns)
+        for rank, record in enumerate(table.records[:MAX_CANDIDATES], start=1)
+    ]
 
 
 def _fmt(value: Any) -> str:
@@ -163,11 +154,10 @@ def materialization_message(notifier: SlackNotifier, record: EventLogRecord) -> 
     figures = [f"{label} {float(metadata[name]):.4f}" for name, label in FIGURES if name in metadata]
     if figures:
         message.lines.append(", ".join(figures))
-    for name in CANDIDATE_KEYS:
-        if name in raw:
-            message.lines.append("*Top candidates*")
-            message.lines.extend(_candidate_lines(raw[name]))
-            break
+    tables = [value for name in CANDIDATE_KEYS if isinstance(value := raw.get(name), TableMetadataValue)]
+    if tables:
+        message.lines.append("*Top candidates*")
+        message.lines.extend(_candidate_lines(tables[0]))
     message.links["asset"] = notifier.asset_url(key, partition)
     message.links["run"] = notifier.run_url(record.run_id)
     if "mlflow_run" in metadata:

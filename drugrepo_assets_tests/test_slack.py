@@ -29,6 +29,7 @@ from dagster import (
     materialize,
 )
 
+from drugrepo_assets.assets.screening import table_metadata
 from drugrepo_assets.notifications import SlackMessage, SlackNotifier, slack_on_materialization, slack_on_run_failure
 from drugrepo_assets.sensors import landing_sensor, retrain_sensor
 from drugrepo_assets_tests.data.rows import real_rows, write_csv
@@ -181,7 +182,15 @@ def _latest_metadata(loc: Location, asset_name: str) -> dict[str, Any]:
 def test_a_screening_table_appearing_later_is_announced_with_its_top_candidates(
     loc: Location, receiver: SlackReceiver
 ) -> None:
-    top = pd.DataFrame({"target_id": ["P1", "P1"], "rank": [1, 2], "drug_id": ["D7", "D3"], "score": [0.91, 0.84]})
+    top = pd.DataFrame(
+        {
+            "target_id": ["P1", "P1"],
+            "rank": [1, 2],
+            "drug_id": ["D7", "D3"],
+            "score": [0.91, 0.84],
+            "known_interaction": [False, True],
+        }
+    )
     table_file = loc.base / "candidates.parquet"
 
     @asset(name="repurposing_candidates")
@@ -189,10 +198,7 @@ def test_a_screening_table_appearing_later_is_announced_with_its_top_candidates(
         top.to_parquet(table_file)
         return Output(
             None,
-            metadata={
-                "top_candidates": MetadataValue.md(top.to_markdown(index=False)),
-                "path": MetadataValue.path(str(table_file)),
-            },
+            metadata={"top_candidates": table_metadata(top), "path": MetadataValue.path(str(table_file))},
         )
 
     run = materialize([candidates], instance=loc.instance)
@@ -204,10 +210,9 @@ def test_a_screening_table_appearing_later_is_announced_with_its_top_candidates(
     assert lines[:4] == [
         ":white_check_mark: *repurposing_candidates* materialised",
         "*Top candidates*",
-        "| target_id   |   rank | drug_id   |   score |",
-        "| P1          |      1 | D7        |    0.91 |",
+        "1. target_id P1, rank 1, drug_id D7, score 0.9100, known_interaction False",
+        "2. target_id P1, rank 2, drug_id D3, score 0.8400, known_interaction True",
     ]
-    assert lines[4] == "| P1          |      2 | D3        |    0.84 |"
     found = links(message[0]["text"])
     assert list(found) == ["asset", "run", "path"]
     assert found["asset"] == f"{DAGSTER_URL}/assets/repurposing_candidates"
