@@ -197,7 +197,8 @@ def _screen_checkpoint_ids(checkpoint: str, pairs: pd.DataFrame, out: Path) -> s
     pd.DataFrame({"id": [f"m{i}" for i in range(len(smiles))], "SMILES": smiles}).to_csv(out / "lib.csv", index=False)
     (out / "targets.fasta").write_text(f">t0\n{pairs['Protein'].iloc[0]}\n")
     command = [str(BIN / "drugrepo"), "screen", "--checkpoint", checkpoint, "--library", str(out / "lib.csv")]
-    command += ["--targets", str(out / "targets.fasta"), "--out", str(out / "run"), "--threads", "1", "--quiet"]
+    command += ["--targets", str(out / "targets.fasta"), "--out", str(out / "run"), "--top", str(len(smiles))]
+    command += ["--threads", "1", "--quiet"]
     screened = subprocess.run(command, capture_output=True, text=True)
     assert screened.returncode == 0, screened.stderr
     return set(pd.read_csv(out / "run" / "top.csv", dtype=str)["checkpoint_id"])
