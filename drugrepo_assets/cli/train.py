@@ -53,8 +53,8 @@ def _read_parts(args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame], dict
         result = _validated(args.data, "data", args.s3_endpoint_url)
         parts = split_parts(split_pairs(result.valid, args.split, seed=args.seed))
         return parts, {"data": result.rejected}
-    given = {name: location for name, location in zip(_INPUTS[1:], (args.train, args.val, args.test)) if location}
-    results = {name: _validated(location, name, args.s3_endpoint_url) for name, location in given.items()}
+    given = {"train": args.train, "val": args.val, "test": args.test}
+    results = {name: _validated(where, name, args.s3_endpoint_url) for name, where in given.items() if where}
     return {name: r.valid for name, r in results.items()}, {name: r.rejected for name, r in results.items()}
 
 
