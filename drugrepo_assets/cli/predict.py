@@ -98,8 +98,8 @@ def add_parser(subparsers: Subparsers) -> None:
         description=(
             "Score every row of --pairs (a CSV/Parquet file, a folder of them, an http(s) URL, an s3:// "
             "key or prefix, or bundled:<dataset>/<file>) with CKPT (a drugrepo checkpoint such as "
-            "'drugrepo train''s best.pt, or a reference DrugBAN state_dict). The SMILES and protein "
-            "columns are SMILES/Protein or smiles/protein ('drugrepo validate''s valid.parquet, an "
+            "the best.pt of 'drugrepo train', or a reference DrugBAN state_dict). The SMILES and protein "
+            "columns are SMILES/Protein or smiles/protein (the valid.parquet of 'drugrepo validate', an "
             "earlier predict's output) unless --smiles-col/--protein-col name them. The output CSV (a "
             "file or an s3:// key) keeps the input's rows, order and columns (a folder's rows also get "
             "source_file and source_row) and adds logit, score = sigmoid(logit) and error (why a row "

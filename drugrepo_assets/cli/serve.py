@@ -50,7 +50,7 @@ def add_parser(subparsers: Subparsers) -> None:
         "serve",
         help="run the prediction API (FastAPI + uvicorn)",
         description=(
-            "Serve POST /v1/predict and /v1/screen with a checkpoint file ('drugrepo train''s best.pt, a "
+            "Serve POST /v1/predict and /v1/screen with a checkpoint file (the best.pt of 'drugrepo train', a "
             "reference state_dict), an MLflow model URI, or by default the registry alias "
             "models:/$DRUGREPO_MODEL_NAME@champion of $MLFLOW_TRACKING_URI. Keys come from "
             "DRUGREPO_API_KEYS; the other settings from DRUGREPO_* (see README, Serving)."
