@@ -1,9 +1,10 @@
 """Training stage: the DrugBAN checkpoint, its evaluation, and an Optuna study of its hyperparameters.
 
 Thin over the ML core: pairs come from the stored features (no featurisation here), training is
-`ml.train.train`, metrics `ml.evaluate`, pictures `ml.plots`. Checkpoints and pictures are files
-under `StorageResource` (``<storage>/<asset>/<dataset>/...``); asset values are small JSON records
-(URIs and numbers), so every environment stores and loads checkpoints the same way.
+`ml.train.train`, evaluation `ml.pipeline.evaluate_model` (as ``drugrepo train``), pictures `ml.plots`.
+Checkpoints and pictures are files under `StorageResource` (``<storage>/<asset>/<dataset>/...``); asset
+values are typed records (`drugrepo_assets.records`: URIs, the checkpoint id and numbers), so every
+environment and both code locations load checkpoints the same way.
 """
 
 import json
