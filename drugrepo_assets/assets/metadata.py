@@ -4,7 +4,6 @@ import base64
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import pandas as pd
 from dagster import MetadataValue, TableColumn, TableMetadataValue, TableRecord, TableSchema
 
 
@@ -14,14 +13,6 @@ def metadata_table(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, str]
         [TableRecord(data={name: row.get(name) for name in columns}) for row in rows],
         schema=TableSchema(columns=[TableColumn(name, kind) for name, kind in columns.items()]),
     )
-
-
-def markdown_table(table: pd.DataFrame) -> str:
-    """A small table as Markdown, for asset metadata."""
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + " --- |" * len(table.columns)]
-    for row in table.itertuples(index=False):
-        lines.append("| " + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row) + " |")
-    return "\n".join(lines)
 
 
 def image_markdown(title: str, png: bytes) -> str:
