@@ -108,6 +108,7 @@ _ID_NAMES = (
     "catalogid",
     "catalognumber",
     "compoundid",
+    "drugid",
     "moleculeid",
     "molid",
     "name",

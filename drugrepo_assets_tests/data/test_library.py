@@ -619,3 +619,12 @@ def test_read_checked_targets_refuses_a_quoting_error_and_reads_on(tmp_path: Pat
     with pytest.raises(InputFileError) as info:
         read_targets(path)
     assert info.value.problem == "line 2: CSV: ',' expected after '\"'"
+
+
+def test_a_table_written_by_validate_or_screen_keeps_its_drug_ids(tmp_path: Path) -> None:
+    table = pd.DataFrame({"drug_id": ["D1", "D2"], "target_id": ["T1", "T1"], "smiles": ["CCO", "c1ccccc1"]})
+    table.to_parquet(tmp_path / "valid.parquet", index=False)
+    table.to_csv(tmp_path / "top.csv", index=False)
+    for name in ("valid.parquet", "top.csv"):
+        rows = pd.concat([chunk.rows for chunk in iter_library(str(tmp_path / name))])
+        assert rows[["id", "smiles"]].values.tolist() == [["D1", "CCO"], ["D2", "c1ccccc1"]], name
