@@ -28,7 +28,8 @@ from dagster import (
 from pydantic import BaseModel, Field, TypeAdapter
 from upath import UPath
 
-from drugrepo_assets.files import is_local, storage_path, write_bytes_atomic
+from drugrepo_assets.files import is_local, write_bytes_atomic
+from drugrepo_assets.storage import S3Endpoint
 
 
 class _StorageUPathIOManager(UPathIOManager):
@@ -96,17 +97,13 @@ class JsonUPathIOManager(_StorageUPathIOManager):
         )
 
 
-class _StorageIOManagerFactory(ConfigurableIOManagerFactory):
+class _StorageIOManagerFactory(S3Endpoint, ConfigurableIOManagerFactory):
     """Configuration shared by the I/O managers: where the values live."""
 
     base_path: str | None = Field(
         default=None,
         description="Local folder or s3:// URI under which assets are stored; "
         "default: the instance storage folder ($DAGSTER_HOME/storage).",
-    )
-    s3_endpoint_url: str | None = Field(
-        default=None,
-        description="S3 endpoint to use instead of AWS (MinIO, moto, ...); only for s3:// bases.",
     )
 
     def base_upath(self, context: InitResourceContext | None = None) -> UPath:
@@ -117,7 +114,7 @@ class _StorageIOManagerFactory(ConfigurableIOManagerFactory):
             base = context.instance.storage_directory()
         else:
             raise ValueError(f"{type(self).__name__} needs base_path when no Dagster instance is at hand")
-        return storage_path(base, self.s3_endpoint_url)
+        return self.path_of(base)
 
 
 class ParquetIOManager(_StorageIOManagerFactory):
