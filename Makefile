@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.drugrepo-installed
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: demo test lint dev venv postgres chromium redis docker-constraints
+.PHONY: demo test lint dev venv postgres chromium redis prometheus docker-constraints
 
 venv: $(INSTALLED)
 
@@ -41,6 +41,15 @@ ifeq ($(REDIS_SERVER),)
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends redis-server
 endif
 
+# Prometheus and promtool for the monitoring tests (drugrepo_assets_tests/test_monitoring.py): Debian's package when missing.
+PROMETHEUS := $(shell command -v promtool 2>/dev/null)
+
+prometheus:
+ifeq ($(PROMETHEUS),)
+	$(SUDO) apt-get update
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends prometheus
+endif
+
 # Chromium for the browser test (drugrepo_assets_tests/test_e2e_ui.py, driven by Playwright, which
 # never downloads a browser here): Debian's package when missing.
 CHROMIUM := $(firstword $(shell command -v chromium 2>/dev/null) $(wildcard /usr/bin/chromium))
@@ -62,7 +71,7 @@ lint: $(INSTALLED)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint postgres redis chromium
+test: lint postgres redis chromium prometheus
 	$(BIN)/pytest -q -n 2
 
 dev: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml
