@@ -543,3 +543,9 @@ def test_the_api_smoke_test_fails_on_a_refused_key(api: Api) -> None:
     run = _smoke(api, "not-a-key")
     assert run.returncode == 1
     assert "/v1/predict answered 401" in run.stderr
+
+
+def test_dependabot_moves_the_pins_of_the_workflows_and_the_composite_actions() -> None:
+    updates = {u["package-ecosystem"]: u for u in _load(GITHUB / "dependabot.yml")["updates"]}
+    assert updates["github-actions"]["directories"] == ["/", "/.github/actions/*"]
+    assert updates["docker"]["directory"] == "/docker"
