@@ -1,7 +1,7 @@
 """The FastAPI application: /v1/predict, /v1/screen, /healthz, /readyz, /metrics (and /docs).
 
-`create_app` wires the pieces from `ServingSettings`: the model (`model_service`), the target
-cache and rate limiter (Redis when ``DRUGREPO_REDIS_URL`` is set, in process otherwise or while Redis
+`create_app` wires the pieces from `ServingSettings`: the champion model (`model_service`) and an
+optional challenger (split or shadow traffic, `challenger`), the target cache and rate limiter (Redis when ``DRUGREPO_REDIS_URL`` is set, in process otherwise or while Redis
 fails), the request log read by the drift report, the guard middleware (address rate, key, key rate,
 size) in front of /v1/, and the bounded pool (`workpool`) where each request's work runs
 (`handlers`): the event loop only moves bytes, so /healthz answers however busy the pool is.
@@ -10,6 +10,7 @@ size) in front of /v1/, and the bounded pool (`workpool`) where each request's w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
@@ -26,10 +27,19 @@ from fastapi.security import APIKeyHeader
 
 from drugrepo_assets.api import handlers
 from drugrepo_assets.api.cache import LruTargetCache, RedisTargetCache, TargetCache
+from drugrepo_assets.api.challenger import CHALLENGER, CHAMPION, Assigner, ShadowRunner
 from drugrepo_assets.api.guard import GuardMiddleware
-from drugrepo_assets.api.handlers import Work, error_response, invalid_response, json_response
+from drugrepo_assets.api.handlers import Shadow, Work, error_response, invalid_response, json_response
 from drugrepo_assets.api.metrics import CONTENT_TYPE_LATEST, ApiMetrics
-from drugrepo_assets.api.model_service import InputProblem, Scorer, ServedModel, load_served_model, registry_version
+from drugrepo_assets.api.model_service import (
+    InputProblem,
+    Scorer,
+    ServedModel,
+    alias_missing,
+    load_challenger,
+    load_served_model,
+    registry_version,
+)
 from drugrepo_assets.api.ratelimit import GcraLimiter, RateLimiter, RedisGcraLimiter
 from drugrepo_assets.api.redislink import RedisLink, connect
 from drugrepo_assets.api.request_log import RequestLog
@@ -54,7 +64,8 @@ REQUEST_MODELS = (PredictRequest, ScreenRequest)
 
 @dataclass
 class Runtime:
-    """What the routes use, built at start-up."""
+    """What the routes use, built at start-up; ``challenger`` is None while none is configured or loaded
+    (``challenger_error`` then says why, for /readyz)."""
 
     settings: ServingSettings
     scorer: Scorer
@@ -63,10 +74,30 @@ class Runtime:
     redis: RedisLink | None
     pool: WorkPool
     limiter: RateLimiter
+    assigner: Assigner
+    shadow_runner: ShadowRunner
+    challenger: Scorer | None = None
+    challenger_error: str | None = None
 
     def work(self) -> Work:
-        """The work context of one request (the model as it is now, even if the alias moves meanwhile)."""
-        return Work(self.settings, self.scorer, self.limiter, self.request_log, self.metrics)
+        """The work context of one request: the model that answers it, drawn now (the models as they are now,
+        even if an alias moves meanwhile), and in shadow mode the challenger that scores a copy."""
+        challenger = self.challenger
+        args = (self.settings, self.scorer, self.limiter, self.request_log, self.metrics)
+        if challenger is None or not self.assigner.draw():
+            return Work(*args, CHAMPION)
+        if self.settings.challenger_mode == "shadow":
+            return Work(*args, CHAMPION, Shadow(challenger, self.shadow_runner))
+        return Work(self.settings, challenger, self.limiter, self.request_log, self.metrics, CHALLENGER)
+
+    def show(self, role: str, old: ServedModel | None, new: ServedModel | None) -> None:
+        """Move the role's ``drugrepo_model_info`` series from ``old`` to ``new`` and set ``drugrepo_model_loaded``."""
+        if old is not None and (new is None or (old.version, old.checkpoint_id) != (new.version, new.checkpoint_id)):
+            with contextlib.suppress(KeyError):
+                self.metrics.model_info.remove(old.version, old.checkpoint_id, role)
+        if new is not None:
+            self.metrics.model_info.labels(new.version, new.checkpoint_id, role).set(1)
+        self.metrics.model_loaded.labels(role).set(int(new is not None))
 
 
 def _redis(settings: ServingSettings, metrics: ApiMetrics) -> RedisLink | None:
@@ -77,6 +108,21 @@ def _redis(settings: ServingSettings, metrics: ApiMetrics) -> RedisLink | None:
     if not link.ping():
         log.warning("Redis at %s does not answer: starting with the in-process cache and limiter", settings.redis_url)
     return link
+
+
+def _challenger_status(rt: Runtime) -> dict[str, Any]:
+    """The challenger's part of /readyz: mode, share, whether it is loaded and which model (or why not)."""
+    status: dict[str, Any] = {
+        "mode": rt.settings.challenger_mode,
+        "share": rt.settings.challenger_share,
+        "loaded": rt.challenger is not None,
+        "shadow_queued": rt.shadow_runner.pending,
+    }
+    if rt.challenger is not None:
+        status |= {"model_version": rt.challenger.served.version, "checkpoint_id": rt.challenger.served.checkpoint_id}
+    if rt.challenger_error is not None:
+        status["error"] = rt.challenger_error
+    return status
 
 
 def _key_id(request: Request, _: str | None = Depends(API_KEY_HEADER)) -> str:
@@ -141,9 +187,6 @@ def create_app(
             cache = RedisTargetCache(link, TargetTerms, settings.cache_ttl_seconds, fallback)
         else:
             cache = fallback
-        metrics.model_info.labels(model.version, model.checkpoint_id).set(1)
-        gc.collect()
-        gc.freeze()  # the start-up objects (torch, RDKit, the model) leave the collector's sweeps: shorter pauses
         rt = Runtime(
             settings,
             Scorer(model, cache),
@@ -156,40 +199,107 @@ def create_app(
             link,
             pool,
             limiter,
+            Assigner(settings.challenger_share, settings.challenger_seed),
+            ShadowRunner(settings.shadow_max_queued, metrics),
         )
+        rt.show(CHAMPION, None, model)
+        if settings.has_challenger():
+            metrics.challenger_share.labels(settings.challenger_mode).set(settings.challenger_share)
+            await load_challenger_into(rt)
+        gc.collect()
+        gc.freeze()  # the start-up objects (torch, RDKit, the models) leave the collector's sweeps: shorter pauses
         runtime["rt"] = rt
         app.state.pool = pool
-        follower = asyncio.create_task(follow_alias(rt)) if served is None and settings.follows_alias() else None
+        follows = (served is None and settings.follows_alias()) or settings.follows_challenger()
+        follower = asyncio.create_task(follow_aliases(rt, served is None)) if follows else None
         try:
             yield
         finally:
             if follower is not None:
                 follower.cancel()
             pool.close()
+            rt.shadow_runner.close()
             runtime.pop("rt").request_log.close()
 
-    async def follow_alias(rt: Runtime) -> None:
-        """Every ``model_refresh_seconds``, re-read the alias; when it names another version, load it and swap it in.
+    async def load_challenger_into(rt: Runtime) -> None:
+        """Load the configured challenger and serve it beside the champion; on failure, keep serving the champion
+        only (logged, ``drugrepo_model_loaded{role="challenger"}`` 0, /readyz degraded with the reason)."""
+        current = rt.challenger.served if rt.challenger is not None else None
+        try:
+            model = await asyncio.to_thread(load_challenger, settings)
+            scorer = await asyncio.to_thread(Scorer, model, rt.scorer.cache)
+        except Exception as exc:  # a challenger must never take the API down
+            rt.challenger_error = f"{_challenger_source()}: {type(exc).__name__}: {exc}"
+            if current is None or alias_missing(exc):
+                rt.challenger = None
+                rt.show(CHALLENGER, current, None)
+            log.warning("challenger not loaded (%s), serving the champion: %s", _challenger_source(), exc)
+            return
+        rt.challenger, rt.challenger_error = scorer, None
+        rt.show(CHALLENGER, current, model)
+        log.info(
+            "challenger %s serves %s (%s, share %s)",
+            _challenger_source(),
+            model.version,
+            settings.challenger_mode,
+            settings.challenger_share,
+        )
 
-        Requests in flight finish on the model they started with; the registry being unreachable
-        keeps the loaded model (logged), never stops the API.
-        """
-        uri = settings.resolved_model_uri()
+    def _challenger_source() -> str:
+        return settings.challenger_checkpoint or settings.challenger_uri() or ""
+
+    async def follow_aliases(rt: Runtime, champion: bool) -> None:
+        """Every ``model_refresh_seconds``, re-read the champion's alias (when it is followed) and the challenger's."""
         while True:
             await asyncio.sleep(settings.model_refresh_seconds)
-            current = rt.scorer.served
-            try:
-                if await asyncio.to_thread(registry_version, uri, settings.mlflow_tracking_uri) == current.version:
-                    continue
-                model = await asyncio.to_thread(load_served_model, settings)
-                scorer = await asyncio.to_thread(Scorer, model, rt.scorer.cache)
-            except Exception as exc:  # a registry or download failure must not take the API down
-                log.warning("model refresh of %s failed, still serving %s: %s", uri, current.version, exc)
-                continue
-            rt.scorer = scorer
-            metrics.model_info.labels(current.version, current.checkpoint_id).set(0)
-            metrics.model_info.labels(model.version, model.checkpoint_id).set(1)
-            log.info("%s now serves %s (was %s)", uri, model.version, current.version)
+            if champion and settings.follows_alias():
+                await refresh_champion(rt)
+            if settings.follows_challenger():
+                await refresh_challenger(rt)
+
+    async def refresh_champion(rt: Runtime) -> None:
+        """When the alias names another version, load it and swap it in.
+
+        Requests in flight finish on the model they started with; the registry being unreachable
+        keeps the loaded model (logged, counted), never stops the API.
+        """
+        uri = settings.resolved_model_uri()
+        current = rt.scorer.served
+        try:
+            if await asyncio.to_thread(registry_version, uri, settings.mlflow_tracking_uri) == current.version:
+                return
+            model = await asyncio.to_thread(load_served_model, settings)
+            scorer = await asyncio.to_thread(Scorer, model, rt.scorer.cache)
+        except Exception as exc:  # a registry or download failure must not take the API down
+            metrics.model_refresh_failures.labels(CHAMPION).inc()
+            log.warning("model refresh of %s failed, still serving %s: %s", uri, current.version, exc)
+            return
+        rt.scorer = scorer
+        rt.show(CHAMPION, current, model)
+        log.info("%s now serves %s (was %s)", uri, model.version, current.version)
+
+    async def refresh_challenger(rt: Runtime) -> None:
+        """Load the challenger when its alias names another version (or it is not loaded yet); drop it when the
+        alias is gone (the challenger was dropped or promoted); keep it while the registry is out of reach."""
+        uri = settings.challenger_uri() or ""
+        current = rt.challenger.served if rt.challenger is not None else None
+        try:
+            version = await asyncio.to_thread(registry_version, uri, settings.mlflow_tracking_uri)
+        except Exception as exc:
+            if alias_missing(exc):
+                if current is not None:
+                    log.warning("challenger alias %s is gone: no longer serving %s", uri, current.version)
+                rt.challenger, rt.challenger_error = None, f"{uri}: {type(exc).__name__}: {exc}"
+                rt.show(CHALLENGER, current, None)
+            else:
+                metrics.model_refresh_failures.labels(CHALLENGER).inc()
+                log.warning("challenger refresh of %s failed: %s", uri, exc)
+            return
+        if current is not None and version == current.version:
+            return
+        await load_challenger_into(rt)
+        if rt.challenger_error is not None:
+            metrics.model_refresh_failures.labels(CHALLENGER).inc()
 
     app = FastAPI(
         title="drugrepo prediction API",
@@ -264,8 +374,9 @@ def create_app(
 
     @app.get("/readyz")
     async def readyz() -> Response:
-        """Readiness: a model is loaded (503 before); "degraded" (200) while Redis is configured but unusable
-        or the request log cannot write (it retries; requests are still answered)."""
+        """Readiness: a model is loaded (503 before); "degraded" (200) while Redis is configured but unusable,
+        the request log cannot write (it retries; requests are still answered) or a configured challenger is not
+        loaded (the champion answers every request)."""
         rt = runtime.get("rt")
         if rt is None:
             return json_response(503, {"status": "loading"})
@@ -278,6 +389,10 @@ def create_app(
         }
         if rt.redis is not None and not (rt.redis.usable() and await asyncio.to_thread(rt.redis.ping)):
             ready |= {"status": "degraded", "cache": "memory (Redis unavailable)", "redis": rt.redis.last_error()}
+        if settings.has_challenger():
+            ready["challenger"] = _challenger_status(rt)
+            if rt.challenger is None:
+                ready["status"] = "degraded"
         log_status = rt.request_log.status()
         ready["request_log"] = {
             k: log_status[k] for k in ("healthy", "queued_pairs", "dropped_pairs", "write_failures", "last_error")

@@ -15,15 +15,18 @@ from __future__ import annotations
 import json
 import logging
 import math
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import pandas as pd
 from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
+from drugrepo_assets.api.challenger import CHAMPION, SHADOW, ShadowRunner
 from drugrepo_assets.api.metrics import ApiMetrics
-from drugrepo_assets.api.model_service import InputProblem, InvalidInputError, Scorer, echoed, scores
+from drugrepo_assets.api.model_service import InputProblem, InvalidInputError, Scorer, ServedModel, echoed, scores
 from drugrepo_assets.api.ratelimit import RateLimiter
 from drugrepo_assets.api.request_log import LoggedBatch, RequestLog
 from drugrepo_assets.api.schemas import PredictRequest, ScreenRequest
@@ -36,14 +39,25 @@ M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass
+class Shadow:
+    """The challenger that scores a copy of a request off the answer path, and the thread that runs it."""
+
+    scorer: Scorer
+    runner: ShadowRunner
+
+
+@dataclass
 class Work:
-    """What a request's work needs: settings, the model (read once per request), the key's limiter, log, metrics."""
+    """What a request's work needs: settings, the model that answers (read once per request) and its ``role``,
+    the key's limiter, log, metrics, and the ``shadow`` challenger that scores a copy (shadow mode, drawn)."""
 
     settings: ServingSettings
     scorer: Scorer
     limiter: RateLimiter
     request_log: RequestLog
     metrics: ApiMetrics
+    role: str = CHAMPION
+    shadow: Shadow | None = None
 
 
 class Refused(Exception):
@@ -191,6 +205,73 @@ def _count_cache(work: Work, hits: list[bool]) -> None:
     work.metrics.cache.labels("miss", backend).inc(len(hits) - sum(hits))
 
 
+@dataclass
+class RequestPairs:
+    """The pairs of one request as a model scored them: endpoint, key id, request id, the cleaned inputs of the
+    rows answered and each one's position in the request (a screen's table is in rank order, maybe its top only),
+    and how many pairs were scored in all (``scored``)."""
+
+    endpoint: str
+    key: str
+    request_id: str
+    smiles: Sequence[str]
+    proteins: Sequence[str]
+    pairs: Sequence[int]
+    scored: int
+
+
+def record(
+    work: Work, request: RequestPairs, served: ServedModel, role: str, logits: list[float], probabilities: list[float]
+) -> None:
+    """Count one model's scoring of a request (per version and role; the answered rows' scores per role) and queue
+    those rows to the request log."""
+    metrics = work.metrics
+    labels = (request.endpoint, served.version, served.checkpoint_id, role)
+    metrics.model_requests.labels(*labels).inc()
+    metrics.model_pairs.labels(*labels).inc(request.scored)
+    if role != SHADOW:
+        metrics.pairs.labels(request.endpoint).inc(request.scored)
+    histogram = metrics.scores.labels(role)
+    for score in probabilities:
+        histogram.observe(score)
+    work.request_log.submit(
+        LoggedBatch(
+            request.endpoint,
+            request.key,
+            served.version,
+            served.checkpoint_id,
+            request.smiles,
+            request.proteins,
+            logits,
+            probabilities,
+            role,
+            request.request_id,
+            request.pairs,
+        )
+    )
+
+
+ShadowScores = Callable[[Scorer], tuple[RequestPairs, list[float], list[float]]]
+
+
+def _shadow(work: Work, score: ShadowScores) -> None:
+    """Queue the shadow challenger's scoring of the request (``score`` with its scorer), recorded as role shadow."""
+    shadow = work.shadow
+    if shadow is None:
+        return
+
+    def copy() -> None:
+        request, logits, probabilities = score(shadow.scorer)
+        record(work, request, shadow.scorer.served, SHADOW, logits, probabilities)
+
+    shadow.runner.submit(copy)
+
+
+def _model_fields(served: ServedModel, role: str) -> dict[str, str]:
+    """The answering model's fields of a response."""
+    return {"model_version": served.version, "checkpoint_id": served.checkpoint_id, "role": role}
+
+
 def predict(work: Work, raw: bytes, key: str) -> Response:
     """/v1/predict: predictions of the pairs in request order."""
 
@@ -210,26 +291,24 @@ def predict(work: Work, raw: bytes, key: str) -> Response:
             "DRUGREPO_MAX_SMILES_CHARS_PER_REQUEST",
         )
         _charge(work, key, len(smiles) + settings.protein_cost * len(targets))
+        served = work.scorer.served
         logits, hits = work.scorer.predict(smiles, proteins)
         probabilities = scores(logits)
         _count_cache(work, list(dict(zip(map(clean_protein, proteins), hits)).values()))
-        work.metrics.pairs.labels("/v1/predict").inc(len(smiles))
-        served = work.scorer.served
-        work.request_log.submit(
-            LoggedBatch(
-                "/v1/predict",
-                key,
-                served.version,
-                served.checkpoint_id,
-                [s.strip() for s in smiles],
-                [clean_protein(p) for p in proteins],
-                logits.tolist(),
-                probabilities.tolist(),
-            )
-        )
+        cleaned = ([s.strip() for s in smiles], [clean_protein(p) for p in proteins])
+        request = RequestPairs("/v1/predict", key, uuid.uuid4().hex, *cleaned, list(range(len(smiles))), len(smiles))
+        record(work, request, served, work.role, logits.tolist(), probabilities.tolist())
+
+        def shadow_scores(scorer: Scorer) -> tuple[RequestPairs, list[float], list[float]]:
+            shadow_logits = scorer.predict(smiles, proteins)[0]
+            return request, shadow_logits.tolist(), scores(shadow_logits).tolist()
+
+        _shadow(work, shadow_scores)
         predictions = [{"logit": float(x), "score": float(y)} for x, y in zip(logits, probabilities)]
         return json_response(
-            200, {"predictions": predictions, "model_version": served.version, "checkpoint_id": served.checkpoint_id}
+            200,
+            {"predictions": predictions, **_model_fields(served, work.role)},
+            {"X-Request-Id": request.request_id},
         )
 
     return answer(work, job)
@@ -257,23 +336,23 @@ def screen(work: Work, raw: bytes, key: str) -> Response:
         )
         _charge(work, key, len(body.smiles) + settings.protein_cost)
         ids = body.ids or [str(i) for i in range(len(body.smiles))]
+        served = work.scorer.served
         table, hit = work.scorer.screen(body.protein, body.smiles, ids, body.top)
         _count_cache(work, [hit])
-        work.metrics.pairs.labels("/v1/screen").inc(len(body.smiles))
-        served = work.scorer.served
+        request_id = uuid.uuid4().hex
         protein = clean_protein(body.protein)
-        work.request_log.submit(
-            LoggedBatch(
-                "/v1/screen",
-                key,
-                served.version,
-                served.checkpoint_id,
-                table["smiles"].tolist(),
-                [protein] * len(table),
-                table["logit"].tolist(),
-                table["score"].tolist(),
-            )
-        )
+
+        def pairs_of(ranked: pd.DataFrame) -> RequestPairs:
+            smiles, pairs = ranked["smiles"].tolist(), ranked["pair"].tolist()
+            return RequestPairs("/v1/screen", key, request_id, smiles, [protein] * len(smiles), pairs, len(body.smiles))
+
+        record(work, pairs_of(table), served, work.role, table["logit"].tolist(), table["score"].tolist())
+
+        def shadow_scores(scorer: Scorer) -> tuple[RequestPairs, list[float], list[float]]:
+            ranked = scorer.screen(body.protein, body.smiles, ids, body.top)[0]
+            return pairs_of(ranked), ranked["logit"].tolist(), ranked["score"].tolist()
+
+        _shadow(work, shadow_scores)
         results = b",".join(
             _dumps(
                 {
@@ -287,7 +366,11 @@ def screen(work: Work, raw: bytes, key: str) -> Response:
             )
             for r in table.itertuples()
         )
-        model = _dumps({"model_version": served.version, "checkpoint_id": served.checkpoint_id})
-        return Response(b'{"results":[' + results + b"]," + model[1:], media_type="application/json")
+        model = _dumps(_model_fields(served, work.role))
+        return Response(
+            b'{"results":[' + results + b"]," + model[1:],
+            media_type="application/json",
+            headers={"X-Request-Id": request_id},
+        )
 
     return answer(work, job)

@@ -6,13 +6,16 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
+MODEL_LABELS = ["route", "model_version", "checkpoint_id", "role"]
 
 __all__ = ["CONTENT_TYPE_LATEST", "ApiMetrics"]
 
 
 class ApiMetrics:
-    """Request counts and latency by route and status, target-cache hits/misses, pairs scored, model version,
-    Redis failures and degradation, the scoring pool's load and refusals, rate-limit refusals."""
+    """Request counts and latency by route and status, target-cache hits/misses, pairs scored, the models served
+    (per role: champion, challenger, shadow) with their requests, pairs and scores, Redis failures and degradation,
+    the scoring pool's load and refusals, rate-limit refusals."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -32,11 +35,56 @@ class ApiMetrics:
             ["result", "backend"],
             registry=self.registry,
         )
-        self.pairs = Counter("drugrepo_pairs_scored", "Pairs scored by route.", ["route"], registry=self.registry)
+        self.pairs = Counter(
+            "drugrepo_pairs_scored", "Pairs scored and answered, by route.", ["route"], registry=self.registry
+        )
         self.model_info = Gauge(
             "drugrepo_model_info",
-            "The model being served (value 1): its version and checkpoint id.",
-            ["version", "checkpoint_id"],
+            "The models being served (value 1): version, checkpoint id and role (champion, challenger).",
+            ["version", "checkpoint_id", "role"],
+            registry=self.registry,
+        )
+        self.model_loaded = Gauge(
+            "drugrepo_model_loaded",
+            "1 while the role's model is loaded; 0 for a configured challenger that failed to load or was dropped.",
+            ["role"],
+            registry=self.registry,
+        )
+        self.model_refresh_failures = Counter(
+            "drugrepo_model_refresh_failures",
+            "Re-reads of a served alias that failed (registry out of reach, download or load failure), by role.",
+            ["role"],
+            registry=self.registry,
+        )
+        self.model_requests = Counter(
+            "drugrepo_model_requests",
+            "Requests scored, by route, model version, checkpoint id and role (shadow: copies scored off the answer path).",
+            MODEL_LABELS,
+            registry=self.registry,
+        )
+        self.model_pairs = Counter(
+            "drugrepo_model_pairs",
+            "Pairs scored, by route, model version, checkpoint id and role.",
+            MODEL_LABELS,
+            registry=self.registry,
+        )
+        self.scores = Histogram(
+            "drugrepo_score",
+            "Scores (sigmoid of the logit) of the pairs scored, by role: the online comparison of champion and challenger.",
+            ["role"],
+            buckets=SCORE_BUCKETS,
+            registry=self.registry,
+        )
+        self.challenger_share = Gauge(
+            "drugrepo_challenger_share",
+            "The configured share of requests that reach the challenger, by mode (split, shadow).",
+            ["mode"],
+            registry=self.registry,
+        )
+        self.shadow_dropped = Counter(
+            "drugrepo_shadow_dropped",
+            "Shadow copies not scored, by reason (queue_full, error).",
+            ["reason"],
             registry=self.registry,
         )
         self.redis_errors = Counter(

@@ -8,7 +8,6 @@ to ``drugrepo predict``'s within float32 rounding.
 
 from __future__ import annotations
 
-import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import pandas as pd
 import torch
 
 from drugrepo_assets.api.cache import TargetCache, target_key
-from drugrepo_assets.api.settings import ServingSettings
+from drugrepo_assets.api.settings import MODELS_URI, ServingSettings
 from drugrepo_assets.data.rules import clean_protein, missing_refusal, protein_refusal, smiles_refusal
 from drugrepo_assets.ml.dataset import MoleculeStore
 from drugrepo_assets.ml.evaluate import sigmoid
@@ -28,7 +27,6 @@ from drugrepo_assets.ml.featurize import InvalidSmilesError, drug_graph, encode_
 from drugrepo_assets.ml.model import DrugBAN, load_checkpoint
 from drugrepo_assets.ml.screen import ScreeningEngine, prepare_library, rank_table
 
-_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))/?$")
 VALUE_CHARS = 200
 MESSAGE_CHARS = 500
 
@@ -88,7 +86,7 @@ def registry_version(uri: str, tracking_uri: str | None) -> str:
     """``name/version`` a ``models:/name@alias`` or ``models:/name/version`` URI points at now."""
     from mlflow import MlflowClient
 
-    match = _MODELS_URI.match(uri)
+    match = MODELS_URI.match(uri)
     if match is None:
         return uri
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
@@ -99,18 +97,24 @@ def registry_version(uri: str, tracking_uri: str | None) -> str:
     return f"{match['name']}/{version}"
 
 
-def load_served_model(settings: ServingSettings) -> ServedModel:
-    """The model of ``settings.checkpoint``, else of the registry URI (``models:/<name>@<alias>`` by default)."""
-    if settings.checkpoint:
-        model, extra = load_checkpoint(settings.checkpoint)
-        return ServedModel(model, f"checkpoint:{extra['checkpoint_id']}", extra["checkpoint_id"], settings.checkpoint)
+def alias_missing(exc: BaseException) -> bool:
+    """Whether a registry error says the alias (or its model) does not exist, as opposed to a registry out of reach."""
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(exc, MlflowException) and exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+
+
+def load_model(checkpoint: str | None, uri: str, tracking_uri: str | None) -> ServedModel:
+    """The model of the ``checkpoint`` file, else of the registry ``uri`` (an alias is pinned to the version it names)."""
+    if checkpoint:
+        model, extra = load_checkpoint(checkpoint)
+        return ServedModel(model, f"checkpoint:{extra['checkpoint_id']}", extra["checkpoint_id"], checkpoint)
     import mlflow
 
-    uri = settings.resolved_model_uri()
-    if settings.mlflow_tracking_uri:
-        mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-        mlflow.set_registry_uri(settings.mlflow_tracking_uri)
-    version = registry_version(uri, settings.mlflow_tracking_uri)
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+    version = registry_version(uri, tracking_uri)
     if version != uri and "@" in uri:
         uri = f"models:/{version}"  # pin the version the alias named, so version and weights agree
     with tempfile.TemporaryDirectory(prefix="drugrepo-model-") as folder:  # the weights are in memory once loaded
@@ -118,6 +122,19 @@ def load_served_model(settings: ServingSettings) -> ServedModel:
         path = _checkpoint_in(local) if local.is_dir() else local
         model, extra = load_checkpoint(str(path))
     return ServedModel(model, version, extra["checkpoint_id"], uri)
+
+
+def load_served_model(settings: ServingSettings) -> ServedModel:
+    """The champion: ``settings.checkpoint``, else the registry URI (``models:/<name>@<alias>`` by default)."""
+    return load_model(settings.checkpoint, settings.resolved_model_uri(), settings.mlflow_tracking_uri)
+
+
+def load_challenger(settings: ServingSettings) -> ServedModel:
+    """The challenger: ``settings.challenger_checkpoint``, else ``models:/<name>@<challenger_alias>``."""
+    uri = settings.challenger_uri()
+    if not settings.challenger_checkpoint and uri is None:
+        raise ValueError("no challenger configured (DRUGREPO_CHALLENGER_ALIAS or DRUGREPO_CHALLENGER_CHECKPOINT)")
+    return load_model(settings.challenger_checkpoint, uri or "", settings.mlflow_tracking_uri)
 
 
 def smiles_problem(index: int, field: str, smiles: str, max_atoms: int) -> InputProblem | None:
@@ -219,6 +236,7 @@ class Scorer:
         """Rank a library (raw inputs) against one target, featurised by `prepare_library` as ``drugrepo screen`` does.
 
         Every SMILES passes the text rules first (no RDKit for a refused one); raises `InvalidInputError`.
+        The table's ``pair`` column is each molecule's position in the request (ties rank by it, as by row).
         """
         problem = protein_problem(0, "protein", protein)
         problems = [problem] if problem else []
@@ -229,7 +247,8 @@ class Scorer:
                 text_ok.append(i)
             else:
                 problems.append(refused)
-        library = pd.DataFrame({"id": list(ids), "smiles": [s.strip() for s in smiles]}).iloc[text_ok]
+        positions = [str(i) for i in range(len(smiles))]
+        library = pd.DataFrame({"id": positions, "smiles": [s.strip() for s in smiles]}).iloc[text_ok]
         parts = []
         for start in range(0, len(library), self.library_chunk):  # chunks: no single long call holds the GIL
             molecules, prepared = prepare_library(library.iloc[start : start + self.library_chunk], self.max_atoms)
@@ -251,7 +270,8 @@ class Scorer:
             self.served.checkpoint_id,
             None if top is None else min(top, len(kept)),
         )
-        return table, hit
+        pair = table["drug_id"].astype(int)
+        return table.assign(drug_id=[ids[i] for i in pair], pair=pair), hit
 
 
 def scores(logits: np.ndarray) -> np.ndarray:

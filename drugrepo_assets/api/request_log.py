@@ -1,4 +1,7 @@
-"""Request logging for drift monitoring: per scored pair, the hashed key id, input descriptors and score.
+"""Request logging for drift monitoring and the online champion/challenger comparison: per scored pair, the
+hashed key id, the model (``model_version``, ``checkpoint_id``, ``role``: champion, challenger or shadow), the
+request (``request_id``, shared by a request's pairs and roles; ``pair``, the position in the request), input
+descriptors, logit and score.
 
 One background thread writes the records (descriptors cost RDKit work that should not sit in a
 request's latency) from a bounded queue: when it is full, `RequestLog.submit` drops the batch and
@@ -12,7 +15,8 @@ Layouts, both read by `scan_request_log` (every ``requests-*.jsonl`` of the fold
 - ``s3://bucket/prefix``: S3 has no append, so each flush is a new object
   ``requests-<YYYYMMDD>-<host>-<uuid8>-<seq>.jsonl``, published whole (`drugrepo_assets.files`).
 
-A reader skips and counts lines that are not a JSON object (a replica killed mid-line, garbage bytes).
+A reader skips and counts lines that are not a JSON object (a replica killed mid-line, garbage bytes); records
+written before roles existed read as role ``champion`` (they were answered by the one model served).
 """
 
 from __future__ import annotations
@@ -47,7 +51,9 @@ _PROTEIN_CACHE = 1024
 
 @dataclass
 class LoggedBatch:
-    """Pairs scored by one request."""
+    """Pairs scored by one request and one model: ``role`` is champion or challenger (the model that answered) or
+    shadow (the challenger's copy, never answered); ``request_id`` is shared by the request's records of every role,
+    ``pairs`` are the pairs' positions in the request (default: in order), so a pair's scores join across roles."""
 
     endpoint: str
     key_id: str
@@ -57,6 +63,9 @@ class LoggedBatch:
     proteins: Sequence[str]
     logits: Sequence[float]
     scores: Sequence[float]
+    role: str = "champion"
+    request_id: str = ""
+    pairs: Sequence[int] | None = None
 
 
 @dataclass
@@ -80,6 +89,7 @@ def _parse(data: bytes, records: list[dict]) -> int:
             malformed += 1
             continue
         if isinstance(record, dict):
+            record.setdefault("role", "champion")
             records.append(record)
         else:
             malformed += 1
@@ -370,7 +380,10 @@ class RequestLog:
 
     def _render(self, ts: datetime, batch: LoggedBatch) -> bytes:
         lines = []
-        for s, p, logit, score in zip(batch.smiles, batch.proteins, batch.logits, batch.scores):
+        pairs = range(len(batch.smiles)) if batch.pairs is None else batch.pairs
+        for s, p, logit, score, pair in zip(
+            batch.smiles, batch.proteins, batch.logits, batch.scores, pairs, strict=True
+        ):
             if p not in self._proteins:
                 if len(self._proteins) >= _PROTEIN_CACHE:
                     self._proteins.clear()
@@ -381,6 +394,9 @@ class RequestLog:
                 "key_id": batch.key_id,
                 "model_version": batch.model_version,
                 "checkpoint_id": batch.checkpoint_id,
+                "role": batch.role,
+                "request_id": batch.request_id,
+                "pair": int(pair),
                 **(molecule_descriptors(s) or {}),
                 **self._proteins[p],
                 "logit": float(logit),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -26,6 +26,13 @@ CHECKPOINT_ID = (
     f"The id of the model's weights ({CHECKPOINT_ID_CHARS} hex digits): the checkpoint_id of score tables, "
     "of the MLflow training run and of the registry version."
 )
+
+
+ROLE = (
+    "The role of the model that answered: champion, or challenger for the share of requests DRUGREPO_CHALLENGER_SHARE "
+    "sends it in split mode (a shadow challenger never answers)."
+)
+Role = Literal["champion", "challenger"]
 
 
 class Pair(BaseModel):
@@ -58,6 +65,7 @@ class PredictResponse(BaseModel):
     predictions: list[Prediction]
     model_version: str = Field(description=MODEL_VERSION)
     checkpoint_id: str = Field(description=CHECKPOINT_ID)
+    role: Role = Field(description=ROLE)
 
 
 class ScreenRequest(BaseModel):
@@ -88,6 +96,7 @@ class ScreenResponse(BaseModel):
     results: list[ScreenHit]
     model_version: str = Field(description=MODEL_VERSION)
     checkpoint_id: str = Field(description=CHECKPOINT_ID)
+    role: Role = Field(description=ROLE)
 
 
 class Problem(BaseModel):

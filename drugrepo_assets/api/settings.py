@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL_NAME = "drugban-human"
 DEFAULT_ALIAS = "champion"
+MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))/?$")
 
 
 def default_request_log_dir() -> str:
@@ -108,10 +111,43 @@ class ServingSettings(BaseSettings):
         ge=0,
         description="Seconds between re-reads of the registry alias (0: never): a promotion or rollback is served without a restart.",
     )
+    challenger_alias: str | None = Field(
+        default=None,
+        description="Registry alias of a challenger served beside the champion (models:/<name>@<alias>, the "
+        "champion's registered name), followed like the champion.",
+    )
+    challenger_checkpoint: str | None = Field(
+        default=None, description="A checkpoint file served as the challenger instead of a registry alias."
+    )
+    challenger_share: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of requests that reach the challenger: answered by it (split) or copied to it (shadow).",
+    )
+    challenger_mode: Literal["split", "shadow"] = Field(
+        default="split",
+        description="split: the challenger answers its share of requests; shadow: the champion answers every "
+        "request and the challenger scores a copy off the answer path (log and metrics only).",
+    )
+    challenger_seed: int | None = Field(
+        default=None, description="Seed of the per-request challenger draw (unset: from the system's randomness)."
+    )
+    shadow_max_queued: int = Field(
+        default=64,
+        ge=1,
+        description="Shadow copies waiting for the challenger; more are dropped and counted (the answers never wait).",
+    )
     torch_threads: int = Field(default=1, ge=1, description="torch intra-op threads per worker.")
     max_screen_smiles: int = Field(default=10_000, ge=1, description="Most SMILES in one /v1/screen request.")
     host: str = Field(default="127.0.0.1", description="Address uvicorn binds.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port uvicorn binds.")
+
+    @model_validator(mode="after")
+    def _one_challenger(self) -> ServingSettings:
+        if self.challenger_alias and self.challenger_checkpoint:
+            raise ValueError("set DRUGREPO_CHALLENGER_ALIAS or DRUGREPO_CHALLENGER_CHECKPOINT, not both")
+        return self
 
     def keys(self) -> list[str]:
         """The accepted API keys (empty entries dropped)."""
@@ -121,6 +157,21 @@ class ServingSettings(BaseSettings):
         """The registry URI to load when no checkpoint file is given."""
         return self.model_uri or f"models:/{self.model_name}@{self.model_alias}"
 
+    def challenger_uri(self) -> str | None:
+        """The challenger's registry URI, ``models:/<name>@<challenger_alias>`` with the champion's registered name."""
+        if not self.challenger_alias:
+            return None
+        match = MODELS_URI.match(self.model_uri or "")
+        return f"models:/{match['name'] if match else self.model_name}@{self.challenger_alias}"
+
+    def has_challenger(self) -> bool:
+        """Whether a challenger is configured (an alias or a file)."""
+        return bool(self.challenger_alias or self.challenger_checkpoint)
+
     def follows_alias(self) -> bool:
         """Whether the API re-reads a registry alias while it runs (no checkpoint file, an ``@alias`` URI, refresh on)."""
         return not self.checkpoint and "@" in self.resolved_model_uri() and self.model_refresh_seconds > 0
+
+    def follows_challenger(self) -> bool:
+        """Whether the API re-reads the challenger's alias while it runs (an alias configured, refresh on)."""
+        return bool(self.challenger_alias) and self.model_refresh_seconds > 0

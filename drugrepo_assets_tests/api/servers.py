@@ -7,7 +7,8 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,3 +170,27 @@ def metric_value(text: str, name: str, labels: dict[str, str] | None = None) -> 
             if sample.name == name and all(sample.labels.get(k) == v for k, v in (labels or {}).items()):
                 return sample.value
     return 0.0
+
+
+def poll_until(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
+    """Poll ``condition`` until it holds; fail after a generous deadline (a wait on a condition, never a timed assertion)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def challenger_checkpoint(golden: Path, out: Path) -> str:
+    """A second model: the golden weights with the classifier's last bias raised by 1 (every logit +1), saved with
+    `save_checkpoint` at ``out``; returns its checkpoint id."""
+    import torch
+
+    from drugrepo_assets.ml.model import checkpoint_id, load_checkpoint, save_checkpoint
+
+    model, _ = load_checkpoint(str(golden))
+    last_bias = [name for name, _ in model.named_parameters() if name.endswith(".bias")][-1]
+    with torch.no_grad():
+        model.get_parameter(last_bias).add_(1.0)
+    save_checkpoint(str(out), model)
+    return checkpoint_id(model)
