@@ -101,9 +101,12 @@ def write_local_atomic(path: str | Path, write: Callable[[BinaryIO], Any]) -> No
     _replace_from(Path(path), write)
 
 
-def write_bytes_atomic(path: UPath, data: bytes) -> None:
-    """Publish ``data`` at ``path`` in one atomic step (rename locally, one PUT or multipart on S3)."""
-    if is_local(path):
+def write_bytes_atomic(path: UPath | Path, data: bytes) -> None:
+    """Publish ``data`` at ``path`` (a `UPath` or a plain local `Path`) in one atomic step (rename locally,
+    one PUT or multipart on S3)."""
+    if not isinstance(path, UPath):
+        _replace_from(path, lambda handle: handle.write(data))
+    elif is_local(path):
         _replace_from(Path(path.path), lambda handle: handle.write(data))
     else:
         path.fs.pipe_file(path.path, data)
