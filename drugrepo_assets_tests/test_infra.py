@@ -509,6 +509,7 @@ def test_the_evaluator_follows_terraform() -> None:
             "azs": ["a", "b", "c"],
             "enable_nat_gateway": True,
             "single_nat_gateway": True,
+            "interface_endpoints": ["sts", "ecr.api"],
             "kms_key_arn": UNKNOWN,
             "log_retention_days": 1,
         },
@@ -518,7 +519,13 @@ def test_the_evaluator_follows_terraform() -> None:
     assert subnets["aws_subnet.public[1]"].get("tags") == {"Name": "n-public-b", "kubernetes.io/role/elb": "1"}
     assert network.local("nat_count") == 1
     assert len(dict(network.resources("aws_route"))) == 1 + 3
-    assert network.variable("interface_endpoints") == []
+    endpoints = dict(network.resources("aws_vpc_endpoint"))
+    assert sorted(endpoints) == [
+        'aws_vpc_endpoint.interface["ecr.api"]',
+        'aws_vpc_endpoint.interface["sts"]',
+        "aws_vpc_endpoint.s3",
+    ]
+    assert endpoints['aws_vpc_endpoint.interface["sts"]'].get("service_name") == "com.amazonaws.r.sts"
     assert isinstance(subnets["aws_subnet.public[0]"].get("id"), Unknown)
     with pytest.raises(AssertionError, match="required variable name"):
         Instance(INFRA / "modules" / "network", {}).variable("name")
