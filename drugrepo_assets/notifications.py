@@ -53,7 +53,7 @@ FIGURES: tuple[tuple[str, str], ...] = (
 OBJECT_KEYS: tuple[str, ...] = ("checkpoint", "uri", "path", "table", "pictures")
 """Metadata entries that hold the stored object, in order of preference."""
 CANDIDATE_KEYS: tuple[str, ...] = ("top_candidates", "best_per_target")
-"""Table metadata entries (`assets.screening.table_metadata`) listing the best candidates, in order of preference."""
+"""Table metadata entries (`assets.metadata.table_metadata`) listing the best candidates, in order of preference."""
 MAX_CANDIDATES = 5
 MAX_ERROR_CHARS = 600
 

@@ -29,7 +29,7 @@ from dagster import (
     materialize,
 )
 
-from drugrepo_assets.assets.screening import table_metadata
+from drugrepo_assets.assets.metadata import table_metadata
 from drugrepo_assets.notifications import SlackMessage, SlackNotifier, slack_on_materialization, slack_on_run_failure
 from drugrepo_assets.sensors import landing_sensor, retrain_sensor
 from drugrepo_assets_tests.data.rows import real_rows, write_csv

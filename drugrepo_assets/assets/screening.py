@@ -31,17 +31,15 @@ from dagster import (
     Out,
     Output,
     RetryPolicy,
-    TableMetadataValue,
     asset,
     graph_asset,
     multi_asset,
     op,
 )
-from pandas.api.types import is_bool_dtype, is_float_dtype, is_integer_dtype
 from pydantic import BaseModel, ConfigDict
 
 from drugrepo_assets.assets.features import feature_store
-from drugrepo_assets.assets.metadata import image_markdown, metadata_table
+from drugrepo_assets.assets.metadata import image_markdown, table_metadata
 from drugrepo_assets.data.library import library_files, read_checked_targets
 from drugrepo_assets.data.rules import clean_protein
 from drugrepo_assets.data.sources import InputFileError
@@ -311,21 +309,6 @@ def scores_root(storage: StorageResource, dataset: str, checkpoint: str) -> Any:
 
 def _target_codes(store: Any, targets: pd.DataFrame) -> torch.Tensor:
     return store.proteins.load(targets["feature_id"].tolist(), targets["shard"].tolist())
-
-
-def _column_type(dtype: Any) -> str:
-    """A column's type in table metadata (bool, int, float or string)."""
-    if is_bool_dtype(dtype):
-        return "bool"
-    if is_integer_dtype(dtype):
-        return "int"
-    return "float" if is_float_dtype(dtype) else "string"
-
-
-def table_metadata(table: pd.DataFrame) -> TableMetadataValue:
-    """A small table as table metadata, each column typed by its dtype (the UI sorts it; Slack reads its rows)."""
-    rows = [{str(name): value for name, value in row.items()} for row in table.to_dict("records")]
-    return metadata_table(rows, {str(name): _column_type(dtype) for name, dtype in table.dtypes.items()})
 
 
 @op(tags=GPU_OP_TAGS, pool=GPU_POOL, retry_policy=SHARD_RETRIES, out=Out(ShardResult, io_manager_key="json_io_manager"))
