@@ -101,6 +101,11 @@ class ApiMetrics:
         self.pool_busy = Gauge(
             "drugrepo_pool_requests", "Requests in the scoring pool, running or waiting.", registry=self.registry
         )
+        self.pool_capacity = Gauge(
+            "drugrepo_pool_capacity",
+            "Requests the scoring pool holds at most (workers + waiting line); more are refused with 503.",
+            registry=self.registry,
+        )
         self.pool_refused = Counter(
             "drugrepo_pool_refused",
             "Requests refused with 503 because the scoring pool was full.",

@@ -31,6 +31,8 @@ class WorkPool:
         self.metrics = metrics
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="drugrepo-worker")
         self._in_pool = 0
+        if metrics is not None:
+            metrics.pool_capacity.set(self.capacity)
 
     @property
     def in_pool(self) -> int:

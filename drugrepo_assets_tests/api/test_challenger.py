@@ -36,8 +36,6 @@ from drugrepo_assets_tests.api.servers import (
     running_mlflow,
 )
 
-pytestmark = pytest.mark.services
-
 KEY = "cc-key"
 ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
 PROTEIN = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ"
@@ -130,6 +128,7 @@ def test_a_challenger_is_an_alias_or_a_file_not_both() -> None:
         ServingSettings(challenger_share=1.2)
 
 
+@pytest.mark.services  # starts drugrepo serve
 def test_split_sends_about_the_share_to_the_challenger(split_api: Api, models: Models) -> None:
     ids = {"champion": models.champion_id, "challenger": models.challenger_id}
     roles: Counter[str] = Counter()
@@ -180,6 +179,7 @@ def test_split_sends_about_the_share_to_the_challenger(split_api: Api, models: M
     }
 
 
+@pytest.mark.services  # starts drugrepo serve
 def test_the_challenger_answers_with_its_own_logits(split_api: Api) -> None:
     """Every logit of the challenger is the champion's + 1 (its last bias): the role in the answer is the model's."""
     by_role: dict[str, float] = {}
@@ -190,6 +190,7 @@ def test_the_challenger_answers_with_its_own_logits(split_api: Api) -> None:
     assert by_role["challenger"] == pytest.approx(by_role["champion"] + 1.0, abs=1e-4)
 
 
+@pytest.mark.services  # starts drugrepo serve
 def test_shadow_answers_from_the_champion_and_logs_the_challenger_beside_it(shadow_api: Api, models: Models) -> None:
     requests = 20
     answers: dict[str, dict] = {}
@@ -240,6 +241,7 @@ def test_shadow_answers_from_the_champion_and_logs_the_challenger_beside_it(shad
     assert metric_value(text, "drugrepo_shadow_dropped_total", {"reason": "error"}) == 0
 
 
+@pytest.mark.services  # starts drugrepo serve
 def test_a_challenger_that_fails_to_load_leaves_the_champion_serving(
     tmp_path: Path, models: Models, golden_dir: Path
 ) -> None:
@@ -277,6 +279,7 @@ def _register(client: MlflowClient, name: str, checkpoint: Path) -> str:
     return client.create_model_version(name, source, run_id=run.info.run_id).version
 
 
+@pytest.mark.services  # starts drugrepo serve
 def test_a_challenger_alias_is_followed_and_dropped_with_the_alias(tmp_path: Path, models: Models) -> None:
     name = "drugban-cc"
     with running_mlflow(tmp_path / "mlflow") as url:
