@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.drugrepo-installed
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: demo test lint dev venv postgres chromium redis prometheus docker-constraints
+.PHONY: demo test lint dev venv postgres chromium redis prometheus checkov docker-constraints
 
 venv: $(INSTALLED)
 
@@ -50,6 +50,15 @@ ifeq ($(PROMETHEUS),)
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends prometheus
 endif
 
+# checkov (test_infra's policy scan of infra/) in its own venv: its pins (boto3, packaging, networkx) clash with the project's.
+CHECKOV_VENV := .venv-checkov
+
+checkov: $(CHECKOV_VENV)/bin/checkov
+
+$(CHECKOV_VENV)/bin/checkov:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install checkov==3.3.30
+
 # Chromium for the browser test (drugrepo_assets_tests/test_e2e_ui.py, driven by Playwright, which
 # never downloads a browser here): Debian's package when missing.
 CHROMIUM := $(firstword $(shell command -v chromium 2>/dev/null) $(wildcard /usr/bin/chromium))
@@ -71,7 +80,7 @@ lint: $(INSTALLED)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint postgres redis chromium prometheus
+test: lint postgres redis chromium prometheus checkov
 	$(BIN)/pytest -q -n 2
 
 dev: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml
