@@ -8,7 +8,8 @@ step pods, see `drugrepo_assets.k8s`). Secrets and URIs of the deployed environm
 ``DRUGREPO_TRAINING_PROFILE`` (``demo``, ``full`` or ``tiny``) overrides it, e.g. ``tiny`` for the
 end-to-end UI test; ``DRUGREPO_EXECUTOR=in_process`` (local only) runs each run's steps in one
 process instead of a process per step (the UI test: no per-step imports of torch and RDKit). Locally
-Slack is used only when ``SLACK_BOT_TOKEN`` is set.
+Slack is used only when ``SLACK_BOT_TOKEN`` is set. ``DRUGREPO_RETRAIN_CRON`` (a setting of each
+environment's drugrepo.env) times the retraining schedule (`drugrepo_assets.schedules`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from drugrepo_assets.resources import (
     SplitSettings,
     TrainingProfile,
 )
+from drugrepo_assets.schedules import DEFAULT_RETRAIN_CRON, RETRAIN_CRON_VAR, retrain_schedule
 from drugrepo_assets.sensors import LandingZone, RetrainPolicy, ingest_job, landing_sensor, retrain_job, retrain_sensor
 from drugrepo_assets.storage import StorageResource
 
@@ -144,11 +146,14 @@ def _executor(env: str, executor: str | None) -> ExecutorDefinition:
     return in_process_executor
 
 
-def build_defs(env: str, profile: str | None = None, executor: str | None = None) -> Definitions:
+def build_defs(
+    env: str, profile: str | None = None, executor: str | None = None, retrain_cron: str | None = None
+) -> Definitions:
     """The code location's definitions for one environment (``local``, ``staging`` or ``prod``).
 
     ``profile`` names a training profile to use instead of the environment's (``tiny`` in UI tests);
     ``tiny`` also screens only `SMOKE_SCREENING`'s capped library, the whole pipeline being a smoke test.
+    ``retrain_cron`` times the retraining schedule (default `DEFAULT_RETRAIN_CRON`).
     """
     if env not in RESOURCES_BY_ENV:
         known = ", ".join(sorted(RESOURCES_BY_ENV))
@@ -165,9 +170,15 @@ def build_defs(env: str, profile: str | None = None, executor: str | None = None
         asset_checks=all_asset_checks,
         jobs=[materialize_all_job, screening_inputs_job, screening_job, hpo_job, ingest_job, retrain_job],
         sensors=[landing_sensor, retrain_sensor, automation_sensor, slack_on_materialization, slack_on_run_failure],
+        schedules=[retrain_schedule(env, retrain_cron or DEFAULT_RETRAIN_CRON)],
         resources=resources,
         executor=_executor(env, executor),
     )
 
 
-defs = build_defs(os.environ.get(ENV_VAR, DEFAULT_ENV), os.environ.get(PROFILE_VAR), os.environ.get(EXECUTOR_VAR))
+defs = build_defs(
+    os.environ.get(ENV_VAR, DEFAULT_ENV),
+    os.environ.get(PROFILE_VAR),
+    os.environ.get(EXECUTOR_VAR),
+    os.environ.get(RETRAIN_CRON_VAR),
+)

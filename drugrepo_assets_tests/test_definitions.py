@@ -1,14 +1,27 @@
 """The code location loads in every environment and exposes exactly the expected graph."""
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import yaml
-from dagster import AssetCheckKey, AssetKey, Definitions
+from dagster import (
+    AssetCheckKey,
+    AssetKey,
+    AssetMaterialization,
+    DagsterInstance,
+    DefaultScheduleStatus,
+    Definitions,
+    build_schedule_context,
+    instance_for_test,
+)
 
 from drugrepo_assets.data.sources import DATASETS
 from drugrepo_assets.definitions import RESOURCES_BY_ENV, build_defs, defs
+from drugrepo_assets.schedules import RETRAIN_CRON_VAR
+from drugrepo_assets.sensors import RETRAIN_REASON_TAG, retrain_decision
+from drugrepo_assets_tests.test_deployments import read_env_file
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -156,3 +169,65 @@ def test_instance_yaml_files_agree_and_disable_telemetry() -> None:
             },
         ]
     }
+
+
+TICK = datetime(2025, 3, 2, 3, 0, tzinfo=UTC)
+"""A fixed scheduled time for the schedule tests."""
+FEATURES = ("dataset_splits", "drug_graphs", "protein_encodings")
+
+
+def _materialized(instance: DagsterInstance, dataset: str, *assets: str, rows: int | None = None) -> None:
+    """Record materialisations of ``assets`` for ``dataset`` on the instance, in order (``rows`` as the row count)."""
+    for asset in assets:
+        metadata = {"dagster/row_count": rows} if rows is not None else {}
+        instance.report_runless_asset_event(AssetMaterialization(asset, partition=dataset, metadata=metadata))
+
+
+@pytest.mark.parametrize("env", sorted(RESOURCES_BY_ENV))
+def test_retraining_schedule_of_each_environment(env: str) -> None:
+    """The cron of deployments/<env>/drugrepo.env, stopped locally and running when deployed; at a tick it
+    retrains the partitions whose valid pairs changed since their checkpoint, even below the sensor's growth."""
+    cron = read_env_file(REPO / "deployments" / env / "drugrepo.env")[RETRAIN_CRON_VAR]
+    env_defs = build_defs(env, retrain_cron=cron)
+    schedule = env_defs.resolve_schedule_def("retrain_schedule")
+    assert (schedule.cron_schedule, schedule.execution_timezone, schedule.job_name) == (cron, "UTC", "retrain_job")
+    running = DefaultScheduleStatus.RUNNING if env in ("staging", "prod") else DefaultScheduleStatus.STOPPED
+    assert schedule.default_status == running
+    policy = RESOURCES_BY_ENV[env]["retrain_policy"]
+    with instance_for_test() as instance:
+        _materialized(instance, "human", "validated_pairs", rows=1000)
+        _materialized(instance, "human", *FEATURES, "drugban_checkpoint")
+        _materialized(instance, "human", "validated_pairs", rows=1050)
+        _materialized(instance, "human", *FEATURES)
+        _materialized(instance, "biosnap", "validated_pairs", rows=500)
+        _materialized(instance, "biosnap", *FEATURES, "drugban_checkpoint")
+        _materialized(instance, "bindingdb", "validated_pairs", rows=800)
+        _materialized(instance, "bindingdb", *FEATURES)
+        repository = env_defs.get_repository_def()
+        with build_schedule_context(instance, TICK, {"retrain_policy": policy}, repository) as context:
+            result = schedule.evaluate_tick(context)
+        assert not retrain_decision(instance, "human", policy).retrain  # +5 % is below the sensor's threshold
+    (request,) = result.run_requests or []
+    assert request.partition_key == "human"
+    assert request.run_key == f"scheduled-retrain:human:{TICK.isoformat()}"
+    assert request.tags[RETRAIN_REASON_TAG].startswith(f"schedule {cron}: valid rows 1000 → 1050 (+5.0%)")
+
+
+def test_retraining_schedule_skips_when_no_partition_changed() -> None:
+    prod = build_defs("prod")
+    schedule = prod.resolve_schedule_def("retrain_schedule")
+    with instance_for_test() as instance:
+        _materialized(instance, "human", "validated_pairs", rows=1000)
+        _materialized(instance, "human", *FEATURES, "drugban_checkpoint")
+        policy = RESOURCES_BY_ENV["prod"]["retrain_policy"]
+        with build_schedule_context(instance, TICK, {"retrain_policy": policy}, prod.get_repository_def()) as context:
+            result = schedule.evaluate_tick(context)
+    assert not result.run_requests
+    assert isinstance(result.skip_message, str)
+    assert "human: checkpoint is newer than validated_pairs" in result.skip_message
+    assert "bindingdb: no validated_pairs yet" in result.skip_message
+
+
+def test_a_bad_retrain_cron_is_an_error_naming_the_setting() -> None:
+    with pytest.raises(ValueError, match="DRUGREPO_RETRAIN_CRON='every sunday' is not a cron expression"):
+        build_defs("local", retrain_cron="every sunday")
