@@ -1,55 +1,86 @@
 """Fixtures shared by the whole test suite, and the ``services`` marker given to every test that starts a real service.
 
-``pytest -m "not services"`` is the fast core: no PostgreSQL, Redis, MLflow or moto server, no Dagster
-webserver, no Chromium and no API subprocess. A test is marked when it uses one of ``SERVICE_FIXTURES``
-(directly or through another fixture) or when its module or node id is in ``SERVICE_TESTS``, for the
-tests that start a service in their own code. Loopback ``http.server`` threads (``http_folder``, the
-Slack receiver) are not services: they start in milliseconds inside the test process.
+``pytest -m "not services"`` is the fast core: no PostgreSQL, Redis, MLflow, Prometheus or moto server, no
+Dagster webserver, no Chromium and no API subprocess. A test is marked when it, a fixture it uses (directly
+or through other fixtures) or a function of the test package they call refers to one of
+``SERVICE_STARTERS``, or when it uses one of ``SERVICE_FIXTURES``, which start their server with their own
+commands. Loopback ``http.server`` threads (``http_folder``, the Slack receiver) are not services: they
+start in milliseconds inside the test process.
 """
 
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import CodeType
+from typing import Any
 
 import pytest
 
 GOLDEN_DIR = Path(__file__).resolve().parents[2] / "shared" / "golden"
 
+SERVICE_STARTERS: dict[str, str] = {
+    "running_api": "`drugrepo serve` as a subprocess (api/servers.py)",
+    "running_mlflow": "`mlflow server` (api/servers.py)",
+    "running_redis": "redis-server (api/servers.py)",
+    "redis_server": "redis-server (api/servers.py)",
+    "ThreadedMotoServer": "moto's S3 server (data/servers.py: moto_endpoint, s3_bucket)",
+    "sync_playwright": "Chromium driven by Playwright (test_e2e_ui.py)",
+}
+"""Names whose use starts a service: the helpers that start one, and the libraries' server classes."""
+
 SERVICE_FIXTURES: dict[str, str] = {
     "postgres_server": "initdb + pg_ctl: a PostgreSQL server (postgres.py)",
-    "moto_endpoint": "moto's S3 server (data/servers.py)",
-    "s3_bucket": "a bucket on moto's S3 server (data/servers.py)",
-    "mlflow_server": "`mlflow server` (assets/test_training.py)",
-    "redis_url": "redis-server (api/test_redis.py)",
-    "redis_srv": "redis-server (api/test_ratelimit.py)",
-    "redis_api": "redis-server and `drugrepo serve` (api/test_hostile.py)",
-    "api": "`drugrepo serve` as a subprocess (every `api` fixture of the API tests)",
-    "webserver": "dagster-webserver over workspace.yaml (serving/test_lineage.py)",
     "dagster_dev": "`dagster dev`: webserver and daemon (test_e2e_ui.py)",
+    "webserver": "dagster-webserver over workspace.yaml (serving/test_lineage.py)",
 }
-"""Fixtures that start a real service, and which."""
+"""Fixtures that start a service with their own commands."""
 
-SERVICE_TESTS: dict[str, str] = {
-    "drugrepo_assets_tests/test_e2e_ui.py": "drives headless Chromium (Playwright) against `dagster dev`",
-    "drugrepo_assets_tests/serving/test_serving.py": "its `world` fixture starts `mlflow server`; a test starts `drugrepo serve`",
-    "drugrepo_assets_tests/api/test_ratelimit.py::test_redis_limiter_falls_back_in_process_when_redis_is_gone": (
-        "starts and kills a redis-server in its body"
-    ),
-}
-"""Modules (a path) or tests (path::name) that start a service in their own code, with the reason."""
+TEST_PACKAGE = __name__.rpartition(".")[0]
 
 
-def _starts_a_service(item: pytest.Item) -> bool:
-    """Whether ``item`` uses a service fixture or is listed in ``SERVICE_TESTS`` (its module or itself)."""
+def _names(code: CodeType) -> Iterator[str]:
+    """The global and attribute names ``code`` and the functions nested in it refer to."""
+    yield from code.co_names
+    for constant in code.co_consts:
+        if isinstance(constant, CodeType):
+            yield from _names(constant)
+
+
+def _refers_to_a_starter(function: Callable[..., Any], seen: set[CodeType]) -> bool:
+    """Whether ``function``, or a function of the test package it names, refers to a service starter."""
+    code = getattr(inspect.unwrap(function), "__code__", None)
+    if code is None or code in seen:
+        return False
+    seen.add(code)
+    names = set(_names(code))
+    if names & SERVICE_STARTERS.keys():
+        return True
+    scope = getattr(inspect.unwrap(function), "__globals__", {})
+    return any(
+        _refers_to_a_starter(scope[name], seen)
+        for name in names
+        if inspect.isfunction(scope.get(name)) and scope[name].__module__.startswith(TEST_PACKAGE)
+    )
+
+
+def starts_a_service(item: pytest.Item) -> bool:
+    """Whether ``item`` uses a service fixture, or it or one of its fixtures refers to a service starter."""
     if SERVICE_FIXTURES.keys() & set(getattr(item, "fixturenames", ())):
         return True
-    module, _, name = item.nodeid.partition("::")
-    test = f"{module}::{name.split('[')[0]}"
-    return module in SERVICE_TESTS or test in SERVICE_TESTS
+    functions = [getattr(item, "obj", None)]
+    fixture_info = getattr(item, "_fixtureinfo", None)  # pytest's FuncFixtureInfo: every fixture the test uses
+    if fixture_info is not None:
+        functions += [d.func for defs in fixture_info.name2fixturedefs.values() for d in defs]
+    seen: set[CodeType] = set()
+    return any(_refers_to_a_starter(f, seen) for f in functions if f is not None)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Add the ``services`` marker to every test that starts a real service (see the module's docstring)."""
     for item in items:
-        if _starts_a_service(item):
+        if starts_a_service(item):
             item.add_marker(pytest.mark.services)
 
 
