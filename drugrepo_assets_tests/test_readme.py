@@ -251,7 +251,9 @@ def test_the_cli_chain_writes_what_the_readme_says(readme: Session) -> None:
     assert scored["logit"].notna().all() and scored["score"].between(0, 1).all()
 
     screen = readme.output_of("drugrepo screen").block.text
-    out, top = re.search(r"--out (\S+)", screen).group(1), int(re.search(r"--top (\d+)", screen).group(1))
+    out_option, top_option = re.search(r"--out (\S+)", screen), re.search(r"--top (\d+)", screen)
+    assert out_option and top_option, f"the README's screen names its --out and --top: {screen}"
+    out, top = out_option.group(1), int(top_option.group(1))
     table = pd.read_csv(folder / out / "top.csv")
     assert tuple(table.columns) == SCORE_COLUMNS
     assert table.groupby("target_id").size().eq(top).all()
