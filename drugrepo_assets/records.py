@@ -1,5 +1,5 @@
 """Typed values of the assets read across stages and code locations: the checkpoint, its evaluation, the
-registered model, the drift report and the HPO study.
+registered model, the champion/challenger comparison, the drift report and the HPO study.
 
 The JSON I/O manager stores a record as ``model_dump(mode="json")`` (plain, indented JSON: these fields)
 and validates an input annotated with a record class back into it; an input annotated ``dict`` still
@@ -17,6 +17,7 @@ from drugrepo_assets.ml.evaluate import BinaryMetrics
 from drugrepo_assets.ml.train import EpochRecord
 
 __all__ = [
+    "ChallengerRecord",
     "CheckpointRecord",
     "ColumnDrift",
     "DriftReport",
@@ -25,8 +26,10 @@ __all__ = [
     "HpoSlot",
     "HpoSummary",
     "HpoTrialOutcome",
+    "OnlineComparison",
     "Record",
     "RegisteredModelRecord",
+    "VersionMetrics",
 ]
 
 
@@ -84,8 +87,12 @@ class RegisteredModelRecord(Record):
     checkpoint_id: str
     alias: str
     champion_version: str | None = Field(description="The version the alias names after this materialisation.")
-    promoted: bool = Field(description="Every gate passed, so the alias names this version.")
+    promoted: bool = Field(description="The alias names this version (every gate passed, and no challenger stage).")
     decision: str
+    challenger_alias: str = Field(default="challenger", description="Alias of a version waiting for its comparison.")
+    challenger_version: str | None = Field(
+        default=None, description="The version the challenger alias names after this materialisation."
+    )
     gates: dict[str, str] = Field(description="State of each gating check (passed, failed, not run, planned, stale).")
     model_uri: str
 
@@ -129,6 +136,48 @@ class DriftReport(Record):
     comparisons: dict[str, DriftSummary]
     reports: dict[str, str] = Field(description="URI of each comparison's Evidently HTML report.")
     drifted: list[str] = Field(description="The comparisons whose data drifted.")
+
+
+class VersionMetrics(Record):
+    """Test metrics of one registry version on the comparison's split, at its own validation threshold."""
+
+    version: str
+    checkpoint_id: str
+    strategy: str = Field(description="The split strategy the version was trained on.")
+    threshold: float = Field(description="Probability threshold, F1-optimal on the comparison's validation rows.")
+    test: BinaryMetrics
+
+
+class OnlineComparison(Record):
+    """The champion and the challenger on live traffic, from the API's request log."""
+
+    requests: dict[str, int] = Field(description="Distinct requests per role (champion, challenger, shadow).")
+    pairs: dict[str, int] = Field(description="Scored pairs per role.")
+    shadow_pairs: int = Field(description="Pairs scored by both: shadow records joined to the champion's.")
+    mean_abs_score_diff: float | None = Field(description="Mean |challenger score - champion score| over shadow pairs.")
+    decision_disagreement: float | None = Field(
+        description="Share of shadow pairs whose decisions differ, each version at its own threshold."
+    )
+    spearman: float | None = Field(description="Spearman rank correlation of the two scores over shadow pairs.")
+    score_drift: DriftSummary = Field(description="The challenger's scores against the champion's (all its records).")
+
+
+class ChallengerRecord(Record):
+    """The value of `champion_challenger`: both versions compared offline and online, and what the gate decided."""
+
+    name: str
+    dataset: str
+    created: str = Field(description="When the comparison was made (ISO 8601, UTC).")
+    champion_version: str | None = Field(description="The champion compared (before any promotion).")
+    challenger_version: str | None = Field(description="The challenger compared (None: there was none).")
+    split: str = Field(default="", description="The rows both were evaluated on: <strategy>/test, capped and seeded.")
+    champion: VersionMetrics | None = None
+    challenger: VersionMetrics | None = None
+    online: OnlineComparison | None = None
+    decision: str = Field(description="promoted, held, or no challenger.")
+    reasons: list[str] = Field(description="Why the challenger was held; on promotion, what it passed.")
+    promoted: bool
+    champion_after: str | None = Field(description="The version the champion alias names after the decision.")
 
 
 class HpoSlot(Record):

@@ -1,15 +1,18 @@
-"""Serving-stage assets: the registered model (MLflow Model Registry, alias moved only through the gates)
-and the drift report (Evidently), downstream of the training location's assets.
+"""Serving-stage assets: the registered model (MLflow Model Registry, aliases moved only through the gates),
+the champion/challenger comparison that promotes or holds a challenger, and the drift report (Evidently),
+downstream of the training location's assets.
 
 The training location's assets appear here as external `AssetSpec`s with the same keys, partitions
 and I/O managers, so the UI draws lineage across the two locations and their values load here, as the
 records (`drugrepo_assets.records`) the inputs are annotated with.
 """
 
+import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from dagster import (
@@ -25,12 +28,27 @@ from dagster import (
     asset,
 )
 
+from drugrepo_assets.api.challenger import CHALLENGER, CHAMPION, ROLES, SHADOW
 from drugrepo_assets.api.request_log import scan_request_log
 from drugrepo_assets.assets.metadata import metadata_table
+from drugrepo_assets.data.splits import split_subset
+from drugrepo_assets.ml.dataset import PairData
 from drugrepo_assets.ml.descriptors import DESCRIPTOR_COLUMNS, pair_descriptor_table
+from drugrepo_assets.ml.model import load_checkpoint
+from drugrepo_assets.ml.pipeline import pair_data
 from drugrepo_assets.partitions import dataset_partitions
-from drugrepo_assets.records import CheckpointRecord, DriftReport, DriftSummary, EvaluationRecord, RegisteredModelRecord
+from drugrepo_assets.records import (
+    ChallengerRecord,
+    CheckpointRecord,
+    DriftReport,
+    DriftSummary,
+    EvaluationRecord,
+    OnlineComparison,
+    RegisteredModelRecord,
+    VersionMetrics,
+)
 from drugrepo_assets.resources import MlflowTracking
+from drugrepo_assets.serving.challenger import challenger_verdict, offline_metrics, online_comparison
 from drugrepo_assets.serving.drift import compare
 from drugrepo_assets.serving.gates import GateOutcome, gate_outcomes
 from drugrepo_assets.serving.registry import (
@@ -38,11 +56,17 @@ from drugrepo_assets.serving.registry import (
     alias_version,
     checkpoint_source,
     promote,
+    promote_challenger,
     register_checkpoint,
     registered_name,
+    set_challenger,
+    version_checkpoint,
 )
-from drugrepo_assets.serving.resources import DriftSettings, RegistrySettings
+from drugrepo_assets.serving.resources import ChallengerSettings, DriftSettings, RegistrySettings
 from drugrepo_assets.storage import StorageResource
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 TRAINING_LOCATION = "drugrepo_assets"
 
@@ -65,6 +89,21 @@ external_assets = [
 ]
 
 DRIFT_CHECK = "drift_report_no_drift"
+OFFLINE_COLUMNS = {
+    "role": "string",
+    "version": "string",
+    "checkpoint_id": "string",
+    "strategy": "string",
+    "threshold": "float",
+    "auroc": "float",
+    "auprc": "float",
+    "f1": "float",
+    "accuracy": "float",
+    "sensitivity": "float",
+    "specificity": "float",
+    "n": "int",
+}
+TRAFFIC_COLUMNS = {"role": "string", "version": "string", "requests": "int", "pairs": "int"}
 GATE_COLUMNS = {"check": "string", "state": "string", "description": "string"}
 DRIFT_COLUMNS = {
     "comparison": "string",
@@ -92,7 +131,8 @@ def registered_model(
     mlflow_tracking: MlflowTracking,
     storage: StorageResource,
 ) -> Output[RegisteredModelRecord]:
-    """The checkpoint as a version of ``<prefix>-<dataset>``; the alias moves to it only if every gate passed.
+    """The checkpoint as a version of ``<prefix>-<dataset>``; only if every gate passed does it get an alias:
+    the champion's when there is no champion yet (or ``promote_directly``), else the challenger's.
 
     Gates: the training location's checks (finite losses, reproducible val AUROC, test AUROC floor)
     on the latest materialisations, read from the instance, and an evaluation of this very checkpoint
@@ -127,9 +167,8 @@ def registered_model(
     for outcome in outcomes:
         client.set_model_version_tag(name, version.version, f"gate.{outcome.check.split(':')[1]}", outcome.state)
     if gates_passed:
-        move = promote(client, name, registry_settings.alias, version.version)
-        decision = "promoted" if move.from_version != move.to_version else "already champion"
-        context.log.info(f"{name}@{move.alias}: {move.from_version} -> {move.to_version}")
+        decision = _place_passing_version(client, name, str(version.version), registry_settings)
+        context.log.info(f"{name} version {version.version}: {decision}")
     else:
         failing = [o.check for o in outcomes if not o.passed] + (
             [] if same_checkpoint else ["evaluation of another checkpoint"]
@@ -137,6 +176,7 @@ def registered_model(
         decision = "held back: " + ", ".join(failing)
         context.log.warning(f"{name} version {version.version} not promoted ({decision})")
     champion = alias_version(client, name, registry_settings.alias)
+    challenger = alias_version(client, name, registry_settings.challenger_alias)
     record = RegisteredModelRecord(
         name=name,
         version=str(version.version),
@@ -146,10 +186,12 @@ def registered_model(
         checkpoint_id=ckpt.checkpoint_id,
         alias=registry_settings.alias,
         champion_version=champion,
-        promoted=gates_passed,
+        promoted=gates_passed and champion == str(version.version),
         decision=decision,
         gates={o.check: o.state for o in outcomes},
         model_uri=f"models:/{name}@{registry_settings.alias}",
+        challenger_alias=registry_settings.challenger_alias,
+        challenger_version=challenger,
     )
     return Output(
         record,
@@ -158,12 +200,30 @@ def registered_model(
             "version": MetadataValue.text(record.version),
             "checkpoint_id": MetadataValue.text(ckpt.checkpoint_id),
             "champion_version": MetadataValue.text(champion or "none"),
+            "challenger_version": MetadataValue.text(challenger or "none"),
             "decision": MetadataValue.text(decision),
             "gates": _gates_table(outcomes),
             "model_uri": MetadataValue.text(record.model_uri),
             "mlflow_run": MetadataValue.url(ckpt.mlflow_run_url),
         },
     )
+
+
+def _place_passing_version(client: "MlflowClient", name: str, version: str, settings: RegistrySettings) -> str:
+    """Give a version whose gates passed its alias: the champion's when there is none (or ``promote_directly``),
+    else the challenger's, for `champion_challenger` to judge; the decision in words."""
+    champion = alias_version(client, name, settings.alias)
+    if champion == version:
+        return "already champion"
+    if champion is None or settings.promote_directly:
+        move = promote(client, name, settings.alias, version)
+        if alias_version(client, name, settings.challenger_alias) == version:
+            client.delete_registered_model_alias(name, settings.challenger_alias)
+        return f"promoted: {name}@{move.alias} {move.from_version or 'none'} -> {move.to_version}"
+    move = set_challenger(client, name, version, settings.challenger_alias)
+    if move.from_version == move.to_version:
+        return f"already challenger of champion version {champion}"
+    return f"challenger of champion version {champion} (replacing {move.from_version or 'none'})"
 
 
 def _gates_table(outcomes: list[GateOutcome]) -> TableMetadataValue:
@@ -267,3 +327,157 @@ def drift_report(
         description=f"drift in {', '.join(drifted)}" if drifted else "no drift in landed data or requests",
         metadata={f"{x.name}_share_drifted": MetadataValue.float(x.share_drifted) for x in summaries},
     )
+
+
+@asset(
+    partitions_def=dataset_partitions,
+    group_name="serving",
+    io_manager_key="json_io_manager",
+    kinds={"mlflow", "pytorch"},
+    deps=[registered_model],
+)
+def champion_challenger(
+    context: AssetExecutionContext,
+    dataset_splits: pd.DataFrame,
+    registry_settings: RegistrySettings,
+    challenger_settings: ChallengerSettings,
+    drift_settings: DriftSettings,
+    mlflow_tracking: MlflowTracking,
+    storage: StorageResource,
+) -> Output[ChallengerRecord]:
+    """The challenger against the champion: test metrics on the same rows, agreement and score drift on live
+    traffic (the request log); the challenger replaces the champion only when the gate says it is not worse.
+
+    Promotion records the previous champion (``drugrepo rollback`` goes back to it) and removes the
+    challenger alias; either way both versions are tagged with the decision (`challenger.*`).
+    """
+    dataset = context.partition_key
+    name = registered_name(registry_settings.model_prefix, dataset)
+    client = mlflow_tracking.client()
+    champion = alias_version(client, name, registry_settings.alias)
+    challenger = alias_version(client, name, registry_settings.challenger_alias)
+    if champion is None or challenger is None or champion == challenger:
+        return _no_comparison(name, dataset, champion, challenger)
+    s = challenger_settings
+    strategy = client.get_model_version(name, challenger).tags.get("strategy")
+    if not strategy:
+        raise ValueError(f"{name} version {challenger} has no 'strategy' tag: no split to compare the two on")
+    val, test = (
+        pair_data(split_subset(dataset_splits, strategy, split, s.max_eval_pairs, seed=s.seed))
+        for split in ("val", "test")
+    )
+    metrics = {
+        version: _version_metrics(client, name, version, val, test, s.device) for version in (champion, challenger)
+    }
+    scan = scan_request_log(drift_settings.resolved_request_log_dir(), drift_settings.s3_endpoint_url)
+    online, html = online_comparison(
+        scan.records, name, metrics[champion], metrics[challenger], drift_settings.drift_share, drift_settings.min_rows
+    )
+    verdict = challenger_verdict(metrics[champion], metrics[challenger], online, s)
+    if verdict.promote:
+        move = promote_challenger(client, name, registry_settings.alias, registry_settings.challenger_alias)
+        context.log.info(f"{name}@{move.alias}: {move.from_version} -> {move.to_version} ({'; '.join(verdict.passed)})")
+    else:
+        context.log.warning(f"{name} version {challenger} held as challenger: {'; '.join(verdict.failed)}")
+    record = ChallengerRecord(
+        name=name,
+        dataset=dataset,
+        created=datetime.now(UTC).isoformat(),
+        champion_version=champion,
+        challenger_version=challenger,
+        split=f"{strategy}/test, {len(test)} pairs (at most {s.max_eval_pairs}, seed {s.seed})",
+        champion=metrics[champion],
+        challenger=metrics[challenger],
+        online=online,
+        decision="promoted" if verdict.promote else "held",
+        reasons=verdict.passed if verdict.promote else verdict.failed,
+        promoted=verdict.promote,
+        champion_after=alias_version(client, name, registry_settings.alias),
+    )
+    _tag_decision(client, record, champion, challenger)
+    metadata = _comparison_metadata(record, online) | {"request_log_files": MetadataValue.int(scan.files)}
+    if html is not None:
+        uri = storage.write_bytes(html.encode(), "champion_challenger", dataset, f"{context.run.run_id}/scores.html")
+        metadata["score_drift_report"] = MetadataValue.path(uri)
+    return Output(record, metadata=metadata)
+
+
+def _no_comparison(name: str, dataset: str, champion: str | None, challenger: str | None) -> Output[ChallengerRecord]:
+    """The record when there is nothing to compare: no challenger, no champion, or both aliases on one version."""
+    reason = (
+        "no challenger"
+        if challenger is None
+        else "no champion to compare with"
+        if champion is None
+        else "the challenger alias names the champion"
+    )
+    record = ChallengerRecord(
+        name=name,
+        dataset=dataset,
+        created=datetime.now(UTC).isoformat(),
+        champion_version=champion,
+        challenger_version=challenger,
+        decision="no challenger" if challenger is None else "held",
+        reasons=[reason],
+        promoted=False,
+        champion_after=champion,
+    )
+    return Output(
+        record, metadata={"decision": MetadataValue.text(record.decision), "reasons": MetadataValue.json([reason])}
+    )
+
+
+def _version_metrics(
+    client: "MlflowClient", name: str, version: str, val: PairData, test: PairData, device: str
+) -> VersionMetrics:
+    """One registry version's offline metrics: its checkpoint downloaded, loaded and evaluated."""
+    with tempfile.TemporaryDirectory(prefix="drugrepo-compare-") as folder:
+        model, extra = load_checkpoint(
+            str(version_checkpoint(client, name, version, Path(folder))), map_location=device
+        )
+    strategy = client.get_model_version(name, version).tags.get("strategy", "")
+    return offline_metrics(model, version, extra["checkpoint_id"], strategy, val, test, device)
+
+
+def _tag_decision(client: "MlflowClient", record: ChallengerRecord, champion: str, challenger: str) -> None:
+    """The decision on both versions: the challenger's outcome and reasons, and on the champion what challenged it."""
+    tags = {
+        "challenger.decision": record.decision,
+        "challenger.reasons": "; ".join(record.reasons),
+        "challenger.compared_with": champion,
+        "challenger.compared_at": record.created,
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(record.name, challenger, key, value)
+    summary = f"{record.decision}: version {challenger} at {record.created}"
+    client.set_model_version_tag(record.name, champion, "challenger.last_challenge", summary)
+
+
+def _comparison_metadata(record: ChallengerRecord, online: OnlineComparison) -> dict[str, Any]:
+    """The comparison for the UI: each version's test metrics and the traffic per role as tables, the rest as values."""
+    versions = [(role, m) for role, m in (("champion", record.champion), ("challenger", record.challenger)) if m]
+    offline = [{"role": role, **m.model_dump(exclude={"test"}), **m.test.as_dict()} for role, m in versions]
+    served = {
+        CHAMPION: record.champion_version,
+        CHALLENGER: record.challenger_version,
+        SHADOW: record.challenger_version,
+    }
+    traffic = [
+        {"role": role, "version": served[role], "requests": online.requests[role], "pairs": online.pairs[role]}
+        for role in ROLES
+    ]
+    metadata: dict[str, Any] = {
+        "decision": MetadataValue.text(record.decision),
+        "reasons": MetadataValue.json(record.reasons),
+        "champion_after": MetadataValue.text(record.champion_after or "none"),
+        "offline": metadata_table(offline, OFFLINE_COLUMNS),
+        "traffic": metadata_table(traffic, TRAFFIC_COLUMNS),
+        "shadow_pairs": MetadataValue.int(online.shadow_pairs),
+        "score_drift_share": MetadataValue.float(online.score_drift.share_drifted),
+        "score_drift_note": MetadataValue.text(online.score_drift.note or "compared"),
+    }
+    for name in ("mean_abs_score_diff", "decision_disagreement", "spearman"):
+        value = getattr(online, name)
+        if value is not None:
+            metadata[name] = MetadataValue.float(value)
+    return metadata

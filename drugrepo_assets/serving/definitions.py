@@ -1,8 +1,11 @@
-"""`defs` of the serving code location: the registered model and the drift report, downstream (across
-locations) of the training location's checkpoint, evaluation, splits and valid pairs.
+"""`defs` of the serving code location: the registered model, the champion/challenger comparison and the
+drift report, downstream (across locations) of the training location's checkpoint, evaluation, splits
+and valid pairs.
 
 Resources follow ``DRUGREPO_ENV`` like the asset location's: locally everything under the instance
-folder (the same storage and MLflow store the asset location writes); in staging/prod from `EnvVar`s.
+folder (the same storage and MLflow store the asset location writes); in staging/prod from `EnvVar`s,
+where a challenger is promoted only on shadow traffic (``require_online``). ``DRUGREPO_CHALLENGER_CRON``
+times the comparison's schedule (`drugrepo_assets.schedules`).
 """
 
 from __future__ import annotations
@@ -14,19 +17,25 @@ from dagster import AssetSelection, Definitions, EnvVar, define_asset_job
 
 from drugrepo_assets.io_managers import JsonIOManager, ParquetIOManager
 from drugrepo_assets.resources import MlflowTracking
-from drugrepo_assets.serving.assets import drift_report, external_assets, registered_model
-from drugrepo_assets.serving.resources import DriftSettings, RegistrySettings
+from drugrepo_assets.schedules import CHALLENGER_CRON_VAR, DEFAULT_CHALLENGER_CRON, challenger_schedule
+from drugrepo_assets.serving.assets import champion_challenger, drift_report, external_assets, registered_model
+from drugrepo_assets.serving.resources import ChallengerSettings, DriftSettings, RegistrySettings
 from drugrepo_assets.storage import StorageResource
 
 ENV_VAR = "DRUGREPO_ENV"
 DEFAULT_ENV = "local"
 
-serving_assets = [registered_model, drift_report]
+serving_assets = [registered_model, champion_challenger, drift_report]
 
 serving_job = define_asset_job(
     "serving_job",
-    selection=AssetSelection.groups("serving"),
-    description="Register (and, through the gates, promote) the checkpoint and report drift, for one dataset.",
+    selection=AssetSelection.assets(registered_model, drift_report),
+    description="Register the checkpoint (champion or challenger, through the gates) and report drift, for one dataset.",
+)
+challenger_job = define_asset_job(
+    "challenger_job",
+    selection=AssetSelection.assets(champion_challenger),
+    description="Compare the challenger with the champion (offline and on live traffic); promote it if not worse.",
 )
 
 
@@ -39,6 +48,7 @@ def _deployed_resources() -> dict[str, Any]:
             tracking_uri=EnvVar("MLFLOW_TRACKING_URI"), dagster_url=EnvVar("DAGSTER_WEBSERVER_URL")
         ),
         "registry_settings": RegistrySettings(),
+        "challenger_settings": ChallengerSettings(require_online=True),
         "drift_settings": DriftSettings(request_log_dir=EnvVar("DRUGREPO_REQUEST_LOG_DIR")),
     }
 
@@ -50,6 +60,7 @@ RESOURCES_BY_ENV: dict[str, dict[str, Any]] = {
         "storage": StorageResource(),
         "mlflow_tracking": MlflowTracking(),
         "registry_settings": RegistrySettings(),
+        "challenger_settings": ChallengerSettings(),
         "drift_settings": DriftSettings(),
     },
     "staging": _deployed_resources(),
@@ -57,16 +68,18 @@ RESOURCES_BY_ENV: dict[str, dict[str, Any]] = {
 }
 
 
-def build_defs(env: str) -> Definitions:
-    """The serving location's definitions for one environment (``local``, ``staging`` or ``prod``)."""
+def build_defs(env: str, challenger_cron: str | None = None) -> Definitions:
+    """The serving location's definitions for one environment (``local``, ``staging`` or ``prod``);
+    ``challenger_cron`` times the comparison's schedule (default `DEFAULT_CHALLENGER_CRON`)."""
     if env not in RESOURCES_BY_ENV:
         known = ", ".join(sorted(RESOURCES_BY_ENV))
         raise ValueError(f"{ENV_VAR}={env!r} is not a known environment (known: {known})")
     return Definitions(
         assets=[*external_assets, *serving_assets],
-        jobs=[serving_job],
+        jobs=[serving_job, challenger_job],
+        schedules=[challenger_schedule(env, challenger_job, challenger_cron or DEFAULT_CHALLENGER_CRON)],
         resources=RESOURCES_BY_ENV[env],
     )
 
 
-defs = build_defs(os.environ.get(ENV_VAR, DEFAULT_ENV))
+defs = build_defs(os.environ.get(ENV_VAR, DEFAULT_ENV), os.environ.get(CHALLENGER_CRON_VAR))

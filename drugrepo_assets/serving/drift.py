@@ -4,11 +4,13 @@ pairs) against a current set (newly landed pairs, or the pairs the API was asked
 Columns are the descriptors of `ml.descriptors` (molecular weight, logP, TPSA, ring counts, heavy
 atoms; protein length and residue-group shares). Evidently picks each column's test by sample size
 (K-S p-value for small samples, normalised Wasserstein distance for large ones); the set has drifted
-when at least ``drift_share`` of its columns have.
+when at least ``drift_share`` of its columns have. The same comparison serves the champion/challenger
+asset on one column, the scores the two versions gave on live traffic.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -24,13 +26,19 @@ def _column_drift(config: dict[str, Any], value: float) -> ColumnDrift:
 
 
 def compare(
-    name: str, reference: pd.DataFrame, current: pd.DataFrame, drift_share: float = 0.5, min_rows: int = 5
+    name: str,
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    drift_share: float = 0.5,
+    min_rows: int = 5,
+    columns: Sequence[str] = DESCRIPTOR_COLUMNS,
 ) -> tuple[DriftSummary, str | None]:
-    """Evidently's data-drift preset on the descriptor columns: (summary, report HTML or None when too few rows)."""
+    """Evidently's data-drift preset on ``columns`` (the descriptors by default) present on both sides:
+    (summary, report HTML or None when too few rows)."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
-    columns = [c for c in DESCRIPTOR_COLUMNS if c in reference.columns and c in current.columns]
+    columns = [c for c in columns if c in reference.columns and c in current.columns]
     ref = reference[columns].dropna()
     cur = current[columns].dropna()
     summary = DriftSummary(name=name, reference_rows=len(ref), current_rows=len(cur), drift_share=drift_share)

@@ -3,7 +3,10 @@
 A version's source is the ``checkpoint`` artifact folder of the training's MLflow run (``best.pt``;
 logged there when missing), so ``models:/<name>@champion`` downloads exactly the file that was
 trained, checked and evaluated. Promotion moves an alias and records on the new version the version
-the alias named before (tag ``drugrepo.previous_champion``); rollback follows that tag back.
+the alias named before (tag ``drugrepo.previous_champion``); rollback follows that tag back. A version
+waiting to be compared with the champion on live traffic holds the ``challenger`` alias; promoting it
+moves the champion alias to it (recording the previous champion, so rollback works) and removes the
+challenger alias.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
 PREVIOUS_TAG = "drugrepo.previous_champion"
+CHAMPION_ALIAS = "champion"
+CHALLENGER_ALIAS = "challenger"
 CHECKPOINT_ID_TAG = "checkpoint_id"
 """Version tag: the `checkpoint_id` of the version's file (the id in score tables, run tags and API answers)."""
 ARTIFACT_DIR = "checkpoint"
@@ -86,7 +91,40 @@ def promote(client: MlflowClient, name: str, alias: str, version: str) -> AliasM
     return AliasMove(alias, before, str(version))
 
 
-def rollback(client: MlflowClient, name: str, alias: str = "champion", to_version: str | None = None) -> AliasMove:
+def set_challenger(client: MlflowClient, name: str, version: str, alias: str = CHALLENGER_ALIAS) -> AliasMove:
+    """Point ``name@alias`` (the challenger) at ``version``; unlike `promote`, no previous-champion tag is written."""
+    before = alias_version(client, name, alias)
+    if before != str(version):
+        client.set_registered_model_alias(name, alias, str(version))
+    return AliasMove(alias, before, str(version))
+
+
+def promote_challenger(
+    client: MlflowClient, name: str, champion: str = CHAMPION_ALIAS, challenger: str = CHALLENGER_ALIAS
+) -> AliasMove:
+    """Move ``name@champion`` to the version ``name@challenger`` names (see `promote`), then remove the challenger alias."""
+    version = alias_version(client, name, challenger)
+    if version is None:
+        raise RegistryError(f"{name}@{challenger} names no version")
+    move = promote(client, name, champion, version)
+    client.delete_registered_model_alias(name, challenger)
+    return move
+
+
+def version_checkpoint(client: MlflowClient, name: str, version: str, folder: Path) -> Path:
+    """Download the checkpoint a version was registered from (its run's ``checkpoint`` folder, ``best.pt``
+    first) into ``folder`` (which must exist)."""
+    run_id = client.get_model_version(name, version).run_id
+    if not run_id:
+        raise RegistryError(f"{name} version {version} names no run to download its checkpoint from")
+    local = Path(client.download_artifacts(run_id, ARTIFACT_DIR, str(folder)))
+    files = sorted(local.rglob("*.pt"))
+    if not files:
+        raise RegistryError(f"{name} version {version}: no .pt file in the {ARTIFACT_DIR} folder of run {run_id}")
+    return next((f for f in files if f.name == "best.pt"), files[0])
+
+
+def rollback(client: MlflowClient, name: str, alias: str = CHAMPION_ALIAS, to_version: str | None = None) -> AliasMove:
     """Move ``name@alias`` back to the version it named before its last promotion (or to ``to_version``)."""
     from mlflow.exceptions import MlflowException
 

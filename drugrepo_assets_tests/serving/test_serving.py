@@ -1,7 +1,9 @@
 """The serving location against a real training stage: a tiny DrugBAN materialised (with its gating
 checks) on a temp instance, tracked by a real `mlflow server`; `registered_model` registers every
-checkpoint and moves the champion alias only when every gate passed; the API serves the alias;
-`drugrepo rollback` moves it back; `drift_report` compares training, landed data and API requests."""
+checkpoint and gives it an alias only when every gate passed (champion, or challenger while a champion
+exists); the API serves the alias; `drugrepo rollback` moves it back; `champion_challenger` promotes a
+challenger not worse than the champion and holds a worse one; `drift_report` compares training, landed
+data and API requests."""
 
 import json
 import subprocess
@@ -15,24 +17,35 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from dagster import AssetCheckSeverity, AssetSelection, DagsterInstance, ExecuteInProcessResult, materialize
 from mlflow import MlflowClient
 
 from drugrepo_assets.api.model_service import load_served_model
-from drugrepo_assets.api.request_log import LoggedBatch, RequestLog
+from drugrepo_assets.api.request_log import LoggedBatch, RequestLog, read_request_log
 from drugrepo_assets.api.settings import ServingSettings
 from drugrepo_assets.assets.training import CHECKPOINT_ID_TAG as RUN_CHECKPOINT_ID_TAG
+from drugrepo_assets.data.splits import split_subset
 from drugrepo_assets.definitions import all_asset_checks, all_assets
 from drugrepo_assets.io_managers import JsonIOManager, ParquetIOManager
-from drugrepo_assets.ml.model import load_checkpoint
+from drugrepo_assets.ml.evaluate import sigmoid
+from drugrepo_assets.ml.model import load_checkpoint, save_checkpoint
 from drugrepo_assets.ml.predict import score_table
 from drugrepo_assets.resources import MlflowTracking, TrainingProfile
-from drugrepo_assets.serving.assets import drift_report, external_assets, registered_model
+from drugrepo_assets.serving.assets import champion_challenger, drift_report, external_assets, registered_model
 from drugrepo_assets.serving.registry import CHECKPOINT_ID_TAG as VERSION_CHECKPOINT_ID_TAG
-from drugrepo_assets.serving.registry import PREVIOUS_TAG, alias_version
-from drugrepo_assets.serving.resources import DriftSettings, RegistrySettings
+from drugrepo_assets.serving.registry import (
+    PREVIOUS_TAG,
+    alias_version,
+    checkpoint_source,
+    promote,
+    register_checkpoint,
+    rollback,
+    set_challenger,
+)
+from drugrepo_assets.serving.resources import ChallengerSettings, DriftSettings, RegistrySettings
 from drugrepo_assets.storage import StorageResource
-from drugrepo_assets_tests.api.servers import BIN, metric_value, running_api, running_mlflow
+from drugrepo_assets_tests.api.servers import BIN, metric_value, poll_until, running_api, running_mlflow
 from drugrepo_assets_tests.assets.training_setup import resources, small_dataset
 
 NAME = "drugban-human"
@@ -80,15 +93,17 @@ class World:
             "storage": StorageResource(base_path=storage),
             "mlflow_tracking": MlflowTracking(tracking_uri=self.mlflow_url),
             "registry_settings": RegistrySettings(),
+            "challenger_settings": ChallengerSettings(),
             "drift_settings": DriftSettings(request_log_dir=str(request_log)),
         }
 
-    def serve(self, asset: Any, request_log: Path = Path("unused")) -> ExecuteInProcessResult:
+    def serve(self, asset: Any, request_log: Path = Path("unused"), **resources: Any) -> ExecuteInProcessResult:
+        """Materialise one serving asset for ``human``; ``resources`` replace the defaults by key."""
         return materialize(
             [*external_assets, asset],
             selection=[asset],
             partition_key="human",
-            resources=self.serving_resources(request_log),
+            resources=self.serving_resources(request_log) | resources,
             instance=self.instance,
         )
 
@@ -138,11 +153,19 @@ def test_alias_moves_only_when_every_gate_passed_and_rolls_back(
     assert second.version == "1" and not second.created and second.promoted
     assert alias_version(client, NAME, "champion") == "1"
 
-    # 3. A new checkpoint passing every gate: version 2 becomes the champion, remembering version 1.
+    # 3. A new checkpoint passing every gate while a champion exists: version 2 becomes the challenger,
+    #    the champion stays; promoted directly (no challenger stage), it replaces version 1, remembering it.
     retrained = world.train(RETRAIN, floor=0.0)
     assert retrained.success and all(_checks(retrained).values())
     third = world.serve(registered_model).output_for_node("registered_model")
+    assert third.version == "2" and not third.promoted and third.champion_version == "1"
+    assert third.challenger_version == "2" and third.decision == "challenger of champion version 1 (replacing none)"
+    assert alias_version(client, NAME, "challenger") == "2" and alias_version(client, NAME, "champion") == "1"
+    assert PREVIOUS_TAG not in client.get_model_version(NAME, "2").tags
+    direct = world.serve(registered_model, registry_settings=RegistrySettings(promote_directly=True))
+    third = direct.output_for_node("registered_model")
     assert third.version == "2" and third.promoted and third.champion_version == "2"
+    assert third.challenger_version is None and alias_version(client, NAME, "challenger") is None
     assert client.get_model_version(NAME, "2").tags[PREVIOUS_TAG] == "1"
     checkpoint_2 = world.value("drugban_checkpoint")["checkpoint"]
 
@@ -292,3 +315,154 @@ def test_drift_report_compares_training_with_landed_data_and_requests(world: Wor
     assert {"mol_weight", "rings", "protein_length", "frac_small"} <= set(columns)
     (check,) = drifted.get_asset_check_evaluations()
     assert not check.passed and check.severity == AssetCheckSeverity.WARN and "requests" in check.description
+
+
+CC_NAME = "cc-human"
+CC_REGISTRY = RegistrySettings(model_prefix="cc")
+CC_GATE = ChallengerSettings(min_shadow_pairs=30, require_online=True)
+"""The comparison's settings here: ~40 shadow pairs are enough, and the online agreement is required."""
+
+
+def _register(client: MlflowClient, experiment_id: str, checkpoint: Path, strategy: str) -> str:
+    """``checkpoint`` as a new version of `CC_NAME`, from a run of its own, tagged as `registered_model` tags it."""
+    run_id = client.create_run(experiment_id).info.run_id
+    source = checkpoint_source(client, run_id, checkpoint)
+    tags = {"strategy": strategy, VERSION_CHECKPOINT_ID_TAG: load_checkpoint(str(checkpoint))[1]["checkpoint_id"]}
+    version, created = register_checkpoint(client, CC_NAME, source, run_id, tags)
+    assert created
+    return str(version.version)
+
+
+def _checkpoints(golden: Path, out: Path) -> tuple[Path, Path]:
+    """The reference checkpoint (AUROC ~0.75 on these pairs) in our format, and its mirror image: the last layer
+    negated, so that every logit's sign flips and its AUROC is 1 - the original's."""
+    model, _ = load_checkpoint(str(golden))
+    original, mirror = out / "original" / "best.pt", out / "mirror" / "best.pt"
+    for path in (original, mirror):
+        path.parent.mkdir(parents=True)
+    save_checkpoint(str(original), model)
+    with torch.no_grad():
+        model.mlp_classifier.fc4.weight.neg_()
+        model.mlp_classifier.fc4.bias.neg_()
+    save_checkpoint(str(mirror), model)
+    return original, mirror
+
+
+def _shadow_api_traffic(world: World, folder: Path, pairs: pd.DataFrame) -> Path:
+    """``drugrepo serve`` of `CC_NAME`'s champion with its challenger alias in shadow mode (every request copied):
+    one /v1/predict per 8 pairs; returns its request-log folder once the shadow copies are all logged."""
+    env = {
+        "DRUGREPO_API_KEYS": KEY,
+        "MLFLOW_TRACKING_URI": world.mlflow_url,
+        "DRUGREPO_MODEL_NAME": CC_NAME,
+        "DRUGREPO_MODEL_REFRESH_SECONDS": "0",
+        "DRUGREPO_CHALLENGER_ALIAS": "challenger",
+        "DRUGREPO_CHALLENGER_MODE": "shadow",
+        "DRUGREPO_CHALLENGER_SHARE": "1",
+        "DRUGREPO_RATE_LIMIT_PER_MINUTE": "1000000",
+        "DRUGREPO_RATE_LIMIT_BURST": "1000000",
+    }
+    with running_api(folder, [], env) as api, httpx.Client(timeout=60) as http:
+        for start in range(0, len(pairs), 8):
+            rows = pairs.iloc[start : start + 8]
+            body = {"pairs": [{"smiles": s, "protein": p} for s, p in zip(rows["smiles"], rows["protein"])]}
+            answer = http.post(api.url + "/v1/predict", json=body, headers={"X-API-Key": KEY})
+            assert answer.status_code == 200 and answer.json()["role"] == "champion", answer.text
+
+        def shadow_logged() -> bool:
+            return sum(r["role"] == "shadow" for r in read_request_log(api.request_log)) == len(pairs)
+
+        poll_until(shadow_logged, "the shadow copies in the request log")
+    return api.request_log
+
+
+def _shadow_traffic(folder: Path, pairs: pd.DataFrame, champion: tuple[str, Path], shadow: tuple[str, Path]) -> None:
+    """The request log of an API in shadow mode: each request of 8 pairs answered by the champion and copied to
+    the challenger (role shadow, same request id and pair positions), scored by the versions' real models."""
+    log = RequestLog(folder)
+    scored = {}
+    for role, (version, checkpoint) in (("champion", champion), ("shadow", shadow)):
+        model, extra = load_checkpoint(str(checkpoint))
+        logits = score_table(model, pairs).table["logit"].to_numpy(dtype=float)
+        scored[role] = (f"{CC_NAME}/{version}", extra["checkpoint_id"], logits)
+    for start in range(0, len(pairs), 8):
+        rows = pairs.iloc[start : start + 8]
+        for role, (model_version, checkpoint_id, logits) in scored.items():
+            chunk = logits[start : start + 8]
+            batch = LoggedBatch(
+                "/v1/predict", "abc123", model_version, checkpoint_id, rows["smiles"].tolist(),
+                rows["protein"].tolist(), chunk.tolist(), sigmoid(chunk).tolist(), role, f"request-{start}",
+            )  # fmt: skip
+            assert log.submit(batch)
+    log.close()
+
+
+def test_champion_challenger_promotes_a_challenger_not_worse_and_holds_a_worse_one(
+    world: World, tmp_path: Path, golden_dir: Path
+) -> None:
+    """On the real MLflow server: a challenger as good as the champion (the same weights, another run), shadowing
+    it in a real API, is promoted (previous champion recorded, challenger alias removed, rollback goes back); the
+    champion's mirror image (AUROC 1 - a, its shadow scores 1 - the champion's, logged through `RequestLog`) is
+    held with the reason, aliases unchanged."""
+    splits_file = world.base / "storage" / "dataset_splits" / "human.parquet"
+    if not splits_file.exists():
+        assert world.train(AssetSelection.assets("dataset_splits").upstream(), floor=0.0).success
+    client = MlflowClient(tracking_uri=world.mlflow_url)
+    experiment = client.get_experiment_by_name("drugrepo")
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment("drugrepo")
+    original, mirror = _checkpoints(golden_dir / "model_state.pt", tmp_path)
+    v_a, v_b, v_m = (_register(client, experiment_id, path, "random") for path in (original, original, mirror))
+    pairs = split_subset(pd.read_parquet(splits_file), "random", "test").head(40)
+
+    # 1. Not worse: version b (the same weights as a) challenges a on the shadow traffic of a real API, and wins.
+    promote(client, CC_NAME, "champion", v_a)
+    set_challenger(client, CC_NAME, v_b)
+    log = _shadow_api_traffic(world, tmp_path / "api", pairs)
+    same = world.serve(champion_challenger, log, registry_settings=CC_REGISTRY, challenger_settings=CC_GATE)
+    record = same.output_for_node("champion_challenger")
+    assert (record.decision, record.promoted, record.champion_version, record.challenger_version) == (
+        "promoted", True, v_a, v_b
+    )  # fmt: skip
+    assert record.champion_after == v_b == alias_version(client, CC_NAME, "champion")
+    assert alias_version(client, CC_NAME, "challenger") is None
+    assert client.get_model_version(CC_NAME, v_b).tags[PREVIOUS_TAG] == v_a
+    assert record.champion is not None and record.challenger is not None and record.online is not None
+    a = record.champion.test.auroc
+    assert record.challenger.test.auroc == pytest.approx(a) and record.challenger.test.n == record.champion.test.n > 0
+    assert record.online.requests == {"champion": 5, "challenger": 0, "shadow": 5}
+    assert record.online.shadow_pairs == 40 and record.online.decision_disagreement == 0.0
+    assert record.online.mean_abs_score_diff == pytest.approx(0.0, abs=1e-12)
+    assert any(reason.startswith("decisions agree on 100.0% of 40 shadow pairs") for reason in record.reasons)
+    tags = client.get_model_version(CC_NAME, v_b).tags
+    assert tags["challenger.decision"] == "promoted" and tags["challenger.compared_with"] == v_a
+    assert (
+        client.get_model_version(CC_NAME, v_a).tags["challenger.last_challenge"].startswith(f"promoted: version {v_b}")
+    )
+    meta = same.get_asset_materialization_events()[0].materialization.metadata
+    assert [r.data["role"] for r in meta["offline"].value.records] == ["champion", "challenger"]
+    assert {r.data["role"]: r.data["pairs"] for r in meta["traffic"].value.records} == {
+        "champion": 40, "challenger": 0, "shadow": 40
+    }  # fmt: skip
+    assert rollback(client, CC_NAME).to_version == v_a == alias_version(client, CC_NAME, "champion")
+
+    # 2. Nothing to compare once the challenger alias is gone.
+    idle = world.serve(champion_challenger, log, registry_settings=CC_REGISTRY)
+    assert idle.output_for_node("champion_challenger").decision == "no challenger"
+
+    # 3. Worse: the mirror image of the champion (AUROC 1 - a) challenges it and is held.
+    set_challenger(client, CC_NAME, v_m)
+    _shadow_traffic(tmp_path / "log-worse", pairs, (v_a, original), (v_m, mirror))
+    held = world.serve(
+        champion_challenger, tmp_path / "log-worse", registry_settings=CC_REGISTRY, challenger_settings=CC_GATE
+    ).output_for_node("champion_challenger")
+    assert (held.decision, held.promoted, held.champion_version, held.champion_after) == ("held", False, v_a, v_a)
+    assert held.champion is not None and held.challenger is not None and held.online is not None
+    assert held.champion.test.auroc == pytest.approx(a) and a > 0.6
+    assert held.challenger.test.auroc == pytest.approx(1 - a)
+    assert held.reasons[0].startswith(f"test AUROC {held.challenger.test.auroc:.4f} vs champion {a:.4f} - 0.01")
+    assert held.online.shadow_pairs == 40 and held.online.spearman == pytest.approx(-1.0)
+    assert alias_version(client, CC_NAME, "champion") == v_a
+    assert alias_version(client, CC_NAME, "challenger") == v_m
+    tags = client.get_model_version(CC_NAME, v_m).tags
+    assert tags["challenger.decision"] == "held" and tags["challenger.reasons"].startswith("test AUROC")
+    assert client.get_model_version(CC_NAME, v_a).tags["challenger.last_challenge"].startswith(f"held: version {v_m}")
