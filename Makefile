@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.drugrepo-installed
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: demo test lint dev venv postgres chromium redis prometheus checkov docker-constraints
+.PHONY: demo test test-fast lint dev venv postgres chromium redis prometheus checkov docker-constraints
 
 venv: $(INSTALLED)
 
@@ -82,6 +82,10 @@ lint: $(INSTALLED)
 
 test: lint postgres redis chromium prometheus checkov
 	$(BIN)/pytest -q -n 2
+
+# the fast core: no real services, no library-scale runs
+test-fast: $(INSTALLED)
+	$(BIN)/pytest -q -n 2 -m "not services and not scale"
 
 dev: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
