@@ -7,7 +7,7 @@ that starts the API (`drugrepo serve`) runs in the background until the end, on 
 for ``8000``, and the next block runs once /readyz answers. A comment line ``# {...}`` documents the
 JSON answer of the command above it: the answer must have the same keys and value types.
 `drugrepo rollback` runs against a live `mlflow server` whose registry holds two versions of
-``drugban-human``, promoted one after the other as `registered_model` does.
+``drugban-human``, promoted one after the other (as `registered_model` does with `promote_directly`, or `champion_challenger` on a win).
 """
 
 from __future__ import annotations
@@ -106,7 +106,8 @@ def _on_port(text: str, port: int) -> str:
 
 
 def _registry_with_two_promotions(tracking_uri: str, checkpoint: Path) -> None:
-    """``drugban-human`` versions 1 and 2, each promoted to ``champion`` in turn, as `registered_model` does."""
+    """``drugban-human`` versions 1 and 2, each promoted to ``champion`` in turn (as `registered_model` does with
+    `promote_directly`, or `champion_challenger` on a win)."""
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)

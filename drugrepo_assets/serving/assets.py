@@ -280,7 +280,8 @@ def drift_report(
     request_log = scan_request_log(s.resolved_request_log_dir(), s.s3_endpoint_url)
     if request_log.malformed_lines:
         context.log.warning(f"request log: skipped {request_log.malformed_lines} malformed lines")
-    requests = pd.DataFrame(request_log.records)
+    # A shadow record repeats a pair the champion answered: the requests' inputs are the answered pairs only.
+    requests = pd.DataFrame([r for r in request_log.records if r.get("role") != SHADOW])
     requests = _sample(requests.reindex(columns=list(DESCRIPTOR_COLUMNS)), s.max_rows, s.seed)
     comparisons = {
         "landed": pair_descriptor_table(landed["smiles"], landed["protein"]),
