@@ -106,6 +106,21 @@ def load_pairs(
     return rows, data
 
 
+def load_training_pairs(
+    splits: pd.DataFrame,
+    drug_graphs: pd.DataFrame,
+    protein_encodings: pd.DataFrame,
+    storage: StorageResource,
+    strategy: str,
+    profile: TrainingProfile,
+) -> tuple[PairData, PairData]:
+    """The train and validation pairs of one strategy, capped as the profile says: what every training reads."""
+    tables = (splits, drug_graphs, protein_encodings, storage, strategy)
+    _, train = load_pairs(*tables, "train", profile.max_train_pairs, profile.seed)
+    _, val = load_pairs(*tables, "val", profile.max_eval_pairs, profile.seed)
+    return train, val
+
+
 def study_name(dataset: str, strategy: str, profile: TrainingProfile) -> str:
     """Name of the Optuna study of one dataset, split strategy and profile."""
     return f"drugban-{dataset}-{strategy}-{profile.name}"
@@ -188,18 +203,8 @@ def drugban_checkpoint(
     profile, dataset, strategy = training_profile, context.partition_key, config.strategy
     configure_cpu(profile.threads)
     overrides = _hpo_overrides(hpo_settings, study_name(dataset, strategy, profile)) if config.use_hpo_params else {}
-    _, train_data = load_pairs(
-        dataset_splits,
-        drug_graphs,
-        protein_encodings,
-        storage,
-        strategy,
-        "train",
-        profile.max_train_pairs,
-        profile.seed,
-    )
-    _, val_data = load_pairs(
-        dataset_splits, drug_graphs, protein_encodings, storage, strategy, "val", profile.max_eval_pairs, profile.seed
+    train_data, val_data = load_training_pairs(
+        dataset_splits, drug_graphs, protein_encodings, storage, strategy, profile
     )
     folder = f"{strategy}/{context.run.run_id}"
     # Locally train straight into the final folder (last.pt stays there for resuming); else stage and upload.
@@ -431,18 +436,8 @@ def hpo_trial(
     study = hpo_settings.study(slot.study)
     trial = study.ask()
     params = _suggest(trial)
-    _, train_data = load_pairs(
-        dataset_splits,
-        drug_graphs,
-        protein_encodings,
-        storage,
-        strategy,
-        "train",
-        profile.max_train_pairs,
-        profile.seed,
-    )
-    _, val_data = load_pairs(
-        dataset_splits, drug_graphs, protein_encodings, storage, strategy, "val", profile.max_eval_pairs, profile.seed
+    train_data, val_data = load_training_pairs(
+        dataset_splits, drug_graphs, protein_encodings, storage, strategy, profile
     )
 
     def report(record: EpochRecord) -> None:
