@@ -222,16 +222,21 @@ def test_targets_random_input_is_a_table_or_an_input_file_error(folder: Path, da
     assert len(table) >= len(kept)
 
 
+def _csv_shapes(alphabet: str) -> dict[str, st.SearchStrategy]:
+    """Strategies of a small CSV: records of short fields from ``alphabet``, line ends, quoting and a BOM."""
+    return {
+        "records": st.lists(
+            st.lists(st.text(alphabet=st.sampled_from(list(alphabet)), max_size=6), min_size=1, max_size=4),
+            max_size=10,
+        ),
+        "ends": st.lists(st.sampled_from([b"\n", b"\r\n", b"\r", b"\n\n"]), min_size=10, max_size=10),
+        "quote_all": st.booleans(),
+        "bom": st.booleans(),
+    }
+
+
 @BOUNDED
-@given(
-    records=st.lists(
-        st.lists(st.text(alphabet=st.sampled_from(list('MKVAGLJ ,"\n\r\t\x00é')), max_size=6), min_size=1, max_size=4),
-        max_size=10,
-    ),
-    ends=st.lists(st.sampled_from([b"\n", b"\r\n", b"\r", b"\n\n"]), min_size=10, max_size=10),
-    quote_all=st.booleans(),
-    bom=st.booleans(),
-)
+@given(**_csv_shapes('MKVAGLJ ,"\n\r\t\x00é'))
 def test_targets_csv_shapes_every_record_is_kept_or_refused(
     folder: Path, records: list[list[str]], ends: list[bytes], quote_all: bool, bom: bool
 ) -> None:
@@ -293,15 +298,7 @@ def test_pair_tables_random_input_is_a_table_or_an_input_file_error(folder: Path
 
 
 @BOUNDED
-@given(
-    records=st.lists(
-        st.lists(st.text(alphabet=st.sampled_from(list("CNOMKV01 ;\té\ufeff")), max_size=6), min_size=1, max_size=4),
-        max_size=10,
-    ),
-    ends=st.lists(st.sampled_from([b"\n", b"\r\n", b"\r", b"\n\n"]), min_size=10, max_size=10),
-    quote_all=st.booleans(),
-    bom=st.booleans(),
-)
+@given(**_csv_shapes("CNOMKV01 ;\té\ufeff"))
 def test_pair_tables_csv_shapes_every_row_is_read_or_the_file_refused(
     folder: Path, records: list[list[str]], ends: list[bytes], quote_all: bool, bom: bool
 ) -> None:
