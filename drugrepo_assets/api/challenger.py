@@ -70,9 +70,8 @@ class ShadowRunner:
             self._pending += 1
         try:
             self._executor.submit(self._run, job)
-        except RuntimeError:  # closed: the API is stopping
+        except RuntimeError:  # closed: the API is stopping, not a queue that is too short (not counted as a drop)
             self._finish()
-            self.metrics.shadow_dropped.labels("queue_full").inc()
             return False
         return True
 
