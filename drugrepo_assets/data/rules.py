@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 __all__ = [
     "LABEL_VALUES",
     "MAX_DRUG_ATOMS",
+    "MAX_RINGS",
+    "MOLECULE_CPU_SECONDS",
+    "MOLECULE_MEMORY_BYTES",
     "MAX_PROTEIN_CHARS",
     "MAX_SMILES_CHARS",
     "PROTEIN_ALPHABET",
@@ -29,7 +32,9 @@ __all__ = [
     "missing_refusal",
     "parse_label",
     "parse_smiles",
+    "over_budget_refusal",
     "protein_refusal",
+    "ring_refusal",
     "smiles_refusal",
 ]
 
@@ -41,6 +46,15 @@ PROTEIN_ALPHABET = "ACBEDGFIHKMLONQPSRUTWVYXZ"
 """DrugBAN's 25 protein letters (``integer_label_protein``); lower case is accepted and upper-cased."""
 MAX_PROTEIN_CHARS = 40_000
 """Longest protein sequence read (titin, the longest known, has ~35,000 residues); the model reads the first 1,200."""
+MAX_RINGS = 40
+"""Most independent rings (bonds − atoms + fragments) a molecule may have, checked on the unsanitised
+parse: RDKit's ring perception in sanitisation is super-linear on bridged cages (a 290-atom cage with 291
+rings runs for minutes and gigabytes). The bundled drugs have at most 14; fullerene C70 has 36."""
+MOLECULE_CPU_SECONDS = 2.0
+"""CPU seconds RDKit may spend on one molecule (parse, sanitise, featurise) before it is refused
+(`data.sandbox`); a drug-like molecule takes milliseconds."""
+MOLECULE_MEMORY_BYTES = 512 * 2**20
+"""Memory RDKit may take for one molecule, above its worker's own (`data.sandbox`)."""
 LABEL_VALUES: dict[str, int] = {"0": 0, "1": 1, "0.0": 0, "1.0": 1}
 """Accepted spellings of a binary interaction label."""
 
@@ -50,6 +64,9 @@ RULE_CODES: tuple[str, ...] = (
     "invalid_protein",
     "invalid_smiles",
     "too_many_atoms",
+    "too_many_rings",
+    "query_atom",
+    "over_budget",
     "too_long",
 )
 """The reason codes these rules give (validation adds its own for duplicates and conflicts)."""
@@ -121,6 +138,10 @@ def parse_smiles(smiles: str, max_atoms: int = MAX_DRUG_ATOMS) -> tuple[Chem.Mol
         return None, refusal
     with rdBase.BlockLogs():
         try:
+            raw = Chem.MolFromSmiles(smiles, sanitize=False)  # linear: the structure before any perception
+            refusal = None if raw is None else structure_refusal(raw, max_atoms)
+            if refusal is not None:
+                return None, refusal
             mol = Chem.MolFromSmiles(smiles)
         except Exception as exc:  # RDKit raises on a few pathological inputs instead of returning None
             return None, Refusal(
@@ -136,6 +157,31 @@ def parse_smiles(smiles: str, max_atoms: int = MAX_DRUG_ATOMS) -> tuple[Chem.Mol
     if atoms > max_atoms:
         return None, Refusal("too_many_atoms", "SMILES", f"{atoms} atoms, more than the limit of {max_atoms}")
     return mol, None
+
+
+def structure_refusal(mol: Chem.Mol, max_atoms: int = MAX_DRUG_ATOMS) -> Refusal | None:
+    """The refusal of an unsanitised molecule's graph, or None: more atoms than the model takes, query
+    atoms (``*``, atomic number 0: a pattern, not a molecule), or more rings than `MAX_RINGS`. Linear in its size."""
+    from rdkit import Chem
+
+    atoms = mol.GetNumAtoms()
+    if atoms > max_atoms:
+        return Refusal("too_many_atoms", "SMILES", f"{atoms} atoms, more than the limit of {max_atoms}")
+    if any(atom.GetAtomicNum() == 0 for atom in mol.GetAtoms()):
+        return Refusal("query_atom", "SMILES", "a query atom (*) is a pattern, not a molecule")
+    return ring_refusal(mol.GetNumBonds() - atoms + len(Chem.GetMolFrags(mol)))
+
+
+def ring_refusal(rings: int) -> Refusal | None:
+    """``too_many_rings`` for a molecule of more than `MAX_RINGS` independent rings, else None."""
+    if rings <= MAX_RINGS:
+        return None
+    return Refusal("too_many_rings", "SMILES", f"{rings} rings, more than the limit of {MAX_RINGS}")
+
+
+def over_budget_refusal(what: str) -> Refusal:
+    """``over_budget``: RDKit's work on the molecule passed its CPU-time or memory budget (``what`` says which)."""
+    return Refusal("over_budget", "SMILES", f"RDKit's work on it passed {what}; refused")
 
 
 def _smiles_problem(smiles: str) -> str:
