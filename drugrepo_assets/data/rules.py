@@ -19,23 +19,24 @@ if TYPE_CHECKING:
 __all__ = [
     "LABEL_VALUES",
     "MAX_DRUG_ATOMS",
+    "MAX_PROTEIN_CHARS",
     "MAX_RINGS",
+    "MAX_SMILES_CHARS",
     "MOLECULE_CPU_SECONDS",
     "MOLECULE_MEMORY_BYTES",
-    "MAX_PROTEIN_CHARS",
-    "MAX_SMILES_CHARS",
     "PROTEIN_ALPHABET",
     "RULE_CODES",
     "Refusal",
     "clean_protein",
     "label_refusal",
     "missing_refusal",
+    "over_budget_refusal",
     "parse_label",
     "parse_smiles",
-    "over_budget_refusal",
     "protein_refusal",
     "ring_refusal",
     "smiles_refusal",
+    "structure_refusal",
 ]
 
 MAX_DRUG_ATOMS = 290
