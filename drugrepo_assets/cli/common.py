@@ -8,13 +8,18 @@ pandas, RDKit and torch are imported by the functions that need them.
 from __future__ import annotations
 
 import argparse
+import os
+import re
+import stat
 import sys
 import tempfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 if TYPE_CHECKING:
+    import pandas as pd
     import torch
 
     from drugrepo_assets.ml.model import DrugBAN
@@ -27,16 +32,19 @@ __all__ = [
     "add_s3_endpoint",
     "check_local_out",
     "check_out",
+    "checkpoint_failure",
     "checkpoint_problem",
     "error",
     "first_line",
     "is_remote",
     "load_model",
     "out_problem",
+    "out_suffix",
     "positive_float",
     "positive_int",
     "resolve_input",
     "torch_device",
+    "write_table",
 ]
 
 EXIT_OK = 0
@@ -92,21 +100,129 @@ def is_remote(location: str) -> bool:
     return len(scheme) > 1 and scheme != "file"
 
 
-def out_problem(out: str, folder: bool) -> str | None:
-    """Why the output location ``out`` (a folder, else a file) cannot be written, or None.
-
-    Checked before any work, creating nothing: the nearest existing folder on the way must take a
-    new file. Remote locations (``s3://`` ...) are left to the writer.
-    """
-    if is_remote(out):
+def _local_path(location: str) -> Path | None:
+    """The local path a location names (``file:`` URLs too), or None for a remote one."""
+    if is_remote(location):
         return None
-    scheme = urlparse(out).scheme.lower()
-    path = Path(urlparse(out).path if scheme == "file" else out).expanduser()
-    if folder and path.exists() and not path.is_dir():
+    parsed = urlparse(location)
+    return Path(parsed.path if parsed.scheme.lower() == "file" else location).expanduser()
+
+
+def _remote_key(location: str) -> str:
+    """A remote location compared as text: ``s3a://`` read as ``s3://``, no trailing slash."""
+    return re.sub(r"^s3a://", "s3://", location, flags=re.IGNORECASE).rstrip("/")
+
+
+def _within(path: Path, folder: Path) -> bool:
+    """True when the resolved ``path`` is ``folder`` or below it."""
+    return path == folder or folder in path.parents
+
+
+def _special_kind(path: Path) -> str | None:
+    """What special node ``path`` is (a device, a FIFO, a socket: a write would replace it or never end), or None."""
+    mode = path.stat().st_mode
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return None
+
+
+def _inputs(inputs: Iterable[str | None]) -> list[tuple[str, str]]:
+    """(as given, as resolved) of each input given; a ``bundled:`` name its reader will refuse is left to it."""
+    found = []
+    for given in inputs:
+        if not given:
+            continue
+        try:
+            found.append((given, resolve_input(given)))
+        except ValueError:
+            continue
+    return found
+
+
+def _input_problem(out: Path, folder: bool, inputs: list[tuple[str, str]], writes: Sequence[str]) -> str | None:
+    """Why the local ``out`` (resolved) would overwrite an input or be read back as one, or None."""
+    for given, location in inputs:
+        source = _local_path(location)
+        if source is None or not source.exists():
+            continue
+        real = Path(os.path.realpath(source))
+        if out.exists() and os.path.samefile(out, source):
+            return f"is the input {given}"
+        if real.is_dir() and _within(out, real):
+            return f"is inside the input folder {given} (a rerun would read the outputs as input)"
+        for name in writes if folder else ():
+            target = out / name
+            if _within(real, Path(os.path.realpath(target))) or (target.exists() and os.path.samefile(target, source)):
+                return f"would overwrite the input {given} ({name})"
+    return None
+
+
+def _remote_problem(out: str, folder: bool, inputs: list[tuple[str, str]], writes: Sequence[str]) -> str | None:
+    """`_input_problem` for an ``s3://`` ``out``, the locations compared as text."""
+    key = _remote_key(out)
+    for given, location in inputs:
+        if not is_remote(location):
+            continue
+        source = _remote_key(location)
+        if key == source:
+            return f"is the input {given}"
+        if key.startswith(source + "/"):
+            return f"is inside the input prefix {given} (a rerun would read the outputs as input)"
+        for name in writes if folder else ():
+            if source == f"{key}/{name}" or source.startswith(f"{key}/{name}/"):
+                return f"would overwrite the input {given} ({name})"
+    return None
+
+
+def out_suffix(out: str) -> str | None:
+    """The data suffix ``out`` ends with (`data.sources.DATA_SUFFIXES`: its format), or None."""
+    from drugrepo_assets.data.sources import DATA_SUFFIXES
+
+    name = urlparse(out).path if is_remote(out) else out
+    return next((s for s in sorted(DATA_SUFFIXES, key=len, reverse=True) if name.lower().endswith(s)), None)
+
+
+def out_problem(out: str, folder: bool, inputs: Iterable[str | None] = (), writes: Sequence[str] = ()) -> str | None:
+    """Why the output location ``out`` (a folder, else a file) must not be written, or None.
+
+    Checked before any work, creating nothing: ``out`` is not a device, FIFO or socket, not a
+    symlink out of its folder, not an input (the same file, through links too) nor inside an input
+    folder, and the folder's ``writes`` (its files and subfolders) overwrite no input; the nearest
+    existing folder on the way must take a new file; a file's suffix names its format (CSV or
+    Parquet, `out_suffix`). Remote locations (``s3://`` ...) are compared as text.
+    """
+    given = _inputs(inputs)
+    local = _local_path(out)
+    problem = (
+        _remote_problem(out, folder, given, writes) if local is None else _local_problem(local, folder, given, writes)
+    )
+    if problem is None and not folder and out_suffix(out) is None:
+        from drugrepo_assets.data.sources import DATA_SUFFIXES
+
+        problem = f"unknown suffix: the output's format follows it ({', '.join(DATA_SUFFIXES)})"
+    return problem
+
+
+def _local_problem(path: Path, folder: bool, inputs: list[tuple[str, str]], writes: Sequence[str]) -> str | None:
+    """`out_problem` for a location on this machine, the suffix aside."""
+    real = Path(os.path.realpath(path))
+    if path.is_symlink() and not _within(real, Path(os.path.realpath(path.parent))):
+        return f"is a symlink to {real}, outside its folder; name the target itself"
+    try:
+        kind = _special_kind(real) if real.exists() else None
+    except OSError as exc:
+        return f"cannot be used ({exc.strerror or exc})"
+    if kind is not None:
+        return f"is {kind}, not a {'folder' if folder else 'file'}"
+    if folder and real.exists() and not real.is_dir():
         return "exists and is not a folder"
-    if not folder and path.is_dir():
+    if not folder and real.is_dir():
         return "is a folder; give a file name"
-    probe = path if folder else path.parent
+    probe = real if folder else real.parent
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     if not probe.is_dir():
@@ -116,23 +232,48 @@ def out_problem(out: str, folder: bool) -> str | None:
             pass
     except OSError as exc:
         return f"cannot write in {probe} ({exc.strerror or exc})"
-    return None
+    return _input_problem(real, folder, inputs, writes)
 
 
-def check_out(command: str, out: str, folder: bool) -> bool:
-    """True when ``out`` can be written; else one error line (the caller exits 2 before any work)."""
-    problem = out_problem(out, folder)
+def check_out(
+    command: str, out: str, folder: bool, inputs: Iterable[str | None] = (), writes: Sequence[str] = ()
+) -> bool:
+    """True when ``out`` may be written (`out_problem`); else one error line (the caller exits 2 before any work)."""
+    problem = out_problem(out, folder, inputs, writes)
     if problem is not None:
         error(command, f"--out {out}: {problem}")
     return problem is None
 
 
-def check_local_out(command: str, out: str) -> bool:
+def check_local_out(command: str, out: str, inputs: Iterable[str | None] = (), writes: Sequence[str] = ()) -> bool:
     """`check_out` for a folder that must be on this machine (checkpoints are written locally)."""
     if is_remote(out):
         error(command, f"--out {out}: give a local folder (checkpoints are written on this machine)")
         return False
-    return check_out(command, out, folder=True)
+    return check_out(command, out, folder=True, inputs=inputs, writes=writes)
+
+
+def write_table(out: str, table: pd.DataFrame, s3_endpoint_url: str | None = None) -> None:
+    """Publish ``table`` at the file ``out`` (checked by `check_out`) in the format its suffix names,
+    atomically: a temporary sibling renamed over the final path (a link inside its folder: over its
+    target), or one S3 PUT."""
+    import gzip
+    import io
+
+    from drugrepo_assets.files import storage_path, write_bytes_atomic
+
+    suffix = out_suffix(out)
+    if suffix in (".parquet", ".pq"):
+        buffer = io.BytesIO()
+        table.to_parquet(buffer, index=False)
+        data = buffer.getvalue()
+    else:
+        data = table.to_csv(index=False).encode()
+        if suffix == ".csv.gz":
+            data = gzip.compress(data, mtime=0)
+    local = _local_path(out)
+    target = Path(os.path.realpath(local)) if local is not None else storage_path(out, s3_endpoint_url)
+    write_bytes_atomic(target, data)
 
 
 def torch_device(command: str, name: str) -> torch.device | None:
@@ -186,12 +327,30 @@ def checkpoint_problem(path: str) -> str | None:
     return None
 
 
-def load_model(command: str, path: str) -> tuple[DrugBAN, str] | None:
-    """The checkpoint's model and `checkpoint_id`, or None after one error line ``checkpoint PATH: why``
-    (missing, empty, truncated, or not a DrugBAN checkpoint)."""
+def checkpoint_failure(path: str, exc: Exception) -> str:
+    """Why loading checkpoint ``path`` raised ``exc``, in one line: a `CheckpointError`'s own reason (a bound, a
+    shape, a checkpoint id), else truncated, not a checkpoint, unreadable."""
     import pickle
     import zipfile
 
+    from drugrepo_assets.ml.model import CheckpointError
+
+    detail = first_line(exc).removeprefix(f"{path}: ")
+    if isinstance(exc, CheckpointError):
+        return detail
+    if isinstance(exc, EOFError | zipfile.BadZipFile):
+        return f"truncated or not a checkpoint ({detail})"
+    if isinstance(exc, pickle.UnpicklingError):
+        return f"not a checkpoint ({detail})"
+    if isinstance(exc, OSError):
+        return f"cannot read file ({exc.strerror or detail})"
+    # torch raises many types for a foreign file: one line, never a traceback
+    return ("truncated or not a checkpoint" if "zip archive" in detail else "not a DrugBAN checkpoint") + f" ({detail})"
+
+
+def load_model(command: str, path: str) -> tuple[DrugBAN, str] | None:
+    """The checkpoint's model and `checkpoint_id`, or None after one error line ``checkpoint PATH: why``
+    (missing, empty, truncated, out of the format's bounds, altered, or not a DrugBAN checkpoint)."""
     from drugrepo_assets.ml.model import load_checkpoint
 
     problem = checkpoint_problem(path)
@@ -199,16 +358,7 @@ def load_model(command: str, path: str) -> tuple[DrugBAN, str] | None:
         try:
             model, extra = load_checkpoint(path)
             return model, str(extra["checkpoint_id"])
-        except (EOFError, zipfile.BadZipFile) as exc:
-            problem = f"truncated or not a checkpoint ({first_line(exc)})"
-        except pickle.UnpicklingError as exc:
-            problem = f"not a checkpoint ({first_line(exc)})"
-        except OSError as exc:
-            problem = f"cannot read file ({exc.strerror or first_line(exc)})"
-        except Exception as exc:  # torch and the model raise many types for a foreign file: one line, never a traceback
-            detail = first_line(exc).removeprefix(f"{path}: ")
-            problem = (
-                "truncated or not a checkpoint" if "zip archive" in detail else "not a DrugBAN checkpoint"
-            ) + f" ({detail})"
+        except Exception as exc:  # every failure is one line naming the file, never a traceback
+            problem = checkpoint_failure(path, exc)
     error(command, f"checkpoint {path}: {problem}")
     return None

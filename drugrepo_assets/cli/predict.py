@@ -18,6 +18,7 @@ from drugrepo_assets.cli.common import (
     positive_int,
     resolve_input,
     torch_device,
+    write_table,
 )
 
 if TYPE_CHECKING:
@@ -43,13 +44,12 @@ def _read(args: argparse.Namespace, location: str) -> tuple[pd.DataFrame, str, s
 
 
 def run(args: argparse.Namespace) -> int:
-    """Score every row of --pairs with --checkpoint into the --out CSV; bad rows keep their place with a reason."""
+    """Score every row of --pairs with --checkpoint into --out (CSV or Parquet); bad rows keep their place with a reason."""
     from drugrepo_assets.data.sources import InputFileError
-    from drugrepo_assets.files import storage_path, write_bytes_atomic
     from drugrepo_assets.ml.predict import score_table
     from drugrepo_assets.ml.runtime import configure_cpu
 
-    if not check_out("predict", args.out, folder=False):
+    if not check_out("predict", args.out, folder=False, inputs=(args.pairs, args.checkpoint)):
         return EXIT_BAD_INPUT
     device = torch_device("predict", args.device)
     if device is None:
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     model, _ = loaded
     configure_cpu(args.threads)
     scored = score_table(model.to(device), table, smiles_col, protein_col, args.batch_size, device)
-    write_bytes_atomic(storage_path(args.out, args.s3_endpoint_url), scored.table.to_csv(index=False).encode())
+    write_table(args.out, scored.table, args.s3_endpoint_url)
     print(f"scored {len(table) - scored.n_failed} of {len(table)} pairs; wrote {args.out}")
     if scored.n_failed:
         bad = scored.table["error"].to_numpy() != ""
@@ -100,15 +100,20 @@ def add_parser(subparsers: Subparsers) -> None:
             "key or prefix, or bundled:<dataset>/<file>) with CKPT (a drugrepo checkpoint such as "
             "the best.pt of 'drugrepo train', or a reference DrugBAN state_dict). The SMILES and protein "
             "columns are SMILES/Protein or smiles/protein (the valid.parquet of 'drugrepo validate', an "
-            "earlier predict's output) unless --smiles-col/--protein-col name them. The output CSV (a "
-            "file or an s3:// key) keeps the input's rows, order and columns (a folder's rows also get "
+            "earlier predict's output) unless --smiles-col/--protein-col name them. The output (a file "
+            "or an s3:// key; CSV, CSV.gz or Parquet as its suffix says: .csv, .csv.gz, .parquet, .pq) keeps the input's rows, order and columns (a folder's rows also get "
             "source_file and source_row) and adds logit, score = sigmoid(logit) and error (why a row "
             "could not be scored; empty otherwise). Exit 2 for an unusable input, checkpoint or --out."
         ),
     )
     parser.add_argument("--checkpoint", required=True, metavar="CKPT")
     parser.add_argument("--pairs", required=True, metavar="LOCATION")
-    parser.add_argument("--out", required=True, metavar="CSV", help="output CSV (its folder is created if needed)")
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE",
+        help="output .csv, .csv.gz or .parquet (its folder is created if needed; never an input)",
+    )
     parser.add_argument("--smiles-col", default=None, help="the SMILES column (default: SMILES or smiles)")
     parser.add_argument("--protein-col", default=None, help="the protein column (default: Protein or protein)")
     parser.add_argument("--batch-size", type=positive_int, default=256)

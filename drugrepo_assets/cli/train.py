@@ -119,7 +119,9 @@ def run(args: argparse.Namespace) -> int:
     from drugrepo_assets.ml.train import TrainConfig
 
     out = Path(args.out)
-    if not check_local_out("train", args.out) or torch_device("train", args.device) is None:
+    inputs = (args.data, args.train, args.val, args.test)
+    writes = ("best.pt", "last.pt", "metrics.json", "history.csv", *(f"{name}_rejected.parquet" for name in _INPUTS))
+    if not check_local_out("train", args.out, inputs, writes) or torch_device("train", args.device) is None:
         return EXIT_BAD_INPUT
     try:
         parts, rejected = _read_parts(args)

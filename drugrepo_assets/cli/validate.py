@@ -17,6 +17,9 @@ from drugrepo_assets.cli.common import (
 
 __all__ = ["add_parser", "run"]
 
+_WRITES = ("valid.parquet", "rejected.parquet")
+"""What validate writes under --out (`data.validate.write_result`): never an input."""
+
 
 def run(args: argparse.Namespace) -> int:
     """Validate INPUT into OUT/valid.parquet and OUT/rejected.parquet and print the counts."""
@@ -25,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from drugrepo_assets.data.validate import REASON_CODES, validate_pairs, write_result
     from drugrepo_assets.files import uri_of
 
-    if not check_out("validate", args.out, folder=True):
+    if not check_out("validate", args.out, folder=True, inputs=(args.input,), writes=_WRITES):
         return EXIT_BAD_INPUT
     try:
         location = resolve_input(args.input)
