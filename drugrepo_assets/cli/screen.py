@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from drugrepo_assets.cli.common import (
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
 
 __all__ = ["add_parser", "run"]
 
+OUTPUTS = ("top.parquet", "top.csv", "rejected.csv", "enrichment.csv", "enrichment.png")
+"""The files a screen writes at the top of --out, beside the data set `ml.library_screen` writes."""
+
 
 def run(args: argparse.Namespace) -> int:
     """Screen --library against --targets with --checkpoint into --out; report enrichment with --known."""
@@ -33,23 +37,32 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
     from tqdm import tqdm
 
-    from drugrepo_assets.data.library import count_rows, iter_library, read_checked_targets
+    from drugrepo_assets.data.library import count_rows, iter_library, library_files, read_checked_targets
     from drugrepo_assets.data.sources import InputFileError
     from drugrepo_assets.files import storage_path, write_bytes_atomic
     from drugrepo_assets.ml.library_screen import (
+        LIBRARY_FILES,
+        MANIFEST,
+        REJECTED,
         REJECTED_COLUMNS,
+        SHARDS,
+        LibraryChanged,
         check_manifest,
         default_workers,
+        discard_screen,
         known_actives,
+        library_change,
         rejected_rows,
         screen_library,
     )
     from drugrepo_assets.ml.native import kernel_info
     from drugrepo_assets.ml.runtime import configure_cpu
-    from drugrepo_assets.ml.scores import merge_top, part_name, rank_dataset
+    from drugrepo_assets.ml.scores import RANKED, SCORES, TOP, merge_top, part_name, rank_dataset
     from drugrepo_assets.ml.screen import ScreeningEngine, prepare_targets
 
-    if not check_out("screen", args.out, folder=True):
+    inputs = (args.library, args.targets, args.known, args.checkpoint)
+    writes = (MANIFEST, SHARDS, REJECTED, SCORES, TOP, RANKED, *OUTPUTS)
+    if not check_out("screen", args.out, folder=True, inputs=inputs, writes=writes):
         return EXIT_BAD_INPUT
     device = torch_device("screen", args.device)
     if device is None:
@@ -86,7 +99,11 @@ def run(args: argparse.Namespace) -> int:
         "top": args.top,
         "targets": hashlib.sha256(json.dumps([target_ids, codes.tolist()]).encode()).hexdigest()[:16],
     }
+    made = _missing_folders(root)
     try:
+        settings[LIBRARY_FILES] = [list(f) for f in library_files(args.library, args.s3_endpoint_url)]
+        if args.restart and (root / MANIFEST).exists():
+            discard_screen(root, OUTPUTS)
         check_manifest(root, settings)
         total = count_rows(args.library, args.s3_endpoint_url)
         print(
@@ -116,6 +133,14 @@ def run(args: argparse.Namespace) -> int:
                 progress=bar.update,
             )
             bar.total = bar.n  # the row count was an estimate (headers, comments, refused rows)
+        changed = library_change(
+            args.library, settings[LIBRARY_FILES], library_files(args.library, args.s3_endpoint_url)
+        )
+        if changed:
+            raise LibraryChanged(f"{changed} while it was being screened into {args.out}")
+    except LibraryChanged as exc:
+        error("screen", f"{exc}; use a new --out, or --restart to screen it again from the start")
+        return EXIT_BAD_INPUT
     except (InputFileError, ValueError) as exc:
         error("screen", str(exc))
         return EXIT_BAD_INPUT
@@ -129,6 +154,10 @@ def run(args: argparse.Namespace) -> int:
         ],
         ignore_index=True,
     )
+    if not screened.molecules:
+        _discard_run(root, made)
+        error("screen", f"{args.library}: {_no_molecules(rejected[rejected['kind'] == 'molecule'])}")
+        return EXIT_BAD_INPUT
     write_bytes_atomic(root / "rejected.csv", rejected.to_csv(index=False).encode())
     if len(rejected):
         print(
@@ -136,14 +165,6 @@ def run(args: argparse.Namespace) -> int:
             f"see {args.out}/rejected.csv",
             file=sys.stderr,
         )
-    if not screened.molecules:
-        problem = (
-            "no molecules"
-            if not screened.rejected
-            else f"no molecule could be scored ({screened.rejected} refused; see {args.out}/rejected.csv)"
-        )
-        error("screen", f"{args.library}: {problem}")
-        return EXIT_BAD_INPUT
     if args.top is not None:
         table = merge_top(root, shards, target_ids, screened.molecules, args.top, ckpt)
         write_bytes_atomic(root / "top.parquet", table.to_parquet(index=False))
@@ -162,6 +183,37 @@ def run(args: argparse.Namespace) -> int:
         f"pairs in {args.out}/scores/; wrote {wrote}"
     )
     return EXIT_OK
+
+
+def _missing_folders(root: UPath) -> list[Path]:
+    """The local folders on the way to ``root`` that do not exist yet (a run would create them), innermost first."""
+    from drugrepo_assets.files import is_local
+
+    missing: list[Path] = []
+    folder = Path(str(root))
+    while is_local(root) and not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _discard_run(root: UPath, made: list[Path]) -> None:
+    """Remove what a run that scored nothing wrote, and the folders it created: no half-made run folder is left."""
+    from drugrepo_assets.ml.library_screen import discard_screen
+
+    discard_screen(root, OUTPUTS)
+    for folder in made:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def _no_molecules(refused: pd.DataFrame) -> str:
+    """Why a library gave nothing to score: no molecules, or every one refused (the first named)."""
+    if not len(refused):
+        return "no molecules"
+    first = refused.iloc[0]
+    where = f"{first['file']} line {first['line']}"
+    return f"no molecule could be scored ({len(refused)} refused, first: {where}: {first['reason']})"
 
 
 def _read_known(location: str, s3_endpoint_url: str | None) -> pd.DataFrame:
@@ -202,7 +254,8 @@ def add_parser(subparsers: Subparsers) -> None:
             "Parquet data set (scores/part-*.parquet: drug_id, target_id, logit), then either top.parquet/top.csv "
             "(--top K: the best K per target, ranked) or ranked/ (every pair with rank and percentile), and "
             "rejected.csv (refused molecules and targets with file, line and reason). Memory does not grow "
-            "with the library; rerunning on the same OUT keeps the shards already scored."
+            "with the library; rerunning on the same OUT keeps the shards already scored, unless the library "
+            "changed since (refused: use a new OUT or --restart). OUT is never an input or inside one."
         ),
     )
     parser.add_argument("--checkpoint", required=True, metavar="CKPT")
@@ -242,4 +295,9 @@ def add_parser(subparsers: Subparsers) -> None:
     parser.add_argument("--threads", type=positive_int, default=None)
     add_s3_endpoint(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="discard the screen already in OUT (its scores and outputs) and start over",
+    )
     parser.set_defaults(func=run)

@@ -4,22 +4,27 @@ The library arrives as a stream of row chunks (`data.library.iter_library`); it 
 shards of ``shard_size`` molecules in read order. While the engine scores shard i, a process pool
 featurises shard i + 1 into compact codes (`featurize.compact_molecules`: RDKit and numpy only in
 the workers). Each shard's pairs, its top-K and its refused rows are written as files of the score
-data set (`ml.scores`), and a small JSON marks it done, so a rerun on the same folder skips finished
-shards. Memory holds two shards of strings and compact features and the targets' terms, whatever
-the library's size.
+data set (`ml.scores`), and a small JSON marks it done with a hash of the rows it read, so a rerun on
+the same folder skips finished shards, and refuses to keep one whose rows have changed since
+(`LibraryChanged`: stale and new shards are never merged). Memory holds two shards of strings
+and compact features and the targets' terms, whatever the library's size.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
+import re
+import shutil
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,9 +33,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from drugrepo_assets.files import write_bytes_atomic
+from drugrepo_assets.files import is_local, write_bytes_atomic
 from drugrepo_assets.ml.featurize import MAX_DRUG_NODES, CompactMolecules, compact_molecules
-from drugrepo_assets.ml.scores import ShardScores, part_name, shard_drug_ids, target_logits, write_shard
+from drugrepo_assets.ml.scores import (
+    RANKED,
+    SCORES,
+    TOP,
+    ShardScores,
+    part_name,
+    shard_drug_ids,
+    target_logits,
+    write_shard,
+)
 from drugrepo_assets.ml.screen import ScreeningEngine
 
 REJECTED_COLUMNS = ["kind", "file", "line", "id", "value", "reason"]
@@ -148,13 +162,15 @@ class FeaturePool:
 
 @dataclass
 class ShardReport:
-    """What one finished shard holds: molecules scored, rows refused, and its seconds of work."""
+    """What one finished shard holds: molecules scored, rows refused, its seconds of work, and the
+    `shard_digest` of the rows it read (empty in a marker written before digests were kept)."""
 
     index: int
     molecules: int
     rejected: int
     featurise_wait_s: float
     score_s: float
+    digest: str = ""
 
 
 @dataclass
@@ -181,16 +197,102 @@ class ScreenRun:
         return self.molecules * len(self.target_ids)
 
 
+LIBRARY_FILES = "library_files"
+"""The manifest's record of the library's files: ``[label, version]`` each (`data.library.library_files`:
+size and modification time, or the S3 ETag), so a rerun on an edited library is refused."""
+
+
+class LibraryChanged(ValueError):
+    """The library is not the one a screen folder's finished shards were read from: one line naming the file."""
+
+
 def check_manifest(root: Any, settings: dict[str, Any]) -> None:
-    """Record what a screen folder is for; a folder holding another screen's shards is refused."""
+    """Record what a screen folder is for; a folder holding another screen's shards is refused, and so
+    is the same screen of a library whose files changed since (`LibraryChanged`)."""
     path = root / MANIFEST
     if path.exists():
         found = json.loads(path.read_text())
         if found != settings:
             changed = sorted(k for k in settings.keys() | found.keys() if found.get(k) != settings.get(k))
+            if changed == [LIBRARY_FILES]:
+                what = library_change(str(settings["library"]), found[LIBRARY_FILES], settings[LIBRARY_FILES])
+                raise LibraryChanged(f"{what} since the screen in {root} began")
             raise ValueError(f"{path}: holds a screen with other settings ({', '.join(changed)}); use another folder")
         return
     write_bytes_atomic(path, json.dumps(settings, indent=2, sort_keys=True).encode())
+
+
+def library_change(
+    library: str, before: Sequence[Sequence[str | None]], now: Sequence[Sequence[str | None]]
+) -> str | None:
+    """How the files of ``library`` differ between two `LIBRARY_FILES` records, naming the first that
+    changed (``lib/a.smi: size 1,200 → 900 bytes``), or None when none did."""
+    old = {str(label): version for label, version in before}
+    new = {str(label): version for label, version in now}
+    changes = []
+    for label in dict.fromkeys([*old, *new]):
+        if label not in new:
+            changes.append((label, "removed"))
+        elif label not in old:
+            changes.append((label, "added"))
+        elif old[label] != new[label]:
+            changes.append((label, _version_change(old[label], new[label])))
+    if not changes:
+        return None
+    label, what = changes[0]
+    name = label if label == library else f"{library.rstrip('/')}/{label}"
+    more = f" (and {len(changes) - 1} more file{'s' if len(changes) > 2 else ''})" if len(changes) > 1 else ""
+    return f"{name}: {what}{more}"
+
+
+def _version_change(before: str | None, now: str | None) -> str:
+    """A file version's change in words: its size (local files), else the two versions (S3 ETags)."""
+    sizes = [re.fullmatch(r"(\d+):-?\d+", v or "") for v in (before, now)]
+    if sizes[0] and sizes[1]:
+        old, new = int(sizes[0][1]), int(sizes[1][1])
+        return f"size {old:,} → {new:,} bytes" if old != new else "modified (same size, new modification time)"
+    return f"version {before} → {now}"
+
+
+def shard_digest(shard: LibraryShard) -> str:
+    """A blake2b hash of a shard's rows as read (id, SMILES, file, line) and of the reader's refusals in it,
+    recorded in its marker: a rerun keeps a finished shard only if it reads the same rows."""
+    digest = hashlib.blake2b(digest_size=16)
+    for table, columns in ((shard.rows, ("id", "smiles", "file", "line")), (shard.rejected, REJECTED_COLUMNS[1:])):
+        for column in columns:
+            values = table[column].astype(str).tolist()
+            digest.update(np.fromiter(map(len, values), np.int64, len(values)).tobytes())
+            digest.update("".join(values).encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+def _kept_shard(marker: Any, shard: LibraryShard, digest: str) -> ShardReport:
+    """A shard found done, if its marker's digest is that of the rows read now; else `LibraryChanged`."""
+    kept = ShardReport(**json.loads(marker.read_text()))
+    if kept.digest != digest:
+        first = shard.rows if len(shard.rows) else shard.rejected
+        where = f"{first['file'].iat[0]} line {first['line'].iat[0]}" if len(first) else f"shard {shard.index}"
+        raise LibraryChanged(
+            f"{where}: the library's rows differ from those of shard {shard.index} scored before "
+            f"(it changed since the screen in {marker.parent.parent} began)"
+        )
+    return kept
+
+
+def discard_screen(root: Any, outputs: Iterable[str] = ()) -> None:
+    """Remove a screen's files from ``root`` (its manifest, shard markers, scores, refused rows, and the
+    caller's ``outputs``) so that it starts over; anything else in the folder is left alone."""
+    for name in (MANIFEST, SHARDS, REJECTED, SCORES, TOP, RANKED, *outputs):
+        path = root / name
+        if not is_local(path):
+            if path.exists():
+                path.fs.rm(path.path, recursive=True)
+            continue
+        local = Path(str(path))
+        if local.is_dir() and not local.is_symlink():
+            shutil.rmtree(local)
+        else:
+            local.unlink(missing_ok=True)
 
 
 def _featurised_ahead(
@@ -219,7 +321,8 @@ def screen_library(
 ) -> ScreenRun:
     """Score every molecule of the stream ``chunks`` against the targets into the data set at ``root``.
 
-    Shards already marked done under ``root`` (an interrupted run) are kept, not scored again.
+    Shards already marked done under ``root`` (an interrupted run) are kept, not scored again, when they
+    read the same rows now (`shard_digest`); else `LibraryChanged`, before anything is written.
     ``progress`` is called with each shard's pairs, scored now or kept, so a bar's ETA holds on resume.
     """
     run = ScreenRun(target_ids=list(target_ids))
@@ -235,8 +338,9 @@ def screen_library(
     with FeaturePool(workers) as pool:
         for shard, job in _featurised_ahead(iter_shards(chunks, shard_size), pool, done):
             marker = root / SHARDS / f"{shard.index:05d}.json"
+            digest = shard_digest(shard)
             if job is None:
-                kept = ShardReport(**json.loads(marker.read_text()))
+                kept = _kept_shard(marker, shard, digest)
                 run.shards.append(kept)
                 run.skipped += 1
                 if progress is not None:
@@ -257,7 +361,7 @@ def screen_library(
                 top,
             )
             _write_rejected(root / REJECTED / f"{part_name(shard.index)}.parquet", shard.rejected)
-            report = ShardReport(shard.index, len(kept), len(shard.rejected), waited, scored)
+            report = ShardReport(shard.index, len(kept), len(shard.rejected), waited, scored, digest)
             write_bytes_atomic(marker, json.dumps(asdict(report)).encode())
             run.shards.append(report)
             if progress is not None:
