@@ -34,7 +34,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import unquote, urlparse
 
 import numpy as np
@@ -46,11 +46,20 @@ from fsspec import AbstractFileSystem
 from drugrepo_assets.data.rules import MAX_SMILES_CHARS, missing_refusal, protein_refusal, smiles_refusal
 from drugrepo_assets.data.sources import (
     HTTP_TIMEOUT_S,
+    LIMIT_VARIABLES,
+    MAX_BLANK_LINES,
     MAX_LINE_BYTES,
     MAX_TARGETS_BYTES,
     ByteStream,
     InputFileError,
+    TableBudget,
+    binary_refusal,
+    dictionary_text_bytes,
+    dictionary_values,
     gunzip_stream,
+    is_text_type,
+    parquet_type_problem,
+    read_limits,
     s3_problem,
 )
 from drugrepo_assets.files import storage_path
@@ -205,8 +214,14 @@ def count_rows(location: str, s3_endpoint_url: str | None = None) -> int | None:
                 total += pq.ParquetFile(member.uri).metadata.num_rows
                 continue
             with open(member.uri, "rb") as raw, gunzip_stream(raw, member.uri) if member.gz else raw as stream:
+                lines, offset = 0, 0
                 while block := stream.read(_BLOCK_BYTES):
-                    total += block.count(b"\n")
+                    refusal = binary_refusal(block, offset, lines + 1)
+                    if refusal is not None:
+                        raise InputFileError(member.uri, refusal)
+                    lines += block.count(b"\n")
+                    offset += len(block)
+                total += lines
         except pa.ArrowException as exc:
             detail = re.sub(r"\s+", " ", str(exc)).strip().rstrip(".")
             raise InputFileError(member.uri, f"not a valid Parquet file ({detail})") from None
@@ -473,18 +488,23 @@ def _events(
 # --- text formats -----------------------------------------------------------------------------
 
 
-def _physical_lines(stream: ByteStream, limit: int) -> Iterator[tuple[int, bytes | None, int, bytes]]:
+def _physical_lines(stream: ByteStream, limit: int, location: str) -> Iterator[tuple[int, bytes | None, int, bytes]]:
     """``(number, line, length, head)``: each line without its end; ``line`` is None when it is longer
     than ``limit`` bytes (then only ``head``, its first bytes, is kept). Holds at most a block plus
-    ``limit`` bytes."""
+    ``limit`` bytes. A NUL byte refuses the file (``location``) as binary content, with its line."""
     keep = VALUE_CHARS * 4
     buffer = b""
     number = 0
+    offset = 0  # bytes read before ``data``
     skipping, skipped, head = False, 0, b""
     while True:
         data = stream.read(_BLOCK_BYTES)
         if not data:
             break
+        refusal = binary_refusal(data, offset, number + 1)
+        if refusal is not None:
+            raise InputFileError(location, refusal)
+        offset += len(data)
         buffer = buffer + data if buffer else data
         start = 0
         while True:
@@ -563,12 +583,15 @@ def _text_events(
     sep: str | None = None
     width = 0  # fields in the header; 0: no header
     smiles_at, id_at = 0, None
-    for number, raw, length, head in _physical_lines(stream, MAX_LINE_BYTES):
+    skipped = 0  # blank and comment lines in a row
+    for number, raw, length, head in _physical_lines(stream, MAX_LINE_BYTES, member.uri):
         if raw is None:
             if number == 1:
                 head = head.removeprefix(_BOM)
             if head.lstrip().startswith(b"#"):
+                skipped = _skipped_line(member, number, skipped)
                 continue
+            skipped = 0
             if sep is None and member.fmt != "text":
                 raise InputFileError(
                     member.uri, f"line {number}: header of {length} bytes, more than the limit of {MAX_LINE_BYTES}"
@@ -586,7 +609,9 @@ def _text_events(
             raw = raw[len(_BOM) :]
         stripped = raw.strip()
         if not stripped or stripped.startswith(b"#"):
+            skipped = _skipped_line(member, number, skipped)
             continue
+        skipped = 0
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -645,6 +670,17 @@ def _text_events(
         yield _checked(number, ident, smiles, compat)
 
 
+def _skipped_line(member: _Member, number: int, skipped: int) -> int:
+    """``skipped`` + 1 for one more blank or comment line in a row; past ``MAX_BLANK_LINES`` the file is
+    refused (a file of newlines would otherwise be read to its end, line by line)."""
+    if skipped >= MAX_BLANK_LINES:
+        raise InputFileError(
+            member.uri,
+            f"line {number}: more than {MAX_BLANK_LINES:,} blank or comment lines in a row (sources.MAX_BLANK_LINES)",
+        )
+    return skipped + 1
+
+
 def _checked(number: int, ident: str, smiles: str, compat: bool) -> tuple[int, str, str] | _Bad:
     """A row (its SMILES stripped), or its refusal by the input rules' text checks (`data.rules`: blank, too
     long, too many atom symbols) before a worker parses it; ``smiles`` is the field as read, so a blank
@@ -663,6 +699,7 @@ def _parquet_events(
 ) -> Iterator[tuple[int, str, str] | _Bad]:
     import pyarrow as pa
 
+    row_group_bytes = read_limits().row_group_bytes
     with _parquet_source(member) as source:
         try:
             handle = pq.ParquetFile(source)
@@ -675,12 +712,15 @@ def _parquet_events(
             raise InputFileError(
                 member.uri, f"no SMILES column (found: {_shown(', '.join(map(repr, names)) or 'nothing')})"
             )
-        columns = [names[smiles_at]] + ([names[id_at]] if id_at is not None else [])
+        read = [smiles_at] + ([id_at] if id_at is not None else [])
+        columns = [names[i] for i in read]
         number = 0
         try:
+            text = _check_parquet_columns(member, handle, read, row_group_bytes)
+            handle = pq.ParquetFile(source, metadata=handle.metadata, read_dictionary=text)
             for batch in handle.iter_batches(batch_size=batch_rows, columns=columns):
-                smiles_values = batch.column(0).to_pylist()
-                id_values = batch.column(1).to_pylist() if id_at is not None else [None] * len(smiles_values)
+                smiles_values = _batch_values(batch.column(0))
+                id_values = _batch_values(batch.column(1)) if id_at is not None else [None] * len(smiles_values)
                 for smiles, ident in zip(smiles_values, id_values):
                     number += 1
                     ident = (
@@ -708,6 +748,48 @@ def _parquet_events(
         except (pa.ArrowException, OSError, ValueError) as exc:
             detail = re.sub(r"\s+", " ", str(exc)).strip().rstrip(".")
             raise InputFileError(member.uri, f"not a valid Parquet file ({detail})") from None
+
+
+_DENSE_TEXT_BYTES = 64 << 20
+"""Text of one column of a Parquet batch copied row by row; above it, rows of one value share one
+string (a 200 KB file can repeat a long value millions of times)."""
+
+
+def _check_parquet_columns(member: _Member, handle: pq.ParquetFile, read: list[int], limit: int) -> list[str]:
+    """The text columns among the columns ``read`` (by position), to read as dictionaries, after every
+    row group's column data (uncompressed, from the metadata) is checked against ``limit``; a
+    column of nested values, or a row group over the limit, refuses the file."""
+    schema = handle.schema_arrow
+    fields = [schema.field(i) for i in read]
+    for field in fields:
+        problem = parquet_type_problem(field.type)
+        if problem is not None:
+            raise InputFileError(member.uri, f"column {field.name!r}: {problem}")
+    metadata = handle.metadata
+    wanted = {field.name for field in fields}
+    leaves = [i for i in range(metadata.num_columns) if metadata.schema.column(i).path.split(".")[0] in wanted]
+    for g in range(metadata.num_row_groups):
+        group = metadata.row_group(g)
+        size = sum(max(group.column(i).total_uncompressed_size, 0) for i in leaves)
+        if size > limit:
+            raise InputFileError(
+                member.uri,
+                f"row group {g + 1}: {size:,} bytes of column data (uncompressed), more than the limit of "
+                f"{limit:,} bytes for a row group read at a time (set {LIMIT_VARIABLES['row_group_bytes']} "
+                "to change it)",
+            )
+    return [field.name for field in fields if is_text_type(field.type)]
+
+
+def _batch_values(column: object) -> list[Any]:
+    """One column of a Parquet batch as Python values; a dictionary's rows share their values when
+    copying them would pass ``_DENSE_TEXT_BYTES``."""
+    import pyarrow as pa
+
+    if isinstance(column, pa.DictionaryArray):
+        return dictionary_values(column, shared=dictionary_text_bytes(column) > _DENSE_TEXT_BYTES)
+    assert isinstance(column, pa.Array)
+    return column.to_pylist()
 
 
 class _parquet_source:
@@ -744,6 +826,9 @@ class _parquet_source:
 # --- small files, whole ---------------------------------------------------------------------
 
 
+_READ_LIBRARY_COLUMNS = ("id", "smiles", "line")
+
+
 def read_library(path: str | Path) -> pd.DataFrame:
     """One small library file as columns ``id``, ``smiles``, ``line``, read by the stream's parser.
 
@@ -753,7 +838,7 @@ def read_library(path: str | Path) -> pd.DataFrame:
     library format is read as a CSV with a header. A row that cannot be passed on (bytes that are
     not UTF-8, more fields than the header, a line over ``MAX_LINE_BYTES``) makes the whole file
     an :class:`InputFileError` naming its line, as such files always were; so is a file without
-    any molecule ("no molecules").
+    any molecule ("no molecules"), and one past the limits of a table read whole (`read_limits`).
     """
     location = str(path)
     if _kind(location) == "local" and Path(location).is_dir():
@@ -772,14 +857,17 @@ def read_library(path: str | Path) -> pd.DataFrame:
         return "" if header else f"line{line}"
 
     rows = []
+    budget = TableBudget(read_limits())
     for event in _events(member, default_id, batch_rows=65_536, compat=True):
         if isinstance(event, _Bad):
             raise InputFileError(location, f"line {event.line}: {event.reason.removeprefix('line: ')}")
         line, ident, smiles = event
+        budget.add_rows(location, 1, len(_READ_LIBRARY_COLUMNS), f"line {line}")
+        budget.add_bytes(location, len(ident) + len(smiles))
         rows.append((ident, smiles, line))
     if not rows:
         raise InputFileError(location, "no molecules")
-    table = pd.DataFrame(rows, columns=["id", "smiles", "line"])
+    table = pd.DataFrame(rows, columns=list(_READ_LIBRARY_COLUMNS))
     table["line"] = table["line"].astype("int64")
     return table
 
@@ -805,14 +893,43 @@ def _text(path: Path) -> str:
         data = path.read_bytes()
     except OSError as exc:
         raise InputFileError(location, f"cannot read file ({exc.strerror or exc})") from None
+    nul = data.find(b"\x00")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         offset = exc.start + (len(_BOM) if data.startswith(_BOM) else 0)
-        raise InputFileError(location, f"not valid UTF-8 text (byte 0x{data[offset]:02x} at offset {offset})") from None
+        if nul < 0 or nul > offset:
+            raise InputFileError(
+                location, f"not valid UTF-8 text (byte 0x{data[offset]:02x} at offset {offset})"
+            ) from None
+    if nul >= 0:
+        raise InputFileError(location, str(binary_refusal(data, 0, 1)))
     if not text.strip():
         raise InputFileError(location, "empty file")
     return text
+
+
+_LINE_END = re.compile(r"\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+"""Where ``str.splitlines`` ends a line."""
+
+
+def _lines(text: str) -> Iterator[str]:
+    """``text.splitlines()`` one line at a time (a file of newlines is not made a list)."""
+    start = 0
+    for end in _LINE_END.finditer(text):
+        yield text[start : end.start()]
+        start = end.end()
+    if start < len(text):
+        yield text[start:]
+
+
+def _blank_run(location: str, number: int, blank: int) -> int:
+    """``blank`` + 1 for one more blank line in a row of a targets file; past ``MAX_BLANK_LINES`` it is refused."""
+    if blank >= MAX_BLANK_LINES:
+        raise InputFileError(
+            location, f"line {number}: more than {MAX_BLANK_LINES:,} blank lines in a row (sources.MAX_BLANK_LINES)"
+        )
+    return blank + 1
 
 
 def _target_records(path: Path, text: str, compat: bool) -> Iterator[tuple[str, str, int, str]]:
@@ -821,8 +938,10 @@ def _target_records(path: Path, text: str, compat: bool) -> Iterator[tuple[str, 
     location = str(path)
     if text.lstrip().startswith(">"):
         record: list | None = None
-        for number, line in enumerate(text.splitlines(), start=1):
+        blank = 0
+        for number, line in enumerate(_lines(text), start=1):
             line = line.strip()
+            blank = 0 if line else _blank_run(location, number, blank)
             if line.startswith(">"):
                 if record is not None:
                     yield tuple(record)
@@ -834,7 +953,7 @@ def _target_records(path: Path, text: str, compat: bool) -> Iterator[tuple[str, 
             yield tuple(record)
         return
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    start, width, id_at, seq_at = 1, 0, 0, 0
+    start, width, id_at, seq_at, blank = 1, 0, 0, 0, 0
     while True:
         try:
             fields = next(reader)
@@ -847,8 +966,10 @@ def _target_records(path: Path, text: str, compat: bool) -> Iterator[tuple[str, 
             start = reader.line_num + 1
             continue
         if not fields or (len(fields) == 1 and not fields[0].strip()):
+            blank = _blank_run(location, start, blank)
             start = reader.line_num + 1
             continue
+        blank = 0
         if not width:
             columns = [c.strip().lower() for c in fields]
             seq_name = next((c for c in ("sequence", "protein") if c in columns), None)

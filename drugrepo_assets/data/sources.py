@@ -57,6 +57,7 @@ __all__ = [
     "ByteStream",
     "InputFileError",
     "ReadLimits",
+    "TableBudget",
     "binary_refusal",
     "bundled_root",
     "dataset_location",
@@ -64,6 +65,7 @@ __all__ = [
     "dictionary_values",
     "gunzip_stream",
     "is_data_file",
+    "is_text_type",
     "parquet_type_problem",
     "read_limits",
     "read_source",
@@ -168,8 +170,9 @@ def binary_refusal(data: bytes, offset: int, line: int) -> str | None:
     return f"binary content, not text (NUL byte at offset {offset + at}, line {line})"
 
 
-class _Budget:
-    """What the files of one pair table have taken of its `ReadLimits` (a folder's files share one)."""
+class TableBudget:
+    """What the files of one table read whole have taken of its `ReadLimits` (a folder's files share one);
+    each method refuses, naming the file and the limit, what passes it."""
 
     def __init__(self, limits: ReadLimits) -> None:
         self.limits = limits
@@ -338,7 +341,7 @@ def read_table(
     ``s3_endpoint_url`` names an S3-compatible store, else AWS or ``$AWS_ENDPOINT_URL_S3``.
     The file is held whole, so it is read under `read_limits` (a file past one is refused, named).
     """
-    budget = _Budget(read_limits())
+    budget = TableBudget(read_limits())
     return _read_table(str(location), budget, s3_endpoint_url, tuple(required), keep_order)
 
 
@@ -359,7 +362,7 @@ def read_source(
     location = str(location)
     kind = _kind(location)
     required = tuple(required)
-    budget = _Budget(read_limits())
+    budget = TableBudget(read_limits())
 
     def table(uri: str) -> pd.DataFrame:
         return _read_table(uri, budget, s3_endpoint_url, required, keep_order)
@@ -390,7 +393,7 @@ def read_source(
 
 
 def _read_table(
-    location: str, budget: _Budget, s3_endpoint_url: str | None, required: tuple[str, ...], keep_order: bool
+    location: str, budget: TableBudget, s3_endpoint_url: str | None, required: tuple[str, ...], keep_order: bool
 ) -> pd.DataFrame:
     """One file of a pair table, its bytes counted in ``budget``: http(s) and S3 bodies are fetched
     (at most the text limit), a local file is read as a stream."""
@@ -658,7 +661,7 @@ def _parse(
     location: str,
     name: str,
     source: bytes | Path,
-    budget: _Budget,
+    budget: TableBudget,
     *,
     gzip_decoded: bool = False,
     required: Sequence[str] = REQUIRED_COLUMNS,
@@ -697,7 +700,7 @@ def _parse(
     return table.reset_index(drop=True)
 
 
-def _parse_gzip_csv(location: str, raw: ByteStream, budget: _Budget) -> pd.DataFrame:
+def _parse_gzip_csv(location: str, raw: ByteStream, budget: TableBudget) -> pd.DataFrame:
     """A gzip CSV decompressed as it is parsed: its decompressed bytes count against the text limit."""
     try:
         with gunzip_stream(raw, location) as stream:
@@ -706,7 +709,7 @@ def _parse_gzip_csv(location: str, raw: ByteStream, budget: _Budget) -> pd.DataF
         raise InputFileError(location, "not a valid gzip file") from None
 
 
-def _parse_csv(location: str, stream: ByteStream, budget: _Budget) -> pd.DataFrame:
+def _parse_csv(location: str, stream: ByteStream, budget: TableBudget) -> pd.DataFrame:
     """A CSV as strings, read record by record with :mod:`csv` (strict quoting) from a stream of its
     lines (`_CsvLines`): blank lines are skipped (more than ``MAX_BLANK_LINES`` in a row refuse the
     file), a short row is padded with empty cells, a row wider than the header refuses the file naming
@@ -763,7 +766,7 @@ class _CsvLines:
     ``record_bytes``) passes ``MAX_LINE_BYTES``, or when its text passes the budget's limit.
     """
 
-    def __init__(self, location: str, stream: ByteStream, budget: _Budget) -> None:
+    def __init__(self, location: str, stream: ByteStream, budget: TableBudget) -> None:
         self.location = location
         self.stream = stream
         self.budget = budget
@@ -844,7 +847,7 @@ def _parquet_error(location: str, exc: BaseException) -> InputFileError:
     return InputFileError(location, f"cannot parse Parquet ({detail})")
 
 
-def _parse_parquet(location: str, source: IO[bytes], budget: _Budget) -> pd.DataFrame:
+def _parse_parquet(location: str, source: IO[bytes], budget: TableBudget) -> pd.DataFrame:
     """A Parquet file as strings, read batch by batch after its metadata passed the limits (rows,
     cells, column data), each batch's text counted before it is copied out (a repeated long value of
     a small file would otherwise expand to gigabytes); a pandas index stored with it is left out."""
@@ -862,7 +865,7 @@ def _parse_parquet(location: str, source: IO[bytes], budget: _Budget) -> pd.Data
                 raise InputFileError(location, f"column {field.name!r}: {problem}")
         names = [f.name for f in fields]
         _check_parquet_metadata(location, handle.metadata, names, budget)
-        text = [f.name for f in fields if _is_text(f.type)]
+        text = [f.name for f in fields if is_text_type(f.type)]
         handle = pq.ParquetFile(source, metadata=handle.metadata, read_dictionary=text)
         values: list[list[str]] = [[] for _ in names]
         for batch in handle.iter_batches(
@@ -886,7 +889,7 @@ def parquet_type_problem(arrow_type: object) -> str | None:
     assert isinstance(arrow_type, pa.DataType)
     if pa.types.is_dictionary(arrow_type):
         return parquet_type_problem(arrow_type.value_type)
-    if _is_text(arrow_type) or pa.types.is_null(arrow_type):
+    if is_text_type(arrow_type) or pa.types.is_null(arrow_type):
         return None
     try:
         if arrow_type.bit_width <= 256:
@@ -896,7 +899,8 @@ def parquet_type_problem(arrow_type: object) -> str | None:
     return f"holds {arrow_type} values, not text or numbers"
 
 
-def _is_text(arrow_type: object) -> bool:
+def is_text_type(arrow_type: object) -> bool:
+    """True for an Arrow type of text or bytes (read from Parquet as a dictionary, so a repeated value is held once)."""
     import pyarrow as pa
 
     assert isinstance(arrow_type, pa.DataType)
@@ -913,7 +917,7 @@ def _is_text(arrow_type: object) -> bool:
     )
 
 
-def _check_parquet_metadata(location: str, metadata: object, names: list[str], budget: _Budget) -> None:
+def _check_parquet_metadata(location: str, metadata: object, names: list[str], budget: TableBudget) -> None:
     """Refuse a Parquet file from its metadata alone: its rows, its cells (values of the columns
     read) and their column data as stored uncompressed, each against what is left of the limits."""
     import pyarrow.parquet as pq
@@ -939,7 +943,7 @@ def dictionary_text_bytes(column: object) -> int:
     import pyarrow.compute as pc
 
     assert isinstance(column, pa.DictionaryArray)
-    if not _is_text(column.dictionary.type):
+    if not is_text_type(column.dictionary.type):
         return 0
     lengths = pc.binary_length(column.dictionary)
     return int(pc.sum(pc.take(lengths, column.indices)).as_py() or 0)
@@ -965,7 +969,7 @@ def dictionary_values(column: object, *, shared: bool = False) -> list[object]:
     return rows.tolist()
 
 
-def _column_text(location: str, column: object, budget: _Budget) -> list[str]:
+def _column_text(location: str, column: object, budget: TableBudget) -> list[str]:
     """One column of a Parquet batch as strings (`_as_text`), its text counted in ``budget`` first."""
     import pyarrow as pa
 

@@ -1,6 +1,7 @@
 """Property tests of the readers: random bytes, random text, SMILES-like strings and random CSV shapes
 (ragged rows, quotes, BOMs, NULs, CR/LF mixes, empty fields) never raise anything but the documented
-:class:`InputFileError`, and every input row is either read or refused with its line.
+:class:`InputFileError`, and every input row is either read or refused with its line; a NUL byte is
+binary content, and refuses the whole file.
 
 The expected rows come from an oracle written from the documented rules (a row is a physical line,
 ``\\n``-separated, ``\\r`` before it dropped, a first-line BOM dropped, blank and ``#`` lines skipped),
@@ -12,6 +13,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -184,6 +186,8 @@ def test_csv_shapes_every_row_is_read_or_refused(
     header = ["id", "smiles", *extra]
     data = _csv_bytes(header, records, ends, quote_all, bom)
     path = _write(folder, "shape.csv", data)
+    if _refused_as_binary(data, lambda: _stream(path, chunk_rows=4), path):
+        return
     read, refused, _, rejected = _stream(path, chunk_rows=4)
     _assert_accounted(data, read, refused, header=True)
     width_errors = [r for r in rejected["reason"] if r.startswith("fields: ")]
@@ -194,6 +198,17 @@ def test_csv_shapes_every_row_is_read_or_refused(
         assert exc.path == str(path)
         return
     assert set(table["line"]) == set(_countable_lines(data)[1:])
+
+
+def _refused_as_binary(data: bytes, read: Callable[[], object], path: Path) -> bool:
+    """True when ``data`` holds a NUL byte and ``read`` refuses ``path`` for it, naming the byte's offset."""
+    if b"\x00" not in data:
+        return False
+    with pytest.raises(InputFileError) as info:
+        read()
+    assert info.value.path == str(path)
+    assert info.value.problem.startswith("binary content, not text (NUL byte at offset "), info.value.problem
+    return True
 
 
 # --- targets ----------------------------------------------------------------------------------
@@ -242,6 +257,8 @@ def test_targets_csv_shapes_every_record_is_kept_or_refused(
 ) -> None:
     data = _csv_bytes(["id", "sequence"], records, ends, quote_all, bom)
     path = _write(folder, "shape.csv", data)
+    if _refused_as_binary(data, lambda: read_checked_targets(path), path):
+        return
     expected = [r for r in records if not (len(r) == 1 and not r[0].strip())]
     if not expected:
         with pytest.raises(InputFileError) as info:
