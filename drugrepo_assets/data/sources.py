@@ -91,11 +91,12 @@ them, and a file of newlines would otherwise be read to its end, line by line.""
 MAX_TABLE_BYTES = 512 << 20
 """Text a pair table read whole may hold: a CSV's bytes (after gzip), a Parquet file's values as text
 (and its column data as stored); a folder's files together. ``DRUGREPO_MAX_TABLE_BYTES``."""
-MAX_TABLE_ROWS = 5_000_000
-"""Rows a pair table read whole may hold (a folder's files together). ``DRUGREPO_MAX_TABLE_ROWS``."""
-MAX_TABLE_CELLS = 50_000_000
+MAX_TABLE_ROWS = 2_000_000
+"""Rows a pair table read whole may hold (a folder's files together): ``drugrepo validate`` takes
+about 1.4 KB a row (5 M short rows took 7 GB). ``DRUGREPO_MAX_TABLE_ROWS``."""
+MAX_TABLE_CELLS = 20_000_000
 """Cells (rows × columns) a pair table read whole may hold: a short row is padded to the header's
-width, so rows alone do not bound it (5 M rows of ``valid.parquet``'s 8 columns fit).
+width, so rows alone do not bound it (2 M rows of ``valid.parquet``'s 8 columns fit).
 ``DRUGREPO_MAX_TABLE_CELLS``."""
 MAX_ROW_GROUP_BYTES = 512 << 20
 """Column data (uncompressed, as its metadata states) of one Parquet row group a library stream
@@ -797,14 +798,14 @@ class _CsvLines:
                 cut = len(data) if not block else max(data.rfind(b"\n"), data.rfind(b"\r")) + 1
             text = self._decode(data, cut, offset)
             pending, offset = data[cut:], offset + cut
-            if self.record_bytes + len(pending) > MAX_LINE_BYTES:
-                raise self._too_long()
             for line in io.StringIO(text, newline=""):
-                self.lines += 1
                 self.record_bytes += len(line)
                 if self.record_bytes > MAX_LINE_BYTES:
                     raise self._too_long()
+                self.lines += 1
                 yield line
+            if self.record_bytes + len(pending) > MAX_LINE_BYTES:
+                raise self._too_long()
             if not block:
                 return
 
