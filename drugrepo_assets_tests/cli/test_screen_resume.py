@@ -1,15 +1,20 @@
 """Honest resumption through the installed ``drugrepo`` script (issue 21, finding 6): a screen stopped midway,
 its library edited, the same command rerun is refused naming the file and what changed; ``--restart`` screens
-the edited library from the start, every molecule scored exactly once."""
+the edited library from the start, every molecule scored exactly once. An S3 library (on moto, in process) is
+known by its ETag, and --restart clears the run's prefix."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
-from drugrepo_assets_tests.cli.helpers import console_script, golden_inputs, screen_args
+from drugrepo_assets.cli import main
+from drugrepo_assets_tests.cli.helpers import console_script, golden_inputs, one_error_line, screen_args
+from drugrepo_assets_tests.data.servers import S3Bucket
 
 
 def drugrepo(*args: str) -> subprocess.CompletedProcess[str]:
@@ -49,3 +54,43 @@ def test_a_rerun_on_an_edited_library_is_refused_and_restart_rescreens_it(tmp_pa
     top = pd.read_csv(run / "top.csv")
     assert not top.duplicated(["target_id", "drug_id"]).any() and len(top) == 6
     assert set(top["drug_id"]) <= {f"m{i}" for i in range(2, 8)}
+
+
+def test_an_s3_library_is_known_by_its_etag_and_restart_clears_the_prefix(
+    tmp_path: Path, golden_dir: Path, s3_bucket: S3Bucket, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    golden = pd.read_csv(golden_dir / "model_pairs.csv")
+    smiles = golden["SMILES"].unique()[:5].tolist()
+    golden_inputs(tmp_path, golden_dir)
+
+    def upload(first: int) -> None:
+        text = "".join(f"{s} m{i}\n" for i, s in enumerate(smiles[first:], start=first))
+        s3_bucket.client.put_object(Bucket=s3_bucket.name, Key="libs/lib.smi", Body=text.encode())
+
+    library, out = f"s3://{s3_bucket.name}/libs/lib.smi", f"s3://{s3_bucket.name}/runs/one"
+    args = [
+        *screen_args(tmp_path, golden_dir, library=library, out=out, top="2", **{"shard-size": "2"}),
+        "--s3-endpoint-url",
+        s3_bucket.endpoint_url,
+    ]
+    upload(0)
+    assert main(args) == 0
+    upload(1)
+    capsys.readouterr()
+    assert main(args) == 2
+    assert re.fullmatch(
+        rf"{library}: version \S+ → \S+ since the screen in {out} began; use a new --out, or --restart .*",
+        one_error_line(capsys, "screen"),
+    )
+    assert main([*args, "--restart"]) == 0
+    keys = [
+        o["Key"] for o in s3_bucket.client.list_objects_v2(Bucket=s3_bucket.name, Prefix="runs/one/scores/")["Contents"]
+    ]
+    pairs = pd.concat(
+        pd.read_parquet(io.BytesIO(s3_bucket.client.get_object(Bucket=s3_bucket.name, Key=k)["Body"].read()))
+        for k in keys
+    )
+    scored = sorted(pairs[["target_id", "drug_id"]].astype(str).itertuples(index=False, name=None))
+    assert scored == [(t, f"m{i}") for t in ("T0", "T1") for i in range(1, 5)]  # m0's stale shard is gone
