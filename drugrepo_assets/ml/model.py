@@ -23,9 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import logging
+import math
 import warnings
+import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,9 +38,73 @@ from torch import Tensor, nn
 
 from drugrepo_assets.data.rules import MAX_DRUG_ATOMS
 from drugrepo_assets.files import write_local_atomic
-from drugrepo_assets.ml.featurize import GraphBatch
+from drugrepo_assets.ml.featurize import ATOM_FEATURE_DIM, GraphBatch
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "drugrepo.drugban/1"
+
+# What a checkpoint's config may declare: each size field's bounds, generously above DrugBAN's
+# published configs (widths 128 to 512, 3 GCN layers, kernels 3/6/9, 2 heads, k 3, 1,200 residues,
+# 1.08 M parameters), so that a file is refused on its config before any tensor is built.
+NODE_IN_FEATS = ATOM_FEATURE_DIM + 1
+"""Atom features the model reads: the featuriser's 74 and the virtual-node flag; a checkpoint declares exactly this."""
+MAX_WIDTH = 2048
+"""Widest layer a checkpoint may declare (embeddings, GCN and CNN channels, BAN and MLP widths): 4× the reference's 512."""
+MAX_GCN_LAYERS = 16
+"""Most GCN layers (the reference has 3)."""
+MAX_KERNEL_SIZE = 64
+"""Widest protein convolution (the reference's are 3, 6 and 9)."""
+MAX_BAN_HEADS = 32
+"""Most bilinear attention heads (the reference has 2)."""
+MAX_BAN_K = 16
+"""Largest BAN pooling factor k (the reference's is 3)."""
+MAX_PROTEIN_LENGTH = 5000
+"""Longest protein window a model reads (the reference's is 1,200 residues)."""
+MAX_PARAMETERS = 64_000_000
+"""Most parameters a checkpoint's config may imply (the reference has 1.08 M; 64 M are 256 MB in float32)."""
+MAX_PICKLE_BYTES = 64 * 1024 * 1024
+"""Largest pickle record of a checkpoint file (its tensors are separate records; ours and the reference's are KBs)."""
+
+CONFIG_BOUNDS: dict[str, tuple[int, int]] = {
+    "node_in_feats": (NODE_IN_FEATS, NODE_IN_FEATS),
+    "node_in_embedding": (1, MAX_WIDTH),
+    "hidden_feats": (1, MAX_WIDTH),
+    "protein_emb_dim": (1, MAX_WIDTH),
+    "num_filters": (1, MAX_WIDTH),
+    "kernel_size": (1, MAX_KERNEL_SIZE),
+    "mlp_in_dim": (1, MAX_WIDTH),
+    "mlp_hidden_dim": (1, MAX_WIDTH),
+    "mlp_out_dim": (1, MAX_WIDTH),
+    "ban_heads": (1, MAX_BAN_HEADS),
+    "ban_k": (1, MAX_BAN_K),
+    "max_drug_nodes": (1, MAX_DRUG_ATOMS),
+    "max_protein_length": (1, MAX_PROTEIN_LENGTH),
+}
+"""(least, most) of each integer field of `DrugBANConfig`, and of each entry of its tuple fields."""
+CONFIG_LENGTHS: dict[str, tuple[int, int]] = {
+    "hidden_feats": (1, MAX_GCN_LAYERS),
+    "num_filters": (3, 3),
+    "kernel_size": (3, 3),
+}
+"""(least, most) entries of the tuple fields of `DrugBANConfig` (the protein CNN has exactly three layers)."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file refused before use; the message names the file and why (the field and its bound)."""
+
+
+def _bound_problem(name: str, value: object, least: int, most: int) -> str | None:
+    """Why an integer config value is refused (not an integer, outside [least, most]), or None."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"{name} = {value!r} is not an integer"
+    if least == most and value != least:
+        return f"{name} = {value} must be {least}"
+    if value > most:
+        return f"{name} = {value} is above the format's maximum of {most}"
+    if value < least:
+        return f"{name} = {value} is below the minimum of {least}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -57,6 +125,37 @@ class DrugBANConfig:
     ban_dropout: float = 0.2
     max_drug_nodes: int = MAX_DRUG_ATOMS
     max_protein_length: int = 1200
+
+    def __post_init__(self) -> None:
+        problem = self.problem()
+        if problem is not None:
+            raise ValueError(f"DrugBAN config: {problem}")
+
+    def problem(self) -> str | None:
+        """Why this config is outside what the format allows (`CONFIG_BOUNDS`, `CONFIG_LENGTHS`), or None."""
+        for name, (least, most) in CONFIG_BOUNDS.items():
+            value = getattr(self, name)
+            if name in CONFIG_LENGTHS:
+                if not isinstance(value, tuple):
+                    return f"{name} = {value!r} is not a list"
+                shortest, longest = CONFIG_LENGTHS[name]
+                if not shortest <= len(value) <= longest:
+                    return f"{name} has {len(value)} entries; the format allows {shortest} to {longest}"
+                found = (_bound_problem(f"{name}[{i}]", v, least, most) for i, v in enumerate(value))
+                problem = next((p for p in found if p is not None), None)
+            else:
+                problem = _bound_problem(name, value, least, most)
+            if problem is not None:
+                return problem
+        dropout = self.ban_dropout
+        if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
+            return f"ban_dropout = {dropout!r} is not a number in [0, 1)"
+        reach = sum(k - 1 for k in self.kernel_size)
+        if self.max_protein_length <= reach:
+            return (
+                f"max_protein_length = {self.max_protein_length} leaves nothing after the convolutions (reach {reach})"
+            )
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-typed dict (lists, ints, floats) that ``torch.load(weights_only=True)`` accepts."""
@@ -611,11 +710,60 @@ class DrugBAN(nn.Module):
         return torch.einsum("hk,bvk,bqk->bhvq", self.bcn.h_mat(), v, q) + self.bcn.h_bias.reshape(1, -1, 1, 1)
 
 
-def load_reference_state_dict(state_dict: Mapping[str, Tensor], config: DrugBANConfig | None = None) -> DrugBAN:
-    """Build a model from a reference DrugBAN ``state_dict`` (strict: every key must match)."""
-    model = DrugBAN(config)
+def state_dict_problem(state_dict: object, expected: Mapping[str, Tensor]) -> str | None:
+    """Why ``state_dict`` does not fit the ``expected`` one (keys, shapes, dtype kinds, dense tensors), or None.
+
+    ``expected`` is a model's state_dict, on the meta device when checking a file: nothing is allocated.
+    A floating tensor may be any floating dtype (it is cast on load); integer buffers must match exactly.
+    """
+    if not isinstance(state_dict, Mapping):
+        return f"the state_dict is a {type(state_dict).__name__}, not a mapping"
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    if missing or unexpected:
+        counts = [
+            f"{len(keys)} {what} ({', '.join(str(k)[:80] for k in keys[:3])}{', …' if len(keys) > 3 else ''})"
+            for what, keys in (("missing", missing), ("unexpected", unexpected))
+            if keys
+        ]
+        return f"the state_dict's keys are not the config's: {', '.join(counts)}"
+    for key, want in expected.items():
+        got = state_dict[key]
+        if not isinstance(got, Tensor) or got.layout != torch.strided:
+            return f"state_dict {key} is not a dense tensor"
+        if tuple(got.shape) != tuple(want.shape):
+            return f"state_dict {key} has shape {list(got.shape)}, the config implies {list(want.shape)}"
+        if got.dtype != want.dtype and not (got.dtype.is_floating_point and want.dtype.is_floating_point):
+            return f"state_dict {key} is {got.dtype}, the model's is {want.dtype}"
+    return None
+
+
+def build_model(config: DrugBANConfig, state_dict: Mapping[str, Tensor], device: str | torch.device = "cpu") -> DrugBAN:
+    """The model of ``config`` holding ``state_dict``, checked before any memory is allocated.
+
+    The model is first built on the meta device (no storage): its parameter count is bounded by
+    `MAX_PARAMETERS` and its state_dict's keys, shapes and dtypes must be ``state_dict``'s; only then
+    does it get memory (uninitialised: the strict load writes every entry). ValueError says why not.
+    """
+    with torch.device("meta"):
+        model = DrugBAN(config)
+    expected = model.state_dict()
+    parameters = sum(math.prod(t.shape) for t in expected.values())
+    if parameters > MAX_PARAMETERS:
+        raise ValueError(
+            f"the config implies {parameters:,} parameters, above the format's maximum of {MAX_PARAMETERS:,}"
+        )
+    problem = state_dict_problem(state_dict, expected)
+    if problem is not None:
+        raise ValueError(problem)
+    model = model.to_empty(device=device)
     model.load_state_dict(state_dict, strict=True)
     return model
+
+
+def load_reference_state_dict(state_dict: Mapping[str, Tensor], config: DrugBANConfig | None = None) -> DrugBAN:
+    """Build a model from a reference DrugBAN ``state_dict`` (strict: every key, shape and dtype kind must match)."""
+    return build_model(config or DrugBANConfig(), state_dict)
 
 
 def export_reference_state_dict(model: DrugBAN) -> dict[str, Tensor]:
@@ -657,25 +805,110 @@ def save_checkpoint(path: str, model: DrugBAN, **extra: Any) -> None:
     write_local_atomic(path, lambda handle: torch.save(payload, handle))
 
 
-def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> tuple[DrugBAN, dict[str, Any]]:
-    """Load our checkpoint or a bare reference ``state_dict`` (``weights_only=True`` either way).
+def _read_checkpoint(path: str, map_location: str | torch.device) -> Any:
+    """``torch.load(weights_only=True)`` of a checkpoint, its tensors memory-mapped (read when used).
 
-    Returns the model in eval mode and the checkpoint's extra entries, ``checkpoint_id`` always among
-    them (computed for a reference file); a file whose weights no longer match its recorded id is refused.
+    torch.save's zip format stores every record uncompressed: a compressed record (a possible zip bomb,
+    expanded in memory by torch's reader) or an oversized pickle is refused from the zip's directory,
+    before anything is read. Other files (torch's legacy format, or not a checkpoint) go to torch.load as they are.
     """
-    payload = torch.load(path, map_location=map_location, weights_only=True)
+    if not zipfile.is_zipfile(path):
+        return torch.load(path, map_location=map_location, weights_only=True)
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise CheckpointError(
+                    f"{path}: record {info.filename[:80]} is compressed (torch.save stores them whole)"
+                )
+            if info.filename.endswith(".pkl") and info.file_size > MAX_PICKLE_BYTES:
+                raise CheckpointError(
+                    f"{path}: record {info.filename[:80]} holds {info.file_size:,} bytes, "
+                    f"above the format's maximum of {MAX_PICKLE_BYTES:,}"
+                )
+    return torch.load(path, map_location=map_location, weights_only=True, mmap=True)
+
+
+def _owned(value: Any) -> Any:
+    """``value`` with every tensor inside (dicts, lists, tuples) copied out of the file's memory map."""
+    if isinstance(value, Tensor):
+        return value.clone()
+    if isinstance(value, dict):
+        return {k: _owned(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_owned(v) for v in value)
+    return value
+
+
+def _parts(path: str, payload: Any) -> tuple[DrugBANConfig, Any, dict[str, Any]]:
+    """(config, state_dict, extra entries) of a loaded file, our format or a bare reference state_dict."""
     if isinstance(payload, Mapping) and payload.get("format") == CHECKPOINT_FORMAT:
-        model = DrugBAN(DrugBANConfig.from_dict(payload["config"]))
-        model.load_state_dict(payload["state_dict"], strict=True)
+        raw = payload.get("config")
+        if not isinstance(raw, Mapping):
+            raise CheckpointError(f"{path}: its config is a {type(raw).__name__}, not a mapping")
+        try:
+            config = DrugBANConfig.from_dict(raw)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path}: config: {str(exc).removeprefix('DrugBAN config: ')}") from None
         extra = {k: v for k, v in payload.items() if k not in ("format", "config", "state_dict")}
-    elif isinstance(payload, Mapping) and "bcn.h_mat_v" in payload:
-        model, extra = load_reference_state_dict(payload), {}
-    else:
-        raise ValueError(f"{path}: neither a drugrepo DrugBAN checkpoint nor a reference DrugBAN state_dict")
+        return config, payload.get("state_dict"), extra
+    if isinstance(payload, Mapping) and "bcn.h_mat_v" in payload:
+        return DrugBANConfig(), payload, {}
+    raise CheckpointError(f"{path}: neither a drugrepo DrugBAN checkpoint nor a reference DrugBAN state_dict")
+
+
+def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> tuple[DrugBAN, dict[str, Any]]:
+    """Load our checkpoint or a bare reference ``state_dict`` (``weights_only=True``, memory-mapped).
+
+    Checked before any tensor is built: the config against the format's bounds (`CONFIG_BOUNDS`,
+    `MAX_PARAMETERS`), the state_dict's keys, shapes and dtypes against the config (`build_model`).
+    Then the weights against the checkpoint id the file records: a file whose weights changed is refused.
+    A bare reference state_dict records no id: it loads, with a warning that its weights are unverified
+    (`import_reference_checkpoint` gives it one). Returns the model in eval mode and the extra entries,
+    ``checkpoint_id`` always among them. Every refusal is a `CheckpointError` naming the file.
+    """
+    config, state_dict, extra = _parts(path, _read_checkpoint(path, map_location))
+    try:
+        model = build_model(config, state_dict, map_location)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    extra = _owned(extra)
     actual = checkpoint_id(model)
-    recorded = extra.setdefault("checkpoint_id", actual)
-    if recorded != actual:
-        raise ValueError(
+    if "checkpoint_id" not in extra:
+        extra["checkpoint_id"] = actual
+        log.warning(
+            "%s: records no checkpoint id, so its weights are unverified "
+            "(drugrepo import-checkpoint writes a copy that records one)",
+            path,
+        )
+    elif (recorded := extra["checkpoint_id"]) != actual:
+        raise CheckpointError(
             f"{path}: its weights do not match the checkpoint id it records ({recorded}, weights give {actual})"
         )
     return model.eval(), extra
+
+
+def file_sha256(path: str) -> str:
+    """SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def import_reference_checkpoint(source: str, out: str) -> str:
+    """Write a bare reference DrugBAN state_dict ``source`` as our checkpoint ``out``; returns its checkpoint id.
+
+    From then on the file records the id of its weights (and the source's SHA-256 under ``imported_from``),
+    so `load_checkpoint` refuses a bit flip in it. A file already in our format is refused: it has an id.
+    """
+    payload = _read_checkpoint(source, "cpu")
+    if isinstance(payload, Mapping) and payload.get("format") == CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{source}: already a drugrepo checkpoint (it records its checkpoint id)")
+    config, state_dict, _ = _parts(source, payload)
+    try:
+        model = build_model(config, state_dict)
+    except ValueError as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
+    save_checkpoint(out, model, imported_from={"file": Path(source).name, "sha256": file_sha256(source)})
+    return checkpoint_id(model)
