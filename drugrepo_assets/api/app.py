@@ -157,12 +157,16 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def create_app(
-    settings: ServingSettings, served: ServedModel | None = None, clock: Callable[[], float] = time.time
+    settings: ServingSettings,
+    served: ServedModel | None = None,
+    clock: Callable[[], float] = time.time,
+    follow_served: bool = False,
 ) -> FastAPI:
     """The API for ``settings``; the model is ``served`` or loaded from the settings at start-up.
 
     ``clock`` (seconds) drives the rate limits, so tests can move time; it must be shared between
-    processes that share Redis (wall time by default).
+    processes that share Redis (wall time by default). ``follow_served``: ``served`` was loaded from the
+    settings (``drugrepo serve`` loads it before starting), so its registry alias is followed as if loaded here.
     """
     configure_cpu(settings.torch_threads)
     metrics = ApiMetrics()
@@ -210,8 +214,9 @@ def create_app(
         gc.freeze()  # the start-up objects (torch, RDKit, the models) leave the collector's sweeps: shorter pauses
         runtime["rt"] = rt
         app.state.pool = pool
-        follows = (served is None and settings.follows_alias()) or settings.follows_challenger()
-        follower = asyncio.create_task(follow_aliases(rt, served is None)) if follows else None
+        champion = served is None or follow_served
+        follows = (champion and settings.follows_alias()) or settings.follows_challenger()
+        follower = asyncio.create_task(follow_aliases(rt, champion)) if follows else None
         try:
             yield
         finally:

@@ -142,6 +142,24 @@ class ServingSettings(BaseSettings):
     max_screen_smiles: int = Field(default=10_000, ge=1, description="Most SMILES in one /v1/screen request.")
     host: str = Field(default="127.0.0.1", description="Address uvicorn binds.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port uvicorn binds.")
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="A request's headers must arrive within this many seconds of the connection or of the request's "
+        "first byte; else 408 and the connection is closed (slow clients, api/deadlines.py).",
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A request's body must arrive within this many seconds of its headers (time the server is not "
+        "reading is not counted); else 408 and the connection is closed.",
+    )
+    max_connections: int = Field(
+        default=2048,
+        ge=1,
+        description="Open connections (or running requests) at which a new request is answered 503 at once "
+        "(uvicorn's limit_concurrency).",
+    )
 
     @model_validator(mode="after")
     def _one_challenger(self) -> ServingSettings:

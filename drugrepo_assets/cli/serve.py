@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from drugrepo_assets.cli.common import EXIT_BAD_INPUT, EXIT_OK, Subparsers, error
+from drugrepo_assets.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILURE,
+    EXIT_OK,
+    Subparsers,
+    checkpoint_failure,
+    checkpoint_problem,
+    error,
+    first_line,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -32,15 +40,25 @@ def run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         error("serve", str(exc).splitlines()[0])
         return EXIT_BAD_INPUT
-    if settings.checkpoint and not Path(settings.checkpoint).is_file():
-        error("serve", f"{settings.checkpoint}: file not found")
+    problem = checkpoint_problem(settings.checkpoint) if settings.checkpoint else None
+    if problem is not None:
+        error("serve", f"checkpoint {settings.checkpoint}: {problem}")
         return EXIT_BAD_INPUT
     if not settings.keys():
         error("serve", "no API key: set DRUGREPO_API_KEYS (comma-separated)")
         return EXIT_BAD_INPUT
+    from drugrepo_assets.api.model_service import load_served_model
     from drugrepo_assets.api.server import serve
 
-    serve(settings)
+    try:  # before uvicorn starts, whose start-up failure is a traceback and exit 3
+        served = load_served_model(settings)
+    except Exception as exc:  # one line naming the model, as predict and screen give
+        if settings.checkpoint:
+            error("serve", f"checkpoint {settings.checkpoint}: {checkpoint_failure(settings.checkpoint, exc)}")
+            return EXIT_BAD_INPUT
+        error("serve", f"model {settings.resolved_model_uri()}: {first_line(exc)}")
+        return EXIT_FAILURE
+    serve(settings, served)
     return EXIT_OK
 
 

@@ -1,0 +1,74 @@
+"""``drugrepo serve`` with a bad checkpoint: one error line and exit 2, as predict and screen give (the real CLI);
+an imported reference checkpoint serves."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+import torch
+
+from drugrepo_assets.ml.model import CHECKPOINT_FORMAT, DrugBANConfig
+from drugrepo_assets_tests.api.servers import running_api
+
+BIN = Path(sys.executable).parent
+KEY = "serve-key"
+
+
+def _serve(checkpoint: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRUGREPO_")} | {"DRUGREPO_API_KEYS": KEY}
+    return subprocess.run(
+        [str(BIN / "drugrepo"), "serve", "--checkpoint", str(checkpoint), "--port", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+def test_serve_refuses_a_bad_checkpoint_in_one_line_with_exit_2(tmp_path: Path, golden_dir: Path) -> None:
+    good = (golden_dir / "model_state.pt").read_bytes()
+    hostile = {"format": CHECKPOINT_FORMAT, "config": {**DrugBANConfig().to_dict(), "hidden_feats": [60000] * 3}}
+    torch.save({**hostile, "state_dict": {}, "checkpoint_id": "0" * 16}, tmp_path / "hostile.pt")
+    (tmp_path / "cut.pt").write_bytes(good[: len(good) // 2])
+    cases = {
+        "cut.pt": "truncated or not a checkpoint",
+        "hostile.pt": "config: hidden_feats[0] = 60000 is above the format's maximum of 2048",
+    }
+    for name, why in cases.items():
+        done = _serve(tmp_path / name)
+        assert done.returncode == 2, (name, done.stderr[-2000:])
+        assert "Traceback" not in done.stderr
+        lines = done.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"drugrepo serve: error: checkpoint {tmp_path / name}: "), lines
+        assert why in lines[0], lines[0]
+
+
+def test_an_imported_reference_checkpoint_is_served_under_the_raw_files_id(tmp_path: Path, golden_dir: Path) -> None:
+    raw = golden_dir / "model_state.pt"
+    imported = tmp_path / "imported.pt"
+    done = subprocess.run(
+        [str(BIN / "drugrepo"), "import-checkpoint", str(raw), "--out", str(imported)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    ident = done.stdout.split("checkpoint ")[1].split(",")[0]
+    assert done.stdout == f"{imported}: checkpoint {ident}, imported from {raw}\n"
+    again = subprocess.run(
+        [str(BIN / "drugrepo"), "import-checkpoint", str(imported), "--out", str(tmp_path / "twice.pt")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 2 and again.stderr.splitlines() == [
+        f"drugrepo import-checkpoint: error: checkpoint {imported}: already a drugrepo checkpoint "
+        "(it records its checkpoint id)"
+    ]
+    with running_api(tmp_path / "api", ["--checkpoint", str(imported)], {"DRUGREPO_API_KEYS": KEY}) as api:
+        ready = requests.get(f"{api.url}/readyz", timeout=30).json()
+    assert ready["checkpoint_id"] == ident
