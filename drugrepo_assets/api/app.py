@@ -183,7 +183,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         model = served if served is not None else await asyncio.to_thread(load_served_model, settings)
-        fallback = LruTargetCache(settings.cache_size)
+        fallback = LruTargetCache(settings.cache_size, settings.cache_max_bytes)
         cache: TargetCache
         if link is not None:
             from drugrepo_assets.ml.screen import TargetTerms

@@ -1,7 +1,8 @@
 """Caches of per-target terms (a protein's CNN encoding reduced to the screening engine's target side).
 
 A target's terms cost one protein CNN pass and a 768² Gram product (tens of ms); reused, a pair
-costs about a millisecond. In process: an LRU of the tensors. With Redis: the tensors serialised
+costs about a millisecond. In process: an LRU of the tensors, bounded in entries and in bytes (a
+target's terms are 2.4 MB at DrugBAN's sizes, 4.7 MB once the C kernel has packed a copy). With Redis: the tensors serialised
 once (``torch.save``, loaded back with ``weights_only=True``) under a key of model and sequence, so
 every API process shares them; when Redis fails, the in-process LRU serves instead.
 """
@@ -57,13 +58,28 @@ class TargetCache(Protocol):
         ...
 
 
+def held_bytes(value: Any) -> int:
+    """Bytes of the tensors an entry holds: a tensor, or those among an object's attributes (the engine's
+    terms and any copy it keeps of them, such as the C kernel's packed Gram matrices)."""
+    if isinstance(value, torch.Tensor):
+        return value.nbytes
+    return (
+        sum(v.nbytes for v in vars(value).values() if isinstance(v, torch.Tensor)) if hasattr(value, "__dict__") else 0
+    )
+
+
 class LruTargetCache:
-    """In-process LRU of target terms (thread-safe; computing happens outside the lock)."""
+    """In-process LRU of target terms (thread-safe; computing happens outside the lock).
+
+    Bounded twice: ``size`` entries and ``max_bytes`` of tensors (`held_bytes`, counted again at every
+    store, so a copy an entry made of its terms since is counted too); the newest entry is always kept.
+    """
 
     backend = "memory"
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, max_bytes: int | None = None) -> None:
         self.size = size
+        self.max_bytes = max_bytes
         self._items: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -82,6 +98,15 @@ class LruTargetCache:
             self._items.move_to_end(key)
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
+            if self.max_bytes is not None:
+                held = sum(held_bytes(v) for v in self._items.values())
+                while held > self.max_bytes and len(self._items) > 1:
+                    held -= held_bytes(self._items.popitem(last=False)[1])
+
+    def bytes_held(self) -> int:
+        """Bytes of tensors held by the cached entries now."""
+        with self._lock:
+            return sum(held_bytes(v) for v in self._items.values())
 
     def get_or_compute(self, key: str, compute: Callable[[], Any]) -> tuple[Any, bool]:
         """The cached terms of ``key`` or freshly computed ones (then kept, evicting the oldest)."""

@@ -160,6 +160,12 @@ class ServingSettings(BaseSettings):
         description="Open connections (or running requests) at which a new request is answered 503 at once "
         "(uvicorn's limit_concurrency).",
     )
+    cache_max_bytes: int = Field(
+        default=512 * 2**20,
+        ge=1,
+        description="Bytes of target terms the in-process LRU cache holds at most, besides its DRUGREPO_CACHE_SIZE "
+        "entries (a target is 2.4 MB at DrugBAN's sizes, 4.7 MB with the C kernel's packed copy).",
+    )
 
     @model_validator(mode="after")
     def _one_challenger(self) -> ServingSettings:
