@@ -22,11 +22,15 @@ __all__ = [
     "MAX_PROTEIN_CHARS",
     "MAX_RINGS",
     "MAX_SMILES_CHARS",
+    "MIN_CANDIDATE_HEAVY_ATOMS",
     "MOLECULE_CPU_SECONDS",
     "MOLECULE_MEMORY_BYTES",
     "PROTEIN_ALPHABET",
     "RULE_CODES",
+    "SCREENING_CODES",
     "Refusal",
+    "candidate_refusal",
+    "canonical_smiles",
     "clean_protein",
     "label_refusal",
     "missing_refusal",
@@ -37,6 +41,7 @@ __all__ = [
     "ring_refusal",
     "smiles_refusal",
     "structure_refusal",
+    "written_smiles",
 ]
 
 MAX_DRUG_ATOMS = 290
@@ -53,9 +58,13 @@ parse: RDKit's ring perception in sanitisation is super-linear on bridged cages 
 rings runs for minutes and gigabytes). The bundled drugs have at most 14; fullerene C70 has 36."""
 MOLECULE_CPU_SECONDS = 2.0
 """CPU seconds RDKit may spend on one molecule (parse, sanitise, featurise) before it is refused
-(`data.sandbox`); a drug-like molecule takes milliseconds."""
+(`data.sandbox`; ``DRUGREPO_MOLECULE_CPU_SECONDS``); a drug-like molecule takes milliseconds."""
 MOLECULE_MEMORY_BYTES = 512 * 2**20
-"""Memory RDKit may take for one molecule, above its worker's own (`data.sandbox`)."""
+"""Memory RDKit may take for one molecule, above its worker's own (`data.sandbox`; ``DRUGREPO_MOLECULE_MEMORY_MB``)."""
+MIN_CANDIDATE_HEAVY_ATOMS = 2
+"""Fewest heavy atoms a screening library's molecule may have: a lone atom or ion (``I``, ``[H+]``,
+``[Mg+2]``) is no drug candidate. Training and validation pairs keep them: DrugBAN's BindingDB and
+BioSNAP hold ~100 such rows (``[Mg+2]``, ``[Zn]``), and the model is exact to the reference on them."""
 LABEL_VALUES: dict[str, int] = {"0": 0, "1": 1, "0.0": 0, "1.0": 1}
 """Accepted spellings of a binary interaction label."""
 
@@ -71,6 +80,8 @@ RULE_CODES: tuple[str, ...] = (
     "too_long",
 )
 """The reason codes these rules give (validation adds its own for duplicates and conflicts)."""
+SCREENING_CODES: tuple[str, ...] = ("not_a_drug",)
+"""The codes only a screening library's molecules get (`candidate_refusal`)."""
 
 _PROTEIN_CHARS = frozenset(PROTEIN_ALPHABET + PROTEIN_ALPHABET.lower())
 _ASCII_UPPER = str.maketrans(PROTEIN_ALPHABET.lower(), PROTEIN_ALPHABET)
@@ -171,6 +182,32 @@ def structure_refusal(mol: Chem.Mol, max_atoms: int = MAX_DRUG_ATOMS) -> Refusal
     if any(atom.GetAtomicNum() == 0 for atom in mol.GetAtoms()):
         return Refusal("query_atom", "SMILES", "a query atom (*) is a pattern, not a molecule")
     return ring_refusal(mol.GetNumBonds() - atoms + len(Chem.GetMolFrags(mol)))
+
+
+def canonical_smiles(smiles: str) -> tuple[str | None, Refusal | None]:
+    """(RDKit's canonical SMILES, None) or (None, the refusal) of one SMILES: validation's work on a
+    molecule, done in a sandbox worker (`data.sandbox`)."""
+    mol, refusal = parse_smiles(smiles)
+    return (None, refusal) if mol is None else written_smiles(mol)
+
+
+def written_smiles(mol: Chem.Mol) -> tuple[str | None, Refusal | None]:
+    """(RDKit's canonical SMILES, None) of a parsed molecule, or (None, ``invalid_smiles``) when RDKit cannot write it."""
+    from rdkit import Chem
+
+    try:
+        return Chem.MolToSmiles(mol), None
+    except Exception as exc:  # RDKit raises on a few molecules it parsed
+        return None, Refusal("invalid_smiles", "SMILES", f"RDKit cannot write it back as SMILES ({type(exc).__name__})")
+
+
+def candidate_refusal(mol: Chem.Mol) -> Refusal | None:
+    """``not_a_drug`` for a library molecule of fewer than `MIN_CANDIDATE_HEAVY_ATOMS` heavy atoms, else None."""
+    heavy = mol.GetNumHeavyAtoms()
+    if heavy >= MIN_CANDIDATE_HEAVY_ATOMS:
+        return None
+    atoms = f"{heavy} heavy atom{'' if heavy == 1 else 's'}"
+    return Refusal("not_a_drug", "SMILES", f"{atoms}: a lone atom or ion is not a screening candidate")
 
 
 def ring_refusal(rings: int) -> Refusal | None:
