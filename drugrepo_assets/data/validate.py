@@ -4,7 +4,9 @@ The input's columns may carry the reference's names or ours (`data.columns`). Ru
 rule wins per row: ``missing_value``, ``invalid_label``, then the protein's and
 the SMILES' verdicts of the input rules (`data.rules`: ``invalid_protein``, ``too_long``,
 ``invalid_smiles``, ``too_many_atoms``), then ``duplicate`` / ``conflicting_label`` on the key
-(canonical SMILES, upper-cased protein) among the rows that passed the others.
+(canonical SMILES, upper-cased protein) among the rows that passed the others. Each distinct SMILES is
+parsed in a sandbox worker (`data.sandbox`), within its CPU and memory budget: one over it is
+refused ``over_budget`` and validation goes on with the next.
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ from drugrepo_assets.data.columns import PAIR_FIELDS, canonical_pairs, read_pair
 from drugrepo_assets.data.rules import (
     RULE_CODES,
     Refusal,
+    canonical_smiles,
     clean_protein,
     label_refusal,
     missing_refusal,
     parse_label,
-    parse_smiles,
     protein_refusal,
 )
+from drugrepo_assets.data.sandbox import Sandbox, molecule_map
 
 if TYPE_CHECKING:
     from upath import UPath
@@ -102,18 +105,17 @@ def target_id(protein: str) -> str:
     return "T" + hashlib.sha1(protein.encode("utf-8")).hexdigest()[:12]
 
 
+def _parse_all(smiles: list[str], sandbox: Sandbox | None = None) -> list[tuple[str | None, Refusal | None]]:
+    """(canonical SMILES, None) or (None, the refusal) for each SMILES (`rules.canonical_smiles`), parsed in
+    ``sandbox`` (else the process's shared one): one over its budget gets ``over_budget``."""
+    answers = molecule_map(canonical_smiles, smiles, sandbox=sandbox)
+    return [(None, a) if isinstance(a, Refusal) else a for a in answers]
+
+
 @lru_cache(maxsize=200_000)
 def _parse_smiles(smiles: str) -> tuple[str | None, Refusal | None]:
-    """(canonical SMILES, None) or (None, the input rules' refusal) for one SMILES."""
-    from rdkit import Chem
-
-    mol, refusal = parse_smiles(smiles)
-    if mol is None:
-        return None, refusal
-    try:
-        return Chem.MolToSmiles(mol), None
-    except Exception as exc:  # RDKit raises on a few molecules it parsed
-        return None, Refusal("invalid_smiles", "SMILES", f"RDKit cannot write it back as SMILES ({type(exc).__name__})")
+    """(canonical SMILES, None) or (None, the input rules' refusal) for one SMILES, remembered."""
+    return _parse_all([smiles])[0]
 
 
 def canonicalize(smiles: str) -> str | None:
@@ -154,11 +156,12 @@ def _normalise_raw(raw: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def validate_pairs(raw: pd.DataFrame) -> ValidationResult:
+def validate_pairs(raw: pd.DataFrame, sandbox: Sandbox | None = None) -> ValidationResult:
     """Split raw pairs (as read by ``read_source`` or `data.columns.read_pairs`) into ``valid`` and ``rejected`` tables.
 
     Every input row lands in exactly one of them; rows keep their input order in both. A table
-    lacking a field under every one of its names is an :class:`InputFileError`.
+    lacking a field under every one of its names is an :class:`InputFileError`. SMILES are parsed in
+    ``sandbox`` (a `data.sandbox.molecule_sandbox`; else the process's shared one).
     """
     table = _normalise_raw(raw)
     n = len(table)
@@ -195,7 +198,8 @@ def validate_pairs(raw: pd.DataFrame) -> ValidationResult:
             reason[bad] = [str(r) for r in refusals]
 
     open_ = code == ""
-    parsed = {s: _parse_smiles(s) for s in pd.unique(smiles_s[open_])}
+    distinct = pd.unique(smiles_s[open_]).tolist()
+    parsed = dict(zip(distinct, _parse_all(distinct, sandbox)))
     canonical = pd.Series(np.full(n, None, dtype=object), index=table.index)
     open_idx = np.flatnonzero(open_.to_numpy())
     for i, s in zip(open_idx, smiles_s.to_numpy()[open_idx]):

@@ -1,7 +1,8 @@
 """Featurise once, batch by index: packed molecule graphs and protein codes for training and scoring.
 
 The reference rebuilds every molecular graph for every item in every epoch. Here each unique
-molecule and protein of a dataset is featurised once; a batch is then a few vectorised gathers.
+molecule and protein of a dataset is featurised once (RDKit's work in a sandbox worker, each molecule
+within its budget: `featurize.compact_molecules`); a batch is then a few vectorised gathers.
 """
 
 from __future__ import annotations
@@ -13,7 +14,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from drugrepo_assets.ml.featurize import CompactMolecules, DrugGraph, GraphBatch, drug_graph, encode_proteins
+from drugrepo_assets.data.rules import MAX_DRUG_ATOMS, Refusal
+from drugrepo_assets.data.sandbox import Sandbox
+from drugrepo_assets.ml.featurize import (
+    CompactMolecule,
+    CompactMolecules,
+    DrugGraph,
+    GraphBatch,
+    InvalidSmilesError,
+    compact_answers,
+    encode_proteins,
+)
 from drugrepo_assets.ml.model import segment_ranges
 
 
@@ -53,9 +64,15 @@ class MoleculeStore:
         )
 
     @classmethod
-    def from_smiles(cls, smiles: Iterable[str]) -> MoleculeStore:
-        """Featurise and pack molecules; an unparseable SMILES raises ``InvalidSmilesError``."""
-        return cls.from_graphs([drug_graph(s) for s in smiles])
+    def from_smiles(cls, smiles: Iterable[str], sandbox: Sandbox | None = None) -> MoleculeStore:
+        """Featurise and pack molecules in ``sandbox`` (`featurize.compact_answers`); the first SMILES the
+        rules refuse, or over its budget, raises ``InvalidSmilesError``."""
+        smiles = list(smiles)
+        answers = compact_answers(smiles, MAX_DRUG_ATOMS, sandbox=sandbox)
+        for s, answer in zip(smiles, answers):
+            if isinstance(answer, Refusal):
+                raise InvalidSmilesError(s, answer)
+        return cls.from_compact(CompactMolecules.stack([a for a in answers if isinstance(a, CompactMolecule)]))
 
     def __len__(self) -> int:
         return len(self.node_offsets) - 1
@@ -102,12 +119,14 @@ class PairData:
         proteins: Sequence[str],
         labels: Sequence[float] | None = None,
         max_protein_length: int = 1200,
+        sandbox: Sandbox | None = None,
     ) -> PairData:
-        """Featurise each unique SMILES and protein once and index the pairs into them."""
+        """Featurise each unique SMILES (in ``sandbox``, `MoleculeStore.from_smiles`) and protein once and
+        index the pairs into them."""
         uniq_s, drug_idx = np.unique(np.asarray(smiles, dtype=object), return_inverse=True)
         uniq_p, prot_idx = np.unique(np.asarray(proteins, dtype=object), return_inverse=True)
         return cls(
-            molecules=MoleculeStore.from_smiles(uniq_s.tolist()),
+            molecules=MoleculeStore.from_smiles(uniq_s.tolist(), sandbox),
             proteins=torch.from_numpy(encode_proteins(uniq_p.tolist(), max_protein_length)),
             drug_idx=torch.from_numpy(drug_idx.astype(np.int64).reshape(-1)),
             protein_idx=torch.from_numpy(prot_idx.astype(np.int64).reshape(-1)),

@@ -6,6 +6,10 @@ edge_featurizer=CanonicalBondFeaturizer(self_loop=True))`` with its default
 ``canonical_atom_order=True``. `encode_protein` / `encode_proteins` reproduce DrugBAN's
 ``integer_label_protein``. Per-atom and per-bond work is limited to reading raw RDKit values;
 every one-hot encoding is done with numpy lookup tables.
+
+`drug_graph` and `compact_molecule` do RDKit's work in the calling process: for untrusted SMILES they
+run in a sandbox worker (`data.sandbox`), each molecule within its CPU and memory budget, as
+`compact_molecules` does for a list.
 """
 
 from __future__ import annotations
@@ -19,7 +23,15 @@ import numpy as np
 from rdkit import Chem
 from rdkit.Chem import rdmolfiles
 
-from drugrepo_assets.data.rules import MAX_DRUG_ATOMS, PROTEIN_ALPHABET, Refusal, parse_smiles
+from drugrepo_assets.data.rules import (
+    MAX_DRUG_ATOMS,
+    PROTEIN_ALPHABET,
+    Refusal,
+    candidate_refusal,
+    parse_smiles,
+    written_smiles,
+)
+from drugrepo_assets.data.sandbox import Sandbox, molecule_map
 
 if TYPE_CHECKING:
     import torch
@@ -202,10 +214,13 @@ class DrugGraph:
         return int(self.edge_index.shape[1])
 
 
-def _parse_smiles(smiles: str, max_atoms: int = MAX_DRUG_ATOMS) -> Chem.Mol:
-    """The molecule the input rules accept (`data.rules.parse_smiles`); InvalidSmilesError otherwise."""
+def _parse_smiles(smiles: str, max_atoms: int = MAX_DRUG_ATOMS, library: bool = False) -> Chem.Mol:
+    """The molecule the input rules accept (`data.rules.parse_smiles`, and for a screening ``library``
+    `data.rules.candidate_refusal`); InvalidSmilesError otherwise."""
     mol, refusal = parse_smiles(smiles, max_atoms)
-    if mol is None:
+    if mol is not None and library:
+        refusal = candidate_refusal(mol)
+    if mol is None or refusal is not None:
         raise InvalidSmilesError(smiles, refusal)
     return mol
 
@@ -284,14 +299,15 @@ def bond_edges(bonds: np.ndarray, num_nodes: int) -> np.ndarray:
     return edge_index
 
 
-def drug_graph(smiles: str, max_atoms: int = MAX_DRUG_ATOMS) -> DrugGraph:
+def drug_graph(smiles: str, max_atoms: int = MAX_DRUG_ATOMS, library: bool = False) -> DrugGraph:
     """Featurise a SMILES exactly like dgllife's smiles_to_bigraph with Canonical featurizers.
 
-    A SMILES the input rules refuse (`data.rules`: unparseable, too long, over 290 atoms) raises
-    InvalidSmilesError before any featurisation. Atoms follow dgllife's canonical_atom_order=True, i.e. RenumberAtoms(mol, CanonicalRankAtoms),
-    applied here as a permutation of the feature rows instead of rebuilding the molecule.
+    A SMILES the input rules refuse (`data.rules`: unparseable, too long, over 290 atoms; with
+    ``library``, a lone atom or ion too) raises InvalidSmilesError before any featurisation. Atoms
+    follow dgllife's canonical_atom_order=True, i.e. RenumberAtoms(mol, CanonicalRankAtoms), applied
+    here as a permutation of the feature rows instead of rebuilding the molecule.
     """
-    mol = _parse_smiles(smiles, max_atoms)
+    mol = _parse_smiles(smiles, max_atoms, library)
     codes, begin, end, bonds = _canonical_atoms(mol)
     n, num_bonds = len(codes), len(bonds)
     node_feats = expand_atoms(codes)
@@ -319,6 +335,34 @@ def drug_graph(smiles: str, max_atoms: int = MAX_DRUG_ATOMS) -> DrugGraph:
     return DrugGraph(node_feats=node_feats, edge_index=edge_index, edge_feats=edge_feats)
 
 
+@dataclass(frozen=True, eq=False)
+class CompactMolecule:
+    """One molecule as compact atom codes (int8 [n, 8], `ATOM_CODE_WIDTH`) and bonds (int16 [b, 2], atom
+    ids in canonical order), with its RDKit canonical SMILES when it was asked for."""
+
+    codes: np.ndarray
+    bonds: np.ndarray
+    canonical: str | None = None
+
+
+def compact_molecule(
+    smiles: str, max_atoms: int = MAX_DRUG_NODES, canonical: bool = False, library: bool = False
+) -> CompactMolecule | Refusal:
+    """One SMILES featurised compactly, or the input rules' refusal (`_parse_smiles`): the work on one
+    molecule that a sandbox worker does for `compact_molecules` (RDKit and numpy only)."""
+    try:
+        mol = _parse_smiles(smiles, max_atoms, library)  # the atom limit holds before the ~quadratic canonical ranking
+        codes, begin, end, _ = _canonical_atoms(mol)
+    except InvalidSmilesError as exc:
+        return exc.refusal
+    name = None
+    if canonical:
+        name, refusal = written_smiles(mol)
+        if refusal is not None:
+            return refusal
+    return CompactMolecule(codes, np.stack((begin, end), axis=1).astype(np.int16), name)
+
+
 @dataclass
 class CompactMolecules:
     """Molecules as compact atom codes and bonds (numpy only, ~10 bytes an atom): what screening
@@ -340,6 +384,18 @@ class CompactMolecules:
             np.zeros((0, 2), np.int16),
             np.zeros(0, np.int32),
             np.zeros(0, np.int32),
+        )
+
+    @classmethod
+    def stack(cls, molecules: Sequence[CompactMolecule]) -> CompactMolecules:
+        """Single molecules one after the other."""
+        if not molecules:
+            return cls.empty()
+        return cls(
+            np.concatenate([m.codes for m in molecules]),
+            np.concatenate([m.bonds for m in molecules]),
+            np.fromiter((len(m.codes) for m in molecules), np.int32, len(molecules)),
+            np.fromiter((len(m.bonds) for m in molecules), np.int32, len(molecules)),
         )
 
     @classmethod
@@ -383,36 +439,45 @@ class CompactMolecules:
         )
 
 
+def compact_answers(
+    smiles: Sequence[str],
+    max_atoms: int = MAX_DRUG_NODES,
+    canonical: bool = False,
+    *,
+    library: bool = False,
+    sandbox: Sandbox | None = None,
+) -> list[CompactMolecule | Refusal]:
+    """`compact_molecule` of each SMILES, in order, each in ``sandbox`` (a `data.sandbox.molecule_sandbox`,
+    else the process's shared one) within its budget: one over it gets the ``over_budget`` refusal."""
+    return molecule_map(compact_molecule, smiles, max_atoms, canonical, library, sandbox=sandbox)
+
+
+def gather_compact(
+    answers: Sequence[CompactMolecule | Refusal],
+) -> tuple[CompactMolecules, list[tuple[int, str]], list[str]]:
+    """`compact_answers` as (the kept molecules, (position, reason) of the refused, their canonical SMILES)."""
+    kept = [a for a in answers if isinstance(a, CompactMolecule)]
+    refused = [(i, str(a)) for i, a in enumerate(answers) if isinstance(a, Refusal)]
+    return CompactMolecules.stack(kept), refused, [m.canonical for m in kept if m.canonical is not None]
+
+
 def compact_molecules(
-    smiles: Sequence[str], max_atoms: int = MAX_DRUG_NODES, canonical: bool = False
+    smiles: Sequence[str],
+    max_atoms: int = MAX_DRUG_NODES,
+    canonical: bool = False,
+    *,
+    library: bool = False,
+    sandbox: Sandbox | None = None,
 ) -> tuple[CompactMolecules, list[tuple[int, str]], list[str]]:
     """Featurise SMILES compactly: (molecules, refused as (position, reason), canonical SMILES).
 
-    Reasons are the input rules' (`data.rules.parse_smiles`), naming the field, e.g. ``SMILES: 300
-    atoms, more than the limit of 290``. With ``canonical``, each kept molecule's RDKit canonical SMILES
-    (its content id, `data.validate.drug_id`) comes from the same parse. Numpy only, so a worker
-    process needs no torch.
+    Reasons are the input rules' (`data.rules.parse_smiles`; with ``library``, `candidate_refusal`
+    too) or the sandbox's ``over_budget``, naming the field, e.g. ``SMILES: 300 atoms, more than the
+    limit of 290``. With ``canonical``, each kept molecule's RDKit canonical SMILES (its content id,
+    `data.validate.drug_id`) comes from the same parse. RDKit's work runs in ``sandbox``'s workers
+    (`compact_answers`).
     """
-    codes, bonds, atoms, nbonds, rejected, names = [], [], [], [], [], []
-    for i, s in enumerate(smiles):
-        try:
-            mol = _parse_smiles(s, max_atoms)  # the atom limit holds before the ~quadratic canonical ranking
-            c, begin, end, _ = _canonical_atoms(mol)
-        except InvalidSmilesError as exc:
-            rejected.append((i, str(exc.refusal)))
-            continue
-        codes.append(c)
-        bonds.append(np.stack((begin, end), axis=1).astype(np.int16))
-        atoms.append(len(c))
-        nbonds.append(len(begin))
-        if canonical:
-            names.append(Chem.MolToSmiles(mol))
-    if not atoms:
-        return CompactMolecules.empty(), rejected, names
-    molecules = CompactMolecules(
-        np.concatenate(codes), np.concatenate(bonds), np.asarray(atoms, np.int32), np.asarray(nbonds, np.int32)
-    )
-    return molecules, rejected, names
+    return gather_compact(compact_answers(smiles, max_atoms, canonical, library=library, sandbox=sandbox))
 
 
 @dataclass

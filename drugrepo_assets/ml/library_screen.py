@@ -1,9 +1,9 @@
 """A library of any size screened in bounded memory: shards featurised on every core, scored, written.
 
 The library arrives as a stream of row chunks (`data.library.iter_library`); it is cut into
-shards of ``shard_size`` molecules in read order. While the engine scores shard i, a process pool
-featurises shard i + 1 into compact codes (`featurize.compact_molecules`: RDKit and numpy only in
-the workers). Each shard's pairs, its top-K and its refused rows are written as files of the score
+shards of ``shard_size`` molecules in read order. While the engine scores shard i, a background
+thread has sandbox workers featurise shard i + 1 into compact codes (`FeaturePool`: RDKit and numpy
+only in the workers, each molecule within its CPU and memory budget, `data.sandbox`). Each shard's pairs, its top-K and its refused rows are written as files of the score
 data set (`ml.scores`), and a small JSON marks it done with a hash of the rows it read, so a rerun on
 the same folder skips finished shards, and refuses to keep one whose rows have changed since
 (`LibraryChanged`: stale and new shards are never merged). Memory holds two shards of strings
@@ -15,15 +15,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
 import shutil
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +31,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from drugrepo_assets.data.sandbox import Budget, molecule_sandbox
+from drugrepo_assets.data.sandbox import default_workers as default_workers  # where the CLI and assets find it
 from drugrepo_assets.files import is_local, write_bytes_atomic
-from drugrepo_assets.ml.featurize import MAX_DRUG_NODES, CompactMolecules, compact_molecules
+from drugrepo_assets.ml.featurize import MAX_DRUG_NODES, CompactMolecules, compact_molecule, compact_molecules
 from drugrepo_assets.ml.scores import (
     RANKED,
     SCORES,
@@ -49,7 +49,6 @@ from drugrepo_assets.ml.screen import ScreeningEngine
 
 REJECTED_COLUMNS = ["kind", "file", "line", "id", "value", "reason"]
 SHARDS, REJECTED, MANIFEST = "shards", "rejected", "manifest.json"
-FEATURISE_BATCH = 512  # SMILES per worker task: large enough to amortise pickling, small enough to balance
 
 
 @dataclass
@@ -106,52 +105,47 @@ Featurised = tuple[CompactMolecules, list[tuple[int, str]], list[str]]
 
 @dataclass
 class FeatureJob:
-    """A list submitted to a `FeaturePool`: its SMILES, and its batches' futures when workers featurise it."""
+    """A list submitted to a `FeaturePool`: its SMILES and the future of its featurisation."""
 
     smiles: list[str]
-    futures: list[Future[Featurised]]
+    future: Future[Featurised]
 
 
 class FeaturePool:
-    """Compact featurisation of SMILES lists in ``workers`` processes (none: in this process, on demand)."""
+    """Compact featurisation of library SMILES in a sandbox of ``workers`` processes (at least one), each
+    molecule within ``budget`` (`data.sandbox`), the library rules included (`rules.candidate_refusal`).
 
-    def __init__(self, workers: int, max_atoms: int = MAX_DRUG_NODES, canonical: bool = False) -> None:
-        self.workers = workers
+    One background thread feeds the sandbox a submitted list at a time, so the caller scores the
+    previous list meanwhile. The workers end with `close`, or with this process if it is killed.
+    """
+
+    def __init__(
+        self, workers: int, max_atoms: int = MAX_DRUG_NODES, canonical: bool = False, budget: Budget | None = None
+    ) -> None:
+        self.workers = max(1, workers)
         self.max_atoms = max_atoms
         self.canonical = canonical
-        self._pool = (
-            ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None
-        )  # spawn: the workers import RDKit and numpy only, not this process's torch
+        self.sandbox = molecule_sandbox(self.workers, budget, warm=[(compact_molecule, "c1ccccc1O", max_atoms)])
+        self._feeder = ThreadPoolExecutor(1, thread_name_prefix="drugrepo-featurise")
 
     def submit(self, smiles: list[str]) -> FeatureJob:
-        """Start featurising ``smiles``; `result` waits for it."""
-        if self._pool is None:
-            return FeatureJob(smiles, [])
+        """Start featurising ``smiles`` (after the lists submitted before); `result` waits for it."""
         return FeatureJob(
             smiles,
-            [
-                self._pool.submit(compact_molecules, smiles[i : i + FEATURISE_BATCH], self.max_atoms, self.canonical)
-                for i in range(0, len(smiles), FEATURISE_BATCH)
-            ],
+            self._feeder.submit(
+                compact_molecules, smiles, self.max_atoms, self.canonical, library=True, sandbox=self.sandbox
+            ),
         )
 
     def result(self, job: FeatureJob) -> Featurised:
         """A submitted list's compact molecules, (position, reason) of those refused, and the
         kept ones' canonical SMILES (with ``canonical``)."""
-        if self._pool is None:
-            return compact_molecules(job.smiles, self.max_atoms, self.canonical)
-        parts, refused, canonical = [], [], []
-        for i, future in enumerate(job.futures):
-            molecules, bad, names = future.result()
-            parts.append(molecules)
-            refused += [(i * FEATURISE_BATCH + pos, reason) for pos, reason in bad]
-            canonical += names
-        return CompactMolecules.concat(parts), refused, canonical
+        return job.future.result()
 
     def close(self) -> None:
-        """Stop the worker processes."""
-        if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
+        """Stop the worker processes (a list being featurised stops after its current batches) and the thread."""
+        self.sandbox.close()
+        self._feeder.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> FeaturePool:
         return self
@@ -402,8 +396,3 @@ def known_actives(root: Any, shards: Sequence[str], target_ids: Sequence[str], k
             pd.DataFrame({"target_id": target, "logit": np.concatenate(logits), "active": np.concatenate(flags)})
         )
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["target_id", "logit", "active"])
-
-
-def default_workers() -> int:
-    """Featurisation processes: one per core this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -1,4 +1,8 @@
-"""Batched scoring of (SMILES, protein) pairs with a DrugBAN model, bad rows reported not dropped."""
+"""Batched scoring of (SMILES, protein) pairs with a DrugBAN model, bad rows reported not dropped.
+
+Each distinct SMILES is parsed and featurised once, in a sandbox worker within its CPU and memory
+budget (`featurize.compact_answers`): a molecule over it is a bad row (``over_budget``), not a hang.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,10 @@ import torch
 
 from drugrepo_assets.data.columns import pair_column_names
 from drugrepo_assets.data.rules import clean_protein, protein_refusal
+from drugrepo_assets.data.sandbox import Sandbox
 from drugrepo_assets.ml.dataset import MoleculeStore, PairData
 from drugrepo_assets.ml.evaluate import sigmoid
-from drugrepo_assets.ml.featurize import DrugGraph, InvalidSmilesError, drug_graph, encode_proteins
+from drugrepo_assets.ml.featurize import CompactMolecule, CompactMolecules, compact_answers, encode_proteins
 from drugrepo_assets.ml.model import DrugBAN
 
 
@@ -44,18 +49,18 @@ class ScoredTable:
     n_failed: int
 
 
-def _row_errors(smiles: pd.Series, proteins: pd.Series, max_atoms: int) -> tuple[list[str], dict[str, DrugGraph]]:
-    """One error string per row ('' when fine; the input rules' refusal, `data.rules`) and the graph of each valid unique SMILES."""
-    graphs: dict[str, DrugGraph] = {}
-    smiles_error: dict[str, str] = {}
-    for s in pd.unique(smiles):
-        try:
-            graphs[s] = drug_graph(s, max_atoms)
-        except InvalidSmilesError as exc:
-            smiles_error[s] = str(exc.refusal)
+def _row_errors(
+    smiles: pd.Series, proteins: pd.Series, max_atoms: int, sandbox: Sandbox | None
+) -> tuple[list[str], dict[str, CompactMolecule]]:
+    """One error string per row ('' when fine; the input rules' refusal, `data.rules`, or ``over_budget``)
+    and the compact molecule of each valid unique SMILES."""
+    distinct = pd.unique(smiles).tolist()
+    answers = dict(zip(distinct, compact_answers(distinct, max_atoms, sandbox=sandbox)))
+    molecules = {s: a for s, a in answers.items() if isinstance(a, CompactMolecule)}
+    smiles_error = {s: str(a) for s, a in answers.items() if not isinstance(a, CompactMolecule)}
     protein_error = {p: str(r) for p in pd.unique(proteins) if (r := protein_refusal(p)) is not None}
     errors = [smiles_error.get(s) or protein_error.get(p, "") for s, p in zip(smiles, proteins)]
-    return errors, graphs
+    return errors, molecules
 
 
 def score_table(
@@ -65,10 +70,12 @@ def score_table(
     protein_col: str | None = None,
     batch_size: int = 256,
     device: str | torch.device = "cpu",
+    sandbox: Sandbox | None = None,
 ) -> ScoredTable:
     """Score every row of ``table``; rows that cannot be scored keep NaN and say why in ``error``.
 
     The SMILES and protein columns are found under any of their names (`data.columns`) unless named.
+    Molecules are featurised in ``sandbox`` (a `data.sandbox.molecule_sandbox`; else the process's shared one).
     """
     found = {
         field: names[0] for field, names in pair_column_names(table.columns, ("SMILES", "Protein")).items() if names
@@ -82,7 +89,7 @@ def score_table(
             raise KeyError(f"missing column {col!r} (found: {', '.join(map(str, table.columns))})")
     smiles = table[smiles_col].fillna("").astype(str)
     raw_proteins = table[protein_col].fillna("").astype(str)
-    errors, graphs = _row_errors(smiles, raw_proteins, model.config.max_drug_nodes)
+    errors, molecules = _row_errors(smiles, raw_proteins, model.config.max_drug_nodes, sandbox)
     proteins = raw_proteins.map(clean_protein)
     ok = np.array([e == "" for e in errors], dtype=bool)
     logits = np.full(len(table), np.nan, dtype=np.float32)
@@ -90,7 +97,7 @@ def score_table(
         uniq_s, drug_idx = np.unique(smiles[ok].to_numpy(dtype=object), return_inverse=True)
         uniq_p, prot_idx = np.unique(proteins[ok].to_numpy(dtype=object), return_inverse=True)
         data = PairData(
-            molecules=MoleculeStore.from_graphs([graphs[s] for s in uniq_s]),
+            molecules=MoleculeStore.from_compact(CompactMolecules.stack([molecules[s] for s in uniq_s])),
             proteins=torch.from_numpy(encode_proteins(uniq_p.tolist(), model.config.max_protein_length)),
             drug_idx=torch.from_numpy(drug_idx.astype(np.int64).reshape(-1)),
             protein_idx=torch.from_numpy(prot_idx.astype(np.int64).reshape(-1)),

@@ -24,8 +24,9 @@ import torch
 from torch import Tensor
 
 from drugrepo_assets.data.rules import MAX_DRUG_ATOMS, clean_protein, protein_refusal
+from drugrepo_assets.data.sandbox import Sandbox
 from drugrepo_assets.ml.dataset import MoleculeStore
-from drugrepo_assets.ml.featurize import PROTEIN_MAX_LENGTH, CompactMolecules
+from drugrepo_assets.ml.featurize import PROTEIN_MAX_LENGTH, CompactMolecules, compact_molecules
 from drugrepo_assets.ml.model import DrugBAN, DrugEncoding, EvalHead
 from drugrepo_assets.ml.native import fusion_kernel, kernel_supports, pack_gcn, pack_linear, pack_targets
 from drugrepo_assets.ml.native import screen as native_screen
@@ -246,20 +247,19 @@ class Prepared:
     rejected: pd.DataFrame
 
 
-def prepare_library(library: pd.DataFrame, max_atoms: int = MAX_DRUG_ATOMS) -> tuple[MoleculeStore, Prepared]:
-    """Featurise each library molecule once; molecules the input rules refuse (`data.rules`) are kept out with the reason."""
-    from drugrepo_assets.ml.featurize import InvalidSmilesError, drug_graph
-
-    graphs, kept, reasons = [], [], []
-    for i, s in enumerate(library["smiles"].astype(str)):
-        try:
-            graphs.append(drug_graph(s, max_atoms))
-        except InvalidSmilesError as exc:
-            reasons.append((i, str(exc.refusal)))
-            continue
-        kept.append(i)
-    rejected = library.iloc[[i for i, _ in reasons]].assign(reason=[r for _, r in reasons])
-    return MoleculeStore.from_graphs(graphs), Prepared(
+def prepare_library(
+    library: pd.DataFrame, max_atoms: int = MAX_DRUG_ATOMS, sandbox: Sandbox | None = None
+) -> tuple[MoleculeStore, Prepared]:
+    """Featurise each library molecule once, in ``sandbox`` (a `data.sandbox.molecule_sandbox`; else the
+    process's shared one); molecules the input rules refuse (`data.rules`, a lone atom or ion
+    included: `rules.candidate_refusal`) or over their budget are kept out with the reason."""
+    molecules, reasons, _ = compact_molecules(
+        library["smiles"].astype(str).tolist(), max_atoms, library=True, sandbox=sandbox
+    )
+    refused = [i for i, _ in reasons]
+    kept = np.setdiff1d(np.arange(len(library)), refused)
+    rejected = library.iloc[refused].assign(reason=[r for _, r in reasons])
+    return MoleculeStore.from_compact(molecules), Prepared(
         kept=library.iloc[kept].reset_index(drop=True), rejected=rejected
     )
 
