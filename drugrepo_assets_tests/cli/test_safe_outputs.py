@@ -116,9 +116,14 @@ def test_predict_refuses_an_unknown_suffix(tmp_path: Path, golden_dir: Path, pai
 
 def test_predict_writes_the_format_its_suffix_names(tmp_path: Path, golden_dir: Path, pairs) -> None:
     pairs.to_csv(tmp_path / "in.csv", index=False)
-    for name in ("o.csv", "o.parquet", "o.csv.gz"):
-        completed = predict(golden_dir, tmp_path / "in.csv", tmp_path / name)
-        assert completed.returncode == 0, completed.stderr
+    completed = predict(golden_dir, tmp_path / "in.csv", tmp_path / "o.parquet")
+    assert completed.returncode == 0, completed.stderr
+    ckpt = str(golden_dir / "model_state.pt")
+    for name in ("o.csv", "o.csv.gz"):
+        assert (
+            main(["predict", "--checkpoint", ckpt, "--pairs", str(tmp_path / "in.csv"), "--out", str(tmp_path / name)])
+            == 0
+        )
     assert (tmp_path / "o.parquet").read_bytes()[:4] == b"PAR1"
     as_csv = pd.read_csv(tmp_path / "o.csv", keep_default_na=False)
     as_parquet = pd.read_parquet(tmp_path / "o.parquet")
@@ -127,8 +132,8 @@ def test_predict_writes_the_format_its_suffix_names(tmp_path: Path, golden_dir: 
     assert as_parquet["SMILES"].tolist() == pairs["SMILES"].tolist()
     unzipped = gzip.decompress((tmp_path / "o.csv.gz").read_bytes())
     assert unzipped == (tmp_path / "o.csv").read_bytes()
-    rescored = predict(golden_dir, tmp_path / "o.parquet", tmp_path / "again.csv")  # what predict writes it reads
-    assert rescored.returncode == 0, rescored.stderr
+    again = ["predict", "--checkpoint", ckpt, "--pairs", str(tmp_path / "o.parquet"), "--out", str(tmp_path / "a.csv")]
+    assert main(again) == 0  # what predict writes it reads
 
 
 def test_screen_refuses_an_out_inside_the_library_folder(tmp_path: Path, golden_dir: Path) -> None:
@@ -177,8 +182,7 @@ def test_screen_of_a_library_with_nothing_to_score_leaves_no_run_folder(
     kept = tmp_path / "mine"  # a folder the user made, holding their own file: left as it was
     kept.mkdir()
     (kept / "notes.txt").write_text("mine\n")
-    completed = drugrepo(*screen_args(tmp_path, golden_dir, library=str(library), out=str(kept)))
-    assert completed.returncode == 2, completed.stderr
+    assert main(screen_args(tmp_path, golden_dir, library=str(library), out=str(kept))) == 2
     assert [p.name for p in kept.iterdir()] == ["notes.txt"]
 
 
