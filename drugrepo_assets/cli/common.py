@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from drugrepo_assets.ml.model import DrugBAN
 
 __all__ = [
+    "CHECKPOINT_SUFFIXES",
     "EXIT_BAD_INPUT",
     "EXIT_FAILURE",
     "EXIT_OK",
@@ -40,12 +41,16 @@ __all__ = [
     "load_model",
     "out_problem",
     "out_suffix",
+    "out_target",
     "positive_float",
     "positive_int",
     "resolve_input",
     "torch_device",
     "write_table",
 ]
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth")
+"""What a checkpoint written by a command (`import-checkpoint --out`) may be named: torch's own suffixes."""
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -178,32 +183,46 @@ def _remote_problem(out: str, folder: bool, inputs: list[tuple[str, str]], write
     return None
 
 
-def out_suffix(out: str) -> str | None:
-    """The data suffix ``out`` ends with (`data.sources.DATA_SUFFIXES`: its format), or None."""
+def out_suffix(out: str, suffixes: Sequence[str] | None = None) -> str | None:
+    """The suffix of ``suffixes`` (default: the tables', `data.sources.DATA_SUFFIXES`) that ``out`` ends
+    with, naming its format; None when it ends with none."""
     from drugrepo_assets.data.sources import DATA_SUFFIXES
 
-    name = urlparse(out).path if is_remote(out) else out
-    return next((s for s in sorted(DATA_SUFFIXES, key=len, reverse=True) if name.lower().endswith(s)), None)
+    name = (urlparse(out).path if is_remote(out) else out).lower()
+    return next((s for s in sorted(suffixes or DATA_SUFFIXES, key=len, reverse=True) if name.endswith(s)), None)
 
 
-def out_problem(out: str, folder: bool, inputs: Iterable[str | None] = (), writes: Sequence[str] = ()) -> str | None:
+def out_target(out: str) -> str:
+    """Where a checked ``--out`` is written: a local symlink inside its folder is followed to its target
+    (renaming a temporary file over the link would replace the link), any other location as given."""
+    local = _local_path(out)
+    return out if local is None else os.path.realpath(local)
+
+
+def out_problem(
+    out: str,
+    folder: bool,
+    inputs: Iterable[str | None] = (),
+    writes: Sequence[str] = (),
+    suffixes: Sequence[str] | None = None,
+) -> str | None:
     """Why the output location ``out`` (a folder, else a file) must not be written, or None.
 
     Checked before any work, creating nothing: ``out`` is not a device, FIFO or socket, not a
     symlink out of its folder, not an input (the same file, through links too) nor inside an input
     folder, and the folder's ``writes`` (its files and subfolders) overwrite no input; the nearest
-    existing folder on the way must take a new file; a file's suffix names its format (CSV or
-    Parquet, `out_suffix`). Remote locations (``s3://`` ...) are compared as text.
+    existing folder on the way must take a new file; a file's suffix names its format (one of
+    ``suffixes``, by default CSV or Parquet: `out_suffix`). Remote locations (``s3://`` ...) are compared as text.
     """
     given = _inputs(inputs)
     local = _local_path(out)
     problem = (
         _remote_problem(out, folder, given, writes) if local is None else _local_problem(local, folder, given, writes)
     )
-    if problem is None and not folder and out_suffix(out) is None:
+    if problem is None and not folder and out_suffix(out, suffixes) is None:
         from drugrepo_assets.data.sources import DATA_SUFFIXES
 
-        problem = f"unknown suffix: the output's format follows it ({', '.join(DATA_SUFFIXES)})"
+        problem = f"unknown suffix: the output's format follows it ({', '.join(suffixes or DATA_SUFFIXES)})"
     return problem
 
 
@@ -236,10 +255,15 @@ def _local_problem(path: Path, folder: bool, inputs: list[tuple[str, str]], writ
 
 
 def check_out(
-    command: str, out: str, folder: bool, inputs: Iterable[str | None] = (), writes: Sequence[str] = ()
+    command: str,
+    out: str,
+    folder: bool,
+    inputs: Iterable[str | None] = (),
+    writes: Sequence[str] = (),
+    suffixes: Sequence[str] | None = None,
 ) -> bool:
     """True when ``out`` may be written (`out_problem`); else one error line (the caller exits 2 before any work)."""
-    problem = out_problem(out, folder, inputs, writes)
+    problem = out_problem(out, folder, inputs, writes, suffixes)
     if problem is not None:
         error(command, f"--out {out}: {problem}")
     return problem is None
@@ -271,9 +295,8 @@ def write_table(out: str, table: pd.DataFrame, s3_endpoint_url: str | None = Non
         data = table.to_csv(index=False).encode()
         if suffix == ".csv.gz":
             data = gzip.compress(data, mtime=0)
-    local = _local_path(out)
-    target = Path(os.path.realpath(local)) if local is not None else storage_path(out, s3_endpoint_url)
-    write_bytes_atomic(target, data)
+    target = out_target(out)
+    write_bytes_atomic(storage_path(target, s3_endpoint_url) if is_remote(target) else Path(target), data)
 
 
 def torch_device(command: str, name: str) -> torch.device | None:

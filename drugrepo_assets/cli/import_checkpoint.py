@@ -9,9 +9,9 @@ load refuses a changed bit.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from drugrepo_assets.cli.common import (
+    CHECKPOINT_SUFFIXES,
     EXIT_BAD_INPUT,
     EXIT_OK,
     Subparsers,
@@ -19,23 +19,12 @@ from drugrepo_assets.cli.common import (
     checkpoint_failure,
     checkpoint_problem,
     error,
+    out_target,
 )
 
 __all__ = ["add_parser", "run"]
 
 COMMAND = "import-checkpoint"
-
-
-def _out_problem(out: Path, reference: Path) -> str | None:
-    """Why the checkpoint file ``out`` must not be written (a link, not a regular file, the reference), or None;
-    its folder is checked by `check_out`."""
-    if out.is_symlink():
-        return "is a symlink; name the file itself"
-    if out.exists() and not out.is_file():
-        return "exists and is not a regular file"
-    if out.exists() and out.samefile(reference):
-        return "is the reference file itself; give another file name"
-    return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,16 +33,12 @@ def run(args: argparse.Namespace) -> int:
     if problem is not None:
         error(COMMAND, f"checkpoint {args.reference}: {problem}")
         return EXIT_BAD_INPUT
-    problem = _out_problem(Path(args.out), Path(args.reference))
-    if problem is not None:
-        error(COMMAND, f"--out {args.out}: {problem}")
-        return EXIT_BAD_INPUT
-    if not check_out(COMMAND, str(Path(args.out).parent), folder=True):
+    if not check_out(COMMAND, args.out, folder=False, inputs=(args.reference,), suffixes=CHECKPOINT_SUFFIXES):
         return EXIT_BAD_INPUT
     from drugrepo_assets.ml.model import import_reference_checkpoint
 
     try:
-        ident = import_reference_checkpoint(args.reference, args.out)
+        ident = import_reference_checkpoint(args.reference, out_target(args.out))
     except Exception as exc:  # one line naming the file, never a traceback
         error(COMMAND, f"checkpoint {args.reference}: {checkpoint_failure(args.reference, exc)}")
         return EXIT_BAD_INPUT

@@ -234,3 +234,21 @@ def test_remote_outs_are_compared_as_text(
 ) -> None:
     found = out_problem(out, folder, inputs, writes)
     assert (found is None) if problem is None else (found is not None and found.startswith(problem)), found
+
+
+def test_import_checkpoint_takes_the_same_out_rule(
+    tmp_path: Path, golden_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reference = tmp_path / "ref.pth"
+    reference.write_bytes((golden_dir / "model_state.pt").read_bytes())
+    fifo = tmp_path / "fifo.pt"
+    os.mkfifo(fifo)
+    for out, why in (
+        (fifo, "is a FIFO, not a file"),
+        (reference, f"is the input {reference}"),
+        (tmp_path / "ref.csv", "unknown suffix: the output's format follows it (.pt, .pth)"),
+    ):
+        assert main(["import-checkpoint", str(reference), "--out", str(out)]) == 2
+        assert one_error_line(capsys, "import-checkpoint") == f"--out {out}: {why}"
+    assert reference.read_bytes() == (golden_dir / "model_state.pt").read_bytes()
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and not (tmp_path / "ref.csv").exists()
