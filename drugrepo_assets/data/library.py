@@ -15,10 +15,13 @@ vendors ship (Enamine REAL, ZINC, ChEMBL, MolPort, eMolecules):
 
 No bad row stops the stream and none is dropped silently: each is in a chunk's ``rejected`` table
 with its file, 1-based physical line (Parquet: row) and a reason. A file that cannot be used at all
-is an :class:`InputFileError` naming it (found midway, e.g. a corrupt gzip, it is raised there).
+is an :class:`InputFileError` naming it (found midway, e.g. a corrupt gzip, it is raised there):
+binary content (a NUL byte, at the first block read), more than ``MAX_BLANK_LINES`` blank or comment
+lines in a row, a Parquet row group over ``ReadLimits.row_group_bytes`` (from the metadata).
 
-The limits (``MAX_LINE_BYTES``, the gzip cap, ``MAX_TARGETS_BYTES``) are defined with the pair-table
-readers in ``data/sources.py``; the SMILES length limit ``MAX_SMILES_CHARS`` in ``data/rules.py``.
+The limits (``MAX_LINE_BYTES``, ``MAX_BLANK_LINES``, `read_limits`, the gzip cap,
+``MAX_TARGETS_BYTES``) are defined with the pair-table readers in ``data/sources.py``; the SMILES
+length limit ``MAX_SMILES_CHARS`` in ``data/rules.py``.
 """
 
 from __future__ import annotations
