@@ -40,6 +40,7 @@ from drugrepo_assets.api.model_service import (
     load_served_model,
     registry_version,
 )
+from drugrepo_assets.api.molecules import Featuriser, descriptor_sandbox, request_sandbox
 from drugrepo_assets.api.ratelimit import GcraLimiter, RateLimiter, RedisGcraLimiter
 from drugrepo_assets.api.redislink import RedisLink, connect
 from drugrepo_assets.api.request_log import RequestLog
@@ -191,13 +192,16 @@ def create_app(
             cache = RedisTargetCache(link, TargetTerms, settings.cache_ttl_seconds, fallback)
         else:
             cache = fallback
+        molecules = Featuriser(request_sandbox(settings), metrics.molecules)  # RDKit's workers
+        descriptors = descriptor_sandbox(settings)
         rt = Runtime(
             settings,
-            Scorer(model, cache),
+            Scorer(model, cache, molecules),
             RequestLog(
                 settings.request_log_dir,
                 max_queued_pairs=settings.request_log_max_queued_pairs,
                 registry=metrics.registry,
+                descriptors=descriptors,
             ),
             metrics,
             link,
@@ -225,6 +229,8 @@ def create_app(
             pool.close()
             rt.shadow_runner.close()
             runtime.pop("rt").request_log.close()
+            molecules.close()
+            descriptors.close()  # after the log: it writes what is queued with them
 
     async def load_challenger_into(rt: Runtime) -> None:
         """Load the configured challenger and serve it beside the champion; on failure, keep serving the champion
@@ -232,7 +238,7 @@ def create_app(
         current = rt.challenger.served if rt.challenger is not None else None
         try:
             model = await asyncio.to_thread(load_challenger, settings)
-            scorer = await asyncio.to_thread(Scorer, model, rt.scorer.cache)
+            scorer = await asyncio.to_thread(Scorer, model, rt.scorer.cache, rt.scorer.molecules)
         except Exception as exc:  # a challenger must never take the API down
             rt.challenger_error = f"{_challenger_source()}: {type(exc).__name__}: {exc}"
             if current is None or alias_missing(exc):
@@ -274,7 +280,7 @@ def create_app(
             if await asyncio.to_thread(registry_version, uri, settings.mlflow_tracking_uri) == current.version:
                 return
             model = await asyncio.to_thread(load_served_model, settings)
-            scorer = await asyncio.to_thread(Scorer, model, rt.scorer.cache)
+            scorer = await asyncio.to_thread(Scorer, model, rt.scorer.cache, rt.scorer.molecules)
         except Exception as exc:  # a registry or download failure must not take the API down
             metrics.model_refresh_failures.labels(CHAMPION).inc()
             log.warning("model refresh of %s failed, still serving %s: %s", uri, current.version, exc)

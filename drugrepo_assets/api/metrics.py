@@ -15,7 +15,7 @@ __all__ = ["CONTENT_TYPE_LATEST", "ApiMetrics"]
 class ApiMetrics:
     """Request counts and latency by route and status, target-cache hits/misses, pairs scored, the models served
     (per role: champion, challenger, shadow) with their requests, pairs and scores, Redis failures and degradation,
-    the scoring pool's load and refusals, rate-limit refusals."""
+    the scoring pool's load and refusals, the molecules featurised per outcome, rate-limit refusals."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -109,6 +109,13 @@ class ApiMetrics:
         self.pool_refused = Counter(
             "drugrepo_pool_refused",
             "Requests refused with 503 because the scoring pool was full.",
+            registry=self.registry,
+        )
+        self.molecules = Counter(
+            "drugrepo_molecules",
+            "Distinct molecules of requests featurised by RDKit's workers, by outcome: featurised, refused (the "
+            "input rules) or over_budget (DRUGREPO_MOLECULE_CPU_SECONDS, DRUGREPO_MOLECULE_MEMORY_MB).",
+            ["outcome"],
             registry=self.registry,
         )
         self.rate_limited = Counter(

@@ -4,6 +4,10 @@ Scoring goes through the screening engine (`ml.screen.ScreeningEngine`), the sam
 ``drugrepo screen``: a target's side (protein CNN + Gram terms) is computed once per target and cached,
 so a single pair costs one small GCN pass and one 768² contraction. The logits are the model's, equal
 to ``drugrepo predict``'s within float32 rounding.
+
+Molecules are featurised in the app's sandbox (`api.molecules`: RDKit in worker processes, each
+molecule within its budget), each distinct molecule of a request once, and scored once: the work of
+a request follows what it holds, not how often it repeats it.
 """
 
 from __future__ import annotations
@@ -19,13 +23,14 @@ import pandas as pd
 import torch
 
 from drugrepo_assets.api.cache import TargetCache, target_key
+from drugrepo_assets.api.molecules import Featuriser
 from drugrepo_assets.api.settings import MODELS_URI, ServingSettings
-from drugrepo_assets.data.rules import clean_protein, missing_refusal, protein_refusal, smiles_refusal
+from drugrepo_assets.data.rules import Refusal, clean_protein, missing_refusal, protein_refusal, smiles_refusal
 from drugrepo_assets.ml.dataset import MoleculeStore
 from drugrepo_assets.ml.evaluate import sigmoid
-from drugrepo_assets.ml.featurize import InvalidSmilesError, drug_graph, encode_proteins
+from drugrepo_assets.ml.featurize import CompactMolecule, CompactMolecules, encode_proteins
 from drugrepo_assets.ml.model import DrugBAN, load_checkpoint
-from drugrepo_assets.ml.screen import ScreeningEngine, prepare_library, rank_table
+from drugrepo_assets.ml.screen import ScreeningEngine, rank_table
 
 VALUE_CHARS = 200
 MESSAGE_CHARS = 500
@@ -50,12 +55,19 @@ def echoed(value: str, limit: int) -> str:
 
 @dataclass
 class InputProblem:
-    """One unusable input value: where it is (``index``, ``field``), what it is and why it is refused."""
+    """One unusable input value: where it is (``index``, ``field``), what it is and why it is refused (the
+    input rules' reason ``code``, `data.rules.RULE_CODES`, when a rule refused it)."""
 
     index: int
     field: str
     value: str
     message: str
+    code: str | None = None
+
+    @classmethod
+    def refused(cls, index: int, field: str, value: str, refusal: Refusal) -> InputProblem:
+        """The problem of a value the input rules refuse."""
+        return cls(index, field, value, refusal.message, refusal.code)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form: the value cut to 200 characters, the message to 500, lone surrogates escaped."""
@@ -64,6 +76,7 @@ class InputProblem:
             "field": self.field,
             "value": echoed(self.value, VALUE_CHARS),
             "message": echoed(self.message, MESSAGE_CHARS),
+            "code": self.code,
         }
 
 
@@ -137,27 +150,36 @@ def load_challenger(settings: ServingSettings) -> ServedModel:
     return load_model(settings.challenger_checkpoint, uri or "", settings.mlflow_tracking_uri)
 
 
-def smiles_problem(index: int, field: str, smiles: str, max_atoms: int) -> InputProblem | None:
+def text_refusal(smiles: str, max_atoms: int) -> Refusal | None:
     """Why a SMILES cannot be scored, decided from its text alone (`rules.smiles_refusal`, no RDKit), or None."""
-    refusal = missing_refusal("SMILES", smiles) or smiles_refusal(smiles.strip(), max_atoms)
-    return None if refusal is None else InputProblem(index, field, smiles, refusal.message)
+    return missing_refusal("SMILES", smiles) or smiles_refusal(smiles.strip(), max_atoms)
 
 
 def protein_problem(index: int, field: str, sequence: str) -> InputProblem | None:
     """Why a sequence cannot be scored (`rules.protein_refusal`), or None."""
     refusal = protein_refusal(sequence)
-    return None if refusal is None else InputProblem(index, field, sequence, refusal.message)
+    return None if refusal is None else InputProblem.refused(index, field, sequence, refusal)
+
+
+Verdicts = dict[str, CompactMolecule | Refusal]
+"""Each distinct SMILES of a request (as sent) and its compact features or refusal."""
+
+
+def _accepted(verdicts: Verdicts) -> dict[str, CompactMolecule]:
+    """The features of each accepted molecule, by its SMILES with the blanks around it removed."""
+    return {s.strip(): m for s, m in verdicts.items() if isinstance(m, CompactMolecule)}
 
 
 class Scorer:
-    """Scores pairs and screens libraries with one model, target terms from ``cache``."""
+    """Scores pairs and screens libraries with one model, target terms from ``cache``, molecules featurised by
+    ``molecules`` (the app's RDKit workers, `api.molecules`; a challenger shares them)."""
 
-    def __init__(self, served: ServedModel, cache: TargetCache, drug_chunk: int = 64, library_chunk: int = 512) -> None:
+    def __init__(self, served: ServedModel, cache: TargetCache, molecules: Featuriser, drug_chunk: int = 64) -> None:
         self.served = served
         self.cache = cache
+        self.molecules = molecules
         self.engine = ScreeningEngine(served.model, device="cpu", drug_chunk=drug_chunk)
         self.drug_chunk = drug_chunk
-        self.library_chunk = library_chunk
         self.max_atoms = served.model.config.max_drug_nodes
         self.max_length = served.model.config.max_protein_length
 
@@ -171,15 +193,19 @@ class Scorer:
 
         return self.cache.get_or_compute(target_key(self.served.checkpoint_id, sequence), compute)
 
-    def _graph(self, index: int, field: str, smiles: str) -> tuple[Any, InputProblem | None]:
-        """The model's graph of one SMILES, or why the input rules refuse it (`drug_graph` asks them before featurising)."""
-        try:
-            return drug_graph(smiles, self.max_atoms), None
-        except InvalidSmilesError as exc:
-            return None, InputProblem(index, field, smiles, exc.refusal.message)
+    def featurise(self, smiles: Sequence[str], library: bool) -> Verdicts:
+        """Each distinct SMILES's features or refusal: the text rules first, here (no RDKit for a refused text),
+        then each distinct molecule (blanks around it aside) once in the sandbox (``over_budget`` past its budget;
+        a screening ``library`` refuses lone atoms and ions too)."""
+        raw = list(dict.fromkeys(smiles))
+        text = {s: text_refusal(s, self.max_atoms) for s in raw}
+        distinct = list(dict.fromkeys(s.strip() for s in raw if text[s] is None))
+        found = dict(zip(distinct, self.molecules(distinct, self.max_atoms, library), strict=True))
+        return {s: text[s] or found[s.strip()] for s in raw}
 
-    def _logits(self, molecules: MoleculeStore, terms: Any) -> np.ndarray:
-        """Logits of every molecule of ``molecules`` against one target's terms, in store order."""
+    def _logits(self, features: Sequence[CompactMolecule], terms: Any) -> np.ndarray:
+        """Logits of each molecule against one target's terms, in order."""
+        molecules = MoleculeStore.from_compact(CompactMolecules.stack(features))
         out = np.empty(len(molecules), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, len(molecules), self.drug_chunk):
@@ -192,29 +218,20 @@ class Scorer:
         """Logits of pairs (raw inputs) in order, and per pair whether its target was cached.
 
         Raises `InvalidInputError` listing every bad SMILES and sequence (nothing is scored then):
-        each distinct value is checked once, text first, and only accepted SMILES are featurised.
+        each distinct value is checked once, text first, and each distinct molecule featurised and scored once.
         """
+        verdicts = self.featurise(smiles, library=False)
+        sequences: dict[str, Refusal | None] = {p: protein_refusal(p) for p in dict.fromkeys(proteins)}
         problems: list[InputProblem] = []
-        graphs: dict[str, Any] = {}
-        refused: dict[str, str] = {}
-        sequences: dict[str, str | None] = {}
         for i, (s, p) in enumerate(zip(smiles, proteins)):
-            if s not in graphs and s not in refused:
-                graph, problem = self._graph(i, "smiles", s)
-                if problem:
-                    refused[s] = problem.message
-                else:
-                    graphs[s] = graph
-            if s in refused:
-                problems.append(InputProblem(i, "smiles", s, refused[s]))
-            if p not in sequences:
-                refusal = protein_refusal(p)
-                sequences[p] = None if refusal is None else refusal.message
-            message = sequences[p]
-            if message is not None:
-                problems.append(InputProblem(i, "protein", p, message))
+            verdict, refusal = verdicts[s], sequences[p]
+            if isinstance(verdict, Refusal):
+                problems.append(InputProblem.refused(i, "smiles", s, verdict))
+            if refusal is not None:
+                problems.append(InputProblem.refused(i, "protein", p, refusal))
         if problems:
             raise InvalidInputError(problems)
+        features = _accepted(verdicts)
         logits = np.empty(len(smiles), dtype=np.float32)
         hits = [False] * len(smiles)
         by_target: dict[str, list[int]] = {}
@@ -222,53 +239,43 @@ class Scorer:
             by_target.setdefault(clean_protein(p), []).append(i)
         for p, rows in by_target.items():
             terms, hit = self.target_terms(p)
-            unique = list(dict.fromkeys(smiles[i] for i in rows))
-            store = MoleculeStore.from_graphs([graphs[s] for s in unique])
-            per_drug = dict(zip(unique, self._logits(store, terms)))
+            unique = list(dict.fromkeys(smiles[i].strip() for i in rows))
+            per_drug = dict(zip(unique, self._logits([features[s] for s in unique], terms)))
             for i in rows:
-                logits[i] = per_drug[smiles[i]]
+                logits[i] = per_drug[smiles[i].strip()]
                 hits[i] = hit
         return logits, hits
 
     def screen(
         self, protein: str, smiles: Sequence[str], ids: Sequence[str], top: int | None
     ) -> tuple[pd.DataFrame, bool]:
-        """Rank a library (raw inputs) against one target, featurised by `prepare_library` as ``drugrepo screen`` does.
+        """Rank a library (raw inputs) against one target, as ``drugrepo screen`` does: the library rules apply.
 
-        Every SMILES passes the text rules first (no RDKit for a refused one); raises `InvalidInputError`.
-        The table's ``pair`` column is each molecule's position in the request (ties rank by it, as by row).
+        Every distinct SMILES is checked and featurised once (the text rules first, no RDKit for a refused one)
+        and scored once; raises `InvalidInputError`. The table's ``pair`` column is each molecule's position in
+        the request (ties rank by it, as by row).
         """
         problem = protein_problem(0, "protein", protein)
         problems = [problem] if problem else []
-        text_ok = []
+        verdicts = self.featurise(smiles, library=True)
         for i, s in enumerate(smiles):
-            refused = smiles_problem(i, "smiles", s, self.max_atoms)
-            if refused is None:
-                text_ok.append(i)
-            else:
-                problems.append(refused)
-        positions = [str(i) for i in range(len(smiles))]
-        library = pd.DataFrame({"id": positions, "smiles": [s.strip() for s in smiles]}).iloc[text_ok]
-        parts = []
-        for start in range(0, len(library), self.library_chunk):  # chunks: no single long call holds the GIL
-            molecules, prepared = prepare_library(library.iloc[start : start + self.library_chunk], self.max_atoms)
-            parts.append((molecules, prepared.kept))
-            for row, reason in zip(prepared.rejected.index, prepared.rejected["reason"]):
-                problems.append(
-                    InputProblem(int(row), "smiles", smiles[int(row)], str(reason).removeprefix("SMILES: "))
-                )
+            verdict = verdicts[s]
+            if isinstance(verdict, Refusal):
+                problems.append(InputProblem.refused(i, "smiles", s, verdict))
         if problems:
-            raise InvalidInputError(sorted(problems, key=lambda x: (x.field != "protein", x.index)))
+            raise InvalidInputError(problems)
         terms, hit = self.target_terms(clean_protein(protein))
-        logits = np.concatenate([self._logits(molecules, terms) for molecules, _ in parts])
-        kept = pd.concat([k for _, k in parts], ignore_index=True)
+        features = _accepted(verdicts)
+        cleaned = [s.strip() for s in smiles]
+        position = {s: k for k, s in enumerate(features)}
+        logits = self._logits(list(features.values()), terms)[[position[c] for c in cleaned]]
         table = rank_table(
             logits[:, None],
-            kept["id"].tolist(),
-            kept["smiles"].tolist(),
+            [str(i) for i in range(len(smiles))],
+            cleaned,
             ["target"],
             self.served.checkpoint_id,
-            None if top is None else min(top, len(kept)),
+            None if top is None else min(top, len(smiles)),
         )
         pair = table["drug_id"].astype(int)
         return table.assign(drug_id=[ids[i] for i in pair], pair=pair), hit

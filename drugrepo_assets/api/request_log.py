@@ -5,8 +5,12 @@ descriptors, logit and score.
 
 One background thread writes the records (descriptors cost RDKit work that should not sit in a
 request's latency) from a bounded queue: when it is full, `RequestLog.submit` drops the batch and
-counts it instead of blocking. A failed write is retried with backoff, counted and shown by
-`RequestLog.status`; the thread only ends on ``close``. Raw SMILES and sequences are never written.
+counts it instead of blocking. A molecule's descriptors are computed once per write for all its
+copies and remembered for the next writes (an LRU of `DESCRIPTOR_CACHE` molecules); in the API they
+are computed in a `data.sandbox` worker under the molecules' budget, so RDKit never holds the server's
+GIL, and a molecule over budget is written without descriptors and counted. A failed write is retried
+with backoff, counted and shown by `RequestLog.status`; the thread only ends on ``close``. Raw SMILES
+and sequences are never written.
 
 Layouts, both read by `scan_request_log` (every ``requests-*.jsonl`` of the folder or prefix):
 
@@ -21,6 +25,7 @@ written before roles existed read as role ``champion`` (they were answered by th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -28,7 +33,7 @@ import re
 import socket
 import threading
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,6 +43,8 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
 
+from drugrepo_assets.data.rules import Refusal
+from drugrepo_assets.data.sandbox import Sandbox, molecule_map
 from drugrepo_assets.files import is_local, storage_path, write_bytes_atomic
 from drugrepo_assets.ml.descriptors import molecule_descriptors, protein_descriptors
 
@@ -47,6 +54,8 @@ FILE_GLOB = "requests-*.jsonl"
 DEFAULT_MAX_QUEUED_PAIRS = 50_000
 DEFAULT_S3_FLUSH_SECONDS = 30.0
 _PROTEIN_CACHE = 1024
+DESCRIPTOR_CACHE = 4096
+"""Distinct molecules whose descriptors the log remembers across writes (keyed by a 16-byte digest)."""
 
 
 @dataclass
@@ -130,6 +139,11 @@ def read_request_log(location: str | Path, s3_endpoint_url: str | None = None) -
     return scan.records
 
 
+def _digest(smiles: str) -> bytes:
+    """A molecule's key in the descriptor LRU: 16 bytes, however long its SMILES."""
+    return hashlib.blake2b(smiles.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
 def _host_label(hostname: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", hostname) or "host"
 
@@ -165,6 +179,16 @@ class _StatusCollector:
         yield CounterMetricFamily(
             f"{prefix}_write_failures", "Failed write attempts (each retry counts).", value=s["write_failures"]
         )
+        yield CounterMetricFamily(
+            f"{prefix}_descriptors_computed",
+            "Molecules whose descriptors were computed (once per distinct molecule, remembered across writes).",
+            value=s["descriptors_computed"],
+        )
+        yield CounterMetricFamily(
+            f"{prefix}_descriptors_over_budget",
+            "Molecules logged without descriptors: RDKit's work on them passed the molecule budget.",
+            value=s["descriptors_over_budget"],
+        )
 
 
 class RequestLog:
@@ -176,7 +200,9 @@ class RequestLog:
     tried ``max_attempts`` times, ``sleep``-ing ``backoff_seconds`` doubled up to ``max_backoff_seconds``
     in between, then its batches are dropped and counted. ``flush_interval_seconds`` lets queued
     batches gather into one write (default: none locally, 30 s on S3, where every write is an object).
-    ``registry`` gets the `status` counters as ``drugrepo_request_log_*`` metrics.
+    ``registry`` gets the `status` counters as ``drugrepo_request_log_*`` metrics. ``descriptors`` is
+    the `data.sandbox.molecule_sandbox` (its owner closes it) where `ml.descriptors.molecule_descriptors`
+    runs, each molecule within its budget; without it they are computed on the writer thread.
     """
 
     def __init__(
@@ -194,6 +220,7 @@ class RequestLog:
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], datetime] = _utc_now,
         registry: CollectorRegistry | None = None,
+        descriptors: Sandbox[Any] | None = None,
     ) -> None:
         if max_queued_pairs < 1 or max_attempts < 1 or max_pairs_per_write < 1:
             raise ValueError("max_queued_pairs, max_attempts and max_pairs_per_write must be at least 1")
@@ -224,6 +251,9 @@ class RequestLog:
         self._seq = 0
         self._torn = False
         self._proteins: dict[str, dict[str, float]] = {}
+        self._descriptors = descriptors
+        self._molecules: OrderedDict[bytes, dict[str, float]] = OrderedDict()
+        self._computed = self._over_budget = 0
         if self._local:
             try:
                 self.folder.mkdir(parents=True, exist_ok=True)
@@ -278,6 +308,8 @@ class RequestLog:
                 "dropped": self._dropped,
                 "dropped_pairs": self._dropped_pairs,
                 "write_failures": self._write_failures,
+                "descriptors_computed": self._computed,
+                "descriptors_over_budget": self._over_budget,
                 "last_error": self._last_error,
             }
 
@@ -334,9 +366,10 @@ class RequestLog:
 
     def _process(self, group: list[tuple[datetime, LoggedBatch]]) -> None:
         chunks, pairs, kept = [], 0, []
+        molecules = self._molecule_descriptors(s for _, batch in group for s in batch.smiles)
         for ts, batch in group:
             try:
-                chunks.append(self._render(ts, batch))
+                chunks.append(self._render(ts, batch, molecules))
             except Exception as exc:
                 self._drop([batch], exc)
                 continue
@@ -378,7 +411,37 @@ class RequestLog:
         if exc is not None:
             log.error("request log dropped %d batches: %s", len(batches), exc)
 
-    def _render(self, ts: datetime, batch: LoggedBatch) -> bytes:
+    def _molecule_descriptors(self, smiles: Iterable[str]) -> dict[str, dict[str, float]]:
+        """The descriptors of each distinct SMILES (empty when refused or over budget): remembered ones from the
+        LRU, the others computed at once (in the sandbox when there is one)."""
+        known: dict[str, dict[str, float]] = {}
+        wanted: dict[str, bytes] = {}
+        for s in dict.fromkeys(smiles):
+            key = _digest(s)
+            if key in self._molecules:
+                self._molecules.move_to_end(key)
+                known[s] = self._molecules[key]
+            else:
+                wanted[s] = key
+        found: list[dict[str, float] | Refusal | None] = (
+            molecule_map(molecule_descriptors, list(wanted), sandbox=self._descriptors)
+            if self._descriptors is not None
+            else [molecule_descriptors(s) for s in wanted]
+        )
+        over_budget = 0
+        for (s, key), descriptors in zip(wanted.items(), found, strict=True):
+            if isinstance(descriptors, Refusal):
+                over_budget += 1
+                descriptors = None
+            known[s] = self._molecules[key] = descriptors or {}
+            if len(self._molecules) > DESCRIPTOR_CACHE:
+                self._molecules.popitem(last=False)
+        with self._cond:
+            self._computed += len(wanted)
+            self._over_budget += over_budget
+        return known
+
+    def _render(self, ts: datetime, batch: LoggedBatch, molecules: dict[str, dict[str, float]]) -> bytes:
         lines = []
         pairs = range(len(batch.smiles)) if batch.pairs is None else batch.pairs
         for s, p, logit, score, pair in zip(
@@ -397,7 +460,7 @@ class RequestLog:
                 "role": batch.role,
                 "request_id": batch.request_id,
                 "pair": int(pair),
-                **(molecule_descriptors(s) or {}),
+                **molecules[s],
                 **self._proteins[p],
                 "logit": float(logit),
                 "score": float(score),

@@ -106,6 +106,11 @@ class Problem(BaseModel):
     field: str = Field(description="The value's field (smiles, protein) or, for a wrong shape, its path in the body.")
     value: str = Field(description="The value, cut to 200 characters.")
     message: str
+    code: str | None = Field(
+        default=None,
+        description="The input rules' reason code (drugrepo validate's reason_code: invalid_smiles, too_many_rings, "
+        "over_budget, …); null for a body of the wrong shape.",
+    )
 
 
 class InvalidInput(BaseModel):

@@ -10,6 +10,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from drugrepo_assets.data.rules import MOLECULE_CPU_SECONDS, MOLECULE_MEMORY_BYTES
+
 DEFAULT_MODEL_NAME = "drugban-human"
 DEFAULT_ALIAS = "champion"
 MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))/?$")
@@ -139,6 +141,24 @@ class ServingSettings(BaseSettings):
         description="Shadow copies waiting for the challenger; more are dropped and counted (the answers never wait).",
     )
     torch_threads: int = Field(default=1, ge=1, description="torch intra-op threads per worker.")
+    molecule_workers: int = Field(
+        default=2,
+        ge=1,
+        description="Processes that parse and featurise the requests' SMILES with RDKit (api/molecules.py), one "
+        "molecule at a time within the budget below; the request log's descriptors have one more of their own.",
+    )
+    molecule_cpu_seconds: float = Field(
+        default=MOLECULE_CPU_SECONDS,
+        gt=0,
+        description="CPU seconds RDKit may spend on one molecule of a request; over it the molecule is refused "
+        "(422, over_budget) and the request log writes it without descriptors. The CLI's commands read the same "
+        "variables (data.sandbox.BUDGET_VARIABLES).",
+    )
+    molecule_memory_mb: float = Field(
+        default=MOLECULE_MEMORY_BYTES / 2**20,
+        ge=1,
+        description="Memory (MiB) RDKit may take for one molecule above its worker's own size; over it, as over time.",
+    )
     max_screen_smiles: int = Field(default=10_000, ge=1, description="Most SMILES in one /v1/screen request.")
     host: str = Field(default="127.0.0.1", description="Address uvicorn binds.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port uvicorn binds.")

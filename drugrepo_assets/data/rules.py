@@ -155,6 +155,8 @@ def parse_smiles(smiles: str, max_atoms: int = MAX_DRUG_ATOMS) -> tuple[Chem.Mol
             if refusal is not None:
                 return None, refusal
             mol = Chem.MolFromSmiles(smiles)
+        except MemoryError:  # past a sandbox's memory cap: over budget (`data.sandbox`), not an invalid SMILES
+            raise
         except Exception as exc:  # RDKit raises on a few pathological inputs instead of returning None
             return None, Refusal(
                 "invalid_smiles", "SMILES", f"RDKit cannot parse {shown(smiles)} (RDKit error {type(exc).__name__})"

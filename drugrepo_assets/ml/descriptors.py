@@ -7,10 +7,15 @@ the training set and on newly landed pairs), so both sides describe inputs the s
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-import pandas as pd
-from rdkit import Chem, rdBase
+from rdkit import rdBase
 from rdkit.Chem import Crippen, Descriptors, rdMolDescriptors
+
+from drugrepo_assets.data.rules import parse_smiles
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MOLECULE_COLUMNS = ("mol_weight", "logp", "tpsa", "rings", "aromatic_rings", "heavy_atoms")
 PROTEIN_GROUPS = {
@@ -27,8 +32,9 @@ rdBase.DisableLog("rdApp.*")  # what RDLogger.DisableLog re-exports; RDKit's stu
 
 
 def molecule_descriptors(smiles: str) -> dict[str, float] | None:
-    """Weight, logP, TPSA, ring counts and heavy atoms of a SMILES; None when RDKit cannot parse it."""
-    mol = Chem.MolFromSmiles(smiles)
+    """Weight, logP, TPSA, ring counts and heavy atoms of a SMILES; None when the input rules refuse it
+    (`data.rules.parse_smiles`: its structure is checked before RDKit's costlier perception)."""
+    mol, _ = parse_smiles(smiles)
     if mol is None:
         return None
     return {
@@ -54,6 +60,8 @@ def protein_descriptors(sequence: str) -> dict[str, float]:
 
 def pair_descriptor_table(smiles: Iterable[str], proteins: Iterable[str]) -> pd.DataFrame:
     """One row of molecule and protein descriptors per pair; unparseable molecules are left out."""
+    import pandas as pd
+
     mol_cache: dict[str, dict[str, float] | None] = {}
     prot_cache: dict[str, dict[str, float]] = {}
     rows = []

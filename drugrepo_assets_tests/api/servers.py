@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -159,6 +160,125 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise ValueError(f"no VmRSS for process {pid}")
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process below it (the server and its molecule workers), from /proc's children lists."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                todo += [int(child) for child in task.read_text().split()]
+            except OSError:  # a thread or process that ended meanwhile
+                continue
+    return found
+
+
+def pss_bytes(pid: int) -> int:
+    """Proportional resident memory of process ``pid`` now (Pss of /proc/<pid>/smaps_rollup): a page shared
+    with N processes counts 1/N, so a sum over processes counts it once."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) * 1024
+    raise ValueError(f"no Pss for process {pid}")
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` and its descendants now, each page once (`pss_bytes`: a worker between its fork
+    and its exec shares the server's pages); a process that ends meanwhile counts 0."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            total += pss_bytes(member)
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+HEALTH_BOUND_S = 0.050
+"""The server's share of one /healthz poll may not reach this (`HealthPolls.stalled`)."""
+
+# Polls /healthz (one keep-alive connection; "ready" once connected) until the stop file exists and it has
+# polled at least the given number of times, at most 20,000 times; then prints, as JSON, each poll's latency,
+# status and the run-queue wait (kernel schedstat) of the server's threads and of the poller's thread during
+# it, and the largest memory of the server's process tree (the server and its molecule workers) seen.
+POLLER = r"""
+import json, os, sys, threading, time, httpx
+sys.path[:0] = [sys.argv[4]]
+from drugrepo_assets_tests.api.servers import tree_rss_bytes
+url, pid, stop, least = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[5])
+own_thread = f"/proc/self/task/{threading.get_native_id()}/schedstat"
+def queued():
+    total = 0
+    for path in [f"/proc/{pid}/task/{t}/schedstat" for t in os.listdir(f"/proc/{pid}/task")] + [own_thread]:
+        try:
+            with open(path) as f:
+                total += int(f.read().split()[1])
+        except OSError:  # a thread that ended meanwhile
+            pass
+    return total / 1e9
+polls, peak = [], 0
+with httpx.Client(timeout=10) as client:
+    client.get(url + "/healthz")
+    print("ready", flush=True)
+    while (len(polls) < least or not os.path.exists(stop)) and len(polls) < 20000:
+        waited, start = queued(), time.perf_counter()
+        status = client.get(url + "/healthz").status_code
+        polls.append((time.perf_counter() - start, status, queued() - waited))
+        peak = max(peak, tree_rss_bytes(pid))
+        time.sleep(0.002)
+print(json.dumps({"polls": polls, "peak_rss": peak}))
+"""
+
+
+@dataclass
+class HealthPolls:
+    """What a `polling_health` poller saw: each poll's (seconds, status, seconds its threads waited for a CPU),
+    and the largest RSS of the server's process tree."""
+
+    polls: list[tuple[float, int, float]]
+    peak_rss: int
+
+    def stalled(self, bound: float = HEALTH_BOUND_S) -> list[tuple[float, float]]:
+        """(server's share, raw) milliseconds of the polls whose server's share reached ``bound``, slowest first.
+
+        The server's share of a poll is its latency less the time the kernel kept the server's threads and the
+        poller's thread waiting for a CPU during it (their schedstat run-queue wait): on a loaded 2-core machine
+        an idle server's polls already take 100+ ms at times. A thread that holds the GIL or keeps the event loop
+        busy is running, not queueing, so a server that stalls its loop still counts.
+        """
+        return sorted(
+            (
+                (round(1000 * (seconds - queued), 1), round(1000 * seconds, 1))
+                for seconds, _, queued in self.polls
+                if seconds - queued >= bound
+            ),
+            reverse=True,
+        )
+
+
+@contextmanager
+def polling_health(api: Api, folder: Path, at_least: int = 20) -> Iterator[list[HealthPolls]]:
+    """Poll the API's /healthz from another process while the block runs, and ``at_least`` times in all (a fast
+    machine may finish the block's work within a few polls); the yielded list then holds the report."""
+    stop = folder / f"stop-polling-{free_port()}"
+    root = str(Path(__file__).parents[2])
+    process = subprocess.Popen(
+        [sys.executable, "-c", POLLER, api.url, str(api.pid), str(stop), root, str(at_least)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stdout.readline() == "ready\n"
+    report: list[HealthPolls] = []
+    try:
+        yield report
+    finally:
+        stop.touch()
+        out, _ = process.communicate(timeout=60)
+    found = json.loads(out)
+    report.append(HealthPolls([tuple(p) for p in found["polls"]], found["peak_rss"]))
 
 
 def metric_value(text: str, name: str, labels: dict[str, str] | None = None) -> float:

@@ -1,7 +1,7 @@
 """A hostile client against the real server (a small pool: one worker, two waiting): slow SMILES,
 too many proteins, an oversized screen, a flood of requests and broken JSON, sent concurrently while
 another process polls /healthz. Every poll answers within 50 ms, nothing answers 500, the server's
-memory stays under 1.5 GiB.
+memory (with its molecule workers) stays under 1.5 GiB.
 
 The 50 ms are the server's share of a poll: the time the kernel kept the server's threads and the
 poller's thread waiting for a CPU (their schedstat run-queue wait during the poll) is taken out,
@@ -16,7 +16,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,47 +26,20 @@ import pandas as pd
 import pytest
 import redis
 
-from drugrepo_assets_tests.api.servers import Api, metric_value, redis_server, rss_bytes, running_api
+from drugrepo_assets_tests.api.servers import (
+    Api,
+    metric_value,
+    polling_health,
+    redis_server,
+    running_api,
+    tree_rss_bytes,
+)
 
 KEY = "hostile-key"
 JSON_HEADERS = {"X-API-Key": KEY, "content-type": "application/json"}
-HEALTH_BOUND_S = 0.050
 RSS_BOUND = int(1.5 * 2**30)
 CLIENT_TIMEOUT_S = 5.0
 ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
-
-# Polls /healthz (one keep-alive connection; "ready" once connected) until the stop file exists, at most
-# 20,000 times; then prints, as JSON, each poll's latency, status and the run-queue wait (kernel schedstat)
-# of the server's threads and of the poller's thread during it, and the largest server RSS seen.
-POLLER = r"""
-import json, os, sys, threading, time, httpx
-url, pid, stop = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-own_thread = f"/proc/self/task/{threading.get_native_id()}/schedstat"
-def queued():
-    total = 0
-    for path in [f"/proc/{pid}/task/{t}/schedstat" for t in os.listdir(f"/proc/{pid}/task")] + [own_thread]:
-        try:
-            with open(path) as f:
-                total += int(f.read().split()[1])
-        except OSError:  # a thread that ended meanwhile
-            pass
-    return total / 1e9
-def rss():
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-polls, peak = [], 0
-with httpx.Client(timeout=10) as client:
-    client.get(url + "/healthz")
-    print("ready", flush=True)
-    while not os.path.exists(stop) and len(polls) < 20000:
-        waited, start = queued(), time.perf_counter()
-        status = client.get(url + "/healthz").status_code
-        polls.append((time.perf_counter() - start, status, queued() - waited))
-        peak = max(peak, rss())
-        time.sleep(0.002)
-print(json.dumps({"polls": polls, "peak_rss": peak}))
-"""
 
 
 @pytest.fixture(scope="module")
@@ -154,25 +126,15 @@ def _send(
     return answers
 
 
-def _poller(api: Api, stop: Path) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [sys.executable, "-c", POLLER, api.url, str(api.pid), str(stop)], stdout=subprocess.PIPE, text=True
-    )
-    assert process.stdout is not None and process.stdout.readline() == "ready\n"
-    return process
-
-
 def test_hostile_client_never_stalls_health_or_answers_500(api: Api, proteins: list[str], tmp_path: Path) -> None:
     items = hostile_requests(proteins)
-    stop = tmp_path / "stop"
-    poller = _poller(api, stop)
-    try:
-        with httpx.Client(timeout=120) as client, ThreadPoolExecutor(6) as pool:
-            answers = [a for sent in pool.map(lambda item: _send(client, api.url, item), items * 2) for a in sent]
-    finally:
-        stop.touch()
-        out, _ = poller.communicate(timeout=60)
-    report = json.loads(out)
+    with (
+        polling_health(api, tmp_path, at_least=50) as reports,
+        httpx.Client(timeout=120) as client,
+        ThreadPoolExecutor(6) as pool,
+    ):
+        answers = [a for sent in pool.map(lambda item: _send(client, api.url, item), items * 2) for a in sent]
+    report = reports[0]
     finals = {}
     for name, status, _, _ in answers:
         finals.setdefault(name, set()).add(status)
@@ -182,22 +144,15 @@ def test_hostile_client_never_stalls_health_or_answers_500(api: Api, proteins: l
     statuses = [status for _, status, _, _ in answers]
     assert 500 not in statuses and 503 in statuses  # six clients at once fill one worker and two places
     assert all(int(headers["retry-after"]) >= 1 for _, status, headers, _ in answers if status == 503)
-    polls = report["polls"]
+    polls = report.polls
     assert len(polls) >= 50 and {status for _, status, _ in polls} == {200}
-    stalled = sorted(
-        (
-            (round(1000 * (seconds - queued), 1), round(1000 * seconds, 1))
-            for seconds, _, queued in polls
-            if seconds - queued >= HEALTH_BOUND_S
-        ),
-        reverse=True,
-    )
+    stalled = report.stalled()
     assert stalled == [], (
         f"{len(stalled)} of {len(polls)} /healthz polls took 50 ms or more besides waiting for a CPU (ms, raw ms): {stalled[:20]}"
     )
-    assert report["peak_rss"] < RSS_BOUND and rss_bytes(api.pid) < RSS_BOUND, report["peak_rss"]
+    assert report.peak_rss < RSS_BOUND and tree_rss_bytes(api.pid) < RSS_BOUND, report.peak_rss
     print(
-        f"peak RSS {report['peak_rss'] / 2**20:.0f} MiB, {len(polls)} polls, slowest {max(p[0] for p in polls) * 1000:.1f} ms raw"
+        f"peak RSS {report.peak_rss / 2**20:.0f} MiB, {len(polls)} polls, slowest {max(p[0] for p in polls) * 1000:.1f} ms raw"
     )
     text = httpx.get(api.url + "/metrics").text
     assert metric_value(text, "drugrepo_requests_total", {"route": "/v1/predict", "status": "500"}) == 0

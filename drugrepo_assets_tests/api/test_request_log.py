@@ -339,3 +339,34 @@ def test_close_writes_what_is_queued_and_later_batches_are_counted_as_dropped(tm
     assert not log.submit(_batch("late"))
     status = log.status()
     assert (status["written_pairs"], status["dropped"], status["alive"], status["healthy"]) == (8, 1, False, False)
+
+
+OVER_MEMORY = "C1/C=C/" + "C/C=C/" * 95 + "C1"
+"""RDKit takes ~3 MiB to parse this 96-double-bond stereo ring (api/test_molecule_budget.py)."""
+
+
+def test_descriptors_are_computed_once_per_distinct_molecule_in_the_sandbox_and_over_budget_ones_counted(
+    tmp_path: Path, logs: list[RequestLog]
+) -> None:
+    from drugrepo_assets.data.sandbox import Budget, molecule_sandbox
+    from drugrepo_assets.ml.descriptors import MOLECULE_COLUMNS, molecule_descriptors
+
+    registry = CollectorRegistry()
+    with molecule_sandbox(1, Budget(memory_bytes=2**20), warm=[(molecule_descriptors, "CCO")]) as sandbox:
+        log = RequestLog(tmp_path, registry=registry, descriptors=sandbox)
+        logs.append(log)
+        log.submit(_batch("copies", 100, smiles="c1ccccc1O"))
+        log.submit(_batch("over", 3, smiles=OVER_MEMORY))
+        assert log.flush(DEADLINE)
+        log.submit(_batch("again", 50, smiles="c1ccccc1O"))
+        assert log.flush(DEADLINE)
+    records = read_request_log(tmp_path)
+    phenol = [r for r in records if r["key_id"] in ("copies", "again")]
+    assert len(phenol) == 150 and {r["heavy_atoms"] for r in phenol} == {7.0}
+    over = [r for r in records if r["key_id"] == "over"]
+    assert len(over) == 3 and not set(MOLECULE_COLUMNS) & set().union(*over)  # logged, without descriptors
+    assert "protein_length" in over[0] and log.status()["descriptors_over_budget"] == 1
+    assert (
+        registry.get_sample_value("drugrepo_request_log_descriptors_computed_total") == 2
+    )  # phenol once, the ring once
+    assert registry.get_sample_value("drugrepo_request_log_descriptors_over_budget_total") == 1
