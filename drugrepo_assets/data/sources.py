@@ -7,7 +7,7 @@ row can be traced back to its file. Any problem with a file is an :class:`InputF
 A pair table is held whole (validation compares every row with every other), so it is read under
 `ReadLimits`: its text (a CSV's bytes after gzip, a Parquet file's values), its rows and its cells
 (rows × columns), a folder's files together; a Parquet file's rows, cells and column sizes are checked
-from its metadata before any row is read, and a CSV is read as a stream, row by row, never whole.
+from its metadata before any row is read, and a CSV is decoded a block at a time, its text never held whole.
 
 The readers' limits against hostile files live here, for these readers and those of
 ``data/library.py`` alike: `ReadLimits` (``MAX_TABLE_BYTES``, ``MAX_TABLE_ROWS``, ``MAX_TABLE_CELLS``,
