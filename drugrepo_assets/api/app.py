@@ -4,7 +4,9 @@
 optional challenger (split or shadow traffic, `challenger`), the target cache and rate limiter (Redis when ``DRUGREPO_REDIS_URL`` is set, in process otherwise or while Redis
 fails), the request log read by the drift report, the guard middleware (address rate, key, key rate,
 size) in front of /v1/, and the bounded pool (`workpool`) where each request's work runs
-(`handlers`): the event loop only moves bytes, so /healthz answers however busy the pool is.
+(`handlers`): the event loop only moves bytes, so /healthz answers however busy the pool is. RDKit's
+work on the molecules runs in worker processes started and closed with the app (`molecules`), each
+molecule within its budget, so no molecule holds the server's GIL.
 """
 
 from __future__ import annotations
