@@ -20,10 +20,13 @@ from drugrepo_assets.ml.library_screen import (
     check_manifest,
     discard_screen,
     library_change,
+    rejected_rows,
     screen_library,
 )
 from drugrepo_assets.ml.model import load_checkpoint
+from drugrepo_assets.ml.scores import part_name
 from drugrepo_assets.ml.screen import ScreeningEngine
+from drugrepo_assets_tests.molecules import screening_candidates
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +36,8 @@ def engine(golden_dir: Path) -> ScreeningEngine:
 
 @pytest.fixture(scope="module")
 def molecules() -> list[str]:
-    return pd.read_csv(bundled_root() / "human" / "random" / "val.csv")["SMILES"].drop_duplicates().head(13).tolist()
+    smiles = pd.read_csv(bundled_root() / "human" / "random" / "val.csv")["SMILES"].drop_duplicates()
+    return screening_candidates(smiles)[:13]  # a library refuses lone ions ([Fe], [Zn])
 
 
 def _screen(engine: ScreeningEngine, library: Path, root: Path, **kw: object):
@@ -80,10 +84,11 @@ def test_the_same_library_resumes_and_scores_each_molecule_once(
     with pytest.raises(KeyboardInterrupt):
         _screen(engine, library, root, progress=lambda pairs: (_ for _ in ()).throw(KeyboardInterrupt))
     run = _screen(engine, library, root)
-    assert run.skipped == 1 and run.molecules == 10
+    assert run.skipped == 1 and run.molecules + run.rejected == 10
     pairs = pd.read_parquet(root / "scores")
-    assert not pairs.duplicated(["target_id", "drug_id"]).any()
-    assert sorted(pairs["drug_id"].unique()) == [f"m{i:02d}" for i in range(10)]
+    assert not pairs.duplicated(["target_id", "drug_id"]).any() and len(pairs) == 2 * run.molecules
+    refused = pd.concat(rejected_rows(root, [part_name(s.index) for s in run.shards]))["id"].tolist()
+    assert sorted([*pairs["drug_id"].unique(), *refused]) == [f"m{i:02d}" for i in range(10)]  # each once
 
 
 def test_the_manifest_refuses_a_library_whose_files_changed(tmp_path: Path) -> None:
