@@ -22,6 +22,7 @@ from drugrepo_assets.ml.model import load_checkpoint
 from drugrepo_assets.ml.predict import score_table
 from drugrepo_assets_tests.data.rows import real_rows, write_csv
 from drugrepo_assets_tests.data.servers import S3Bucket
+from drugrepo_assets_tests.molecules import screening_candidates
 
 ROWS = real_rows("human/random/train.csv", range(1, 97))
 BAD = [("C1CC", ROWS[0][1], "1"), (ROWS[1][0], ROWS[1][1], "yes")]
@@ -60,7 +61,7 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> LocalRun:
 
 def _library(folder: Path) -> tuple[list[str], list[str]]:
     """A .smi library of 8 of the rows' molecules and a FASTA of 2 of their proteins, in ``folder``."""
-    smiles = list(dict.fromkeys(r[0] for r in ROWS))[:8]
+    smiles = screening_candidates(dict.fromkeys(r[0] for r in ROWS))[:8]  # a library refuses lone ions
     proteins = list(dict.fromkeys(r[1] for r in ROWS))[:2]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "lib.smi").write_text("".join(f"{s} m{i}\n" for i, s in enumerate(smiles)))
