@@ -234,6 +234,7 @@ class DrugGraphStore(_ShardedStore):
     kind = DRUG_KIND
 
     def _pack(self, sources: list[str]) -> dict[str, np.ndarray]:
+        """Compact features of ``sources``, RDKit's work in the process's shared sandbox (`featurize.compact_molecules`)."""
         molecules, refused, _ = compact_molecules(sources)
         if refused:
             position, reason = refused[0]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -40,7 +41,7 @@ def model(golden_dir: Path) -> DrugBAN:
 
 
 @pytest.fixture(scope="module")
-def screen_pool() -> FeaturePool:
+def screen_pool() -> Iterator[FeaturePool]:
     with FeaturePool(1) as pool:
         yield pool
 
