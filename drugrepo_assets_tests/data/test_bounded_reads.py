@@ -274,7 +274,7 @@ def test_a_library_row_group_over_its_limit_is_refused_from_the_metadata(
 
 def test_a_repeated_long_library_value_is_held_once(tmp_path: Path) -> None:
     """200,000 rows of one 100,000-character SMILES (20 GB if each row had its copy) from a file of
-    ~0.5 MB: every row refused, in a fresh process whose peak RSS stays under 1 GiB."""
+    ~0.5 MB: every row refused, in a fresh process whose peak RSS stays under 2 GiB (held per copy it would be 20 GB)."""
     path = tmp_path / "repeated.parquet"
     index = pa.array(np.zeros(200_000, dtype=np.int32))
     smiles = pa.DictionaryArray.from_arrays(index, pa.array(["C" * 100_000]))
@@ -293,4 +293,4 @@ def test_a_repeated_long_library_value_is_held_once(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     counts, peak = done.stdout.splitlines()
     assert counts == "0 200000 ['SMILES: 100,000 characters, more than the limit of 10,000']"
-    assert int(peak) < 1 << 30, f"peak RSS {int(peak):,} bytes"
+    assert int(peak) < 2 << 30, f"peak RSS {int(peak):,} bytes"
