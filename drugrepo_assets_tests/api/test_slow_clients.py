@@ -65,6 +65,25 @@ def _until_closed(sock: socket.socket) -> bytes:
     pytest.fail(f"the server kept sending: {received[:200]!r}")
 
 
+def _one_response(sock: socket.socket) -> bytes:
+    """One complete HTTP response read from ``sock``: the head, then Content-Length bytes of body (the server may
+    send them in separate writes, so one recv is not one response)."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = sock.recv(65536)
+        assert chunk, f"the server closed mid-response: {received!r}"
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, f"the server closed mid-body: {received!r}"
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
 def _half_header() -> bytes:
     return b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: aaaa"
 
@@ -119,10 +138,11 @@ def test_a_request_sent_in_pieces_and_a_second_one_on_the_same_connection_are_se
     request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     with _connect(api, request[:10]) as sock:
         sock.sendall(request[10:])
-        first = sock.recv(65536)
+        first = _one_response(sock)
         sock.sendall(request)
-        second = sock.recv(65536)
+        second = _one_response(sock)
     assert first.startswith(b"HTTP/1.1 200 ") and second.startswith(b"HTTP/1.1 200 "), (first, second)
+    assert first.endswith(b'{"status":"ok"}') and second.endswith(b'{"status":"ok"}'), (first, second)
 
 
 def test_a_body_sent_in_pieces_within_the_deadline_is_answered(api: Api) -> None:
