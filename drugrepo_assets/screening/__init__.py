@@ -1,0 +1,1 @@
+"""The repurposing matrix: library shards × target blocks, scored, merged and explained."""
