@@ -212,8 +212,11 @@ def shard_drug_ids(root: Any, name: str, target: int, count: int) -> pa.Array:
     return drug_ids.slice(target * count, count)
 
 
-def rank_dataset(root: Any, shards: Sequence[str], target_ids: Sequence[str], checkpoint_id: str) -> int:
-    """Every pair ranked within its target into ``ranked/target-t/part-i.parquet``; returns the pairs written.
+def rank_dataset(
+    root: Any, shards: Sequence[str], target_ids: Sequence[str], checkpoint_id: str, first_target: int = 0
+) -> int:
+    """Every pair ranked within its target into ``ranked/target-t/<shard>.parquet`` (t counted from
+    ``first_target``: a block of a longer target list); returns the pairs written.
 
     One target at a time: its logits from every shard (4 bytes a pair) sorted once, then each
     shard's rank and percentile by binary search.
@@ -235,6 +238,6 @@ def rank_dataset(root: Any, shards: Sequence[str], target_ids: Sequence[str], ch
                 }
             )
             table = pa.Table.from_pandas(score_table(pairs, n - at_or_below, n, checkpoint_id), preserve_index=False)
-            _write_table(root / RANKED / f"target-{t:05d}" / f"{name}.parquet", table)
+            _write_table(root / RANKED / f"target-{first_target + t:05d}" / f"{name}.parquet", table)
             written += len(logits)
     return written

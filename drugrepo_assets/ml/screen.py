@@ -33,6 +33,14 @@ from drugrepo_assets.ml.native import screen as native_screen
 from drugrepo_assets.ml.scores import ShardScores, rank_top
 
 
+def symmetric(gram: Tensor) -> Tensor:
+    """A Gram matrix made exactly symmetric from its upper triangle: floating-point matmul leaves the two
+    halves a rounding apart, and the stored terms keep one half (`screening.terms`), so computed and
+    stored terms give the same bits."""
+    upper = torch.triu(gram)
+    return upper + torch.triu(gram, 1).T
+
+
 @dataclass
 class TargetTerms:
     """Per-target terms: the Gram matrices ``gq`` = Gq [T, K, K] (symmetric) and ``sq`` [T, K]."""
@@ -104,6 +112,11 @@ class ScreeningEngine:
                 self._virtual_row = self.model.virtual_drug_row()
 
     @property
+    def term_width(self) -> int:
+        """K, the width of the BAN's joint space: a target's terms are Gq [K, K] and sq [K]."""
+        return len(self._H)
+
+    @property
     def native(self) -> bool:
         """Whether pairs are scored by the C kernel (CPU) rather than torch matmuls."""
         return self._kernel is not None
@@ -116,9 +129,21 @@ class ScreeningEngine:
         for p in range(len(enc)):
             q, m = enc.protein(p)
             qm = q * m.unsqueeze(1)
-            gq.append(q.T @ qm)
+            gq.append(symmetric(q.T @ qm))
             sq.append(qm.sum(0))
         return TargetTerms(gq=torch.stack(gq), sq=torch.stack(sq))
+
+    @torch.no_grad()
+    def score_terms(self, molecules: CompactMolecules, targets: TargetTerms) -> np.ndarray:
+        """Logits [molecules, targets] of compact molecules against targets given by their terms
+        (at most ``target_chunk`` of them: the caller holds them), ``drug_chunk`` molecules at a time."""
+        out = np.empty((len(molecules), len(targets.sq)), dtype=np.float32)
+        order = np.argsort(molecules.num_atoms, kind="stable")  # similar sizes share a chunk: less padding
+        for d0 in range(0, len(molecules), self.drug_chunk):
+            idx = order[d0 : d0 + self.drug_chunk]
+            store = MoleculeStore.from_compact(molecules.take(idx))
+            out[idx] = self.pair_logits(self.drug_terms(store, torch.arange(len(idx))), targets).float().cpu().numpy()
+        return out
 
     @torch.no_grad()
     def drug_terms(self, molecules: MoleculeStore, idx: Tensor) -> DrugTerms:
