@@ -243,19 +243,20 @@ def _smiles_problem(smiles: str) -> str:
     return re.sub(r"\s+", " ", problems[0]).strip() if problems else "RDKit cannot sanitize it"
 
 
-def protein_refusal(sequence: str) -> Refusal | None:
+def protein_refusal(sequence: str, length: int | None = None) -> Refusal | None:
     """The refusal of a protein sequence (surrounding blanks ignored), or None.
 
     Only DrugBAN's 25 ASCII letters, in either case, are accepted: a character is checked before
-    any case change, so "ß" or "ﬀ" never become letters of the alphabet.
+    any case change, so "ß" or "ﬀ" never become letters of the alphabet. ``length``: the whole
+    sequence's, when a stream kept only its start (`screening.targets` keeps a FASTA record's first
+    ``MAX_PROTEIN_CHARS`` + 1 letters).
     """
     if (missing := missing_refusal("Protein", sequence)) is not None:
         return missing
     sequence = sequence.strip()
-    if len(sequence) > MAX_PROTEIN_CHARS:
-        return Refusal(
-            "too_long", "Protein", f"{len(sequence):,} letters, more than the limit of {MAX_PROTEIN_CHARS:,}"
-        )
+    length = len(sequence) if length is None else length
+    if length > MAX_PROTEIN_CHARS:
+        return Refusal("too_long", "Protein", f"{length:,} letters, more than the limit of {MAX_PROTEIN_CHARS:,}")
     bad = [c for c in dict.fromkeys(sequence) if c not in _PROTEIN_CHARS]
     if bad:
         first = min(sequence.index(c) for c in bad) + 1

@@ -55,6 +55,7 @@ __all__ = [
     "MAX_TARGETS_BYTES",
     "REQUIRED_COLUMNS",
     "ByteStream",
+    "CsvLines",
     "InputFileError",
     "ReadLimits",
     "TableBudget",
@@ -114,7 +115,8 @@ MAX_GZIP_RATIO = 100
 GZIP_ALLOWANCE_BYTES = 64 << 20
 """Decompressed bytes any gzip input may reach whatever its ratio (small, very repetitive files)."""
 MAX_TARGETS_BYTES = 64 << 20
-"""A targets file (FASTA or CSV) is read whole: a larger one is refused (1,600 sequences of 40,000 letters)."""
+"""Characters of ids and sequences a target list read whole may hold (`screening.targets.read_target_set`;
+1,600 sequences of 40,000 letters, 50,000 of 1,200); a longer list is refused. ``iter_targets`` streams."""
 
 
 class InputFileError(Exception):
@@ -712,11 +714,11 @@ def _parse_gzip_csv(location: str, raw: ByteStream, budget: TableBudget) -> pd.D
 
 def _parse_csv(location: str, stream: ByteStream, budget: TableBudget) -> pd.DataFrame:
     """A CSV as strings, read record by record with :mod:`csv` (strict quoting) from a stream of its
-    lines (`_CsvLines`): blank lines are skipped (more than ``MAX_BLANK_LINES`` in a row refuse the
+    lines (`CsvLines`): blank lines are skipped (more than ``MAX_BLANK_LINES`` in a row refuse the
     file), a short row is padded with empty cells, a row wider than the header refuses the file naming
     its line, and rows past the row or cell limit refuse it. (pandas' C tokenizer was left: ``""\\r``
     turns 30 bytes into 262,145 rows.)"""
-    lines = _CsvLines(location, stream, budget)
+    lines = CsvLines(location, stream, budget)
     reader = csv.reader(lines, strict=True)
     header: list[str] | None = None
     rows: list[list[str]] = []
@@ -758,7 +760,7 @@ def _parse_csv(location: str, stream: ByteStream, budget: TableBudget) -> pd.Dat
 _UTF8_BOM = b"\xef\xbb\xbf"
 
 
-class _CsvLines:
+class CsvLines:
     """The lines of a CSV byte stream as text, each with its end (``\\n``, ``\\r\\n`` or ``\\r``, as
     ``csv.reader`` wants them), decoded a block at a time: nothing but a block and one row is held.
 
