@@ -82,11 +82,11 @@ def featurise_alone(library: Path, keep: int) -> tuple[float, int, CompactMolecu
 
 def engine_alone(sample: CompactMolecules, fasta: Path) -> float:
     """Pairs/s of the engine on compact features already in memory (the CLI's settings)."""
-    from drugrepo_assets.data.library import read_targets
+    from drugrepo_assets.screening.targets import read_target_set
 
     configure_cpu(None)
     engine = ScreeningEngine(load_checkpoint(str(CHECKPOINT))[0], drug_chunk=1024)
-    codes = torch.from_numpy(encode_proteins(read_targets(fasta)["sequence"].tolist()))
+    codes = torch.from_numpy(encode_proteins(read_target_set(fasta).kept["sequence"].tolist()))
     terms = [engine.target_terms(codes[s]) for s in engine.target_chunks(codes)]
     start = time.perf_counter()
     engine.score_compact(sample, codes, terms)

@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict
 
 from drugrepo_assets.assets.features import feature_store
 from drugrepo_assets.assets.metadata import image_markdown, table_metadata
-from drugrepo_assets.data.library import library_files, read_checked_targets
+from drugrepo_assets.data.library import library_files
 from drugrepo_assets.data.rules import clean_protein
 from drugrepo_assets.data.sources import InputFileError
 from drugrepo_assets.data.validate import canonicalize, drug_id, target_id
@@ -71,6 +71,7 @@ from drugrepo_assets.ml.train import resolve_device
 from drugrepo_assets.partitions import dataset_partitions
 from drugrepo_assets.records import CheckpointRecord
 from drugrepo_assets.resources import ScreeningSettings
+from drugrepo_assets.screening.targets import read_checked_targets
 from drugrepo_assets.storage import StorageResource
 
 ALL_DATASETS = AssetIn(partition_mapping=AllPartitionMapping())

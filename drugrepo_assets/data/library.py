@@ -1,4 +1,4 @@
-"""Readers for screening inputs: compound libraries and targets (FASTA or CSV).
+"""Compound libraries read as a stream, and the locations screening inputs are read from.
 
 A compound library of millions to billions of molecules is read as a stream by :func:`iter_library`:
 chunks of at most ``chunk_rows`` rows, from one file, a folder or an S3 prefix, in the formats
@@ -19,16 +19,20 @@ is an :class:`InputFileError` naming it (found midway, e.g. a corrupt gzip, it i
 binary content (a NUL byte, at the first block read), more than ``MAX_BLANK_LINES`` blank or comment
 lines in a row, a Parquet row group over ``ReadLimits.row_group_bytes`` (from the metadata).
 
-The limits (``MAX_LINE_BYTES``, ``MAX_BLANK_LINES``, `read_limits`, the gzip cap,
-``MAX_TARGETS_BYTES``) are defined with the pair-table readers in ``data/sources.py``; the SMILES
-length limit ``MAX_SMILES_CHARS`` in ``data/rules.py``.
+The files of a location (`members`: a file, a folder or a prefix; local, ``http(s)://`` or ``s3://``,
+in the `FileFormats` of one kind of input), opening one (`open_binary`) and reading its Parquet
+columns within the limits (`ParquetSource`, `check_parquet_columns`, `batch_values`) are shared with
+the target reader, ``screening/targets.py``.
+
+The limits (``MAX_LINE_BYTES``, ``MAX_BLANK_LINES``, `read_limits`, the gzip cap) are defined with
+the pair-table readers in ``data/sources.py``; the SMILES length limit ``MAX_SMILES_CHARS`` in
+``data/rules.py``.
 """
 
 from __future__ import annotations
 
 import csv
 import gzip
-import io
 import logging
 import re
 import shutil
@@ -46,13 +50,12 @@ import pyarrow.parquet as pq
 import urllib3.exceptions
 from fsspec import AbstractFileSystem
 
-from drugrepo_assets.data.rules import MAX_SMILES_CHARS, missing_refusal, protein_refusal, smiles_refusal
+from drugrepo_assets.data.rules import MAX_SMILES_CHARS, missing_refusal, smiles_refusal
 from drugrepo_assets.data.sources import (
     HTTP_TIMEOUT_S,
     LIMIT_VARIABLES,
     MAX_BLANK_LINES,
     MAX_LINE_BYTES,
-    MAX_TARGETS_BYTES,
     ByteStream,
     InputFileError,
     TableBudget,
@@ -68,17 +71,26 @@ from drugrepo_assets.data.sources import (
 from drugrepo_assets.files import storage_path
 
 __all__ = [
+    "LIBRARY_FORMATS",
     "LIBRARY_SUFFIXES",
     "MAX_LINE_BYTES",
     "MAX_SMILES_CHARS",
+    "READ_ERRORS",
+    "FileFormats",
     "LibraryChunk",
+    "Member",
+    "ParquetSource",
+    "batch_values",
+    "check_parquet_columns",
     "count_rows",
     "is_library_file",
     "iter_library",
     "library_files",
-    "read_checked_targets",
+    "location_kind",
+    "members",
+    "open_binary",
     "read_library",
-    "read_targets",
+    "read_problem",
 ]
 
 logger = logging.getLogger(__name__)
@@ -151,7 +163,7 @@ class LibraryChunk:
 
 def is_library_file(name: str) -> bool:
     """True when ``name`` ends with a library suffix (see ``LIBRARY_SUFFIXES``)."""
-    return _format_of(name) is not None
+    return LIBRARY_FORMATS.format_of(name) is not None
 
 
 # --- the stream -------------------------------------------------------------------------------
@@ -162,7 +174,7 @@ def library_files(location: str, s3_endpoint_url: str | None = None) -> list[tup
     column shows it, the version its size and modification time (local), its ETag (S3), or None
     (http(s): unknown), so a caller can tell a file it has already read."""
     out: list[tuple[str, str | None]] = []
-    for member in _members(str(location), s3_endpoint_url):
+    for member in members(str(location), s3_endpoint_url):
         if member.kind == "local":
             stat = Path(member.uri).stat()
             out.append((member.label, f"{stat.st_size}:{stat.st_mtime_ns}"))
@@ -187,7 +199,7 @@ def iter_library(
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
     builder = _ChunkBuilder()
-    for member in _members(str(location), s3_endpoint_url):
+    for member in members(str(location), s3_endpoint_url):
         if only is not None and member.label != only:
             continue
         default_id = _generated_id(member.id_prefix)
@@ -205,13 +217,13 @@ def iter_library(
 def count_rows(location: str, s3_endpoint_url: str | None = None) -> int | None:
     """About how many rows a local library holds (its text files' lines, its Parquet files' rows),
     for a progress bar's ETA; None for a library over http(s) or S3, which would have to be fetched."""
-    members = _members(str(location), s3_endpoint_url)
-    if any(m.kind != "local" for m in members):
+    files = members(str(location), s3_endpoint_url)
+    if any(m.kind != "local" for m in files):
         return None
     import pyarrow as pa
 
     total = 0
-    for member in members:
+    for member in files:
         try:
             if member.fmt == "parquet":
                 total += pq.ParquetFile(member.uri).metadata.num_rows
@@ -228,8 +240,8 @@ def count_rows(location: str, s3_endpoint_url: str | None = None) -> int | None:
         except pa.ArrowException as exc:
             detail = re.sub(r"\s+", " ", str(exc)).strip().rstrip(".")
             raise InputFileError(member.uri, f"not a valid Parquet file ({detail})") from None
-        except _READ_ERRORS as exc:
-            raise _read_problem(member, exc) from None
+        except READ_ERRORS as exc:
+            raise read_problem(member, exc) from None
     return total
 
 
@@ -291,32 +303,47 @@ def _generated_id(prefix: str) -> Callable[[int, bool], str]:
 # --- the files of a location ------------------------------------------------------------------
 
 
-class _Member(NamedTuple):
+class Member(NamedTuple):
+    """One file of a location (`members`), as the readers open it."""
+
     uri: str  # the full location, for errors
     label: str  # the ``file`` column
     id_prefix: str  # generated ids: ``<id_prefix>:<line>``
     kind: str  # local | http | s3
-    fmt: str  # text | csv | tsv | parquet
+    fmt: str  # a format of its `FileFormats` (libraries: text | csv | tsv | parquet)
     gz: bool
     fs: AbstractFileSystem | None = None  # the S3 file system
 
 
-def _format_of(name: str) -> tuple[str, bool] | None:
-    lowered = name.lower()
-    gz = lowered.endswith(".gz")
-    base = lowered[:-3] if gz else lowered
-    if base.endswith(_TEXT_SUFFIXES):
-        return "text", gz
-    if base.endswith(".csv"):
-        return "csv", gz
-    if base.endswith(".tsv"):
-        return "tsv", gz
-    if not gz and base.endswith(_PARQUET_SUFFIXES):
-        return "parquet", False
-    return None
+@dataclass(frozen=True)
+class FileFormats:
+    """The file formats one kind of input is read in (a library, a target list): which file names
+    it takes, and how messages name it. A ``parquet`` format never ends in ``.gz``; the others may."""
+
+    noun: str  # "library": "not a library file", "no library files"
+    suffixes: tuple[tuple[str, tuple[str, ...]], ...]  # (format, its suffixes), the first match wins
+    listed: str  # the suffixes as messages list them
+
+    def format_of(self, name: str) -> tuple[str, bool] | None:
+        """(format, gzipped) of a file name, or None when it is in none of these formats."""
+        lowered = name.lower()
+        gz = lowered.endswith(".gz")
+        base = lowered[:-3] if gz else lowered
+        for fmt, suffixes in self.suffixes:
+            if base.endswith(suffixes):
+                return None if gz and fmt == "parquet" else (fmt, gz)
+        return None
 
 
-def _kind(location: str) -> str:
+LIBRARY_FORMATS = FileFormats(
+    "library",
+    (("text", _TEXT_SUFFIXES), ("csv", (".csv",)), ("tsv", (".tsv",)), ("parquet", _PARQUET_SUFFIXES)),
+    _SUFFIX_TEXT,
+)
+
+
+def location_kind(location: str) -> str:
+    """``http`` (also https), ``s3`` (also s3a) or ``local`` (a path or a ``file:`` URL)."""
     scheme = urlparse(location).scheme.lower()
     if scheme in ("http", "https"):
         return "http"
@@ -325,38 +352,43 @@ def _kind(location: str) -> str:
     return "local"
 
 
-def _not_library(location: str) -> InputFileError:
-    return InputFileError(location, f"not a library file (expected {_SUFFIX_TEXT})")
+def _not_of(location: str, formats: FileFormats) -> InputFileError:
+    return InputFileError(location, f"not a {formats.noun} file (expected {formats.listed})")
 
 
 def _hidden(rel: str) -> bool:
     return any(part.startswith(".") for part in PurePosixPath(rel).parts)
 
 
-def _warn_skipped(location: str, skipped: list[str]) -> None:
+def _warn_skipped(location: str, skipped: list[str], formats: FileFormats) -> None:
     if skipped:
         shown = ", ".join(skipped[:20]) + (f", and {len(skipped) - 20} more" if len(skipped) > 20 else "")
         logger.warning(
-            "%s: skipped %d file(s) that are not library files (%s) or are hidden: %s",
+            "%s: skipped %d file(s) that are not %s files (%s) or are hidden: %s",
             location,
             len(skipped),
-            _SUFFIX_TEXT,
+            formats.noun,
+            formats.listed,
             shown,
         )
 
 
-def _members(location: str, s3_endpoint_url: str | None) -> list[_Member]:
-    kind = _kind(location)
+def members(location: str, s3_endpoint_url: str | None, formats: FileFormats = LIBRARY_FORMATS) -> list[Member]:
+    """The files of a location in reading order: one file, or a folder's or S3 prefix's files in
+    ``formats`` (recursively, sorted by path; others and hidden ones skipped, named in a log warning).
+    A location without any such file is an :class:`InputFileError` naming it."""
+    kind = location_kind(location)
     if kind == "http":
         name = unquote(urlparse(location).path)
-        found = _format_of(name)
+        found = formats.format_of(name)
         if found is None:
             raise InputFileError(
-                location, f"not a library file (expected {_SUFFIX_TEXT}); folders cannot be listed over http(s)"
+                location,
+                f"not a {formats.noun} file (expected {formats.listed}); folders cannot be listed over http(s)",
             )
-        return [_Member(location, location, PurePosixPath(name).name, "http", *found)]
+        return [Member(location, location, PurePosixPath(name).name, "http", *found)]
     if kind == "s3":
-        return _s3_members(location, s3_endpoint_url)
+        return _s3_members(location, s3_endpoint_url, formats)
     path = (
         Path(unquote(urlparse(location).path)) if location.lower().startswith("file:") else Path(location).expanduser()
     )
@@ -366,33 +398,33 @@ def _members(location: str, s3_endpoint_url: str | None) -> list[_Member]:
             if not p.is_file():
                 continue
             rel = p.relative_to(path).as_posix()
-            found = _format_of(p.name)
+            found = formats.format_of(p.name)
             if found is None or _hidden(rel):
                 skipped.append(rel)
             else:
-                files.append(_Member(str(p), rel, rel, "local", *found))
-        _warn_skipped(location, sorted(skipped))
+                files.append(Member(str(p), rel, rel, "local", *found))
+        _warn_skipped(location, sorted(skipped), formats)
         if not files:
-            raise InputFileError(location, f"folder holds no library files ({_SUFFIX_TEXT})")
+            raise InputFileError(location, f"folder holds no {formats.noun} files ({formats.listed})")
         return sorted(files, key=lambda m: m.label)
-    found = _format_of(path.name)
+    found = formats.format_of(path.name)
     if not path.exists():
         raise InputFileError(location, "file not found" if found else "no such file or folder")
     if found is None:
-        raise _not_library(location)
-    return [_Member(location, location, path.name, "local", *found)]
+        raise _not_of(location, formats)
+    return [Member(location, location, path.name, "local", *found)]
 
 
-def _s3_members(location: str, endpoint_url: str | None) -> list[_Member]:
+def _s3_members(location: str, endpoint_url: str | None, formats: FileFormats) -> list[Member]:
     root = storage_path(location, endpoint_url)
     fs, key = root.fs, root.path.rstrip("/")
     bucket_only = "/" not in key
     try:
         if not bucket_only and not location.endswith("/") and fs.isfile(key):
-            found = _format_of(key)
+            found = formats.format_of(key)
             if found is None:
-                raise _not_library(location)
-            return [_Member(location, location, PurePosixPath(key).name, "s3", *found, fs)]
+                raise _not_of(location, formats)
+            return [Member(location, location, PurePosixPath(key).name, "s3", *found, fs)]
         keys = fs.find(key)
     except InputFileError:
         raise
@@ -403,23 +435,23 @@ def _s3_members(location: str, endpoint_url: str | None) -> list[_Member]:
         if not full.startswith(key + "/"):
             continue
         rel = full[len(key) + 1 :]
-        found = _format_of(rel)
+        found = formats.format_of(rel)
         if found is None or _hidden(rel):
             skipped.append(rel)
         else:
-            files.append(_Member(f"s3://{full}", rel, rel, "s3", *found, fs))
-    _warn_skipped(location, skipped)
-    if not files and not keys and not location.endswith("/") and _format_of(key) is not None:
+            files.append(Member(f"s3://{full}", rel, rel, "s3", *found, fs))
+    _warn_skipped(location, skipped, formats)
+    if not files and not keys and not location.endswith("/") and formats.format_of(key) is not None:
         raise InputFileError(location, "no such S3 key")
     if not files:
-        raise InputFileError(location, f"no library files ({_SUFFIX_TEXT}) under this S3 prefix")
+        raise InputFileError(location, f"no {formats.noun} files ({formats.listed}) under this S3 prefix")
     return files
 
 
 # --- opening a file ---------------------------------------------------------------------------
 
 
-def _open_binary(member: _Member) -> ByteStream:
+def open_binary(member: Member) -> ByteStream:
     """The file's bytes as sent (gzip not undone), for sequential reading."""
     try:
         if member.kind == "local":
@@ -441,7 +473,7 @@ def _open_binary(member: _Member) -> ByteStream:
     return _http_stream(member)
 
 
-def _http_stream(member: _Member) -> ByteStream:
+def _http_stream(member: Member) -> ByteStream:
     import requests
 
     try:
@@ -458,11 +490,12 @@ def _http_stream(member: _Member) -> ByteStream:
     return gunzip_stream(raw, member.uri) if encoded and not member.gz else raw
 
 
-_READ_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error, urllib3.exceptions.HTTPError)
+READ_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error, urllib3.exceptions.HTTPError)
 """What reading a file's bytes may raise: the file system's, gzip's, and urllib3's for a stream cut over http."""
 
 
-def _read_problem(member: _Member, exc: BaseException) -> InputFileError:
+def read_problem(member: Member, exc: BaseException) -> InputFileError:
+    """The :class:`InputFileError` for one of `READ_ERRORS` met while reading ``member``."""
     detail = re.sub(r"\s+", " ", str(exc)).strip().rstrip(".") or type(exc).__name__
     if member.gz and isinstance(exc, (gzip.BadGzipFile, EOFError, zlib.error)):
         return InputFileError(member.uri, f"not a valid gzip file ({detail})")
@@ -470,20 +503,20 @@ def _read_problem(member: _Member, exc: BaseException) -> InputFileError:
 
 
 def _events(
-    member: _Member, default_id: Callable[[int, bool], str], *, batch_rows: int, compat: bool = False
+    member: Member, default_id: Callable[[int, bool], str], *, batch_rows: int, compat: bool = False
 ) -> Iterator[tuple[int, str, str] | _Bad]:
     """Rows ``(line, id, smiles)`` and refused rows (:class:`_Bad`) of one file, in file order."""
     if member.fmt == "parquet":
         yield from _parquet_events(member, default_id, batch_rows, compat)
         return
-    raw = _open_binary(member)
+    raw = open_binary(member)
     try:
         stream = gunzip_stream(raw, member.uri) if member.gz else raw
         yield from _text_events(member, stream, default_id, compat)
     except InputFileError:
         raise
-    except _READ_ERRORS as exc:
-        raise _read_problem(member, exc) from None
+    except READ_ERRORS as exc:
+        raise read_problem(member, exc) from None
     finally:
         raw.close()
 
@@ -581,7 +614,7 @@ def _split(line: str, sep: str) -> list[str]:
 
 
 def _text_events(
-    member: _Member, stream: ByteStream, default_id: Callable[[int, bool], str], compat: bool
+    member: Member, stream: ByteStream, default_id: Callable[[int, bool], str], compat: bool
 ) -> Iterator[tuple[int, str, str] | _Bad]:
     sep: str | None = None
     width = 0  # fields in the header; 0: no header
@@ -673,7 +706,7 @@ def _text_events(
         yield _checked(number, ident, smiles, compat)
 
 
-def _skipped_line(member: _Member, number: int, skipped: int) -> int:
+def _skipped_line(member: Member, number: int, skipped: int) -> int:
     """``skipped`` + 1 for one more blank or comment line in a row; past ``MAX_BLANK_LINES`` the file is
     refused (a file of newlines would otherwise be read to its end, line by line)."""
     if skipped >= MAX_BLANK_LINES:
@@ -698,12 +731,12 @@ def _checked(number: int, ident: str, smiles: str, compat: bool) -> tuple[int, s
 
 
 def _parquet_events(
-    member: _Member, default_id: Callable[[int, bool], str], batch_rows: int, compat: bool
+    member: Member, default_id: Callable[[int, bool], str], batch_rows: int, compat: bool
 ) -> Iterator[tuple[int, str, str] | _Bad]:
     import pyarrow as pa
 
     row_group_bytes = read_limits().row_group_bytes
-    with _parquet_source(member) as source:
+    with ParquetSource(member) as source:
         try:
             handle = pq.ParquetFile(source)
             names = list(handle.schema_arrow.names)
@@ -719,11 +752,11 @@ def _parquet_events(
         columns = [names[i] for i in read]
         number = 0
         try:
-            text = _check_parquet_columns(member, handle, read, row_group_bytes)
+            text = check_parquet_columns(member, handle, read, row_group_bytes)
             handle = pq.ParquetFile(source, metadata=handle.metadata, read_dictionary=text)
             for batch in handle.iter_batches(batch_size=batch_rows, columns=columns):
-                smiles_values = _batch_values(batch.column(0))
-                id_values = _batch_values(batch.column(1)) if id_at is not None else [None] * len(smiles_values)
+                smiles_values = batch_values(batch.column(0))
+                id_values = batch_values(batch.column(1)) if id_at is not None else [None] * len(smiles_values)
                 for smiles, ident in zip(smiles_values, id_values):
                     number += 1
                     ident = (
@@ -758,7 +791,7 @@ _DENSE_TEXT_BYTES = 64 << 20
 string (a 200 KB file can repeat a long value millions of times)."""
 
 
-def _check_parquet_columns(member: _Member, handle: pq.ParquetFile, read: list[int], limit: int) -> list[str]:
+def check_parquet_columns(member: Member, handle: pq.ParquetFile, read: list[int], limit: int) -> list[str]:
     """The text columns among the columns ``read`` (by position), to read as dictionaries, after every
     row group's column data (uncompressed, from the metadata) is checked against ``limit``; a
     column of nested values, or a row group over the limit, refuses the file."""
@@ -784,7 +817,7 @@ def _check_parquet_columns(member: _Member, handle: pq.ParquetFile, read: list[i
     return [field.name for field in fields if is_text_type(field.type)]
 
 
-def _batch_values(column: object) -> list[Any]:
+def batch_values(column: object) -> list[Any]:
     """One column of a Parquet batch as Python values; a dictionary's rows share their values when
     copying them would pass ``_DENSE_TEXT_BYTES``."""
     import pyarrow as pa
@@ -795,10 +828,10 @@ def _batch_values(column: object) -> list[Any]:
     return column.to_pylist()
 
 
-class _parquet_source:
-    """A seekable source for ParquetFile: the local path, an S3 file, or an http download on disk."""
+class ParquetSource:
+    """A context manager giving a seekable source for ParquetFile: the local path, an S3 file, or an http download on disk."""
 
-    def __init__(self, member: _Member) -> None:
+    def __init__(self, member: Member) -> None:
         self.member = member
         self.closers: list[Callable[[], None]] = []
 
@@ -808,7 +841,7 @@ class _parquet_source:
             if not Path(member.uri).is_file():
                 raise InputFileError(member.uri, "file not found")
             return member.uri
-        raw = _open_binary(member)
+        raw = open_binary(member)
         self.closers.append(raw.close)
         if member.kind == "s3":
             return raw
@@ -844,17 +877,17 @@ def read_library(path: str | Path) -> pd.DataFrame:
     any molecule ("no molecules"), and one past the limits of a table read whole (`read_limits`).
     """
     location = str(path)
-    if _kind(location) == "local" and Path(location).is_dir():
+    if location_kind(location) == "local" and Path(location).is_dir():
         raise InputFileError(location, "is a folder, not a file")
-    if _kind(location) == "local" and not Path(location).exists():
+    if location_kind(location) == "local" and not Path(location).exists():
         raise InputFileError(location, "file not found")
-    if _kind(location) == "local" and Path(location).is_file() and _format_of(location) is None:
-        member = _Member(location, location, Path(location).name, "local", "csv", False)
+    if location_kind(location) == "local" and Path(location).is_file() and LIBRARY_FORMATS.format_of(location) is None:
+        member = Member(location, location, Path(location).name, "local", "csv", False)
     else:
-        members = _members(location, None)
-        if len(members) != 1:
+        found = members(location, None)
+        if len(found) != 1:
             raise InputFileError(location, "is a folder, not a file")
-        member = members[0]
+        member = found[0]
 
     def default_id(line: int, header: bool) -> str:
         return "" if header else f"line{line}"
@@ -873,186 +906,3 @@ def read_library(path: str | Path) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=list(_READ_LIBRARY_COLUMNS))
     table["line"] = table["line"].astype("int64")
     return table
-
-
-# --- targets ---------------------------------------------------------------------------------
-
-TARGET_COLUMNS = ("id", "sequence", "line")
-TARGET_REFUSED_COLUMNS = ("id", "sequence", "line", "reason")
-
-
-def _text(path: Path) -> str:
-    location = str(path)
-    if path.is_dir():
-        raise InputFileError(location, "is a folder, not a file")
-    if not path.is_file():
-        raise InputFileError(location, "file not found")
-    size = path.stat().st_size
-    if size > MAX_TARGETS_BYTES:
-        raise InputFileError(
-            location, f"{size:,} bytes, more than the limit of {MAX_TARGETS_BYTES:,} for a targets file"
-        )
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputFileError(location, f"cannot read file ({exc.strerror or exc})") from None
-    nul = data.find(b"\x00")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        offset = exc.start + (len(_BOM) if data.startswith(_BOM) else 0)
-        if nul < 0 or nul > offset:
-            raise InputFileError(
-                location, f"not valid UTF-8 text (byte 0x{data[offset]:02x} at offset {offset})"
-            ) from None
-    if nul >= 0:
-        raise InputFileError(location, str(binary_refusal(data, 0, 1)))
-    if not text.strip():
-        raise InputFileError(location, "empty file")
-    return text
-
-
-_LINE_END = re.compile(r"\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
-"""Where ``str.splitlines`` ends a line."""
-
-
-def _lines(text: str) -> Iterator[str]:
-    """``text.splitlines()`` one line at a time (a file of newlines is not made a list)."""
-    start = 0
-    for end in _LINE_END.finditer(text):
-        yield text[start : end.start()]
-        start = end.end()
-    if start < len(text):
-        yield text[start:]
-
-
-def _blank_run(location: str, number: int, blank: int) -> int:
-    """``blank`` + 1 for one more blank line in a row of a targets file; past ``MAX_BLANK_LINES`` it is refused."""
-    if blank >= MAX_BLANK_LINES:
-        raise InputFileError(
-            location, f"line {number}: more than {MAX_BLANK_LINES:,} blank lines in a row (sources.MAX_BLANK_LINES)"
-        )
-    return blank + 1
-
-
-def _target_records(path: Path, text: str, compat: bool) -> Iterator[tuple[str, str, int, str]]:
-    """``(id, sequence, line, reason)`` of each record in file order; ``reason`` is empty for a
-    usable record, else why the file's shape refuses it (``compat``: a short row is padded)."""
-    location = str(path)
-    if text.lstrip().startswith(">"):
-        record: list | None = None
-        blank = 0
-        for number, line in enumerate(_lines(text), start=1):
-            line = line.strip()
-            blank = 0 if line else _blank_run(location, number, blank)
-            if line.startswith(">"):
-                if record is not None:
-                    yield tuple(record)
-                name = line[1:].split(None, 1)
-                record = [name[0] if name else f"line{number}", "", number, ""]
-            elif line and record is not None:
-                record[1] += line
-        if record is not None:
-            yield tuple(record)
-        return
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    start, width, id_at, seq_at, blank = 1, 0, 0, 0, 0
-    while True:
-        try:
-            fields = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            if compat or not width:
-                raise InputFileError(location, f"line {start}: CSV: {exc}") from None
-            yield "", "", start, f"CSV: {exc}"
-            start = reader.line_num + 1
-            continue
-        if not fields or (len(fields) == 1 and not fields[0].strip()):
-            blank = _blank_run(location, start, blank)
-            start = reader.line_num + 1
-            continue
-        blank = 0
-        if not width:
-            columns = [c.strip().lower() for c in fields]
-            seq_name = next((c for c in ("sequence", "protein") if c in columns), None)
-            if "id" not in columns or seq_name is None:
-                found = ", ".join(c.strip() for c in fields)
-                raise InputFileError(
-                    location, f"expected FASTA, or CSV columns 'id' and 'sequence' (found: {_shown(found)})"
-                )
-            width, id_at, seq_at = len(fields), columns.index("id"), columns.index(seq_name)
-        elif len(fields) != width and not (compat and len(fields) < width):
-            if compat:
-                raise InputFileError(location, f"line {start}: fields: {len(fields)}, the header has {width}")
-            ident = fields[id_at].strip() if id_at < len(fields) else ""
-            yield (
-                ident,
-                fields[seq_at] if seq_at < len(fields) else "",
-                start,
-                f"fields: {len(fields)}, the header has {width}",
-            )
-        else:
-            fields += [""] * (width - len(fields))
-            yield fields[id_at], fields[seq_at], start, ""
-        start = reader.line_num + 1
-
-
-def read_targets(path: str | Path) -> pd.DataFrame:
-    """Targets as columns ``id``, ``sequence``, ``line``: FASTA (``>id description`` then sequence
-    lines) or a CSV with ``id`` and ``sequence`` (or ``Protein``) columns.
-
-    As `read_library` for molecules, every record is passed on for the caller's checks (a short
-    CSV row padded with empty cells); a CSV row with more fields than the header makes the file an
-    :class:`InputFileError` naming its line. `read_checked_targets` refuses rows one by one instead.
-    """
-    path = Path(path)
-    rows = [(ident, sequence, line) for ident, sequence, line, _ in _target_records(path, _text(path), compat=True)]
-    if not rows:
-        raise InputFileError(str(path), "no sequences")
-    return _target_table(rows, TARGET_COLUMNS)
-
-
-def read_checked_targets(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The usable targets (``id``, ``sequence``, ``line``) and the refused ones (with ``reason``) of a
-    FASTA or CSV file, each refused record with its line, as the library stream refuses rows.
-
-    A record is refused for a CSV row whose field count differs from the header's, an empty id, an
-    id already used on an earlier (kept) record, or a sequence the input rules refuse
-    (`data.rules.protein_refusal`). A file without any record is an :class:`InputFileError`.
-    """
-    path = Path(path)
-    kept: list[tuple[str, str, int]] = []
-    refused: list[tuple[str, str, int, str]] = []
-    seen: set[str] = set()
-    for ident, sequence, line, reason in _target_records(path, _text(path), compat=False):
-        ident, raw, sequence = ident.strip(), sequence, sequence.strip()
-        if not reason:
-            refusal = protein_refusal(raw)
-            reason = (
-                "id: empty"
-                if not ident
-                else f"id: {ident!r} already used on an earlier record"
-                if ident in seen
-                else str(refusal)
-                if refusal is not None
-                else ""
-            )
-        if reason:
-            refused.append((ident, sequence, line, reason))
-        else:
-            seen.add(ident)
-            kept.append((ident, sequence, line))
-    if not kept and not refused:
-        raise InputFileError(str(path), "no sequences")
-    return _target_table(kept, TARGET_COLUMNS), _target_table(refused, TARGET_REFUSED_COLUMNS)
-
-
-def _target_table(rows: list[tuple], columns: tuple[str, ...]) -> pd.DataFrame:
-    values = list(zip(*rows)) or [()] * len(columns)
-    return pd.DataFrame(
-        {
-            name: np.asarray(column, dtype=np.int64) if name == "line" else pd.Series(column, dtype=object)
-            for name, column in zip(columns, values)
-        }
-    )

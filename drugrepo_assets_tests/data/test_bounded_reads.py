@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from drugrepo_assets.data.library import count_rows, iter_library, read_checked_targets, read_library, read_targets
+from drugrepo_assets.data.library import count_rows, iter_library, read_library
 from drugrepo_assets.data.sources import (
     LIMIT_VARIABLES,
     MAX_BLANK_LINES,
@@ -232,20 +232,6 @@ def test_a_run_of_blank_or_comment_lines_refuses_a_library(tmp_path: Path) -> No
         f"line {MAX_BLANK_LINES + 2}: more than {MAX_BLANK_LINES:,} blank or comment lines in a row "
         "(sources.MAX_BLANK_LINES)"
     )
-
-
-def test_targets_refuse_binary_content_and_blank_runs(tmp_path: Path) -> None:
-    binary = tmp_path / "t.fasta"
-    binary.write_bytes(b">P1\nMKV\n>P2\nMK\x00V\n")
-    assert _error(read_targets, binary).problem == "binary content, not text (NUL byte at offset 14, line 4)"
-    blank = tmp_path / "blank.fasta"
-    blank.write_bytes(b">P1\nMKV\n" + b"\n" * (MAX_BLANK_LINES + 1) + b">P2\nMKA\n")
-    assert _error(read_checked_targets, blank).problem == (
-        f"line {MAX_BLANK_LINES + 3}: more than {MAX_BLANK_LINES:,} blank lines in a row (sources.MAX_BLANK_LINES)"
-    )
-    table = tmp_path / "blank.csv"
-    table.write_bytes(b"id,sequence\nP1,MKV\n" + b"\n" * (MAX_BLANK_LINES + 1) + b"P2,MKA\n")
-    assert _error(read_targets, table).problem.startswith(f"line {MAX_BLANK_LINES + 3}: more than ")
 
 
 def test_read_library_is_under_the_table_limits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

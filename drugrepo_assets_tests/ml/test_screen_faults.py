@@ -62,7 +62,7 @@ STORED = (
     + r"""
 import json
 import torch
-from drugrepo_assets.data.library import read_targets
+from drugrepo_assets.screening.targets import read_target_set
 from drugrepo_assets.ml.feature_store import FeatureStore
 from drugrepo_assets.ml.library_screen import FeaturePool
 from drugrepo_assets.data.library import library_files
@@ -76,7 +76,7 @@ store = FeatureStore(root / "features")
 with FeaturePool(1, canonical=True) as pool:
     stored = store_library_file(library, label, version, store, root / "library", shard_size=shard_size,
                                 pool=pool, ids=IdCheck())
-codes, kept = prepare_targets(read_targets(targets_file))
+codes, kept = prepare_targets(read_target_set(targets_file).kept)
 engine = ScreeningEngine(load_checkpoint(checkpoint)[0])
 target_ids = kept.kept["id"].astype(str).tolist()
 scored = [score_stored_shard(engine, store, part, root / "library", target_ids, codes, root / "scores", 5)
