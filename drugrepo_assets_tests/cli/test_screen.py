@@ -166,7 +166,7 @@ def test_screen_refuses_a_duplicate_target_id_and_keeps_the_first(tmp_path: Path
     )
     rejected = pd.read_csv(tmp_path / "run" / "rejected.csv", keep_default_na=False)
     assert rejected[["kind", "line", "id", "reason"]].values.tolist() == [
-        ["target", 3, "T0", "id: 'T0' already used on an earlier record"]
+        ["target", 3, "T0", "id: 'T0' already used on line 1 with another sequence"]
     ]
     dup = pd.read_parquet(tmp_path / "run" / "ranked").sort_values("drug_id", ignore_index=True)
     one = pd.read_parquet(tmp_path / "one" / "ranked").sort_values("drug_id", ignore_index=True)
