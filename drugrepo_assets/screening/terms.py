@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from drugrepo_assets.files import write_bytes_atomic
-from drugrepo_assets.ml.featurize import PROTEIN_MAX_LENGTH, encode_proteins
+from drugrepo_assets.ml.featurize import encode_proteins
 from drugrepo_assets.ml.screen import ScreeningEngine, TargetTerms
 
 TARGET_TERMS_ENV = "DRUGREPO_TARGET_TERMS"
@@ -108,14 +108,14 @@ def block_terms(
 ) -> tuple[TargetTerms, TermsUse]:
     """The terms of targets ``sequences`` (cleaned; at most ``engine.target_chunk`` of them): read from
     ``store`` where stored, the others encoded by the engine now and stored for next time."""
-    width = engine.term_width
+    width, length = engine.term_width, engine.model.config.max_protein_length  # as the model was trained
     if store is None:
-        codes = torch.from_numpy(encode_proteins(list(sequences), PROTEIN_MAX_LENGTH))
+        codes = torch.from_numpy(encode_proteins(list(sequences), length))
         return engine.target_terms(codes), TermsUse(computed=len(sequences))
     keys = [term_key(s) for s in sequences]
     missing = [i for i, k in enumerate(keys) if not store.has(k)]
     if missing:
-        codes = torch.from_numpy(encode_proteins([sequences[i] for i in missing], PROTEIN_MAX_LENGTH))
+        codes = torch.from_numpy(encode_proteins([sequences[i] for i in missing], length))
         computed = engine.target_terms(codes)
         for j, i in enumerate(missing):
             store.save(keys[i], computed.gq[j], computed.sq[j])
