@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +19,10 @@ from drugrepo_assets.cli.common import (
     positive_int,
     torch_device,
 )
+from drugrepo_assets.screening.plan import BLOCK_SIZE, SHARD_SIZE
+
+TOP_PER_TARGET = 100
+"""The best molecules kept per target when --top is not given."""
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,43 +30,56 @@ if TYPE_CHECKING:
 
 __all__ = ["add_parser", "run"]
 
-OUTPUTS = ("top.parquet", "top.csv", "rejected.csv", "enrichment.csv", "enrichment.png")
-"""The files a screen writes at the top of --out, beside the data set `ml.library_screen` writes."""
+OUTPUTS = (
+    "top.parquet",
+    "top.csv",
+    "top_per_drug.parquet",
+    "top_per_drug.csv",
+    "repurposing.parquet",
+    "repurposing.csv",
+    "targets.png",
+    "drugs.png",
+    "matrix.png",
+    "rejected.csv",
+    "enrichment.csv",
+    "enrichment.png",
+)
+"""The files a screen writes at the top of --out, beside the tiles `screening.tiles` writes."""
 
 
 def run(args: argparse.Namespace) -> int:
-    """Screen --library against --targets with --checkpoint into --out; report enrichment with --known."""
-    import hashlib
-    import json
-
+    """Screen --library against --targets with --checkpoint into --out: answers per target, per drug and
+    for the whole matrix; enrichment with --known."""
     import pandas as pd
     from tqdm import tqdm
 
-    from drugrepo_assets.data.library import count_rows, iter_library, library_files, read_checked_targets
+    from drugrepo_assets.data.library import count_rows, iter_library, library_files
     from drugrepo_assets.data.sources import InputFileError
     from drugrepo_assets.files import storage_path, write_bytes_atomic
-    from drugrepo_assets.ml.library_screen import (
-        LIBRARY_FILES,
-        MANIFEST,
-        REJECTED,
-        REJECTED_COLUMNS,
-        SHARDS,
-        LibraryChanged,
-        check_manifest,
-        default_workers,
-        discard_screen,
-        known_actives,
-        library_change,
-        rejected_rows,
-        screen_library,
-    )
     from drugrepo_assets.ml.native import kernel_info
     from drugrepo_assets.ml.runtime import configure_cpu
-    from drugrepo_assets.ml.scores import RANKED, SCORES, TOP, merge_top, part_name, rank_dataset
-    from drugrepo_assets.ml.screen import ScreeningEngine, prepare_targets
+    from drugrepo_assets.ml.screen import ScreeningEngine
+    from drugrepo_assets.screening.domain import reference_for_checkpoint
+    from drugrepo_assets.screening.driver import (
+        MANIFEST,
+        RANKED,
+        answer,
+        check_manifest,
+        discard_screen,
+        known_logits,
+        rank_tiles,
+        rejected_rows,
+        screen_stream,
+        write_answers,
+    )
+    from drugrepo_assets.screening.library import REJECTED_COLUMNS, default_workers, library_change
+    from drugrepo_assets.screening.plan import target_blocks
+    from drugrepo_assets.screening.targets import read_target_set
+    from drugrepo_assets.screening.terms import TARGET_TERMS_ENV, TargetTermStore
+    from drugrepo_assets.screening.tiles import TILE_FOLDERS, TileReport, TileSettings
 
     inputs = (args.library, args.targets, args.known, args.checkpoint)
-    writes = (MANIFEST, SHARDS, REJECTED, SCORES, TOP, RANKED, *OUTPUTS)
+    writes = (MANIFEST, *TILE_FOLDERS, RANKED, *OUTPUTS)
     if not check_out("screen", args.out, folder=True, inputs=inputs, writes=writes):
         return EXIT_BAD_INPUT
     device = torch_device("screen", args.device)
@@ -69,50 +87,44 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     root = storage_path(args.out, args.s3_endpoint_url)
     try:
-        targets, refused_targets = read_checked_targets(args.targets)
+        targets = read_target_set(args.targets, args.s3_endpoint_url)
         known = _read_known(args.known, args.s3_endpoint_url) if args.known else None
     except InputFileError as exc:
         error("screen", str(exc))
+        return EXIT_BAD_INPUT
+    if not len(targets.kept):
+        why = ""
+        if len(targets.rejected):
+            first = targets.rejected.iloc[0]
+            why = f" ({len(targets.rejected)} refused, first: {first['file']} line {first['line']}: {first['reason']})"
+        error("screen", f"{args.targets}: no valid target{why}")
         return EXIT_BAD_INPUT
     loaded = load_model("screen", args.checkpoint)
     if loaded is None:
         return EXIT_BAD_INPUT
     model, ckpt = loaded
-    codes, tgt = prepare_targets(targets)
-    refused_targets = pd.concat(
-        [refused_targets, tgt.rejected[refused_targets.columns]], ignore_index=True
-    ).sort_values("line", kind="stable")
-    if not len(codes):
-        error(
-            "screen",
-            f"{args.targets}: no valid target ({len(refused_targets)} refused, first: line "
-            f"{refused_targets['line'].iat[0]}: {refused_targets['reason'].iat[0]})",
-        )
-        return EXIT_BAD_INPUT
     configure_cpu(args.threads)
     engine = ScreeningEngine(model, device=device, drug_chunk=args.batch_size)
-    target_ids = tgt.kept["id"].astype(str).tolist()
-    settings = {
-        "library": args.library,
-        "checkpoint_id": ckpt,
-        "shard_size": args.shard_size,
-        "top": args.top,
-        "targets": hashlib.sha256(json.dumps([target_ids, codes.tolist()]).encode()).hexdigest()[:16],
-    }
+    blocks = target_blocks(targets.kept, args.target_block)
+    settings = TileSettings(top=args.top, top_per_drug=args.top_per_drug)
+    terms_root = args.target_terms or os.environ.get(TARGET_TERMS_ENV)
+    terms = TargetTermStore(storage_path(terms_root, args.s3_endpoint_url) if terms_root else root / "terms", ckpt)
     made = _missing_folders(root)
     try:
-        settings[LIBRARY_FILES] = [list(f) for f in library_files(args.library, args.s3_endpoint_url)]
+        files = library_files(args.library, args.s3_endpoint_url)
         if args.restart and (root / MANIFEST).exists():
             discard_screen(root, OUTPUTS)
-        check_manifest(root, settings)
+        check_manifest(root, {"checkpoint_id": ckpt})
         total = count_rows(args.library, args.s3_endpoint_url)
+        n_targets = len(targets.kept)
         print(
             f"engine: {'C kernel' if engine.native else 'torch'} on {engine.device} ({kernel_info()['kernel']}); "
-            f"{len(target_ids)} targets; library {args.library}" + (f" (~{total:,} rows)" if total else ""),
+            f"{n_targets} targets in {len(blocks)} blocks; library {args.library}"
+            + (f" (~{total:,} rows)" if total else ""),
             file=sys.stderr,
         )
         bar = tqdm(
-            total=total * len(target_ids) if total else None,
+            total=total * n_targets if total else None,
             unit="pair",
             unit_scale=True,
             file=sys.stderr,
@@ -120,38 +132,33 @@ def run(args: argparse.Namespace) -> int:
             mininterval=1.0,
             smoothing=0.1,
         )
+
+        def progress(tile: TileReport) -> None:
+            bar.update(tile.pairs)
+
         with bar:
-            screened = screen_library(
+            screened = screen_stream(
                 engine,
                 iter_library(args.library, s3_endpoint_url=args.s3_endpoint_url),
-                target_ids,
-                codes,
+                blocks,
                 root,
+                settings,
                 shard_size=args.shard_size,
-                top=args.top,
                 workers=args.workers or default_workers(),
-                progress=bar.update,
+                terms=terms,
+                progress=progress,
             )
             bar.total = bar.n  # the row count was an estimate (headers, comments, refused rows)
-        changed = library_change(
-            args.library, settings[LIBRARY_FILES], library_files(args.library, args.s3_endpoint_url)
-        )
+        changed = library_change(args.library, files, library_files(args.library, args.s3_endpoint_url))
         if changed:
-            raise LibraryChanged(f"{changed} while it was being screened into {args.out}")
-    except LibraryChanged as exc:
-        error("screen", f"{exc}; use a new --out, or --restart to screen it again from the start")
-        return EXIT_BAD_INPUT
+            raise ValueError(f"{changed} while it was being screened into {args.out}; run the screen again")
     except (InputFileError, ValueError) as exc:
         error("screen", str(exc))
         return EXIT_BAD_INPUT
-    shards = [part_name(s.index) for s in screened.shards]
+    refused_targets = targets.rejected
+    molecules_refused = rejected_rows(root, screened.shards)
     rejected = pd.concat(
-        [
-            refused_targets.assign(kind="target", file=args.targets, value=refused_targets["sequence"].str[:60])[
-                REJECTED_COLUMNS
-            ],
-            *rejected_rows(root, shards),
-        ],
+        [refused_targets[REJECTED_COLUMNS], *([molecules_refused[REJECTED_COLUMNS]] if len(molecules_refused) else [])],
         ignore_index=True,
     )
     if not screened.molecules:
@@ -161,26 +168,33 @@ def run(args: argparse.Namespace) -> int:
     write_bytes_atomic(root / "rejected.csv", rejected.to_csv(index=False).encode())
     if len(rejected):
         print(
-            f"{screened.rejected} molecules and {len(refused_targets)} targets refused and skipped; "
+            f"{len(molecules_refused)} molecules and {len(refused_targets)} targets refused and skipped; "
             f"see {args.out}/rejected.csv",
             file=sys.stderr,
         )
-    if args.top is not None:
-        table = merge_top(root, shards, target_ids, screened.molecules, args.top, ckpt)
-        write_bytes_atomic(root / "top.parquet", table.to_parquet(index=False))
-        write_bytes_atomic(root / "top.csv", table.to_csv(index=False).encode())
-        wrote = f"the best {args.top} per target to {args.out}/top.parquet (and top.csv)"
-    else:
-        rank_dataset(root, shards, target_ids, ckpt)
-        wrote = f"every pair ranked to {args.out}/ranked/"
-    if known is None or not _write_enrichment(root, known_actives(root, shards, target_ids, known), args.out):
+    domain = reference_for_checkpoint(args.checkpoint)
+    if domain is None:
+        print(
+            f"{args.checkpoint}: no training reference beside it; the applicability-domain columns are empty",
+            file=sys.stderr,
+        )
+    answers = answer(root, screened, settings, ckpt, known, domain)
+    write_answers(root, answers, per_drug=args.top_per_drug is not None)
+    wrote = f"the best {args.top} per target to {args.out}/top.csv"
+    if args.top_per_drug is not None:
+        wrote += f", the best {args.top_per_drug} per drug to top_per_drug.csv"
+    wrote += ", the matrix's best pairs to repurposing.csv (and .parquet, and pictures)"
+    if args.rank_all:
+        rank_tiles(root, screened, ckpt)
+        wrote += f"; every pair ranked to {args.out}/{RANKED}/"
+    if known is None or not _write_enrichment(root, known_logits(root, screened, known), args.out):
         for name in ("enrichment.csv", "enrichment.png"):  # an earlier run's report is not this run's
             if (root / name).exists():
                 (root / name).unlink()
-    kept = f" ({screened.skipped} shards kept from an earlier run)" if screened.skipped else ""
+    kept = f" ({screened.kept} tiles kept from an earlier run)" if screened.kept else ""
     print(
-        f"scored {screened.pairs} pairs ({screened.molecules} molecules × {len(target_ids)} targets){kept}; "
-        f"pairs in {args.out}/scores/; wrote {wrote}"
+        f"scored {screened.pairs} pairs ({screened.molecules} molecules × {screened.targets} targets, "
+        f"{len(screened.tiles)} tiles){kept}; pairs in {args.out}/scores/; wrote {wrote}"
     )
     return EXIT_OK
 
@@ -199,7 +213,7 @@ def _missing_folders(root: UPath) -> list[Path]:
 
 def _discard_run(root: UPath, made: list[Path]) -> None:
     """Remove what a run that scored nothing wrote, and the folders it created: no half-made run folder is left."""
-    from drugrepo_assets.ml.library_screen import discard_screen
+    from drugrepo_assets.screening.driver import discard_screen
 
     discard_screen(root, OUTPUTS)
     for folder in made:
@@ -246,24 +260,49 @@ def add_parser(subparsers: Subparsers) -> None:
     """Register ``screen``."""
     parser = subparsers.add_parser(
         "screen",
-        help="score a compound library against targets and rank it",
+        help="score a compound library against targets: the repurposing matrix, answered per target and per drug",
         description=(
-            "Stream every molecule of LIBRARY (a file, folder, http(s) URL or s3:// prefix of .smi/.csv/.tsv "
-            "(optionally .gz) or Parquet files) against every target of TARGETS (FASTA, or CSV id,sequence) "
-            "with CKPT, exactly as 'drugrepo predict' would. OUT (a folder or s3:// prefix) gets the pairs as a "
-            "Parquet data set (scores/part-*.parquet: drug_id, target_id, logit), then either top.parquet/top.csv "
-            "(--top K: the best K per target, ranked) or ranked/ (every pair with rank and percentile), and "
-            "rejected.csv (refused molecules and targets with file, line and reason). Memory does not grow "
-            "with the library; rerunning on the same OUT keeps the shards already scored, unless the library "
-            "changed since (refused: use a new OUT or --restart). OUT is never an input or inside one."
+            "Score every molecule of LIBRARY (a file, folder, http(s) URL or s3:// prefix of .smi/.csv/.tsv "
+            "(optionally .gz) or Parquet files) against every target of TARGETS (the same kinds of location, "
+            "FASTA, CSV/TSV id,sequence or Parquet) with CKPT, exactly as 'drugrepo predict' would, tile by tile "
+            "(library shards × target blocks). OUT (a folder or s3:// prefix) gets every pair "
+            "(scores/<tile>.parquet: target_id, drug_id, logit), top.csv (the best K per target), "
+            "top_per_drug.csv (with --top-per-drug: the best K per drug), repurposing.csv (every reported pair "
+            "ranked by min(z_target, z_drug)), each pair with its rank, percentile and z-score within its target "
+            "and its drug, its applicability domain and whether it is --known; pictures of the top of the matrix; "
+            "rejected.csv (refused molecules and targets with file, line and reason). Memory does not grow with "
+            "the library or the targets; a rerun on the same OUT, or with more molecules or targets, scores only "
+            "the tiles that are new. OUT is never an input or inside one."
         ),
     )
     parser.add_argument("--checkpoint", required=True, metavar="CKPT")
     parser.add_argument("--library", required=True, metavar="LOCATION")
-    parser.add_argument("--targets", required=True, metavar="FILE")
+    parser.add_argument("--targets", required=True, metavar="LOCATION")
     parser.add_argument("--out", required=True, metavar="DIR")
     parser.add_argument(
-        "--top", type=positive_int, default=None, metavar="K", help="keep the best K per target (else rank every pair)"
+        "--top", type=positive_int, default=TOP_PER_TARGET, metavar="K", help="the best K molecules per target"
+    )
+    parser.add_argument(
+        "--top-per-drug", type=positive_int, default=None, metavar="K", help="the best K targets per molecule"
+    )
+    parser.add_argument(
+        "--rank-all", action="store_true", help="also rank every pair within its target into OUT/ranked/"
+    )
+    parser.add_argument(
+        "--target-terms",
+        default=None,
+        metavar="LOCATION",
+        help=(
+            "where the targets' terms are kept per checkpoint (a folder or s3:// prefix, shared by screens and "
+            "the API; default $DRUGREPO_TARGET_TERMS, else OUT/terms)"
+        ),
+    )
+    parser.add_argument(
+        "--target-block",
+        type=positive_int,
+        default=BLOCK_SIZE,
+        metavar="N",
+        help="targets per block (the unit of resumption along the target axis)",
     )
     parser.add_argument(
         "--known",
@@ -277,7 +316,7 @@ def add_parser(subparsers: Subparsers) -> None:
     parser.add_argument(
         "--shard-size",
         type=positive_int,
-        default=50_000,
+        default=SHARD_SIZE,
         metavar="N",
         help="molecules per shard (the unit of resumption)",
     )
