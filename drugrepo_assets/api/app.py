@@ -55,6 +55,7 @@ from drugrepo_assets.api.schemas import (
     ScreenResponse,
 )
 from drugrepo_assets.api.settings import ServingSettings
+from drugrepo_assets.api.stored_terms import TermsSupply
 from drugrepo_assets.api.workpool import PoolBusy, WorkPool
 from drugrepo_assets.ml.runtime import configure_cpu
 
@@ -159,6 +160,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+def terms_supply(settings: ServingSettings, metrics: ApiMetrics) -> TermsSupply:
+    """The target terms past the cache: the store of ``DRUGREPO_TARGET_TERMS`` (if set), sources and failures counted."""
+    return TermsSupply(settings.target_terms, metrics.target_terms, metrics.target_terms_store_errors)
+
+
 def create_app(
     settings: ServingSettings,
     served: ServedModel | None = None,
@@ -198,7 +204,7 @@ def create_app(
         descriptors = descriptor_sandbox(settings)
         rt = Runtime(
             settings,
-            Scorer(model, cache, molecules),
+            Scorer(model, cache, molecules, supply=terms_supply(settings, metrics)),
             RequestLog(
                 settings.request_log_dir,
                 max_queued_pairs=settings.request_log_max_queued_pairs,
@@ -240,7 +246,9 @@ def create_app(
         current = rt.challenger.served if rt.challenger is not None else None
         try:
             model = await asyncio.to_thread(load_challenger, settings)
-            scorer = await asyncio.to_thread(Scorer, model, rt.scorer.cache, rt.scorer.molecules)
+            scorer = await asyncio.to_thread(
+                Scorer, model, rt.scorer.cache, rt.scorer.molecules, supply=rt.scorer.supply
+            )
         except Exception as exc:  # a challenger must never take the API down
             rt.challenger_error = f"{_challenger_source()}: {type(exc).__name__}: {exc}"
             if current is None or alias_missing(exc):
@@ -282,7 +290,9 @@ def create_app(
             if await asyncio.to_thread(registry_version, uri, settings.mlflow_tracking_uri) == current.version:
                 return
             model = await asyncio.to_thread(load_served_model, settings)
-            scorer = await asyncio.to_thread(Scorer, model, rt.scorer.cache, rt.scorer.molecules)
+            scorer = await asyncio.to_thread(
+                Scorer, model, rt.scorer.cache, rt.scorer.molecules, supply=rt.scorer.supply
+            )
         except Exception as exc:  # a registry or download failure must not take the API down
             metrics.model_refresh_failures.labels(CHAMPION).inc()
             log.warning("model refresh of %s failed, still serving %s: %s", uri, current.version, exc)

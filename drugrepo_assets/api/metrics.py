@@ -13,9 +13,10 @@ __all__ = ["CONTENT_TYPE_LATEST", "ApiMetrics"]
 
 
 class ApiMetrics:
-    """Request counts and latency by route and status, target-cache hits/misses, pairs scored, the models served
-    (per role: champion, challenger, shadow) with their requests, pairs and scores, Redis failures and degradation,
-    the scoring pool's load and refusals, the molecules featurised per outcome, rate-limit refusals."""
+    """Request counts and latency by route and status, target-cache hits/misses, target terms by source and the
+    terms store's failures, pairs scored, the models served (per role: champion, challenger, shadow) with their
+    requests, pairs and scores, Redis failures and degradation, the scoring pool's load and refusals, the
+    molecules featurised per outcome, rate-limit refusals."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -33,6 +34,20 @@ class ApiMetrics:
             "drugrepo_target_cache",
             "Target-terms cache lookups by result (hit, miss) and backend.",
             ["result", "backend"],
+            registry=self.registry,
+        )
+        self.target_terms = Counter(
+            "drugrepo_target_terms",
+            "Target terms requests needed, by source: cache (in-process or Redis), store (DRUGREPO_TARGET_TERMS, "
+            "written by a screen or another replica) or computed (then stored).",
+            ["source"],
+            registry=self.registry,
+        )
+        self.target_terms_store_errors = Counter(
+            "drugrepo_target_terms_store_errors",
+            "Failures of the target-terms store, by kind (corrupt: a stored file that is not the checkpoint's terms, "
+            "replaced; read; write): the terms were computed and the request answered.",
+            ["kind"],
             registry=self.registry,
         )
         self.pairs = Counter(

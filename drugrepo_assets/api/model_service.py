@@ -2,7 +2,8 @@
 
 Scoring goes through the screening engine (`ml.screen.ScreeningEngine`), the same code as
 ``drugrepo screen``: a target's side (protein CNN + Gram terms) is computed once per target and cached,
-so a single pair costs one small GCN pass and one 768² contraction. The logits are the model's, equal
+so a single pair costs one small GCN pass and one 768² contraction. Past the cache, a target's terms come
+from the store screens and replicas share (`api.stored_terms`, ``DRUGREPO_TARGET_TERMS``) when set. The logits are the model's, equal
 to ``drugrepo predict``'s within float32 rounding.
 
 Molecules are featurised in the app's sandbox (`api.molecules`: RDKit in worker processes, each
@@ -25,10 +26,11 @@ import torch
 from drugrepo_assets.api.cache import TargetCache, target_key
 from drugrepo_assets.api.molecules import Featuriser
 from drugrepo_assets.api.settings import MODELS_URI, ServingSettings
+from drugrepo_assets.api.stored_terms import CACHE, TermsSupply
 from drugrepo_assets.data.rules import Refusal, clean_protein, missing_refusal, protein_refusal, smiles_refusal
 from drugrepo_assets.ml.dataset import MoleculeStore
 from drugrepo_assets.ml.evaluate import sigmoid
-from drugrepo_assets.ml.featurize import CompactMolecule, CompactMolecules, encode_proteins
+from drugrepo_assets.ml.featurize import CompactMolecule, CompactMolecules
 from drugrepo_assets.ml.model import DrugBAN, load_checkpoint
 from drugrepo_assets.ml.screen import ScreeningEngine, rank_table
 
@@ -171,27 +173,39 @@ def _accepted(verdicts: Verdicts) -> dict[str, CompactMolecule]:
 
 
 class Scorer:
-    """Scores pairs and screens libraries with one model, target terms from ``cache``, molecules featurised by
-    ``molecules`` (the app's RDKit workers, `api.molecules`; a challenger shares them)."""
+    """Scores pairs and screens libraries with one model, target terms from ``cache``, else from ``supply`` (the
+    terms store, keyed by the model's checkpoint id, or computed), molecules featurised by ``molecules`` (the
+    app's RDKit workers, `api.molecules`; a challenger shares them, the cache and the supply)."""
 
-    def __init__(self, served: ServedModel, cache: TargetCache, molecules: Featuriser, drug_chunk: int = 64) -> None:
+    def __init__(
+        self,
+        served: ServedModel,
+        cache: TargetCache,
+        molecules: Featuriser,
+        drug_chunk: int = 64,
+        supply: TermsSupply | None = None,
+    ) -> None:
         self.served = served
         self.cache = cache
         self.molecules = molecules
+        self.supply = supply if supply is not None else TermsSupply()
+        self.store = self.supply.store(served.checkpoint_id)
         self.engine = ScreeningEngine(served.model, device="cpu", drug_chunk=drug_chunk)
         self.drug_chunk = drug_chunk
         self.max_atoms = served.model.config.max_drug_nodes
-        self.max_length = served.model.config.max_protein_length
 
     def target_terms(self, sequence: str) -> tuple[Any, bool]:
-        """The engine's terms of one target, from the cache or computed (and cached); (terms, hit)."""
+        """The engine's terms of one (cleaned) target, from the cache, else the store or computed (then cached and
+        stored), the source counted; (terms, hit)."""
+        source = [CACHE]
 
-        def compute() -> Any:
-            codes = torch.from_numpy(encode_proteins([sequence], self.max_length))
-            with torch.inference_mode():
-                return self.engine.target_terms(codes)
+        def obtain() -> Any:
+            terms, source[0] = self.supply.terms(self.engine, sequence, self.store)
+            return terms
 
-        return self.cache.get_or_compute(target_key(self.served.checkpoint_id, sequence), compute)
+        found = self.cache.get_or_compute(target_key(self.served.checkpoint_id, sequence), obtain)
+        self.supply.count(source[0])
+        return found
 
     def featurise(self, smiles: Sequence[str], library: bool) -> Verdicts:
         """Each distinct SMILES's features or refusal: the text rules first, here (no RDKit for a refused text),

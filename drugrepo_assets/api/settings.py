@@ -90,6 +90,12 @@ class ServingSettings(BaseSettings):
     )
     cache_size: int = Field(default=256, ge=1, description="Targets kept by the in-process LRU cache.")
     cache_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=1, description="Lifetime of a target's terms in Redis.")
+    target_terms: str | None = Field(
+        default=None,
+        description="Folder or s3:// prefix of the target-terms store drugrepo screen --target-terms fills "
+        "(screening.terms): on a cache miss a target's terms are read from it, else computed and written there, "
+        "so replicas warm each other; the S3 endpoint is AWS_ENDPOINT_URL_S3's. Unset: computed.",
+    )
     request_log_dir: str = Field(
         default_factory=default_request_log_dir,
         description="Folder or s3:// prefix of the JSONL request logs (one file, or one object per flush, per replica).",

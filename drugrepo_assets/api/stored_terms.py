@@ -1,0 +1,104 @@
+"""Target terms from the store ``drugrepo screen`` fills (`screening.terms`), behind the API's target cache.
+
+On a cache miss a replica reads the target's terms from the store (``DRUGREPO_TARGET_TERMS``: a folder or an
+``s3://`` prefix, keyed by the served checkpoint id and the sequence) when a screen or another replica stored
+them, else computes and stores them: one replica's work warms the others, and a cold replica warms from a
+screen's. The store is never required: a read that fails (store out of reach, a corrupt file) leaves the terms
+computed, a write that fails leaves them unstored; each failure is counted by kind and logged once per kind.
+A corrupt file is replaced by the terms computed in its place.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import torch
+from prometheus_client import Counter
+
+from drugrepo_assets.files import storage_path
+from drugrepo_assets.ml.screen import ScreeningEngine, TargetTerms
+from drugrepo_assets.screening.terms import TargetTermStore, TermsError, block_terms, term_key
+
+log = logging.getLogger(__name__)
+
+CACHE, STORE, COMPUTED = "cache", "store", "computed"
+"""Where a request's target terms came from (the ``source`` label of ``drugrepo_target_terms_total``)."""
+
+CORRUPT, READ, WRITE = "corrupt", "read", "write"
+"""Kinds of store failure (``drugrepo_target_terms_store_errors_total{kind}``): a stored file that is not
+the checkpoint's terms, a read that failed, a write that failed."""
+
+
+class TermsSupply:
+    """Where the API's target terms come from past the cache: the store at ``location`` (none: always computed),
+    with the counters of sources and failures (`api.metrics`); one per app, shared by every model served."""
+
+    def __init__(
+        self, location: str | None = None, sources: Counter | None = None, failures: Counter | None = None
+    ) -> None:
+        self.location = location
+        self.root = storage_path(location) if location else None
+        self.sources = sources
+        self.failures = failures
+        self._logged: set[str] = set()
+        self._lock = threading.Lock()
+
+    def store(self, checkpoint_id: str) -> TargetTermStore | None:
+        """The store of one checkpoint's terms (writes that fail are recorded, not raised), or None."""
+        return None if self.root is None else _TolerantStore(self.root, checkpoint_id, self)
+
+    def count(self, source: str) -> None:
+        """Count one target's terms as obtained from ``source``."""
+        if self.sources is not None:
+            self.sources.labels(source).inc()
+
+    def failed(self, kind: str, exc: BaseException) -> None:
+        """Count a store failure of ``kind``; the first of each kind is logged (the store may fail on every miss)."""
+        if self.failures is not None:
+            self.failures.labels(kind).inc()
+        with self._lock:
+            first = kind not in self._logged
+            self._logged.add(kind)
+        if first:
+            log.warning(
+                "target-terms store %s: %s failure, terms computed instead (the next ones counted in "
+                "drugrepo_target_terms_store_errors_total, not logged): %s",
+                self.location,
+                kind,
+                exc,
+            )
+
+    def terms(self, engine: ScreeningEngine, sequence: str, store: TargetTermStore | None) -> tuple[TargetTerms, str]:
+        """One (cleaned) target's terms and their source: read from ``store`` when stored there, else computed
+        (and stored); computed when the store fails."""
+        with torch.inference_mode():
+            try:
+                terms, use = block_terms(engine, [sequence], store)
+            except TermsError as exc:
+                self.failed(CORRUPT, exc)
+                terms, _ = block_terms(engine, [sequence], None)
+                if store is not None:
+                    store.save(term_key(sequence), terms.gq[0], terms.sq[0])
+                return terms, COMPUTED
+            except Exception as exc:  # a store out of reach (S3 down, a folder unreadable) must not fail the request
+                self.failed(READ, exc)
+                return block_terms(engine, [sequence], None)[0], COMPUTED
+        return terms, STORE if use.read else COMPUTED
+
+
+class _TolerantStore(TargetTermStore):
+    """A `TargetTermStore` whose failed writes are counted and logged by ``supply`` instead of raised: the
+    terms were computed, the request is answered, only the next replica's warm start is lost."""
+
+    def __init__(self, root: Any, checkpoint_id: str, supply: TermsSupply) -> None:
+        super().__init__(root, checkpoint_id)
+        self.supply = supply
+
+    def save(self, key: str, gq: torch.Tensor, sq: torch.Tensor) -> None:
+        """Store one target's terms; a failure is recorded, not raised."""
+        try:
+            super().save(key, gq, sq)
+        except Exception as exc:  # a read-only or unreachable store still answers with computed terms
+            self.supply.failed(WRITE, exc)
