@@ -117,10 +117,18 @@ def run(args: argparse.Namespace) -> int:
     from drugrepo_assets.ml.pipeline import pair_data, train_and_evaluate
     from drugrepo_assets.ml.runtime import configure_cpu
     from drugrepo_assets.ml.train import TrainConfig
+    from drugrepo_assets.screening.domain import REFERENCE_SUFFIX, record_reference
 
     out = Path(args.out)
     inputs = (args.data, args.train, args.val, args.test)
-    writes = ("best.pt", "last.pt", "metrics.json", "history.csv", *(f"{name}_rejected.parquet" for name in _INPUTS))
+    writes = (
+        "best.pt",
+        f"best.pt{REFERENCE_SUFFIX}",
+        "last.pt",
+        "metrics.json",
+        "history.csv",
+        *(f"{name}_rejected.parquet" for name in _INPUTS),
+    )
     if not check_local_out("train", args.out, inputs, writes) or torch_device("train", args.device) is None:
         return EXIT_BAD_INPUT
     try:
@@ -149,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
     )
     sizes = ", ".join(f"{name} {len(d)}" for name, d in data.items())
     print(f"training on {sizes} pairs; device {config.device}; up to {config.epochs} epochs")
+    record_reference(out / "best.pt", parts["train"])  # before best.pt, so a checkpoint never lacks its reference
     result, evaluation = train_and_evaluate(data, out, config, resume=args.resume, on_epoch=_report)
     metrics = _metrics(result, evaluation, config, {name: len(d) for name, d in data.items()})
     if evaluation is not None:
@@ -187,7 +196,8 @@ def add_parser(subparsers: Subparsers) -> None:
             "[--test] (DrugBAN's split files, or 'drugrepo validate' outputs), or --data with --split to "
             "split one table. Inputs are read and validated as by 'drugrepo validate' (files, folders, "
             "URLs, s3://); rejected rows are written beside the outputs. OUT gets best.pt (for predict, "
-            "screen and serve), last.pt, history.csv and metrics.json (checkpoint_id, and with --test "
+            "screen and serve), best.pt.domain.parquet (its training drugs and targets, the applicability "
+            "domain of screens), last.pt, history.csv and metrics.json (checkpoint_id, and with --test "
             "the probability threshold chosen on validation and the val/test metrics at it)."
         ),
     )
