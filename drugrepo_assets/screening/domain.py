@@ -230,8 +230,8 @@ def training_reference(pairs: pd.DataFrame, sandbox: Sandbox | None = None) -> D
     return build_reference(drugs, targets, sandbox)
 
 
-def _as_path(path: str | Path | UPath) -> Path | UPath:
-    return path if isinstance(path, Path | UPath) else storage_path(path)
+def _as_path(path: str | Path | UPath) -> UPath:
+    return path if isinstance(path, UPath) else storage_path(str(path))
 
 
 def write_reference(path: str | Path | UPath, ref: DomainReference) -> None:
@@ -283,15 +283,13 @@ def read_reference(path: str | Path | UPath) -> DomainReference:
     return DomainReference(drug_ids, drug_bits, target_ids, target_bits, int(settings.get("refused_drugs", 0)))
 
 
-def reference_path(checkpoint: str | Path | UPath) -> Path | UPath:
+def reference_path(checkpoint: str | Path | UPath) -> UPath:
     """Where the reference of a checkpoint file lies: beside it, its name + `REFERENCE_SUFFIX`."""
     path = _as_path(checkpoint)
     return path.with_name(path.name + REFERENCE_SUFFIX)
 
 
-def record_reference(
-    checkpoint: str | Path | UPath, pairs: pd.DataFrame, sandbox: Sandbox | None = None
-) -> Path | UPath:
+def record_reference(checkpoint: str | Path | UPath, pairs: pd.DataFrame, sandbox: Sandbox | None = None) -> UPath:
     """Write the reference of training ``pairs`` (`training_reference`) beside ``checkpoint``; returns its path.
 
     Training calls it before the checkpoint is published, so a published checkpoint has its reference.
