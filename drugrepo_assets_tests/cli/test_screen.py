@@ -1,4 +1,4 @@
-"""``drugrepo screen``: ranking, top K, enrichment, refused molecules and targets, S3, one run per folder."""
+"""``drugrepo screen``: ranking, top K, enrichment, refused molecules and targets, S3, reruns on one folder."""
 
 from __future__ import annotations
 
@@ -38,7 +38,18 @@ def test_screen_ranks_library_against_fasta_targets(tmp_path: Path, golden_dir: 
     ]
     assert (
         main(
-            [*args, "--out", str(out), "--batch-size", "4", "--shard-size", "4", "--known", str(tmp_path / "known.csv")]
+            [
+                *args,
+                "--out",
+                str(out),
+                "--batch-size",
+                "4",
+                "--shard-size",
+                "4",
+                "--rank-all",
+                "--known",
+                str(tmp_path / "known.csv"),
+            ]
         )
         == 0
     )
@@ -67,7 +78,9 @@ def test_screen_ranks_library_against_fasta_targets(tmp_path: Path, golden_dir: 
     assert top["drug_id"].tolist() == best["drug_id"].tolist()
 
 
-def test_screen_refuses_a_folder_holding_another_screen(tmp_path: Path, golden_dir: Path, capsys) -> None:
+def test_another_top_in_the_same_folder_is_answered_from_the_stored_tiles(
+    tmp_path: Path, golden_dir: Path, capsys
+) -> None:
     golden = pd.read_csv(golden_dir / "model_pairs.csv")
     (tmp_path / "lib.smi").write_text("".join(f"{s} m{i}\n" for i, s in enumerate(golden["SMILES"].unique()[:3])))
     (tmp_path / "t.fasta").write_text(f">T0\n{golden['Protein'].iloc[0]}\n")
@@ -83,8 +96,11 @@ def test_screen_refuses_a_folder_holding_another_screen(tmp_path: Path, golden_d
         str(tmp_path / "run"),
     ]
     assert main([*args, "--top", "2"]) == 0
-    assert main([*args, "--top", "3"]) == 2
-    assert "holds a screen with other settings (top); use another folder" in capsys.readouterr().err
+    assert pd.read_csv(tmp_path / "run" / "top.csv")["rank_in_target"].tolist() == [1, 2]
+    capsys.readouterr()
+    assert main([*args, "--top", "3"]) == 0  # the tile is summarised again from its logits, not scored again
+    assert "(1 tiles kept from an earlier run)" in capsys.readouterr().out
+    assert pd.read_csv(tmp_path / "run" / "top.csv")["rank_in_target"].tolist() == [1, 2, 3]
 
 
 def test_screen_reads_and_writes_s3_as_it_does_local_folders(
@@ -139,7 +155,7 @@ def test_screen_reads_and_writes_s3_as_it_does_local_folders(
     assert rejected["reason"].iat[0].startswith("SMILES: ") and "parse 'C1CC'" in rejected["reason"].iat[0]
     capsys.readouterr()
     assert main(remote) == 0  # the same screen again: every shard kept
-    assert "(3 shards kept from an earlier run)" in capsys.readouterr().out
+    assert "(3 tiles kept from an earlier run)" in capsys.readouterr().out
 
 
 def test_screen_refuses_ragged_target_rows_into_rejected_csv(tmp_path: Path, golden_dir: Path) -> None:
@@ -152,8 +168,8 @@ def test_screen_refuses_ragged_target_rows_into_rejected_csv(tmp_path: Path, gol
         ["target", str(targets), 3, "T1", "fields: 3, the header has 2"],
         ["target", str(targets), 4, "T2", "fields: 1, the header has 2"],
     ]
-    ranked = pd.read_parquet(tmp_path / "run" / "ranked")
-    assert sorted(set(ranked["target_id"])) == ["T0", "T3"]
+    top = pd.read_parquet(tmp_path / "run" / "top.parquet")
+    assert sorted(set(top["target_id"])) == ["T0", "T3"]
 
 
 def test_screen_refuses_a_duplicate_target_id_and_keeps_the_first(tmp_path: Path, golden_dir: Path) -> None:
@@ -168,12 +184,11 @@ def test_screen_refuses_a_duplicate_target_id_and_keeps_the_first(tmp_path: Path
     assert rejected[["kind", "line", "id", "reason"]].values.tolist() == [
         ["target", 3, "T0", "id: 'T0' already used on line 1 with another sequence"]
     ]
-    dup = pd.read_parquet(tmp_path / "run" / "ranked").sort_values("drug_id", ignore_index=True)
-    one = pd.read_parquet(tmp_path / "one" / "ranked").sort_values("drug_id", ignore_index=True)
+    dup = pd.read_parquet(tmp_path / "run" / "top.parquet").sort_values("drug_id", ignore_index=True)
+    one = pd.read_parquet(tmp_path / "one" / "top.parquet").sort_values("drug_id", ignore_index=True)
     assert len(dup) == 4  # one ranking of 4 molecules, not two merged
-    pd.testing.assert_frame_equal(
-        dup[["target_id", "drug_id", "logit", "rank"]], one[["target_id", "drug_id", "logit", "rank"]]
-    )
+    columns = ["target_id", "drug_id", "logit", "rank_in_target"]
+    pd.testing.assert_frame_equal(dup[columns], one[columns])
 
 
 @pytest.mark.parametrize("content", [b"", b"\xef\xbb\xbf", b"\xef\xbb\xbf\n# only a comment\n\n"])
