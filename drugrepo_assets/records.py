@@ -44,6 +44,9 @@ class CheckpointRecord(Record):
 
     checkpoint: str = Field(description="URI of best.pt under the storage.")
     checkpoint_id: str = Field(description="`ml.model.checkpoint_id` of the file's weights.")
+    domain_reference: str | None = Field(
+        default=None, description="URI of its training drugs and targets (`screening.domain.reference_path`)."
+    )
     dataset: str
     strategy: str = Field(description="The split strategy trained on.")
     profile: str = Field(description="The training profile's name.")

@@ -37,6 +37,7 @@ from pydantic import Field
 from drugrepo_assets.assets.features import feature_store
 from drugrepo_assets.assets.metadata import image_markdown, metadata_table
 from drugrepo_assets.data.splits import split_subset
+from drugrepo_assets.files import uri_of
 from drugrepo_assets.k8s import GPU_OP_TAGS, GPU_POOL
 from drugrepo_assets.ml.dataset import PairData
 from drugrepo_assets.ml.evaluate import BinaryMetrics
@@ -54,6 +55,7 @@ from drugrepo_assets.records import (
     HpoTrialOutcome,
 )
 from drugrepo_assets.resources import HpoSettings, MlflowTracking, TrackedRun, TrainingProfile
+from drugrepo_assets.screening.domain import record_reference
 from drugrepo_assets.storage import StorageResource
 
 CHECKPOINT_ID_TAG = "drugrepo.checkpoint_id"
@@ -210,6 +212,9 @@ def drugban_checkpoint(
     # Locally train straight into the final folder (last.pt stays there for resuming); else stage and upload.
     local = storage.is_local()
     out_dir = Path(storage.uri("drugban_checkpoint", dataset, folder)) if local else Path(tempfile.mkdtemp())
+    train_rows = split_subset(dataset_splits, strategy, "train", profile.max_train_pairs, seed=profile.seed)
+    checkpoint_path = storage.path("drugban_checkpoint", dataset, f"{folder}/best.pt")
+    domain = uri_of(record_reference(checkpoint_path, train_rows))  # the rows trained on, before best.pt exists
     with mlflow_tracking.start_run(
         context.op_execution_context, f"drugban {dataset} {strategy}", "drugban_checkpoint"
     ) as run:
@@ -221,6 +226,7 @@ def drugban_checkpoint(
     record = CheckpointRecord(
         checkpoint=uri,
         checkpoint_id=ckpt_id,
+        domain_reference=domain,
         dataset=dataset,
         strategy=strategy,
         profile=profile.name,
@@ -249,6 +255,7 @@ def drugban_checkpoint(
             "wall_seconds": MetadataValue.float(round(result.wall_seconds, 2)),
             "device": MetadataValue.text(result.device),
             "checkpoint": MetadataValue.path(uri),
+            "domain_reference": MetadataValue.path(domain),
             "mlflow_run": MetadataValue.url(run.url),
             "strategy": MetadataValue.text(strategy),
             "profile": MetadataValue.text(profile.name),

@@ -24,11 +24,13 @@ from mlflow import MlflowClient
 
 from drugrepo_assets.assets.training import CHECKPOINT_ID_TAG, load_pairs
 from drugrepo_assets.definitions import all_asset_checks, all_assets
+from drugrepo_assets.files import uri_of
 from drugrepo_assets.ml.model import CHECKPOINT_ID_CHARS, checkpoint_id, load_checkpoint, save_checkpoint
 from drugrepo_assets.ml.pipeline import evaluate_model
 from drugrepo_assets.partitions import dataset_partitions
 from drugrepo_assets.records import CheckpointRecord
 from drugrepo_assets.resources import TrainingProfile
+from drugrepo_assets.screening.domain import reference_for_checkpoint, reference_path
 from drugrepo_assets.storage import StorageResource
 from drugrepo_assets_tests.api.servers import running_mlflow
 from drugrepo_assets_tests.assets.training_setup import resources, small_dataset
@@ -117,6 +119,20 @@ def test_the_checkpoint_record_names_its_file_by_the_files_checkpoint_id(stage: 
     evaluation = stage.value("model_evaluation")
     assert evaluation["checkpoint_id"] == file_id == stage.metadata("model_evaluation")["checkpoint_id"]
     assert CheckpointRecord.model_validate(checkpoint).history[0].epoch == 1  # the stored JSON is the record
+
+
+def test_the_checkpoint_has_the_domain_reference_of_its_training_pairs(stage: Stage) -> None:
+    checkpoint = CheckpointRecord.model_validate(stage.value("drugban_checkpoint"))
+    assert checkpoint.domain_reference == uri_of(reference_path(checkpoint.checkpoint))
+    assert stage.metadata("drugban_checkpoint")["domain_reference"] == checkpoint.domain_reference
+    reference = reference_for_checkpoint(checkpoint.checkpoint)
+    assert reference is not None
+    storage = StorageResource(base_path=str(stage.base / "storage"))
+    tables = {name: pd.read_parquet(stage.base / "storage" / name / "human.parquet") for name in FEATURE_TABLES}
+    trained = load_pairs(*tables.values(), storage, "random", "train", PROFILE.max_train_pairs, PROFILE.seed)[0]
+    assert len(trained) == checkpoint.train_pairs
+    assert reference.drug_ids == tuple(sorted(set(trained["drug_id"])))
+    assert reference.target_ids == tuple(sorted(set(trained["target_id"])))
 
 
 def test_evaluation_is_the_pipelines_at_a_probability_threshold(stage: Stage) -> None:
