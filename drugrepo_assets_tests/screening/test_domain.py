@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -213,3 +214,10 @@ def test_drugrepo_train_records_the_reference_of_its_training_pairs(tmp_path: Pa
     assert drugs["nearest_training_drug"].tolist() == trained["drug_id"].tolist()  # no two share a fingerprint
     assert targets["nearest_training_target"].tolist() == trained["target_id"].tolist()
     assert (drugs["drug_similarity"] == 1.0).all() and (targets["target_similarity"] == 1.0).all()
+
+
+def test_the_sandboxed_fingerprint_imports_neither_torch_nor_pandas() -> None:
+    """A sandbox worker imports what `ecfp4` needs after its memory cap is set: RDKit and numpy only."""
+    code = "import sys, drugrepo_assets.screening.fingerprints; print(sorted({'torch', 'pandas'} & set(sys.modules)))"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "[]", run.stderr
