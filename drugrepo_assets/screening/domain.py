@@ -89,7 +89,8 @@ _SETTINGS: dict[str, object] = {
 """What a reference file's bits mean; a file written under other settings cannot be compared with this code's."""
 _SCHEMA = pa.schema([("kind", pa.string()), ("id", pa.string()), ("bits", pa.binary())])
 _CELLS = 2**22
-"""Similarities computed at once (queries × reference rows), and dense query bits at once: bounds memory to ~100 MB."""
+"""Similarities computed at once (queries × reference rows), and dense query bits at once: a block takes ~150 MB
+whatever the numbers of queries and reference rows."""
 
 
 @dataclass(frozen=True, eq=False)
