@@ -19,6 +19,7 @@ from pydantic import Field, PrivateAttr
 from drugrepo_assets.data.sources import dataset_location, read_source
 from drugrepo_assets.ml.model import DrugBANConfig
 from drugrepo_assets.ml.train import TrainConfig
+from drugrepo_assets.screening.plan import BLOCK_SIZE, SHARD_SIZE
 from drugrepo_assets.storage import S3Endpoint
 
 if TYPE_CHECKING:
@@ -120,7 +121,7 @@ PROFILES: dict[str, TrainingProfile] = {p.name: p for p in (DEMO_PROFILE, FULL_P
 
 
 class ScreeningSettings(ConfigurableResource):
-    """What the screening stage scores and how it splits the work; one per environment."""
+    """What the screening stage scores and how it tiles the work (library shards × target blocks); one per environment."""
 
     library: str | None = Field(
         default=None,
@@ -129,26 +130,35 @@ class ScreeningSettings(ConfigurableResource):
     )
     targets: str | None = Field(
         default=None,
-        description="Targets file: FASTA, or CSV with id and sequence. None: the most-studied targets of the datasets.",
+        description="Target data set: a file, folder, http(s) URL or s3:// prefix of FASTA, CSV/TSV (id,sequence) "
+        "or Parquet files. None: the most-studied targets of the datasets.",
     )
     default_targets: int = Field(
         default=4, description="How many targets the default set holds (most known positives first)."
     )
     max_library: int | None = Field(
-        default=None, description="Cap on library molecules (the first in library order); None: all."
+        default=None, description="Cap on library rows (the first in library order); None: all."
     )
     shard_size: int = Field(
-        default=50_000,
+        default=SHARD_SIZE,
         ge=1,
-        description="Molecules per library shard: each shard is featurised once and scored by its own op (own GPU pod under k8s).",
+        description="Library rows per shard: the unit of featurisation and resumption along the library axis.",
     )
-    top_k: int = Field(
-        default=25, ge=1, description="Molecules kept per target in screening_scores and repurposing_candidates."
+    target_block: int = Field(
+        default=BLOCK_SIZE,
+        ge=1,
+        description="Targets per block: a tile (one op, its own GPU pod under k8s) is one shard × one block.",
+    )
+    top_k: int = Field(default=25, ge=1, description="Molecules kept per target in screening_scores.")
+    top_per_drug: int | None = Field(
+        default=None,
+        ge=1,
+        description="Targets kept per molecule (the per-drug answer: molecules × K rows); None: no per-drug table.",
     )
     workers: int | None = Field(
-        default=None, description="Featurisation processes of screening_library (None: one per core)."
+        default=None, description="Featurisation processes of each tile op (None: one per core of its pod)."
     )
-    threads: int | None = Field(default=None, description="torch CPU threads of a shard op (None: torch's default).")
+    threads: int | None = Field(default=None, description="torch CPU threads of a tile op (None: torch's default).")
     device: str = Field(default="auto", description='"auto" (CUDA when present, else CPU), "cpu" or "cuda".')
 
 

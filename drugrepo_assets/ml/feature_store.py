@@ -8,7 +8,7 @@ readers need no locks. Works on a local `Path` or on any `upath.UPath` (S3, ...)
 
 Each shard stores the SHA-256 of its arrays (``sha256``); reading one checks it and the arrays'
 shapes and ranges (`CorruptShardError`, naming the file), so a damaged or wrong shard is never
-scored. `ensure` / `put` featurise again the requested items of a shard that fails the checks (a
+scored. `ensure` featurises again the requested items of a shard that fails the checks (a
 shard of the same items is rewritten whole): materialising the feature stage again repairs it.
 Shards written before checksums existed are checked for shapes and ranges only.
 """
@@ -284,22 +284,6 @@ class DrugGraphStore(_ShardedStore):
             raise ValueError(
                 f"molecule {molecule} has a bond to atom {bonds[bond, end]}, outside its {num_atoms[molecule]} atoms"
             )
-
-    def put(self, ids: Sequence[str], molecules: CompactMolecules) -> EnsureResult:
-        """Store molecules featurised elsewhere (a process pool), ``ids[i]`` naming molecule i; stored ids are kept."""
-        index = self._stored(ids)
-        first: dict[str, int] = {}
-        for i, item in enumerate(ids):
-            if item not in index:
-                first.setdefault(item, i)
-        shard = None
-        if first:
-            names = sorted(first)
-            shard = self._publish(
-                names, self._arrays(molecules.take(np.asarray([first[n] for n in names], dtype=np.int64)))
-            )
-            index.update(dict.fromkeys(names, shard))
-        return EnsureResult({i: index[i] for i in ids}, len(first), len(set(ids)) - len(first), shard)
 
     def load_compact(self, ids: Sequence[str], shards: Sequence[str]) -> CompactMolecules:
         """The molecules ``ids`` (stored in ``shards``) in that order, compact."""

@@ -167,14 +167,18 @@ def test_a_shard_of_wrong_shapes_or_ranges_is_refused_even_with_a_valid_checksum
         LOADERS[kind](FeatureStore(tmp_path), ids, shards)
 
 
-def test_molecules_that_would_make_a_wrong_shard_are_not_written(tmp_path: Path, items) -> None:
+def test_molecules_that_would_make_a_wrong_shard_are_not_written(
+    tmp_path: Path, items, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ids, smiles = items["drugs"]
     molecules = compact_molecules(smiles)[0]
     bonds = molecules.bonds.copy()
     bonds[0, 0] = 200
     store = FeatureStore(tmp_path)
+    wrong = store.drugs._arrays(CompactMolecules(molecules.codes, bonds, molecules.num_atoms, molecules.num_bonds))
+    monkeypatch.setattr(store.drugs, "_pack", lambda sources: wrong)  # a featuriser that went wrong
     with pytest.raises(ValueError, match="molecule 0 has a bond to atom 200"):
-        store.drugs.put(ids, CompactMolecules(molecules.codes, bonds, molecules.num_atoms, molecules.num_bonds))
+        store.drugs.ensure(ids, smiles)
     assert not store.drugs.dir.exists() or not list(store.drugs.dir.iterdir())
 
 
