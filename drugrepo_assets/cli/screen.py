@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         check_manifest,
         discard_screen,
         known_logits,
+        prune_tiles,
         rank_tiles,
         rejected_rows,
         screen_stream,
@@ -172,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
             f"see {args.out}/rejected.csv",
             file=sys.stderr,
         )
+    prune_tiles(root, screened)
     domain = reference_for_checkpoint(args.checkpoint)
     if domain is None:
         print(

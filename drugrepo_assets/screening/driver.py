@@ -32,6 +32,8 @@ from drugrepo_assets.screening.library import FeatureJob, FeaturePool, LibrarySh
 from drugrepo_assets.screening.plan import SHARD_SIZE, TargetBlock, tile_name
 from drugrepo_assets.screening.terms import TargetTermStore
 from drugrepo_assets.screening.tiles import (
+    DRUGS,
+    REJECTED,
     TILE_FOLDERS,
     TileReport,
     TileSettings,
@@ -259,6 +261,25 @@ def known_logits(root: Any, run: ScreenRun, known: pd.DataFrame) -> pd.DataFrame
                 pd.DataFrame({"target_id": target, "logit": np.concatenate(logits), "active": np.concatenate(flags)})
             )
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["target_id", "logit", "active"])
+
+
+def prune_tiles(root: Any, run: ScreenRun) -> int:
+    """Remove the tiles under ``root`` that ``run`` does not hold (an earlier library's or target list's),
+    so that ``scores/`` is exactly this screen's matrix; returns the files removed."""
+    tiles = {tile_name(s, b.name) for s in run.shards for b in run.blocks}
+    keep = {DRUGS: set(run.shards), REJECTED: set(run.shards)}
+    removed = 0
+    for folder in TILE_FOLDERS:
+        if not (root / folder).exists():
+            continue
+        wanted = keep.get(folder, tiles)
+        for path in list((root / folder).iterdir()):
+            stem = path.name.split(".", 1)[0]
+            if path.name.startswith(".") or stem in wanted:
+                continue
+            path.unlink()
+            removed += 1
+    return removed
 
 
 def discard_screen(root: Any, outputs: Iterable[str] = ()) -> None:

@@ -1,10 +1,12 @@
-"""Honest resumption through the installed ``drugrepo`` script (issue 21, finding 6): a screen stopped midway,
-its library edited, the same command rerun is refused naming the file and what changed; ``--restart`` screens
-the edited library from the start, every molecule scored exactly once. An S3 library (on moto, in process) is
-known by its ETag, and --restart clears the run's prefix."""
+"""Honest resumption through the installed ``drugrepo`` script: tiles are named by the molecules and targets
+they score, so a rerun on an edited or grown library, or a longer target list, scores only the tiles that
+are new and ends equal to a fresh screen (issue 21's finding 6 — stale and new shards merged — cannot
+happen: the answers and ``scores/`` hold exactly this run's tiles). An S3 library behaves alike, and
+``--restart`` clears the run's prefix."""
 
 from __future__ import annotations
 
+import io
 import re
 import subprocess
 from pathlib import Path
@@ -13,54 +15,79 @@ import pandas as pd
 import pytest
 
 from drugrepo_assets.cli import main
-from drugrepo_assets_tests.cli.helpers import console_script, golden_inputs, one_error_line, screen_args
+from drugrepo_assets_tests.cli.helpers import console_script, golden_inputs, screen_args
 from drugrepo_assets_tests.data.servers import S3Bucket
 
 
 def drugrepo(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([console_script(), *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([console_script(), *args], capture_output=True, text=True, timeout=600)
 
 
-def test_a_rerun_on_an_edited_library_is_refused_and_restart_rescreens_it(tmp_path: Path, golden_dir: Path) -> None:
+def kept_tiles(stdout: str) -> int:
+    """The tiles a run says it kept from an earlier run (0 when it says nothing)."""
+    found = re.search(r"\((\d+) tiles kept from an earlier run\)", stdout)
+    return int(found[1]) if found else 0
+
+
+def pairs_of(folder: Path) -> pd.DataFrame:
+    table = pd.read_parquet(folder / "scores").astype({"target_id": str})
+    return table.sort_values(["target_id", "drug_id"], ignore_index=True)
+
+
+def test_an_edited_and_grown_library_scores_only_its_new_tiles_and_equals_a_fresh_screen(
+    tmp_path: Path, golden_dir: Path
+) -> None:
     golden = pd.read_csv(golden_dir / "model_pairs.csv")
-    smiles = golden["SMILES"].unique()[:8].tolist()
+    smiles = golden["SMILES"].unique()[:9].tolist()
     golden_inputs(tmp_path, golden_dir)
     library = tmp_path / "lib.smi"
     library.write_text("".join(f"{s} m{i}\n" for i, s in enumerate(smiles[:6])))
     run = tmp_path / "run"
-    args = screen_args(tmp_path, golden_dir, top="3", **{"shard-size": "2"})
+    args = screen_args(tmp_path, golden_dir, top="3", **{"shard-size": "2", "top-per-drug": "1"})
     first = drugrepo(*args)
     assert first.returncode == 0, first.stderr
-    for name in ("shards/00002.json", "top.csv", "top.parquet"):  # as if killed before the last shard was done
-        (run / name).unlink()
+    assert kept_tiles(first.stdout) == 0 and "scored 12 pairs" in first.stdout  # 6 molecules × 2 targets, 3 tiles
 
-    size = library.stat().st_size
-    library.write_text("".join(f"{s} m{i}\n" for i, s in enumerate(smiles[2:8], start=2)))  # 2 gone, 2 new
-    refused = drugrepo(*args)
-    assert refused.returncode == 2, refused.stderr
-    errors = [line for line in refused.stderr.splitlines() if line.startswith("drugrepo screen: error: ")]
-    assert errors == [
-        f"drugrepo screen: error: {library}: size {size:,} → {library.stat().st_size:,} bytes since the screen in "
-        f"{run} began; use a new --out, or --restart to screen it again from the start"
-    ]
-    assert not (run / "top.csv").exists() and not (run / "shards" / "00002.json").exists()
+    # line 3 replaced (shard 1 changes), two molecules appended (a new shard 3): shards 0 and 2 are kept
+    edited = [*smiles[:2], smiles[8], *smiles[3:6], *smiles[6:8]]
+    library.write_text("".join(f"{s} m{i}\n" for i, s in enumerate(edited)))
+    rerun = drugrepo(*args)
+    assert rerun.returncode == 0, rerun.stderr
+    assert kept_tiles(rerun.stdout) == 2 and "scored 16 pairs" in rerun.stdout
 
-    restarted = drugrepo(*args, "--restart")
-    assert restarted.returncode == 0, restarted.stderr
-    assert "kept from an earlier run" not in restarted.stdout
-    pairs = pd.read_parquet(run / "scores")
-    scored = sorted(pairs[["target_id", "drug_id"]].astype(str).itertuples(index=False, name=None))
-    assert scored == [(t, f"m{i}") for t in ("T0", "T1") for i in range(2, 8)]  # each pair once, none stale
-    top = pd.read_csv(run / "top.csv")
-    assert not top.duplicated(["target_id", "drug_id"]).any() and len(top) == 6
-    assert set(top["drug_id"]) <= {f"m{i}" for i in range(2, 8)}
+    fresh = drugrepo(
+        *screen_args(
+            tmp_path, golden_dir, top="3", out=str(tmp_path / "fresh"), **{"shard-size": "2", "top-per-drug": "1"}
+        )
+    )
+    assert fresh.returncode == 0, fresh.stderr
+    pd.testing.assert_frame_equal(pairs_of(run), pairs_of(tmp_path / "fresh"))  # the old line 3 is gone
+    assert len(pairs_of(run)) == 16 and not pairs_of(run).duplicated(["target_id", "drug_id"]).any()
+    for table in ("top.csv", "top_per_drug.csv", "repurposing.csv"):
+        assert (run / table).read_text() == (tmp_path / "fresh" / table).read_text(), table
 
 
-def test_an_s3_library_is_known_by_its_etag_and_restart_clears_the_prefix(
+def test_more_targets_score_only_the_new_blocks(tmp_path: Path, golden_dir: Path) -> None:
+    golden = pd.read_csv(golden_dir / "model_pairs.csv")
+    proteins = golden["Protein"].unique()[:3].tolist()
+    golden_inputs(tmp_path, golden_dir)
+    (tmp_path / "two.fasta").write_text("".join(f">T{i}\n{p}\n" for i, p in enumerate(proteins[:2])))
+    (tmp_path / "three.fasta").write_text("".join(f">T{i}\n{p}\n" for i, p in enumerate(proteins)))
+    options = {"top": "2", "shard-size": "2", "target-block": "2"}
+    first = drugrepo(*screen_args(tmp_path, golden_dir, targets=str(tmp_path / "two.fasta"), **options))
+    assert first.returncode == 0, first.stderr
+    more = drugrepo(*screen_args(tmp_path, golden_dir, targets=str(tmp_path / "three.fasta"), **options))
+    assert more.returncode == 0, more.stderr
+    # 4 molecules in 2 shards; block 0 (T0, T1) is kept in both shards, block 1 (T2) is new
+    assert kept_tiles(more.stdout) == 2 and "4 tiles" in more.stdout
+    assert sorted(set(pd.read_csv(tmp_path / "run" / "top.csv")["target_id"])) == ["T0", "T1", "T2"]
+    terms = list((tmp_path / "run" / "terms").rglob("*.npy"))
+    assert len(terms) == 3  # each target's terms computed once, the first two reused by the second run
+
+
+def test_an_s3_library_replaced_between_runs_and_restart_clearing_the_prefix(
     tmp_path: Path, golden_dir: Path, s3_bucket: S3Bucket, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import io
-
     golden = pd.read_csv(golden_dir / "model_pairs.csv")
     smiles = golden["SMILES"].unique()[:5].tolist()
     golden_inputs(tmp_path, golden_dir)
@@ -68,6 +95,14 @@ def test_an_s3_library_is_known_by_its_etag_and_restart_clears_the_prefix(
     def upload(first: int) -> None:
         text = "".join(f"{s} m{i}\n" for i, s in enumerate(smiles[first:], start=first))
         s3_bucket.client.put_object(Bucket=s3_bucket.name, Key="libs/lib.smi", Body=text.encode())
+
+    def scored() -> list[tuple[str, str]]:
+        listed = s3_bucket.client.list_objects_v2(Bucket=s3_bucket.name, Prefix="runs/one/scores/")["Contents"]
+        pairs = pd.concat(
+            pd.read_parquet(io.BytesIO(s3_bucket.client.get_object(Bucket=s3_bucket.name, Key=o["Key"])["Body"].read()))
+            for o in listed
+        )
+        return sorted(pairs[["target_id", "drug_id"]].astype(str).itertuples(index=False, name=None))
 
     library, out = f"s3://{s3_bucket.name}/libs/lib.smi", f"s3://{s3_bucket.name}/runs/one"
     args = [
@@ -77,20 +112,11 @@ def test_an_s3_library_is_known_by_its_etag_and_restart_clears_the_prefix(
     ]
     upload(0)
     assert main(args) == 0
-    upload(1)
+    upload(1)  # m0 gone: every line moves, so every shard is new
     capsys.readouterr()
-    assert main(args) == 2
-    assert re.fullmatch(
-        rf"{library}: version \S+ → \S+ since the screen in {out} began; use a new --out, or --restart .*",
-        one_error_line(capsys, "screen"),
-    )
+    assert main(args) == 0
+    assert kept_tiles(capsys.readouterr().out) == 0
+    assert scored() == [(t, f"m{i}") for t in ("T0", "T1") for i in range(1, 5)]  # m0's stale tile is gone
     assert main([*args, "--restart"]) == 0
-    keys = [
-        o["Key"] for o in s3_bucket.client.list_objects_v2(Bucket=s3_bucket.name, Prefix="runs/one/scores/")["Contents"]
-    ]
-    pairs = pd.concat(
-        pd.read_parquet(io.BytesIO(s3_bucket.client.get_object(Bucket=s3_bucket.name, Key=k)["Body"].read()))
-        for k in keys
-    )
-    scored = sorted(pairs[["target_id", "drug_id"]].astype(str).itertuples(index=False, name=None))
-    assert scored == [(t, f"m{i}") for t in ("T0", "T1") for i in range(1, 5)]  # m0's stale shard is gone
+    assert kept_tiles(capsys.readouterr().out) == 0
+    assert scored() == [(t, f"m{i}") for t in ("T0", "T1") for i in range(1, 5)]
