@@ -3,7 +3,7 @@ element, aromaticity, a query atom) each get one verdict within the molecule bud
 
 Each example is a CSV of a few cages and one plain molecule: the real ``drugrepo validate`` reads it in
 a subprocess (a hang would pass the outer guard and fail), and predict's and the screen's readers
-(`ml.predict.score_table`, `ml.library_screen.FeaturePool`) give their verdicts on the same SMILES.
+(`ml.predict.score_table`, `screening.library.FeaturePool`) give their verdicts on the same SMILES.
 Every verdict is the input rules' (`data.rules.parse_smiles` in this process), except that a
 `BridgedRings.near_budget` cage, whose RDKit time is within a few times the budget, may be refused
 ``over_budget`` instead by any of them: which one depends on the machine, never the command.
@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drugrepo_assets.ml.library_screen import FeaturePool
+from drugrepo_assets.screening.library import FeaturePool
 from drugrepo_assets.ml.model import DrugBAN, load_checkpoint
 from drugrepo_assets.ml.predict import score_table
 from drugrepo_assets_tests.cli.helpers import console_script
