@@ -103,20 +103,26 @@ class TargetTermStore:
         return TargetTerms(gq=torch.from_numpy(gq), sq=torch.from_numpy(sq))
 
 
+def encode_each(engine: ScreeningEngine, sequences: Sequence[str]) -> TargetTerms:
+    """The terms of each target encoded alone, at the model's protein length: the protein CNN's bits depend
+    on the batch it runs in, and a target's stored terms must not depend on which targets came with it."""
+    length = engine.model.config.max_protein_length  # as the model was trained
+    each = [engine.target_terms(torch.from_numpy(encode_proteins([s], length))) for s in sequences]
+    return TargetTerms(gq=torch.cat([t.gq for t in each]), sq=torch.cat([t.sq for t in each]))
+
+
 def block_terms(
     engine: ScreeningEngine, sequences: Sequence[str], store: TargetTermStore | None = None
 ) -> tuple[TargetTerms, TermsUse]:
     """The terms of targets ``sequences`` (cleaned; at most ``engine.target_chunk`` of them): read from
     ``store`` where stored, the others encoded by the engine now and stored for next time."""
-    width, length = engine.term_width, engine.model.config.max_protein_length  # as the model was trained
+    width = engine.term_width
     if store is None:
-        codes = torch.from_numpy(encode_proteins(list(sequences), length))
-        return engine.target_terms(codes), TermsUse(computed=len(sequences))
+        return encode_each(engine, sequences), TermsUse(computed=len(sequences))
     keys = [term_key(s) for s in sequences]
     missing = [i for i, k in enumerate(keys) if not store.has(k)]
     if missing:
-        codes = torch.from_numpy(encode_proteins([sequences[i] for i in missing], length))
-        computed = engine.target_terms(codes)
+        computed = encode_each(engine, [sequences[i] for i in missing])
         for j, i in enumerate(missing):
             store.save(keys[i], computed.gq[j], computed.sq[j])
     if len(missing) == len(keys):

@@ -144,7 +144,7 @@ def test_screen_ranks_like_drugrepo_screen(
     assert response.json()["model_version"] == f"checkpoint:{response.json()['checkpoint_id']}"
     assert [r["id"] for r in results] == cli["drug_id"].tolist()
     np.testing.assert_allclose([r["logit"] for r in results], cli["logit"], atol=1e-4, rtol=0)
-    assert [r["rank"] for r in results] == cli["rank"].tolist()
+    assert [r["rank"] for r in results] == cli["rank_in_target"].tolist()
     top = _post(api, "/v1/screen", {"protein": protein, "smiles": smiles, "top": 3}).json()["results"]
     assert [r["smiles"] for r in top] == [r["smiles"] for r in results[:3]]
 
