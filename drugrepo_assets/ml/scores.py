@@ -187,12 +187,6 @@ def merge_top(
     return rank_top(parts, target_ids, molecules, top, checkpoint_id)
 
 
-def scored_targets(root: Any, name: str) -> list[str]:
-    """The targets a stored scores file holds."""
-    column = _read_table(_file(root, SCORES, name), columns=["target_id"]).column("target_id")
-    return [str(t) for t in column.unique().to_pylist()] if len(column) else []
-
-
 def target_logits(root: Any, shards: Sequence[str], target: int) -> list[np.ndarray]:
     """Target ``target``'s logits from each shard's scores file (its row group only), in shard order."""
     out = []
