@@ -9,12 +9,13 @@ against each axis's distribution, merged from the tiles without a global table.
   percentile = 100 · (logits at or below) / N. The axis a table is ranked on comes from its merge; the
   other from one streaming pass over the tiles' logits, a tile at a time (4 bytes a pair read once).
 - z-scores per target (over the library) and per drug (over the targets), from the tiles' sums:
-  z = (logit − mean) / std (population std; a constant axis gives z = 0).
+  z = (logit − mean) / std (population std; NaN where an axis has no spread, e.g. a one-drug query's targets).
 - The **repurposing table**: every reported pair, ranked by ``repurposing_z`` = min(z_target, z_drug).
   A pair ranks high only when the drug stands out for the target among all molecules *and* the target
   stands out for the drug among all targets, so a molecule that scores high everywhere (a frequent
   hitter) or a target every molecule scores high on (raw scores are not comparable across targets)
-  does not fill the table. Ties: higher logit, then library order, then target order.
+  does not fill the table. Where one z is NaN (a one-drug query: no distribution over molecules) the
+  other is the statistic. Ties: higher logit, then library order, then target order (NaN last).
 - ``known``: the pair is a known interaction (``--known``), in every table.
 """
 
@@ -75,12 +76,13 @@ def _first_of_equal(desc: np.ndarray) -> np.ndarray:
 
 
 def _z(x: np.ndarray, n: np.ndarray, total: np.ndarray, total_sq: np.ndarray) -> np.ndarray:
+    """(x − mean) / std of each row's axis; NaN where the axis has no spread (one molecule, one target)."""
     mean = total / n
     var = np.maximum(total_sq / n - mean * mean, 0.0)
     std = np.sqrt(var)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = (x.astype(np.float64) - mean) / std
-    return np.where(std > 0, z, 0.0)
+    return np.where(std > 0, z, np.nan)
 
 
 @dataclass
@@ -156,7 +158,7 @@ def build_answers(
                 "percentile_in_drug": 100.0 * (n_targets - higher_drug) / max(n_targets, 1),
                 "z_target": z_target,
                 "z_drug": z_drug,
-                "repurposing_z": np.minimum(z_target, z_drug),
+                "repurposing_z": np.fmin(z_target, z_drug),
                 "known": [(t, d) in known_pairs for t, d in zip(targets, ids)],
             }
         )
@@ -170,7 +172,8 @@ def build_answers(
     )
     both = pd.concat([per_target, per_drug_frame], ignore_index=True).drop_duplicates(["_drug", "_target"])
     both["_neg_z"], both["_neg_logit"] = -both["repurposing_z"], -both["logit"].astype(np.float64)
-    repurposing = both.sort_values(["_neg_z", "_neg_logit", "_drug", "_target"], kind="stable").reset_index(drop=True)
+    order = ["_neg_z", "_neg_logit", "_drug", "_target"]
+    repurposing = both.sort_values(order, kind="stable", na_position="last").reset_index(drop=True)
     repurposing.insert(0, "repurposing_rank", np.arange(1, len(repurposing) + 1))
     return Answers(
         per_target=_clean(per_target),

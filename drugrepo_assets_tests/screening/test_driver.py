@@ -184,3 +184,17 @@ def test_shards_cut_the_stream_at_a_fixed_size(library) -> None:
     assert [s.index for s in shards] == [0, 1, 2]
     assert pd.concat([s.rows for s in shards])["id"].tolist()[:3] == ["mol00", "mol01", "mol02"]
     assert sum(len(s.rejected) for s in shards) == 0  # RDKit's refusals come later, in the workers
+
+
+def test_a_one_drug_query_is_set_against_its_targets_alone(engine, library, tmp_path: Path) -> None:
+    """One molecule has no distribution over molecules: z_target is NaN and the repurposing statistic is z_drug."""
+    _, smiles, _, proteins = library
+    (tmp_path / "one.smi").write_text(f"{smiles[0]}\tonly\n")
+    blocks = target_blocks(_targets(proteins), 2)
+    settings = TileSettings(top=1, top_per_drug=3)
+    run = screen_stream(engine, iter_library(str(tmp_path / "one.smi")), blocks, tmp_path / "run", settings)
+    per_drug = build_answers(tmp_path / "run", run.shards, run.blocks, settings).per_drug
+    assert per_drug["rank_in_drug"].tolist() == [1, 2, 3] and per_drug["z_target"].isna().all()
+    logits = per_drug["logit"].to_numpy(np.float64)
+    np.testing.assert_allclose(per_drug["z_drug"], (logits - logits.mean()) / logits.std(), rtol=1e-6)
+    assert per_drug["repurposing_z"].tolist() == per_drug["z_drug"].tolist()
