@@ -28,7 +28,8 @@ import pandas as pd
 import pytest
 import requests
 
-from drugrepo_assets.ml.scores import SCORE_COLUMNS
+from drugrepo_assets.screening.answers import ANSWER_COLUMNS
+from drugrepo_assets.screening.driver import DOMAIN_COLUMNS
 from drugrepo_assets.serving.registry import alias_version, checkpoint_source, promote, register_checkpoint
 from drugrepo_assets_tests.api.servers import running_mlflow
 from drugrepo_assets_tests.processes import free_port, wait_until
@@ -251,15 +252,33 @@ def test_the_cli_chain_writes_what_the_readme_says(readme: Session) -> None:
     assert {"logit", "score", "error"} <= set(scored.columns)
     assert scored["logit"].notna().all() and scored["score"].between(0, 1).all()
 
-    screen = readme.output_of("drugrepo screen").block.text
-    out_option, top_option = re.search(r"--out (\S+)", screen), re.search(r"--top (\d+)", screen)
-    assert out_option and top_option, f"the README's screen names its --out and --top: {screen}"
-    out, top = out_option.group(1), int(top_option.group(1))
-    table = pd.read_csv(folder / out / "top.csv")
-    assert tuple(table.columns) == SCORE_COLUMNS
-    assert table.groupby("target_id").size().eq(top).all()
-    assert table.groupby("target_id")["rank"].min().eq(1).all()
-    assert (folder / out / "enrichment.csv").is_file()
+    screen = readme.output_of("--out screen-1").block.text
+    top, per_drug = (int(re.search(rf"{option} (\d+)", screen).group(1)) for option in ("--top", "--top-per-drug"))
+    columns = ("repurposing_rank", *ANSWER_COLUMNS, *DOMAIN_COLUMNS, "checkpoint_id")
+    library, targets = pd.read_csv(folder / "library.csv"), pd.read_csv(folder / "targets.csv")
+    by_target = pd.read_csv(folder / "screen-1/top.csv")
+    assert tuple(by_target.columns) == columns[1:] and by_target["rank_in_target"].min() == 1
+    assert by_target.groupby("target_id").size().eq(min(top, len(library))).all()
+    assert set(by_target["target_id"]) == set(targets["id"])
+    by_drug = pd.read_csv(folder / "screen-1/top_per_drug.csv")
+    assert by_drug.groupby("drug_id").size().eq(per_drug).all() and len(by_drug) == per_drug * len(library)
+    repurposing = pd.read_csv(folder / "screen-1/repurposing.csv")
+    assert tuple(repurposing.columns) == columns
+    assert repurposing["repurposing_z"].is_monotonic_decreasing
+    known = set(pd.read_csv(folder / "known.csv").astype(str).itertuples(index=False, name=None))
+    flagged = [
+        (t, d) in known for t, d in zip(repurposing["target_id"].astype(str), repurposing["drug_id"].astype(str))
+    ]
+    assert repurposing["known"].tolist() == flagged
+    assert by_target["drug_similarity"].between(0, 1).all()  # the trained checkpoint carries its domain
+    for name in ("enrichment.csv", "targets.png", "drugs.png", "matrix.png"):
+        assert (folder / "screen-1" / name).is_file(), name
+    drug = readme.output_of("--out drug-1")
+    one = pd.read_csv(folder / "drug-1/top_per_drug.csv")
+    assert len(one) == 10 and one["rank_in_drug"].tolist() == list(range(1, 11))
+    assert one["z_target"].isna().all() and one["z_drug"].is_monotonic_decreasing
+    assert f"target terms: {len(targets)} read from terms/" in drug.stderr  # nothing encoded again
+    assert ", 0 computed" in drug.stderr
 
 
 @pytest.mark.services

@@ -193,6 +193,8 @@ def run(args: argparse.Namespace) -> int:
         for name in ("enrichment.csv", "enrichment.png"):  # an earlier run's report is not this run's
             if (root / name).exists():
                 (root / name).unlink()
+    read, computed = sum(t.terms_read for t in screened.tiles), sum(t.terms_computed for t in screened.tiles)
+    print(f"target terms: {read} read from {terms.folder}, {computed} computed and stored there", file=sys.stderr)
     kept = f" ({screened.kept} tiles kept from an earlier run)" if screened.kept else ""
     print(
         f"scored {screened.pairs} pairs ({screened.molecules} molecules × {screened.targets} targets, "
