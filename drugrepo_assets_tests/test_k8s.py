@@ -161,9 +161,9 @@ def _graph_op(asset_name: str, op_name: str) -> OpDefinition:
     return op_def
 
 
-def test_each_screening_shard_step_gets_a_gpu_pod_and_the_merge_a_cpu_pod(step_handler: Any) -> None:
+def test_each_screening_tile_step_gets_a_gpu_pod_and_the_merge_a_cpu_pod(step_handler: Any) -> None:
     shard_job, _ = _step_job(
-        *step_handler, _graph_op("screening_scores", "score_shard"), "screening_scores.score_shard[shard_3]"
+        *step_handler, _graph_op("screening_scores", "score_tile"), "screening_scores.score_tile[shard_3_block_1]"
     )
     pod = shard_job["spec"]["template"]["spec"]
     [container] = pod["containers"]
@@ -171,7 +171,7 @@ def test_each_screening_shard_step_gets_a_gpu_pod_and_the_merge_a_cpu_pod(step_h
     assert container["resources"]["requests"]["nvidia.com/gpu"] == "1"
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert pod["nodeSelector"] == GPU_NODE_SELECTOR
-    for name in ("library_shards", "merge_scores"):
+    for name in ("plan_tiles", "merge_tiles"):
         job, _ = _step_job(*step_handler, _graph_op("screening_scores", name), f"screening_scores.{name}")
         cpu_pod = job["spec"]["template"]["spec"]
         [cpu] = cpu_pod["containers"]

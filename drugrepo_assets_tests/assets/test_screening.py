@@ -1,44 +1,35 @@
-"""The screening stage in-process on small real datasets: library shards, scored shards (retried, incremental), candidates."""
+"""The screening stage in-process on real validated pairs and the golden checkpoint: library shards, target
+sets, the tile fan-out (incremental on both axes), the dataset's known pairs, candidates and enrichment."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
-from dagster import AssetKey, AssetSelection, DagsterInstance, materialize
+from dagster import AssetSelection, DagsterEventType, DagsterInstance, materialize
 
-from drugrepo_assets.data.rules import PROTEIN_ALPHABET
-from drugrepo_assets.data.sources import bundled_root
 from drugrepo_assets.definitions import all_asset_checks, all_assets
-from drugrepo_assets.ml.dataset import PairData
-from drugrepo_assets.ml.model import load_checkpoint
-from drugrepo_assets.ml.predict import predict_logits
+from drugrepo_assets.ml.enrichment import retrospective_report
 from drugrepo_assets.records import CheckpointRecord
 from drugrepo_assets.resources import ScreeningSettings
+from drugrepo_assets_tests.assets.screening_setup import stage_storage, validated_human, write_inputs
 from drugrepo_assets_tests.assets.training_setup import resources
-from drugrepo_assets_tests.data.rows import real_rows, write_csv
 
-FEATURES = AssetSelection.assets("raw_pairs", "validated_pairs", "rejected_pairs", "drug_graphs", "protein_encodings")
-TRAINING = AssetSelection.assets("dataset_splits", "drugban_checkpoint")
 INPUTS = AssetSelection.assets(
     "screening_library", "screening_library_rejected", "screening_targets", "screening_targets_rejected"
 )
 SCORES = AssetSelection.assets("screening_scores", "repurposing_candidates", "screening_enrichment")
-SOURCES = {
-    "bindingdb": "bindingdb/sample/train.csv",
-    "biosnap": "biosnap/random/test.csv",
-    "human": "human/random/train.csv",
-}
 
 
 class Screening:
-    """Where the fixture's stages wrote, and how to run the screening stage again."""
+    """Where the fixture's storage is, and how to run the screening stage on it."""
 
-    def __init__(self, base: Path, source: Path, instance: DagsterInstance) -> None:
-        self.base, self.source, self.instance = base, source, instance
+    def __init__(self, base: Path, instance: DagsterInstance, validated: pd.DataFrame) -> None:
+        self.base, self.instance, self.validated = base, instance, validated
+        self.storage = base / "storage"
 
     def run(self, selection: AssetSelection, settings: ScreeningSettings, partition: str | None = "human") -> Any:
         result = materialize(
@@ -46,41 +37,33 @@ class Screening:
             selection=selection,
             partition_key=partition,
             instance=self.instance,
-            resources={**resources(self.base, self.source), "screening": settings},
+            resources={**resources(self.base, self.base / "source"), "screening": settings},
         )
         assert result.success
         return result
 
+    def screen(self, settings: ScreeningSettings) -> tuple[Any, Any]:
+        """The inputs, then the scores, candidates and enrichment: (inputs' result, scores' result)."""
+        return self.run(INPUTS, settings, partition=None), self.run(SCORES, settings)
+
     def table(self, name: str, partition: str | None = "human") -> pd.DataFrame:
-        folder = self.base / "storage"
-        return pd.read_parquet(folder / name / f"{partition}.parquet" if partition else folder / f"{name}.parquet")
+        return pd.read_parquet(
+            self.storage / name / f"{partition}.parquet" if partition else self.storage / f"{name}.parquet"
+        )
+
+    def scores_root(self) -> Path:
+        record = CheckpointRecord.model_validate_json((self.storage / "drugban_checkpoint" / "human.json").read_text())
+        return self.storage / "screening_scores" / "human" / record.checkpoint_id
 
 
 @pytest.fixture(scope="module")
-def screening(tmp_path_factory: pytest.TempPathFactory) -> Screening:
-    """Three small datasets featurised, a tiny checkpoint trained on human, the default library and targets."""
+def screening(tmp_path_factory: pytest.TempPathFactory, golden_dir: Path) -> Iterator[Screening]:
+    """Human's validated pairs and drugs stored as the upstream assets, the golden checkpoint as human's."""
     base = tmp_path_factory.mktemp("screening")
-    source = base / "source"
-    for dataset, relative in SOURCES.items():
-        write_csv(source / dataset / "pairs.csv", real_rows(relative, range(1, 61 if dataset != "human" else 301)))
-    instance = DagsterInstance.ephemeral()
-    stage = Screening(base, source, instance)
-    for dataset in SOURCES:
-        stage.run(FEATURES, ScreeningSettings(), dataset)
-    stage.run(TRAINING, ScreeningSettings())
-    stage.run(INPUTS, ScreeningSettings(default_targets=3), partition=None)
-    return stage
-
-
-def _scores_with(stage: Screening, shard_size: int, top_k: int = 1000) -> pd.DataFrame:
-    stage.run(INPUTS, ScreeningSettings(default_targets=3, shard_size=shard_size), partition=None)
-    stage.run(SCORES, ScreeningSettings(default_targets=3, shard_size=shard_size, top_k=top_k))
-    return stage.table("screening_scores")
-
-
-def _library_molecules(stage: Screening) -> pd.DataFrame:
-    plan = stage.table("screening_library", None)
-    return pd.concat([pd.read_parquet(uri) for uri in plan["uri"]], ignore_index=True)
+    validated = validated_human()
+    stage_storage(base / "storage", golden_dir, validated)
+    with DagsterInstance.ephemeral() as instance:
+        yield Screening(base, instance, validated)
 
 
 def _metadata(result: Any, key: str) -> dict[str, Any]:
@@ -88,242 +71,159 @@ def _metadata(result: Any, key: str) -> dict[str, Any]:
     return {k: v.value for k, v in events[-1].materialization.metadata.items()}
 
 
-def _latest_metadata(stage: Screening, key: str) -> dict[str, Any]:
-    """The metadata of an asset's latest materialisation, as the event log holds it."""
-    record = stage.instance.fetch_materializations(AssetKey(key), limit=1).records[0]
-    return dict(record.asset_materialization.metadata)
+def _tile_outputs(result: Any) -> dict[str, dict[str, Any]]:
+    """Each tile step's output metadata, by mapping key (``shard_<i>_block_<j>``)."""
+    outputs = {}
+    for event in result.all_events:
+        if event.event_type == DagsterEventType.STEP_OUTPUT and ".score_tile[" in (event.step_key or ""):
+            key = event.step_key.split("[")[1].rstrip("]")
+            outputs[key] = {k: v.value for k, v in event.event_specific_data.metadata.items()}
+    return outputs
 
 
 def _rows(table: Any) -> list[dict[str, Any]]:
     return [dict(record.data) for record in table.records]
 
 
-def _checkpoint(stage: Screening) -> CheckpointRecord:
-    return CheckpointRecord.model_validate_json(
-        (stage.base / "storage" / "drugban_checkpoint" / "human.json").read_text()
-    )
-
-
 def test_default_library_is_every_validated_drug_and_targets_the_most_studied(screening: Screening) -> None:
-    validated = pd.concat(screening.table("validated_pairs", d) for d in SOURCES)
-    library = _library_molecules(screening)
-    assert sorted(library["drug_id"]) == sorted(validated["drug_id"].unique())
-    assert (library["drug_id"] == library["feature_id"]).all() and library["feature_shard"].notna().all()
+    screening.run(INPUTS, ScreeningSettings(default_targets=3, shard_size=100), partition=None)
+    plan = screening.table("screening_library", None)
+    shards = pd.concat([pd.read_parquet(uri) for uri in plan["uri"]], ignore_index=True)
+    drugs = screening.validated.drop_duplicates("drug_id").sort_values("drug_id")
+    assert shards["id"].tolist() == drugs["drug_id"].tolist() and shards["smiles"].tolist() == drugs["smiles"].tolist()
+    assert plan["molecules"].tolist() == [100, 100, len(drugs) - 200]  # raw rows: nothing featurised yet
     targets = screening.table("screening_targets", None)
-    positives = validated[validated["label"] == 1].groupby("target_id").size()
-    expected = positives.reset_index().sort_values([0, "target_id"], ascending=[False, True])["target_id"].head(3)
-    assert targets["target_id"].tolist() == expected.tolist()
-    assert targets["known_positives"].tolist() == positives[expected].tolist()
+    positives = screening.validated.query("label == 1").groupby("target_id").size()
+    expected = positives.reset_index().sort_values([0, "target_id"], ascending=[False, True]).head(3)
+    assert targets["target_id"].tolist() == expected["target_id"].tolist() == targets["feature_id"].tolist()
+    assert targets["known_positives"].tolist() == expected[0].tolist()
+    proteins = screening.validated.drop_duplicates("target_id").set_index("target_id")["protein"]
+    assert targets["sequence"].tolist() == proteins[targets["target_id"]].tolist()
     assert screening.table("screening_library_rejected", None).empty
 
 
-def test_shard_size_does_not_change_the_table_and_scores_are_the_models(screening: Screening) -> None:
-    one = _scores_with(screening, shard_size=100_000)
-    assert len(screening.table("screening_library", None)) == 1
-    many = _scores_with(screening, shard_size=7)
-    library, targets = _library_molecules(screening), screening.table("screening_targets", None)
-    assert len(screening.table("screening_library", None)) == -(-len(library) // 7)
-    assert len(one) == len(library) * len(targets)
-    pd.testing.assert_frame_equal(
-        one.drop(columns=["logit", "score", "percentile"]), many.drop(columns=["logit", "score", "percentile"])
-    )
-    np.testing.assert_allclose(one["logit"], many["logit"], atol=1e-6, rtol=0)
-    np.testing.assert_allclose(one["percentile"], many["percentile"])
+def test_the_default_screen_knows_the_datasets_pairs_and_its_enrichment_is_over_every_pair(
+    screening: Screening,
+) -> None:
+    everything = ScreeningSettings(default_targets=3, shard_size=100, top_k=1000)  # every pair reported
+    _, result = screening.screen(everything)
+    table = screening.table("screening_scores")
+    refused = pd.read_csv(screening.scores_root() / "rejected.csv")  # lone ions the dataset holds, not candidates
+    assert len(refused) and refused["reason"].str.startswith("SMILES: ").all()
+    molecules = screening.validated["drug_id"].nunique() - len(refused)
+    assert len(table) == 3 * molecules and table.groupby("target_id")["rank_in_target"].min().tolist() == [1] * 3
+    labels = screening.validated.groupby(["drug_id", "target_id"])["label"].max()
+    positives = {pair for pair, label in labels.items() if label == 1}
+    assert {(d, t) for d, t, k in zip(table["drug_id"], table["target_id"], table["known"]) if k} == {
+        (d, t) for d, t in positives if t in set(table["target_id"]) and d in set(table["drug_id"])
+    }
+    assert table["nearest_training_drug"].notna().all() and (table["drug_similarity"] == 1.0).all()  # trained on them
 
-    model, _ = load_checkpoint(_checkpoint(screening).checkpoint)
-    sample = one.sample(40, random_state=0)
-    proteins = dict(
-        zip(
-            pd.concat(screening.table("validated_pairs", d) for d in SOURCES)["target_id"],
-            pd.concat(screening.table("validated_pairs", d) for d in SOURCES)["protein"],
-        )
-    )
-    pairs = PairData.from_lists(sample["smiles"].tolist(), [proteins[t] for t in sample["target_id"]])
-    np.testing.assert_allclose(sample["logit"], predict_logits(model, pairs), atol=1e-5, rtol=0)
-
-
-def test_ranks_and_percentiles_within_each_target(screening: Screening) -> None:
-    table = _scores_with(screening, shard_size=11)
-    for _, rows in table.groupby("target_id", sort=False):
-        logits = rows["logit"].to_numpy()
-        assert (np.diff(logits) <= 0).all()  # best first
-        expected_rank = [int((logits > x).sum()) + 1 for x in logits]
-        assert rows["rank"].tolist() == expected_rank
-        np.testing.assert_allclose(rows["percentile"], [100.0 * (logits <= x).sum() / len(logits) for x in logits])
-        np.testing.assert_allclose(rows["score"], 1 / (1 + np.exp(-logits.astype(np.float64))), rtol=1e-6)
-    checkpoint = _checkpoint(screening)
-    assert set(table["checkpoint_id"]) == {checkpoint.checkpoint_id}
-    assert load_checkpoint(checkpoint.checkpoint)[1]["checkpoint_id"] == checkpoint.checkpoint_id
-    metadata = _latest_metadata(screening, "screening_scores")
-    best = table[table["rank"] == 1].drop_duplicates("target_id")[["target_id", "drug_id", "score"]]
-    assert _rows(metadata["best_per_target"]) == best.to_dict("records")
-    assert metadata["checkpoint_id"].value == checkpoint.checkpoint_id
-
-
-def test_enrichment_is_computed_over_the_whole_library_from_the_known_actives(screening: Screening) -> None:
-    from drugrepo_assets.ml.enrichment import retrospective_report
-
-    table = _scores_with(screening, shard_size=9, top_k=10_000)  # every pair, ranked
-    positives = screening.table("validated_pairs").query("label == 1")
-    known = set(zip(positives["drug_id"], positives["target_id"]))
-    pairs = table.assign(active=[(d, t) in known for d, t in zip(table["drug_id"], table["target_id"])])
-    expected = retrospective_report(pairs[["target_id", "logit", "active"]])
-    report = screening.table("screening_enrichment")
-    assert len(report) >= 1 and (report["actives"] > 0).all()
-    pd.testing.assert_frame_equal(report, expected, check_dtype=False)
-    shown = _latest_metadata(screening, "screening_enrichment")["report"]
-    assert _rows(shown) == report.to_dict("records")
-    assert [(c.name, c.type) for c in shown.schema.columns][:3] == [
-        ("target_id", "string"),
-        ("molecules", "int"),
-        ("actives", "int"),
-    ]
-
-
-def test_top_k_is_the_head_of_the_full_ranking(screening: Screening) -> None:
-    full = _scores_with(screening, shard_size=9, top_k=1000)
-    top = _scores_with(screening, shard_size=9, top_k=4)
-    pd.testing.assert_frame_equal(top, full.groupby("target_id", sort=False).head(4).reset_index(drop=True))
-
-
-def test_candidates_are_the_top_k_with_the_known_pairs_flagged(screening: Screening) -> None:
-    _scores_with(screening, shard_size=20, top_k=5)
-    scores, candidates = screening.table("screening_scores"), screening.table("repurposing_candidates")
-    assert candidates.groupby("target_id").size().tolist() == [5] * scores["target_id"].nunique()
-    top = scores.groupby("target_id", sort=False).head(5).reset_index(drop=True)
-    pd.testing.assert_frame_equal(candidates[top.columns], top)
-    shown = _latest_metadata(screening, "repurposing_candidates")["top_candidates"]
-    columns = ["target_id", "rank", "drug_id", "score", "known_interaction"]
-    assert [(c.name, c.type) for c in shown.schema.columns] == list(
-        zip(columns, ["string", "int", "string", "float", "bool"])
-    )
-    assert _rows(shown) == candidates.groupby("target_id").head(3)[columns].to_dict("records")
-    _scores_with(screening, shard_size=20, top_k=10_000)  # every pair: every known one must be flagged
     candidates = screening.table("repurposing_candidates")
-    human = screening.table("validated_pairs")
-    known = human[human["target_id"].isin(candidates["target_id"])]
-    flagged = candidates[candidates["known_interaction"]]
-    assert len(flagged) > 0
-    assert set(zip(flagged["drug_id"], flagged["target_id"])) == set(
-        zip(known.loc[known["label"] == 1, "drug_id"], known.loc[known["label"] == 1, "target_id"])
+    assert candidates["repurposing_rank"].tolist() == list(range(1, len(table) + 1))
+    expected = [labels.get((d, t), -1) for d, t in zip(candidates["drug_id"], candidates["target_id"])]
+    assert candidates["known_label"].fillna(-1).tolist() == expected  # -1: the dataset does not know the pair
+    assert candidates["known_interaction"].tolist() == [v == 1 for v in expected]
+    metadata = _metadata(result, "repurposing_candidates")
+    assert metadata["known_interactions"] == sum(v == 1 for v in expected)
+    assert _rows(metadata["top_candidates"])[0]["drug_id"] == candidates["drug_id"].iloc[0]
+
+    report = screening.table("screening_enrichment")
+    pairs = table.rename(columns={"known": "active"})[["target_id", "logit", "active"]]
+    pd.testing.assert_frame_equal(report, retrospective_report(pairs), check_dtype=False)
+    assert len(report) == 3 and (report["actives"] > 0).all()
+
+    scores = _metadata(result, "screening_scores")
+    assert (scores["tiles"], scores["pairs"], scores["molecules"], scores["targets"]) == (
+        3,
+        3 * molecules,
+        molecules,
+        3,
     )
-    negatives = candidates[candidates["known_label"] == 0]
-    assert set(zip(negatives["drug_id"], negatives["target_id"])) == set(
-        zip(known.loc[known["label"] == 0, "drug_id"], known.loc[known["label"] == 0, "target_id"])
-    ) - set(zip(flagged["drug_id"], flagged["target_id"]))
+    best = _rows(scores["best_per_target"])
+    assert [r["drug_id"] for r in best] == table[table["rank_in_target"] == 1].drop_duplicates("target_id")[
+        "drug_id"
+    ].tolist()
+    assert {"picture_targets", "picture_matrix"} <= scores.keys() and "data:image/png;base64," in scores[
+        "picture_targets"
+    ]
 
 
 def test_a_users_files_are_screened_and_bad_rows_quarantined(screening: Screening, tmp_path: Path) -> None:
-    library = tmp_path / "library.csv"
-    library.write_text(
-        "id,SMILES\naspirin,CC(=O)Oc1ccccc1C(=O)O\nbroken,C1CC\naspirin,CCO\ncaffeine,Cn1cnc2c1c(=O)n(C)c(=O)n2C\n,CCN\n"
-    )
-    fasta = tmp_path / "targets.fasta"
-    sequence = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQFEVVHSLAKWKRQTLGQHDFSAGEGLYTHMKALRPDEDRLSPLHSVYVDQWDWERVMGDGERQFSTLKSTVEAIWAGIKATEAAVSEEFGLAPFLPDQIHFVHSQELLSRYPDLDAKGRERAIAKDLGAVFLVGIGGKLSDGHRHDVRAPDYDDWSTPSELGHAGLNGDILVWNPVLEDAFELSSMGIRVDADTLKHALALTGDEDRLELEWHQALLRGEMPQTIGGGIGQSRLTMLLLQLPH"
-    fasta.write_text(f">P1 kinase\n{sequence[:60]}\n{sequence[60:]}\n>bad\nMKJX\n")
-    settings = ScreeningSettings(library=str(library), targets=str(fasta), top_k=2)
-    screening.run(INPUTS, settings, partition=None)
-    kept = _library_molecules(screening)
-    assert kept["drug_id"].tolist() == [
-        "aspirin",
-        "caffeine",
-        "library.csv:6",
-    ]  # a row without an id is named by its line
-    rejected = screening.table("screening_library_rejected", None).sort_values("source_row")
-    assert rejected[["source_row", "id", "reason"]].values.tolist() == [
-        [3, "broken", "SMILES: RDKit cannot parse 'C1CC' (SMILES syntax error)"],
-        [4, "aspirin", "id: 'aspirin' already used on an earlier row"],
-    ]
-    assert set(rejected["source_file"]) == {str(library)}
-    assert screening.table("screening_targets", None)["target_id"].tolist() == ["P1"]
+    inputs = write_inputs(tmp_path, screening.validated, molecules=6, targets=2)
+    with inputs.library.open("a") as handle:
+        handle.write('no_smiles,""\n' + "long," + "C" * 70_000 + "\n")
+    with inputs.targets.open("a") as handle:
+        handle.write(">bad\nMKJX\n")
+    settings = ScreeningSettings(library=str(inputs.library), targets=str(inputs.targets), top_k=2, top_per_drug=1)
+    screening.screen(settings)
+    read = screening.table("screening_library_rejected", None)
+    assert read["line"].tolist() == [10, 11] and read["id"].tolist() == ["no_smiles", "long"]
+    assert set(read["kind"]) == {"molecule"} and set(read["file"]) == {str(inputs.library)}
+    assert screening.table("screening_targets", None)["target_id"].tolist() == ["P0", "P1"]
     bad = screening.table("screening_targets_rejected", None)
-    assert bad[["source_row", "id", "reason"]].values.tolist() == [
-        [
-            4,
-            "bad",
-            f"Protein: character 'J' not in the amino-acid alphabet {PROTEIN_ALPHABET} (first at position 3 of 4)",
-        ]
-    ]
-    screening.run(SCORES, settings)
-    scores = screening.table("screening_scores")
-    assert len(scores) == 2 and set(scores["drug_id"]) < {"aspirin", "caffeine", "library.csv:6"}
-    assert set(scores["target_id"]) == {"P1"} and sorted(scores["rank"]) == [1, 2]
+    assert bad[["kind", "line", "id"]].values.tolist() == [["target", 5, "bad"]]
+    assert bad["reason"].iloc[0].startswith("Protein: character 'J' not in the amino-acid alphabet")
 
-
-def test_a_failed_shard_is_retried_alone(screening: Screening, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A shard op killed on its first attempt (a lost pod) is retried; no other shard is scored twice."""
-    from drugrepo_assets.assets import screening as stage
-
-    real, calls = stage.score_stored_shard, []
-
-    def fail_once_on_the_second_shard(engine, store, part, *args, **kwargs):
-        calls.append(part.shard)
-        if part.shard == second and calls.count(second) == 1:
-            raise ConnectionResetError("pod lost")
-        return real(engine, store, part, *args, **kwargs)
-
-    settings = ScreeningSettings(default_targets=3, shard_size=13, top_k=17)  # a top_k of its own: nothing scored yet
-    screening.run(INPUTS, settings, partition=None)
-    plan = screening.table("screening_library", None)
-    second = plan["shard"].iloc[1]
-    monkeypatch.setattr(stage, "score_stored_shard", fail_once_on_the_second_shard)
-    result = screening.run(SCORES, settings)
-    retried = [e.step_key for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
-    assert retried == ["screening_scores.score_shard[shard_1]"]
-    assert sorted(calls) == sorted([*plan["shard"], second])  # every shard once, the failed one twice
-    metadata = _metadata(result, "screening_scores")
-    assert metadata["pairs_scored_now"] == metadata["pairs"] == plan["molecules"].sum() * 3
-    assert metadata["pairs_found_scored"] == 0 and metadata["shards"] == len(plan)
-    per_shard = _rows(metadata["per_shard"])
-    assert [(r["position"], r["shard"], r["molecules"]) for r in per_shard] == list(
-        zip(range(len(plan)), plan["shard"], plan["molecules"])
-    )
-    assert [r["scored_pairs"] for r in per_shard] == (plan["molecules"] * 3).tolist()
-
-
-def test_a_new_library_file_or_target_costs_only_itself(screening: Screening, tmp_path: Path) -> None:
-    from drugrepo_assets.data.validate import canonicalize, drug_id
-
-    known = set(pd.concat(screening.table("validated_pairs", d) for d in SOURCES)["drug_id"])
-    candidates = pd.read_csv(bundled_root() / "human" / "cold" / "test.csv")["SMILES"].unique()
-    fresh = [s for s in candidates if drug_id(canonicalize(s)) not in known][:30]
-    folder = tmp_path / "library"
-    folder.mkdir()
-    (folder / "a.smi").write_text("".join(f"{s} A{i}\n" for i, s in enumerate(fresh[:18])))
-    targets = screening.table("validated_pairs")[["target_id", "protein"]].drop_duplicates().head(2)
-    fasta = tmp_path / "targets.fasta"
-    fasta.write_text(f">P0\n{targets['protein'].iloc[0]}\n")
-    settings = ScreeningSettings(library=str(folder), targets=str(fasta), shard_size=5, top_k=3)
-
-    first = screening.run(INPUTS, settings, partition=None)
-    assert _metadata(first, "screening_library")["featurised_now"] == 18
-    assert _metadata(screening.run(SCORES, settings), "screening_scores")["pairs_scored_now"] == 18
-
-    (folder / "b.smi").write_text("".join(f"{s} B{i}\n" for i, s in enumerate(fresh[18:])))
-    grown = _metadata(screening.run(INPUTS, settings, partition=None), "screening_library")
-    assert (grown["featurised_now"], grown["files_read_now"], grown["molecules"]) == (12, 1, 30)
-    scored = _metadata(screening.run(SCORES, settings), "screening_scores")
-    assert (scored["pairs_scored_now"], scored["pairs_found_scored"]) == (12, 18)
-
-    fasta.write_text(f">P0\n{targets['protein'].iloc[0]}\n>P1\n{targets['protein'].iloc[1]}\n")
-    screening.run(INPUTS, settings, partition=None)
-    scored = _metadata(screening.run(SCORES, settings), "screening_scores")
-    assert (scored["pairs_scored_now"], scored["pairs_found_scored"]) == (30, 30)  # P1 against all 30; P0 kept
+    rejected = pd.read_csv(screening.scores_root() / "rejected.csv")
+    assert rejected["id"].tolist() == ["bad", "no_smiles", "long", "unparseable", "ion"]  # targets, reader, rules
+    assert rejected["reason"].iloc[3].startswith("SMILES: RDKit cannot parse 'C1CC'")
+    assert rejected["reason"].iloc[4].startswith("SMILES: 1 heavy atom")
     table = screening.table("screening_scores")
-    assert table.groupby("target_id").size().to_dict() == {"P0": 3, "P1": 3}
+    assert table.groupby("target_id").size().to_dict() == {"P0": 2, "P1": 2}
+    per_drug = pd.read_parquet(screening.scores_root() / "top_per_drug.parquet")
+    assert sorted(per_drug["drug_id"]) == [f"M{i:02d}" for i in range(6)]  # one target each, every kept molecule
+    assert (screening.scores_root() / "drugs.png").exists()
+
+
+def test_adding_molecules_or_targets_scores_only_the_new_tiles(screening: Screening, tmp_path: Path) -> None:
+    folder = tmp_path / "library"
+    first = write_inputs(tmp_path / "a", screening.validated, molecules=8, targets=2, bad=False)
+    grown = write_inputs(tmp_path / "b", screening.validated, molecules=16, targets=4, bad=False)
+    folder.mkdir()
+    rows = pd.read_csv(grown.library)
+    rows.head(8).to_csv(folder / "a.csv", index=False)
+    settings = ScreeningSettings(library=str(folder), targets=str(first.targets), shard_size=8, target_block=2, top_k=3)
+    _, result = screening.screen(settings)
+    assert {k: v["kept"] for k, v in _tile_outputs(result).items()} == {"shard_0_block_0": False}
+
+    rows.tail(8).to_csv(folder / "b.csv", index=False)
+    inputs, result = screening.screen(settings)
+    assert _metadata(inputs, "screening_library")["files_read_now"] == 1
+    tiles = _tile_outputs(result)
+    assert {k: v["kept"] for k, v in tiles.items()} == {"shard_0_block_0": True, "shard_1_block_0": False}
+    assert tiles["shard_1_block_0"]["terms_read"] == 2 and tiles["shard_1_block_0"]["terms_computed"] == 0
+
+    settings = ScreeningSettings(library=str(folder), targets=str(grown.targets), shard_size=8, target_block=2, top_k=3)
+    inputs, result = screening.screen(settings)
+    assert _metadata(inputs, "screening_library")["files_read_now"] == 0
+    tiles = _tile_outputs(result)
+    assert {k: v["kept"] for k, v in tiles.items()} == {
+        "shard_0_block_0": True,
+        "shard_0_block_1": False,
+        "shard_1_block_0": True,
+        "shard_1_block_1": False,
+    }
+    scores = _metadata(result, "screening_scores")
+    assert (scores["tiles_scored_now"], scores["tiles_kept"], scores["pairs_scored_now"]) == (2, 2, 16 * 2)
+    assert [r["kept"] for r in _rows(scores["per_tile"])] == [True, False, True, False]
+    table = screening.table("screening_scores")
+    assert table.groupby("target_id").size().to_dict() == {"P0": 3, "P1": 3, "P2": 3, "P3": 3}
+    assert (table.groupby("target_id")["percentile_in_target"].max() == 100.0).all()
 
 
 def test_the_screening_assets_give_the_rules_verdicts(screening: Screening, tmp_path: Path) -> None:
-    """The shared edge-case table (edge_cases.py) through screening_library and screening_targets."""
+    """The shared edge-case table (edge_cases.py) through the library reader, the tile ops and the target reader."""
+    from drugrepo_assets_tests.data.rows import write_csv
     from drugrepo_assets_tests.edge_cases import PROTEIN_CASES, SMILES_CASES, protein_verdict, smiles_verdict
 
     cases = {name: s for name, s in SMILES_CASES.items() if name != "nul"}  # a CSV cannot hold a NUL
     library = write_csv(tmp_path / "edge.csv", list(cases.items()), header=("id", "smiles"))
     targets = write_csv(tmp_path / "edge_targets.csv", list(PROTEIN_CASES.items()), header=("id", "sequence"))
-    screening.run(INPUTS, ScreeningSettings(library=str(library), targets=str(targets)), partition=None)
-    refused = screening.table("screening_library_rejected", None)
-    by_id = dict(zip(refused["id"], refused["reason"]))
+    screening.screen(ScreeningSettings(library=str(library), targets=str(targets)))
+    refused = pd.read_csv(screening.scores_root() / "rejected.csv", keep_default_na=False)
+    molecules = refused[refused["kind"] == "molecule"]
+    by_id = dict(zip(molecules["id"], molecules["reason"]))
     assert [by_id.get(name, "") for name in cases] == [smiles_verdict(s) for s in cases.values()]
-    refused = screening.table("screening_targets_rejected", None)
-    by_id = dict(zip(refused["id"], refused["reason"]))
+    by_id = dict(zip(*screening.table("screening_targets_rejected", None)[["id", "reason"]].T.values))
     assert [by_id.get(name, "") for name in PROTEIN_CASES] == [protein_verdict(p) for p in PROTEIN_CASES.values()]
