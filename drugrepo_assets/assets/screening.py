@@ -71,7 +71,13 @@ from drugrepo_assets.screening.driver import (
     rejected_rows,
     write_answers,
 )
-from drugrepo_assets.screening.library import REJECTED_COLUMNS, FeaturePool, default_workers, library_change
+from drugrepo_assets.screening.library import (
+    REJECTED_COLUMNS,
+    FeaturePool,
+    Featurised,
+    default_workers,
+    library_change,
+)
 from drugrepo_assets.screening.plan import TargetBlock, target_blocks, tile_name
 from drugrepo_assets.screening.stored_library import (
     ShardRef,
@@ -364,21 +370,25 @@ class _ShardFeatures:
     def __init__(self, smiles: list[str], workers: int) -> None:
         self.smiles, self.workers = smiles, workers
         self.pool: FeaturePool | None = None
-        self.result: Any = None
+        self.result: Featurised | None = None
 
-    def sandbox(self) -> Any:
+    def _pool(self) -> FeaturePool:
         if self.pool is None:
             self.pool = FeaturePool(self.workers)
-        return self.pool.sandbox
+        return self.pool
 
-    def __call__(self) -> Any:
+    def sandbox(self) -> Any:
+        """The sandbox of the tile's featurisation workers, for other work on the shard's molecules."""
+        return self._pool().sandbox
+
+    def __call__(self) -> Featurised:
         if self.result is None:
-            self.sandbox()
-            assert self.pool is not None
-            self.result = self.pool.result(self.pool.submit(self.smiles))
+            pool = self._pool()
+            self.result = pool.result(pool.submit(self.smiles))
         return self.result
 
     def close(self) -> None:
+        """Stop the workers, if they were started."""
         if self.pool is not None:
             self.pool.close()
 
@@ -399,6 +409,7 @@ def score_tile(
 ) -> Output[TileResult]:
     """One tile: its shard read and featurised here, scored against its one target block (CUDA when
     present) by `tiles.score_tiles`, its files written under the scores root; kept if already done."""
+    start = time.perf_counter()
     configure_cpu(screening.threads)
     device = resolve_device(screening.device)
     blocks = blocks_of(screening_targets, screening.target_block)
@@ -441,6 +452,7 @@ def score_tile(
             "pairs": MetadataValue.int(report.pairs),
             "pairs_per_second": MetadataValue.float(rate),
             "seconds": MetadataValue.float(report.seconds),
+            "op_seconds": MetadataValue.float(time.perf_counter() - start),
             "engine": MetadataValue.text(report.engine),
             "terms_read": MetadataValue.int(report.terms_read),
             "terms_computed": MetadataValue.int(report.terms_computed),
