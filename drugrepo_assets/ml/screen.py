@@ -41,6 +41,10 @@ def symmetric(gram: Tensor) -> Tensor:
     return upper + torch.triu(gram, 1).T
 
 
+PAIRS_PER_CALL = 8_192
+"""Pairs scored per engine call when the targets are many (`ScreeningEngine.drugs_per_call`)."""
+
+
 @dataclass
 class TargetTerms:
     """Per-target terms: the Gram matrices ``gq`` = Gq [T, K, K] (symmetric) and ``sq`` [T, K]."""
@@ -54,6 +58,21 @@ class TargetTerms:
         if cached is None:
             cached = self.__dict__["_packed"] = pack_targets(self.gq)
         return cached
+
+    def times(self, vector: Tensor) -> Tensor:
+        """Gq · ``vector`` for every target [T, K] (computed once per object and vector)."""
+        cached = self.__dict__.get("_times")
+        if cached is None or cached[0] is not vector:
+            cached = self.__dict__["_times"] = (vector, self.gq @ vector)
+        return cached[1]
+
+    def for_kernel(self, vector: Tensor) -> TargetTerms:
+        """These terms as the C kernel alone reads them: packed, Gq · ``vector`` kept, Gq itself dropped
+        (its memory, 2.4 MB a target, is held once instead of twice)."""
+        packed, times = self.packed(), self.times(vector)
+        lean = TargetTerms(gq=self.gq.new_zeros(0), sq=self.sq)
+        lean.__dict__["_packed"], lean.__dict__["_times"] = packed, (vector, times)
+        return lean
 
 
 @dataclass
@@ -110,6 +129,17 @@ class ScreeningEngine:
                 self._gcn = pack_gcn(self.model.drug_extractor)
                 self._vnet = pack_linear(linear.weight(), linear.bias)
                 self._virtual_row = self.model.virtual_drug_row()
+                self._hu = self._H * self._virtual_row  # the virtual rows' share reads Gq only through Gq · (H ⊙ u)
+
+    def held(self, targets: TargetTerms) -> TargetTerms:
+        """Terms as this engine holds them across calls: lean for the C kernel (`TargetTerms.for_kernel`)."""
+        return targets.for_kernel(self._hu) if self._kernel is not None else targets
+
+    def drugs_per_call(self, targets: int) -> int:
+        """Molecules scored in one call against ``targets`` targets: ``drug_chunk``, fewer when the targets are
+        many, so a call's [molecules × targets × K] fusion and the head's activations stay within
+        `PAIRS_PER_CALL` pairs (about 60 MB at K = 768) whatever the target count."""
+        return max(16, min(self.drug_chunk, PAIRS_PER_CALL // max(1, targets)))
 
     @property
     def term_width(self) -> int:
@@ -139,8 +169,9 @@ class ScreeningEngine:
         (at most ``target_chunk`` of them: the caller holds them), ``drug_chunk`` molecules at a time."""
         out = np.empty((len(molecules), len(targets.sq)), dtype=np.float32)
         order = np.argsort(molecules.num_atoms, kind="stable")  # similar sizes share a chunk: less padding
-        for d0 in range(0, len(molecules), self.drug_chunk):
-            idx = order[d0 : d0 + self.drug_chunk]
+        step = self.drugs_per_call(len(targets.sq))
+        for d0 in range(0, len(molecules), step):
+            idx = order[d0 : d0 + step]
             store = MoleculeStore.from_compact(molecules.take(idx))
             out[idx] = self.pair_logits(self.drug_terms(store, torch.arange(len(idx))), targets).float().cpu().numpy()
         return out
@@ -175,7 +206,8 @@ class ScreeningEngine:
         else:
             fusion, row_sums = self._torch_fusion(drugs, targets), drugs.row_sums
         # the virtual rows' share, n_virtual · u uᵀ in each Gram matrix: one matvec per target
-        virtual = u * (targets.gq @ (self._H * u))  # [T, K]
+        hu = self._hu if isinstance(drugs, MoleculeChunk) else self._H * u
+        virtual = u * targets.times(hu)  # [T, K]
         fusion.addcmul_(n_virtual[:, None, None], virtual.unsqueeze(0))
         fusion.addcmul_(self._B * row_sums.unsqueeze(1), targets.sq.unsqueeze(0))
         d, t, k = fusion.shape

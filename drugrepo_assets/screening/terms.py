@@ -106,9 +106,13 @@ class TargetTermStore:
 def encode_each(engine: ScreeningEngine, sequences: Sequence[str]) -> TargetTerms:
     """The terms of each target encoded alone, at the model's protein length: the protein CNN's bits depend
     on the batch it runs in, and a target's stored terms must not depend on which targets came with it."""
-    length = engine.model.config.max_protein_length  # as the model was trained
-    each = [engine.target_terms(torch.from_numpy(encode_proteins([s], length))) for s in sequences]
-    return TargetTerms(gq=torch.cat([t.gq for t in each]), sq=torch.cat([t.sq for t in each]))
+    length, width = engine.model.config.max_protein_length, engine.term_width  # as the model was trained
+    gq = torch.empty((len(sequences), width, width), device=engine.device)
+    sq = torch.empty((len(sequences), width), device=engine.device)
+    for i, sequence in enumerate(sequences):
+        one = engine.target_terms(torch.from_numpy(encode_proteins([sequence], length)))
+        gq[i], sq[i] = one.gq[0], one.sq[0]
+    return TargetTerms(gq=gq, sq=sq)
 
 
 def block_terms(

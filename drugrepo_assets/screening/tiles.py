@@ -262,6 +262,7 @@ def score_tile(
     for t0 in range(0, len(block), engine.target_chunk):
         chunk = slice(t0, min(t0 + engine.target_chunk, len(block)))
         target_terms, used = block_terms(engine, block.sequences[chunk], terms)
+        target_terms = engine.held(target_terms)  # Gq dropped once packed for the C kernel
         use.add(used)
         start = time.perf_counter()
         if len(molecules):
