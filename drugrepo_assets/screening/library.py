@@ -145,7 +145,7 @@ def shard_digest(shard: LibraryShard) -> str:
 def library_change(
     library: str, before: Sequence[Sequence[str | None]], now: Sequence[Sequence[str | None]]
 ) -> str | None:
-    """How the files of ``library`` differ between two `LIBRARY_FILES` records, naming the first that
+    """How the files of ``library`` differ between two `library_files` records, naming the first that
     changed (``lib/a.smi: size 1,200 → 900 bytes``), or None when none did."""
     old = {str(label): version for label, version in before}
     new = {str(label): version for label, version in now}
