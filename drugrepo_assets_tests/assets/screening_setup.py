@@ -115,4 +115,3 @@ def write_inputs(
     known = pd.DataFrame({"target_id": positives["protein"].map(names), "drug_id": positives["smiles"].map(ids)})
     known.to_csv(folder / "known.csv", index=False)
     return Inputs(library, fasta, folder / "known.csv")
-
