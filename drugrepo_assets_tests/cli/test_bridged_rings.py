@@ -21,9 +21,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drugrepo_assets.screening.library import FeaturePool
 from drugrepo_assets.ml.model import DrugBAN, load_checkpoint
 from drugrepo_assets.ml.predict import score_table
+from drugrepo_assets.screening.library import FeaturePool
 from drugrepo_assets_tests.cli.helpers import console_script
 from drugrepo_assets_tests.data.rows import write_csv
 from drugrepo_assets_tests.edge_cases import smiles_verdict
