@@ -111,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     terms_root = args.target_terms or os.environ.get(TARGET_TERMS_ENV)
     terms = TargetTermStore(storage_path(terms_root, args.s3_endpoint_url) if terms_root else root / "terms", ckpt)
     made = _missing_folders(root)
+    own_terms = None if terms_root or (root / "terms").exists() else root / "terms"
     try:
         files = library_files(args.library, args.s3_endpoint_url)
         if args.restart and (root / MANIFEST).exists():
@@ -163,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         ignore_index=True,
     )
     if not screened.molecules:
-        _discard_run(root, made)
+        _discard_run(root, made, own_terms)
         error("screen", f"{args.library}: {_no_molecules(rejected[rejected['kind'] == 'molecule'])}")
         return EXIT_BAD_INPUT
     write_bytes_atomic(root / "rejected.csv", rejected.to_csv(index=False).encode())
@@ -215,11 +216,12 @@ def _missing_folders(root: UPath) -> list[Path]:
     return missing
 
 
-def _discard_run(root: UPath, made: list[Path]) -> None:
-    """Remove what a run that scored nothing wrote, and the folders it created: no half-made run folder is left."""
+def _discard_run(root: UPath, made: list[Path], own_terms: UPath | None) -> None:
+    """Remove what a run that scored nothing wrote, and the folders it created: no half-made run folder is left.
+    ``own_terms`` is the target-terms store this run created inside its folder (None when it used another)."""
     from drugrepo_assets.screening.driver import discard_screen
 
-    discard_screen(root, OUTPUTS)
+    discard_screen(root, OUTPUTS if own_terms is None else (*OUTPUTS, own_terms.name))
     for folder in made:
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()

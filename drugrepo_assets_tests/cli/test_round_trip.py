@@ -165,7 +165,13 @@ def test_train_to_screen_and_serve_and_top_to_known(local: LocalRun, tmp_path: P
     _screen(str(golden_dir / "model_state.pt"), library, targets, str(tmp_path / "golden"), "--top", "3")
     golden_top = pd.read_parquet(tmp_path / "golden" / "top.parquet")
     _screen(
-        local.checkpoint, library, targets, str(tmp_path / "ours"), "--known", str(tmp_path / "golden" / "top.parquet")
+        local.checkpoint,
+        library,
+        targets,
+        str(tmp_path / "ours"),
+        "--rank-all",
+        "--known",
+        str(tmp_path / "golden" / "top.parquet"),
     )
     ranked = pd.read_parquet(tmp_path / "ours" / "ranked").sort_values(["target_id", "drug_id"], ignore_index=True)
     assert len(ranked) == 16 and set(ranked["checkpoint_id"]) == {local.metrics["checkpoint_id"]}
