@@ -63,28 +63,8 @@ def _record(checkpoint: Path) -> Any:
     from drugrepo_assets.ml.model import load_checkpoint
     from drugrepo_assets.records import CheckpointRecord
 
-    return CheckpointRecord(
-        checkpoint=str(checkpoint),
-        checkpoint_id=str(load_checkpoint(str(checkpoint))[1]["checkpoint_id"]),
-        dataset="human",
-        strategy="random",
-        profile="golden",
-        seed=0,
-        max_eval_pairs=None,
-        train_pairs=0,
-        val_pairs=0,
-        best_epoch=0,
-        best_val_auroc=float("nan"),
-        device="cpu",
-        wall_seconds=0.0,
-        stopped_early=False,
-        history=[],
-        hpo_params={},
-        mlflow_run_id="",
-        mlflow_experiment_id="",
-        mlflow_run_url="",
-        dagster_run_id="",
-    )
+    checkpoint_id = str(load_checkpoint(str(checkpoint))[1]["checkpoint_id"])
+    return CheckpointRecord.imported(str(checkpoint), checkpoint_id, dataset="human", profile="golden")
 
 
 def measure(molecules: int, targets: int, folder: Path) -> dict[str, Any]:

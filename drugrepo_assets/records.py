@@ -66,6 +66,33 @@ class CheckpointRecord(Record):
     mlflow_run_url: str
     dagster_run_id: str
 
+    @classmethod
+    def imported(cls, checkpoint: str, checkpoint_id: str, dataset: str, profile: str) -> CheckpointRecord:
+        """The record of a checkpoint trained elsewhere (no run, no history): what the stages downstream
+        of training need to read its file."""
+        return cls(
+            checkpoint=checkpoint,
+            checkpoint_id=checkpoint_id,
+            dataset=dataset,
+            strategy="random",
+            profile=profile,
+            seed=0,
+            max_eval_pairs=None,
+            train_pairs=0,
+            val_pairs=0,
+            best_epoch=0,
+            best_val_auroc=float("nan"),
+            device="cpu",
+            wall_seconds=0.0,
+            stopped_early=False,
+            history=[],
+            hpo_params={},
+            mlflow_run_id="",
+            mlflow_experiment_id="",
+            mlflow_run_url="",
+            dagster_run_id="",
+        )
+
 
 class EvaluationRecord(Record):
     """The value of `model_evaluation`: metrics of one checkpoint at the probability threshold chosen on validation."""

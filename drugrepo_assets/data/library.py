@@ -39,6 +39,7 @@ import shutil
 import tempfile
 import zlib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
@@ -91,6 +92,7 @@ __all__ = [
     "open_binary",
     "read_library",
     "read_problem",
+    "text_stream",
 ]
 
 logger = logging.getLogger(__name__)
@@ -509,10 +511,17 @@ def _events(
     if member.fmt == "parquet":
         yield from _parquet_events(member, default_id, batch_rows, compat)
         return
+    with text_stream(member) as stream:
+        yield from _text_events(member, stream, default_id, compat)
+
+
+@contextmanager
+def text_stream(member: Member) -> Iterator[ByteStream]:
+    """A text file's bytes, gzip undone; a read failure in the ``with`` block becomes an `InputFileError`
+    naming the file (`read_problem`)."""
     raw = open_binary(member)
     try:
-        stream = gunzip_stream(raw, member.uri) if member.gz else raw
-        yield from _text_events(member, stream, default_id, compat)
+        yield gunzip_stream(raw, member.uri) if member.gz else raw
     except InputFileError:
         raise
     except READ_ERRORS as exc:

@@ -1,7 +1,7 @@
 """Stage 0, the targets: a target list read as a data set, as a library is.
 
 Targets come from a file, a folder, an ``s3://`` (or ``s3a://``) prefix or an ``http(s)://`` URL of a
-file, listed and opened by the library's machinery (`data.library.members`, `open_binary`), in:
+file, listed and opened by the library's machinery (`data.library.members`, `text_stream`), in:
 
 * FASTA (``.fasta``, ``.fa``, ``.faa``, ``.fas``): ``>id description`` then the sequence's lines;
 * CSV or TSV (``.csv``, ``.tsv``) with a header naming the ``id`` and ``sequence`` (or ``Protein``)
@@ -41,7 +41,6 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from drugrepo_assets.data.library import (
-    READ_ERRORS,
     FileFormats,
     Member,
     ParquetSource,
@@ -49,8 +48,7 @@ from drugrepo_assets.data.library import (
     check_parquet_columns,
     location_kind,
     members,
-    open_binary,
-    read_problem,
+    text_stream,
 )
 from drugrepo_assets.data.rules import MAX_PROTEIN_CHARS, clean_protein, protein_refusal
 from drugrepo_assets.data.sources import (
@@ -60,7 +58,6 @@ from drugrepo_assets.data.sources import (
     InputFileError,
     ReadLimits,
     TableBudget,
-    gunzip_stream,
     read_limits,
 )
 
@@ -209,18 +206,10 @@ def _records(member: Member, batch_rows: int) -> Iterator[_Record]:
     if member.fmt == "parquet":
         yield from _parquet_records(member, batch_rows)
         return
-    raw = open_binary(member)
-    try:
-        stream = gunzip_stream(raw, member.uri) if member.gz else raw
+    with text_stream(member) as stream:
         # A streamed list has no total to count against: a file is refused only for its own content.
         lines = CsvLines(member.uri, stream, TableBudget(ReadLimits(table_bytes=sys.maxsize)))
         yield from _text_records(member, lines)
-    except InputFileError:
-        raise
-    except READ_ERRORS as exc:
-        raise read_problem(member, exc) from None
-    finally:
-        raw.close()
 
 
 def _blank_run(location: str, number: int, blank: int) -> int:

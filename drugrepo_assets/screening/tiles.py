@@ -86,6 +86,12 @@ def _parquet(table: pa.Table | pd.DataFrame, row_group_size: int | None = None) 
     return buffer.getvalue()
 
 
+def _table(root: Any, folder: str, name: str) -> pd.DataFrame:
+    """The Parquet table ``folder/name`` under ``root``."""
+    with _file(root, folder, name).open("rb") as handle:
+        return pd.read_parquet(handle)
+
+
 def read_marker(root: Any, tile: str) -> TileReport | None:
     """A tile's marker, or None when the tile is not done."""
     path = _file(root, TILES, tile, "json")
@@ -96,14 +102,12 @@ def read_marker(root: Any, tile: str) -> TileReport | None:
 
 def read_drugs(root: Any, shard: str) -> pd.DataFrame:
     """A shard's scored molecules: ``drug_id, smiles`` in library order."""
-    with _file(root, DRUGS, shard).open("rb") as handle:
-        return pd.read_parquet(handle)
+    return _table(root, DRUGS, shard)
 
 
 def read_rejected(root: Any, shard: str) -> pd.DataFrame:
     """A shard's refused rows."""
-    with _file(root, REJECTED, shard).open("rb") as handle:
-        return pd.read_parquet(handle)
+    return _table(root, REJECTED, shard)
 
 
 def read_logits(root: Any, tile: str, molecules: int, targets: int) -> np.ndarray:
@@ -115,14 +119,12 @@ def read_logits(root: Any, tile: str, molecules: int, targets: int) -> np.ndarra
 
 def read_top(root: Any, tile: str) -> pd.DataFrame:
     """A tile's best molecules per target: ``target_id, drug_id, smiles, logit, row``."""
-    with _file(root, TOP, tile).open("rb") as handle:
-        return pd.read_parquet(handle)
+    return _table(root, TOP, tile)
 
 
 def read_drug_top(root: Any, tile: str) -> pd.DataFrame:
     """A tile's best targets per molecule: ``row, col, logit`` (col: the target's place in its block)."""
-    with _file(root, DRUG_TOP, tile).open("rb") as handle:
-        return pd.read_parquet(handle)
+    return _table(root, DRUG_TOP, tile)
 
 
 @dataclass

@@ -31,28 +31,8 @@ def validated_human(rows: int = PAIR_ROWS) -> pd.DataFrame:
 
 def checkpoint_record(path: Path) -> CheckpointRecord:
     """A `drugban_checkpoint` value naming the checkpoint at ``path`` (not trained here: the stage reads its file)."""
-    return CheckpointRecord(
-        checkpoint=str(path),
-        checkpoint_id=str(load_checkpoint(str(path))[1]["checkpoint_id"]),
-        dataset="human",
-        strategy="random",
-        profile="golden",
-        seed=0,
-        max_eval_pairs=None,
-        train_pairs=0,
-        val_pairs=0,
-        best_epoch=0,
-        best_val_auroc=float("nan"),
-        device="cpu",
-        wall_seconds=0.0,
-        stopped_early=False,
-        history=[],
-        hpo_params={},
-        mlflow_run_id="",
-        mlflow_experiment_id="",
-        mlflow_run_url="",
-        dagster_run_id="",
-    )
+    checkpoint_id = str(load_checkpoint(str(path))[1]["checkpoint_id"])
+    return CheckpointRecord.imported(str(path), checkpoint_id, dataset="human", profile="golden")
 
 
 def stage_storage(storage: Path, golden_dir: Path, validated: pd.DataFrame) -> Path:
