@@ -289,13 +289,14 @@ def _cross_counts(
 
 
 class _DrugNames:
-    """Molecule ids and SMILES by (shard position, row), each shard's table read once when first asked."""
+    """Molecule ids and SMILES by (shard position, row). No shard's table is held between lookups, so
+    memory does not grow with the library."""
 
     def __init__(self, root: Any, shards: Sequence[str]) -> None:
         self.root, self.shards = root, shards
-        self._held: dict[int, pd.DataFrame] = {}
 
     def lookup(self, shard: np.ndarray, row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The ids and SMILES of the molecules at (``shard``, ``row``), each shard named read once."""
         ids = np.empty(len(row), dtype=object)
         smiles = np.empty(len(row), dtype=object)
         for i in np.unique(shard):
