@@ -1,4 +1,4 @@
-"""Evaluation pictures as PNG bytes: ROC and PR curves (matplotlib, Agg) and attention on molecules (RDKit).
+"""Evaluation pictures as PNG bytes: ROC, PR and reliability curves (matplotlib, Agg) and attention on molecules (RDKit).
 
 Everything returns bytes, so callers decide where the pictures go (files, MLflow, UI metadata).
 """
@@ -6,6 +6,7 @@ Everything returns bytes, so callers decide where the pictures go (files, MLflow
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 
 import matplotlib
 
@@ -19,6 +20,7 @@ from rdkit.Chem import rdmolfiles
 from rdkit.Chem.Draw import SimilarityMaps, rdMolDraw2D
 from sklearn.metrics import precision_recall_curve, roc_curve
 
+from drugrepo_assets.ml.calibration import Reliability
 from drugrepo_assets.ml.featurize import GraphBatch
 from drugrepo_assets.ml.model import DrugBAN
 
@@ -49,6 +51,19 @@ def pr_png(labels: np.ndarray, scores: np.ndarray, title: str, auprc: float) -> 
     ax.axhline(float(np.mean(labels)), linestyle="--", color="grey", linewidth=0.8)
     ax.set(xlabel="recall", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="lower left")
+    return _png(figure)
+
+
+def reliability_png(curves: Mapping[str, Reliability], title: str) -> bytes:
+    """Reliability diagram: each curve's positive rate against its mean probability per bin, and the diagonal."""
+    figure, ax = plt.subplots(figsize=(4, 3.5))
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
+    for label, curve in curves.items():
+        shown = np.asarray(curve.counts) > 0
+        x, y = np.asarray(curve.mean_probability)[shown], np.asarray(curve.positive_rate)[shown]
+        ax.plot(x, y, marker="o", markersize=3, label=label)
+    ax.set(xlabel="mean predicted probability", ylabel="fraction positive", title=title, xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="upper left", fontsize="small")
     return _png(figure)
 
 

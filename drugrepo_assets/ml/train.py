@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from drugrepo_assets.files import remove_partial_writes
+from drugrepo_assets.ml.calibration import TEMPERATURE_KEY, fit_temperature
 from drugrepo_assets.ml.dataset import PairData
 from drugrepo_assets.ml.evaluate import binary_metrics
 from drugrepo_assets.ml.model import DrugBAN, DrugBANConfig, load_checkpoint, save_checkpoint
@@ -192,7 +193,14 @@ def _train(
         history.append(record)
         if val is not None and record.val_auroc > best_auroc:
             best_epoch, best_auroc, since_best = epoch, record.val_auroc, 0
-            save_checkpoint(str(best_path), model, epoch=epoch, val_auroc=best_auroc, train_config=config.to_dict())
+            save_checkpoint(
+                str(best_path),
+                model,
+                epoch=epoch,
+                val_auroc=best_auroc,
+                train_config=config.to_dict(),
+                **{TEMPERATURE_KEY: fit_temperature(val_labels, val_scores)},  # on the logits just scored
+            )
         else:
             since_best += 1
         save_checkpoint(

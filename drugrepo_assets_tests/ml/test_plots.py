@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from drugrepo_assets.ml.calibration import reliability
 from drugrepo_assets.ml.dataset import PairData
 from drugrepo_assets.ml.model import DrugBAN
-from drugrepo_assets.ml.plots import atom_attention, attention_png, pr_png, roc_png
+from drugrepo_assets.ml.plots import atom_attention, attention_png, pr_png, reliability_png, roc_png
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SMILES = ["CC(=O)Oc1ccccc1C(=O)O", "CCO"]
@@ -18,6 +19,15 @@ def test_curves_are_pngs() -> None:
     scores = np.array([0.1, 0.8, 0.3, 0.6, 0.2, 0.4])
     assert roc_png(labels, scores, "ROC", 0.78).startswith(PNG_MAGIC)
     assert pr_png(labels, scores, "PR", 0.7).startswith(PNG_MAGIC)
+
+
+def test_reliability_diagram_is_a_png() -> None:
+    labels = np.array([0, 1, 0, 1, 1, 0])
+    curves = {
+        "raw": reliability(labels, np.array([0.1, 0.8, 0.3, 0.6, 0.2, 0.4])),
+        "empty bins": reliability(labels, np.full(6, 0.5)),
+    }
+    assert reliability_png(curves, "reliability").startswith(PNG_MAGIC)
 
 
 def test_attention_has_one_weight_per_atom_and_draws() -> None:
