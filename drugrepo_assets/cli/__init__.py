@@ -1,6 +1,6 @@
 """The ``drugrepo`` command line: a thin layer over the core, one module per command.
 
-Each command module (``validate``, ``train``, ``predict``, ``screen``, ``serve``, ``import_checkpoint``,
+Each command module (``validate``, ``split``, ``train``, ``predict``, ``screen``, ``serve``, ``import_checkpoint``,
 ``rollback``, ``info``) has ``add_parser(subparsers)``, which registers the command and its ``run(args) -> int``;
 what they share is in ``common``. Every command reads what the others write: pair tables as CSV or
 Parquet under our column names or the reference's (`data.columns`), checkpoints from ``train``.
@@ -12,13 +12,14 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from drugrepo_assets.cli import import_checkpoint, info, predict, rollback, screen, serve, train, validate
+from drugrepo_assets.cli import import_checkpoint, info, predict, rollback, screen, serve, split, train, validate
 from drugrepo_assets.cli.common import EXIT_BAD_INPUT, Subparsers
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     validate.add_parser,
+    split.add_parser,
     train.add_parser,
     predict.add_parser,
     screen.add_parser,

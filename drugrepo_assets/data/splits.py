@@ -1,11 +1,14 @@
-"""Train/val/test splits of validated pairs: random, cold-drug, cold-target and DrugBAN's shipped ones.
+"""Train/val/test splits of validated pairs: random, cold-drug, cold-target, cluster and DrugBAN's shipped ones.
 
 Every function returns the same long layout (``SPLIT_COLUMNS``): one row per pair and strategy, so
-that all strategies of a dataset live in one table.
+that all strategies of a dataset live in one table. The cluster split (`cluster_split`, DrugBAN's
+cross-domain split) adds a fourth split value, ``target_train``: the unlabelled target-domain pairs
+that domain adaptation trains on (`CLUSTER_SPLITS`).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from typing import Literal
@@ -16,12 +19,20 @@ import pandas as pd
 from drugrepo_assets.data.validate import VALID_COLUMNS
 
 __all__ = [
+    "CLUSTER_SPLITS",
+    "REFERENCE_FILES",
+    "SOURCE_FRACTION",
+    "SOURCE_VAL_FRACTION",
     "SPLITS",
     "SPLIT_COLUMNS",
     "SPLIT_STRATEGIES",
+    "TARGET_TRAIN",
+    "TARGET_TRAIN_FRACTION",
+    "cluster_split",
     "cold_split",
     "make_splits",
     "random_split",
+    "reference_tables",
     "shipped_split_part",
     "shipped_splits",
     "split_pairs",
@@ -29,9 +40,31 @@ __all__ = [
     "split_subset",
 ]
 
+log = logging.getLogger(__name__)
+
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-SPLIT_STRATEGIES: tuple[str, ...] = ("random", "cold_drug", "cold_target")
+SPLIT_STRATEGIES: tuple[str, ...] = ("random", "cold_drug", "cold_target", "cluster")
 """The strategies that split one table (`split_pairs`); the shipped ones come with their files."""
+_MADE_STRATEGIES: tuple[str, ...] = ("random", "cold_drug", "cold_target")
+"""The strategies `make_splits` (the ``dataset_splits`` asset) builds; ``cluster`` is not wired into the assets yet."""
+TARGET_TRAIN = "target_train"
+"""The split value of the target-domain pairs domain adaptation trains on without their labels."""
+CLUSTER_SPLITS: tuple[str, ...] = ("train", "val", TARGET_TRAIN, "test")
+"""The split values of the cluster strategy: source-domain train and val, target-domain train (unlabelled) and test."""
+SOURCE_FRACTION = 0.6
+"""DrugBAN's share of the drug clusters, and of the protein clusters, drawn for the source domain."""
+TARGET_TRAIN_FRACTION = 0.8
+"""DrugBAN's share of the target-domain pairs given, unlabelled, to training; the rest are the test set."""
+SOURCE_VAL_FRACTION = 0.1
+"""The share of the source-domain pairs held out as the validation set (`cluster_split` says why)."""
+REFERENCE_FILES: dict[str, str] = {
+    "train": "source_train.csv",
+    "val": "source_val.csv",
+    TARGET_TRAIN: "target_train.csv",
+    "test": "target_test.csv",
+}
+"""The file of each cluster split value as the reference's ``main.py --split cluster`` reads them (it reads no
+``source_val.csv``)."""
 # A split row carries the validated pair as it is, less the original SMILES text.
 _PAIR_COLUMNS: tuple[str, ...] = tuple(c for c in VALID_COLUMNS if c != "smiles_input")
 SPLIT_COLUMNS: tuple[str, ...] = ("strategy", "split", *_PAIR_COLUMNS)
@@ -113,12 +146,111 @@ def split_pairs(valid: pd.DataFrame, strategy: str, *, seed: int = 0) -> pd.Data
         return cold_split(valid, by="drug", seed=seed)
     if strategy == "cold_target":
         return cold_split(valid, by="target", seed=seed)
+    if strategy == "cluster":
+        return cluster_split(valid, seed=seed)
     raise ValueError(f"unknown split strategy {strategy!r} (known: {', '.join(SPLIT_STRATEGIES)})")
 
 
 def split_parts(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """One strategy's split table as its ``train``, ``val`` and ``test`` rows (each possibly empty)."""
+    """One strategy's split table as its ``train``, ``val`` and ``test`` rows (each possibly empty); a cluster
+    split's ``target_train`` rows are not among them (labelled training never sees them)."""
     return {name: table[table["split"] == name].reset_index(drop=True) for name in SPLITS}
+
+
+def _draw(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """``round(fraction × clusters)`` of the distinct ``labels``, drawn without replacement."""
+    distinct = np.unique(labels)
+    return rng.permutation(distinct)[: int(np.rint(fraction * len(distinct)))]
+
+
+def _cut(rows: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``rows`` in a seeded order, cut after ``round(fraction × len)``: (the first part, the rest)."""
+    order = rng.permutation(rows)
+    cut = int(np.rint(fraction * len(rows)))
+    return order[:cut], order[cut:]
+
+
+def cluster_split(
+    valid: pd.DataFrame,
+    *,
+    seed: int = 0,
+    clusters: tuple[pd.Series, pd.Series] | None = None,
+    source_fraction: float = SOURCE_FRACTION,
+    target_train_fraction: float = TARGET_TRAIN_FRACTION,
+    val_fraction: float = SOURCE_VAL_FRACTION,
+) -> pd.DataFrame:
+    """DrugBAN's cross-domain split: pairs of unseen drug clusters and unseen protein clusters as the target domain.
+
+    Drugs and targets are clustered (`data.clusters.pair_clusters`, or ``clusters``: each drug_id's and
+    target_id's label). ``source_fraction`` of the drug clusters and of the protein clusters are drawn
+    (seeded); a pair whose drug and target both lie in drawn clusters is in the source domain, one whose
+    drug and target both lie in the others is in the target domain, and any other pair is in neither and
+    left out: ``attrs["cluster_summary"]`` counts it (``dropped``), with the clusters and the pairs per
+    split, and the count is logged. The target domain is cut ``target_train_fraction`` : rest into
+    ``target_train`` (unlabelled for training) and ``test``.
+
+    Validation: the reference validates on the target test set (its ``val_generator`` is the
+    ``target_test`` loader), so its best epoch is chosen by test labels. Here ``val_fraction`` of the
+    source domain is held out as ``val`` instead and ``train`` is the rest: no target label is seen
+    before the test. Rows keep the order of ``valid``.
+    """
+    from drugrepo_assets.data.clusters import pair_clusters
+
+    valid = valid.reset_index(drop=True)
+    drug_of, target_of = clusters if clusters is not None else pair_clusters(valid)
+    drug = valid["drug_id"].map(drug_of)
+    target = valid["target_id"].map(target_of)
+    if drug.isna().any() or target.isna().any():
+        raise ValueError("clusters: every drug_id and target_id of the pairs needs a cluster label")
+    rng = np.random.default_rng(seed)
+    drawn_drugs = _draw(drug_of.to_numpy(), source_fraction, rng)
+    drawn_targets = _draw(target_of.to_numpy(), source_fraction, rng)
+    source_drugs = np.isin(drug.to_numpy(), drawn_drugs)
+    source_targets = np.isin(target.to_numpy(), drawn_targets)
+    source = np.flatnonzero(source_drugs & source_targets)
+    target_domain = np.flatnonzero(~source_drugs & ~source_targets)
+    val, train = _cut(source, val_fraction, rng)
+    target_train, test = _cut(target_domain, target_train_fraction, rng)
+
+    split = np.empty(len(valid), dtype=object)
+    kept = np.zeros(len(valid), dtype=bool)
+    for name, rows in (("train", train), ("val", val), (TARGET_TRAIN, target_train), ("test", test)):
+        split[rows] = name
+        kept[rows] = True
+    table = _layout(valid[kept].reset_index(drop=True), "cluster", split[kept])
+    summary = {
+        "drug_clusters": int(drug_of.nunique()),
+        "target_clusters": int(target_of.nunique()),
+        "source_drug_clusters": len(drawn_drugs),
+        "source_target_clusters": len(drawn_targets),
+        **{name: int((split[kept] == name).sum()) for name in CLUSTER_SPLITS},
+        "dropped": int((~kept).sum()),
+    }
+    table.attrs["cluster_summary"] = summary
+    log.info("cluster split: %s", ", ".join(f"{k} {v}" for k, v in summary.items()))
+    return table
+
+
+def reference_tables(table: pd.DataFrame, clusters: tuple[pd.Series, pd.Series]) -> dict[str, pd.DataFrame]:
+    """A cluster split (`cluster_split`) as the files the reference reads, by file name (`REFERENCE_FILES`).
+
+    Columns: ``SMILES, Protein, Y`` (the canonical pair) and ``drug_cluster, target_cluster``, as in the
+    cluster files DrugBAN ships; its ``main.py --split cluster`` reads the first three by name.
+    """
+    drug_of, target_of = clusters
+    files = {}
+    for split, name in REFERENCE_FILES.items():
+        rows = table[table["split"] == split]
+        files[name] = pd.DataFrame(
+            {
+                "SMILES": rows["smiles"].to_numpy(),
+                "Protein": rows["protein"].to_numpy(),
+                "Y": rows["label"].to_numpy(),
+                "drug_cluster": rows["drug_id"].map(drug_of).to_numpy(),
+                "target_cluster": rows["target_id"].map(target_of).to_numpy(),
+            }
+        )
+    return files
 
 
 def shipped_split_part(source_file: str) -> tuple[str, str] | None:
@@ -207,7 +339,7 @@ def make_splits(valid: pd.DataFrame, rejected: pd.DataFrame | None = None, *, se
     """
     shipped = shipped_splits(valid, rejected)
     table = pd.concat(
-        [*(split_pairs(valid, strategy, seed=seed) for strategy in SPLIT_STRATEGIES), shipped],
+        [*(split_pairs(valid, strategy, seed=seed) for strategy in _MADE_STRATEGIES), shipped],
         ignore_index=True,
     )
     table["label"] = table["label"].astype("int8")

@@ -23,7 +23,7 @@ import io
 import json
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +57,7 @@ __all__ = [
     "DomainReference",
     "build_reference",
     "drug_fingerprints",
+    "jaccard_blocks",
     "nearest_drugs",
     "nearest_targets",
     "read_reference",
@@ -156,19 +157,30 @@ class _BitMatrix:
         and that Jaccard, in float64 as RDKit's Tanimoto computes it (−1 and NaN with no reference rows)."""
         index = np.full(len(packed), -1, dtype=np.int64)
         best = np.full(len(packed), np.nan)
-        n = len(self.counts)
-        if n == 0:
+        if len(self.counts) == 0:
             return index, best
-        step = max(1, min(_CELLS // n, _CELLS // nbits))
+        for s, similarity in self.similarities(packed, nbits):
+            stop = s + similarity.shape[1]
+            index[s:stop] = similarity.argmax(axis=0)
+            best[s:stop] = similarity[index[s:stop], np.arange(stop - s)]
+        return index, best
+
+    def similarities(self, packed: np.ndarray, nbits: int) -> Iterator[tuple[int, np.ndarray]]:
+        """The Jaccard of packed query rows with every reference row, a block of queries at a time: (the block's
+        first query, float64 [reference, block]), as RDKit's Tanimoto computes it (0 where both are empty)."""
+        step = max(1, min(_CELLS // max(1, len(self.counts)), _CELLS // nbits))
         for s in range(0, len(packed), step):
             block = packed[s : s + step]
             dense = np.unpackbits(block, axis=1, count=nbits).T.astype(np.float32)
             common = (self.rows @ torch.from_numpy(dense)).numpy().astype(np.float64)  # [reference, queries]
             union = self.counts[:, None] + np.bitwise_count(block).sum(axis=1, dtype=np.int64)[None, :] - common
-            similarity = np.divide(common, union, out=np.zeros_like(common), where=union > 0)
-            index[s : s + step] = similarity.argmax(axis=0)
-            best[s : s + step] = similarity[index[s : s + step], np.arange(len(block))]
-        return index, best
+            yield s, np.divide(common, union, out=np.zeros_like(common), where=union > 0)
+
+
+def jaccard_blocks(reference: np.ndarray, queries: np.ndarray, nbits: int) -> Iterator[tuple[int, np.ndarray]]:
+    """The Jaccard of every packed query row with every packed reference row (uint8, ``nbits`` bits a row), a
+    block of queries at a time: (the block's first query, float64 [reference, block]); memory bounded by `_CELLS`."""
+    return _BitMatrix.of(reference, nbits).similarities(queries, nbits)
 
 
 def drug_fingerprints(smiles: Sequence[str], sandbox: Sandbox | None = None) -> tuple[np.ndarray, list[Refusal | None]]:

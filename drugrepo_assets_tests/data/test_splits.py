@@ -1,4 +1,4 @@
-"""Splits: fractions, seeds, cold disjointness, and DrugBAN's shipped splits read as they are."""
+"""Splits: fractions, seeds, cold and cluster disjointness, and DrugBAN's shipped splits read as they are."""
 
 from __future__ import annotations
 
@@ -9,14 +9,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from drugrepo_assets.data.clusters import pair_clusters
 from drugrepo_assets.data.sources import bundled_root, dataset_location, read_source
 from drugrepo_assets.data.splits import (
+    CLUSTER_SPLITS,
     SPLIT_COLUMNS,
+    cluster_split,
     cold_split,
     make_splits,
     random_split,
     shipped_split_part,
     shipped_splits,
+    split_pairs,
+    split_parts,
 )
 from drugrepo_assets.data.validate import ValidationResult, validate_pairs
 from drugrepo_assets_tests.data.rows import real_rows, write_csv
@@ -176,3 +181,79 @@ def test_empty_valid_table() -> None:
     table = make_splits(empty.valid, empty.rejected)
     assert list(table.columns) == list(SPLIT_COLUMNS)
     assert len(table) == 0
+
+
+@pytest.fixture(scope="module")
+def human_clusters(human: ValidationResult) -> tuple[pd.Series, pd.Series]:
+    """The single-linkage clusters of the bundled Human drugs and targets (`data.clusters`)."""
+    return pair_clusters(human.valid)
+
+
+def test_cluster_split_domains_share_no_cluster(
+    human: ValidationResult, human_clusters: tuple[pd.Series, pd.Series]
+) -> None:
+    drug_of, target_of = human_clusters
+    assert drug_of.index.is_unique and len(drug_of) == human.valid["drug_id"].nunique()
+    table = cluster_split(human.valid, seed=1, clusters=human_clusters)
+    assert list(table.columns) == list(SPLIT_COLUMNS)
+    assert set(table["strategy"]) == {"cluster"}
+    assert set(table["split"]) == set(CLUSTER_SPLITS)
+    domain = table["split"].map({"train": "source", "val": "source", "target_train": "target", "test": "target"})
+    drug = table["drug_id"].map(drug_of)
+    target = table["target_id"].map(target_of)
+    assert not set(drug[domain == "source"]) & set(drug[domain == "target"])
+    assert not set(target[domain == "source"]) & set(target[domain == "target"])
+
+    summary = table.attrs["cluster_summary"]
+    assert summary["drug_clusters"] == drug_of.nunique() and summary["target_clusters"] == target_of.nunique()
+    assert summary["source_drug_clusters"] == round(0.6 * drug_of.nunique())
+    assert summary["source_target_clusters"] == round(0.6 * target_of.nunique())
+    assert set(drug[domain == "source"]) <= set(drug_of.unique())
+    assert len(set(drug[domain == "source"])) <= summary["source_drug_clusters"]
+    sizes = table["split"].value_counts().to_dict()
+    assert {name: summary[name] for name in CLUSTER_SPLITS} == sizes
+    assert sum(sizes.values()) + summary["dropped"] == len(human.valid)  # every pair counted: kept or dropped
+    assert summary["dropped"] > 0
+    target_pairs = sizes["target_train"] + sizes["test"]
+    assert sizes["target_train"] == round(0.8 * target_pairs)
+    assert sizes["val"] == round(0.1 * (sizes["train"] + sizes["val"]))
+    assert not table.duplicated(["drug_id", "target_id"]).any()
+
+
+def test_cluster_split_mixed_pairs_are_dropped_and_counted(
+    human: ValidationResult, human_clusters: tuple[pd.Series, pd.Series]
+) -> None:
+    drug_of, target_of = human_clusters
+    table = cluster_split(human.valid, seed=2, clusters=human_clusters)
+    source_drugs = set(table.loc[table["split"].isin(["train", "val"]), "drug_id"].map(drug_of))
+    source_targets = set(table.loc[table["split"].isin(["train", "val"]), "target_id"].map(target_of))
+    kept = set(zip(table["drug_id"], table["target_id"]))
+    left_out = human.valid[[pair not in kept for pair in zip(human.valid["drug_id"], human.valid["target_id"])]]
+    assert len(left_out) == table.attrs["cluster_summary"]["dropped"]
+    in_source = left_out["drug_id"].map(drug_of).isin(source_drugs)
+    # a left-out pair with its drug in a source cluster must have its target outside the source clusters
+    assert not (in_source & left_out["target_id"].map(target_of).isin(source_targets)).any()
+
+
+def test_cluster_split_is_seeded(human: ValidationResult, human_clusters: tuple[pd.Series, pd.Series]) -> None:
+    first = cluster_split(human.valid, seed=7, clusters=human_clusters)
+    again = cluster_split(human.valid, seed=7, clusters=human_clusters)
+    assert first.equals(again) and first.attrs == again.attrs
+    other = cluster_split(human.valid, seed=8, clusters=human_clusters)
+    assert set(zip(first["drug_id"], first["split"])) != set(zip(other["drug_id"], other["split"]))
+
+
+def test_cluster_split_clusters_and_labels_follow_ids_not_row_order(
+    human: ValidationResult, human_clusters: tuple[pd.Series, pd.Series]
+) -> None:
+    subset = human.valid.iloc[::7]
+    drug_of, target_of = pair_clusters(subset.iloc[::-1])
+    # clustered in id order: the same labels whatever the row order
+    assert drug_of.equals(pair_clusters(subset)[0]) and target_of.equals(pair_clusters(subset)[1])
+    table = split_pairs(subset, "cluster", seed=3)  # computes its own clusters
+    assert table.equals(cluster_split(subset, seed=3, clusters=(drug_of, target_of)))
+    parts = split_parts(table)  # what labelled training reads: no target_train rows
+    assert set(parts) == {"train", "val", "test"}
+    assert sum(len(p) for p in parts.values()) == len(table) - (table["split"] == "target_train").sum()
+    with pytest.raises(ValueError, match="needs a cluster label"):
+        cluster_split(subset, clusters=(drug_of.iloc[1:], target_of))
