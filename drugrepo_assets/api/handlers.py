@@ -32,6 +32,7 @@ from drugrepo_assets.api.request_log import LoggedBatch, RequestLog
 from drugrepo_assets.api.schemas import PredictRequest, ScreenRequest
 from drugrepo_assets.api.settings import ServingSettings
 from drugrepo_assets.data.rules import clean_protein
+from drugrepo_assets.ml.calibration import CALIBRATED_COLUMN
 
 log = logging.getLogger(__name__)
 
@@ -267,9 +268,15 @@ def _shadow(work: Work, score: ShadowScores) -> None:
     shadow.runner.submit(copy)
 
 
-def _model_fields(served: ServedModel, role: str) -> dict[str, str]:
-    """The answering model's fields of a response."""
-    return {"model_version": served.version, "checkpoint_id": served.checkpoint_id, "role": role}
+def _model_fields(served: ServedModel, role: str) -> dict[str, Any]:
+    """The answering model's fields of a response, its temperature and whether it was fitted (`ml.calibration`)."""
+    return {
+        "model_version": served.version,
+        "checkpoint_id": served.checkpoint_id,
+        "role": role,
+        "temperature": served.temperature.value,
+        "calibrated": served.temperature.fitted,
+    }
 
 
 def predict(work: Work, raw: bytes, key: str) -> Response:
@@ -304,7 +311,11 @@ def predict(work: Work, raw: bytes, key: str) -> Response:
             return request, shadow_logits.tolist(), scores(shadow_logits).tolist()
 
         _shadow(work, shadow_scores)
-        predictions = [{"logit": float(x), "score": float(y)} for x, y in zip(logits, probabilities)]
+        calibrated = served.temperature.apply(logits)
+        predictions = [
+            {"logit": float(x), "score": float(y), CALIBRATED_COLUMN: float(c)}
+            for x, y, c in zip(logits, probabilities, calibrated)
+        ]
         return json_response(
             200,
             {"predictions": predictions, **_model_fields(served, work.role)},
@@ -353,6 +364,7 @@ def screen(work: Work, raw: bytes, key: str) -> Response:
             return pairs_of(ranked), ranked["logit"].tolist(), ranked["score"].tolist()
 
         _shadow(work, shadow_scores)
+        table[CALIBRATED_COLUMN] = served.temperature.apply(table["logit"].to_numpy())
         results = b",".join(
             _dumps(
                 {
@@ -361,6 +373,7 @@ def screen(work: Work, raw: bytes, key: str) -> Response:
                     "smiles": str(r.smiles),
                     "logit": float(r.logit),
                     "score": float(r.score),
+                    CALIBRATED_COLUMN: float(getattr(r, CALIBRATED_COLUMN)),
                     "percentile": float(r.percentile),
                 }
             )

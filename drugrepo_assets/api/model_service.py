@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from drugrepo_assets.api.molecules import Featuriser
 from drugrepo_assets.api.settings import MODELS_URI, ServingSettings
 from drugrepo_assets.api.stored_terms import CACHE, TermsSupply
 from drugrepo_assets.data.rules import Refusal, clean_protein, missing_refusal, protein_refusal, smiles_refusal
+from drugrepo_assets.ml.calibration import Temperature, checkpoint_temperature
 from drugrepo_assets.ml.dataset import MoleculeStore
 from drugrepo_assets.ml.evaluate import sigmoid
 from drugrepo_assets.ml.featurize import CompactMolecule, CompactMolecules
@@ -41,12 +42,14 @@ MESSAGE_CHARS = 500
 @dataclass
 class ServedModel:
     """A loaded model and what identifies it: ``version`` (registry name/version, or ``checkpoint:<id>`` for a
-    file) for people, ``checkpoint_id`` (`ml.model.checkpoint_id`, as in score tables and registry tags) for caches."""
+    file) for people, ``checkpoint_id`` (`ml.model.checkpoint_id`, as in score tables and registry tags) for caches,
+    and the checkpoint's ``temperature`` (`ml.calibration`) for ``calibrated_score``."""
 
     model: DrugBAN
     version: str
     checkpoint_id: str
     source: str
+    temperature: Temperature = field(default_factory=Temperature)
 
 
 def echoed(value: str, limit: int) -> str:
@@ -123,7 +126,8 @@ def load_model(checkpoint: str | None, uri: str, tracking_uri: str | None) -> Se
     """The model of the ``checkpoint`` file, else of the registry ``uri`` (an alias is pinned to the version it names)."""
     if checkpoint:
         model, extra = load_checkpoint(checkpoint)
-        return ServedModel(model, f"checkpoint:{extra['checkpoint_id']}", extra["checkpoint_id"], checkpoint)
+        version = f"checkpoint:{extra['checkpoint_id']}"
+        return ServedModel(model, version, extra["checkpoint_id"], checkpoint, checkpoint_temperature(extra))
     import mlflow
 
     if tracking_uri:
@@ -136,7 +140,7 @@ def load_model(checkpoint: str | None, uri: str, tracking_uri: str | None) -> Se
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=folder))
         path = _checkpoint_in(local) if local.is_dir() else local
         model, extra = load_checkpoint(str(path))
-    return ServedModel(model, version, extra["checkpoint_id"], uri)
+    return ServedModel(model, version, extra["checkpoint_id"], uri, checkpoint_temperature(extra))
 
 
 def load_served_model(settings: ServingSettings) -> ServedModel:

@@ -33,6 +33,12 @@ ROLE = (
     "sends it in split mode (a shadow challenger never answers)."
 )
 Role = Literal["champion", "challenger"]
+CALIBRATED = (
+    "sigmoid(logit / temperature): the interaction probability calibrated on the checkpoint's validation set "
+    "(temperature scaling); equal to score where the checkpoint records no temperature."
+)
+TEMPERATURE = "The checkpoint's temperature T, fitted on its validation set by training; 1 where it records none."
+CALIBRATED_FLAG = "Whether the checkpoint records a fitted temperature (false: calibrated_score = score, T = 1)."
 
 
 class Pair(BaseModel):
@@ -57,6 +63,7 @@ class Prediction(BaseModel):
 
     logit: float = Field(description="Raw model output.")
     score: float = Field(description="sigmoid(logit): the predicted interaction probability.")
+    calibrated_score: float = Field(description=CALIBRATED)
 
 
 class PredictResponse(BaseModel):
@@ -66,6 +73,8 @@ class PredictResponse(BaseModel):
     model_version: str = Field(description=MODEL_VERSION)
     checkpoint_id: str = Field(description=CHECKPOINT_ID)
     role: Role = Field(description=ROLE)
+    temperature: float = Field(description=TEMPERATURE)
+    calibrated: bool = Field(description=CALIBRATED_FLAG)
 
 
 class ScreenRequest(BaseModel):
@@ -87,6 +96,7 @@ class ScreenHit(BaseModel):
     smiles: str
     logit: float
     score: float
+    calibrated_score: float = Field(description=CALIBRATED)
     percentile: float = Field(description="Share of the library scoring at or below it, in percent.")
 
 
@@ -97,6 +107,8 @@ class ScreenResponse(BaseModel):
     model_version: str = Field(description=MODEL_VERSION)
     checkpoint_id: str = Field(description=CHECKPOINT_ID)
     role: Role = Field(description=ROLE)
+    temperature: float = Field(description=TEMPERATURE)
+    calibrated: bool = Field(description=CALIBRATED_FLAG)
 
 
 class Problem(BaseModel):

@@ -54,6 +54,7 @@ from drugrepo_assets.data.sources import InputFileError
 from drugrepo_assets.data.validate import target_id
 from drugrepo_assets.files import uri_of, write_bytes_atomic
 from drugrepo_assets.k8s import GPU_OP_TAGS, GPU_POOL
+from drugrepo_assets.ml.calibration import checkpoint_temperature
 from drugrepo_assets.ml.enrichment import enrichment_plot, retrospective_report
 from drugrepo_assets.ml.model import load_checkpoint
 from drugrepo_assets.ml.runtime import configure_cpu
@@ -521,7 +522,11 @@ def merge_tiles(
             f"{drugban_checkpoint.checkpoint}: no training reference beside it; the domain columns are empty"
         )
     known = pairs.loc[pairs["label"] == 1, ["target_id", "drug_id"]]
-    answers = answer(root, run, settings, first.checkpoint_id, known, domain)
+    _, extra = load_checkpoint(str(storage.local_copy(drugban_checkpoint.checkpoint)))
+    temperature = checkpoint_temperature(extra)  # for calibrated_score
+    if (note := temperature.note()) is not None:
+        context.log.warning(f"{drugban_checkpoint.checkpoint}: {note}")
+    answers = answer(root, run, settings, first.checkpoint_id, known, domain, temperature)
     written = write_answers(root, answers, per_drug=screening.top_per_drug is not None)
     refused_molecules = rejected_rows(root, run.shards)
     rejected = pd.concat(

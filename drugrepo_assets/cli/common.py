@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import torch
 
+    from drugrepo_assets.ml.calibration import Temperature
     from drugrepo_assets.ml.model import DrugBAN
 
 __all__ = [
@@ -371,16 +372,17 @@ def checkpoint_failure(path: str, exc: Exception) -> str:
     return ("truncated or not a checkpoint" if "zip archive" in detail else "not a DrugBAN checkpoint") + f" ({detail})"
 
 
-def load_model(command: str, path: str) -> tuple[DrugBAN, str] | None:
-    """The checkpoint's model and `checkpoint_id`, or None after one error line ``checkpoint PATH: why``
+def load_model(command: str, path: str) -> tuple[DrugBAN, str, Temperature] | None:
+    """The checkpoint's model, `checkpoint_id` and temperature (`ml.calibration`), or None after one error line ``checkpoint PATH: why``
     (missing, empty, truncated, out of the format's bounds, altered, or not a DrugBAN checkpoint)."""
+    from drugrepo_assets.ml.calibration import checkpoint_temperature
     from drugrepo_assets.ml.model import load_checkpoint
 
     problem = checkpoint_problem(path)
     if problem is None:
         try:
             model, extra = load_checkpoint(path)
-            return model, str(extra["checkpoint_id"])
+            return model, str(extra["checkpoint_id"]), checkpoint_temperature(extra)
         except Exception as exc:  # every failure is one line naming the file, never a traceback
             problem = checkpoint_failure(path, exc)
     error(command, f"checkpoint {path}: {problem}")

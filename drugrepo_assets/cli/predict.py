@@ -70,11 +70,15 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_model("predict", args.checkpoint)
     if loaded is None:
         return EXIT_BAD_INPUT
-    model, _ = loaded
+    model, _, temperature = loaded
     configure_cpu(args.threads)
-    scored = score_table(model.to(device), table, smiles_col, protein_col, args.batch_size, device)
+    scored = score_table(
+        model.to(device), table, smiles_col, protein_col, args.batch_size, device, temperature=temperature
+    )
     write_table(args.out, scored.table, args.s3_endpoint_url)
     print(f"scored {len(table) - scored.n_failed} of {len(table)} pairs; wrote {args.out}")
+    if (note := temperature.note()) is not None:
+        print(f"predict: {note}", file=sys.stderr)
     if scored.n_failed:
         bad = scored.table["error"].to_numpy() != ""
         print(f"{scored.n_failed} rows could not be scored (logit empty, reason in column 'error'):", file=sys.stderr)
@@ -102,7 +106,9 @@ def add_parser(subparsers: Subparsers) -> None:
             "columns are SMILES/Protein or smiles/protein (the valid.parquet of 'drugrepo validate', an "
             "earlier predict's output) unless --smiles-col/--protein-col name them. The output (a file "
             "or an s3:// key; CSV, CSV.gz or Parquet as its suffix says: .csv, .csv.gz, .parquet, .pq) keeps the input's rows, order and columns (a folder's rows also get "
-            "source_file and source_row) and adds logit, score = sigmoid(logit) and error (why a row "
+            "source_file and source_row) and adds logit, score = sigmoid(logit), calibrated_score = "
+            "sigmoid(logit / T) (T: the temperature fitted on validation by 'drugrepo train'; 1 for a "
+            "checkpoint without one, said once on stderr) and error (why a row "
             "could not be scored; empty otherwise). Exit 2 for an unusable input, checkpoint or --out."
         ),
     )

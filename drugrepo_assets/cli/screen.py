@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_model("screen", args.checkpoint)
     if loaded is None:
         return EXIT_BAD_INPUT
-    model, ckpt = loaded
+    model, ckpt, temperature = loaded
     configure_cpu(args.threads)
     engine = ScreeningEngine(model, device=device, drug_chunk=args.batch_size)
     blocks = target_blocks(targets.kept, args.target_block)
@@ -181,7 +181,9 @@ def run(args: argparse.Namespace) -> int:
             f"{args.checkpoint}: no training reference beside it; the applicability-domain columns are empty",
             file=sys.stderr,
         )
-    answers = answer(root, screened, settings, ckpt, known, domain)
+    answers = answer(root, screened, settings, ckpt, known, domain, temperature)
+    if (note := temperature.note()) is not None:
+        print(f"screen: {note}", file=sys.stderr)
     write_answers(root, answers, per_drug=args.top_per_drug is not None)
     wrote = f"the best {args.top} per target to {args.out}/top.csv"
     if args.top_per_drug is not None:

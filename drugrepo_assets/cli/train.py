@@ -102,6 +102,7 @@ def _metrics(
     }
     if evaluation is not None:
         metrics.update({name: m.as_dict() for name, m in evaluation.metrics.items()})
+        metrics["calibration"] = {name: c.as_dict() for name, c in evaluation.calibration().items()}
     return metrics
 
 

@@ -7,16 +7,24 @@ threshold is the F1-optimal one on validation (`evaluate.choose_threshold`), app
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from drugrepo_assets.ml.calibration import (
+    Calibration,
+    Reliability,
+    Temperature,
+    calibration,
+    checkpoint_temperature,
+    reliability,
+)
 from drugrepo_assets.ml.dataset import PairData
 from drugrepo_assets.ml.evaluate import BinaryMetrics, evaluate, sigmoid
-from drugrepo_assets.ml.model import DrugBAN, DrugBANConfig
+from drugrepo_assets.ml.model import DrugBAN, DrugBANConfig, load_checkpoint
 from drugrepo_assets.ml.predict import predict_logits
 from drugrepo_assets.ml.train import EpochRecord, TrainConfig, TrainResult, train
 
@@ -28,10 +36,27 @@ def pair_data(table: pd.DataFrame) -> PairData:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Validation and test metrics at the validation threshold, and the scores (probabilities) behind them."""
+    """Validation and test metrics at the validation threshold, the scores (probabilities) and logits behind
+    them, and the checkpoint's temperature (`ml.calibration`)."""
 
     metrics: dict[str, BinaryMetrics]
     scores: dict[str, np.ndarray]
+    logits: dict[str, np.ndarray] = field(default_factory=dict)
+    labels: dict[str, np.ndarray] = field(default_factory=dict)
+    temperature: Temperature = field(default_factory=Temperature)
+
+    def calibration(self) -> dict[str, Calibration]:
+        """Brier score and ECE of each split before and after temperature scaling."""
+        return {name: calibration(self.labels[name], logits, self.temperature) for name, logits in self.logits.items()}
+
+    def reliability(self, split: str) -> dict[str, Reliability]:
+        """Reliability curves of ``split``, raw and temperature-scaled, keyed by a legend label."""
+        labels, logits = self.labels[split], self.logits[split]
+        scaled = f"T = {self.temperature.value:.3g}" if self.temperature.fitted else "T = 1 (none recorded)"
+        return {
+            "raw": reliability(labels, sigmoid(logits)),
+            scaled: reliability(labels, self.temperature.apply(logits)),
+        }
 
     @property
     def threshold(self) -> float:
@@ -40,16 +65,22 @@ class Evaluation:
 
 
 def evaluate_model(
-    model: DrugBAN, val: PairData, test: PairData, device: str | torch.device = "cpu", batch_size: int = 256
+    model: DrugBAN,
+    val: PairData,
+    test: PairData,
+    device: str | torch.device = "cpu",
+    batch_size: int = 256,
+    temperature: Temperature | None = None,
 ) -> Evaluation:
-    """Score ``val`` and ``test`` with ``model``; metrics on both at the threshold chosen on ``val``."""
-    scores = {
-        name: sigmoid(predict_logits(model, data, batch_size, device)) for name, data in (("val", val), ("test", test))
-    }
+    """Score ``val`` and ``test`` with ``model``; metrics on both at the threshold chosen on ``val``, and
+    calibration with the checkpoint's ``temperature`` (None: T = 1, not fitted)."""
+    logits = {name: predict_logits(model, data, batch_size, device) for name, data in (("val", val), ("test", test))}
+    scores = {name: sigmoid(x) for name, x in logits.items()}
     if val.labels is None or test.labels is None:
         raise ValueError("evaluation needs labelled validation and test pairs")
-    metrics = evaluate(val.labels.numpy(), scores["val"], test.labels.numpy(), scores["test"])
-    return Evaluation(metrics=metrics, scores=scores)
+    labels = {"val": val.labels.numpy(), "test": test.labels.numpy()}
+    metrics = evaluate(labels["val"], scores["val"], labels["test"], scores["test"])
+    return Evaluation(metrics, scores, logits, labels, temperature or Temperature())
 
 
 def train_and_evaluate(
@@ -66,4 +97,5 @@ def train_and_evaluate(
     test = parts.get("test")
     if test is None or test.labels is None or not len(test):
         return result, None
-    return result, evaluate_model(result.model, parts["val"], test, result.device, config.eval_batch_size)
+    temperature = checkpoint_temperature(load_checkpoint(str(result.best_path))[1])  # fitted by training
+    return result, evaluate_model(result.model, parts["val"], test, result.device, config.eval_batch_size, temperature)

@@ -15,6 +15,7 @@ import torch
 from drugrepo_assets.data.columns import pair_column_names
 from drugrepo_assets.data.rules import clean_protein, protein_refusal
 from drugrepo_assets.data.sandbox import Sandbox
+from drugrepo_assets.ml.calibration import CALIBRATED_COLUMN, Temperature
 from drugrepo_assets.ml.dataset import MoleculeStore, PairData
 from drugrepo_assets.ml.evaluate import sigmoid
 from drugrepo_assets.ml.featurize import CompactMolecule, CompactMolecules, compact_answers, encode_proteins
@@ -43,7 +44,7 @@ def predict_logits(
 
 @dataclass
 class ScoredTable:
-    """The input table with ``logit``, ``score`` and ``error`` columns, and the count of bad rows."""
+    """The input table with ``logit``, ``score``, ``calibrated_score`` and ``error`` columns, and the count of bad rows."""
 
     table: pd.DataFrame
     n_failed: int
@@ -71,11 +72,13 @@ def score_table(
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     sandbox: Sandbox | None = None,
+    temperature: Temperature | None = None,
 ) -> ScoredTable:
     """Score every row of ``table``; rows that cannot be scored keep NaN and say why in ``error``.
 
     The SMILES and protein columns are found under any of their names (`data.columns`) unless named.
     Molecules are featurised in ``sandbox`` (a `data.sandbox.molecule_sandbox`; else the process's shared one).
+    ``calibrated_score`` is sigmoid(logit / T) with the checkpoint's ``temperature`` (`ml.calibration`; None: T = 1).
     """
     found = {
         field: names[0] for field, names in pair_column_names(table.columns, ("SMILES", "Protein")).items() if names
@@ -106,5 +109,6 @@ def score_table(
     out = table.copy()
     out["logit"] = logits
     out["score"] = sigmoid(logits)
+    out[CALIBRATED_COLUMN] = (temperature or Temperature()).apply(logits)
     out["error"] = errors
     return ScoredTable(table=out, n_failed=int((~ok).sum()))

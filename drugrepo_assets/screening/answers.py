@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from drugrepo_assets.ml.calibration import CALIBRATED_COLUMN, Temperature
 from drugrepo_assets.ml.evaluate import sigmoid
 from drugrepo_assets.ml.scores import best_rows
 from drugrepo_assets.screening.plan import TargetBlock, tile_name
@@ -47,6 +48,7 @@ ANSWER_COLUMNS: tuple[str, ...] = (
     "smiles",
     "logit",
     "score",
+    CALIBRATED_COLUMN,
     "rank_in_target",
     "percentile_in_target",
     "rank_in_drug",
@@ -104,8 +106,10 @@ def build_answers(
     blocks: Sequence[TargetBlock],
     settings: TileSettings,
     known: pd.DataFrame | None = None,
+    temperature: Temperature | None = None,
 ) -> Answers:
-    """The answer tables of a screen whose tiles (``shards`` in library order × ``blocks``) are all done under ``root``."""
+    """The answer tables of a screen whose tiles (``shards`` in library order × ``blocks``) are all done under ``root``;
+    ``calibrated_score`` uses the checkpoint's ``temperature`` (None: T = 1)."""
     target_ids = [t for b in blocks for t in b.ids]
     n_targets = len(target_ids)
     counts = [_shard_molecules(root, s, blocks) for s in shards]
@@ -152,6 +156,7 @@ def build_answers(
                 "smiles": smiles,
                 "logit": pairs.logit.astype(np.float32),
                 "score": sigmoid(pairs.logit.astype(np.float32)),
+                CALIBRATED_COLUMN: (temperature or Temperature()).apply(pairs.logit.astype(np.float32)),
                 "rank_in_target": higher_target + 1,
                 "percentile_in_target": 100.0 * (n_drugs - higher_target) / max(n_drugs, 1),
                 "rank_in_drug": higher_drug + 1,

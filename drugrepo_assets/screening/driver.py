@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from drugrepo_assets.files import is_local, write_bytes_atomic
+from drugrepo_assets.ml.calibration import Temperature
 from drugrepo_assets.ml.scores import rank_dataset, shard_drug_ids, target_logits
 from drugrepo_assets.ml.screen import ScreeningEngine
 from drugrepo_assets.screening.answers import Answers, build_answers
@@ -158,10 +159,12 @@ def answer(
     checkpoint_id: str,
     known: pd.DataFrame | None = None,
     domain: Any | None = None,
+    temperature: Temperature | None = None,
 ) -> Answers:
     """The screen's answer tables, each pair with its applicability domain (``domain``: the checkpoint's
-    `screening.domain.DomainReference`; None leaves those columns empty) and the checkpoint id."""
-    answers = build_answers(root, run.shards, run.blocks, settings, known)
+    `screening.domain.DomainReference`; None leaves those columns empty) and the checkpoint id; ``temperature``:
+    the checkpoint's (`ml.calibration`), for ``calibrated_score``."""
+    answers = build_answers(root, run.shards, run.blocks, settings, known, temperature)
     sequences = {t: s for b in run.blocks for t, s in zip(b.ids, b.sequences)}
     tables = [answers.per_target, answers.per_drug, answers.repurposing]
     for table in tables:

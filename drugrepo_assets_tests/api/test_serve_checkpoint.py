@@ -8,10 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import requests
 import torch
 
-from drugrepo_assets.ml.model import CHECKPOINT_FORMAT, DrugBANConfig
+from drugrepo_assets.ml.calibration import TEMPERATURE_KEY
+from drugrepo_assets.ml.model import CHECKPOINT_FORMAT, DrugBANConfig, load_checkpoint, save_checkpoint
 from drugrepo_assets_tests.api.servers import running_api
 
 BIN = Path(sys.executable).parent
@@ -72,3 +74,24 @@ def test_an_imported_reference_checkpoint_is_served_under_the_raw_files_id(tmp_p
     with running_api(tmp_path / "api", ["--checkpoint", str(imported)], {"DRUGREPO_API_KEYS": KEY}) as api:
         ready = requests.get(f"{api.url}/readyz", timeout=30).json()
     assert ready["checkpoint_id"] == ident
+
+
+def test_a_checkpoints_temperature_calibrates_predict_and_screen(tmp_path: Path, golden_dir: Path) -> None:
+    model, _ = load_checkpoint(str(golden_dir / "model_state.pt"))
+    save_checkpoint(str(tmp_path / "scaled.pt"), model, **{TEMPERATURE_KEY: 2.5})
+    pairs = [
+        {"smiles": "CC(=O)Oc1ccccc1C(=O)O", "protein": "MKTAYIAKQRQISFVKSHFSRQ" * 3},
+        {"smiles": "CCO", "protein": "MSTNPKPQRK" * 4},
+    ]
+    headers = {"X-API-Key": KEY}
+    with running_api(
+        tmp_path / "api", ["--checkpoint", str(tmp_path / "scaled.pt")], {"DRUGREPO_API_KEYS": KEY}
+    ) as api:
+        predicted = requests.post(f"{api.url}/v1/predict", json={"pairs": pairs}, headers=headers, timeout=60).json()
+        screen = {"protein": pairs[0]["protein"], "smiles": [p["smiles"] for p in pairs]}
+        screened = requests.post(f"{api.url}/v1/screen", json=screen, headers=headers, timeout=60).json()
+    for body, rows in ((predicted, predicted["predictions"]), (screened, screened["results"])):
+        assert body["temperature"] == 2.5 and body["calibrated"] is True
+        logits = np.array([r["logit"] for r in rows])
+        np.testing.assert_allclose([r["calibrated_score"] for r in rows], 1 / (1 + np.exp(-logits / 2.5)), rtol=1e-9)
+        np.testing.assert_allclose([r["score"] for r in rows], 1 / (1 + np.exp(-logits)), rtol=1e-9)

@@ -23,12 +23,37 @@ def test_predict_reproduces_the_reference_checkpoint(tmp_path: Path, golden_dir:
     )
     scored = pd.read_csv(out, keep_default_na=False)
     original = pd.read_csv(pairs)
-    assert list(scored.columns) == [*original.columns, "logit", "score", "error"]
+    assert list(scored.columns) == [*original.columns, "logit", "score", "calibrated_score", "error"]
     assert scored["SMILES"].tolist() == original["SMILES"].tolist()  # row order kept
     expected = np.load(golden_dir / "model_io.npz")
     np.testing.assert_allclose(scored["logit"].astype(float), expected["logit"], atol=1e-5, rtol=0)
     np.testing.assert_allclose(scored["score"].astype(float), expected["prob"], atol=2e-6, rtol=0)
     assert (scored["error"] == "").all()
+    assert (scored["calibrated_score"] == scored["score"]).all()  # the reference state_dict records no temperature
+
+
+def test_predict_reports_the_calibrated_probability_of_the_checkpoints_temperature(
+    tmp_path: Path, golden_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import numpy as np
+
+    from drugrepo_assets.ml.calibration import TEMPERATURE_KEY
+    from drugrepo_assets.ml.model import load_checkpoint, save_checkpoint
+
+    pairs = str(golden_dir / "model_pairs.csv")
+    raw = ["predict", "--checkpoint", str(golden_dir / "model_state.pt"), "--pairs", pairs]
+    assert main([*raw, "--out", str(tmp_path / "raw.csv")]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "temperature" in line]
+    assert notes == ["predict: the checkpoint records no temperature: calibrated_score = score (T = 1, not calibrated)"]
+    model, _ = load_checkpoint(str(golden_dir / "model_state.pt"))
+    save_checkpoint(str(tmp_path / "scaled.pt"), model, **{TEMPERATURE_KEY: 2.5})
+    scaled = ["predict", "--checkpoint", str(tmp_path / "scaled.pt"), "--pairs", pairs]
+    assert main([*scaled, "--out", str(tmp_path / "scaled.csv")]) == 0
+    assert "temperature" not in capsys.readouterr().err
+    table = pd.read_csv(tmp_path / "scaled.csv")
+    logits = table["logit"].to_numpy(dtype=np.float64)
+    np.testing.assert_allclose(table["calibrated_score"], 1 / (1 + np.exp(-logits / 2.5)), rtol=1e-6)
+    np.testing.assert_array_equal(np.argsort(table["calibrated_score"]), np.argsort(logits))
 
 
 def test_predict_reports_bad_rows_and_keeps_them(
@@ -117,12 +142,12 @@ def test_predict_reads_a_folder_of_pair_files(
     )
     scored = pd.read_csv(tmp_path / "f.csv", keep_default_na=False)
     whole = pd.read_csv(tmp_path / "all_scored.csv", keep_default_na=False)
-    assert list(scored.columns) == [*golden.columns, "source_file", "source_row", "logit", "score", "error"]
+    assert list(scored.columns) == [*golden.columns, "source_file", "source_row", "logit", "score", "calibrated_score", "error"]
     assert scored["source_file"].tolist() == ["a.csv"] * 3 + ["sub/b.parquet"] * 2
     assert scored["source_row"].tolist() == [1, 2, 3, 1, 2]
     assert scored["SMILES"].tolist() == golden["SMILES"].tolist()
     assert abs(scored["logit"] - whole["logit"]).max() < 1e-5
-    assert list(whole.columns) == [*golden.columns, "logit", "score", "error"]  # one file: its own columns
+    assert list(whole.columns) == [*golden.columns, "logit", "score", "calibrated_score", "error"]  # one file: its own columns
 
 
 def test_predict_finds_its_columns_under_either_name_and_the_flags_win(
@@ -138,7 +163,7 @@ def test_predict_finds_its_columns_under_either_name_and_the_flags_win(
     args = ["predict", "--checkpoint", ckpt, "--pairs", str(both), "--smiles-col", "smiles"]
     assert main([*args, "--out", str(tmp_path / "named.csv")]) == 0
     named = pd.read_csv(tmp_path / "named.csv", keep_default_na=False)
-    assert list(named.columns) == ["SMILES", "smiles", "protein", "logit", "score", "error"]
+    assert list(named.columns) == ["SMILES", "smiles", "protein", "logit", "score", "calibrated_score", "error"]
     assert named["error"].iat[0] == "" and named["logit"].iat[0] != ""
     other = write_csv(tmp_path / "other.csv", [(smiles, protein)], header=("drug", "target"))
     assert main(["predict", "--checkpoint", ckpt, "--pairs", str(other), "--out", str(tmp_path / "o.csv")]) == 2

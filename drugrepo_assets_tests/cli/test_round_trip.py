@@ -134,6 +134,7 @@ def test_validate_and_train_to_predict_then_predict_to_validate_and_predict(
         "smiles_input",
         "logit",
         "score",
+        "calibrated_score",
         "error",
     ]
     assert (scored["error"] == "").all() and scored["drug_id"].tolist() == valid["drug_id"].tolist()

@@ -127,7 +127,7 @@ def test_predict_writes_the_format_its_suffix_names(tmp_path: Path, golden_dir: 
     assert (tmp_path / "o.parquet").read_bytes()[:4] == b"PAR1"
     as_csv = pd.read_csv(tmp_path / "o.csv", keep_default_na=False)
     as_parquet = pd.read_parquet(tmp_path / "o.parquet")
-    assert list(as_parquet.columns) == [*pairs.columns, "logit", "score", "error"]
+    assert list(as_parquet.columns) == [*pairs.columns, "logit", "score", "calibrated_score", "error"]
     pd.testing.assert_series_equal(as_parquet["logit"], as_csv["logit"], atol=1e-6, check_dtype=False)
     assert as_parquet["SMILES"].tolist() == pairs["SMILES"].tolist()
     unzipped = gzip.decompress((tmp_path / "o.csv.gz").read_bytes())

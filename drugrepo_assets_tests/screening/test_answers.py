@@ -12,6 +12,7 @@ import pytest
 
 from drugrepo_assets.data.library import iter_library
 from drugrepo_assets.data.sources import bundled_root
+from drugrepo_assets.ml.calibration import CALIBRATED_COLUMN, Temperature
 from drugrepo_assets.ml.model import load_checkpoint
 from drugrepo_assets.ml.screen import ScreeningEngine
 from drugrepo_assets.screening.answers import ANSWER_COLUMNS, build_answers
@@ -162,3 +163,21 @@ def test_a_copied_molecule_shares_its_original_rank_in_every_target(
                 assert a["rank_in_target"] == b["rank_in_target"] and a["logit"] == b["logit"]
                 shared += 1
     assert shared >= 1  # at least one copied pair made a top list (the library is small, TOP = 5)
+
+
+def test_every_table_reports_the_calibrated_score_of_the_checkpoints_temperature(
+    screened: tuple[Path, ScreenRun, TileSettings],
+) -> None:
+    root, run, settings = screened
+    plain = build_answers(root, run.shards, run.blocks, settings)
+    scaled = build_answers(root, run.shards, run.blocks, settings, temperature=Temperature(2.0, fitted=True))
+    for got, base in (
+        (scaled.per_target, plain.per_target),
+        (scaled.per_drug, plain.per_drug),
+        (scaled.repurposing, plain.repurposing),
+    ):
+        assert list(got.columns).index(CALIBRATED_COLUMN) == list(got.columns).index("score") + 1
+        assert (base[CALIBRATED_COLUMN] == base["score"]).all()  # no temperature: T = 1
+        logits = got["logit"].to_numpy(np.float64)
+        np.testing.assert_allclose(got[CALIBRATED_COLUMN], 1 / (1 + np.exp(-logits / 2.0)), rtol=1e-6)
+        pd.testing.assert_frame_equal(got.drop(columns=CALIBRATED_COLUMN), base.drop(columns=CALIBRATED_COLUMN))
