@@ -142,12 +142,26 @@ def test_predict_reads_a_folder_of_pair_files(
     )
     scored = pd.read_csv(tmp_path / "f.csv", keep_default_na=False)
     whole = pd.read_csv(tmp_path / "all_scored.csv", keep_default_na=False)
-    assert list(scored.columns) == [*golden.columns, "source_file", "source_row", "logit", "score", "calibrated_score", "error"]
+    assert list(scored.columns) == [
+        *golden.columns,
+        "source_file",
+        "source_row",
+        "logit",
+        "score",
+        "calibrated_score",
+        "error",
+    ]
     assert scored["source_file"].tolist() == ["a.csv"] * 3 + ["sub/b.parquet"] * 2
     assert scored["source_row"].tolist() == [1, 2, 3, 1, 2]
     assert scored["SMILES"].tolist() == golden["SMILES"].tolist()
     assert abs(scored["logit"] - whole["logit"]).max() < 1e-5
-    assert list(whole.columns) == [*golden.columns, "logit", "score", "calibrated_score", "error"]  # one file: its own columns
+    assert list(whole.columns) == [
+        *golden.columns,
+        "logit",
+        "score",
+        "calibrated_score",
+        "error",
+    ]  # one file: its own columns
 
 
 def test_predict_finds_its_columns_under_either_name_and_the_flags_win(
