@@ -96,6 +96,10 @@ def test_predict_equals_drugrepo_predict_in_order(
     assert len(logits) == len(golden_pairs) == len(cli)
     np.testing.assert_allclose(logits, cli["logit"].to_numpy(), atol=1e-4, rtol=0)
     np.testing.assert_allclose([p["score"] for p in body["predictions"]], 1 / (1 + np.exp(-logits)), atol=1e-9)
+    calibrated = [p["calibrated_score"] for p in body["predictions"]]
+    np.testing.assert_allclose(calibrated, [p["score"] for p in body["predictions"]], rtol=1e-12)
+    assert body["temperature"] == 1.0 and body["calibrated"] is False  # the golden state_dict records no temperature
+    np.testing.assert_allclose([p["calibrated_score"] for p in body["predictions"]], cli["calibrated_score"], atol=1e-4)
     np.testing.assert_allclose(logits, np.load(golden_dir / "model_io.npz")["logit"], atol=1e-4, rtol=0)
     checkpoint_id = load_checkpoint(str(golden_dir / "model_state.pt"))[1]["checkpoint_id"]
     assert len(checkpoint_id) == CHECKPOINT_ID_CHARS
@@ -145,6 +149,9 @@ def test_screen_ranks_like_drugrepo_screen(
     assert [r["id"] for r in results] == cli["drug_id"].tolist()
     np.testing.assert_allclose([r["logit"] for r in results], cli["logit"], atol=1e-4, rtol=0)
     assert [r["rank"] for r in results] == cli["rank_in_target"].tolist()
+    np.testing.assert_allclose([r["calibrated_score"] for r in results], [r["score"] for r in results], rtol=1e-7)
+    np.testing.assert_allclose([r["calibrated_score"] for r in results], cli["calibrated_score"], atol=1e-4)
+    assert response.json()["calibrated"] is False and response.json()["temperature"] == 1.0
     top = _post(api, "/v1/screen", {"protein": protein, "smiles": smiles, "top": 3}).json()["results"]
     assert [r["smiles"] for r in top] == [r["smiles"] for r in results[:3]]
 
