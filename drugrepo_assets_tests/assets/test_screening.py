@@ -118,6 +118,7 @@ def test_the_default_screen_knows_the_datasets_pairs_and_its_enrichment_is_over_
         (d, t) for d, t in positives if t in set(table["target_id"]) and d in set(table["drug_id"])
     }
     assert table["nearest_training_drug"].notna().all() and (table["drug_similarity"] == 1.0).all()  # trained on them
+    assert (table["calibrated_score"] == table["score"]).all()  # the golden checkpoint records no temperature: T = 1
 
     candidates = screening.table("repurposing_candidates")
     assert candidates["repurposing_rank"].tolist() == list(range(1, len(table) + 1))
