@@ -39,11 +39,12 @@ from drugrepo_assets.assets.metadata import image_markdown, metadata_table
 from drugrepo_assets.data.splits import split_subset
 from drugrepo_assets.files import uri_of
 from drugrepo_assets.k8s import GPU_OP_TAGS, GPU_POOL
+from drugrepo_assets.ml.calibration import checkpoint_temperature
 from drugrepo_assets.ml.dataset import PairData
 from drugrepo_assets.ml.evaluate import BinaryMetrics
 from drugrepo_assets.ml.model import DrugBAN, checkpoint_id, load_checkpoint
 from drugrepo_assets.ml.pipeline import evaluate_model
-from drugrepo_assets.ml.plots import atom_attention, attention_png, pr_png, roc_png
+from drugrepo_assets.ml.plots import atom_attention, attention_png, pr_png, reliability_png, roc_png
 from drugrepo_assets.ml.runtime import configure_cpu
 from drugrepo_assets.ml.train import EpochRecord, TrainResult, resolve_device, train
 from drugrepo_assets.partitions import dataset_partitions
@@ -60,6 +61,8 @@ from drugrepo_assets.storage import StorageResource
 
 CHECKPOINT_ID_TAG = "drugrepo.checkpoint_id"
 """MLflow tag of the training run: the `checkpoint_id` of the checkpoint it logged."""
+RELIABILITY_PICTURE = "reliability_test.png"
+"""model_evaluation's reliability diagram of the test pairs, raw and temperature-scaled (`ml.calibration`)."""
 HISTORY_COLUMNS = {
     "epoch": "int",
     "train_loss": "float",
@@ -298,7 +301,10 @@ def model_evaluation(
     ckpt = drugban_checkpoint
     configure_cpu(training_profile.threads)
     device = resolve_device(training_profile.device)
-    model, _ = load_checkpoint(str(storage.local_copy(ckpt.checkpoint)), map_location=device)
+    model, extra = load_checkpoint(str(storage.local_copy(ckpt.checkpoint)), map_location=device)
+    temperature = checkpoint_temperature(extra)  # fitted on validation by training; T = 1 where none is recorded
+    if (note := temperature.note()) is not None:
+        context.log.warning(f"{ckpt.checkpoint}: {note}")
     sets = {
         split: load_pairs(
             dataset_splits,
@@ -313,19 +319,22 @@ def model_evaluation(
         for split in ("val", "test")
     }
     evaluation = evaluate_model(
-        model, sets["val"][1], sets["test"][1], device, training_profile.train_config().eval_batch_size
+        model, sets["val"][1], sets["test"][1], device, training_profile.train_config().eval_batch_size, temperature
     )
+    calibrated = {name: c.as_dict() for name, c in evaluation.calibration().items()}
     val, test = evaluation.metrics["val"], evaluation.metrics["test"]
     test_rows, test_data = sets["test"]
     pictures = _pictures(
         ckpt.dataset, model, device, test_rows, test_data, evaluation.scores["test"], test, training_profile
     )
+    pictures[RELIABILITY_PICTURE] = reliability_png(evaluation.reliability("test"), f"{ckpt.dataset} test reliability")
     paths = {
         name: storage.write_bytes(png, "model_evaluation", ckpt.dataset, f"{context.run.run_id}/{name}")
         for name, png in pictures.items()
     }
     run = mlflow_tracking.existing_run(ckpt.mlflow_run_id, ckpt.mlflow_experiment_id)
     run.log_metrics({f"test_{k}": v for k, v in test.as_dict().items()})
+    run.log_metrics({f"test_{k}": float(v) for k, v in calibrated["test"].items() if k not in ("n", "fitted")})
     for name, png in pictures.items():
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(tmp) / name
@@ -343,7 +352,7 @@ def model_evaluation(
     curves = [
         image_markdown(name.removesuffix(".png"), png)
         for name, png in pictures.items()
-        if not name.startswith("attention")
+        if not name.startswith("attention") and name != RELIABILITY_PICTURE
     ]
     attention = [
         image_markdown(name.removesuffix(".png"), png) for name, png in pictures.items() if name.startswith("attention")
@@ -358,6 +367,8 @@ def model_evaluation(
             "threshold": MetadataValue.float(evaluation.threshold),
             "test_metrics": MetadataValue.json(test.as_dict()),
             "curves": MetadataValue.md("\n\n".join(curves)),
+            "calibration": MetadataValue.json(calibrated),
+            "reliability": MetadataValue.md(image_markdown("reliability_test", pictures[RELIABILITY_PICTURE])),
             "attention": MetadataValue.md("\n\n".join(attention) or "no positive test pair"),
             "pictures": MetadataValue.path(str(Path(next(iter(paths.values()))).parent)),
             "mlflow_run": MetadataValue.url(run.url),

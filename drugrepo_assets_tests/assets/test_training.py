@@ -25,6 +25,7 @@ from mlflow import MlflowClient
 from drugrepo_assets.assets.training import CHECKPOINT_ID_TAG, load_pairs
 from drugrepo_assets.definitions import all_asset_checks, all_assets
 from drugrepo_assets.files import uri_of
+from drugrepo_assets.ml.calibration import checkpoint_temperature
 from drugrepo_assets.ml.model import CHECKPOINT_ID_CHARS, checkpoint_id, load_checkpoint, save_checkpoint
 from drugrepo_assets.ml.pipeline import evaluate_model
 from drugrepo_assets.partitions import dataset_partitions
@@ -165,6 +166,20 @@ def test_evaluation_writes_curves_and_attention_pictures(stage: Stage) -> None:
     meta = stage.metadata("model_evaluation")
     assert meta["curves"].count("data:image/png;base64,") == 2
     assert meta["attention"].count("data:image/png;base64,") == 2
+    assert "reliability_test.png" in names and meta["reliability"].count("data:image/png;base64,") == 1
+
+
+def test_evaluation_shows_calibration_before_and_after_the_checkpoints_temperature(stage: Stage) -> None:
+    checkpoint = CheckpointRecord.model_validate(stage.value("drugban_checkpoint"))
+    temperature = checkpoint_temperature(load_checkpoint(checkpoint.checkpoint)[1])
+    assert temperature.fitted  # training stored the temperature fitted on validation in best.pt
+    calibration = stage.metadata("model_evaluation")["calibration"]
+    assert set(calibration) == {"val", "test"}
+    for split in ("val", "test"):
+        row = calibration[split]
+        assert row["temperature"] == temperature.value and row["fitted"] is True
+        assert {"brier_raw", "brier_calibrated", "ece_raw", "ece_calibrated"} <= set(row)
+        assert all(0.0 <= row[k] <= 1.0 for k in ("brier_raw", "brier_calibrated", "ece_raw", "ece_calibrated"))
 
 
 def test_mlflow_run_has_params_epoch_metrics_checkpoint_and_working_links(stage: Stage, mlflow_server: str) -> None:
