@@ -32,6 +32,7 @@ __all__ = [
     "Discriminator",
     "RandomLayer",
     "ReverseLayerF",
+    "cdan_step",
     "cross_entropy_logits",
     "da_lambda_decay",
     "entropy_logits",
@@ -218,3 +219,35 @@ def features_and_scores(model: DrugBAN, graphs: GraphBatch, proteins: Tensor) ->
     finally:
         handle.remove()
     return kept[0], scores
+
+
+def cdan_step(
+    model: DrugBAN,
+    cdan: CDAN,
+    optimizers: tuple[torch.optim.Optimizer, torch.optim.Optimizer],
+    source: tuple[GraphBatch, Tensor, Tensor],
+    target: tuple[GraphBatch, Tensor],
+    adapt: bool,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """One step of the reference's ``train_da_epoch``: (total, model, domain) loss of the batch.
+
+    ``source`` is (graphs, protein codes, labels), ``target`` unlabelled (graphs, protein codes).
+    Before ``adapt`` (the warm-up epochs, ``INIT_EPOCH``) only the classification loss is trained
+    and the target batch is not used, as in the reference.
+    """
+    optimizer, optimizer_da = optimizers
+    optimizer.zero_grad(set_to_none=True)
+    optimizer_da.zero_grad(set_to_none=True)
+    graphs, proteins, labels = source
+    features, scores = features_and_scores(model, graphs, proteins)
+    model_loss = cross_entropy_logits(scores, labels)
+    da_loss = None
+    loss = model_loss
+    if adapt:
+        features_t, scores_t = features_and_scores(model, *target)
+        da_loss = cdan.loss(features, scores, features_t, scores_t)
+        loss = model_loss + da_loss
+    loss.backward()
+    optimizer.step()
+    optimizer_da.step()
+    return loss.detach(), model_loss.detach(), None if da_loss is None else da_loss.detach()

@@ -389,7 +389,7 @@ class ProteinCNN(nn.Module):
         longest = int(((codes != 0) * positions).amax()) if codes.numel() else 0
         width = full if full_width else min(full, longest + reach)
         x = self.embedding(codes[:, :width]).transpose(2, 1)
-        tail = self.embedding.weight[0]
+        tail = self.embedding.weight[0].detach()  # padding_idx=0: the padding row gets no gradient, as in the lookups
         for conv, bn in ((self.conv1, self.bn1), (self.conv2, self.bn2), (self.conv3, self.bn3)):
             full -= conv.kernel_size[0] - 1
             x = F.relu(conv(x))

@@ -24,6 +24,7 @@ from drugrepo_assets.files import remove_partial_writes
 from drugrepo_assets.ml.calibration import TEMPERATURE_KEY, fit_temperature
 from drugrepo_assets.ml.dataset import PairData
 from drugrepo_assets.ml.evaluate import binary_metrics
+from drugrepo_assets.ml.featurize import GraphBatch
 from drugrepo_assets.ml.model import DrugBAN, DrugBANConfig, load_checkpoint, save_checkpoint
 from drugrepo_assets.ml.predict import predict_logits
 
@@ -100,16 +101,39 @@ def _train_epoch(
     for b in range(n_batches):
         rows = perm[b * config.batch_size : (b + 1) * config.batch_size]
         graphs, proteins = data.batch(rows)
-        labels = data.require_labels()[rows].to(device)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-            logits = model(graphs.to(device), proteins.to(device))
-        loss = F.binary_cross_entropy_with_logits(logits.float(), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total += float(loss.detach()) * len(rows)
+        loss = train_step(model, optimizer, graphs, proteins, data.require_labels()[rows].to(device), use_amp)
+        total += float(loss) * len(rows)
         seen += len(rows)
     return total / seen
+
+
+def adam(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
+    """The reference's optimiser: Adam at its defaults (betas 0.9/0.999, eps 1e-8, no weight decay) but ``lr``."""
+    return torch.optim.Adam(model.parameters(), lr=lr)
+
+
+def train_step(
+    model: DrugBAN,
+    optimizer: torch.optim.Optimizer,
+    graphs: GraphBatch,
+    proteins: torch.Tensor,
+    labels: torch.Tensor,
+    use_amp: bool = False,
+) -> torch.Tensor:
+    """One step of the reference's ``train_epoch`` on one batch (train mode); returns the batch's mean loss.
+
+    The loss is BCE on the logit (``binary_cross_entropy_with_logits``), the reference's
+    ``BCELoss(sigmoid(logit))`` without its saturation: equal wherever that is finite. It is taken in
+    the labels' dtype (float32 under AMP; float64 in the step-by-step comparison with the reference).
+    """
+    device = labels.device
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+        logits = model(graphs.to(device), proteins.to(device))
+    loss = F.binary_cross_entropy_with_logits(logits.to(labels.dtype), labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
 
 
 @contextmanager
@@ -159,12 +183,12 @@ def _train(
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     model = DrugBAN(model_config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = adam(model, config.lr)
     history: list[EpochRecord] = []
     start_epoch, best_epoch, best_auroc, since_best = 1, 0, -math.inf, 0
     if resume and last_path.exists():
         model, state = load_checkpoint(str(last_path), map_location=device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        optimizer = adam(model, config.lr)
         optimizer.load_state_dict(state["optimizer"])
         history = [EpochRecord(**h) for h in state["history"]]
         start_epoch = int(state["epoch"]) + 1

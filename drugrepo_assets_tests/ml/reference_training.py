@@ -8,7 +8,8 @@ It writes ``drugrepo_assets_tests/ml/golden/``: ``pairs.csv`` (24 source and 8 t
 bundled Human data), ``cdan_modules.npz`` (one step of the reference's ``Trainer.train_da_epoch`` on
 fixed features: losses and the gradients reaching the features) and ``train_vanilla.npz`` /
 ``train_cdan.npz`` (the reference's ``Trainer.train_epoch`` / ``train_da_epoch`` on a small DrugBAN:
-loss per step, per-tensor weight checksums per step, the final weights). Only numpy and torch are
+loss per step, per-tensor weight checksums per step, the final weights), in float64 on both sides
+(see ``test_train_fidelity.py`` for why). Only numpy and torch are
 imported at module level, so the tests import the shared setup (sizes, batches, initial weights)
 from here; the reference (dgl, dgllife) is imported only when generating.
 
@@ -37,8 +38,8 @@ BATCH = 4
 STEPS = 50
 CDAN_WARMUP_STEPS = 20
 """CDAN trajectory: the first epoch (warm-up, INIT_EPOCH = 2) has this many steps, the second the rest."""
-LR, DA_LR = 1e-3, 1e-3
-"""Larger than the reference's 5e-5 / 1e-4 so that 50 steps move the weights measurably."""
+LR, CDAN_LR, DA_LR = 5e-5, 1e-4, 5e-5
+"""The reference's learning rates: DrugBAN.yaml (vanilla), DrugBAN_DA.yaml (CDAN model, discriminator)."""
 MODULE_BATCH, MODULE_FEATURES, MODULE_RANDOM_DIM = 6, 32, 16
 
 TINY: dict[str, Any] = {
@@ -121,7 +122,7 @@ def initial_weights(shapes: Mapping[str, tuple[int, ...]], seed: int) -> dict[st
             value = rng.uniform(-bound, bound, shape)
         if key.endswith("embedding.weight"):
             value[0] = 0  # the padding row, as nn.Embedding(padding_idx=0) keeps it
-        out[key] = torch.tensor(value, dtype=torch.float32)
+        out[key] = torch.tensor(value, dtype=torch.float64)  # load_state_dict casts to the module's dtype
     return out
 
 
@@ -167,7 +168,7 @@ def discriminator_shapes(input_size: int, hidden: int = 256) -> dict[str, tuple[
 def random_matrices(feature_dim: int, random_dim: int) -> list[torch.Tensor]:
     """Fixed matrices of the random layer (features, two class probabilities)."""
     rng = np.random.RandomState(RANDOM_SEED)
-    return [torch.tensor(rng.normal(size=(d, random_dim)), dtype=torch.float32) for d in (feature_dim, 2)]
+    return [torch.tensor(rng.normal(size=(d, random_dim)), dtype=torch.float64) for d in (feature_dim, 2)]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -251,9 +252,13 @@ def _dataset(frame: Any) -> Any:
 
 
 def _batches(dataset: Any, first: int, steps: int, n: int) -> list[Any]:
+    """The reference's collated batches, node features in float64."""
     from utils import graph_collate_func
 
-    return [graph_collate_func([dataset[i] for i in batch_rows(s, n)]) for s in range(first, first + steps)]
+    batches = [graph_collate_func([dataset[i] for i in batch_rows(s, n)]) for s in range(first, first + steps)]
+    for graphs, _, _ in batches:
+        graphs.ndata["h"] = graphs.ndata["h"].double()
+    return batches
 
 
 def _model(n_class: int) -> Any:
@@ -265,7 +270,7 @@ def _model(n_class: int) -> Any:
             module.p = 0.0  # dropout off: the trajectories compare deterministic steps
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     model.load_state_dict(initial_weights(shapes, MODEL_SEED))
-    return model
+    return model.double()
 
 
 def _vanilla_goldens(frame: Any) -> dict[str, np.ndarray]:
@@ -288,12 +293,12 @@ def _cdan_goldens(frame: Any) -> dict[str, np.ndarray]:
 
     config = reference_config(2, True)
     model = _model(2)
-    disc = Discriminator(input_size=config["DA"]["RANDOM_DIM"], n_class=2)
+    disc = Discriminator(input_size=config["DA"]["RANDOM_DIM"], n_class=2).double()
     disc.load_state_dict(initial_weights(discriminator_shapes(config["DA"]["RANDOM_DIM"]), DISCRIMINATOR_SEED))
     source = _dataset(frame.head(N_SOURCE))
     target = _dataset(frame.tail(N_TARGET).reset_index(drop=True))
     recorder = _Recorder([model, disc])
-    opt, opt_da = torch.optim.Adam(model.parameters(), lr=LR), torch.optim.Adam(disc.parameters(), lr=DA_LR)
+    opt, opt_da = torch.optim.Adam(model.parameters(), lr=CDAN_LR), torch.optim.Adam(disc.parameters(), lr=DA_LR)
     epochs = [(0, CDAN_WARMUP_STEPS), (CDAN_WARMUP_STEPS, STEPS - CDAN_WARMUP_STEPS)]
     loaders = [
         list(zip(_batches(source, first, steps, N_SOURCE), _batches(target, first, steps, N_TARGET), strict=True))
@@ -326,10 +331,19 @@ def _pairs() -> Any:
     return frame[keep].head(N_SOURCE + N_TARGET).reset_index(drop=True)
 
 
+def _labels_in_the_model_dtype() -> None:
+    """The reference's BCE loss with its labels cast to the scores' dtype (its Trainer casts them to float32)."""
+    import models
+    import trainer
+
+    trainer.binary_cross_entropy = lambda score, labels: models.binary_cross_entropy(score, labels.to(score.dtype))
+
+
 def main() -> None:
     """Write the golden files (reference venv)."""
     sys.path.insert(0, str(REFERENCE_SRC))
     torch.set_num_threads(1)
+    _labels_in_the_model_dtype()
     GOLDEN.mkdir(exist_ok=True)
     frame = _pairs()
     frame.to_csv(GOLDEN / "pairs.csv", index=False)
