@@ -45,6 +45,7 @@ __all__ = [
     "out_target",
     "positive_float",
     "positive_int",
+    "read_input_pairs",
     "resolve_input",
     "torch_device",
     "write_table",
@@ -337,6 +338,21 @@ def resolve_input(text: str) -> str:
         location = dataset_location("bundled", dataset)
         return f"{location}/{rest}" if rest else location
     return text
+
+
+def read_input_pairs(command: str, text: str, s3_endpoint_url: str | None) -> tuple[str, pd.DataFrame] | None:
+    """The location INPUT names and its pair table, or None after a one-line error (unreadable input)."""
+    from drugrepo_assets.data.columns import read_pairs
+    from drugrepo_assets.data.sources import InputFileError
+
+    try:
+        location = resolve_input(text)
+        return location, read_pairs(location, s3_endpoint_url=s3_endpoint_url)
+    except InputFileError as exc:
+        error(command, str(exc))
+    except ValueError as exc:
+        error(command, f"{text}: {exc}")
+    return None
 
 
 def checkpoint_problem(path: str) -> str | None:

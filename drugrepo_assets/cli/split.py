@@ -12,7 +12,7 @@ from drugrepo_assets.cli.common import (
     add_s3_endpoint,
     check_out,
     error,
-    resolve_input,
+    read_input_pairs,
 )
 
 __all__ = ["add_parser", "run"]
@@ -21,8 +21,6 @@ __all__ = ["add_parser", "run"]
 def run(args: argparse.Namespace) -> int:
     """Validate INPUT, split its valid pairs by clusters and write OUT/<split>.csv; print the counts."""
     from drugrepo_assets.data.clusters import pair_clusters
-    from drugrepo_assets.data.columns import read_pairs
-    from drugrepo_assets.data.sources import InputFileError
     from drugrepo_assets.data.splits import REFERENCE_FILES, cluster_split, reference_tables
     from drugrepo_assets.data.validate import validate_pairs
     from drugrepo_assets.files import storage_path, uri_of, write_bytes_atomic
@@ -30,15 +28,10 @@ def run(args: argparse.Namespace) -> int:
     writes = tuple(REFERENCE_FILES.values())
     if not check_out("split", args.out, folder=True, inputs=(args.input,), writes=writes):
         return EXIT_BAD_INPUT
-    try:
-        location = resolve_input(args.input)
-        raw = read_pairs(location, s3_endpoint_url=args.s3_endpoint_url)
-    except InputFileError as exc:
-        error("split", str(exc))
+    read = read_input_pairs("split", args.input, args.s3_endpoint_url)
+    if read is None:
         return EXIT_BAD_INPUT
-    except ValueError as exc:
-        error("split", f"{args.input}: {exc}")
-        return EXIT_BAD_INPUT
+    location, raw = read
     result = validate_pairs(raw)
     clusters = pair_clusters(result.valid)
     table = cluster_split(result.valid, seed=args.seed, clusters=clusters)

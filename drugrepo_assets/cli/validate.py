@@ -12,7 +12,7 @@ from drugrepo_assets.cli.common import (
     add_s3_endpoint,
     check_out,
     error,
-    resolve_input,
+    read_input_pairs,
 )
 
 __all__ = ["add_parser", "run"]
@@ -23,22 +23,15 @@ _WRITES = ("valid.parquet", "rejected.parquet")
 
 def run(args: argparse.Namespace) -> int:
     """Validate INPUT into OUT/valid.parquet and OUT/rejected.parquet and print the counts."""
-    from drugrepo_assets.data.columns import read_pairs
-    from drugrepo_assets.data.sources import InputFileError
     from drugrepo_assets.data.validate import REASON_CODES, validate_pairs, write_result
     from drugrepo_assets.files import uri_of
 
     if not check_out("validate", args.out, folder=True, inputs=(args.input,), writes=_WRITES):
         return EXIT_BAD_INPUT
-    try:
-        location = resolve_input(args.input)
-        raw = read_pairs(location, s3_endpoint_url=args.s3_endpoint_url)
-    except InputFileError as exc:
-        error("validate", str(exc))
+    read = read_input_pairs("validate", args.input, args.s3_endpoint_url)
+    if read is None:
         return EXIT_BAD_INPUT
-    except ValueError as exc:
-        error("validate", f"{args.input}: {exc}")
-        return EXIT_BAD_INPUT
+    location, raw = read
     result = validate_pairs(raw)
     try:
         written = write_result(result, args.out, s3_endpoint_url=args.s3_endpoint_url)
