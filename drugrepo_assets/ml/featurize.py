@@ -14,14 +14,13 @@ run in a sandbox worker (`data.sandbox`), each molecule within its CPU and memor
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
-from rdkit import Chem
-from rdkit.Chem import rdmolfiles
 
 from drugrepo_assets.data.rules import (
     MAX_DRUG_ATOMS,
@@ -35,6 +34,7 @@ from drugrepo_assets.data.sandbox import Sandbox, molecule_map
 
 if TYPE_CHECKING:
     import torch
+    from rdkit import Chem
 
 logger = logging.getLogger(__name__)
 
@@ -110,12 +110,10 @@ _STEREO_OFFSET = 6  # STEREONONE, STEREOANY, STEREOZ, STEREOE, STEREOCIS, STEREO
 _SELF_LOOP_COL = 12
 _BOND_TRASH_COL = BOND_FEATURE_DIM
 
-_IMPLICIT = Chem.ValenceType.IMPLICIT
-
 
 def _implicit_valence(atom: Chem.Atom) -> int:
     """dgllife's atom.GetImplicitValence(), via the non-deprecated RDKit accessor."""
-    return atom.GetValence(_IMPLICIT)
+    return atom.GetValence(_rdkit_tables().implicit)
 
 
 def _lookup_table(size: int, mapping: dict[int, int], default: int) -> np.ndarray:
@@ -131,45 +129,52 @@ def _one_hot_range(offset: int, n: int, size: int, default: int) -> np.ndarray:
     return _lookup_table(size, {v: offset + v for v in range(n)}, default)
 
 
-_PERIODIC_TABLE = Chem.GetPeriodicTable()
-_ATOMIC_NUM_TO_COL = _lookup_table(
-    128,
-    {_PERIODIC_TABLE.GetAtomicNumber(s): _TYPE_OFFSET + i for i, s in enumerate(ATOM_TYPES)},
-    _TRASH_COL,
-)
 _DEGREE_TO_COL = _one_hot_range(_DEGREE_OFFSET, 11, 12, _TRASH_COL)
 _IMPLICIT_VALENCE_TO_COL = _one_hot_range(_IMPLICIT_VALENCE_OFFSET, 7, 8, _TRASH_COL)
 _TOTAL_H_TO_COL = _one_hot_range(_TOTAL_H_OFFSET, 5, 6, _TRASH_COL)
-_HYB = Chem.HybridizationType
-_HYBRIDIZATION_TO_COL = _lookup_table(
-    max(int(h) for h in _HYB.values.values()) + 2,
-    {int(h): _HYBRIDIZATION_OFFSET + i for i, h in enumerate((_HYB.SP, _HYB.SP2, _HYB.SP3, _HYB.SP3D, _HYB.SP3D2))},
-    _TRASH_COL,
-)
-_BT = Chem.BondType
-_BOND_TYPE_TO_COL = _lookup_table(
-    max(int(b) for b in _BT.values.values()) + 2,
-    {int(b): _BOND_TYPE_OFFSET + i for i, b in enumerate((_BT.SINGLE, _BT.DOUBLE, _BT.TRIPLE, _BT.AROMATIC))},
-    _BOND_TRASH_COL,
-)
-_BS = Chem.BondStereo
-_STEREO_TO_COL = _lookup_table(
-    max(int(s) for s in _BS.values.values()) + 2,
-    {
-        int(s): _STEREO_OFFSET + i
-        for i, s in enumerate(
-            (
-                _BS.STEREONONE,
-                _BS.STEREOANY,
-                _BS.STEREOZ,
-                _BS.STEREOE,
-                _BS.STEREOCIS,
-                _BS.STEREOTRANS,
-            )
-        )
-    },
-    _BOND_TRASH_COL,
-)
+
+
+@dataclass(frozen=True)
+class _RDKitTables:
+    """The tables keyed by RDKit's own values: atomic number, hybridisation, bond type and stereo to column."""
+
+    implicit: Chem.ValenceType
+    atomic_num: np.ndarray
+    hybridization: np.ndarray
+    bond_type: np.ndarray
+    stereo: np.ndarray
+
+
+@functools.cache
+def _rdkit_tables() -> _RDKitTables:
+    """RDKit's tables, built on first use: importing this module needs no RDKit (a machine that trains on
+    exported features, `ml.exported`, has none)."""
+    from rdkit import Chem
+
+    periodic = Chem.GetPeriodicTable()
+    hyb, bt, bs = Chem.HybridizationType, Chem.BondType, Chem.BondStereo
+    stereo = (bs.STEREONONE, bs.STEREOANY, bs.STEREOZ, bs.STEREOE, bs.STEREOCIS, bs.STEREOTRANS)
+    return _RDKitTables(
+        implicit=Chem.ValenceType.IMPLICIT,
+        atomic_num=_lookup_table(
+            128, {periodic.GetAtomicNumber(s): _TYPE_OFFSET + i for i, s in enumerate(ATOM_TYPES)}, _TRASH_COL
+        ),
+        hybridization=_lookup_table(
+            max(int(h) for h in hyb.values.values()) + 2,
+            {int(h): _HYBRIDIZATION_OFFSET + i for i, h in enumerate((hyb.SP, hyb.SP2, hyb.SP3, hyb.SP3D, hyb.SP3D2))},
+            _TRASH_COL,
+        ),
+        bond_type=_lookup_table(
+            max(int(b) for b in bt.values.values()) + 2,
+            {int(b): _BOND_TYPE_OFFSET + i for i, b in enumerate((bt.SINGLE, bt.DOUBLE, bt.TRIPLE, bt.AROMATIC))},
+            _BOND_TRASH_COL,
+        ),
+        stereo=_lookup_table(
+            max(int(s) for s in bs.values.values()) + 2,
+            {int(s): _STEREO_OFFSET + i for i, s in enumerate(stereo)},
+            _BOND_TRASH_COL,
+        ),
+    )
 
 
 class InvalidSmilesError(ValueError):
@@ -244,6 +249,10 @@ _CODE_RAW_COLS = (_CHARGE_COL, _RADICAL_COL, _AROMATIC_COL)
 
 def _canonical_atoms(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
     """Atom codes [n, 8] in dgllife's canonical order, and each bond's (begin, end) in that order."""
+    from rdkit import Chem
+    from rdkit.Chem import rdmolfiles
+
+    tables = _rdkit_tables()
     n = mol.GetNumAtoms()
     num_bonds = mol.GetNumBonds()
     atoms = list(map(mol.GetAtomWithIdx, range(n)))
@@ -260,10 +269,10 @@ def _canonical_atoms(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray, np.ndarray,
 
     codes = np.stack(
         (
-            _lookup(_ATOMIC_NUM_TO_COL, _int_column(Chem.Atom.GetAtomicNum, atoms, n)),
+            _lookup(tables.atomic_num, _int_column(Chem.Atom.GetAtomicNum, atoms, n)),
             _lookup(_DEGREE_TO_COL, degree),
             _lookup(_IMPLICIT_VALENCE_TO_COL, _int_column(_implicit_valence, atoms, n)),
-            _lookup(_HYBRIDIZATION_TO_COL, _int_column(Chem.Atom.GetHybridization, atoms, n)),
+            _lookup(tables.hybridization, _int_column(Chem.Atom.GetHybridization, atoms, n)),
             _lookup(_TOTAL_H_TO_COL, _int_column(Chem.Atom.GetTotalNumHs, atoms, n)),
             _int_column(Chem.Atom.GetFormalCharge, atoms, n),
             _int_column(Chem.Atom.GetNumRadicalElectrons, atoms, n),
@@ -307,8 +316,11 @@ def drug_graph(smiles: str, max_atoms: int = MAX_DRUG_ATOMS, library: bool = Fal
     follow dgllife's canonical_atom_order=True, i.e. RenumberAtoms(mol, CanonicalRankAtoms), applied
     here as a permutation of the feature rows instead of rebuilding the molecule.
     """
+    from rdkit import Chem
+
     mol = _parse_smiles(smiles, max_atoms, library)
     codes, begin, end, bonds = _canonical_atoms(mol)
+    tables = _rdkit_tables()
     n, num_bonds = len(codes), len(bonds)
     node_feats = expand_atoms(codes)
     edge_index = bond_edges(np.stack((begin, end), axis=1), n)
@@ -318,8 +330,8 @@ def drug_graph(smiles: str, max_atoms: int = MAX_DRUG_ATOMS, library: bool = Fal
     bond_buf = np.zeros((num_bonds, BOND_FEATURE_DIM + 1), dtype=np.float32)
     bond_cols = np.stack(
         (
-            _lookup(_BOND_TYPE_TO_COL, _int_column(Chem.Bond.GetBondType, bonds, num_bonds)),
-            _lookup(_STEREO_TO_COL, _int_column(Chem.Bond.GetStereo, bonds, num_bonds)),
+            _lookup(tables.bond_type, _int_column(Chem.Bond.GetBondType, bonds, num_bonds)),
+            _lookup(tables.stereo, _int_column(Chem.Bond.GetStereo, bonds, num_bonds)),
         ),
         axis=1,
     )
