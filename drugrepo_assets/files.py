@@ -15,9 +15,10 @@ import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from upath import UPath
+if TYPE_CHECKING:
+    from upath import UPath
 
 LOCAL_PROTOCOLS = ("", "file", "local")
 S3_SCHEMES = ("s3://", "s3a://")
@@ -30,6 +31,9 @@ def storage_path(uri: str, s3_endpoint_url: str | None = None) -> UPath:
     ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``, else AWS. S3 listings are not cached, so objects
     written by other pods are seen.
     """
+    # upath is imported here and below, not at the top: training on exported features (`ml.exported`) needs none
+    from upath import UPath
+
     options: dict[str, Any] = {}
     if uri.startswith(S3_SCHEMES):
         options["use_listings_cache"] = False
@@ -104,6 +108,8 @@ def write_local_atomic(path: str | Path, write: Callable[[BinaryIO], Any]) -> No
 def write_bytes_atomic(path: UPath | Path, data: bytes) -> None:
     """Publish ``data`` at ``path`` (a `UPath` or a plain local `Path`) in one atomic step (rename locally,
     one PUT or multipart on S3)."""
+    from upath import UPath
+
     if not isinstance(path, UPath):
         _replace_from(path, lambda handle: handle.write(data))
     elif is_local(path):

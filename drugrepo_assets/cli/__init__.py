@@ -1,7 +1,7 @@
 """The ``drugrepo`` command line: a thin layer over the core, one module per command.
 
-Each command module (``validate``, ``split``, ``train``, ``predict``, ``screen``, ``serve``, ``import_checkpoint``,
-``rollback``, ``info``) has ``add_parser(subparsers)``, which registers the command and its ``run(args) -> int``;
+Each command module (``validate``, ``split``, ``train``, ``export_features``, ``predict``, ``screen``, ``serve``,
+``import_checkpoint``, ``rollback``, ``info``) has ``add_parser(subparsers)``, which registers the command and its ``run(args) -> int``;
 what they share is in ``common``. Every command reads what the others write: pair tables as CSV or
 Parquet under our column names or the reference's (`data.columns`), checkpoints from ``train``.
 """
@@ -12,7 +12,18 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from drugrepo_assets.cli import import_checkpoint, info, predict, rollback, screen, serve, split, train, validate
+from drugrepo_assets.cli import (
+    export_features,
+    import_checkpoint,
+    info,
+    predict,
+    rollback,
+    screen,
+    serve,
+    split,
+    train,
+    validate,
+)
 from drugrepo_assets.cli.common import EXIT_BAD_INPUT, Subparsers
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -21,6 +32,7 @@ COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     validate.add_parser,
     split.add_parser,
     train.add_parser,
+    export_features.add_parser,
     predict.add_parser,
     screen.add_parser,
     serve.add_parser,

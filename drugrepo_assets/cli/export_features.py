@@ -1,0 +1,120 @@
+"""``drugrepo export-features``: a split's featurised pairs as Parquet (`ml.exported`), for training without RDKit."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from drugrepo_assets.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILURE,
+    EXIT_OK,
+    Subparsers,
+    add_s3_endpoint,
+    check_local_out,
+    error,
+    read_input_pairs,
+)
+from drugrepo_assets.cli.train import split_strategy
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["add_parser", "run"]
+
+COMMAND = "export-features"
+
+
+def _valid(location: str, name: str, s3_endpoint_url: str | None) -> pd.DataFrame | None:
+    """One input's valid pairs (its refused rows counted on stdout), or None after a one-line error."""
+    from drugrepo_assets.data.validate import validate_pairs
+
+    read = read_input_pairs(COMMAND, location, s3_endpoint_url)
+    if read is None:
+        return None
+    result = validate_pairs(read[1])
+    if result.counts["rejected"]:
+        print(f"{name}: {result.counts['rejected']} of {result.counts['input_rows']} rows rejected (not exported)")
+    return result.valid
+
+
+def _parts(args: argparse.Namespace) -> dict[str, pd.DataFrame] | None:
+    """The valid pairs of each part: the given files, or ``--data`` split by ``--split``."""
+    from drugrepo_assets.data.splits import split_pairs, split_parts
+
+    if args.data:
+        valid = _valid(args.data, "data", args.s3_endpoint_url)
+        return None if valid is None else split_parts(split_pairs(valid, args.split, seed=args.seed))
+    parts = {}
+    for name, location in (("train", args.train), ("val", args.val), ("test", args.test)):
+        if location:
+            valid = _valid(location, name, args.s3_endpoint_url)
+            if valid is None:
+                return None
+            parts[name] = valid
+    return parts
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate and split the inputs as ``drugrepo train`` does, featurise them once and write OUT (`ml.exported`)."""
+    from pathlib import Path
+
+    from drugrepo_assets.ml.exported import DRUGS, MANIFEST, PROTEINS, export_parts
+
+    parts_named = ("train", "val", "test")
+    writes = (MANIFEST, DRUGS, PROTEINS, *(f"{name}.parquet" for name in parts_named))
+    if not check_local_out(COMMAND, args.out, (args.data, args.train, args.val, args.test), writes):
+        return EXIT_BAD_INPUT
+    parts = _parts(args)
+    if parts is None:
+        return EXIT_BAD_INPUT
+    try:
+        counts = export_parts(parts, Path(args.out))
+    except ValueError as exc:
+        error(COMMAND, str(exc))
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        error(COMMAND, f"{args.out}: cannot write output ({exc.strerror or exc})")
+        return EXIT_FAILURE
+    sizes = ", ".join(f"{name} {counts[name]}" for name in parts)
+    print(f"pairs: {sizes}; {counts['drugs']} molecules, {counts['proteins']} proteins")
+    print(f"wrote {Path(args.out) / MANIFEST} and its tables")
+    return EXIT_OK
+
+
+def add_parser(subparsers: Subparsers) -> None:
+    """Register ``export-features``."""
+    parser = subparsers.add_parser(
+        COMMAND,
+        help="featurise a split once and write it as Parquet, for training where RDKit is not installed",
+        description=(
+            "Read and validate pairs as 'drugrepo train' does (--train/--val [--test], or --data with --split), "
+            "featurise each unique molecule (the compact drug encoding) and protein (DrugBAN's codes) once, and "
+            "write OUT/manifest.json, OUT/drugs.parquet, OUT/proteins.parquet and OUT/<part>.parquet (drug_id, "
+            "target_id, label). drugrepo_assets.ml.exported.read_parts reads the folder back as training pairs "
+            "with torch, numpy and pyarrow alone. Refused rows are counted, not exported. Exit status 0 when "
+            "written, 2 when an input was unreadable or OUT may not be written, 1 when writing failed."
+        ),
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--train", metavar="FILE", help="training pairs")
+    source.add_argument("--data", metavar="FILE", help="one table to split with --split")
+    parser.add_argument("--val", metavar="FILE", help="validation pairs (with --train)")
+    parser.add_argument("--test", metavar="FILE", help="test pairs (with --train; optional)")
+    parser.add_argument(
+        "--split",
+        type=split_strategy,
+        default="random",
+        metavar="STRATEGY",
+        help="how --data is split: random (default), cold_drug, cold_target or cluster",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the --data split (default 0)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="a local folder (created if needed)")
+    add_s3_endpoint(parser)
+
+    def run_checked(args: argparse.Namespace) -> int:
+        if args.train and not args.val:
+            parser.error("--train needs --val")
+        return run(args)
+
+    parser.set_defaults(func=run_checked)
