@@ -15,9 +15,11 @@ def dataset_splits(
     rejected_pairs: pd.DataFrame,
     split_settings: SplitSettings,
 ) -> Output[pd.DataFrame]:
-    """Random, cold-drug, cold-target and DrugBAN's shipped splits (one row per pair and strategy).
+    """Random, cold-drug, cold-target, cluster and DrugBAN's shipped splits (one row per pair and strategy).
 
-    Rejected duplicates are passed along so shipped splits still place every listed pair.
+    Rejected duplicates are passed along so shipped splits still place every listed pair. The cluster
+    split (DrugBAN's cross-domain one) has a fourth split value, ``target_train``: the target-domain pairs
+    CDAN trains on without their labels; its clusters and dropped pairs are in the metadata (``cluster``).
     """
     splits = make_splits(validated_pairs, rejected_pairs, seed=split_settings.seed)
     counts = splits.groupby(["strategy", "split"]).size()
@@ -32,5 +34,6 @@ def dataset_splits(
             "seed": MetadataValue.int(split_settings.seed),
             "counts": MetadataValue.json(per_strategy),
             "shipped_dropped": MetadataValue.json(splits.attrs.get("shipped_dropped", {})),
+            "cluster": MetadataValue.json(splits.attrs.get("cluster_summary", {})),
         },
     )

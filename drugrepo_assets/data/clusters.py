@@ -220,7 +220,8 @@ def _cosine_pairs(vectors: np.ndarray, distance: float) -> Iterator[tuple[np.nda
 
 def protein_clusters(sequences: Sequence[str], distance: float = PROTEIN_DISTANCE) -> np.ndarray:
     """Single-linkage cluster labels of proteins on PseAAC (`pseaac`) cosine distance ≤ ``distance`` (int64 [n])."""
-    vectors = np.array([pseaac(s) for s in sequences], dtype=np.float64).reshape(len(sequences), -1)
+    width = len(PSEAAC_RESIDUES) + PSEAAC_LAMBDA  # not -1: no proteins is a [0, width] table too
+    vectors = np.array([pseaac(s) for s in sequences], dtype=np.float64).reshape(len(sequences), width)
     return cosine_clusters(vectors, distance)
 
 

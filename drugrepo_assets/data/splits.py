@@ -20,6 +20,7 @@ from drugrepo_assets.data.validate import VALID_COLUMNS
 
 __all__ = [
     "CLUSTER_SPLITS",
+    "CROSS_DOMAIN_STRATEGIES",
     "REFERENCE_FILES",
     "SOURCE_FRACTION",
     "SOURCE_VAL_FRACTION",
@@ -45,12 +46,12 @@ log = logging.getLogger(__name__)
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 SPLIT_STRATEGIES: tuple[str, ...] = ("random", "cold_drug", "cold_target", "cluster")
 """The strategies that split one table (`split_pairs`); the shipped ones come with their files."""
-_MADE_STRATEGIES: tuple[str, ...] = ("random", "cold_drug", "cold_target")
-"""The strategies `make_splits` (the ``dataset_splits`` asset) builds; ``cluster`` is not wired into the assets yet."""
 TARGET_TRAIN = "target_train"
 """The split value of the target-domain pairs domain adaptation trains on without their labels."""
 CLUSTER_SPLITS: tuple[str, ...] = ("train", "val", TARGET_TRAIN, "test")
 """The split values of the cluster strategy: source-domain train and val, target-domain train (unlabelled) and test."""
+CROSS_DOMAIN_STRATEGIES: tuple[str, ...] = ("cluster",)
+"""The strategies whose ``val`` pairs are source-domain and ``test`` pairs target-domain, with ``target_train`` rows."""
 SOURCE_FRACTION = 0.6
 """DrugBAN's share of the drug clusters, and of the protein clusters, drawn for the source domain."""
 TARGET_TRAIN_FRACTION = 0.8
@@ -334,17 +335,19 @@ def _duplicate_listings(valid: pd.DataFrame, rejected: pd.DataFrame) -> pd.DataF
 def make_splits(valid: pd.DataFrame, rejected: pd.DataFrame | None = None, *, seed: int = 0) -> pd.DataFrame:
     """All split strategies of one validated dataset in one long table (``SPLIT_COLUMNS``).
 
-    Strategies: ``random``, ``cold_drug``, ``cold_target`` and one ``shipped_<name>`` per shipped
-    split folder; ``attrs["shipped_dropped"]`` is carried over from :func:`shipped_splits`.
+    Strategies: every one of ``SPLIT_STRATEGIES`` (``random``, ``cold_drug``, ``cold_target``, ``cluster``)
+    and one ``shipped_<name>`` per shipped split folder; ``attrs["shipped_dropped"]`` is carried over from
+    :func:`shipped_splits` and ``attrs["cluster_summary"]`` from :func:`cluster_split`.
     """
+    made = {strategy: split_pairs(valid, strategy, seed=seed) for strategy in SPLIT_STRATEGIES}
     shipped = shipped_splits(valid, rejected)
-    table = pd.concat(
-        [*(split_pairs(valid, strategy, seed=seed) for strategy in _MADE_STRATEGIES), shipped],
-        ignore_index=True,
-    )
+    table = pd.concat([*made.values(), shipped], ignore_index=True)
     table["label"] = table["label"].astype("int8")
     table["source_row"] = table["source_row"].astype("int64")
-    table.attrs["shipped_dropped"] = shipped.attrs.get("shipped_dropped", {})
+    table.attrs = {
+        "shipped_dropped": shipped.attrs.get("shipped_dropped", {}),
+        "cluster_summary": made["cluster"].attrs.get("cluster_summary", {}),
+    }
     return table[list(SPLIT_COLUMNS)]
 
 

@@ -159,15 +159,18 @@ def test_make_splits(human: ValidationResult) -> None:
     table = make_splits(human.valid, human.rejected, seed=0)
     assert list(table.columns) == list(SPLIT_COLUMNS)
     assert table.groupby("strategy").size().to_dict() == {
+        "cluster": 3193,  # 2,804 pairs in neither domain (the README's numbers)
         "cold_drug": 5997,
         "cold_target": 5997,
         "random": 5997,
         "shipped_cold": 3501,
         "shipped_random": 5997,
     }
-    assert set(table["split"]) == {"train", "val", "test"}
+    assert set(table["split"]) == {"train", "val", "target_train", "test"}
+    assert set(table.loc[table["strategy"] == "cluster", "split"]) == set(CLUSTER_SPLITS)
     assert table["label"].dtype == "int8"
     assert table.attrs["shipped_dropped"]["shipped_cold"] == {"same_split": 406, "cross_split": 12}
+    assert table.attrs["cluster_summary"]["dropped"] == 2804
     again = make_splits(human.valid, human.rejected, seed=0)
     assert table.equals(again)
     np.testing.assert_array_equal(
