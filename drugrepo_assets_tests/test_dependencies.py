@@ -1,5 +1,7 @@
 """A declared dependency is used; a used module is declared: pyproject's ``[project] dependencies`` against
-every import of the package (its modules' syntax trees), and the images' constraints against both."""
+every import of the package (its modules' syntax trees), and the images' constraints against both. The layers
+hold: the serving location never reaches the API, and the core (data, ml, screening, files, request records)
+never reaches Dagster, directly or through another module of the package."""
 
 from __future__ import annotations
 
@@ -70,6 +72,81 @@ def _imports() -> dict[str, set[str]]:
                 if top not in sys.stdlib_module_names and top not in STUB_ONLY and top != PACKAGE.name:
                     found[top].add(path.relative_to(ROOT).as_posix())
     return found
+
+
+def _module_name(path: Path) -> str:
+    """The dotted name of a module file of the package (a package's ``__init__`` is the package)."""
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+@cache
+def _module_imports() -> dict[str, set[str]]:
+    """Each module of the package → every module name it imports (``from a import b`` names ``a`` and ``a.b``)."""
+    found: dict[str, set[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                assert node.level == 0 and node.module, f"{path}: a relative import escapes this walk"
+                names.add(node.module)
+                names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        found[_module_name(path)] = names
+    return found
+
+
+def _reached(module: str) -> set[str]:
+    """The package's modules that ``module`` imports, directly or through others of the package."""
+    graph = _module_imports()
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        for name in graph[todo.pop()]:
+            if name in graph and name not in seen:
+                seen.add(name)
+                todo.append(name)
+    return seen
+
+
+def _within(module: str, *prefixes: str) -> bool:
+    return any(module == p or module.startswith(f"{p}.") for p in prefixes)
+
+
+def test_the_module_walk_sees_the_package_and_its_imports() -> None:
+    graph = _module_imports()
+    assert "drugrepo_assets.request_records" in _reached("drugrepo_assets.serving.challenger")
+    assert "drugrepo_assets.api.request_log" in _reached("drugrepo_assets.api.app")
+    assert "dagster" in graph["drugrepo_assets.serving.assets"]
+
+
+def test_the_serving_location_does_not_import_the_api() -> None:
+    reaching = {
+        module: sorted(m for m in _reached(module) if _within(m, "drugrepo_assets.api"))
+        for module in _module_imports()
+        if _within(module, "drugrepo_assets.serving")
+    }
+    assert {m: found for m, found in reaching.items() if found} == {}
+
+
+CORE = tuple(f"drugrepo_assets.{name}" for name in ("data", "ml", "screening", "files", "request_records"))
+"""The modules that run without Dagster (the CLI, the API and the benchmarks use them alone)."""
+
+
+def test_the_core_imports_no_dagster() -> None:
+    graph = _module_imports()
+    reaching = {
+        module: sorted(
+            f"{via}: {name}"
+            for via in {module} | _reached(module)
+            for name in graph[via]
+            if name.split(".")[0].startswith("dagster")
+        )
+        for module in graph
+        if _within(module, *CORE)
+    }
+    assert {m: found for m, found in reaching.items() if found} == {}
 
 
 def _providers() -> dict[str, set[str]]:

@@ -29,7 +29,7 @@ from fastapi.security import APIKeyHeader
 
 from drugrepo_assets.api import handlers
 from drugrepo_assets.api.cache import LruTargetCache, RedisTargetCache, TargetCache
-from drugrepo_assets.api.challenger import CHALLENGER, CHAMPION, Assigner, ShadowRunner
+from drugrepo_assets.api.challenger import Assigner, ShadowRunner
 from drugrepo_assets.api.guard import GuardMiddleware
 from drugrepo_assets.api.handlers import Shadow, Work, error_response, invalid_response, json_response
 from drugrepo_assets.api.metrics import CONTENT_TYPE_LATEST, ApiMetrics
@@ -58,6 +58,7 @@ from drugrepo_assets.api.settings import ServingSettings
 from drugrepo_assets.api.stored_terms import TermsSupply
 from drugrepo_assets.api.workpool import PoolBusy, WorkPool
 from drugrepo_assets.ml.runtime import configure_cpu
+from drugrepo_assets.request_records import CHALLENGER, CHAMPION
 
 log = logging.getLogger(__name__)
 

@@ -20,12 +20,7 @@ from drugrepo_assets.api.metrics import ApiMetrics
 
 log = logging.getLogger(__name__)
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
-SHADOW = "shadow"
-ROLES = (CHAMPION, CHALLENGER, SHADOW)
-
-__all__ = ["CHALLENGER", "CHAMPION", "ROLES", "SHADOW", "Assigner", "ShadowRunner"]
+__all__ = ["Assigner", "ShadowRunner"]
 
 
 class Assigner:

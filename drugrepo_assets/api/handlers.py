@@ -24,7 +24,7 @@ import pandas as pd
 from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
-from drugrepo_assets.api.challenger import CHAMPION, SHADOW, ShadowRunner
+from drugrepo_assets.api.challenger import ShadowRunner
 from drugrepo_assets.api.metrics import ApiMetrics
 from drugrepo_assets.api.model_service import InputProblem, InvalidInputError, Scorer, ServedModel, echoed, scores
 from drugrepo_assets.api.ratelimit import RateLimiter
@@ -33,6 +33,7 @@ from drugrepo_assets.api.schemas import PredictRequest, ScreenRequest
 from drugrepo_assets.api.settings import ServingSettings
 from drugrepo_assets.data.rules import clean_protein
 from drugrepo_assets.ml.calibration import CALIBRATED_COLUMN
+from drugrepo_assets.request_records import CHAMPION, SHADOW
 
 log = logging.getLogger(__name__)
 

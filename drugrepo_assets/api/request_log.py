@@ -1,7 +1,5 @@
-"""Request logging for drift monitoring and the online champion/challenger comparison: per scored pair, the
-hashed key id, the model (``model_version``, ``checkpoint_id``, ``role``: champion, challenger or shadow), the
-request (``request_id``, shared by a request's pairs and roles; ``pair``, the position in the request), input
-descriptors, logit and score.
+"""The API's request log writer: per scored pair, one `request_records.RequestRecord` (hashed key id, model,
+role, request id and pair position, input descriptors, logit and score), read back by `request_records.scan_request_log`.
 
 One background thread writes the records (descriptors cost RDKit work that should not sit in a
 request's latency) from a bounded queue: when it is full, `RequestLog.submit` drops the batch and
@@ -10,23 +8,12 @@ copies and remembered for the next writes (an LRU of `DESCRIPTOR_CACHE` molecule
 are computed in a `data.sandbox` worker under the molecules' budget, so RDKit never holds the server's
 GIL, and a molecule over budget is written without descriptors and counted. A failed write is retried
 with backoff, counted and shown by `RequestLog.status`; the thread only ends on ``close``. Raw SMILES
-and sequences are never written.
-
-Layouts, both read by `scan_request_log` (every ``requests-*.jsonl`` of the folder or prefix):
-
-- a local folder: each writer appends JSON lines to its own ``requests-<YYYYMMDD>-<host>-<uuid8>.jsonl``
-  (host and a per-writer uuid, since the pid is 1 in every container on a shared volume);
-- ``s3://bucket/prefix``: S3 has no append, so each flush is a new object
-  ``requests-<YYYYMMDD>-<host>-<uuid8>-<seq>.jsonl``, published whole (`drugrepo_assets.files`).
-
-A reader skips and counts lines that are not a JSON object (a replica killed mid-line, garbage bytes); records
-written before roles existed read as role ``champion`` (they were answered by the one model served).
+and sequences are never written. The file and object layouts are `request_records`'.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -34,7 +21,7 @@ import socket
 import threading
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,10 +34,10 @@ from drugrepo_assets.data.rules import Refusal
 from drugrepo_assets.data.sandbox import Sandbox, molecule_map
 from drugrepo_assets.files import is_local, storage_path, write_bytes_atomic
 from drugrepo_assets.ml.descriptors import molecule_descriptors, protein_descriptors
+from drugrepo_assets.request_records import CHAMPION, RequestRecord
 
 log = logging.getLogger(__name__)
 
-FILE_GLOB = "requests-*.jsonl"
 DEFAULT_MAX_QUEUED_PAIRS = 50_000
 DEFAULT_S3_FLUSH_SECONDS = 30.0
 _PROTEIN_CACHE = 1024
@@ -72,71 +59,9 @@ class LoggedBatch:
     proteins: Sequence[str]
     logits: Sequence[float]
     scores: Sequence[float]
-    role: str = "champion"
+    role: str = CHAMPION
     request_id: str = ""
     pairs: Sequence[int] | None = None
-
-
-@dataclass
-class RequestLogScan:
-    """What a read of the request log found: the records, the lines skipped as malformed, the files read."""
-
-    records: list[dict]
-    malformed_lines: int
-    files: int
-
-
-def _parse(data: bytes, records: list[dict]) -> int:
-    """Append every JSON-object line of ``data`` to ``records``; the number of other non-blank lines."""
-    malformed = 0
-    for raw in data.split(b"\n"):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw.decode("utf-8"))
-        except ValueError:
-            malformed += 1
-            continue
-        if isinstance(record, dict):
-            record.setdefault("role", "champion")
-            records.append(record)
-        else:
-            malformed += 1
-    return malformed
-
-
-def _contents(location: str | Path, s3_endpoint_url: str | None) -> Iterator[bytes]:
-    root = storage_path(str(location), s3_endpoint_url)
-    if is_local(root):
-        folder = Path(root.path)
-        for path in sorted(folder.glob(FILE_GLOB)) if folder.is_dir() else []:
-            try:
-                yield path.read_bytes()
-            except FileNotFoundError:
-                continue
-    else:
-        found = sorted(root.fs.glob(f"{root.path.rstrip('/')}/{FILE_GLOB}"))
-        if found:
-            blobs = root.fs.cat(found)
-            yield from (blobs[path] for path in found)
-
-
-def scan_request_log(location: str | Path, s3_endpoint_url: str | None = None) -> RequestLogScan:
-    """Every record of every request-log file in a folder or ``s3://`` prefix; malformed lines are counted, not raised."""
-    records: list[dict] = []
-    malformed = files = 0
-    for data in _contents(location, s3_endpoint_url):
-        files += 1
-        malformed += _parse(data, records)
-    return RequestLogScan(records, malformed, files)
-
-
-def read_request_log(location: str | Path, s3_endpoint_url: str | None = None) -> list[dict]:
-    """The records of `scan_request_log` (an absent folder has none); skipped lines are logged as a warning."""
-    scan = scan_request_log(location, s3_endpoint_url)
-    if scan.malformed_lines:
-        log.warning("request log %s: skipped %d malformed lines", location, scan.malformed_lines)
-    return scan.records
 
 
 def _digest(smiles: str) -> bytes:
@@ -451,21 +376,20 @@ class RequestLog:
                 if len(self._proteins) >= _PROTEIN_CACHE:
                     self._proteins.clear()
                 self._proteins[p] = protein_descriptors(p)
-            record = {
-                "ts": ts.isoformat(),
-                "endpoint": batch.endpoint,
-                "key_id": batch.key_id,
-                "model_version": batch.model_version,
-                "checkpoint_id": batch.checkpoint_id,
-                "role": batch.role,
-                "request_id": batch.request_id,
-                "pair": int(pair),
-                **molecules[s],
-                **self._proteins[p],
-                "logit": float(logit),
-                "score": float(score),
-            }
-            lines.append(json.dumps(record) + "\n")
+            record = RequestRecord(
+                ts=ts.isoformat(),
+                endpoint=batch.endpoint,
+                key_id=batch.key_id,
+                model_version=batch.model_version,
+                checkpoint_id=batch.checkpoint_id,
+                role=batch.role,
+                request_id=batch.request_id,
+                pair=int(pair),
+                descriptors={**molecules[s], **self._proteins[p]},
+                logit=float(logit),
+                score=float(score),
+            )
+            lines.append(record.to_json_line() + "\n")
         return "".join(lines).encode("utf-8")
 
     def _write(self, data: bytes, now: datetime, repair: bool) -> None:

@@ -28,8 +28,6 @@ from dagster import (
     asset,
 )
 
-from drugrepo_assets.api.challenger import CHALLENGER, CHAMPION, ROLES, SHADOW
-from drugrepo_assets.api.request_log import scan_request_log
 from drugrepo_assets.assets.metadata import metadata_table
 from drugrepo_assets.data.splits import split_subset
 from drugrepo_assets.ml.dataset import PairData
@@ -47,6 +45,7 @@ from drugrepo_assets.records import (
     RegisteredModelRecord,
     VersionMetrics,
 )
+from drugrepo_assets.request_records import CHALLENGER, CHAMPION, ROLES, SHADOW, scan_request_log
 from drugrepo_assets.resources import MlflowTracking
 from drugrepo_assets.serving.challenger import challenger_verdict, offline_metrics, online_comparison
 from drugrepo_assets.serving.drift import compare
@@ -281,7 +280,7 @@ def drift_report(
     if request_log.malformed_lines:
         context.log.warning(f"request log: skipped {request_log.malformed_lines} malformed lines")
     # A shadow record repeats a pair the champion answered: the requests' inputs are the answered pairs only.
-    requests = pd.DataFrame([r for r in request_log.records if r.get("role") != SHADOW])
+    requests = pd.DataFrame([r.descriptors for r in request_log.records if r.role != SHADOW])
     requests = _sample(requests.reindex(columns=list(DESCRIPTOR_COLUMNS)), s.max_rows, s.seed)
     comparisons = {
         "landed": pair_descriptor_table(landed["smiles"], landed["protein"]),

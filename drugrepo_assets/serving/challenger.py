@@ -6,7 +6,7 @@ Offline, each version is scored by `ml.pipeline.evaluate_model` on the same vali
 the splits changed since the champion was trained (new data), some of those test rows may have been
 among its training rows, which favours the champion: the gate then errs towards keeping it.
 
-Online, from the request log (`api.request_log`: every record names its ``model_version``, ``role`` and
+Online, from the request log (`request_records.RequestRecord`: every record names its ``model_version``, ``role`` and
 ``request_id``, and its position ``pair`` in the request): requests and pairs per role; the shadow pairs,
 a shadow record joined to the champion's record of the same request and pair, give the mean absolute
 score difference, the share of decisions that differ and the Spearman rank correlation; every score
@@ -15,19 +15,18 @@ the challenger gave (shadow or answered) is compared with the champion's for dri
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from drugrepo_assets.api.challenger import CHALLENGER, CHAMPION, ROLES, SHADOW
 from drugrepo_assets.ml.dataset import PairData
 from drugrepo_assets.ml.model import DrugBAN
 from drugrepo_assets.ml.pipeline import evaluate_model
 from drugrepo_assets.records import OnlineComparison, VersionMetrics
+from drugrepo_assets.request_records import CHALLENGER, CHAMPION, ROLES, SHADOW, RequestRecord
 from drugrepo_assets.serving.drift import compare
 from drugrepo_assets.serving.resources import ChallengerSettings
 
@@ -56,19 +55,15 @@ def offline_metrics(
     )
 
 
-def version_records(records: Iterable[Mapping[str, Any]], model_version: str, roles: Sequence[str]) -> pd.DataFrame:
-    """The request-log records of one served version in ``roles`` (a record without a role was the champion's)."""
+def version_records(records: Iterable[RequestRecord], model_version: str, roles: Sequence[str]) -> pd.DataFrame:
+    """The request-log records of one served version in ``roles`` that carry a score: role, score and pair keys."""
     columns = ["role", "score", *PAIR_KEYS]
     rows = [
-        {**{k: r.get(k) for k in columns}, "role": r.get("role", CHAMPION)}
+        {"role": r.role, "score": r.score, "request_id": r.request_id, "pair": r.pair}
         for r in records
-        if r.get("model_version") == model_version and r.get("role", CHAMPION) in roles and _is_score(r.get("score"))
+        if r.model_version == model_version and r.role in roles and r.has_score()
     ]
     return pd.DataFrame(rows, columns=columns).astype({"score": float})
-
-
-def _is_score(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
 
 
 def _keyed(frame: pd.DataFrame, role: str) -> pd.DataFrame:
@@ -105,7 +100,7 @@ def _per_role(frames: Sequence[pd.DataFrame]) -> tuple[dict[str, int], dict[str,
 
 
 def online_comparison(
-    records: Sequence[Mapping[str, Any]],
+    records: Sequence[RequestRecord],
     name: str,
     champion: VersionMetrics,
     challenger: VersionMetrics,

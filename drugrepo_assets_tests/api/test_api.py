@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from drugrepo_assets.api.request_log import read_request_log
 from drugrepo_assets.ml.descriptors import DESCRIPTOR_COLUMNS
 from drugrepo_assets.ml.model import CHECKPOINT_ID_CHARS, load_checkpoint
+from drugrepo_assets.request_records import scan_request_log
 from drugrepo_assets_tests.api.servers import BIN, Api, metric_value, running_api
 
 KEYS = ("key-alpha", "key-beta", "key-gamma")
@@ -269,20 +269,23 @@ def test_request_log_holds_hashed_keys_descriptors_and_scores(api: Api) -> None:
     score = response.json()["predictions"][0]["score"]
     deadline = time.monotonic() + 10
     while True:
-        records = [r for r in read_request_log(api.request_log) if r["protein_length"] == len(protein)]
+        records = [
+            r for r in scan_request_log(api.request_log).records if r.descriptors["protein_length"] == len(protein)
+        ]
         if records or time.monotonic() > deadline:
             break
         time.sleep(0.1)
     assert len(records) == 1
     record = records[0]
-    assert record["key_id"] == hashlib.sha256(KEYS[1].encode()).hexdigest()[:12]
-    assert (record["model_version"], record["checkpoint_id"]) == (
+    assert record.key_id == hashlib.sha256(KEYS[1].encode()).hexdigest()[:12]
+    assert (record.model_version, record.checkpoint_id) == (
         response.json()["model_version"],
         response.json()["checkpoint_id"],
     )
-    assert set(DESCRIPTOR_COLUMNS) <= set(record)
-    assert record["mol_weight"] == pytest.approx(180.159, abs=0.01) and record["aromatic_rings"] == 1
-    assert record["score"] == pytest.approx(score)
+    assert set(DESCRIPTOR_COLUMNS) <= set(record.descriptors)
+    assert record.descriptors["mol_weight"] == pytest.approx(180.159, abs=0.01)
+    assert record.descriptors["aromatic_rings"] == 1
+    assert record.score == pytest.approx(score)
     text = "".join(p.read_text() for p in api.request_log.glob("*.jsonl"))
     assert KEYS[1] not in text and ASPIRIN not in text and protein not in text
 

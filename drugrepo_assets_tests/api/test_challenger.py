@@ -24,9 +24,9 @@ import pytest
 from mlflow import MlflowClient
 
 from drugrepo_assets.api.challenger import Assigner
-from drugrepo_assets.api.request_log import read_request_log
 from drugrepo_assets.api.settings import ServingSettings
 from drugrepo_assets.ml.model import load_checkpoint
+from drugrepo_assets.request_records import RequestRecord, scan_request_log
 from drugrepo_assets_tests.api.servers import (
     Api,
     challenger_checkpoint,
@@ -99,10 +99,10 @@ def _predict(client: httpx.Client, api: Api, smiles: list[str]) -> httpx.Respons
     return response
 
 
-def _logged(api: Api, count: int) -> list[dict]:
+def _logged(api: Api, count: int) -> list[RequestRecord]:
     """The request log once it holds ``count`` records."""
-    poll_until(lambda: len(read_request_log(api.request_log)) >= count, f"{count} request-log records")
-    records = read_request_log(api.request_log)
+    poll_until(lambda: len(scan_request_log(api.request_log).records) >= count, f"{count} request-log records")
+    records = scan_request_log(api.request_log).records
     assert len(records) == count
     return records
 
@@ -157,16 +157,16 @@ def test_split_sends_about_the_share_to_the_challenger(split_api: Api, models: M
     assert metric_value(text, "drugrepo_pairs_scored_total", {"route": "/v1/predict"}) == REQUESTS
 
     records = _logged(split_api, REQUESTS)
-    assert Counter(r["role"] for r in records) == roles
+    assert Counter(r.role for r in records) == roles
     for record in records:
-        answer = answers[record["request_id"]]
-        assert (record["role"], record["checkpoint_id"], record["model_version"], record["pair"]) == (
+        answer = answers[record.request_id]
+        assert (record.role, record.checkpoint_id, record.model_version, record.pair) == (
             answer["role"],
             answer["checkpoint_id"],
             answer["model_version"],
             0,
         )
-        assert record["logit"] == pytest.approx(answer["predictions"][0]["logit"])
+        assert record.logit == pytest.approx(answer["predictions"][0]["logit"])
     ready = httpx.get(split_api.url + "/readyz").json()
     assert ready["status"] == "ready"
     assert ready["challenger"] | {"shadow_queued": 0} == {
@@ -209,25 +209,25 @@ def test_shadow_answers_from_the_champion_and_logs_the_challenger_beside_it(shad
     assert screen.status_code == 200 and screen.json()["role"] == "champion"
     pairs = sum(len(b["predictions"]) for b in answers.values())
     records = _logged(shadow_api, 2 * pairs + 2 * 2)
-    assert Counter(r["role"] for r in records) == {"champion": pairs + 2, "shadow": pairs + 2}
+    assert Counter(r.role for r in records) == {"champion": pairs + 2, "shadow": pairs + 2}
 
-    joined: dict[tuple[str, int], dict[str, dict]] = {}
+    joined: dict[tuple[str, int | None], dict[str, RequestRecord]] = {}
     for record in records:
-        joined.setdefault((record["request_id"], record["pair"]), {})[record["role"]] = record
+        joined.setdefault((record.request_id, record.pair), {})[record.role] = record
     assert all(set(both) == {"champion", "shadow"} for both in joined.values())
     for request_id, body in answers.items():
         for pair, prediction in enumerate(body["predictions"]):
             both = joined[(request_id, pair)]
-            assert both["champion"]["checkpoint_id"] == models.champion_id
-            assert both["shadow"]["checkpoint_id"] == models.challenger_id
-            assert both["champion"]["logit"] == pytest.approx(prediction["logit"])
-            assert both["shadow"]["logit"] == pytest.approx(prediction["logit"] + 1.0, abs=1e-4)
-            assert both["champion"]["mol_weight"] == both["shadow"]["mol_weight"]
+            assert both["champion"].checkpoint_id == models.champion_id
+            assert both["shadow"].checkpoint_id == models.challenger_id
+            assert both["champion"].logit == pytest.approx(prediction["logit"])
+            assert both["shadow"].logit == pytest.approx(prediction["logit"] + 1.0, abs=1e-4)
+            assert both["champion"].descriptors["mol_weight"] == both["shadow"].descriptors["mol_weight"]
     screened = {pair: both for (rid, pair), both in joined.items() if rid == screen.headers["X-Request-Id"]}
     ranked = {r["id"]: r for r in screen.json()["results"]}
     assert {"abcd"[pair] for pair in screened} == set(ranked)
     for pair, both in screened.items():
-        assert both["champion"]["logit"] == pytest.approx(ranked["abcd"[pair]]["logit"])
+        assert both["champion"].logit == pytest.approx(ranked["abcd"[pair]]["logit"])
 
     text = httpx.get(shadow_api.url + "/metrics").text
     champion = {"route": "/v1/predict", "checkpoint_id": models.champion_id, "role": "champion"}

@@ -31,10 +31,10 @@ from hypothesis import strategies as st
 
 from drugrepo_assets.api.app import create_app
 from drugrepo_assets.api.molecules import budget
-from drugrepo_assets.api.request_log import read_request_log
 from drugrepo_assets.api.settings import ServingSettings
 from drugrepo_assets.data.sandbox import BUDGET_VARIABLES, Budget, molecule_budget
 from drugrepo_assets.ml.descriptors import MOLECULE_COLUMNS
+from drugrepo_assets.request_records import RequestRecord, scan_request_log
 from drugrepo_assets_tests.api.servers import (
     BIN,
     Api,
@@ -225,8 +225,8 @@ def test_the_settings_read_the_sandbox_budget_variables(monkeypatch: pytest.Monk
     assert budget(ServingSettings()) == molecule_budget(values) == Budget(0.25, 64 * 2**20)
 
 
-def _logged(api: Api, request_id: str) -> list[dict]:
-    return [r for r in read_request_log(api.request_log) if r["request_id"] == request_id]
+def _logged(api: Api, request_id: str) -> list[RequestRecord]:
+    return [r for r in scan_request_log(api.request_log).records if r.request_id == request_id]
 
 
 def test_the_request_log_computes_descriptors_once_per_distinct_molecule(api: Api, tmp_path: Path) -> None:
@@ -239,10 +239,10 @@ def test_the_request_log_computes_descriptors_once_per_distinct_molecule(api: Ap
         poll_until(lambda: len(_logged(api, request_id)) == 100, "the request log's 100 records")
     _assert_prompt_and_small(reports, api)
     records = _logged(api, request_id)
-    assert {json.dumps({c: r[c] for c in MOLECULE_COLUMNS}) for r in records} == {
-        json.dumps({c: records[0][c] for c in MOLECULE_COLUMNS})
+    assert {json.dumps({c: r.descriptors[c] for c in MOLECULE_COLUMNS}) for r in records} == {
+        json.dumps({c: records[0].descriptors[c] for c in MOLECULE_COLUMNS})
     }
-    assert records[0]["heavy_atoms"] == 39
+    assert records[0].descriptors["heavy_atoms"] == 39
     assert _molecules(api) - featurised == 1
     assert metric_value(_metrics(api), "drugrepo_request_log_descriptors_computed_total") - computed == 1
     again = _predict(api, [ACCEPTED_CAGE] * 100)

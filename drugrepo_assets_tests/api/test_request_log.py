@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from drugrepo_assets.api.request_log import LoggedBatch, RequestLog, read_request_log, scan_request_log
+from drugrepo_assets.api.request_log import LoggedBatch, RequestLog
+from drugrepo_assets.request_records import RequestRecord, scan_request_log
 from drugrepo_assets_tests.data.servers import S3Bucket, moto_endpoint, s3_bucket
 
 __all__ = ["moto_endpoint", "s3_bucket"]
@@ -43,8 +44,15 @@ def _batch(key: str, n: int = 3, smiles: str = "CCO", protein: str = "MKVLA") ->
     )
 
 
-def _keys(records: list[dict]) -> list[str]:
-    return sorted(r["key_id"] for r in records)
+def _keys(records: list[RequestRecord]) -> list[str]:
+    return sorted(r.key_id for r in records)
+
+
+def _records(location: Path) -> list[RequestRecord]:
+    """The records of the request log at ``location``, asserting that no line was skipped as malformed."""
+    scan = scan_request_log(location)
+    assert scan.malformed_lines == 0
+    return scan.records
 
 
 def _wait_for(condition: Callable[[], bool], what: str) -> None:
@@ -104,7 +112,7 @@ def test_a_full_queue_drops_and_counts_without_blocking_submit(tmp_path: Path, l
     folder.unlink()
     gate.release.set()
     assert log.flush(DEADLINE)
-    assert _keys(read_request_log(folder)) == sorted(["stuck"] * 2 + [f"q{i}" for i in range(3) for _ in range(3)])
+    assert _keys(_records(folder)) == sorted(["stuck"] * 2 + [f"q{i}" for i in range(3) for _ in range(3)])
     status = log.status()
     assert (status["queued"], status["queued_pairs"], status["dropped"], status["written_pairs"]) == (0, 0, 2, 11)
 
@@ -118,12 +126,12 @@ def test_the_writer_survives_a_removed_folder(tmp_path: Path, logs: list[Request
     shutil.rmtree(folder)
     log.submit(_batch("after"))
     assert log.flush(DEADLINE)
-    assert _keys(read_request_log(folder)) == ["after"] * 3
+    assert _keys(_records(folder)) == ["after"] * 3
     status = log.status()
     assert status["healthy"] and status["write_failures"] == 1 and "No such file" in status["last_error"]
     log.submit(_batch("later"))
     assert log.flush(DEADLINE)
-    assert _keys(read_request_log(folder)) == ["after"] * 3 + ["later"] * 3
+    assert _keys(_records(folder)) == ["after"] * 3 + ["later"] * 3
     assert log.status()["write_failures"] == 1
 
 
@@ -145,7 +153,7 @@ def _fails_while_blocked(
     gate.release.set()
     log.submit(_batch("after"))
     assert log.flush(DEADLINE)
-    assert _keys(read_request_log(folder)) == sorted(["before"] * 3 + ["during"] * 3 + ["after"] * 3)
+    assert _keys(_records(folder)) == sorted(["before"] * 3 + ["during"] * 3 + ["after"] * 3)
     status = log.status()
     assert status["healthy"] and status["write_failures"] >= 1 and status["dropped"] == 0
     assert status["written_pairs"] == 9
@@ -182,7 +190,7 @@ def test_retries_are_bounded_then_the_batch_is_dropped_and_the_writer_goes_on(
     folder.unlink()
     log.submit(_batch("kept"))
     assert log.flush(DEADLINE)
-    assert _keys(read_request_log(folder)) == ["kept"] * 3
+    assert _keys(_records(folder)) == ["kept"] * 3
     assert log.status()["healthy"]
 
 
@@ -194,7 +202,7 @@ def test_a_batch_that_cannot_be_described_is_dropped_and_the_writer_goes_on(
     log.submit(LoggedBatch("/v1/predict", "bad", "m/1", CHECKPOINT_ID, ["CCO"], ["MKV"], ["not a number"], [0.5]))
     log.submit(_batch("good"))
     assert log.flush(DEADLINE)
-    assert _keys(read_request_log(tmp_path)) == ["good"] * 3
+    assert _keys(_records(tmp_path)) == ["good"] * 3
     status = log.status()
     assert status["alive"] and (status["dropped"], status["dropped_pairs"]) == (1, 1)
     assert "not a number" in status["last_error"]
@@ -218,9 +226,9 @@ def test_two_logs_in_one_folder_write_files_of_their_own(tmp_path: Path, logs: l
         for name in files
     )
     assert writers == ["a", "b"]
-    records = read_request_log(tmp_path)
+    records = _records(tmp_path)
     assert _keys(records) == sorted(f"{p}{i}" for p in "ab" for i in range(3) for _ in range(2))
-    assert {(r["model_version"], r["checkpoint_id"]) for r in records} == {("drugban-human/1", CHECKPOINT_ID)}
+    assert {(r.model_version, r.checkpoint_id) for r in records} == {("drugban-human/1", CHECKPOINT_ID)}
 
 
 def test_the_reader_skips_and_counts_torn_and_garbage_lines(tmp_path: Path, logs: list[RequestLog]) -> None:
@@ -240,7 +248,6 @@ def test_the_reader_skips_and_counts_torn_and_garbage_lines(tmp_path: Path, logs
     scan = scan_request_log(tmp_path)
     assert _keys(scan.records) == ["good"] * 4 + ["tail"] * 2
     assert scan.malformed_lines == 5 and scan.files == 2
-    assert _keys(read_request_log(tmp_path)) == _keys(scan.records)
 
 
 def test_status_shows_in_a_prometheus_registry(tmp_path: Path, logs: list[RequestLog]) -> None:
@@ -319,9 +326,9 @@ def test_a_writer_killed_mid_write_leaves_a_readable_log(tmp_path: Path) -> None
         child.wait()
     scan = scan_request_log(tmp_path)
     assert scan.malformed_lines <= 1
-    by_batch: dict[str, list[float]] = {}
+    by_batch: dict[str, list[float | None]] = {}
     for record in scan.records:
-        by_batch.setdefault(record["key_id"], []).append(record["logit"])
+        by_batch.setdefault(record.key_id, []).append(record.logit)
     for i in range(acked + 1):
         assert by_batch.pop(f"b{i}") == [float(j) for j in range(pairs)]
     for key, logits in by_batch.items():
@@ -335,7 +342,7 @@ def test_close_writes_what_is_queued_and_later_batches_are_counted_as_dropped(tm
     for i in range(4):
         assert log.submit(_batch(f"k{i}", 2))
     log.close()
-    assert _keys(read_request_log(tmp_path)) == sorted(f"k{i}" for i in range(4) for _ in range(2))
+    assert _keys(_records(tmp_path)) == sorted(f"k{i}" for i in range(4) for _ in range(2))
     assert not log.submit(_batch("late"))
     status = log.status()
     assert (status["written_pairs"], status["dropped"], status["alive"], status["healthy"]) == (8, 1, False, False)
@@ -360,12 +367,12 @@ def test_descriptors_are_computed_once_per_distinct_molecule_in_the_sandbox_and_
         assert log.flush(DEADLINE)
         log.submit(_batch("again", 50, smiles="c1ccccc1O"))
         assert log.flush(DEADLINE)
-    records = read_request_log(tmp_path)
-    phenol = [r for r in records if r["key_id"] in ("copies", "again")]
-    assert len(phenol) == 150 and {r["heavy_atoms"] for r in phenol} == {7.0}
-    over = [r for r in records if r["key_id"] == "over"]
-    assert len(over) == 3 and not set(MOLECULE_COLUMNS) & set().union(*over)  # logged, without descriptors
-    assert "protein_length" in over[0] and log.status()["descriptors_over_budget"] == 1
+    records = _records(tmp_path)
+    phenol = [r for r in records if r.key_id in ("copies", "again")]
+    assert len(phenol) == 150 and {r.descriptors["heavy_atoms"] for r in phenol} == {7.0}
+    over = [r for r in records if r.key_id == "over"]
+    assert len(over) == 3 and not set(MOLECULE_COLUMNS) & set().union(*(r.descriptors for r in over))  # no descriptors
+    assert "protein_length" in over[0].descriptors and log.status()["descriptors_over_budget"] == 1
     assert (
         registry.get_sample_value("drugrepo_request_log_descriptors_computed_total") == 2
     )  # phenol once, the ring once

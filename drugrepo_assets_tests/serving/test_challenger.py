@@ -1,15 +1,17 @@
 """The champion/challenger comparison without services: the online figures from a request log written by
 `RequestLog` in the API's format (roles, request ids, pair positions), and the gate rule case by case."""
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from drugrepo_assets.api.request_log import LoggedBatch, RequestLog, scan_request_log
+from drugrepo_assets.api.request_log import LoggedBatch, RequestLog
 from drugrepo_assets.ml.evaluate import BinaryMetrics
 from drugrepo_assets.records import DriftSummary, OnlineComparison, VersionMetrics
+from drugrepo_assets.request_records import RequestRecord, scan_request_log
 from drugrepo_assets.serving.challenger import challenger_verdict, online_comparison, spearman
 from drugrepo_assets.serving.drift import compare
 from drugrepo_assets.serving.resources import ChallengerSettings
@@ -38,7 +40,7 @@ def _batch(
     )  # fmt: skip
 
 
-def _write(folder: Path, batches: list[LoggedBatch]) -> list[dict]:
+def _write(folder: Path, batches: list[LoggedBatch]) -> list[RequestRecord]:
     log = RequestLog(folder)
     for batch in batches:
         assert log.submit(batch)
@@ -59,9 +61,11 @@ def test_online_comparison_joins_shadow_records_to_the_champions_by_request_and_
             _batch("3", "champion", "r5", [0.99]),  # another version of the model
         ],
     )
-    records.append({"model_version": f"{NAME}/1", "score": 0.3})  # written before roles and request ids
     records.append(
-        {"model_version": "drugban-biosnap/1", "role": "champion", "request_id": "r1", "pair": 0, "score": 1}
+        RequestRecord.from_json_line(json.dumps({"model_version": f"{NAME}/1", "score": 0.3}))
+    )  # no roles yet
+    records.append(
+        RequestRecord(model_version="drugban-biosnap/1", role="champion", request_id="r1", pair=0, score=1.0)
     )
     online, _ = online_comparison(records, NAME, _metrics("1", 0.8), _metrics("2", 0.8))
     assert online.requests == {"champion": 2, "challenger": 1, "shadow": 3}

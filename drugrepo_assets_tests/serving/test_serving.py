@@ -22,7 +22,7 @@ from dagster import AssetCheckSeverity, AssetSelection, DagsterInstance, Execute
 from mlflow import MlflowClient
 
 from drugrepo_assets.api.model_service import load_served_model
-from drugrepo_assets.api.request_log import LoggedBatch, RequestLog, read_request_log
+from drugrepo_assets.api.request_log import LoggedBatch, RequestLog
 from drugrepo_assets.api.settings import ServingSettings
 from drugrepo_assets.assets.training import CHECKPOINT_ID_TAG as RUN_CHECKPOINT_ID_TAG
 from drugrepo_assets.data.splits import split_subset
@@ -31,6 +31,7 @@ from drugrepo_assets.io_managers import JsonIOManager, ParquetIOManager
 from drugrepo_assets.ml.evaluate import sigmoid
 from drugrepo_assets.ml.model import load_checkpoint, save_checkpoint
 from drugrepo_assets.ml.predict import score_table
+from drugrepo_assets.request_records import scan_request_log
 from drugrepo_assets.resources import MlflowTracking, TrainingProfile
 from drugrepo_assets.serving.assets import champion_challenger, drift_report, external_assets, registered_model
 from drugrepo_assets.serving.registry import CHECKPOINT_ID_TAG as VERSION_CHECKPOINT_ID_TAG
@@ -370,7 +371,7 @@ def _shadow_api_traffic(world: World, folder: Path, pairs: pd.DataFrame) -> Path
             assert answer.status_code == 200 and answer.json()["role"] == "champion", answer.text
 
         def shadow_logged() -> bool:
-            return sum(r["role"] == "shadow" for r in read_request_log(api.request_log)) == len(pairs)
+            return sum(r.role == "shadow" for r in scan_request_log(api.request_log).records) == len(pairs)
 
         poll_until(shadow_logged, "the shadow copies in the request log")
     return api.request_log
