@@ -15,7 +15,10 @@ from drugrepo_assets.cli.common import (
     read_input_pairs,
 )
 
-__all__ = ["add_parser", "run"]
+__all__ = ["REJECTED_FILE", "add_parser", "run"]
+
+REJECTED_FILE = "rejected.csv"
+"""The input rows refused by validation, with file, row and reason (`data.validate.REJECTED_COLUMNS`)."""
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from drugrepo_assets.data.validate import validate_pairs
     from drugrepo_assets.files import storage_path, uri_of, write_bytes_atomic
 
-    writes = tuple(REFERENCE_FILES.values())
+    writes = (*REFERENCE_FILES.values(), REJECTED_FILE)
     if not check_out("split", args.out, folder=True, inputs=(args.input,), writes=writes):
         return EXIT_BAD_INPUT
     read = read_input_pairs("split", args.input, args.s3_endpoint_url)
@@ -37,8 +40,9 @@ def run(args: argparse.Namespace) -> int:
     table = cluster_split(result.valid, seed=args.seed, clusters=clusters)
     root = storage_path(args.out, args.s3_endpoint_url)
     written = []
+    tables = {**reference_tables(table, clusters), REJECTED_FILE: result.rejected}
     try:
-        for name, frame in reference_tables(table, clusters).items():
+        for name, frame in tables.items():
             path = root / name
             write_bytes_atomic(path, frame.to_csv(index=False).encode())
             written.append(path)
@@ -47,7 +51,10 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     s = table.attrs["cluster_summary"]
     print(f"input: {location}")
-    print(f"rows read: {result.counts['input_rows']}, valid: {result.counts['valid']} (only valid pairs are split)")
+    print(
+        f"rows read: {result.counts['input_rows']}, valid: {result.counts['valid']} (only valid pairs are split), "
+        f"rejected: {result.counts['rejected']} (with file, row and reason in {REJECTED_FILE})"
+    )
     print(
         f"clusters: {s['drug_clusters']} drug, {s['target_clusters']} protein; "
         f"source domain: {s['source_drug_clusters']} drug and {s['source_target_clusters']} protein clusters"
@@ -74,7 +81,8 @@ def add_parser(subparsers: Subparsers) -> None:
             "a seeded share of each kind's clusters for the source domain, and write OUT/source_train.csv, "
             "OUT/source_val.csv (held-out source pairs for model selection), OUT/target_train.csv "
             "(target-domain pairs for unlabelled domain adaptation) and OUT/target_test.csv in the "
-            "reference's columns SMILES, Protein, Y (plus drug_cluster, target_cluster). Pairs in neither "
+            "reference's columns SMILES, Protein, Y (plus drug_cluster, target_cluster), and OUT/rejected.csv "
+            "(the rows refused by validation, with file, row and reason). Pairs in neither "
             "domain are counted and left out. Thresholds and shares: README, Cluster splits. Exit status 0 "
             "when written, 2 when the input was unreadable or OUT may not be written, 1 when writing failed."
         ),

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from drugrepo_assets.cli import main
+from drugrepo_assets.cli.split import REJECTED_FILE
 from drugrepo_assets.data.columns import read_pairs
 from drugrepo_assets.data.sources import bundled_root
 from drugrepo_assets.data.splits import REFERENCE_FILES
@@ -50,8 +51,9 @@ def test_split_writes_the_files_the_reference_reads(tmp_path: Path) -> None:
     assert int(numbers["test"]) == len(files["target_test.csv"])
     assert len(source) + len(target) + int(numbers["(dropped)"]) == valid
     assert [line for line in lines if line.startswith("wrote ")] == [
-        f"wrote {out / name}" for name in REFERENCE_FILES.values()
+        f"wrote {out / name}" for name in (*REFERENCE_FILES.values(), REJECTED_FILE)
     ]
+    assert len(pd.read_csv(out / REJECTED_FILE)) == 0  # the bundled file has no refused row
     # what split writes, the other commands read
     assert len(read_pairs(str(out / "target_test.csv"))) == len(files["target_test.csv"])
 
@@ -70,3 +72,23 @@ def test_split_refuses_an_out_inside_its_input(tmp_path: Path, capsys: pytest.Ca
     assert main(["split", str(folder), "--out", str(folder / "split")]) == 2
     assert "inside the input folder" in one_error_line(capsys, "split")
     assert capsys.readouterr().out == ""
+
+
+def test_split_writes_the_rows_it_refused_with_file_row_and_reason(tmp_path: Path) -> None:
+    pairs = pd.read_csv(HUMAN_TEST).head(40)
+    pairs.loc[7, "SMILES"] = "C1CC"  # an unclosed ring
+    source = tmp_path / "pairs.csv"
+    pairs.to_csv(source, index=False)
+    out = tmp_path / "cluster"
+    assert main(["split", str(source), "--out", str(out)]) == 0
+    rejected = pd.read_csv(out / REJECTED_FILE)
+    assert len(rejected) == 1
+    row = rejected.iloc[0]
+    assert (row["SMILES"], row["source_file"], int(row["source_row"])) == (
+        "C1CC",
+        str(source),
+        8,
+    )  # data rows count from 1
+    assert row["reason_code"] == "invalid_smiles"
+    written = sum(len(pd.read_csv(out / name)) for name in REFERENCE_FILES.values())
+    assert written <= 39  # the refused row is in no split
