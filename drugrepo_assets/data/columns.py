@@ -23,7 +23,6 @@ __all__ = [
     "coalesce_pair_columns",
     "missing_columns_problem",
     "pair_column_names",
-    "read_pair_table",
     "read_pairs",
 ]
 
@@ -88,19 +87,6 @@ def canonical_pairs(table: pd.DataFrame, location: str = "table") -> pd.DataFram
     renamed = coalesced.rename(columns={name: field for field, name in names.items() if name != field})
     rest = [c for c in renamed.columns if c not in PAIR_FIELDS and c not in _ADDED]
     return renamed[[*PAIR_FIELDS, *rest, *[c for c in _ADDED if c in renamed.columns]]]
-
-
-def read_pair_table(
-    location: str,
-    *,
-    s3_endpoint_url: str | None = None,
-    fields: Sequence[str] = PAIR_FIELDS,
-    keep_order: bool = False,
-) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Read pairs as `read_source` does (any file, folder, URL or S3 prefix), each field under any of
-    its names; returns the table with its own column names and the column holding each field."""
-    table = read_source(location, s3_endpoint_url=s3_endpoint_url, required=(), keep_order=keep_order)
-    return coalesce_pair_columns(table, location, fields)
 
 
 def read_pairs(location: str, *, s3_endpoint_url: str | None = None) -> pd.DataFrame:

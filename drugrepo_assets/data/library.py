@@ -84,7 +84,6 @@ __all__ = [
     "batch_values",
     "check_parquet_columns",
     "count_rows",
-    "is_library_file",
     "iter_library",
     "library_files",
     "location_kind",
@@ -145,7 +144,6 @@ _ID_NAMES = (
     "cid",
 )
 
-ROW_COLUMNS = ("id", "smiles", "file", "line")
 REJECTED_COLUMNS = ("file", "line", "id", "value", "reason")
 
 
@@ -161,11 +159,6 @@ class LibraryChunk:
 
     rows: pd.DataFrame
     rejected: pd.DataFrame
-
-
-def is_library_file(name: str) -> bool:
-    """True when ``name`` ends with a library suffix (see ``LIBRARY_SUFFIXES``)."""
-    return LIBRARY_FORMATS.format_of(name) is not None
 
 
 # --- the stream -------------------------------------------------------------------------------

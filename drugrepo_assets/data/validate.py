@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from drugrepo_assets.data.columns import PAIR_FIELDS, canonical_pairs, read_pairs
+from drugrepo_assets.data.columns import PAIR_FIELDS, canonical_pairs
 from drugrepo_assets.data.rules import (
     RULE_CODES,
     Refusal,
@@ -49,7 +49,6 @@ __all__ = [
     "canonicalize",
     "drug_id",
     "target_id",
-    "validate_file",
     "validate_pairs",
     "write_result",
 ]
@@ -313,10 +312,3 @@ def write_result(
     write_bytes_atomic(valid_path, _parquet_bytes(result.valid, VALID_SCHEMA))
     write_bytes_atomic(rejected_path, _parquet_bytes(result.rejected, REJECTED_SCHEMA))
     return valid_path, rejected_path
-
-
-def validate_file(input: str, out_dir: str | Path, *, s3_endpoint_url: str | None = None) -> ValidationResult:
-    """Read pairs (file, folder, URL or S3; either column naming), validate them and write the two Parquet tables."""
-    result = validate_pairs(read_pairs(input, s3_endpoint_url=s3_endpoint_url))
-    write_result(result, out_dir, s3_endpoint_url=s3_endpoint_url)
-    return result

@@ -767,7 +767,11 @@ def load_reference_state_dict(state_dict: Mapping[str, Tensor], config: DrugBANC
 
 
 def export_reference_state_dict(model: DrugBAN) -> dict[str, Tensor]:
-    """The reference DrugBAN ``state_dict`` of a model (same keys, shapes, dtypes), detached copies."""
+    """The reference DrugBAN ``state_dict`` of a model (same keys, shapes, dtypes), detached copies.
+
+    A public function for users (the README's checkpoint section): weights trained here, handed back to the
+    reference code. The package itself never calls it; its tests check it against the reference's own state_dict.
+    """
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 

@@ -12,7 +12,6 @@ from drugrepo_assets.data.columns import (
     canonical_pairs,
     coalesce_pair_columns,
     pair_column_names,
-    read_pair_table,
     read_pairs,
 )
 from drugrepo_assets.data.sources import InputFileError, read_source
@@ -74,5 +73,6 @@ def test_a_missing_field_names_the_file_and_what_it_has(tmp_path: Path) -> None:
     assert str(info.value) == f"{path}: missing column 'Protein' (found: smiles, label)"
     with pytest.raises(InputFileError, match="missing column 'Protein'"):
         validate_pairs(pd.DataFrame({"SMILES": ["CCO"], "Y": ["1"]}))
-    table, names = read_pair_table(str(path), fields=("SMILES",), keep_order=True)
+    # `drugrepo predict`'s read: the file's own column order, only the fields not named by a flag looked up.
+    table, names = coalesce_pair_columns(read_source(str(path), required=(), keep_order=True), str(path), ("SMILES",))
     assert names == {"SMILES": "smiles"} and list(table.columns) == ["smiles", "label", "source_file", "source_row"]

@@ -11,14 +11,15 @@ import pytest
 from rdkit import Chem
 
 from drugrepo_assets.data import validate as validate_module
+from drugrepo_assets.data.columns import read_pairs
 from drugrepo_assets.data.rules import MAX_DRUG_ATOMS, PROTEIN_ALPHABET
 from drugrepo_assets.data.sources import DATASETS, bundled_root, dataset_location, read_source, read_table
 from drugrepo_assets.data.validate import (
     REASON_CODES,
     REJECTED_COLUMNS,
     VALID_COLUMNS,
-    validate_file,
     validate_pairs,
+    write_result,
 )
 from drugrepo_assets_tests.data.rows import real_rows, write_csv
 
@@ -267,10 +268,11 @@ def test_empty_table() -> None:
     assert list(result.rejected.columns) == list(REJECTED_COLUMNS)
 
 
-def test_validate_file_writes_parquet(tmp_path: Path) -> None:
+def test_validate_writes_the_two_parquet_tables(tmp_path: Path) -> None:
     source = write_csv(tmp_path / "in" / "pairs.csv", [*HUMAN, ("CCO", "MKV", "maybe")])
     out = tmp_path / "out" / "nested"
-    result = validate_file(str(source), out)
+    result = validate_pairs(read_pairs(str(source)))  # `drugrepo validate`'s path (cli/common.read_input_pairs)
+    write_result(result, out)
     assert result.counts["valid"] == 3 and result.counts["invalid_label"] == 1
     valid = pq.read_table(out / "valid.parquet")
     rejected = pq.read_table(out / "rejected.parquet")
