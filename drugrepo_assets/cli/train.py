@@ -1,4 +1,5 @@
-"""``drugrepo train``: read and validate pairs, split them when asked, and run `ml.pipeline.train_and_evaluate`."""
+"""``drugrepo train``: read and validate pairs, split them when asked, and run `ml.pipeline.train_and_evaluate`
+(with ``--da cdan``, CDAN on unlabelled target-domain pairs)."""
 
 from __future__ import annotations
 
@@ -23,12 +24,15 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from drugrepo_assets.data.validate import ValidationResult
+    from drugrepo_assets.ml.cdan import CDANConfig
     from drugrepo_assets.ml.pipeline import Evaluation
     from drugrepo_assets.ml.train import EpochRecord, TrainConfig, TrainResult
 
 __all__ = ["add_parser", "run", "split_strategy"]
 
-_INPUTS = ("data", "train", "val", "test")
+_INPUTS = ("data", "train", "val", "test", "target_train")
+_DA_METHODS = ("cdan",)
+"""The domain adaptation methods of ``--da`` (the reference's ``DA.METHOD``: CDAN)."""
 
 
 def _validated(location: str, name: str, s3_endpoint_url: str | None) -> ValidationResult:
@@ -45,17 +49,65 @@ def _validated(location: str, name: str, s3_endpoint_url: str | None) -> Validat
     return result
 
 
+def _unlabelled(location: str, name: str, s3_endpoint_url: str | None) -> ValidationResult:
+    """Target-domain pairs read for their SMILES and protein only (a label column, if any, is ignored) and
+    validated as `_validated` does; its refused rows are written without a label."""
+    import pandas as pd
+
+    from drugrepo_assets.data.columns import coalesce_pair_columns
+    from drugrepo_assets.data.sources import read_source
+    from drugrepo_assets.data.validate import validate_pairs
+
+    where = resolve_input(location)
+    read = read_source(where, s3_endpoint_url=s3_endpoint_url, required=())
+    table, names = coalesce_pair_columns(read, where, ("SMILES", "Protein"))
+    raw = pd.DataFrame({"SMILES": table[names["SMILES"]], "Protein": table[names["Protein"]], "Y": "0"})
+    for column in ("source_file", "source_row"):
+        if column in table.columns:
+            raw[column] = table[column].to_numpy()
+    result = validate_pairs(raw)  # Y = 0 stands in for the label it does not read
+    result.rejected["Y"] = None
+    if result.counts["rejected"]:
+        print(
+            f"{name}: {result.counts['rejected']} of {result.counts['input_rows']} rows rejected "
+            f"(see {name}_rejected.parquet)"
+        )
+    return result
+
+
+def _split_dir_files(folder: str) -> dict[str, str]:
+    """The files `drugrepo split` writes into ``folder``, by part (`data.splits.REFERENCE_FILES`)."""
+    from drugrepo_assets.data.splits import REFERENCE_FILES
+
+    return {part: f"{folder.rstrip('/')}/{name}" for part, name in REFERENCE_FILES.items()}
+
+
 def _read_parts(args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
-    """The valid pairs of each part (train, val and maybe test) and the refused rows of each input."""
-    from drugrepo_assets.data.splits import split_pairs, split_parts
+    """The valid pairs of each part (train, val, maybe test and, with ``--da``, target_train) and the
+    refused rows of each input."""
+    from drugrepo_assets.data.splits import TARGET_TRAIN, split_pairs, split_parts
 
     if args.data:
         result = _validated(args.data, "data", args.s3_endpoint_url)
-        parts = split_parts(split_pairs(result.valid, args.split, seed=args.seed))
-        return parts, {"data": result.rejected}
-    given = {"train": args.train, "val": args.val, "test": args.test}
-    results = {name: _validated(where, name, args.s3_endpoint_url) for name, where in given.items() if where}
-    return {name: r.valid for name, r in results.items()}, {name: r.rejected for name, r in results.items()}
+        table = split_pairs(result.valid, args.split, seed=args.seed)
+        parts = split_parts(table)
+        if args.da and not args.target_train:
+            parts[TARGET_TRAIN] = table[table["split"] == TARGET_TRAIN].reset_index(drop=True)
+        rejected = {"data": result.rejected}
+    else:
+        given = {"train": args.train, "val": args.val, "test": args.test}
+        if args.cluster_split:
+            files = _split_dir_files(args.cluster_split)
+            given = {name: files[name] for name in given}
+            if args.da and not args.target_train:
+                args.target_train = files[TARGET_TRAIN]
+        results = {name: _validated(where, name, args.s3_endpoint_url) for name, where in given.items() if where}
+        parts = {name: r.valid for name, r in results.items()}
+        rejected = {name: r.rejected for name, r in results.items()}
+    if args.da and args.target_train:
+        target = _unlabelled(args.target_train, TARGET_TRAIN, args.s3_endpoint_url)
+        parts[TARGET_TRAIN], rejected[TARGET_TRAIN] = target.valid, target.rejected
+    return parts, rejected
 
 
 def _write_parquet(path: Path, table: pd.DataFrame) -> None:
@@ -84,9 +136,16 @@ def _report(record: EpochRecord) -> None:
 
 
 def _metrics(
-    result: TrainResult, evaluation: Evaluation | None, config: TrainConfig, pairs: dict[str, int]
+    result: TrainResult,
+    evaluation: Evaluation | None,
+    config: TrainConfig,
+    pairs: dict[str, int],
+    da: CDANConfig | None = None,
+    cross_domain: bool = False,
 ) -> dict[str, object]:
-    """metrics.json: the run, its checkpoint id and, with test pairs, the probability threshold chosen on validation."""
+    """metrics.json: the run, its checkpoint id and, with test pairs, the probability threshold chosen on
+    validation; a cross-domain run (``--da``, or a cluster split) names its val AUROC the source domain's
+    and its test AUROC the target domain's."""
     from drugrepo_assets.ml.model import checkpoint_id
 
     metrics: dict[str, object] = {
@@ -100,10 +159,48 @@ def _metrics(
         "train_config": config.to_dict(),
         "threshold": None if evaluation is None else evaluation.threshold,
     }
+    if da is not None:
+        metrics["da"] = {"method": "cdan", **da.to_dict()}
     if evaluation is not None:
         metrics.update({name: m.as_dict() for name, m in evaluation.metrics.items()})
         metrics["calibration"] = {name: c.as_dict() for name, c in evaluation.calibration().items()}
+        if cross_domain:
+            metrics["source_val_auroc"] = evaluation.metrics["val"].auroc
+            metrics["target_test_auroc"] = evaluation.metrics["test"].auroc
     return metrics
+
+
+def _problem(args: argparse.Namespace) -> str | None:
+    """Why the options given do not make a run (checked before anything is read), or None."""
+    if args.target_train and not args.da:
+        return "--target-train needs --da cdan (the target pairs are for domain adaptation)"
+    if args.da and not (args.target_train or args.cluster_split or (args.data and args.split == "cluster")):
+        return "--da cdan needs unlabelled target-domain pairs: --target-train FILE, --cluster-split DIR or --split cluster"
+    return None
+
+
+def _configs(args: argparse.Namespace) -> tuple[TrainConfig, CDANConfig | None]:
+    """The training settings; with ``--da cdan`` the reference's DA defaults (configs/DrugBAN_DA.yaml) where
+    ``--lr``/``--batch-size`` are not given."""
+    from drugrepo_assets.ml.cdan import CDAN_BATCH_SIZE, CDAN_LR, CDANConfig
+    from drugrepo_assets.ml.train import TrainConfig
+
+    defaults = TrainConfig()
+    da = None
+    lr, batch_size = defaults.lr, defaults.batch_size
+    if args.da:
+        da = CDANConfig(init_epoch=args.da_init_epoch or CDANConfig().init_epoch)
+        lr, batch_size = CDAN_LR, CDAN_BATCH_SIZE
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size or batch_size,
+        lr=args.lr or lr,
+        patience=args.patience,
+        seed=args.seed,
+        device=args.device,
+        max_seconds=None if args.max_minutes is None else args.max_minutes * 60,
+    )
+    return config, da
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,14 +211,15 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from drugrepo_assets.data.sources import InputFileError
+    from drugrepo_assets.data.splits import TARGET_TRAIN
     from drugrepo_assets.files import write_local_atomic
+    from drugrepo_assets.ml.model import CheckpointError
     from drugrepo_assets.ml.pipeline import pair_data, train_and_evaluate
     from drugrepo_assets.ml.runtime import configure_cpu
-    from drugrepo_assets.ml.train import TrainConfig
     from drugrepo_assets.screening.domain import REFERENCE_SUFFIX, record_reference
 
     out = Path(args.out)
-    inputs = (args.data, args.train, args.val, args.test)
+    inputs = (args.data, args.train, args.val, args.test, args.target_train, args.cluster_split)
     writes = (
         "best.pt",
         f"best.pt{REFERENCE_SUFFIX}",
@@ -132,6 +230,9 @@ def run(args: argparse.Namespace) -> int:
     )
     if not check_local_out("train", args.out, inputs, writes) or torch_device("train", args.device) is None:
         return EXIT_BAD_INPUT
+    if (problem := _problem(args)) is not None:
+        error("train", problem)
+        return EXIT_BAD_INPUT
     try:
         parts, rejected = _read_parts(args)
     except (InputFileError, ValueError) as exc:
@@ -140,31 +241,41 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     _write_rejected(out, rejected)
     if args.max_train_pairs:
-        parts["train"] = parts["train"].sample(n=min(args.max_train_pairs, len(parts["train"])), random_state=args.seed)
+        for name in ("train", TARGET_TRAIN):
+            if name in parts:
+                table = parts[name]
+                parts[name] = table.sample(n=min(args.max_train_pairs, len(table)), random_state=args.seed)
     for name in ("train", "val"):
         if parts[name]["label"].nunique() < 2:
             error("train", f"the {name} part needs both labels (has {len(parts[name])} rows)")
             return EXIT_BAD_INPUT
+    if args.da and not len(parts[TARGET_TRAIN]):
+        error("train", f"{args.target_train or 'the cluster split'}: no valid target-domain pairs to adapt to")
+        return EXIT_BAD_INPUT
     configure_cpu(args.threads)
-    data = {name: pair_data(table) for name, table in parts.items()}
-    config = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        patience=args.patience,
-        seed=args.seed,
-        device=args.device,
-        max_seconds=None if args.max_minutes is None else args.max_minutes * 60,
-    )
+    target = pair_data(parts.pop(TARGET_TRAIN), labelled=False) if args.da else None
+    data = {name: pair_data(table) for name, table in parts.items() if name != TARGET_TRAIN}
+    config, da = _configs(args)
     sizes = ", ".join(f"{name} {len(d)}" for name, d in data.items())
-    print(f"training on {sizes} pairs; device {config.device}; up to {config.epochs} epochs")
+    adapt = (
+        "" if target is None else f"; CDAN on {len(target)} unlabelled target pairs from epoch {da and da.init_epoch}"
+    )
+    print(f"training on {sizes} pairs; device {config.device}; up to {config.epochs} epochs{adapt}")
     record_reference(out / "best.pt", parts["train"])  # before best.pt, so a checkpoint never lacks its reference
-    result, evaluation = train_and_evaluate(data, out, config, resume=args.resume, on_epoch=_report)
-    metrics = _metrics(result, evaluation, config, {name: len(d) for name, d in data.items()})
+    try:
+        result, evaluation = train_and_evaluate(
+            data, out, config, resume=args.resume, on_epoch=_report, da=da, target_data=target
+        )
+    except CheckpointError as exc:  # a last.pt that is not this kind of run's
+        error("train", str(exc))
+        return EXIT_BAD_INPUT
+    cross_domain = da is not None or bool(args.cluster_split) or (bool(args.data) and args.split == "cluster")
+    metrics = _metrics(result, evaluation, config, {name: len(d) for name, d in data.items()}, da, cross_domain)
     if evaluation is not None:
         test = evaluation.metrics["test"]
+        domain = "target-domain " if cross_domain else ""
         print(
-            f"test AUROC {test.auroc:.4f}  AUPRC {test.auprc:.4f}  "
+            f"{domain}test AUROC {test.auroc:.4f}  AUPRC {test.auprc:.4f}  "
             f"(probability threshold {evaluation.threshold:.3f} chosen on val)"
         )
     write_local_atomic(out / "metrics.json", lambda handle: handle.write(json.dumps(metrics, indent=2).encode()))
@@ -191,7 +302,7 @@ def add_parser(subparsers: Subparsers) -> None:
     """Register ``train``."""
     parser = subparsers.add_parser(
         "train",
-        help="train DrugBAN on CSV/Parquet pairs (SMILES, Protein, Y or smiles, protein, label)",
+        help="train DrugBAN (or with --da cdan, DrugBAN with CDAN) on CSV/Parquet pairs",
         description=(
             "Train DrugBAN (Adam, early stopping on validation AUROC, resumable). Give --train/--val "
             "[--test] (DrugBAN's split files, or 'drugrepo validate' outputs), or --data with --split to "
@@ -199,12 +310,20 @@ def add_parser(subparsers: Subparsers) -> None:
             "URLs, s3://); rejected rows are written beside the outputs. OUT gets best.pt (for predict, "
             "screen and serve), best.pt.domain.parquet (its training drugs and targets, the applicability "
             "domain of screens), last.pt, history.csv and metrics.json (checkpoint_id, and with --test "
-            "the probability threshold chosen on validation and the val/test metrics at it)."
+            "the probability threshold chosen on validation and the val/test metrics at it). With --da cdan "
+            "(and --target-train, --cluster-split or --split cluster) the training is CDAN's; metrics.json "
+            "then also names source_val_auroc and target_test_auroc."
         ),
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--train", metavar="FILE", help="training pairs")
     source.add_argument("--data", metavar="FILE", help="one table to split with --split")
+    source.add_argument(
+        "--cluster-split",
+        metavar="DIR",
+        help="a folder 'drugrepo split' wrote: source_train/source_val for training, target_test for test, "
+        "target_train (unlabelled) for --da",
+    )
     parser.add_argument("--val", metavar="FILE", help="validation pairs (with --train)")
     parser.add_argument("--test", metavar="FILE", help="test pairs (with --train; optional)")
     parser.add_argument(
@@ -212,12 +331,29 @@ def add_parser(subparsers: Subparsers) -> None:
         type=split_strategy,
         default="random",
         metavar="STRATEGY",
-        help="how --data is split: random (default), cold_drug or cold_target",
+        help="how --data is split: random (default), cold_drug, cold_target or cluster",
+    )
+    parser.add_argument(
+        "--da",
+        choices=_DA_METHODS,
+        default=None,
+        help="domain adaptation: cdan (DrugBAN's CDAN, on unlabelled target-domain pairs)",
+    )
+    parser.add_argument(
+        "--target-train",
+        metavar="FILE",
+        help="target-domain pairs for --da (SMILES and protein; a label column is ignored)",
+    )
+    parser.add_argument(
+        "--da-init-epoch",
+        type=positive_int,
+        default=None,
+        help="first epoch with the domain loss (default 10, the reference's; earlier epochs train the classifier only)",
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="a local folder (created if needed)")
     parser.add_argument("--epochs", type=positive_int, default=100)
-    parser.add_argument("--batch-size", type=positive_int, default=64)
-    parser.add_argument("--lr", type=positive_float, default=5e-5)
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="default 64 (32 with --da cdan)")
+    parser.add_argument("--lr", type=positive_float, default=None, help="default 5e-5 (1e-4 with --da cdan)")
     parser.add_argument(
         "--patience", type=positive_int, default=20, help="epochs without validation gain before stopping"
     )
@@ -225,7 +361,10 @@ def add_parser(subparsers: Subparsers) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     parser.add_argument(
-        "--max-train-pairs", type=positive_int, default=None, help="train on a random subset of this size"
+        "--max-train-pairs",
+        type=positive_int,
+        default=None,
+        help="train on a random subset of this size (of the target pairs too, with --da)",
     )
     parser.add_argument(
         "--max-minutes", type=positive_float, default=None, help="stop at the first epoch end past this time"

@@ -28,6 +28,9 @@ from drugrepo_assets.ml.model import DrugBAN
 
 __all__ = [
     "CDAN",
+    "CDAN_BATCH_SIZE",
+    "CDAN_KEY",
+    "CDAN_LR",
     "CDANConfig",
     "Discriminator",
     "RandomLayer",
@@ -39,11 +42,19 @@ __all__ = [
     "entropy_weights",
     "features_and_scores",
     "one_logit_model",
+    "restore_cdan",
+    "saved_cdan",
     "two_class_model",
 ]
 
 N_CLASSES = 2
 """Logits of the reference's CDAN head (``DECODER.BINARY``)."""
+CDAN_LR = 1e-4
+"""The model's learning rate in the reference's configs/DrugBAN_DA.yaml (``SOLVER.LR``; vanilla's is 5e-5)."""
+CDAN_BATCH_SIZE = 32
+"""The batch size of source and of target pairs in configs/DrugBAN_DA.yaml (``SOLVER.BATCH_SIZE``; vanilla's is 64)."""
+CDAN_KEY = "cdan"
+"""The checkpoint entry of a CDAN run (`saved_cdan`): beside the one-logit model, what resuming it needs."""
 
 
 @dataclass(frozen=True)
@@ -226,28 +237,64 @@ def cdan_step(
     cdan: CDAN,
     optimizers: tuple[torch.optim.Optimizer, torch.optim.Optimizer],
     source: tuple[GraphBatch, Tensor, Tensor],
-    target: tuple[GraphBatch, Tensor],
+    target: tuple[GraphBatch, Tensor] | None,
     adapt: bool,
+    use_amp: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """One step of the reference's ``train_da_epoch``: (total, model, domain) loss of the batch.
 
-    ``source`` is (graphs, protein codes, labels), ``target`` unlabelled (graphs, protein codes).
-    Before ``adapt`` (the warm-up epochs, ``INIT_EPOCH``) only the classification loss is trained
-    and the target batch is not used, as in the reference.
+    ``source`` is (graphs, protein codes, labels), ``target`` unlabelled (graphs, protein codes), all on
+    the model's device. Before ``adapt`` (the warm-up epochs, ``INIT_EPOCH``) only the classification
+    loss is trained and the target batch is not used (it may be None), as in the reference. ``use_amp``: the forward
+    passes in bfloat16 (on CUDA), the losses in the labels' dtype.
     """
+    if adapt and target is None:
+        raise ValueError("the domain loss needs a target batch")
     optimizer, optimizer_da = optimizers
     optimizer.zero_grad(set_to_none=True)
     optimizer_da.zero_grad(set_to_none=True)
     graphs, proteins, labels = source
-    features, scores = features_and_scores(model, graphs, proteins)
+    device = labels.device
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+        features, scores = features_and_scores(model, graphs, proteins)
+        features_t, scores_t = features_and_scores(model, *target) if adapt and target else (None, None)
+    features, scores = features.to(labels.dtype), scores.to(labels.dtype)
     model_loss = cross_entropy_logits(scores, labels)
     da_loss = None
     loss = model_loss
-    if adapt:
-        features_t, scores_t = features_and_scores(model, *target)
-        da_loss = cdan.loss(features, scores, features_t, scores_t)
+    if features_t is not None and scores_t is not None:
+        da_loss = cdan.loss(features, scores, features_t.to(labels.dtype), scores_t.to(labels.dtype))
         loss = model_loss + da_loss
     loss.backward()
     optimizer.step()
     optimizer_da.step()
     return loss.detach(), model_loss.detach(), None if da_loss is None else da_loss.detach()
+
+
+def saved_cdan(model: DrugBAN, cdan: CDAN, optimizer_da: torch.optim.Optimizer | None = None) -> dict[str, Any]:
+    """What a checkpoint keeps of a CDAN run beside its one-logit model (`CDAN_KEY`): the two-logit
+    head, the discriminator and random layer, the settings and (for resuming) the discriminator's optimiser."""
+    fc4 = model.mlp_classifier.fc4
+    saved: dict[str, Any] = {
+        "config": cdan.config.to_dict(),
+        "head": {"weight": fc4.weight.detach().clone(), "bias": fc4.bias.detach().clone()},
+        "state_dict": cdan.state_dict(),
+    }
+    if optimizer_da is not None:
+        saved["optimizer"] = optimizer_da.state_dict()
+    return saved
+
+
+def restore_cdan(model: DrugBAN, saved: Any, where: str = "checkpoint") -> tuple[DrugBAN, CDAN]:
+    """The two-logit model (``model``, a checkpoint's one-logit model, changed in place) and the `CDAN`
+    module of a `saved_cdan` entry; a malformed entry is a ValueError naming ``where`` and the field."""
+    try:
+        config = CDANConfig(**saved["config"])
+        head = saved["head"]
+        model = two_class_model(model)
+        model.mlp_classifier.fc4.load_state_dict({"weight": head["weight"], "bias": head["bias"]})
+        cdan = CDAN(model.config.mlp_in_dim, config).to(model.mlp_classifier.fc4.weight.device)
+        cdan.load_state_dict(saved["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise ValueError(f"{where}: its {CDAN_KEY} entry is not a CDAN run's ({type(exc).__name__}: {exc})") from None
+    return model, cdan

@@ -22,6 +22,7 @@ from drugrepo_assets.ml.calibration import (
     checkpoint_temperature,
     reliability,
 )
+from drugrepo_assets.ml.cdan import CDANConfig
 from drugrepo_assets.ml.dataset import PairData
 from drugrepo_assets.ml.evaluate import BinaryMetrics, evaluate, sigmoid
 from drugrepo_assets.ml.model import DrugBAN, DrugBANConfig, load_checkpoint
@@ -29,9 +30,11 @@ from drugrepo_assets.ml.predict import predict_logits
 from drugrepo_assets.ml.train import EpochRecord, TrainConfig, TrainResult, train
 
 
-def pair_data(table: pd.DataFrame) -> PairData:
-    """Validated pairs (``smiles``, ``protein``, ``label``, as `data.validate` writes them) as model inputs."""
-    return PairData.from_lists(table["smiles"].tolist(), table["protein"].tolist(), table["label"].tolist())
+def pair_data(table: pd.DataFrame, labelled: bool = True) -> PairData:
+    """Validated pairs (``smiles``, ``protein``, ``label``, as `data.validate` writes them) as model inputs;
+    ``labelled=False`` leaves the labels out (CDAN's target-domain training pairs)."""
+    labels = table["label"].tolist() if labelled else None
+    return PairData.from_lists(table["smiles"].tolist(), table["protein"].tolist(), labels)
 
 
 @dataclass(frozen=True)
@@ -90,10 +93,27 @@ def train_and_evaluate(
     model_config: DrugBANConfig | None = None,
     resume: bool = False,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    *,
+    da: CDANConfig | None = None,
+    target_data: PairData | None = None,
 ) -> tuple[TrainResult, Evaluation | None]:
-    """Train on ``parts["train"]`` (best epoch by ``parts["val"]``), then evaluate on ``parts["test"]`` when given."""
+    """Train on ``parts["train"]`` (best epoch by ``parts["val"]``), then evaluate on ``parts["test"]`` when given.
+
+    With ``da`` and ``target_data`` (unlabelled target-domain pairs, e.g. a cluster split's ``target_train``)
+    the training is CDAN's (`train.train`); ``val`` is then the source domain's and ``test`` the target's.
+    """
     config = config or TrainConfig()
-    result = train(parts["train"], parts["val"], out_dir, config, model_config, resume=resume, on_epoch=on_epoch)
+    result = train(
+        parts["train"],
+        parts["val"],
+        out_dir,
+        config,
+        model_config,
+        resume=resume,
+        on_epoch=on_epoch,
+        da=da,
+        target_data=target_data,
+    )
     test = parts.get("test")
     if test is None or test.labels is None or not len(test):
         return result, None

@@ -1,0 +1,100 @@
+"""``drugrepo train --da cdan``: CDAN from the CLI, source/target AUROC named, resumable, and best.pt in predict."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from drugrepo_assets.cli import main
+from drugrepo_assets.data.splits import REFERENCE_FILES
+from drugrepo_assets_tests.cli.helpers import HUMAN_TRAIN, console_script, one_error_line
+
+
+def _files(tmp_path: Path) -> dict[str, Path]:
+    """Small source train/val, target train (labelled, one label unreadable: it is ignored) and target test files."""
+    rows = pd.read_csv(HUMAN_TRAIN).head(136)
+    cuts = {"train": rows.head(48), "val": rows.iloc[48:80], "target_train": rows.iloc[80:112], "test": rows.iloc[112:]}
+    cuts["target_train"] = cuts["target_train"].astype({"Y": object})
+    cuts["target_train"].iloc[0, cuts["target_train"].columns.get_loc("Y")] = "unknown"
+    paths = {}
+    for name, table in cuts.items():
+        paths[name] = tmp_path / f"{name}.csv"
+        table.to_csv(paths[name], index=False)
+    return paths
+
+
+def test_cdan_from_the_cli_names_both_domains_resumes_and_predicts(tmp_path: Path) -> None:
+    files = _files(tmp_path)
+    out = tmp_path / "run"
+    command = [
+        console_script(),
+        "train",
+        *("--train", str(files["train"]), "--val", str(files["val"]), "--test", str(files["test"])),
+        *("--da", "cdan", "--target-train", str(files["target_train"]), "--da-init-epoch", "2"),
+        *("--out", str(out), "--batch-size", "16", "--threads", "1", "--seed", "2"),
+    ]
+    first = subprocess.run([*command, "--epochs", "2"], capture_output=True, text=True, check=False)
+    assert first.returncode == 0, first.stderr
+    assert "CDAN on 32 unlabelled target pairs from epoch 2" in first.stdout
+    assert "target-domain test AUROC" in first.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["source_val_auroc"] == metrics["val"]["auroc"]
+    assert metrics["target_test_auroc"] == metrics["test"]["auroc"]
+    assert metrics["da"]["method"] == "cdan" and metrics["da"]["init_epoch"] == 2
+    assert metrics["train_config"]["lr"] == 1e-4  # the reference's DA learning rate, --lr not given
+    resumed = subprocess.run([*command, "--epochs", "3", "--resume"], capture_output=True, text=True, check=False)
+    assert resumed.returncode == 0, resumed.stderr
+    history = pd.read_csv(out / "history.csv")
+    assert history["epoch"].tolist() == [1, 2, 3]
+    assert history["da_loss"].isna().tolist() == [True, False, False]
+    scored = tmp_path / "scored.csv"
+    predict = ["predict", "--checkpoint", str(out / "best.pt"), "--pairs", str(files["test"]), "--out", str(scored)]
+    predicted = subprocess.run(
+        [console_script(), *predict],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert predicted.returncode == 0, predicted.stderr
+    assert len(pd.read_csv(scored)) == 24
+
+
+def test_a_cluster_split_folder_is_read_as_its_parts(tmp_path: Path) -> None:
+    """--cluster-split DIR takes drugrepo split's files; a vanilla run on them also names source and target AUROC."""
+    files = _files(tmp_path)
+    folder = tmp_path / "split"
+    folder.mkdir()
+    for part, name in REFERENCE_FILES.items():
+        (folder / name).write_bytes(files[part].read_bytes())
+    out = tmp_path / "run"
+    args = ["train", "--cluster-split", str(folder), "--out", str(out), "--epochs", "1", "--batch-size", "16"]
+    assert main([*args, "--threads", "1"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["pairs"] == {"train": 48, "val": 32, "test": 24}
+    assert metrics["target_test_auroc"] == metrics["test"]["auroc"] and "da" not in metrics
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--target-train", "TARGET"], "--target-train needs --da cdan"),
+        (["--da", "cdan"], "--da cdan needs unlabelled target-domain pairs"),
+        (["--da", "cdan", "--target-train", "NOPROTEIN"], "NOPROTEIN.csv: missing column 'Protein'"),
+    ],
+)
+def test_bad_domain_adaptation_input_is_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], expected: str
+) -> None:
+    files = _files(tmp_path)
+    pd.read_csv(files["target_train"]).drop(columns="Protein").to_csv(tmp_path / "NOPROTEIN.csv", index=False)
+    given = [
+        str(tmp_path / "NOPROTEIN.csv") if x == "NOPROTEIN" else str(files["target_train"]) if x == "TARGET" else x
+        for x in extra
+    ]
+    args = ["train", "--train", str(files["train"]), "--val", str(files["val"]), "--out", str(tmp_path / "run")]
+    assert main([*args, *given]) == 2
+    assert expected in one_error_line(capsys, "train")
