@@ -34,6 +34,8 @@ from drugrepo_assets.ml.train import TrainConfig
 
 VANILLA_LR = 5e-5
 """configs/DrugBAN_Non_DA.yaml's learning rate (its batch size is CDAN's, 32)."""
+HISTORY_FIELDS = ("epoch", "train_loss", "model_loss", "da_loss", "val_auroc")
+"""What the JSON keeps of each epoch's record."""
 
 
 def _parts(split_seed: int, max_pairs: int | None, seed: int) -> dict[str, pd.DataFrame]:
@@ -66,9 +68,8 @@ def _run(
         "source_val_auroc": evaluation.metrics["val"].auroc,
         "target_test_auroc": evaluation.metrics["test"].auroc,
         "target_test_auprc": evaluation.metrics["test"].auprc,
-        "history": [
-            {k: v for k, v in vars(h).items() if k in ("epoch", "train_loss", "model_loss", "da_loss", "val_auroc")}
-            for h in result.history
+        "history": [  # NaN (no domain loss in a warm-up epoch) as null: strict JSON
+            {k: None if v != v else v for k, v in vars(h).items() if k in HISTORY_FIELDS} for h in result.history
         ],
         "wall_seconds": time.perf_counter() - t0,
     }
