@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from drugrepo_assets.ml.featurize import GraphBatch
-from drugrepo_assets.ml.model import DrugBAN
+from drugrepo_assets.ml.model import CheckpointError, DrugBAN
 
 __all__ = [
     "CDAN",
@@ -287,7 +287,7 @@ def saved_cdan(model: DrugBAN, cdan: CDAN, optimizer_da: torch.optim.Optimizer |
 
 def restore_cdan(model: DrugBAN, saved: Any, where: str = "checkpoint") -> tuple[DrugBAN, CDAN]:
     """The two-logit model (``model``, a checkpoint's one-logit model, changed in place) and the `CDAN`
-    module of a `saved_cdan` entry; a malformed entry is a ValueError naming ``where`` and the field."""
+    module of a `saved_cdan` entry; a malformed entry is a `CheckpointError` naming ``where`` and the field."""
     try:
         config = CDANConfig(**saved["config"])
         head = saved["head"]
@@ -296,5 +296,7 @@ def restore_cdan(model: DrugBAN, saved: Any, where: str = "checkpoint") -> tuple
         cdan = CDAN(model.config.mlp_in_dim, config).to(model.mlp_classifier.fc4.weight.device)
         cdan.load_state_dict(saved["state_dict"])
     except (KeyError, TypeError, RuntimeError) as exc:
-        raise ValueError(f"{where}: its {CDAN_KEY} entry is not a CDAN run's ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(
+            f"{where}: its {CDAN_KEY} entry is not a CDAN run's ({type(exc).__name__}: {exc})"
+        ) from None
     return model, cdan
