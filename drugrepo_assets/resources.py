@@ -17,6 +17,7 @@ from dagster import ConfigurableResource, InitResourceContext, OpExecutionContex
 from pydantic import Field, PrivateAttr
 
 from drugrepo_assets.data.sources import dataset_location, read_source
+from drugrepo_assets.ml.cdan import CDANConfig
 from drugrepo_assets.ml.model import DrugBANConfig
 from drugrepo_assets.ml.train import TrainConfig
 from drugrepo_assets.screening.plan import BLOCK_SIZE, SHARD_SIZE
@@ -53,7 +54,7 @@ class DataSourceResource(S3Endpoint, ConfigurableResource):
 class SplitSettings(ConfigurableResource):
     """Settings of the train/val/test splits, so that a split can be reproduced from its seed."""
 
-    seed: int = Field(default=0, description="Random seed of the random and cold splits.")
+    seed: int = Field(default=0, description="Random seed of the random, cold and cluster splits.")
 
 
 class TrainingProfile(ConfigurableResource):
@@ -75,6 +76,12 @@ class TrainingProfile(ConfigurableResource):
     device: str = Field(default="auto", description='"auto" (CUDA when present, else CPU), "cpu" or "cuda".')
     test_auroc_floor: float = Field(default=0.8, description="The model_evaluation gate: minimum test AUROC.")
     attention_examples: int = Field(default=3, description="Test pairs whose attention is drawn on the molecule.")
+    cdan_init_epoch: int = Field(
+        default=CDANConfig.init_epoch,
+        ge=1,
+        description="CDAN trainings (drugban_checkpoint's da: cdan): the first epoch with the domain loss; the "
+        "epochs before it train the classifier alone (the reference's INIT_EPOCH, 10 of its 100 epochs).",
+    )
 
     def train_config(self, overrides: dict[str, Any] | None = None) -> TrainConfig:
         """The core's `TrainConfig` for this profile, with tuned values (lr, batch_size) applied."""
@@ -87,6 +94,10 @@ class TrainingProfile(ConfigurableResource):
             device=self.device,
         )
         return replace(config, **{k: v for k, v in (overrides or {}).items() if k in TrainConfig.__dataclass_fields__})
+
+    def cdan_config(self) -> CDANConfig:
+        """The core's `CDANConfig` of this profile: the reference's settings, warm-up scaled to the profile's epochs."""
+        return CDANConfig(init_epoch=self.cdan_init_epoch)
 
     def drugban_config(self, overrides: dict[str, Any] | None = None) -> DrugBANConfig:
         """The reference `DrugBANConfig`, with tuned architecture values (e.g. ban_dropout) applied."""
@@ -104,8 +115,10 @@ DEMO_PROFILE = TrainingProfile(
     max_train_pairs=512,
     max_eval_pairs=256,
     test_auroc_floor=0.5,
+    cdan_init_epoch=2,
 )
-"""Two epochs on 512 pairs: a 10× larger learning rate than the paper's so that 32 steps learn something."""
+"""Two epochs on 512 pairs: a 10× larger learning rate than the paper's so that 32 steps learn something; a CDAN
+training warms up for one epoch and adapts in the second."""
 TINY_PROFILE = TrainingProfile(
     name="tiny",
     epochs=1,
@@ -115,8 +128,10 @@ TINY_PROFILE = TrainingProfile(
     max_eval_pairs=64,
     test_auroc_floor=0.0,
     attention_examples=1,
+    cdan_init_epoch=1,
 )
-"""A smoke-test profile (tests, CI): it proves the wiring, not the model, so its AUROC floor is 0."""
+"""A smoke-test profile (tests, CI): it proves the wiring, not the model, so its AUROC floor is 0; a CDAN training
+has its domain loss from its one epoch."""
 PROFILES: dict[str, TrainingProfile] = {p.name: p for p in (DEMO_PROFILE, FULL_PROFILE, TINY_PROFILE)}
 
 

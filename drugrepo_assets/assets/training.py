@@ -36,10 +36,11 @@ from pydantic import Field
 
 from drugrepo_assets.assets.features import feature_store
 from drugrepo_assets.assets.metadata import image_markdown, metadata_table
-from drugrepo_assets.data.splits import split_subset
+from drugrepo_assets.data.splits import CROSS_DOMAIN_STRATEGIES, TARGET_TRAIN, split_subset
 from drugrepo_assets.files import uri_of
 from drugrepo_assets.k8s import GPU_OP_TAGS, GPU_POOL
 from drugrepo_assets.ml.calibration import checkpoint_temperature
+from drugrepo_assets.ml.cdan import CDANConfig
 from drugrepo_assets.ml.dataset import PairData
 from drugrepo_assets.ml.evaluate import BinaryMetrics
 from drugrepo_assets.ml.model import DrugBAN, checkpoint_id, load_checkpoint
@@ -71,6 +72,10 @@ HISTORY_COLUMNS = {
     "seconds": "float",
     "pairs_per_s": "float",
 }
+CDAN_HISTORY_COLUMNS = {"model_loss": "float", "da_loss": "float"}
+"""The history columns a CDAN training adds (`train.CDANEpochRecord`): classification and domain loss."""
+DA_METHODS: tuple[str, ...] = ("cdan",)
+"""Domain adaptation methods `drugban_checkpoint` trains with (run config ``da``)."""
 TRIAL_COLUMNS = {"number": "int", "state": "string", "value": "float", "params": "string", "mlflow_run_url": "string"}
 
 
@@ -78,6 +83,11 @@ class CheckpointConfig(Config):
     """Run configuration of `drugban_checkpoint`."""
 
     strategy: str = Field(default="random", description="Split strategy to train on (random, cold_drug, ...).")
+    da: str | None = Field(
+        default=None,
+        description="Domain adaptation: cdan trains DrugBAN with CDAN on the strategy's target_train pairs, "
+        "unlabelled (strategy cluster); none (default): vanilla DrugBAN.",
+    )
     use_hpo_params: bool = Field(
         default=False, description="Train with the best parameters of this partition's Optuna study."
     )
@@ -126,6 +136,32 @@ def load_training_pairs(
     return train, val
 
 
+def load_target_pairs(
+    splits: pd.DataFrame,
+    drug_graphs: pd.DataFrame,
+    protein_encodings: pd.DataFrame,
+    storage: StorageResource,
+    strategy: str,
+    profile: TrainingProfile,
+) -> PairData:
+    """The ``target_train`` pairs of one strategy without their labels, what CDAN adapts to; capped like the
+    train pairs by a seeded draw that does not look at labels (no target label reaches training)."""
+    rows = splits[(splits["strategy"] == strategy) & (splits["split"] == TARGET_TRAIN)]
+    if rows.empty:
+        raise Failure(
+            description=f"da needs target-domain training pairs, and split strategy {strategy!r} has no "
+            f"{TARGET_TRAIN} rows (strategies that have them: {', '.join(CROSS_DOMAIN_STRATEGIES)})"
+        )
+    if profile.max_train_pairs is not None and len(rows) > profile.max_train_pairs:
+        rows = rows.sample(n=profile.max_train_pairs, random_state=profile.seed).sort_index()
+    return feature_store(storage).pair_data(
+        rows["drug_id"].tolist(),
+        rows["target_id"].tolist(),
+        dict(zip(drug_graphs["drug_id"], drug_graphs["shard"])),
+        dict(zip(protein_encodings["target_id"], protein_encodings["shard"])),
+    )
+
+
 def study_name(dataset: str, strategy: str, profile: TrainingProfile) -> str:
     """Name of the Optuna study of one dataset, split strategy and profile."""
     return f"drugban-{dataset}-{strategy}-{profile.name}"
@@ -138,6 +174,7 @@ def _epoch_metrics(record: EpochRecord) -> dict[str, float]:
         "val_auprc": record.val_auprc,
         "epoch_seconds": record.seconds,
         "pairs_per_s": record.pairs_per_s,
+        **{name: getattr(record, name) for name in CDAN_HISTORY_COLUMNS if hasattr(record, name)},
     }
 
 
@@ -153,15 +190,21 @@ def _train_tracked(
     profile: TrainingProfile,
     overrides: dict[str, Any],
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    *,
+    da: CDANConfig | None = None,
+    target_data: PairData | None = None,
 ) -> TrainResult:
-    """Train with per-epoch metrics going to MLflow (and to ``on_epoch``); log the best checkpoint."""
+    """Train (with ``da`` and ``target_data``: CDAN's training) with per-epoch metrics going to MLflow (and to
+    ``on_epoch``); log the best checkpoint."""
     train_config, model_config = profile.train_config(overrides), profile.drugban_config(overrides)
     run.log_params(
         {
             **{f"train.{k}": v for k, v in train_config.to_dict().items()},
             **{f"model.{k}": v for k, v in model_config.to_dict().items()},
+            **({f"cdan.{k}": v for k, v in da.to_dict().items()} if da is not None else {}),
             "train_pairs": len(train_data),
             "val_pairs": len(val_data),
+            **({"target_train_pairs": len(target_data)} if target_data is not None else {}),
         }
     )
 
@@ -171,7 +214,9 @@ def _train_tracked(
             on_epoch(record)
 
     try:
-        result = train(train_data, val_data, out_dir, train_config, model_config, on_epoch=logged)
+        result = train(
+            train_data, val_data, out_dir, train_config, model_config, on_epoch=logged, da=da, target_data=target_data
+        )
     finally:
         if (out_dir / "best.pt").exists():
             run.log_artifact(out_dir / "best.pt", "checkpoint")
@@ -202,14 +247,22 @@ def drugban_checkpoint(
 ) -> Output[CheckpointRecord]:
     """DrugBAN trained on one split strategy (CUDA when present), best epoch by val AUROC, as a file.
 
-    Value: the checkpoint's URI and id, its metrics and history, and the MLflow run that logged it
-    (tagged with the same id).
+    With run config ``da: cdan`` the training is CDAN's, adapting to the strategy's unlabelled
+    ``target_train`` pairs (the profile's `TrainingProfile.cdan_config`); the file then holds CDAN's
+    discriminator beside the one-logit model. Value: the checkpoint's URI and id, its metrics and
+    history, and the MLflow run that logged it (tagged with the same id).
     """
     profile, dataset, strategy = training_profile, context.partition_key, config.strategy
+    da = _da_config(config, profile)
     configure_cpu(profile.threads)
     overrides = _hpo_overrides(hpo_settings, study_name(dataset, strategy, profile)) if config.use_hpo_params else {}
     train_data, val_data = load_training_pairs(
         dataset_splits, drug_graphs, protein_encodings, storage, strategy, profile
+    )
+    target_data = (
+        None
+        if da is None
+        else load_target_pairs(dataset_splits, drug_graphs, protein_encodings, storage, strategy, profile)
     )
     folder = f"{strategy}/{context.run.run_id}"
     # Locally train straight into the final folder (last.pt stays there for resuming); else stage and upload.
@@ -221,8 +274,15 @@ def drugban_checkpoint(
     with mlflow_tracking.start_run(
         context.op_execution_context, f"drugban {dataset} {strategy}", "drugban_checkpoint"
     ) as run:
-        run.log_params(_run_params(dataset, strategy, profile, {f"hpo.{k}": v for k, v in overrides.items()}))
-        result = _train_tracked(run, train_data, val_data, out_dir, profile, overrides)
+        run.log_params(
+            _run_params(
+                dataset,
+                strategy,
+                profile,
+                {"da": "none" if da is None else "cdan", **{f"hpo.{k}": v for k, v in overrides.items()}},
+            )
+        )
+        result = _train_tracked(run, train_data, val_data, out_dir, profile, overrides, da=da, target_data=target_data)
         ckpt_id = checkpoint_id(result.model)  # the weights of best.pt, as load_checkpoint checked them
         run.client.set_tag(run.run_id, CHECKPOINT_ID_TAG, ckpt_id)
     uri = storage.upload(result.best_path, "drugban_checkpoint", dataset, f"{folder}/best.pt")
@@ -264,9 +324,25 @@ def drugban_checkpoint(
             "profile": MetadataValue.text(profile.name),
             "train_pairs": MetadataValue.int(len(train_data)),
             "hpo_params": MetadataValue.json(overrides),
-            "history": metadata_table([asdict(h) for h in result.history], HISTORY_COLUMNS),
+            "da": MetadataValue.text("none") if da is None else MetadataValue.json({"method": "cdan", **da.to_dict()}),
+            **({} if target_data is None else {"target_train_pairs": MetadataValue.int(len(target_data))}),
+            "history": metadata_table(
+                [asdict(h) for h in result.history],
+                HISTORY_COLUMNS if da is None else {**HISTORY_COLUMNS, **CDAN_HISTORY_COLUMNS},
+            ),
         },
     )
+
+
+def _da_config(config: CheckpointConfig, profile: TrainingProfile) -> CDANConfig | None:
+    """The CDAN settings of a ``da: cdan`` run (the profile's), None for vanilla; a `Failure` for another method."""
+    if config.da is None or config.da.lower() == "none":
+        return None
+    if config.da.lower() not in DA_METHODS:
+        raise Failure(
+            description=f"drugban_checkpoint config da: {config.da!r} is not one of none, {', '.join(DA_METHODS)}"
+        )
+    return profile.cdan_config()
 
 
 def _hpo_overrides(hpo_settings: HpoSettings, name: str) -> dict[str, Any]:
@@ -334,6 +410,8 @@ def model_evaluation(
     }
     run = mlflow_tracking.existing_run(ckpt.mlflow_run_id, ckpt.mlflow_experiment_id)
     run.log_metrics({f"test_{k}": v for k, v in test.as_dict().items()})
+    domains = _domain_aurocs(ckpt.strategy, val, test)
+    run.log_metrics(domains)
     run.log_metrics({f"test_{k}": float(v) for k, v in calibrated["test"].items() if k not in ("n", "fitted")})
     for name, png in pictures.items():
         with tempfile.TemporaryDirectory() as tmp:
@@ -364,6 +442,7 @@ def model_evaluation(
             "test_auroc": MetadataValue.float(test.auroc),
             "test_auprc": MetadataValue.float(test.auprc),
             "val_auroc": MetadataValue.float(val.auroc),
+            **{name: MetadataValue.float(auroc) for name, auroc in domains.items()},
             "threshold": MetadataValue.float(evaluation.threshold),
             "test_metrics": MetadataValue.json(test.as_dict()),
             "curves": MetadataValue.md("\n\n".join(curves)),
@@ -374,6 +453,14 @@ def model_evaluation(
             "mlflow_run": MetadataValue.url(run.url),
         },
     )
+
+
+def _domain_aurocs(strategy: str, val: BinaryMetrics, test: BinaryMetrics) -> dict[str, float]:
+    """For a cross-domain strategy (a cluster split), the AUROC on the source domain (its val pairs) and on the
+    target domain (its test pairs), the two numbers DrugBAN's cross-domain evaluation compares; else none."""
+    if strategy not in CROSS_DOMAIN_STRATEGIES:
+        return {}
+    return {"source_val_auroc": val.auroc, "target_test_auroc": test.auroc}
 
 
 def _pictures(
