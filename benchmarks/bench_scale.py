@@ -153,7 +153,7 @@ def main() -> None:
         "cores": os.cpu_count(),
         "workers": default_workers(),
         "torch_threads": torch.get_num_threads(),
-        "kernel": kernel_info()["kernel"],
+        "kernel": kernel_info().kernel,
         "shard_size": SHARD_SIZE,
         "top": TOP,
     }

@@ -25,6 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +114,11 @@ def measure(molecules: int, targets: int, folder: Path) -> dict[str, Any]:
         pool.result(pool.submit(smiles))
         featurise = time.perf_counter() - start
     return {
-        "machine": {"cores": default_workers(), "load_average_1m": round(os.getloadavg()[0], 1), **kernel_info()},
+        "machine": {
+            "cores": default_workers(),
+            "load_average_1m": round(os.getloadavg()[0], 1),
+            **asdict(kernel_info()),
+        },
         "python": platform.python_version(),
         "tiles": tiles,
         "featurisation_molecules_per_second": round(len(smiles) / featurise),

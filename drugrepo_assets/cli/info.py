@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 from typing import Any
 
 from drugrepo_assets.cli.common import EXIT_OK, Subparsers
@@ -51,11 +52,7 @@ def _kernel(device: dict[str, Any]) -> dict[str, Any]:
     from drugrepo_assets.ml.native import kernel_info
 
     info = kernel_info()
-    return {
-        "active": info["kernel"] != "none",
-        **info,
-        "used_by_auto": info["kernel"] != "none" and device["auto"] == "cpu",
-    }
+    return {"active": info.active, **asdict(info), "used_by_auto": info.active and device["auto"] == "cpu"}
 
 
 def collect() -> dict[str, Any]:

@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         total = count_rows(args.library, args.s3_endpoint_url)
         n_targets = len(targets.kept)
         print(
-            f"engine: {'C kernel' if engine.native else 'torch'} on {engine.device} ({kernel_info()['kernel']}); "
+            f"engine: {'C kernel' if engine.native else 'torch'} on {engine.device} ({kernel_info().kernel}); "
             f"{n_targets} targets in {len(blocks)} blocks; library {args.library}"
             + (f" (~{total:,} rows)" if total else ""),
             file=sys.stderr,

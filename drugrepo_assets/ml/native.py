@@ -30,6 +30,7 @@ import subprocess
 import sysconfig
 import tempfile
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -202,65 +203,78 @@ def load_prebuilt(variant: variants.Variant, directory: Path) -> tuple[ctypes.CD
     return lib, ""
 
 
+@dataclass(frozen=True)
+class KernelInfo:
+    """Which screening kernel a process runs, and why (``drugrepo info``, ``drugrepo screen``, the benchmarks)."""
+
+    kernel: str
+    """``"prebuilt <variant>"``, ``"built at first use"`` or ``"none"`` (the torch path)."""
+    path: str
+    """The loaded library; "" for none."""
+    reason: str
+    """Why this one: the better ones skipped, and why."""
+
+    @property
+    def active(self) -> bool:
+        """True when screening on CPU runs the C kernel (not the torch path)."""
+        return self.kernel != "none"
+
+
 def resolve(
     flags: Iterable[str],
     machine: str,
     directory: Path = KERNELS,
     first_use: Callable[[], Path] | None = None,
-) -> tuple[ctypes.CDLL | None, dict[str, str]]:
-    """The kernel for a CPU with these flags (the module docstring's order), and `kernel_info`'s dict for it.
+) -> tuple[ctypes.CDLL | None, KernelInfo]:
+    """The kernel for a CPU with these flags (the module docstring's order), and its `KernelInfo`.
 
     ``directory`` holds the prebuilt libraries and their source; ``first_use`` builds one (`build`).
     """
     supported = variants.supported(flags, machine)
     if not supported:
         built_for = ", ".join(v.name for v in variants.for_machine(machine)) or f"no variant for {machine}"
-        return None, {
-            "kernel": "none",
-            "path": "",
-            "reason": f"the CPU runs none of {built_for}: without AVX-512 the torch path is faster",
-        }
+        return None, KernelInfo(
+            "none", "", f"the CPU runs none of {built_for}: without AVX-512 the torch path is faster"
+        )
     notes = []
     for variant in supported:
         lib, why = load_prebuilt(variant, directory)
         if lib is not None:
-            return lib, {
-                "kernel": f"prebuilt {variant.name}",
-                "path": str(directory / variants.filename(variant)),
-                "reason": f"the CPU runs {variant.name}",
-            }
+            return lib, KernelInfo(
+                f"prebuilt {variant.name}", str(directory / variants.filename(variant)), f"the CPU runs {variant.name}"
+            )
         notes.append(why)
     try:
         path = (first_use or build)()
         lib = load(path)
     except (OSError, RuntimeError) as exc:
         notes.append(f"no build at first use: {exc}")
-        return None, {"kernel": "none", "path": "", "reason": "; ".join(notes)}
-    return lib, {"kernel": "built at first use", "path": str(path), "reason": "; ".join(notes)}
+        return None, KernelInfo("none", "", "; ".join(notes))
+    return lib, KernelInfo("built at first use", str(path), "; ".join(notes))
 
 
-_INFO: dict[str, str] = {}
+_info: KernelInfo | None = None
+"""The `KernelInfo` of `fusion_kernel`'s last resolution."""
 
 
 @functools.lru_cache(maxsize=1)
 def fusion_kernel() -> ctypes.CDLL | None:
     """The loaded kernel library, or None when there is none here (screening's torch path); logged once."""
+    global _info
     lib, info = resolve(cpu_flags(), platform.machine())
-    _INFO.clear()
-    _INFO.update(info)
+    _info = info
     if lib is None:
-        log.warning("screening kernel: none, torch fallback: %s", info["reason"])
+        log.warning("screening kernel: none, torch fallback: %s", info.reason)
     else:
-        log.info("screening kernel: %s (%s): %s", info["kernel"], info["path"], info["reason"])
+        log.info("screening kernel: %s (%s): %s", info.kernel, info.path, info.reason)
     return lib
 
 
-def kernel_info() -> dict[str, str]:
-    """Which screening kernel this process runs: ``kernel`` ("prebuilt x86-64-v4",
-    "built at first use" or "none": the torch path), ``path`` (the library, "" for
-    none) and ``reason`` (why this one: the better ones skipped). Resolves it (`fusion_kernel`) if nothing has yet."""
+def kernel_info() -> KernelInfo:
+    """Which screening kernel this process runs (`KernelInfo`); resolves it (`fusion_kernel`) if nothing has yet."""
     fusion_kernel()
-    return dict(_INFO)
+    assert _info is not None, "fusion_kernel resolves the kernel info"
+    return _info
 
 
 def pack_linear(weight: Tensor, bias: Tensor) -> Tensor:

@@ -48,9 +48,11 @@ def test_info_json_reports_the_installed_versions_and_the_device(capsys: pytest.
     }
     kernel = native.kernel_info()
     assert report["screening_kernel"] == {
-        "active": kernel["kernel"] != "none",
-        **kernel,
-        "used_by_auto": kernel["kernel"] != "none" and not count,
+        "active": kernel.kernel != "none",
+        "kernel": kernel.kernel,
+        "path": kernel.path,
+        "reason": kernel.reason,
+        "used_by_auto": kernel.kernel != "none" and not count,
     }
 
 

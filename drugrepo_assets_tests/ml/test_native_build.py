@@ -136,7 +136,7 @@ def _library() -> tuple[MoleculeStore, torch.Tensor]:
 
 
 SCREEN_WITHOUT_A_COMPILER = """
-import json, os, shutil, sys
+import dataclasses, json, os, shutil, sys
 import numpy as np
 import drugrepo_assets
 from drugrepo_assets.ml import native
@@ -155,7 +155,7 @@ print(json.dumps({
     "package": drugrepo_assets.__file__,
     "compilers": [native._compiler(), variants.compiler(), shutil.which("cc"), shutil.which("gcc")],
     "native": engine.native,
-    "info": native.kernel_info(),
+    "info": dataclasses.asdict(native.kernel_info()),
     "max_diff": float(np.abs(fast - slow).max()),
     "spread": float(np.ptp(slow)),
     "home": sorted(str(p) for p in __import__("pathlib").Path.home().rglob("*")),
@@ -243,23 +243,23 @@ def test_resolve_takes_the_prebuilt_kernel_then_a_first_use_build_on_avx512_only
         pytest.skip("the ISA variants are x86-64's")
     kernels = _kernel_dir(installed, tmp_path)
 
-    def kind(flags, first_use=_no_compiler) -> dict[str, str]:
+    def kind(flags, first_use=_no_compiler) -> native.KernelInfo:
         lib, info = native.resolve(flags, "x86_64", kernels, first_use)
-        assert (lib is None) == (info["kernel"] == "none")
+        assert (lib is None) == (info.kernel == "none")
         return info
 
     # libraries are only loaded here, not run
-    assert kind(V4)["kernel"] == "prebuilt x86-64-v4"
-    assert kind(V4)["path"] == str(kernels / "screen_fusion.x86-64-v4.so")
+    assert kind(V4).kernel == "prebuilt x86-64-v4"
+    assert kind(V4).path == str(kernels / "screen_fusion.x86-64-v4.so")
     for flags in (V3, V4 - {"avx512bw"}, set()):
         info = kind(flags, first_use=lambda: native.build(tmp_path / "cache"))  # never built: torch is faster there
-        assert info["kernel"] == "none" and "without AVX-512 the torch path is faster" in info["reason"]
+        assert info.kernel == "none" and "without AVX-512 the torch path is faster" in info.reason
     (kernels / "screen_fusion.x86-64-v4.so").unlink()
     first_use = kind(V4, first_use=lambda: native.build(tmp_path / "cache"))
-    assert first_use["kernel"] == "built at first use" and first_use["path"].startswith(str(tmp_path / "cache"))
-    assert "no prebuilt x86-64-v4" in first_use["reason"]
+    assert first_use.kernel == "built at first use" and first_use.path.startswith(str(tmp_path / "cache"))
+    assert "no prebuilt x86-64-v4" in first_use.reason
     info = kind(V4)
-    assert info["kernel"] == "none" and "no C compiler" in info["reason"]
+    assert info.kernel == "none" and "no C compiler" in info.reason
 
 
 @needs_compiler
@@ -270,15 +270,15 @@ def test_a_stale_prebuilt_kernel_is_not_loaded(installed: Path, tmp_path: Path) 
     source.write_text(source.read_text() + "\n/* changed */\n")
     flags = V4 if MACHINE == "x86_64" else set()
     lib, info = native.resolve(flags, MACHINE, kernels, _no_compiler)
-    assert lib is None and info["kernel"] == "none"
-    assert "stale" in info["reason"]
+    assert lib is None and info.kernel == "none"
+    assert "stale" in info.reason
     lib, info = native.resolve(flags, MACHINE, kernels, lambda: native.build(tmp_path / "cache"))
-    assert info["kernel"] == "built at first use"
+    assert info.kernel == "built at first use"
 
 
 def test_kernel_info_says_which_kernel_runs() -> None:
     info = native.kernel_info()
-    assert set(info) == {"kernel", "path", "reason"}
     lib = native.fusion_kernel()
-    assert (lib is None) == (info["kernel"] == "none")
-    assert info["kernel"] in {"none", "built at first use", *(f"prebuilt {v.name}" for v in variants.VARIANTS)}
+    assert (lib is None) == (info.kernel == "none") == (not info.active)
+    assert (info.path == "") == (lib is None)
+    assert info.kernel in {"none", "built at first use", *(f"prebuilt {v.name}" for v in variants.VARIANTS)}

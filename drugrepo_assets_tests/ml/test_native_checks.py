@@ -244,8 +244,8 @@ def test_a_cache_others_can_write_is_refused_and_screening_falls_back_to_torch(t
     with pytest.raises(RuntimeError, match="writable by group or others"):
         native.build(root)
     lib, info = native.resolve(variants.X86_64_V4, "x86_64", tmp_path / "no-prebuilt", lambda: native.build(root))
-    assert lib is None and info["kernel"] == "none"
-    assert "writable by group or others" in info["reason"]
+    assert lib is None and info.kernel == "none"
+    assert "writable by group or others" in info.reason
 
 
 @needs_compiler
