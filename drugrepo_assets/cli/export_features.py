@@ -15,7 +15,7 @@ from drugrepo_assets.cli.common import (
     error,
     read_input_pairs,
 )
-from drugrepo_assets.cli.train import split_strategy
+from drugrepo_assets.cli.train import add_pair_inputs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -96,18 +96,7 @@ def add_parser(subparsers: Subparsers) -> None:
             "written, 2 when an input was unreadable or OUT may not be written, 1 when writing failed."
         ),
     )
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--train", metavar="FILE", help="training pairs")
-    source.add_argument("--data", metavar="FILE", help="one table to split with --split")
-    parser.add_argument("--val", metavar="FILE", help="validation pairs (with --train)")
-    parser.add_argument("--test", metavar="FILE", help="test pairs (with --train; optional)")
-    parser.add_argument(
-        "--split",
-        type=split_strategy,
-        default="random",
-        metavar="STRATEGY",
-        help="how --data is split: random (default), cold_drug, cold_target or cluster",
-    )
+    add_pair_inputs(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the --data split (default 0)")
     parser.add_argument("--out", required=True, metavar="DIR", help="a local folder (created if needed)")
     add_s3_endpoint(parser)

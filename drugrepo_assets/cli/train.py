@@ -298,6 +298,24 @@ def split_strategy(text: str) -> str:
     return text
 
 
+def add_pair_inputs(parser: argparse.ArgumentParser) -> argparse._MutuallyExclusiveGroup:
+    """The pair inputs of `train` and `export-features`: --train/--val [--test], or --data with --split;
+    returns the group of the required source, for a command to add its own."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--train", metavar="FILE", help="training pairs")
+    source.add_argument("--data", metavar="FILE", help="one table to split with --split")
+    parser.add_argument("--val", metavar="FILE", help="validation pairs (with --train)")
+    parser.add_argument("--test", metavar="FILE", help="test pairs (with --train; optional)")
+    parser.add_argument(
+        "--split",
+        type=split_strategy,
+        default="random",
+        metavar="STRATEGY",
+        help="how --data is split: random (default), cold_drug, cold_target or cluster",
+    )
+    return source
+
+
 def add_parser(subparsers: Subparsers) -> None:
     """Register ``train``."""
     parser = subparsers.add_parser(
@@ -315,23 +333,12 @@ def add_parser(subparsers: Subparsers) -> None:
             "then also names source_val_auroc and target_test_auroc."
         ),
     )
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--train", metavar="FILE", help="training pairs")
-    source.add_argument("--data", metavar="FILE", help="one table to split with --split")
+    source = add_pair_inputs(parser)
     source.add_argument(
         "--cluster-split",
         metavar="DIR",
         help="a folder 'drugrepo split' wrote: source_train/source_val for training, target_test for test, "
         "target_train (unlabelled) for --da",
-    )
-    parser.add_argument("--val", metavar="FILE", help="validation pairs (with --train)")
-    parser.add_argument("--test", metavar="FILE", help="test pairs (with --train; optional)")
-    parser.add_argument(
-        "--split",
-        type=split_strategy,
-        default="random",
-        metavar="STRATEGY",
-        help="how --data is split: random (default), cold_drug, cold_target or cluster",
     )
     parser.add_argument(
         "--da",
