@@ -111,14 +111,7 @@ def load_pairs(
 ) -> tuple[pd.DataFrame, PairData]:
     """The (capped) rows of one split and their `PairData`, built from the stored features."""
     rows = split_subset(splits, strategy, split, max_pairs, seed=seed)
-    data = feature_store(storage).pair_data(
-        rows["drug_id"].tolist(),
-        rows["target_id"].tolist(),
-        dict(zip(drug_graphs["drug_id"], drug_graphs["shard"])),
-        dict(zip(protein_encodings["target_id"], protein_encodings["shard"])),
-        rows["label"].tolist(),
-    )
-    return rows, data
+    return rows, _pair_data(rows, drug_graphs, protein_encodings, storage, labelled=True)
 
 
 def load_training_pairs(
@@ -154,11 +147,23 @@ def load_target_pairs(
         )
     if profile.max_train_pairs is not None and len(rows) > profile.max_train_pairs:
         rows = rows.sample(n=profile.max_train_pairs, random_state=profile.seed).sort_index()
+    return _pair_data(rows, drug_graphs, protein_encodings, storage, labelled=False)
+
+
+def _pair_data(
+    rows: pd.DataFrame,
+    drug_graphs: pd.DataFrame,
+    protein_encodings: pd.DataFrame,
+    storage: StorageResource,
+    labelled: bool,
+) -> PairData:
+    """The `PairData` of split rows from the stored features, with their labels or (``labelled`` false) without."""
     return feature_store(storage).pair_data(
         rows["drug_id"].tolist(),
         rows["target_id"].tolist(),
         dict(zip(drug_graphs["drug_id"], drug_graphs["shard"])),
         dict(zip(protein_encodings["target_id"], protein_encodings["shard"])),
+        rows["label"].tolist() if labelled else None,
     )
 
 
