@@ -20,6 +20,16 @@ class ApiMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._http()
+        self._target_terms()
+        self._models()
+        self._challenger()
+        self._redis()
+        self._pool()
+        self._refusals()
+
+    def _http(self) -> None:
+        """Requests by route and status, and their latency."""
         self.requests = Counter(
             "drugrepo_requests", "HTTP requests by route and status code.", ["route", "status"], registry=self.registry
         )
@@ -30,6 +40,9 @@ class ApiMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+
+    def _target_terms(self) -> None:
+        """Target-terms cache lookups, where the terms came from, and the terms store's failures."""
         self.cache = Counter(
             "drugrepo_target_cache",
             "Target-terms cache lookups by result (hit, miss) and backend.",
@@ -50,6 +63,9 @@ class ApiMetrics:
             ["kind"],
             registry=self.registry,
         )
+
+    def _models(self) -> None:
+        """Pairs scored, the models served per role, their alias refreshes, requests, pairs and scores."""
         self.pairs = Counter(
             "drugrepo_pairs_scored", "Pairs scored and answered, by route.", ["route"], registry=self.registry
         )
@@ -90,6 +106,9 @@ class ApiMetrics:
             buckets=SCORE_BUCKETS,
             registry=self.registry,
         )
+
+    def _challenger(self) -> None:
+        """The challenger's configured share and the shadow copies not scored."""
         self.challenger_share = Gauge(
             "drugrepo_challenger_share",
             "The configured share of requests that reach the challenger, by mode (split, shadow).",
@@ -102,6 +121,9 @@ class ApiMetrics:
             ["reason"],
             registry=self.registry,
         )
+
+    def _redis(self) -> None:
+        """Redis failures and the degraded (in-process) mode."""
         self.redis_errors = Counter(
             "drugrepo_redis_errors",
             "Redis calls that failed or were refused, by operation.",
@@ -113,6 +135,9 @@ class ApiMetrics:
             "1 while Redis is configured but skipped after a failure (in-process fallback).",
             registry=self.registry,
         )
+
+    def _pool(self) -> None:
+        """The scoring pool's load, capacity and refusals."""
         self.pool_busy = Gauge(
             "drugrepo_pool_requests", "Requests in the scoring pool, running or waiting.", registry=self.registry
         )
@@ -126,6 +151,9 @@ class ApiMetrics:
             "Requests refused with 503 because the scoring pool was full.",
             registry=self.registry,
         )
+
+    def _refusals(self) -> None:
+        """Molecules featurised per outcome and rate-limit refusals."""
         self.molecules = Counter(
             "drugrepo_molecules",
             "Distinct molecules of requests featurised by RDKit's workers, by outcome: featurised, refused (the "
