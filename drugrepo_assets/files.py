@@ -17,11 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from drugrepo_assets.location import Location, is_local_protocol
+
 if TYPE_CHECKING:
     from upath import UPath
-
-LOCAL_PROTOCOLS = ("", "file", "local")
-S3_SCHEMES = ("s3://", "s3a://")
 
 
 def storage_path(uri: str, s3_endpoint_url: str | None = None) -> UPath:
@@ -35,7 +34,7 @@ def storage_path(uri: str, s3_endpoint_url: str | None = None) -> UPath:
     from upath import UPath
 
     options: dict[str, Any] = {}
-    if uri.startswith(S3_SCHEMES):
+    if Location.of(uri).is_s3:
         options["use_listings_cache"] = False
         if s3_endpoint_url:
             options["endpoint_url"] = s3_endpoint_url
@@ -44,7 +43,7 @@ def storage_path(uri: str, s3_endpoint_url: str | None = None) -> UPath:
 
 def is_local(path: UPath) -> bool:
     """True when ``path`` (a `UPath` or a plain `Path`) is on this machine's file system."""
-    return getattr(path, "protocol", "") in LOCAL_PROTOCOLS
+    return is_local_protocol(getattr(path, "protocol", ""))
 
 
 def uri_of(path: UPath) -> str:
