@@ -26,6 +26,7 @@ __all__ = [
     "MOLECULE_CPU_SECONDS",
     "MOLECULE_MEMORY_BYTES",
     "PROTEIN_ALPHABET",
+    "PROTEIN_MAX_LENGTH",
     "RULE_CODES",
     "SCREENING_CODES",
     "Refusal",
@@ -50,8 +51,11 @@ MAX_SMILES_CHARS = 10_000
 """Longest SMILES read; a molecule of 290 atoms written with every bracket and ring bond fits easily."""
 PROTEIN_ALPHABET = "ACBEDGFIHKMLONQPSRUTWVYXZ"
 """DrugBAN's 25 protein letters (``integer_label_protein``); lower case is accepted and upper-cased."""
+PROTEIN_MAX_LENGTH = 1200
+"""Residues of a protein the model reads (DrugBAN's ``max_length``): the first 1,200, the rest is cut off."""
 MAX_PROTEIN_CHARS = 40_000
-"""Longest protein sequence read (titin, the longest known, has ~35,000 residues); the model reads the first 1,200."""
+"""Longest protein sequence read (titin, the longest known, has ~35,000 residues); the model reads the first
+`PROTEIN_MAX_LENGTH`."""
 MAX_RINGS = 40
 """Most independent rings (bonds − atoms + fragments) a molecule may have, checked on the unsanitised
 parse: RDKit's ring perception in sanitisation is super-linear on bridged cages (a 290-atom cage with 291

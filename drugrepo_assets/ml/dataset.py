@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from drugrepo_assets.data.rules import MAX_DRUG_ATOMS, Refusal
+from drugrepo_assets.data.rules import MAX_DRUG_ATOMS, PROTEIN_MAX_LENGTH, Refusal
 from drugrepo_assets.data.sandbox import Sandbox
 from drugrepo_assets.ml.featurize import (
     CompactMolecule,
@@ -118,7 +118,7 @@ class PairData:
         smiles: Sequence[str],
         proteins: Sequence[str],
         labels: Sequence[float] | None = None,
-        max_protein_length: int = 1200,
+        max_protein_length: int = PROTEIN_MAX_LENGTH,
         sandbox: Sandbox | None = None,
     ) -> PairData:
         """Featurise each unique SMILES (in ``sandbox``, `MoleculeStore.from_smiles`) and protein once and

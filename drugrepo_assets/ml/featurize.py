@@ -25,6 +25,7 @@ import numpy as np
 from drugrepo_assets.data.rules import (
     MAX_DRUG_ATOMS,
     PROTEIN_ALPHABET,
+    PROTEIN_MAX_LENGTH,
     Refusal,
     candidate_refusal,
     parse_smiles,
@@ -43,7 +44,6 @@ _Item = TypeVar("_Item")
 MAX_DRUG_NODES = MAX_DRUG_ATOMS
 ATOM_FEATURE_DIM = 74
 BOND_FEATURE_DIM = 13
-PROTEIN_MAX_LENGTH = 1200
 
 ATOM_TYPES = (
     "C",
