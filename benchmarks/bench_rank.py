@@ -1,6 +1,6 @@
 """Ranking a screen's score data set: every pair (per-target fan-out) and the top K (merge of shard top-Ks).
 
-Writes a score data set of ``--molecules`` × ``--targets`` pairs in shards of 50,000 (random logits
+Writes a score data set of ``--molecules`` × ``--targets`` pairs in shards of `screening.plan.SHARD_SIZE` (random logits
 rounded to 1/64, so ties occur as in real scores) and times `ml.scores.rank_dataset` (each target's
 logits sorted once, 4 bytes a pair; every pair's rank and percentile by binary search) and
 `ml.scores.merge_top`, with this process's peak RSS. The score files are the engine's output
@@ -21,11 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from drugrepo_assets.ml.scores import ShardScores, merge_top, part_name, rank_dataset, write_shard
+from drugrepo_assets.screening.plan import SHARD_SIZE
 
 sys.path.insert(0, str(Path(__file__).parent))
 from proctree import PeakTreeRSS
-
-SHARD = 50_000
 
 
 def main() -> None:
@@ -40,8 +39,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-rank-") as tmp:
         root = Path(tmp)
         names = []
-        for shard, start in enumerate(range(0, args.molecules, SHARD)):
-            n = min(SHARD, args.molecules - start)
+        for shard, start in enumerate(range(0, args.molecules, SHARD_SIZE)):
+            n = min(SHARD_SIZE, args.molecules - start)
             logits = (np.round(rng.normal(size=(n, args.targets)) * 64) / 64).astype(np.float32)
             ids = np.array([f"M{i:09d}" for i in range(start, start + n)], dtype=object)
             write_shard(root, part_name(shard), ShardScores(ids, ids, logits, targets), args.top)

@@ -28,6 +28,14 @@ if TYPE_CHECKING:
     import pandas as pd
     from upath import UPath
 
+    from drugrepo_assets.ml.calibration import Temperature
+    from drugrepo_assets.ml.screen import ScreeningEngine
+    from drugrepo_assets.screening.driver import ScreenRun
+    from drugrepo_assets.screening.plan import TargetBlock
+    from drugrepo_assets.screening.targets import TargetSet
+    from drugrepo_assets.screening.terms import TargetTermStore
+    from drugrepo_assets.screening.tiles import TileReport, TileSettings
+
 __all__ = ["add_parser", "run"]
 
 OUTPUTS = (
@@ -50,34 +58,14 @@ OUTPUTS = (
 def run(args: argparse.Namespace) -> int:
     """Screen --library against --targets with --checkpoint into --out: answers per target, per drug and
     for the whole matrix; enrichment with --known."""
-    import pandas as pd
-    from tqdm import tqdm
-
-    from drugrepo_assets.data.library import count_rows, iter_library, library_files
     from drugrepo_assets.data.sources import InputFileError
     from drugrepo_assets.files import storage_path, write_bytes_atomic
-    from drugrepo_assets.ml.native import kernel_info
     from drugrepo_assets.ml.runtime import configure_cpu
     from drugrepo_assets.ml.screen import ScreeningEngine
-    from drugrepo_assets.screening.domain import reference_for_checkpoint
-    from drugrepo_assets.screening.driver import (
-        MANIFEST,
-        RANKED,
-        answer,
-        check_manifest,
-        discard_screen,
-        known_logits,
-        prune_tiles,
-        rank_tiles,
-        rejected_rows,
-        screen_stream,
-        write_answers,
-    )
-    from drugrepo_assets.screening.library import REJECTED_COLUMNS, default_workers, library_change
+    from drugrepo_assets.screening.driver import MANIFEST, RANKED
     from drugrepo_assets.screening.plan import target_blocks
-    from drugrepo_assets.screening.targets import read_target_set
     from drugrepo_assets.screening.terms import TARGET_TERMS_ENV, TargetTermStore
-    from drugrepo_assets.screening.tiles import TILE_FOLDERS, TileReport, TileSettings
+    from drugrepo_assets.screening.tiles import TILE_FOLDERS, TileSettings
 
     inputs = (args.library, args.targets, args.known, args.checkpoint)
     writes = (MANIFEST, *TILE_FOLDERS, RANKED, *OUTPUTS)
@@ -87,19 +75,9 @@ def run(args: argparse.Namespace) -> int:
     if device is None:
         return EXIT_BAD_INPUT
     root = storage_path(args.out, args.s3_endpoint_url)
-    try:
-        targets = read_target_set(args.targets, args.s3_endpoint_url)
-        known = _read_known(args.known, args.s3_endpoint_url) if args.known else None
-    except InputFileError as exc:
-        error("screen", str(exc))
+    if (read := _read_targets(args)) is None:
         return EXIT_BAD_INPUT
-    if not len(targets.kept):
-        why = ""
-        if len(targets.rejected):
-            first = targets.rejected.iloc[0]
-            why = f" ({len(targets.rejected)} refused, first: {first['file']} line {first['line']}: {first['reason']})"
-        error("screen", f"{args.targets}: no valid target{why}")
-        return EXIT_BAD_INPUT
+    targets, known = read
     loaded = load_model("screen", args.checkpoint)
     if loaded is None:
         return EXIT_BAD_INPUT
@@ -113,56 +91,11 @@ def run(args: argparse.Namespace) -> int:
     made = _missing_folders(root)
     own_terms = None if terms_root or (root / "terms").exists() else root / "terms"
     try:
-        files = library_files(args.library, args.s3_endpoint_url)
-        if args.restart and (root / MANIFEST).exists():
-            discard_screen(root, OUTPUTS)
-        check_manifest(root, {"checkpoint_id": ckpt})
-        total = count_rows(args.library, args.s3_endpoint_url)
-        n_targets = len(targets.kept)
-        print(
-            f"engine: {'C kernel' if engine.native else 'torch'} on {engine.device} ({kernel_info().kernel}); "
-            f"{n_targets} targets in {len(blocks)} blocks; library {args.library}"
-            + (f" (~{total:,} rows)" if total else ""),
-            file=sys.stderr,
-        )
-        bar = tqdm(
-            total=total * n_targets if total else None,
-            unit="pair",
-            unit_scale=True,
-            file=sys.stderr,
-            disable=args.quiet,
-            mininterval=1.0,
-            smoothing=0.1,
-        )
-
-        def progress(tile: TileReport) -> None:
-            bar.update(tile.pairs)
-
-        with bar:
-            screened = screen_stream(
-                engine,
-                iter_library(args.library, s3_endpoint_url=args.s3_endpoint_url),
-                blocks,
-                root,
-                settings,
-                shard_size=args.shard_size,
-                workers=args.workers or default_workers(),
-                terms=terms,
-                progress=progress,
-            )
-            bar.total = bar.n  # the row count was an estimate (headers, comments, refused rows)
-        changed = library_change(args.library, files, library_files(args.library, args.s3_endpoint_url))
-        if changed:
-            raise ValueError(f"{changed} while it was being screened into {args.out}; run the screen again")
+        screened = _screen_library(args, engine, blocks, root, settings, terms, ckpt)
     except (InputFileError, ValueError) as exc:
         error("screen", str(exc))
         return EXIT_BAD_INPUT
-    refused_targets = targets.rejected
-    molecules_refused = rejected_rows(root, screened.shards)
-    rejected = pd.concat(
-        [refused_targets[REJECTED_COLUMNS], *([molecules_refused[REJECTED_COLUMNS]] if len(molecules_refused) else [])],
-        ignore_index=True,
-    )
+    rejected, molecules_refused = _refused(root, targets.rejected, screened)
     if not screened.molecules:
         _discard_run(root, made, own_terms)
         error("screen", f"{args.library}: {_no_molecules(rejected[rejected['kind'] == 'molecule'])}")
@@ -170,10 +103,134 @@ def run(args: argparse.Namespace) -> int:
     write_bytes_atomic(root / "rejected.csv", rejected.to_csv(index=False).encode())
     if len(rejected):
         print(
-            f"{len(molecules_refused)} molecules and {len(refused_targets)} targets refused and skipped; "
+            f"{len(molecules_refused)} molecules and {len(targets.rejected)} targets refused and skipped; "
             f"see {args.out}/rejected.csv",
             file=sys.stderr,
         )
+    wrote = _write_results(args, root, screened, settings, ckpt, known, temperature)
+    read_terms, computed = sum(t.terms_read for t in screened.tiles), sum(t.terms_computed for t in screened.tiles)
+    print(f"target terms: {read_terms} read from {terms.folder}, {computed} computed and stored there", file=sys.stderr)
+    kept = f" ({screened.kept} tiles kept from an earlier run)" if screened.kept else ""
+    print(
+        f"scored {screened.pairs} pairs ({screened.molecules} molecules × {screened.targets} targets, "
+        f"{len(screened.tiles)} tiles){kept}; pairs in {args.out}/scores/; wrote {wrote}"
+    )
+    return EXIT_OK
+
+
+def _read_targets(args: argparse.Namespace) -> tuple[TargetSet, pd.DataFrame | None] | None:
+    """The targets and the --known actives (None without it); None, the error printed, when they cannot be read
+    or no target is valid."""
+    from drugrepo_assets.data.sources import InputFileError
+    from drugrepo_assets.screening.targets import read_target_set
+
+    try:
+        targets = read_target_set(args.targets, args.s3_endpoint_url)
+        known = _read_known(args.known, args.s3_endpoint_url) if args.known else None
+    except InputFileError as exc:
+        error("screen", str(exc))
+        return None
+    if not len(targets.kept):
+        why = ""
+        if len(targets.rejected):
+            first = targets.rejected.iloc[0]
+            why = f" ({len(targets.rejected)} refused, first: {first['file']} line {first['line']}: {first['reason']})"
+        error("screen", f"{args.targets}: no valid target{why}")
+        return None
+    return targets, known
+
+
+def _screen_library(
+    args: argparse.Namespace,
+    engine: ScreeningEngine,
+    blocks: list[TargetBlock],
+    root: UPath,
+    settings: TileSettings,
+    terms: TargetTermStore,
+    ckpt: str,
+) -> ScreenRun:
+    """Stream the library through the tiles (`driver.screen_stream`) with a progress bar, on a fresh or the same
+    run's folder; an `InputFileError` or ValueError when the library cannot be read or changed meanwhile."""
+    from tqdm import tqdm
+
+    from drugrepo_assets.data.library import count_rows, iter_library, library_files
+    from drugrepo_assets.ml.native import kernel_info
+    from drugrepo_assets.screening.driver import MANIFEST, check_manifest, discard_screen, screen_stream
+    from drugrepo_assets.screening.library import default_workers, library_change
+
+    files = library_files(args.library, args.s3_endpoint_url)
+    if args.restart and (root / MANIFEST).exists():
+        discard_screen(root, OUTPUTS)
+    check_manifest(root, {"checkpoint_id": ckpt})
+    total = count_rows(args.library, args.s3_endpoint_url)
+    n_targets = sum(len(block) for block in blocks)
+    print(
+        f"engine: {'C kernel' if engine.native else 'torch'} on {engine.device} ({kernel_info().kernel}); "
+        f"{n_targets} targets in {len(blocks)} blocks; library {args.library}"
+        + (f" (~{total:,} rows)" if total else ""),
+        file=sys.stderr,
+    )
+    bar = tqdm(
+        total=total * n_targets if total else None,
+        unit="pair",
+        unit_scale=True,
+        file=sys.stderr,
+        disable=args.quiet,
+        mininterval=1.0,
+        smoothing=0.1,
+    )
+
+    def progress(tile: TileReport) -> None:
+        bar.update(tile.pairs)
+
+    with bar:
+        screened = screen_stream(
+            engine,
+            iter_library(args.library, s3_endpoint_url=args.s3_endpoint_url),
+            blocks,
+            root,
+            settings,
+            shard_size=args.shard_size,
+            workers=args.workers or default_workers(),
+            terms=terms,
+            progress=progress,
+        )
+        bar.total = bar.n  # the row count was an estimate (headers, comments, refused rows)
+    changed = library_change(args.library, files, library_files(args.library, args.s3_endpoint_url))
+    if changed:
+        raise ValueError(f"{changed} while it was being screened into {args.out}; run the screen again")
+    return screened
+
+
+def _refused(root: UPath, refused_targets: pd.DataFrame, screened: ScreenRun) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The run's refused rows, targets then molecules (rejected.csv), and the molecules' alone."""
+    import pandas as pd
+
+    from drugrepo_assets.screening.driver import rejected_rows
+    from drugrepo_assets.screening.library import REJECTED_COLUMNS
+
+    molecules_refused = rejected_rows(root, screened.shards)
+    rejected = pd.concat(
+        [refused_targets[REJECTED_COLUMNS], *([molecules_refused[REJECTED_COLUMNS]] if len(molecules_refused) else [])],
+        ignore_index=True,
+    )
+    return rejected, molecules_refused
+
+
+def _write_results(
+    args: argparse.Namespace,
+    root: UPath,
+    screened: ScreenRun,
+    settings: TileSettings,
+    ckpt: str,
+    known: pd.DataFrame | None,
+    temperature: Temperature,
+) -> str:
+    """The answers (per target, per drug, the matrix; with --rank-all every pair ranked; with --known the
+    enrichment report) written under ``root``; returns what was written, for the last line."""
+    from drugrepo_assets.screening.domain import reference_for_checkpoint
+    from drugrepo_assets.screening.driver import RANKED, answer, known_logits, prune_tiles, rank_tiles, write_answers
+
     prune_tiles(root, screened)
     domain = reference_for_checkpoint(args.checkpoint)
     if domain is None:
@@ -196,14 +253,7 @@ def run(args: argparse.Namespace) -> int:
         for name in ("enrichment.csv", "enrichment.png"):  # an earlier run's report is not this run's
             if (root / name).exists():
                 (root / name).unlink()
-    read, computed = sum(t.terms_read for t in screened.tiles), sum(t.terms_computed for t in screened.tiles)
-    print(f"target terms: {read} read from {terms.folder}, {computed} computed and stored there", file=sys.stderr)
-    kept = f" ({screened.kept} tiles kept from an earlier run)" if screened.kept else ""
-    print(
-        f"scored {screened.pairs} pairs ({screened.molecules} molecules × {screened.targets} targets, "
-        f"{len(screened.tiles)} tiles){kept}; pairs in {args.out}/scores/; wrote {wrote}"
-    )
-    return EXIT_OK
+    return wrote
 
 
 def _missing_folders(root: UPath) -> list[Path]:
@@ -264,6 +314,67 @@ def _write_enrichment(root: UPath, pairs: pd.DataFrame, out: str) -> bool:
     return True
 
 
+def _add_answer_options(parser: argparse.ArgumentParser) -> None:
+    """What the screen reports: the best K per target and per drug, every pair ranked, enrichment on known actives."""
+    parser.add_argument(
+        "--top", type=positive_int, default=TOP_PER_TARGET, metavar="K", help="the best K molecules per target"
+    )
+    parser.add_argument(
+        "--top-per-drug", type=positive_int, default=None, metavar="K", help="the best K targets per molecule"
+    )
+    parser.add_argument(
+        "--rank-all", action="store_true", help="also rank every pair within its target into OUT/ranked/"
+    )
+    parser.add_argument(
+        "--known",
+        default=None,
+        metavar="LOCATION",
+        help=(
+            "known actives (CSV/Parquet with target_id,drug_id; an earlier screen's top.parquet too): "
+            "report EF 1%%/5%%, BEDROC and AUROC per target"
+        ),
+    )
+
+
+def _add_work_options(parser: argparse.ArgumentParser) -> None:
+    """How the work is cut and run: the target-terms store, target blocks, library shards, workers, batch, device."""
+    parser.add_argument(
+        "--target-terms",
+        default=None,
+        metavar="LOCATION",
+        help=(
+            "where the targets' terms are kept per checkpoint (a folder or s3:// prefix, shared by screens and "
+            "the API; default $DRUGREPO_TARGET_TERMS, else OUT/terms)"
+        ),
+    )
+    parser.add_argument(
+        "--target-block",
+        type=positive_int,
+        default=BLOCK_SIZE,
+        metavar="N",
+        help="targets per block (the unit of resumption along the target axis)",
+    )
+    parser.add_argument(
+        "--shard-size",
+        type=positive_int,
+        default=SHARD_SIZE,
+        metavar="N",
+        help="molecules per shard (the unit of resumption)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        metavar="W",
+        help="featurisation processes (default: one per core)",
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=1024, metavar="B", help="molecules scored per engine call"
+    )
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=positive_int, default=None)
+
+
 def add_parser(subparsers: Subparsers) -> None:
     """Register ``screen``."""
     parser = subparsers.add_parser(
@@ -287,59 +398,8 @@ def add_parser(subparsers: Subparsers) -> None:
     parser.add_argument("--library", required=True, metavar="LOCATION")
     parser.add_argument("--targets", required=True, metavar="LOCATION")
     parser.add_argument("--out", required=True, metavar="DIR")
-    parser.add_argument(
-        "--top", type=positive_int, default=TOP_PER_TARGET, metavar="K", help="the best K molecules per target"
-    )
-    parser.add_argument(
-        "--top-per-drug", type=positive_int, default=None, metavar="K", help="the best K targets per molecule"
-    )
-    parser.add_argument(
-        "--rank-all", action="store_true", help="also rank every pair within its target into OUT/ranked/"
-    )
-    parser.add_argument(
-        "--target-terms",
-        default=None,
-        metavar="LOCATION",
-        help=(
-            "where the targets' terms are kept per checkpoint (a folder or s3:// prefix, shared by screens and "
-            "the API; default $DRUGREPO_TARGET_TERMS, else OUT/terms)"
-        ),
-    )
-    parser.add_argument(
-        "--target-block",
-        type=positive_int,
-        default=BLOCK_SIZE,
-        metavar="N",
-        help="targets per block (the unit of resumption along the target axis)",
-    )
-    parser.add_argument(
-        "--known",
-        default=None,
-        metavar="LOCATION",
-        help=(
-            "known actives (CSV/Parquet with target_id,drug_id; an earlier screen's top.parquet too): "
-            "report EF 1%%/5%%, BEDROC and AUROC per target"
-        ),
-    )
-    parser.add_argument(
-        "--shard-size",
-        type=positive_int,
-        default=SHARD_SIZE,
-        metavar="N",
-        help="molecules per shard (the unit of resumption)",
-    )
-    parser.add_argument(
-        "--workers",
-        type=positive_int,
-        default=None,
-        metavar="W",
-        help="featurisation processes (default: one per core)",
-    )
-    parser.add_argument(
-        "--batch-size", type=positive_int, default=1024, metavar="B", help="molecules scored per engine call"
-    )
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=positive_int, default=None)
+    _add_answer_options(parser)
+    _add_work_options(parser)
     add_s3_endpoint(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
