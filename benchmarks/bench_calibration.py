@@ -18,8 +18,8 @@ from pathlib import Path
 from drugrepo_assets.cli.common import resolve_input
 from drugrepo_assets.data.columns import read_pairs
 from drugrepo_assets.data.validate import validate_pairs
-from drugrepo_assets.ml.calibration import ECE_BINS, Temperature, checkpoint_temperature, fit_temperature
-from drugrepo_assets.ml.model import load_checkpoint
+from drugrepo_assets.ml.calibration import ECE_BINS, Temperature, fit_temperature
+from drugrepo_assets.ml.checkpoint import load_checkpoint
 from drugrepo_assets.ml.pipeline import evaluate_model, pair_data
 from drugrepo_assets.ml.predict import predict_logits
 
@@ -32,9 +32,10 @@ def main() -> None:
     parser.add_argument("--test", required=True)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    model, extra = load_checkpoint(args.checkpoint)
+    loaded = load_checkpoint(args.checkpoint)
+    model = loaded.model
     val, test = (pair_data(validate_pairs(read_pairs(resolve_input(where))).valid) for where in (args.val, args.test))
-    temperature = checkpoint_temperature(extra)
+    temperature = loaded.temperature
     source = "checkpoint"
     if not temperature.fitted:
         temperature = Temperature(fit_temperature(val.require_labels().numpy(), predict_logits(model, val)), True)
@@ -42,8 +43,8 @@ def main() -> None:
     evaluation = evaluate_model(model, val, test, temperature=temperature)
     result = {
         "checkpoint": Path(args.checkpoint).name,
-        "checkpoint_id": extra["checkpoint_id"],
-        "epoch": extra.get("epoch"),
+        "checkpoint_id": loaded.checkpoint_id,
+        "epoch": loaded.provenance.epoch,
         "temperature_source": source,
         "ece_bins": ECE_BINS,
         "test_auroc": evaluation.metrics["test"].auroc,

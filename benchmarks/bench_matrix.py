@@ -44,8 +44,8 @@ import torch
 
 from drugrepo_assets.data.rules import protein_refusal
 from drugrepo_assets.data.sources import bundled_root
+from drugrepo_assets.ml.checkpoint import load_checkpoint
 from drugrepo_assets.ml.featurize import PROTEIN_MAX_LENGTH, CompactMolecules, encode_proteins
-from drugrepo_assets.ml.model import load_checkpoint
 from drugrepo_assets.ml.native import kernel_info
 from drugrepo_assets.ml.runtime import configure_cpu
 from drugrepo_assets.ml.screen import ScreeningEngine
@@ -178,7 +178,7 @@ def engine_alone(molecules: CompactMolecules, sequences: list[str]) -> tuple[flo
     """(pairs/s scoring the molecules against every target, seconds computing the targets' terms), one
     block of BLOCK_SIZE targets at a time as the screen holds them, with the CLI's engine settings."""
     configure_cpu(None)
-    engine = ScreeningEngine(load_checkpoint(str(CHECKPOINT))[0], drug_chunk=1024)
+    engine = ScreeningEngine(load_checkpoint(str(CHECKPOINT)).model, drug_chunk=1024)
     scoring = terms_s = 0.0
     for b0 in range(0, len(sequences), BLOCK_SIZE):
         codes = torch.from_numpy(encode_proteins(sequences[b0 : b0 + BLOCK_SIZE]))

@@ -27,8 +27,8 @@ import torch
 
 from drugrepo_assets.data.library import iter_library
 from drugrepo_assets.data.sources import bundled_root
+from drugrepo_assets.ml.checkpoint import load_checkpoint
 from drugrepo_assets.ml.featurize import CompactMolecules, encode_proteins
-from drugrepo_assets.ml.model import load_checkpoint
 from drugrepo_assets.ml.native import kernel_info
 from drugrepo_assets.ml.runtime import configure_cpu
 from drugrepo_assets.ml.screen import ScreeningEngine
@@ -85,7 +85,7 @@ def engine_alone(sample: CompactMolecules, fasta: Path) -> float:
     from drugrepo_assets.screening.targets import read_target_set
 
     configure_cpu(None)
-    engine = ScreeningEngine(load_checkpoint(str(CHECKPOINT))[0], drug_chunk=1024)
+    engine = ScreeningEngine(load_checkpoint(str(CHECKPOINT)).model, drug_chunk=1024)
     codes = torch.from_numpy(encode_proteins(read_target_set(fasta).kept["sequence"].tolist()))
     terms = [engine.target_terms(codes[s]) for s in engine.target_chunks(codes)]
     start = time.perf_counter()

@@ -61,10 +61,10 @@ def _targets(n: int) -> pd.DataFrame:
 
 
 def _record(checkpoint: Path) -> Any:
-    from drugrepo_assets.ml.model import load_checkpoint
+    from drugrepo_assets.ml.checkpoint import load_checkpoint
     from drugrepo_assets.records import CheckpointRecord
 
-    checkpoint_id = str(load_checkpoint(str(checkpoint))[1]["checkpoint_id"])
+    checkpoint_id = str(load_checkpoint(str(checkpoint)).checkpoint_id)
     return CheckpointRecord.imported(str(checkpoint), checkpoint_id, dataset="human", profile="golden")
 
 

@@ -41,8 +41,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from drugrepo_assets.ml.checkpoint import load_checkpoint
 from drugrepo_assets.ml.exported import ExportedFeatures, read_parts
-from drugrepo_assets.ml.model import load_checkpoint
 from drugrepo_assets.ml.pipeline import train_and_evaluate
 from drugrepo_assets.ml.predict import predict_logits
 from drugrepo_assets.ml.screen import ScreeningEngine
@@ -117,7 +117,7 @@ def _parity(inputs: Path, device: torch.device) -> dict[str, Any]:
     """Golden logits on CPU and on ``device``, float32, TF32 off (and back as it was for what follows)."""
     data = ExportedFeatures.load(inputs / "golden").pairs("golden")
     reference = np.load(inputs / "golden" / "logits.npy")
-    model, _ = load_checkpoint(str(inputs / "golden" / "model_state.pt"))
+    model = load_checkpoint(str(inputs / "golden" / "model_state.pt")).model
     cpu = predict_logits(model, data, 64, "cpu")
     tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
@@ -142,7 +142,7 @@ def _parity(inputs: Path, device: torch.device) -> dict[str, Any]:
 def _screening(inputs: Path, device: torch.device, smoke: bool) -> dict[str, Any]:
     """Pairs/s of the engine's torch path over Human's molecules (repeated to a library) × 8 and 64 targets."""
     features = ExportedFeatures.load(inputs / "human_random")
-    model, _ = load_checkpoint(str(inputs / "golden" / "model_state.pt"))
+    model = load_checkpoint(str(inputs / "golden" / "model_state.pt")).model
     engine = ScreeningEngine(model, device, native=False)
     size = SMOKE_MOLECULES if smoke else SCREEN_MOLECULES
     library = features.molecules.take(np.arange(size) % len(features.molecules))

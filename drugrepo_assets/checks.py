@@ -19,8 +19,8 @@ from dagster import AssetCheckResult, AssetIn, MetadataValue, PreviewWarning, as
 
 from drugrepo_assets.assets.training import load_pairs
 from drugrepo_assets.data.rules import PROTEIN_ALPHABET
+from drugrepo_assets.ml.checkpoint import load_checkpoint
 from drugrepo_assets.ml.evaluate import binary_metrics
-from drugrepo_assets.ml.model import load_checkpoint
 from drugrepo_assets.ml.predict import predict_logits
 from drugrepo_assets.ml.runtime import configure_cpu
 from drugrepo_assets.ml.train import resolve_device
@@ -207,15 +207,16 @@ def reproduce_val_auroc(
     The file must also be the one the record names: its `checkpoint_id` is the record's.
     """
     try:
-        model, extra = load_checkpoint(str(storage.local_copy(ckpt.checkpoint)), map_location=device)
+        loaded = load_checkpoint(str(storage.local_copy(ckpt.checkpoint)), map_location=device)
     except Exception as exc:  # any unreadable or foreign file is a refusal, not a crash of the check
         return False, f"checkpoint does not load: {type(exc).__name__}: {exc}", {}
+    model = loaded.model
     non_finite = sum(int((~torch.isfinite(p)).sum()) for p in model.state_dict().values() if p.is_floating_point())
     if non_finite:
         return False, f"{non_finite} non-finite weights", {"non_finite_weights": MetadataValue.int(non_finite)}
-    if extra["checkpoint_id"] != ckpt.checkpoint_id:
-        why = f"the file's checkpoint id {extra['checkpoint_id']} is not the record's {ckpt.checkpoint_id}"
-        return False, why, {"file_checkpoint_id": MetadataValue.text(extra["checkpoint_id"])}
+    if loaded.checkpoint_id != ckpt.checkpoint_id:
+        why = f"the file's checkpoint id {loaded.checkpoint_id} is not the record's {ckpt.checkpoint_id}"
+        return False, why, {"file_checkpoint_id": MetadataValue.text(loaded.checkpoint_id)}
     _, val = load_pairs(
         splits, drug_graphs, protein_encodings, storage, ckpt.strategy, "val", ckpt.max_eval_pairs, ckpt.seed
     )

@@ -28,11 +28,12 @@ from drugrepo_assets.api.molecules import Featuriser
 from drugrepo_assets.api.settings import MODELS_URI, ServingSettings
 from drugrepo_assets.api.stored_terms import CACHE, TermsSupply
 from drugrepo_assets.data.rules import Refusal, clean_protein, missing_refusal, protein_refusal, smiles_refusal
-from drugrepo_assets.ml.calibration import Temperature, checkpoint_temperature
+from drugrepo_assets.ml.calibration import Temperature
+from drugrepo_assets.ml.checkpoint import load_checkpoint
 from drugrepo_assets.ml.dataset import MoleculeStore
 from drugrepo_assets.ml.evaluate import sigmoid
 from drugrepo_assets.ml.featurize import CompactMolecule, CompactMolecules
-from drugrepo_assets.ml.model import DrugBAN, load_checkpoint
+from drugrepo_assets.ml.model import DrugBAN
 from drugrepo_assets.ml.screen import ScreeningEngine, rank_table
 
 VALUE_CHARS = 200
@@ -42,7 +43,7 @@ MESSAGE_CHARS = 500
 @dataclass
 class ServedModel:
     """A loaded model and what identifies it: ``version`` (registry name/version, or ``checkpoint:<id>`` for a
-    file) for people, ``checkpoint_id`` (`ml.model.checkpoint_id`, as in score tables and registry tags) for caches,
+    file) for people, ``checkpoint_id`` (`ml.checkpoint.checkpoint_id`, as in score tables and registry tags) for caches,
     and the checkpoint's ``temperature`` (`ml.calibration`) for ``calibrated_score``."""
 
     model: DrugBAN
@@ -125,9 +126,9 @@ def alias_missing(exc: BaseException) -> bool:
 def load_model(checkpoint: str | None, uri: str, tracking_uri: str | None) -> ServedModel:
     """The model of the ``checkpoint`` file, else of the registry ``uri`` (an alias is pinned to the version it names)."""
     if checkpoint:
-        model, extra = load_checkpoint(checkpoint)
-        version = f"checkpoint:{extra['checkpoint_id']}"
-        return ServedModel(model, version, extra["checkpoint_id"], checkpoint, checkpoint_temperature(extra))
+        loaded = load_checkpoint(checkpoint)
+        version = f"checkpoint:{loaded.checkpoint_id}"
+        return ServedModel(loaded.model, version, loaded.checkpoint_id, checkpoint, loaded.temperature)
     import mlflow
 
     if tracking_uri:
@@ -139,8 +140,8 @@ def load_model(checkpoint: str | None, uri: str, tracking_uri: str | None) -> Se
     with tempfile.TemporaryDirectory(prefix="drugrepo-model-") as folder:  # the weights are in memory once loaded
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=folder))
         path = _checkpoint_in(local) if local.is_dir() else local
-        model, extra = load_checkpoint(str(path))
-    return ServedModel(model, version, extra["checkpoint_id"], uri, checkpoint_temperature(extra))
+        loaded = load_checkpoint(str(path))
+    return ServedModel(loaded.model, version, loaded.checkpoint_id, uri, loaded.temperature)
 
 
 def load_served_model(settings: ServingSettings) -> ServedModel:

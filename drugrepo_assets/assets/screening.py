@@ -54,9 +54,8 @@ from drugrepo_assets.data.sources import InputFileError
 from drugrepo_assets.data.validate import target_id
 from drugrepo_assets.files import uri_of, write_bytes_atomic
 from drugrepo_assets.k8s import GPU_OP_TAGS, GPU_POOL
-from drugrepo_assets.ml.calibration import checkpoint_temperature
+from drugrepo_assets.ml.checkpoint import load_checkpoint
 from drugrepo_assets.ml.enrichment import enrichment_plot, retrospective_report
-from drugrepo_assets.ml.model import load_checkpoint
 from drugrepo_assets.ml.runtime import configure_cpu
 from drugrepo_assets.ml.screen import ScreeningEngine
 from drugrepo_assets.ml.train import resolve_device
@@ -417,8 +416,8 @@ def score_tile(
     block = blocks[tile.block]
     if block.name != tile.block_name:
         raise Failure(description=f"target block {tile.block} is {block.name}, not the {tile.block_name} planned")
-    model, extra = load_checkpoint(str(storage.local_copy(drugban_checkpoint.checkpoint)), map_location=device)
-    checkpoint_id = str(extra["checkpoint_id"])
+    loaded = load_checkpoint(str(storage.local_copy(drugban_checkpoint.checkpoint)), map_location=device)
+    model, checkpoint_id = loaded.model, loaded.checkpoint_id
     engine = ScreeningEngine(model, device=device)
     root = scores_root(storage, drugban_checkpoint.dataset, checkpoint_id)
     shards = library_root(storage)
@@ -522,8 +521,7 @@ def merge_tiles(
             f"{drugban_checkpoint.checkpoint}: no training reference beside it; the domain columns are empty"
         )
     known = pairs.loc[pairs["label"] == 1, ["target_id", "drug_id"]]
-    _, extra = load_checkpoint(str(storage.local_copy(drugban_checkpoint.checkpoint)))
-    temperature = checkpoint_temperature(extra)  # for calibrated_score
+    temperature = load_checkpoint(str(storage.local_copy(drugban_checkpoint.checkpoint))).temperature
     if (note := temperature.note()) is not None:
         context.log.warning(f"{drugban_checkpoint.checkpoint}: {note}")
     answers = answer(root, run, settings, first.checkpoint_id, known, domain, temperature)

@@ -39,11 +39,11 @@ from drugrepo_assets.assets.metadata import image_markdown, metadata_table
 from drugrepo_assets.data.splits import CROSS_DOMAIN_STRATEGIES, TARGET_TRAIN, split_subset
 from drugrepo_assets.files import uri_of
 from drugrepo_assets.k8s import GPU_OP_TAGS, GPU_POOL
-from drugrepo_assets.ml.calibration import checkpoint_temperature
 from drugrepo_assets.ml.cdan import CDANConfig
+from drugrepo_assets.ml.checkpoint import checkpoint_id, load_checkpoint
 from drugrepo_assets.ml.dataset import PairData
 from drugrepo_assets.ml.evaluate import BinaryMetrics
-from drugrepo_assets.ml.model import DrugBAN, checkpoint_id, load_checkpoint
+from drugrepo_assets.ml.model import DrugBAN
 from drugrepo_assets.ml.pipeline import evaluate_model
 from drugrepo_assets.ml.plots import atom_attention, attention_png, pr_png, reliability_png, roc_png
 from drugrepo_assets.ml.runtime import configure_cpu
@@ -382,8 +382,8 @@ def model_evaluation(
     ckpt = drugban_checkpoint
     configure_cpu(training_profile.threads)
     device = resolve_device(training_profile.device)
-    model, extra = load_checkpoint(str(storage.local_copy(ckpt.checkpoint)), map_location=device)
-    temperature = checkpoint_temperature(extra)  # fitted on validation by training; T = 1 where none is recorded
+    loaded = load_checkpoint(str(storage.local_copy(ckpt.checkpoint)), map_location=device)
+    model, temperature = loaded.model, loaded.temperature  # fitted on validation by training; T = 1 where none
     if (note := temperature.note()) is not None:
         context.log.warning(f"{ckpt.checkpoint}: {note}")
     sets = {

@@ -373,7 +373,7 @@ def checkpoint_failure(path: str, exc: Exception) -> str:
     import pickle
     import zipfile
 
-    from drugrepo_assets.ml.model import CheckpointError
+    from drugrepo_assets.ml.checkpoint import CheckpointError
 
     detail = first_line(exc).removeprefix(f"{path}: ")
     if isinstance(exc, CheckpointError):
@@ -391,14 +391,13 @@ def checkpoint_failure(path: str, exc: Exception) -> str:
 def load_model(command: str, path: str) -> tuple[DrugBAN, str, Temperature] | None:
     """The checkpoint's model, `checkpoint_id` and temperature (`ml.calibration`), or None after one error line ``checkpoint PATH: why``
     (missing, empty, truncated, out of the format's bounds, altered, or not a DrugBAN checkpoint)."""
-    from drugrepo_assets.ml.calibration import checkpoint_temperature
-    from drugrepo_assets.ml.model import load_checkpoint
+    from drugrepo_assets.ml.checkpoint import load_checkpoint
 
     problem = checkpoint_problem(path)
     if problem is None:
         try:
-            model, extra = load_checkpoint(path)
-            return model, str(extra["checkpoint_id"]), checkpoint_temperature(extra)
+            loaded = load_checkpoint(path)
+            return loaded.model, loaded.checkpoint_id, loaded.temperature
         except Exception as exc:  # every failure is one line naming the file, never a traceback
             problem = checkpoint_failure(path, exc)
     error(command, f"checkpoint {path}: {problem}")

@@ -146,7 +146,7 @@ def _metrics(
     """metrics.json: the run, its checkpoint id and, with test pairs, the probability threshold chosen on
     validation; a cross-domain run (``--da``, or a cluster split) names its val AUROC the source domain's
     and its test AUROC the target domain's."""
-    from drugrepo_assets.ml.model import checkpoint_id
+    from drugrepo_assets.ml.checkpoint import checkpoint_id
 
     metrics: dict[str, object] = {
         "checkpoint_id": checkpoint_id(result.model),
@@ -213,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
     from drugrepo_assets.data.sources import InputFileError
     from drugrepo_assets.data.splits import TARGET_TRAIN
     from drugrepo_assets.files import write_local_atomic
-    from drugrepo_assets.ml.model import CheckpointError
+    from drugrepo_assets.ml.checkpoint import CheckpointError
     from drugrepo_assets.ml.pipeline import pair_data, train_and_evaluate
     from drugrepo_assets.ml.runtime import configure_cpu
     from drugrepo_assets.screening.domain import REFERENCE_SUFFIX, record_reference

@@ -23,8 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from drugrepo_assets.ml.checkpoint import CheckpointError
 from drugrepo_assets.ml.featurize import GraphBatch
-from drugrepo_assets.ml.model import CheckpointError, DrugBAN
+from drugrepo_assets.ml.model import DrugBAN
 
 __all__ = [
     "CDAN",

@@ -19,13 +19,14 @@ from drugrepo_assets.ml.calibration import (
     Reliability,
     Temperature,
     calibration,
-    checkpoint_temperature,
     reliability,
 )
 from drugrepo_assets.ml.cdan import CDANConfig
+from drugrepo_assets.ml.checkpoint import load_checkpoint
 from drugrepo_assets.ml.dataset import PairData
 from drugrepo_assets.ml.evaluate import BinaryMetrics, evaluate, sigmoid
-from drugrepo_assets.ml.model import DrugBAN, DrugBANConfig, load_checkpoint
+from drugrepo_assets.ml.model import DrugBAN
+from drugrepo_assets.ml.model_config import DrugBANConfig
 from drugrepo_assets.ml.predict import predict_logits
 from drugrepo_assets.ml.train import EpochRecord, TrainConfig, TrainResult, train
 
@@ -117,5 +118,5 @@ def train_and_evaluate(
     test = parts.get("test")
     if test is None or test.labels is None or not len(test):
         return result, None
-    temperature = checkpoint_temperature(load_checkpoint(str(result.best_path))[1])  # fitted by training
+    temperature = load_checkpoint(str(result.best_path)).temperature  # fitted by training
     return result, evaluate_model(result.model, parts["val"], test, result.device, config.eval_batch_size, temperature)

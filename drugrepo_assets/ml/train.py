@@ -36,10 +36,12 @@ from drugrepo_assets.ml.cdan import (
     saved_cdan,
     two_class_model,
 )
+from drugrepo_assets.ml.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from drugrepo_assets.ml.dataset import PairData
 from drugrepo_assets.ml.evaluate import binary_metrics
 from drugrepo_assets.ml.featurize import GraphBatch
-from drugrepo_assets.ml.model import CheckpointError, DrugBAN, DrugBANConfig, load_checkpoint, save_checkpoint
+from drugrepo_assets.ml.model import DrugBAN
+from drugrepo_assets.ml.model_config import DrugBANConfig
 from drugrepo_assets.ml.predict import predict_logits
 
 
@@ -279,7 +281,8 @@ class _Run:
         cls, path: Path, config: TrainConfig, da: CDANConfig | None, device: torch.device
     ) -> tuple[_Run, dict[str, Any]]:
         """The run ``path`` (a last.pt) holds, and its other entries; refused if it is not this kind of run."""
-        model, state = load_checkpoint(str(path), map_location=device)
+        loaded = load_checkpoint(str(path), map_location=device)
+        model, state = loaded.model, loaded.extra
         saved = state.get(CDAN_KEY)
         if saved is None and da is not None:
             raise CheckpointError(f"{path}: written by a vanilla run; resume it without domain adaptation")
@@ -400,7 +403,7 @@ def _train(
             break
     if best_epoch == 0:
         raise RuntimeError("no epoch produced a finite validation AUROC (NaN losses?)")
-    best_model, _ = load_checkpoint(str(best_path), map_location=device)
+    best_model = load_checkpoint(str(best_path), map_location=device).model
     return TrainResult(
         model=best_model,
         best_epoch=best_epoch,

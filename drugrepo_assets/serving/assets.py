@@ -30,9 +30,9 @@ from dagster import (
 
 from drugrepo_assets.assets.metadata import metadata_table
 from drugrepo_assets.data.splits import split_subset
+from drugrepo_assets.ml.checkpoint import load_checkpoint
 from drugrepo_assets.ml.dataset import PairData
 from drugrepo_assets.ml.descriptors import DESCRIPTOR_COLUMNS, pair_descriptor_table
-from drugrepo_assets.ml.model import load_checkpoint
 from drugrepo_assets.ml.pipeline import pair_data
 from drugrepo_assets.partitions import dataset_partitions
 from drugrepo_assets.records import (
@@ -432,11 +432,9 @@ def _version_metrics(
 ) -> VersionMetrics:
     """One registry version's offline metrics: its checkpoint downloaded, loaded and evaluated."""
     with tempfile.TemporaryDirectory(prefix="drugrepo-compare-") as folder:
-        model, extra = load_checkpoint(
-            str(version_checkpoint(client, name, version, Path(folder))), map_location=device
-        )
+        loaded = load_checkpoint(str(version_checkpoint(client, name, version, Path(folder))), map_location=device)
     strategy = client.get_model_version(name, version).tags.get("strategy", "")
-    return offline_metrics(model, version, extra["checkpoint_id"], strategy, val, test, device)
+    return offline_metrics(loaded.model, version, loaded.checkpoint_id, strategy, val, test, device)
 
 
 def _tag_decision(client: "MlflowClient", record: ChallengerRecord, champion: str, challenger: str) -> None:

@@ -306,9 +306,9 @@ def challenger_checkpoint(golden: Path, out: Path) -> str:
     `save_checkpoint` at ``out``; returns its checkpoint id."""
     import torch
 
-    from drugrepo_assets.ml.model import checkpoint_id, load_checkpoint, save_checkpoint
+    from drugrepo_assets.ml.checkpoint import checkpoint_id, load_checkpoint, save_checkpoint
 
-    model, _ = load_checkpoint(str(golden))
+    model = load_checkpoint(str(golden)).model
     last_bias = [name for name, _ in model.named_parameters() if name.endswith(".bias")][-1]
     with torch.no_grad():
         model.get_parameter(last_bias).add_(1.0)

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from drugrepo_assets.ml.checkpoint import CHECKPOINT_ID_CHARS, load_checkpoint
 from drugrepo_assets.ml.descriptors import DESCRIPTOR_COLUMNS
-from drugrepo_assets.ml.model import CHECKPOINT_ID_CHARS, load_checkpoint
 from drugrepo_assets.request_records import scan_request_log
 from drugrepo_assets_tests.api.servers import BIN, Api, metric_value, running_api
 
@@ -101,7 +101,7 @@ def test_predict_equals_drugrepo_predict_in_order(
     assert body["temperature"] == 1.0 and body["calibrated"] is False  # the golden state_dict records no temperature
     np.testing.assert_allclose([p["calibrated_score"] for p in body["predictions"]], cli["calibrated_score"], atol=1e-4)
     np.testing.assert_allclose(logits, np.load(golden_dir / "model_io.npz")["logit"], atol=1e-4, rtol=0)
-    checkpoint_id = load_checkpoint(str(golden_dir / "model_state.pt"))[1]["checkpoint_id"]
+    checkpoint_id = load_checkpoint(str(golden_dir / "model_state.pt")).checkpoint_id
     assert len(checkpoint_id) == CHECKPOINT_ID_CHARS
     assert body["checkpoint_id"] == checkpoint_id and body["model_version"] == f"checkpoint:{checkpoint_id}"
     reversed_body = _post(api, "/v1/predict", _pairs(golden_pairs.iloc[::-1])).json()

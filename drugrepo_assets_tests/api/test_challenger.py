@@ -25,7 +25,7 @@ from mlflow import MlflowClient
 
 from drugrepo_assets.api.challenger import Assigner
 from drugrepo_assets.api.settings import ServingSettings
-from drugrepo_assets.ml.model import load_checkpoint
+from drugrepo_assets.ml.checkpoint import load_checkpoint
 from drugrepo_assets.request_records import RequestRecord, scan_request_log
 from drugrepo_assets_tests.api.servers import (
     Api,
@@ -65,7 +65,7 @@ def models(tmp_path_factory: pytest.TempPathFactory, golden_dir: Path) -> Models
     champion = golden_dir / "model_state.pt"
     challenger = tmp_path_factory.mktemp("challenger") / "challenger.pt"
     challenger_id = challenger_checkpoint(champion, challenger)
-    return Models(champion, load_checkpoint(str(champion))[1]["checkpoint_id"], challenger, challenger_id)
+    return Models(champion, load_checkpoint(str(champion)).checkpoint_id, challenger, challenger_id)
 
 
 def _serve(folder: Path, models: Models, **challenger: str) -> Iterator[Api]:

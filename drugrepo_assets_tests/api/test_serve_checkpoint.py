@@ -13,7 +13,8 @@ import requests
 import torch
 
 from drugrepo_assets.ml.calibration import TEMPERATURE_KEY
-from drugrepo_assets.ml.model import CHECKPOINT_FORMAT, DrugBANConfig, load_checkpoint, save_checkpoint
+from drugrepo_assets.ml.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from drugrepo_assets.ml.model_config import DrugBANConfig
 from drugrepo_assets_tests.api.servers import running_api
 
 BIN = Path(sys.executable).parent
@@ -77,7 +78,7 @@ def test_an_imported_reference_checkpoint_is_served_under_the_raw_files_id(tmp_p
 
 
 def test_a_checkpoints_temperature_calibrates_predict_and_screen(tmp_path: Path, golden_dir: Path) -> None:
-    model, _ = load_checkpoint(str(golden_dir / "model_state.pt"))
+    model = load_checkpoint(str(golden_dir / "model_state.pt")).model
     save_checkpoint(str(tmp_path / "scaled.pt"), model, **{TEMPERATURE_KEY: 2.5})
     pairs = [
         {"smiles": "CC(=O)Oc1ccccc1C(=O)O", "protein": "MKTAYIAKQRQISFVKSHFSRQ" * 3},

@@ -17,7 +17,7 @@ import torch
 from drugrepo_assets.api.settings import ServingSettings
 from drugrepo_assets.api.stored_terms import COMPUTED, CORRUPT, READ, STORE, WRITE, TermsSupply
 from drugrepo_assets.data.rules import clean_protein
-from drugrepo_assets.ml.model import load_checkpoint
+from drugrepo_assets.ml.checkpoint import load_checkpoint
 from drugrepo_assets.ml.screen import ScreeningEngine
 from drugrepo_assets.screening.terms import TARGET_TERMS_ENV, TargetTermStore, term_key
 from drugrepo_assets_tests.api.servers import BIN, Api, metric_value, running_api
@@ -139,7 +139,7 @@ def test_the_api_and_drugrepo_screen_write_the_same_terms_to_one_store(
     )
     written = warmed.terms_file(cli_store)
     assert written.relative_to(cli_store) == warmed.terms_file().relative_to(warmed.store)  # one layout, one key
-    width = ScreeningEngine(load_checkpoint(str(golden_dir / "model_state.pt"))[0]).term_width
+    width = ScreeningEngine(load_checkpoint(str(golden_dir / "model_state.pt")).model).term_width
     key = term_key(clean_protein(warmed.protein))
     by_cli = TargetTermStore(cli_store, warmed.checkpoint_id).load([key], width)
     by_api = TargetTermStore(warmed.store, warmed.checkpoint_id).load([key], width)
@@ -173,7 +173,7 @@ def test_a_corrupt_stored_file_is_counted_and_the_request_answered_from_computed
 @pytest.fixture(scope="module")
 def engine(golden_dir: Path) -> ScreeningEngine:
     """The screening engine of the golden checkpoint, in this process."""
-    return ScreeningEngine(load_checkpoint(str(golden_dir / "model_state.pt"))[0])
+    return ScreeningEngine(load_checkpoint(str(golden_dir / "model_state.pt")).model)
 
 
 def test_a_store_that_cannot_be_read_or_written_leaves_the_terms_computed(

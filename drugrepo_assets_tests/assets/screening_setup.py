@@ -12,7 +12,7 @@ import pandas as pd
 
 from drugrepo_assets.data.sources import DATASETS
 from drugrepo_assets.data.validate import validate_pairs
-from drugrepo_assets.ml.model import load_checkpoint
+from drugrepo_assets.ml.checkpoint import load_checkpoint
 from drugrepo_assets.records import CheckpointRecord
 from drugrepo_assets.screening.domain import record_reference
 from drugrepo_assets_tests.data.rows import real_rows
@@ -31,7 +31,7 @@ def validated_human(rows: int = PAIR_ROWS) -> pd.DataFrame:
 
 def checkpoint_record(path: Path) -> CheckpointRecord:
     """A `drugban_checkpoint` value naming the checkpoint at ``path`` (not trained here: the stage reads its file)."""
-    checkpoint_id = str(load_checkpoint(str(path))[1]["checkpoint_id"])
+    checkpoint_id = str(load_checkpoint(str(path)).checkpoint_id)
     return CheckpointRecord.imported(str(path), checkpoint_id, dataset="human", profile="golden")
 
 

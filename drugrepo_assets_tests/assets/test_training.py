@@ -25,8 +25,7 @@ from mlflow import MlflowClient
 from drugrepo_assets.assets.training import CHECKPOINT_ID_TAG, load_pairs
 from drugrepo_assets.definitions import all_asset_checks, all_assets
 from drugrepo_assets.files import uri_of
-from drugrepo_assets.ml.calibration import checkpoint_temperature
-from drugrepo_assets.ml.model import CHECKPOINT_ID_CHARS, checkpoint_id, load_checkpoint, save_checkpoint
+from drugrepo_assets.ml.checkpoint import CHECKPOINT_ID_CHARS, checkpoint_id, load_checkpoint, save_checkpoint
 from drugrepo_assets.ml.pipeline import evaluate_model
 from drugrepo_assets.partitions import dataset_partitions
 from drugrepo_assets.records import CheckpointRecord
@@ -114,7 +113,7 @@ def test_whole_stage_materialises_and_every_gate_passes(stage: Stage) -> None:
 
 def test_the_checkpoint_record_names_its_file_by_the_files_checkpoint_id(stage: Stage) -> None:
     checkpoint = stage.value("drugban_checkpoint")
-    file_id = load_checkpoint(checkpoint["checkpoint"])[1]["checkpoint_id"]
+    file_id = load_checkpoint(checkpoint["checkpoint"]).checkpoint_id
     assert len(file_id) == CHECKPOINT_ID_CHARS
     assert checkpoint["checkpoint_id"] == file_id == stage.metadata("drugban_checkpoint")["checkpoint_id"]
     evaluation = stage.value("model_evaluation")
@@ -146,7 +145,7 @@ def test_evaluation_is_the_pipelines_at_a_probability_threshold(stage: Stage) ->
         load_pairs(*tables.values(), storage, "random", split, PROFILE.max_eval_pairs, PROFILE.seed)[1]
         for split in ("val", "test")
     )
-    expected = evaluate_model(load_checkpoint(checkpoint.checkpoint)[0], val, test)
+    expected = evaluate_model(load_checkpoint(checkpoint.checkpoint).model, val, test)
     assert 0.0 < expected.threshold < 1.0
     assert evaluation["threshold"] == evaluation["val"]["threshold"] == evaluation["test"]["threshold"]
     assert evaluation["threshold"] == pytest.approx(expected.threshold, abs=1e-6)
@@ -171,7 +170,7 @@ def test_evaluation_writes_curves_and_attention_pictures(stage: Stage) -> None:
 
 def test_evaluation_shows_calibration_before_and_after_the_checkpoints_temperature(stage: Stage) -> None:
     checkpoint = CheckpointRecord.model_validate(stage.value("drugban_checkpoint"))
-    temperature = checkpoint_temperature(load_checkpoint(checkpoint.checkpoint)[1])
+    temperature = load_checkpoint(checkpoint.checkpoint).temperature
     assert temperature.fitted  # training stored the temperature fitted on validation in best.pt
     calibration = stage.metadata("model_evaluation")["calibration"]
     assert set(calibration) == {"val", "test"}
@@ -198,9 +197,9 @@ def test_mlflow_run_has_params_epoch_metrics_checkpoint_and_working_links(stage:
     evaluation = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
     assert "evaluation/roc_test.png" in evaluation
     downloaded = client.download_artifacts(run.info.run_id, "checkpoint/best.pt", str(stage.base))
-    _model, extra = load_checkpoint(downloaded)
-    assert extra["epoch"] == checkpoint["best_epoch"]
-    assert run.data.tags[CHECKPOINT_ID_TAG] == extra["checkpoint_id"] == checkpoint["checkpoint_id"]
+    loaded = load_checkpoint(downloaded)
+    assert loaded.provenance.epoch == checkpoint["best_epoch"]
+    assert run.data.tags[CHECKPOINT_ID_TAG] == loaded.checkpoint_id == checkpoint["checkpoint_id"]
 
     run_url = stage.metadata("drugban_checkpoint")["mlflow_run"]
     assert run_url == checkpoint["mlflow_run_url"]
@@ -234,7 +233,8 @@ def _broken_checkpoint_asset(kind: str):
         path = Path(storage.uri("broken", None, context.run.run_id)) / "best.pt"
         path.parent.mkdir(parents=True)
         if kind == "nan_weights":
-            model, extra = load_checkpoint(good["checkpoint"])
+            loaded = load_checkpoint(good["checkpoint"])
+            model, extra = loaded.model, loaded.extra
             with torch.no_grad():
                 next(model.parameters()).fill_(float("nan"))
             extra.pop("checkpoint_id")

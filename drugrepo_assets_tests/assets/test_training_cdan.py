@@ -18,7 +18,7 @@ from drugrepo_assets.data.clusters import pair_clusters
 from drugrepo_assets.data.splits import CLUSTER_SPLITS, SPLIT_COLUMNS, TARGET_TRAIN, cluster_split
 from drugrepo_assets.definitions import all_asset_checks, all_assets
 from drugrepo_assets.ml.cdan import CDAN_KEY, CDANConfig
-from drugrepo_assets.ml.model import load_checkpoint
+from drugrepo_assets.ml.checkpoint import load_checkpoint
 from drugrepo_assets.resources import TINY_PROFILE, DataSourceResource
 from drugrepo_assets.storage import StorageResource
 from drugrepo_assets_tests.assets.training_setup import resources
@@ -104,7 +104,8 @@ def test_the_cluster_split_of_the_asset_is_the_cores_for_its_seed(stage: CrossDo
 def test_the_checkpoint_is_cdans_with_its_discriminator(stage: CrossDomainStage) -> None:
     record = stage.value("drugban_checkpoint")
     assert record["strategy"] == "cluster"
-    model, extra = load_checkpoint(record["checkpoint"])
+    loaded = load_checkpoint(record["checkpoint"])
+    model, extra = loaded.model, loaded.extra
     assert model.mlp_classifier.fc4.out_features == 1  # the one-logit model predict, screen and serve load
     saved = extra[CDAN_KEY]
     assert CDANConfig(**saved["config"]) == TINY_PROFILE.cdan_config()

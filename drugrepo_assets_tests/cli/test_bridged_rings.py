@@ -21,7 +21,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drugrepo_assets.ml.model import DrugBAN, load_checkpoint
+from drugrepo_assets.ml.checkpoint import load_checkpoint
+from drugrepo_assets.ml.model import DrugBAN
 from drugrepo_assets.ml.predict import score_table
 from drugrepo_assets.screening.library import FeaturePool
 from drugrepo_assets_tests.cli.helpers import console_script
@@ -37,7 +38,7 @@ HANG_GUARD_S = 600
 
 @pytest.fixture(scope="module")
 def model(golden_dir: Path) -> DrugBAN:
-    return load_checkpoint(str(golden_dir / "model_state.pt"))[0]
+    return load_checkpoint(str(golden_dir / "model_state.pt")).model
 
 
 @pytest.fixture(scope="module")

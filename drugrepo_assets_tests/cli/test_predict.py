@@ -38,14 +38,14 @@ def test_predict_reports_the_calibrated_probability_of_the_checkpoints_temperatu
     import numpy as np
 
     from drugrepo_assets.ml.calibration import TEMPERATURE_KEY
-    from drugrepo_assets.ml.model import load_checkpoint, save_checkpoint
+    from drugrepo_assets.ml.checkpoint import load_checkpoint, save_checkpoint
 
     pairs = str(golden_dir / "model_pairs.csv")
     raw = ["predict", "--checkpoint", str(golden_dir / "model_state.pt"), "--pairs", pairs]
     assert main([*raw, "--out", str(tmp_path / "raw.csv")]) == 0
     notes = [line for line in capsys.readouterr().err.splitlines() if "temperature" in line]
     assert notes == ["predict: the checkpoint records no temperature: calibrated_score = score (T = 1, not calibrated)"]
-    model, _ = load_checkpoint(str(golden_dir / "model_state.pt"))
+    model = load_checkpoint(str(golden_dir / "model_state.pt")).model
     save_checkpoint(str(tmp_path / "scaled.pt"), model, **{TEMPERATURE_KEY: 2.5})
     scaled = ["predict", "--checkpoint", str(tmp_path / "scaled.pt"), "--pairs", pairs]
     assert main([*scaled, "--out", str(tmp_path / "scaled.csv")]) == 0

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from drugrepo_assets.cli import main
-from drugrepo_assets.ml.model import load_checkpoint
+from drugrepo_assets.ml.checkpoint import load_checkpoint
 from drugrepo_assets.ml.predict import score_table
 from drugrepo_assets_tests.data.rows import real_rows, write_csv
 from drugrepo_assets_tests.data.servers import S3Bucket
@@ -105,7 +105,7 @@ def test_validate_reads_its_own_outputs(local: LocalRun, tmp_path: Path) -> None
 
 def test_validate_to_train(local: LocalRun) -> None:
     assert sum(local.metrics["pairs"].values()) == len(ROWS)
-    assert local.metrics["checkpoint_id"] == load_checkpoint(local.checkpoint)[1]["checkpoint_id"]
+    assert local.metrics["checkpoint_id"] == load_checkpoint(local.checkpoint).checkpoint_id
     assert local.metrics["threshold"] == local.metrics["val"]["threshold"] and 0 < local.metrics["threshold"] < 1
     assert not list(local.trained.glob("*_rejected.parquet"))  # valid.parquet holds valid pairs only
 
@@ -152,7 +152,7 @@ def test_validate_and_train_to_predict_then_predict_to_validate_and_predict(
     run("predict", "--checkpoint", golden, "--pairs", str(scored_csv), "--out", str(rescored_csv))
     rescored = pd.read_csv(rescored_csv, keep_default_na=False)
     assert list(rescored.columns) == list(scored.columns)
-    expected = score_table(load_checkpoint(golden)[0], valid).table["logit"]
+    expected = score_table(load_checkpoint(golden).model, valid).table["logit"]
     np.testing.assert_allclose(rescored["logit"], expected, atol=1e-5, rtol=0)
     assert not np.allclose(rescored["logit"], scored["logit"], atol=1e-3)
 
@@ -176,7 +176,7 @@ def test_train_to_screen_and_serve_and_top_to_known(local: LocalRun, tmp_path: P
     )
     ranked = pd.read_parquet(tmp_path / "ours" / "ranked").sort_values(["target_id", "drug_id"], ignore_index=True)
     assert len(ranked) == 16 and set(ranked["checkpoint_id"]) == {local.metrics["checkpoint_id"]}
-    model = load_checkpoint(local.checkpoint)[0]
+    model = load_checkpoint(local.checkpoint).model
     pairs = pd.DataFrame(
         {
             "SMILES": [smiles[int(d[1:])] for d in ranked["drug_id"]],

@@ -15,8 +15,8 @@ from drugrepo_assets_tests.data.servers import S3Bucket
 def test_screen_ranks_library_against_fasta_targets(tmp_path: Path, golden_dir: Path) -> None:
     import numpy as np
 
+    from drugrepo_assets.ml.checkpoint import load_checkpoint
     from drugrepo_assets.ml.dataset import PairData
-    from drugrepo_assets.ml.model import load_checkpoint
     from drugrepo_assets.ml.predict import predict_logits
 
     golden = pd.read_csv(golden_dir / "model_pairs.csv")
@@ -55,7 +55,7 @@ def test_screen_ranks_library_against_fasta_targets(tmp_path: Path, golden_dir: 
     )
     table = pd.concat([pd.read_parquet(p) for p in sorted((out / "ranked").rglob("*.parquet"))])
     assert len(table) == 12 and set(table["target_id"]) == {"T0", "T1"}
-    model, _ = load_checkpoint(ckpt)
+    model = load_checkpoint(ckpt).model
     for (target, drug), row in table.set_index(["target_id", "drug_id"]).iterrows():
         pair = PairData.from_lists([smiles[int(drug[3:])]], [proteins[int(target[1:])]])
         assert abs(row["logit"] - predict_logits(model, pair)[0]) < 1e-5

@@ -10,8 +10,8 @@ import pytest
 from drugrepo_assets.cli import main
 from drugrepo_assets.data.columns import read_pairs
 from drugrepo_assets.data.validate import validate_pairs
+from drugrepo_assets.ml.checkpoint import checkpoint_id, load_checkpoint
 from drugrepo_assets.ml.evaluate import choose_threshold
-from drugrepo_assets.ml.model import checkpoint_id, load_checkpoint
 from drugrepo_assets.ml.predict import score_table
 from drugrepo_assets_tests.cli.helpers import HUMAN_TRAIN, one_error_line
 
@@ -43,8 +43,9 @@ def test_train_command_writes_checkpoint_and_val_threshold_metrics(tmp_path: Pat
     assert 0.0 <= metrics["test"]["auroc"] <= 1.0
     assert torch.load(out / "best.pt", weights_only=True)["epoch"] == 1
     assert (out / "history.csv").read_text().startswith("epoch,train_loss,val_auroc")
-    model, extra = load_checkpoint(str(out / "best.pt"))
-    assert metrics["checkpoint_id"] == extra["checkpoint_id"] == checkpoint_id(model)
+    loaded = load_checkpoint(str(out / "best.pt"))
+    model = loaded.model
+    assert metrics["checkpoint_id"] == loaded.checkpoint_id == checkpoint_id(model)
     # the threshold is on probabilities: the F1-best one of best.pt's validation scores
     val = score_table(model, validate_pairs(read_pairs(str(tmp_path / "val.csv"))).valid).table
     expected = choose_threshold(val["label"].to_numpy(), val["score"].to_numpy())
@@ -63,7 +64,7 @@ def test_train_without_test_pairs_records_no_threshold(tmp_path: Path, capsys: p
     assert main([*args, "--epochs", "1", "--batch-size", "16", "--threads", "1"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["threshold"] is None and "val" not in metrics and "test" not in metrics
-    assert metrics["checkpoint_id"] == load_checkpoint(str(out / "best.pt"))[1]["checkpoint_id"]
+    assert metrics["checkpoint_id"] == load_checkpoint(str(out / "best.pt")).checkpoint_id
     assert f"checkpoint {metrics['checkpoint_id']}" in capsys.readouterr().out
 
 

@@ -23,8 +23,8 @@ from drugrepo_assets.data.rules import (
     smiles_refusal,
 )
 from drugrepo_assets.data.validate import validate_pairs
+from drugrepo_assets.ml.checkpoint import load_checkpoint
 from drugrepo_assets.ml.featurize import compact_molecules
-from drugrepo_assets.ml.model import load_checkpoint
 from drugrepo_assets.ml.predict import score_table
 from drugrepo_assets.ml.screen import prepare_library, prepare_targets
 from drugrepo_assets_tests.edge_cases import PROTEIN_CASES, SMILES_CASES, protein_verdict, smiles_verdict
@@ -125,7 +125,7 @@ def test_validation_gives_the_rules_verdicts() -> None:
 
 
 def test_predict_gives_the_rules_verdicts(golden_dir) -> None:
-    model, _ = load_checkpoint(str(golden_dir / "model_state.pt"))
+    model = load_checkpoint(str(golden_dir / "model_state.pt")).model
     smiles = list(SMILES_CASES.values())
     scored = score_table(model, pd.DataFrame({"SMILES": smiles, "Protein": [PROTEIN] * len(smiles)})).table
     assert scored["error"].tolist() == [smiles_verdict(s) for s in smiles]

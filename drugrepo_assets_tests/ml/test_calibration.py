@@ -23,9 +23,10 @@ from drugrepo_assets.ml.calibration import (
     fit_temperature,
     reliability,
 )
+from drugrepo_assets.ml.checkpoint import checkpoint_id, load_checkpoint, save_checkpoint
 from drugrepo_assets.ml.dataset import PairData
 from drugrepo_assets.ml.evaluate import sigmoid
-from drugrepo_assets.ml.model import DrugBAN, checkpoint_id, load_checkpoint, save_checkpoint
+from drugrepo_assets.ml.model import DrugBAN
 from drugrepo_assets.ml.predict import predict_logits
 from drugrepo_assets.ml.train import TrainConfig, train
 
@@ -113,9 +114,9 @@ def test_the_temperature_travels_in_the_checkpoint_and_leaves_its_id(tmp_path: P
     torch.manual_seed(0)
     model = DrugBAN().eval()
     save_checkpoint(str(tmp_path / "t.pt"), model, **{TEMPERATURE_KEY: 1.75})
-    loaded, extra = load_checkpoint(str(tmp_path / "t.pt"))
-    assert checkpoint_temperature(extra) == Temperature(1.75, fitted=True)
-    assert extra["checkpoint_id"] == checkpoint_id(loaded) == checkpoint_id(model)
+    loaded = load_checkpoint(str(tmp_path / "t.pt"))
+    assert loaded.temperature == Temperature(1.75, fitted=True)
+    assert loaded.checkpoint_id == checkpoint_id(loaded.model) == checkpoint_id(model)
 
 
 def test_training_stores_the_temperature_fitted_on_the_best_epochs_validation_logits(tmp_path: Path) -> None:
@@ -123,6 +124,6 @@ def test_training_stores_the_temperature_fitted_on_the_best_epochs_validation_lo
     make = lambda t: PairData.from_lists(t.SMILES.tolist(), t.Protein.tolist(), t.Y.tolist())  # noqa: E731
     train_data, val_data = make(rows.head(48)), make(rows.tail(32))
     result = train(train_data, val_data, tmp_path, TrainConfig(epochs=1, batch_size=16, seed=2))
-    _, extra = load_checkpoint(str(result.best_path))
+    temperature = load_checkpoint(str(result.best_path)).temperature
     expected = fit_temperature(val_data.require_labels().numpy(), predict_logits(result.model, val_data))
-    assert checkpoint_temperature(extra) == Temperature(expected, fitted=True)
+    assert temperature == Temperature(expected, fitted=True)

@@ -21,7 +21,8 @@ from drugrepo_assets.ml.cdan import (
     one_logit_model,
     two_class_model,
 )
-from drugrepo_assets.ml.model import DrugBAN, DrugBANConfig
+from drugrepo_assets.ml.model import DrugBAN
+from drugrepo_assets.ml.model_config import DrugBANConfig
 from drugrepo_assets_tests.ml.reference_training import (
     DISCRIMINATOR_SEED,
     MODULE_BATCH,

@@ -12,19 +12,14 @@ import torch
 import torch.nn.functional as F
 
 from drugrepo_assets.ml import model as model_mod
+from drugrepo_assets.ml.checkpoint import (
+    checkpoint_id,
+    load_checkpoint,
+)
 from drugrepo_assets.ml.dataset import PairData
 from drugrepo_assets.ml.featurize import drug_graph, encode_proteins
-from drugrepo_assets.ml.model import (
-    CHECKPOINT_ID_CHARS,
-    DrugBAN,
-    DrugBANConfig,
-    EvalHead,
-    checkpoint_id,
-    export_reference_state_dict,
-    load_checkpoint,
-    load_reference_state_dict,
-    save_checkpoint,
-)
+from drugrepo_assets.ml.model import DrugBAN, EvalHead
+from drugrepo_assets.ml.model_config import DrugBANConfig
 from drugrepo_assets.ml.predict import predict_logits
 
 SMILES = [
@@ -100,8 +95,9 @@ def pairs() -> PairData:
 
 
 def test_golden_checkpoint_loads_strictly_and_reproduces_logits(golden_dir: Path) -> None:
-    model, extra = load_checkpoint(str(golden_dir / "model_state.pt"))
-    assert extra == {"checkpoint_id": checkpoint_id(model)}
+    loaded = load_checkpoint(str(golden_dir / "model_state.pt"))
+    model = loaded.model
+    assert loaded.extra == {"checkpoint_id": checkpoint_id(model)}
     expected_keys = [line.split("\t")[0] for line in (golden_dir / "model_params.txt").read_text().splitlines()]
     assert list(model.state_dict().keys()) == expected_keys
     df = pd.read_csv(golden_dir / "model_pairs.csv")
@@ -113,7 +109,7 @@ def test_golden_checkpoint_loads_strictly_and_reproduces_logits(golden_dir: Path
 
 
 def test_golden_attention_maps(golden_dir: Path) -> None:
-    model, _ = load_checkpoint(str(golden_dir / "model_state.pt"))
+    model = load_checkpoint(str(golden_dir / "model_state.pt")).model
     df = pd.read_csv(golden_dir / "model_pairs.csv").head(2)
     data = PairData.from_lists(df.SMILES.tolist(), df.Protein.tolist())
     graphs, proteins = data.batch(torch.arange(2))
@@ -200,50 +196,3 @@ def test_molecule_over_290_atoms_is_refused() -> None:
     graphs = collate_graphs([drug_graph("C" * 300, max_atoms=1000)])
     with pytest.raises(ValueError, match="more than 290 atoms"):
         model(graphs, torch.from_numpy(encode_proteins(["MKT"])))
-
-
-def test_reference_round_trip_is_lossless(tmp_path: Path, golden_dir: Path) -> None:
-    reference = torch.load(golden_dir / "model_state.pt", weights_only=True)
-    model = load_reference_state_dict(reference)
-    save_checkpoint(str(tmp_path / "ours.pt"), model, epoch=3)
-    ours, extra = load_checkpoint(str(tmp_path / "ours.pt"))
-    assert extra == {"epoch": 3, "checkpoint_id": checkpoint_id(model)}
-    exported = export_reference_state_dict(ours)
-    assert list(exported) == list(reference)
-    for key, value in reference.items():
-        assert exported[key].dtype == value.dtype and torch.equal(exported[key], value), key
-    torch.save(exported, tmp_path / "ref.pt")
-    again, _ = load_checkpoint(str(tmp_path / "ref.pt"))
-    for key, value in ours.state_dict().items():
-        assert torch.equal(again.state_dict()[key], value), key
-
-
-def test_non_checkpoint_file_is_refused(tmp_path: Path) -> None:
-    torch.save({"weights": torch.zeros(1)}, tmp_path / "x.pt")
-    with pytest.raises(ValueError, match="neither a drugrepo DrugBAN checkpoint"):
-        load_checkpoint(str(tmp_path / "x.pt"))
-
-
-def test_config_round_trip_and_unknown_keys() -> None:
-    config = DrugBANConfig(ban_heads=4, hidden_feats=(64, 64))
-    assert DrugBANConfig.from_dict(config.to_dict()) == config
-    with pytest.raises(ValueError, match="unknown DrugBAN config keys"):
-        DrugBANConfig.from_dict({"ban_head": 2})
-
-
-def test_the_checkpoint_id_names_the_weights_and_is_checked_on_load(tmp_path: Path, golden_dir: Path) -> None:
-    reference = torch.load(golden_dir / "model_state.pt", weights_only=True)
-    model = load_reference_state_dict(reference)
-    ident = checkpoint_id(model)
-    assert len(ident) == CHECKPOINT_ID_CHARS and int(ident, 16) >= 0
-    save_checkpoint(str(tmp_path / "ours.pt"), model)
-    torch.save(export_reference_state_dict(model), tmp_path / "exported.pt")
-    assert {load_checkpoint(str(tmp_path / name))[1]["checkpoint_id"] for name in ("ours.pt", "exported.pt")} == {ident}
-    changed = {k: v.clone() for k, v in reference.items()}
-    changed["mlp_classifier.fc4.bias"] += 1e-6
-    assert checkpoint_id(load_reference_state_dict(changed)) != ident
-    payload = torch.load(tmp_path / "ours.pt", weights_only=True)
-    payload["state_dict"]["mlp_classifier.fc4.bias"] += 1e-6
-    torch.save(payload, tmp_path / "altered.pt")
-    with pytest.raises(ValueError, match="do not match the checkpoint id it records"):
-        load_checkpoint(str(tmp_path / "altered.pt"))

@@ -25,10 +25,10 @@ import torch
 from drugrepo_assets.data.sources import bundled_root
 from drugrepo_assets.ml import native
 from drugrepo_assets.ml import screen as screen_module
+from drugrepo_assets.ml.checkpoint import load_checkpoint
 from drugrepo_assets.ml.dataset import MoleculeStore
 from drugrepo_assets.ml.featurize import encode_proteins
 from drugrepo_assets.ml.kernels import variants
-from drugrepo_assets.ml.model import load_checkpoint
 from drugrepo_assets.ml.screen import ScreeningEngine
 
 REPO = Path(__file__).resolve().parents[2]
@@ -118,7 +118,7 @@ def test_each_prebuilt_variant_screens_like_torch(installed: Path, golden_dir: P
         pytest.skip(f"this CPU does not run {variant.name}")
     lib, why = native.load_prebuilt(variant, installed / "drugrepo_assets" / "ml" / "kernels")
     assert lib is not None, why
-    model = load_checkpoint(str(golden_dir / "model_state.pt"))[0]
+    model = load_checkpoint(str(golden_dir / "model_state.pt")).model
     molecules, codes = _library()
     expected = ScreeningEngine(model, native=False, drug_chunk=5).score_matrix(molecules, codes)
     monkeypatch.setattr(screen_module, "fusion_kernel", lambda: lib)
@@ -141,12 +141,12 @@ import numpy as np
 import drugrepo_assets
 from drugrepo_assets.ml import native
 from drugrepo_assets.ml.kernels import variants
-from drugrepo_assets.ml.model import load_checkpoint
+from drugrepo_assets.ml.checkpoint import load_checkpoint
 from drugrepo_assets.ml.screen import ScreeningEngine
 sys.path.insert(0, sys.argv[2])
 from test_native_build import _library
 
-model = load_checkpoint(sys.argv[1])[0]
+model = load_checkpoint(sys.argv[1]).model
 molecules, codes = _library()
 engine = ScreeningEngine(model, drug_chunk=5)
 fast = engine.score_matrix(molecules, codes)

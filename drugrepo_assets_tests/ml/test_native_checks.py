@@ -31,12 +31,12 @@ import torch
 from drugrepo_assets.ml import native, screen
 from drugrepo_assets.ml.dataset import MoleculeStore
 from drugrepo_assets.ml.featurize import encode_proteins
-from drugrepo_assets.ml.model import load_checkpoint
+from drugrepo_assets.ml.checkpoint import load_checkpoint
 
 golden, cache, cases = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
 lib = native.fusion_kernel() or native.load(native.build(cache))
 screen.fusion_kernel = lambda: lib
-engine = screen.ScreeningEngine(load_checkpoint(golden)[0], native=True)
+engine = screen.ScreeningEngine(load_checkpoint(golden).model, native=True)
 codes = torch.from_numpy(encode_proteins(["MKVLAAGIVGLLLAAHPAQAENPGSTRYWDCE" * 4]))
 check = getattr(native, "check_molecules", None)
 results = []

@@ -11,9 +11,10 @@ import pytest
 from drugrepo_assets.data.columns import read_pairs
 from drugrepo_assets.data.sources import bundled_root
 from drugrepo_assets.data.validate import validate_pairs
+from drugrepo_assets.ml.checkpoint import checkpoint_id, load_checkpoint
 from drugrepo_assets.ml.dataset import PairData
 from drugrepo_assets.ml.evaluate import binary_metrics, choose_threshold, sigmoid
-from drugrepo_assets.ml.model import DrugBANConfig, checkpoint_id, load_checkpoint
+from drugrepo_assets.ml.model_config import DrugBANConfig
 from drugrepo_assets.ml.pipeline import evaluate_model, pair_data, train_and_evaluate
 from drugrepo_assets.ml.predict import predict_logits
 from drugrepo_assets.ml.train import TrainConfig, TrainResult
@@ -72,8 +73,9 @@ def test_train_and_evaluate_chooses_the_probability_threshold_on_val(
     _, out = trained
     result, evaluation = train_and_evaluate(parts, out, CONFIG, SMALL, resume=True)  # the epoch is done: evaluate
     assert evaluation is not None
-    model, extra = load_checkpoint(str(result.best_path))
-    assert extra["checkpoint_id"] == checkpoint_id(result.model)
+    loaded = load_checkpoint(str(result.best_path))
+    model = loaded.model
+    assert loaded.checkpoint_id == checkpoint_id(result.model)
     probabilities = {name: sigmoid(predict_logits(model, parts[name])) for name in ("val", "test")}
     for name, scores in probabilities.items():
         np.testing.assert_allclose(evaluation.scores[name], scores, rtol=0, atol=1e-6)

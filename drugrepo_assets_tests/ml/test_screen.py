@@ -13,16 +13,18 @@ import torch
 from drugrepo_assets.data.rules import PROTEIN_ALPHABET
 from drugrepo_assets.data.sources import bundled_root
 from drugrepo_assets.ml import native
+from drugrepo_assets.ml.checkpoint import load_checkpoint
 from drugrepo_assets.ml.dataset import MoleculeStore, PairData
 from drugrepo_assets.ml.featurize import encode_proteins
-from drugrepo_assets.ml.model import DrugBAN, DrugBANConfig, load_checkpoint
+from drugrepo_assets.ml.model import DrugBAN
+from drugrepo_assets.ml.model_config import DrugBANConfig
 from drugrepo_assets.ml.predict import predict_logits
 from drugrepo_assets.ml.screen import ScreeningEngine, prepare_library, prepare_targets, rank_table
 
 
 @pytest.fixture(scope="module")
 def golden_model(golden_dir: Path):
-    return load_checkpoint(str(golden_dir / "model_state.pt"))[0]
+    return load_checkpoint(str(golden_dir / "model_state.pt")).model
 
 
 @pytest.fixture(scope="module")

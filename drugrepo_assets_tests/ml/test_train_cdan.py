@@ -14,8 +14,9 @@ import torch
 from drugrepo_assets.data.sources import bundled_root
 from drugrepo_assets.ml.calibration import TEMPERATURE_KEY
 from drugrepo_assets.ml.cdan import CDAN_KEY, CDANConfig, restore_cdan
+from drugrepo_assets.ml.checkpoint import CheckpointError, load_checkpoint
 from drugrepo_assets.ml.dataset import PairData
-from drugrepo_assets.ml.model import CheckpointError, DrugBANConfig, load_checkpoint
+from drugrepo_assets.ml.model_config import DrugBANConfig
 from drugrepo_assets.ml.predict import predict_logits
 from drugrepo_assets.ml.train import TrainConfig, _cycled_batches, _Run, train
 from drugrepo_assets_tests.ml.reference_training import TINY
@@ -80,13 +81,14 @@ def test_cdan_best_checkpoint_is_the_folded_one_logit_model(parts: Parts, tmp_pa
     two-logit head's l1 − l0, restored from the checkpoint's cdan entry beside it."""
     source, val, target = parts
     result = train(source, val, tmp_path, _config(1), SMALL, da=CDANConfig(init_epoch=1), target_data=target)
-    model, extra = load_checkpoint(str(result.best_path))
+    loaded = load_checkpoint(str(result.best_path))
+    model, extra = loaded.model, loaded.extra
     assert model.mlp_classifier.fc4.out_features == 1
     assert list(model.state_dict()) == list(result.model.state_dict())
     assert extra[CDAN_KEY]["config"] == CDANConfig(init_epoch=1).to_dict() and TEMPERATURE_KEY in extra
     assert "optimizer" not in extra[CDAN_KEY]  # best.pt keeps the discriminator, last.pt also its optimiser
     one_logit = predict_logits(model, val)
-    two_class, cdan = restore_cdan(load_checkpoint(str(result.best_path))[0], extra[CDAN_KEY])
+    two_class, cdan = restore_cdan(load_checkpoint(str(result.best_path)).model, extra[CDAN_KEY])
     two_class.eval()
     graphs, proteins = val.batch(torch.arange(len(val)))
     with torch.no_grad():

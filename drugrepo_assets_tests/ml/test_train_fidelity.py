@@ -30,7 +30,8 @@ import torch
 
 from drugrepo_assets.ml.cdan import CDAN, CDANConfig, cdan_step, two_class_model
 from drugrepo_assets.ml.dataset import PairData
-from drugrepo_assets.ml.model import DrugBAN, DrugBANConfig
+from drugrepo_assets.ml.model import DrugBAN
+from drugrepo_assets.ml.model_config import DrugBANConfig
 from drugrepo_assets.ml.train import adam, train_step
 from drugrepo_assets_tests.ml.reference_training import (
     CDAN_LR,

@@ -13,7 +13,7 @@ import pytest
 from drugrepo_assets.data.library import iter_library
 from drugrepo_assets.data.sources import bundled_root
 from drugrepo_assets.ml.calibration import CALIBRATED_COLUMN, Temperature
-from drugrepo_assets.ml.model import load_checkpoint
+from drugrepo_assets.ml.checkpoint import load_checkpoint
 from drugrepo_assets.ml.screen import ScreeningEngine
 from drugrepo_assets.screening.answers import ANSWER_COLUMNS, build_answers
 from drugrepo_assets.screening.driver import ScreenRun, screen_stream
@@ -48,11 +48,11 @@ def screened(tmp_path_factory: pytest.TempPathFactory, golden_dir: Path) -> tupl
     proteins = bundled_proteins(20)
     proteins += proteins[:3]
     targets = pd.DataFrame({"id": [f"t{i}" for i in range(len(proteins))], "sequence": proteins})
-    model, extra = load_checkpoint(str(golden_dir / "model_state.pt"))
-    engine = ScreeningEngine(model)
+    loaded = load_checkpoint(str(golden_dir / "model_state.pt"))
+    engine = ScreeningEngine(loaded.model)
     settings = TileSettings(top=TOP, top_per_drug=TOP_PER_DRUG)
     root = folder / "screen"
-    terms = TargetTermStore(folder / "terms", str(extra["checkpoint_id"]))
+    terms = TargetTermStore(folder / "terms", loaded.checkpoint_id)
     run = screen_stream(
         engine, iter_library(str(library)), target_blocks(targets, 6), root, settings, shard_size=16, terms=terms
     )

@@ -14,9 +14,9 @@ import torch
 
 from drugrepo_assets.data.library import iter_library, library_files
 from drugrepo_assets.data.sources import bundled_root
+from drugrepo_assets.ml.checkpoint import load_checkpoint
 from drugrepo_assets.ml.dataset import MoleculeStore
 from drugrepo_assets.ml.featurize import encode_proteins
-from drugrepo_assets.ml.model import load_checkpoint
 from drugrepo_assets.ml.screen import ScreeningEngine, rank_table
 from drugrepo_assets.screening.answers import build_answers
 from drugrepo_assets.screening.driver import (
@@ -38,7 +38,7 @@ TARGET_IDS = ["T0", "T1", "T2"]
 
 @pytest.fixture(scope="module")
 def engine(golden_dir: Path) -> ScreeningEngine:
-    return ScreeningEngine(load_checkpoint(str(golden_dir / "model_state.pt"))[0], drug_chunk=16)
+    return ScreeningEngine(load_checkpoint(str(golden_dir / "model_state.pt")).model, drug_chunk=16)
 
 
 @pytest.fixture(scope="module")

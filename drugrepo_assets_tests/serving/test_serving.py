@@ -28,8 +28,8 @@ from drugrepo_assets.assets.training import CHECKPOINT_ID_TAG as RUN_CHECKPOINT_
 from drugrepo_assets.data.splits import split_subset
 from drugrepo_assets.definitions import all_asset_checks, all_assets
 from drugrepo_assets.io_managers import JsonIOManager, ParquetIOManager
+from drugrepo_assets.ml.checkpoint import load_checkpoint, save_checkpoint
 from drugrepo_assets.ml.evaluate import sigmoid
-from drugrepo_assets.ml.model import load_checkpoint, save_checkpoint
 from drugrepo_assets.ml.predict import score_table
 from drugrepo_assets.request_records import scan_request_log
 from drugrepo_assets.resources import MlflowTracking, TrainingProfile
@@ -182,7 +182,7 @@ def test_alias_moves_only_when_every_gate_passed_and_rolls_back(
     with running_api(tmp_path / "api", [], env) as api:
         assert httpx.get(api.url + "/readyz").json()["model_version"] == f"{NAME}/2"
         response = httpx.post(api.url + "/v1/predict", json=body, headers={"X-API-Key": KEY}, timeout=60).json()
-        expected = score_table(load_checkpoint(checkpoint_2)[0], pairs).table["logit"].to_numpy()
+        expected = score_table(load_checkpoint(checkpoint_2).model, pairs).table["logit"].to_numpy()
         assert response["model_version"] == f"{NAME}/2"
         np.testing.assert_allclose([p["logit"] for p in response["predictions"]], expected, atol=1e-4, rtol=0)
 
@@ -251,7 +251,7 @@ def test_one_checkpoint_id_in_score_table_mlflow_run_registry_version_and_api(
     with running_api(tmp_path / "api", [], env) as api:
         response = httpx.post(api.url + "/v1/predict", json=body, headers={"X-API-Key": KEY}, timeout=60).json()
         text = httpx.get(api.url + "/metrics").text
-    file_id = load_checkpoint(checkpoint["checkpoint"])[1]["checkpoint_id"]
+    file_id = load_checkpoint(checkpoint["checkpoint"]).checkpoint_id
     assert table_ids == {file_id}
     assert checkpoint["checkpoint_id"] == run_id == version_id == registered.checkpoint_id == file_id
     assert response["checkpoint_id"] == file_id and response["model_version"] == f"{NAME}/{registered.version}"
@@ -328,7 +328,7 @@ def _register(client: MlflowClient, experiment_id: str, checkpoint: Path, strate
     """``checkpoint`` as a new version of `CC_NAME`, from a run of its own, tagged as `registered_model` tags it."""
     run_id = client.create_run(experiment_id).info.run_id
     source = checkpoint_source(client, run_id, checkpoint)
-    tags = {"strategy": strategy, VERSION_CHECKPOINT_ID_TAG: load_checkpoint(str(checkpoint))[1]["checkpoint_id"]}
+    tags = {"strategy": strategy, VERSION_CHECKPOINT_ID_TAG: load_checkpoint(str(checkpoint)).checkpoint_id}
     version, created = register_checkpoint(client, CC_NAME, source, run_id, tags)
     assert created
     return str(version.version)
@@ -337,7 +337,7 @@ def _register(client: MlflowClient, experiment_id: str, checkpoint: Path, strate
 def _checkpoints(golden: Path, out: Path) -> tuple[Path, Path]:
     """The reference checkpoint (AUROC ~0.75 on these pairs) in our format, and its mirror image: the last layer
     negated, so that every logit's sign flips and its AUROC is 1 - the original's."""
-    model, _ = load_checkpoint(str(golden))
+    model = load_checkpoint(str(golden)).model
     original, mirror = out / "original" / "best.pt", out / "mirror" / "best.pt"
     for path in (original, mirror):
         path.parent.mkdir(parents=True)
@@ -383,9 +383,9 @@ def _shadow_traffic(folder: Path, pairs: pd.DataFrame, champion: tuple[str, Path
     log = RequestLog(folder)
     scored = {}
     for role, (version, checkpoint) in (("champion", champion), ("shadow", shadow)):
-        model, extra = load_checkpoint(str(checkpoint))
-        logits = score_table(model, pairs).table["logit"].to_numpy(dtype=float)
-        scored[role] = (f"{CC_NAME}/{version}", extra["checkpoint_id"], logits)
+        loaded = load_checkpoint(str(checkpoint))
+        logits = score_table(loaded.model, pairs).table["logit"].to_numpy(dtype=float)
+        scored[role] = (f"{CC_NAME}/{version}", loaded.checkpoint_id, logits)
     for start in range(0, len(pairs), 8):
         rows = pairs.iloc[start : start + 8]
         for role, (model_version, checkpoint_id, logits) in scored.items():

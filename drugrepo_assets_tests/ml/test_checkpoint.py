@@ -1,5 +1,6 @@
-"""Checkpoints are checked before allocation (the config against the format's bounds, the state_dict's shapes
-against the config) and an imported reference state_dict records its checkpoint id, so a bit flip is refused."""
+"""Checkpoints: checked before allocation (the config against the format's bounds, the state_dict's shapes
+against the config), an imported reference state_dict records its checkpoint id, so a bit flip is refused,
+and the reference state_dict round-trips losslessly."""
 
 from __future__ import annotations
 
@@ -12,19 +13,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from drugrepo_assets.ml.model import (
+from drugrepo_assets.ml.checkpoint import (
     CHECKPOINT_FORMAT,
-    MAX_PARAMETERS,
+    CHECKPOINT_ID_CHARS,
     MAX_PICKLE_BYTES,
-    MAX_WIDTH,
     CheckpointError,
-    DrugBANConfig,
+    TrainingProvenance,
     checkpoint_id,
+    export_reference_state_dict,
     file_sha256,
     import_reference_checkpoint,
     load_checkpoint,
+    load_reference_state_dict,
     save_checkpoint,
 )
+from drugrepo_assets.ml.model_config import MAX_PARAMETERS, MAX_WIDTH, DrugBANConfig
 
 BIN = Path(sys.executable).parent
 PEAK_RSS_BOUND = 2 * 2**30  # torch + RDKit + pandas imported; the 60,000-wide model alone would be > 14 GB
@@ -131,9 +134,10 @@ def test_a_compressed_record_or_an_oversized_pickle_is_refused_from_the_zip_dire
 def test_an_imported_reference_records_its_id_and_a_bit_flip_is_refused(tmp_path: Path, golden_dir: Path) -> None:
     raw = golden_dir / "model_state.pt"
     ident = import_reference_checkpoint(str(raw), str(tmp_path / "imported.pt"))
-    model, extra = load_checkpoint(str(tmp_path / "imported.pt"))
-    assert ident == extra["checkpoint_id"] == checkpoint_id(model) == load_checkpoint(str(raw))[1]["checkpoint_id"]
-    assert extra["imported_from"] == {"file": "model_state.pt", "sha256": file_sha256(str(raw))}
+    loaded = load_checkpoint(str(tmp_path / "imported.pt"))
+    model = loaded.model
+    assert ident == loaded.checkpoint_id == checkpoint_id(model) == load_checkpoint(str(raw)).checkpoint_id
+    assert loaded.provenance.imported_from == {"file": "model_state.pt", "sha256": file_sha256(str(raw))}
     for key, value in _reference(golden_dir).items():
         assert torch.equal(model.state_dict()[key], value), key
     _flip_one_bit(tmp_path / "imported.pt", "data/20")
@@ -149,15 +153,15 @@ def test_a_raw_reference_state_dict_loads_with_a_warning_that_it_is_unverified(
     flipped = tmp_path / "flipped.pt"
     flipped.write_bytes((golden_dir / "model_state.pt").read_bytes())
     _flip_one_bit(flipped, "data/20")
-    with caplog.at_level(logging.WARNING, logger="drugrepo_assets.ml.model"):
-        _, extra = load_checkpoint(str(flipped))
-    assert extra["checkpoint_id"] != load_checkpoint(str(golden_dir / "model_state.pt"))[1]["checkpoint_id"]
+    with caplog.at_level(logging.WARNING, logger="drugrepo_assets.ml.checkpoint"):
+        loaded = load_checkpoint(str(flipped))
+    assert loaded.checkpoint_id != load_checkpoint(str(golden_dir / "model_state.pt")).checkpoint_id
     assert f"{flipped}: records no checkpoint id, so its weights are unverified" in caplog.text
     assert "drugrepo import-checkpoint" in caplog.text
 
 
 def test_importing_our_own_format_is_refused(tmp_path: Path, golden_dir: Path) -> None:
-    model, _ = load_checkpoint(str(golden_dir / "model_state.pt"))
+    model = load_checkpoint(str(golden_dir / "model_state.pt")).model
     save_checkpoint(str(tmp_path / "ours.pt"), model)
     with pytest.raises(CheckpointError, match="already a drugrepo checkpoint"):
         import_reference_checkpoint(str(tmp_path / "ours.pt"), str(tmp_path / "again.pt"))
@@ -195,3 +199,52 @@ def test_predict_refuses_a_2kb_hostile_checkpoint_in_one_line_without_allocating
     )
     assert peak < PEAK_RSS_BOUND, f"peak RSS {peak / 2**20:.0f} MiB"
     assert not (tmp_path / "scored.csv").exists()
+
+
+def test_reference_round_trip_is_lossless(tmp_path: Path, golden_dir: Path) -> None:
+    reference = torch.load(golden_dir / "model_state.pt", weights_only=True)
+    model = load_reference_state_dict(reference)
+    save_checkpoint(str(tmp_path / "ours.pt"), model, epoch=3)
+    loaded = load_checkpoint(str(tmp_path / "ours.pt"))
+    ours = loaded.model
+    assert loaded.extra == {"epoch": 3, "checkpoint_id": checkpoint_id(model)}
+    exported = export_reference_state_dict(ours)
+    assert list(exported) == list(reference)
+    for key, value in reference.items():
+        assert exported[key].dtype == value.dtype and torch.equal(exported[key], value), key
+    torch.save(exported, tmp_path / "ref.pt")
+    again = load_checkpoint(str(tmp_path / "ref.pt")).model
+    for key, value in ours.state_dict().items():
+        assert torch.equal(again.state_dict()[key], value), key
+
+
+def test_non_checkpoint_file_is_refused(tmp_path: Path) -> None:
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "x.pt")
+    with pytest.raises(ValueError, match="neither a drugrepo DrugBAN checkpoint"):
+        load_checkpoint(str(tmp_path / "x.pt"))
+
+
+def test_the_checkpoint_id_names_the_weights_and_is_checked_on_load(tmp_path: Path, golden_dir: Path) -> None:
+    reference = torch.load(golden_dir / "model_state.pt", weights_only=True)
+    model = load_reference_state_dict(reference)
+    ident = checkpoint_id(model)
+    assert len(ident) == CHECKPOINT_ID_CHARS and int(ident, 16) >= 0
+    save_checkpoint(str(tmp_path / "ours.pt"), model)
+    torch.save(export_reference_state_dict(model), tmp_path / "exported.pt")
+    assert {load_checkpoint(str(tmp_path / name)).checkpoint_id for name in ("ours.pt", "exported.pt")} == {ident}
+    changed = {k: v.clone() for k, v in reference.items()}
+    changed["mlp_classifier.fc4.bias"] += 1e-6
+    assert checkpoint_id(load_reference_state_dict(changed)) != ident
+    payload = torch.load(tmp_path / "ours.pt", weights_only=True)
+    payload["state_dict"]["mlp_classifier.fc4.bias"] += 1e-6
+    torch.save(payload, tmp_path / "altered.pt")
+    with pytest.raises(ValueError, match="do not match the checkpoint id it records"):
+        load_checkpoint(str(tmp_path / "altered.pt"))
+
+
+def test_training_provenance_takes_each_entry_only_with_the_type_written() -> None:
+    recorded = {"epoch": 4, "val_auroc": 0.75, "train_config": {"lr": 5e-5}, "imported_from": {"file": "x.pt"}}
+    assert TrainingProvenance.of(recorded) == TrainingProvenance(
+        epoch=4, val_auroc=0.75, train_config={"lr": 5e-5}, imported_from={"file": "x.pt"}
+    )
+    assert TrainingProvenance.of({"epoch": True, "val_auroc": "high", "history": {}}) == TrainingProvenance()
