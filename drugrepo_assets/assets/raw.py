@@ -3,7 +3,7 @@
 import pandas as pd
 from dagster import AssetExecutionContext, Failure, MetadataValue, Output, asset
 
-from drugrepo_assets.data.sources import InputFileError
+from drugrepo_assets.data.limits import InputFileError
 from drugrepo_assets.partitions import dataset_partitions
 from drugrepo_assets.resources import DataSourceResource
 

@@ -49,8 +49,8 @@ from pydantic import BaseModel, ConfigDict
 
 from drugrepo_assets.assets.metadata import image_markdown, table_metadata
 from drugrepo_assets.data.library import library_files
+from drugrepo_assets.data.limits import InputFileError
 from drugrepo_assets.data.rules import clean_protein
-from drugrepo_assets.data.sources import InputFileError
 from drugrepo_assets.data.validate import target_id
 from drugrepo_assets.files import uri_of, write_bytes_atomic
 from drugrepo_assets.k8s import GPU_OP_TAGS, GPU_POOL

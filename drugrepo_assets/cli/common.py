@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import stat
 import sys
 import tempfile
@@ -103,8 +102,9 @@ def add_s3_endpoint(parser: argparse.ArgumentParser) -> None:
 
 def is_remote(location: str) -> bool:
     """True for a URL with a scheme other than ``file`` (``s3://``, ``https://``, ...); a Windows drive is local."""
-    scheme = urlparse(location).scheme.lower()
-    return len(scheme) > 1 and scheme != "file"
+    from drugrepo_assets.location import is_remote as remote
+
+    return remote(location)
 
 
 def _local_path(location: str) -> Path | None:
@@ -117,7 +117,9 @@ def _local_path(location: str) -> Path | None:
 
 def _remote_key(location: str) -> str:
     """A remote location compared as text: ``s3a://`` read as ``s3://``, no trailing slash."""
-    return re.sub(r"^s3a://", "s3://", location, flags=re.IGNORECASE).rstrip("/")
+    from drugrepo_assets.location import Location
+
+    return Location.of(location).uri.rstrip("/")
 
 
 def _within(path: Path, folder: Path) -> bool:
@@ -343,7 +345,7 @@ def resolve_input(text: str) -> str:
 def read_input_pairs(command: str, text: str, s3_endpoint_url: str | None) -> tuple[str, pd.DataFrame] | None:
     """The location INPUT names and its pair table, or None after a one-line error (unreadable input)."""
     from drugrepo_assets.data.columns import read_pairs
-    from drugrepo_assets.data.sources import InputFileError
+    from drugrepo_assets.data.limits import InputFileError
 
     try:
         location = resolve_input(text)

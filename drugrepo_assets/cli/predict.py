@@ -45,7 +45,7 @@ def _read(args: argparse.Namespace, location: str) -> tuple[pd.DataFrame, str, s
 
 def run(args: argparse.Namespace) -> int:
     """Score every row of --pairs with --checkpoint into --out (CSV or Parquet); bad rows keep their place with a reason."""
-    from drugrepo_assets.data.sources import InputFileError
+    from drugrepo_assets.data.limits import InputFileError
     from drugrepo_assets.ml.predict import score_table
     from drugrepo_assets.ml.runtime import configure_cpu
 

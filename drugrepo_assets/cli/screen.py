@@ -58,7 +58,7 @@ OUTPUTS = (
 def run(args: argparse.Namespace) -> int:
     """Screen --library against --targets with --checkpoint into --out: answers per target, per drug and
     for the whole matrix; enrichment with --known."""
-    from drugrepo_assets.data.sources import InputFileError
+    from drugrepo_assets.data.limits import InputFileError
     from drugrepo_assets.files import storage_path, write_bytes_atomic
     from drugrepo_assets.ml.runtime import configure_cpu
     from drugrepo_assets.ml.screen import ScreeningEngine
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
 def _read_targets(args: argparse.Namespace) -> tuple[TargetSet, pd.DataFrame | None] | None:
     """The targets and the --known actives (None without it); None, the error printed, when they cannot be read
     or no target is valid."""
-    from drugrepo_assets.data.sources import InputFileError
+    from drugrepo_assets.data.limits import InputFileError
     from drugrepo_assets.screening.targets import read_target_set
 
     try:

@@ -210,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from drugrepo_assets.data.sources import InputFileError
+    from drugrepo_assets.data.limits import InputFileError
     from drugrepo_assets.data.splits import TARGET_TRAIN
     from drugrepo_assets.files import write_local_atomic
     from drugrepo_assets.ml.checkpoint import CheckpointError

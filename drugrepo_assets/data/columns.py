@@ -14,7 +14,8 @@ from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
-from drugrepo_assets.data.sources import REQUIRED_COLUMNS, InputFileError, read_source
+from drugrepo_assets.data.limits import InputFileError
+from drugrepo_assets.data.sources import REQUIRED_COLUMNS, read_source
 
 __all__ = [
     "PAIR_ALIASES",

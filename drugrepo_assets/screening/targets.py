@@ -1,7 +1,7 @@
 """Stage 0, the targets: a target list read as a data set, as a library is.
 
 Targets come from a file, a folder, an ``s3://`` (or ``s3a://``) prefix or an ``http(s)://`` URL of a
-file, listed and opened by the library's machinery (`data.library.members`, `text_stream`), in:
+file, listed and opened by the library's machinery (`data.input_files.members`, `text_stream`), in:
 
 * FASTA (``.fasta``, ``.fa``, ``.faa``, ``.fas``): ``>id description`` then the sequence's lines;
 * CSV or TSV (``.csv``, ``.tsv``) with a header naming the ``id`` and ``sequence`` (or ``Protein``)
@@ -10,7 +10,7 @@ file, listed and opened by the library's machinery (`data.library.members`, `tex
 
 the text formats optionally ``.gz``. A text file is FASTA when its first line that is not blank starts
 with ``>``, else a table, whatever its suffix; a single local file of another name is read so too.
-Text is decoded a block at a time (`data.sources.CsvLines`): a NUL byte, bytes that are not UTF-8 or a
+Text is decoded a block at a time (`data.csv_table.CsvLines`): a NUL byte, bytes that are not UTF-8 or a
 line over ``MAX_LINE_BYTES`` refuse the file, as more than ``MAX_BLANK_LINES`` blank lines in a row do.
 
 `iter_targets` streams them: memory holds one chunk, one record (a FASTA record's first
@@ -40,26 +40,19 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from drugrepo_assets.data.library import (
-    FileFormats,
-    Member,
-    ParquetSource,
-    batch_values,
-    check_parquet_columns,
-    location_kind,
-    members,
-    text_stream,
-)
-from drugrepo_assets.data.rules import MAX_PROTEIN_CHARS, clean_protein, protein_refusal
-from drugrepo_assets.data.sources import (
+from drugrepo_assets.data.csv_table import CsvLines
+from drugrepo_assets.data.input_files import FileFormats, Member, ParquetSource, members, text_stream
+from drugrepo_assets.data.library_parquet import batch_values, check_parquet_columns
+from drugrepo_assets.data.limits import (
     MAX_BLANK_LINES,
     MAX_TARGETS_BYTES,
-    CsvLines,
     InputFileError,
     ReadLimits,
     TableBudget,
     read_limits,
 )
+from drugrepo_assets.data.rules import MAX_PROTEIN_CHARS, clean_protein, protein_refusal
+from drugrepo_assets.location import location_kind
 
 __all__ = [
     "REJECTED_COLUMNS",
@@ -185,7 +178,7 @@ def read_checked_targets(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _target_members(location: str, s3_endpoint_url: str | None) -> list[Member]:
-    """The location's files (`data.library.members`); a single local file of another name is read as text."""
+    """The location's files (`data.input_files.members`); a single local file of another name is read as text."""
     if location_kind(location) == "local":
         path = Path(location).expanduser()
         if path.is_file() and TARGET_FORMATS.format_of(path.name) is None:

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from drugrepo_assets.data.sources import LIMIT_VARIABLES, MAX_TABLE_BYTES, MAX_TABLE_ROWS
+from drugrepo_assets.data.limits import LIMIT_VARIABLES, MAX_TABLE_BYTES, MAX_TABLE_ROWS
 from drugrepo_assets_tests.cli.helpers import console_script, golden_inputs, screen_args
 
 PEAK_RSS_BOUND = 1 << 30

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from drugrepo_assets.data.library import count_rows, iter_library, read_library
-from drugrepo_assets.data.sources import (
+from drugrepo_assets.data.limits import (
     LIMIT_VARIABLES,
     MAX_BLANK_LINES,
     MAX_LINE_BYTES,
@@ -29,8 +29,8 @@ from drugrepo_assets.data.sources import (
     InputFileError,
     ReadLimits,
     read_limits,
-    read_source,
 )
+from drugrepo_assets.data.sources import read_source
 from drugrepo_assets_tests.data.rows import real_rows, write_csv
 
 HUMAN = real_rows("human/random/train.csv", [1, 2, 3])

@@ -14,7 +14,8 @@ from drugrepo_assets.data.columns import (
     pair_column_names,
     read_pairs,
 )
-from drugrepo_assets.data.sources import InputFileError, read_source
+from drugrepo_assets.data.limits import InputFileError
+from drugrepo_assets.data.sources import read_source
 from drugrepo_assets.data.validate import VALID_COLUMNS, validate_pairs, write_result
 from drugrepo_assets_tests.data.rows import real_rows, write_csv
 

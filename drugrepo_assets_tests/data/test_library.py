@@ -13,13 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from drugrepo_assets.data.library import (
-    MAX_LINE_BYTES,
-    MAX_SMILES_CHARS,
     LibraryChunk,
     iter_library,
     read_library,
 )
-from drugrepo_assets.data.sources import InputFileError
+from drugrepo_assets.data.limits import MAX_LINE_BYTES, InputFileError
+from drugrepo_assets.data.rules import MAX_SMILES_CHARS
 from drugrepo_assets_tests.data.servers import HttpFolder, S3Bucket
 
 HUGE = 5 * 1024 * 1024  # a 5 MB line
@@ -165,7 +164,7 @@ def _error(location: str, **kwargs: object) -> str:
 def test_every_good_row_and_every_bad_row_of_a_mixed_folder(
     library_folder: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="drugrepo_assets.data.library"):
+    with caplog.at_level(logging.WARNING, logger="drugrepo_assets.data.input_files"):
         chunks = list(iter_library(str(library_folder)))
     assert len(chunks) == 1
     assert _rows(chunks) == GOOD
@@ -272,7 +271,7 @@ def test_the_mixed_folder_from_an_s3_prefix(
     client.put_object(Bucket=bucket, Key="libs/v10/other.smi", Body=b"CCO not-in-v1\n")
     client.put_object(Bucket=bucket, Key="libs/v1.smi", Body=b"CCO not-in-v1\n")
     prefix = f"s3://{bucket}/libs/v1"
-    with caplog.at_level(logging.WARNING, logger="drugrepo_assets.data.library"):
+    with caplog.at_level(logging.WARNING, logger="drugrepo_assets.data.input_files"):
         chunks = list(iter_library(prefix, chunk_rows=4, s3_endpoint_url=endpoint))
     assert _rows(chunks) == GOOD
     assert _rejected(chunks) == REJECTED
@@ -477,7 +476,7 @@ def _bomb(path: Path, megabytes: int, byte: bytes = b"C") -> Path:
 
 def test_a_gzip_bomb_is_refused_naming_it_without_reading_it_all(tmp_path: Path) -> None:
     from drugrepo_assets.data.library import count_rows
-    from drugrepo_assets.data.sources import GZIP_ALLOWANCE_BYTES, MAX_GZIP_RATIO
+    from drugrepo_assets.data.limits import GZIP_ALLOWANCE_BYTES, MAX_GZIP_RATIO
 
     bomb = _bomb(tmp_path / "bomb.smi.gz", 400)
     assert bomb.stat().st_size * MAX_GZIP_RATIO + GZIP_ALLOWANCE_BYTES < 400 << 20

@@ -22,8 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from drugrepo_assets.data.library import iter_library, read_library
+from drugrepo_assets.data.limits import InputFileError
 from drugrepo_assets.data.rules import MAX_SMILES_CHARS, protein_refusal
-from drugrepo_assets.data.sources import InputFileError, read_source
+from drugrepo_assets.data.sources import read_source
 from drugrepo_assets.screening.targets import read_checked_targets
 
 BOUNDED = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

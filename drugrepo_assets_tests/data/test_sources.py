@@ -15,9 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from drugrepo_assets.data.limits import InputFileError
 from drugrepo_assets.data.sources import (
     DATASETS,
-    InputFileError,
     bundled_root,
     dataset_location,
     read_source,
@@ -325,6 +325,20 @@ def test_s3_key_and_prefix(s3_bucket: S3Bucket, tmp_path: Path) -> None:
     assert _rows(read_source(prefix + "/", s3_endpoint_url=endpoint)) == [*BIOSNAP, *HUMAN]
 
 
+def test_an_s3a_pair_table_reads_like_an_s3_one(s3_bucket: S3Bucket, tmp_path: Path) -> None:
+    client, bucket, endpoint = s3_bucket
+    body = write_csv(tmp_path / "a.csv", HUMAN).read_bytes()
+    client.put_object(Bucket=bucket, Key="pairs/human/train.csv", Body=body)
+    client.put_object(Bucket=bucket, Key="pairs/human/cold/val.csv", Body=body)
+    for path in ("pairs/human/train.csv", "pairs/human"):
+        s3 = read_source(f"s3://{bucket}/{path}", s3_endpoint_url=endpoint)
+        s3a = read_source(f"s3a://{bucket}/{path}", s3_endpoint_url=endpoint)
+        assert _rows(s3a) == _rows(s3)
+        assert list(s3a["source_row"]) == list(s3["source_row"])
+    assert _rows(s3a) == HUMAN * 2
+    assert list(s3a["source_file"]) == ["cold/val.csv"] * 3 + ["train.csv"] * 3
+
+
 def test_s3_errors(s3_bucket: S3Bucket) -> None:
     client, bucket, endpoint = s3_bucket
     client.put_object(Bucket=bucket, Key="empty/x.csv", Body=b"")
@@ -392,7 +406,7 @@ def _gzip_bomb(megabytes: int) -> bytes:
 def test_a_gzip_bomb_is_refused_naming_it_without_holding_it(tmp_path: Path) -> None:
     import tracemalloc
 
-    from drugrepo_assets.data.sources import GZIP_ALLOWANCE_BYTES, MAX_GZIP_RATIO, MAX_LINE_BYTES
+    from drugrepo_assets.data.limits import GZIP_ALLOWANCE_BYTES, MAX_GZIP_RATIO, MAX_LINE_BYTES
 
     path = tmp_path / "bomb.csv.gz"
     path.write_bytes(_gzip_bomb(400))

@@ -13,8 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from drugrepo_assets.data.limits import MAX_BLANK_LINES, InputFileError
 from drugrepo_assets.data.rules import MAX_PROTEIN_CHARS, protein_refusal
-from drugrepo_assets.data.sources import MAX_BLANK_LINES, InputFileError
 from drugrepo_assets.screening import targets as targets_module
 from drugrepo_assets.screening.targets import (
     REJECTED_COLUMNS,
