@@ -28,8 +28,9 @@ import torch
 from drugrepo_assets.data.library import iter_library
 from drugrepo_assets.data.sources import bundled_root
 from drugrepo_assets.ml.checkpoint import load_checkpoint
-from drugrepo_assets.ml.featurize import CompactMolecules, encode_proteins
+from drugrepo_assets.ml.featurize import CompactMolecules
 from drugrepo_assets.ml.native import kernel_info
+from drugrepo_assets.ml.protein import encode_proteins
 from drugrepo_assets.ml.runtime import configure_cpu
 from drugrepo_assets.ml.screen import ScreeningEngine
 from drugrepo_assets.screening.library import FeaturePool, default_workers, iter_shards
