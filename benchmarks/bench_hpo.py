@@ -68,16 +68,10 @@ def _resources_config(base: Path, threads: int, trials: int, study: str) -> dict
 
 def _prepare(base: Path, instance: DagsterInstance) -> None:
     """Materialise the data and feature stages of the human partition once (not timed)."""
-    from drugrepo_assets.definitions import RESOURCES_BY_ENV, all_asset_checks, all_assets
-    from drugrepo_assets.io_managers import JsonIOManager, ParquetIOManager
-    from drugrepo_assets.storage import StorageResource
+    from drugrepo_assets.definitions import all_asset_checks, all_assets
+    from drugrepo_assets.environments import asset_resources
 
-    resources = {
-        **RESOURCES_BY_ENV["local"],
-        "io_manager": ParquetIOManager(base_path=str(base / "storage")),
-        "json_io_manager": JsonIOManager(base_path=str(base / "storage")),
-        "storage": StorageResource(base_path=str(base / "storage")),
-    }
+    resources = asset_resources("local", base)
     selection = AssetSelection.assets("dataset_splits", "drug_graphs", "protein_encodings").upstream()
     result = materialize(
         [*all_assets, *all_asset_checks],

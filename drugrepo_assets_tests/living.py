@@ -22,7 +22,7 @@ from dagster import (
 )
 
 from drugrepo_assets.automation import automation_sensor
-from drugrepo_assets.definitions import RESOURCES_BY_ENV, all_asset_checks, all_assets, hpo_job, materialize_all_job
+from drugrepo_assets.definitions import all_asset_checks, all_assets, hpo_job, materialize_all_job
 from drugrepo_assets.notifications import SlackNotifier, slack_on_materialization, slack_on_run_failure
 from drugrepo_assets.sensors import LandingZone, RetrainPolicy, ingest_job, landing_sensor, retrain_job, retrain_sensor
 from drugrepo_assets_tests.assets.training_setup import resources as training_resources
@@ -91,9 +91,7 @@ def location(base: Path, slack: SlackNotifier | None = None, min_growth: float =
     landing.mkdir(parents=True, exist_ok=True)
     (base / "home").mkdir(parents=True, exist_ok=True)
     instance = DagsterInstance.local_temp(str(base / "home"))
-    resources = {
-        **RESOURCES_BY_ENV["local"],
-        **training_resources(base, base / "unused-source"),
+    resources = training_resources(base, base / "unused-source") | {
         "landing": LandingZone(root=str(landing)),
         "retrain_policy": RetrainPolicy(min_growth=min_growth, train_when_missing=True),
         "slack": slack or SlackNotifier(),

@@ -18,7 +18,8 @@ from dagster import (
 )
 
 from drugrepo_assets.data.sources import DATASETS
-from drugrepo_assets.definitions import RESOURCES_BY_ENV, build_defs, defs
+from drugrepo_assets.definitions import build_defs, defs
+from drugrepo_assets.environments import ENVIRONMENTS, asset_resources
 from drugrepo_assets.schedules import RETRAIN_CRON_VAR
 from drugrepo_assets.sensors import RETRAIN_REASON_TAG, retrain_decision
 from drugrepo_assets_tests.test_deployments import read_env_file
@@ -137,10 +138,10 @@ def test_training_and_trials_ask_for_a_gpu_pod_and_the_gpu_pool() -> None:
     assert "dagster-k8s/config" not in evaluation_op.tags
 
 
-@pytest.mark.parametrize("env", sorted(RESOURCES_BY_ENV))
+@pytest.mark.parametrize("env", sorted(ENVIRONMENTS))
 def test_every_environment_loads(env: str) -> None:
-    assert set(RESOURCES_BY_ENV[env]) == EXPECTED_RESOURCES
-    assert RESOURCES_BY_ENV[env]["training_profile"].name == PROFILE_BY_ENV[env]
+    assert set(asset_resources(env)) == EXPECTED_RESOURCES
+    assert asset_resources(env)["training_profile"].name == PROFILE_BY_ENV[env]
     env_defs = build_defs(env)
     assert isinstance(env_defs, Definitions)
     assert {key.to_user_string() for key in env_defs.resolve_all_asset_keys()} == set(EXPECTED_GROUPS)
@@ -183,7 +184,7 @@ def _materialized(instance: DagsterInstance, dataset: str, *assets: str, rows: i
         instance.report_runless_asset_event(AssetMaterialization(asset, partition=dataset, metadata=metadata))
 
 
-@pytest.mark.parametrize("env", sorted(RESOURCES_BY_ENV))
+@pytest.mark.parametrize("env", sorted(ENVIRONMENTS))
 def test_retraining_schedule_of_each_environment(env: str) -> None:
     """The cron of deployments/<env>/drugrepo.env, stopped locally and running when deployed; at a tick it
     retrains the partitions whose valid pairs changed since their checkpoint, even below the sensor's growth."""
@@ -193,7 +194,7 @@ def test_retraining_schedule_of_each_environment(env: str) -> None:
     assert (schedule.cron_schedule, schedule.execution_timezone, schedule.job_name) == (cron, "UTC", "retrain_job")
     running = DefaultScheduleStatus.RUNNING if env in ("staging", "prod") else DefaultScheduleStatus.STOPPED
     assert schedule.default_status == running
-    policy = RESOURCES_BY_ENV[env]["retrain_policy"]
+    policy = asset_resources(env)["retrain_policy"]
     with instance_for_test() as instance:
         _materialized(instance, "human", "validated_pairs", rows=1000)
         _materialized(instance, "human", *FEATURES, "drugban_checkpoint")
@@ -219,7 +220,7 @@ def test_retraining_schedule_skips_when_no_partition_changed() -> None:
     with instance_for_test() as instance:
         _materialized(instance, "human", "validated_pairs", rows=1000)
         _materialized(instance, "human", *FEATURES, "drugban_checkpoint")
-        policy = RESOURCES_BY_ENV["prod"]["retrain_policy"]
+        policy = asset_resources("prod")["retrain_policy"]
         with build_schedule_context(instance, TICK, {"retrain_policy": policy}, prod.get_repository_def()) as context:
             result = schedule.evaluate_tick(context)
     assert not result.run_requests

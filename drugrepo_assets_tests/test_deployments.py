@@ -35,7 +35,7 @@ from dagster_postgres.utils import pg_config
 from drugrepo_assets.assets.raw import raw_pairs
 from drugrepo_assets.assets.splits import dataset_splits
 from drugrepo_assets.assets.validated import validated_and_rejected_pairs
-from drugrepo_assets.definitions import RESOURCES_BY_ENV
+from drugrepo_assets.environments import asset_resources
 from drugrepo_assets.io_managers import ParquetIOManager
 from drugrepo_assets.k8s import GPU_IMAGE_ENV, GPU_POOL
 from drugrepo_assets.resources import DataSourceResource, SplitSettings
@@ -101,7 +101,7 @@ def test_every_env_var_a_resource_reads_is_a_setting_or_a_secret(env: str) -> No
     assert settings["DRUGREPO_ENV"] == env
     assert all(value == "" for value in secrets.values()), "secrets.example.env holds names only"
     assert not set(settings) & set(secrets)
-    needed = set().union(*(_env_vars_of(resource) for resource in RESOURCES_BY_ENV[env].values()))
+    needed = set().union(*(_env_vars_of(resource) for resource in asset_resources(env).values()))
     assert needed <= set(settings) | set(secrets), needed - set(settings) - set(secrets)
     if env in DEPLOYED:
         assert {"DRUGREPO_STORAGE_URI", "MLFLOW_TRACKING_URI", "DRUGREPO_SLACK_CHANNEL"} <= set(settings)

@@ -22,11 +22,12 @@ import pandas as pd
 import pytest
 from dagster import AssetKey, AssetSelection, DagsterEventType, DagsterInstance, materialize
 
-from drugrepo_assets.assets.screening_tiles import blocks_of
+from drugrepo_assets.assets.screening import blocks_of
 from drugrepo_assets.data.sources import bundled_root
-from drugrepo_assets.definitions import RESOURCES_BY_ENV, all_assets
+from drugrepo_assets.definitions import all_assets
+from drugrepo_assets.environments import asset_resources
 from drugrepo_assets.resources import ScreeningSettings
-from drugrepo_assets.screening.plan import SHARD_SIZE, tile_name
+from drugrepo_assets.screening.plan import tile_name
 from drugrepo_assets_tests.assets.screening_setup import stage_storage, validated_human, write_inputs
 
 pytestmark = pytest.mark.scale
@@ -77,7 +78,7 @@ def _materialize_inputs(home: Path, settings: dict[str, Any]) -> None:
             all_assets,
             selection=AssetSelection.assets(*INPUTS.split(",")),
             instance=instance,
-            resources={**RESOURCES_BY_ENV["local"], "screening": ScreeningSettings(**settings)},
+            resources=asset_resources("local", screening=ScreeningSettings(**settings)),
         )
         assert result.success
 
@@ -229,6 +230,7 @@ def test_a_tile_that_fails_once_is_retried_alone(tmp_path: Path, golden_dir: Pat
 
 
 MOLECULES = 200_000
+SHARD_SIZE = 50_000
 TOP = 20
 
 

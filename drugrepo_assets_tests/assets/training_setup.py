@@ -6,17 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from drugrepo_assets.io_managers import JsonIOManager, ParquetIOManager
-from drugrepo_assets.resources import (
-    TINY_PROFILE,
-    DataSourceResource,
-    HpoSettings,
-    MlflowTracking,
-    ScreeningSettings,
-    SplitSettings,
-    TrainingProfile,
-)
-from drugrepo_assets.storage import StorageResource
+from drugrepo_assets.environments import asset_resources
+from drugrepo_assets.resources import TINY_PROFILE, DataSourceResource, MlflowTracking, TrainingProfile
 from drugrepo_assets_tests.data.rows import real_rows, write_csv
 
 SMALL_ROWS = 420
@@ -37,18 +28,9 @@ def resources(
     profile: TrainingProfile = TINY_PROFILE,
     tracking_uri: str | None = None,
 ) -> dict[str, Any]:
-    """Every resource of the location, all files under ``base``; MLflow in a SQLite file unless given."""
-    return {
-        "io_manager": ParquetIOManager(base_path=str(base / "storage")),
-        "json_io_manager": JsonIOManager(base_path=str(base / "storage")),
-        "data_source": DataSourceResource(root=str(source_root)),
-        "split_settings": SplitSettings(seed=0),
-        "training_profile": profile,
-        "storage": StorageResource(base_path=str(base / "storage")),
-        "mlflow_tracking": MlflowTracking(
-            tracking_uri=tracking_uri or f"sqlite:///{base / 'mlflow.db'}",
-            artifact_location=None if tracking_uri else str(base / "mlflow-artifacts"),
-        ),
-        "hpo_settings": HpoSettings(storage_url=f"sqlite:///{base / 'optuna.db'}"),
-        "screening": ScreeningSettings(),
-    }
+    """The local environment's resources with every file under ``base``, data from ``source_root``, ``profile``'s
+    training; MLflow in a SQLite file under ``base`` unless ``tracking_uri`` names a server."""
+    tracking = {"mlflow_tracking": MlflowTracking(tracking_uri=tracking_uri)} if tracking_uri else {}
+    return asset_resources(
+        "local", base, data_source=DataSourceResource(root=str(source_root)), training_profile=profile, **tracking
+    )

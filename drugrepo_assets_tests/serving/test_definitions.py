@@ -11,8 +11,9 @@ import yaml
 from dagster import AssetKey, AssetMaterialization, DefaultScheduleStatus, build_schedule_context, instance_for_test
 
 from drugrepo_assets.definitions import defs as asset_defs
+from drugrepo_assets.environments import ENVIRONMENTS, serving_resources
 from drugrepo_assets.schedules import CHALLENGER_CRON_VAR
-from drugrepo_assets.serving.definitions import RESOURCES_BY_ENV, build_defs
+from drugrepo_assets.serving.definitions import build_defs
 from drugrepo_assets.serving.definitions import defs as serving_defs
 from drugrepo_assets_tests.test_deployments import read_env_file
 
@@ -42,7 +43,7 @@ def test_serving_assets_depend_on_the_training_locations_assets_with_the_same_pa
         AssetKey("dataset_splits"),
     }
     assert {c.name for c in serving.get(AssetKey("drift_report")).check_keys} == {"drift_report_no_drift"}
-    assert set(RESOURCES_BY_ENV) == {"local", "staging", "prod"}
+    assert set(ENVIRONMENTS) == {"local", "staging", "prod"}
 
 
 def test_the_comparison_runs_apart_from_registration() -> None:
@@ -52,7 +53,7 @@ def test_the_comparison_runs_apart_from_registration() -> None:
     assert selected == {"serving_job": {"registered_model", "drift_report"}, "challenger_job": {"champion_challenger"}}
 
 
-@pytest.mark.parametrize("env", sorted(RESOURCES_BY_ENV))
+@pytest.mark.parametrize("env", sorted(ENVIRONMENTS))
 def test_challenger_schedule_of_each_environment(env: str) -> None:
     """The cron of deployments/<env>/drugrepo.env, stopped locally; a tick compares every registered dataset;
     deployed, a challenger needs shadow traffic before it can be promoted."""
@@ -62,7 +63,7 @@ def test_challenger_schedule_of_each_environment(env: str) -> None:
     assert (schedule.cron_schedule, schedule.execution_timezone, schedule.job_name) == (cron, "UTC", "challenger_job")
     running = DefaultScheduleStatus.RUNNING if env in ("staging", "prod") else DefaultScheduleStatus.STOPPED
     assert schedule.default_status == running
-    assert RESOURCES_BY_ENV[env]["challenger_settings"].require_online is (env != "local")
+    assert serving_resources(env)["challenger_settings"].require_online is (env != "local")
     tick = datetime(2025, 3, 2, 6, 0, tzinfo=UTC)
     with instance_for_test() as instance:
         with build_schedule_context(instance, tick, repository_def=env_defs.get_repository_def()) as context:

@@ -27,7 +27,7 @@ from drugrepo_assets.api.settings import ServingSettings
 from drugrepo_assets.assets.training import CHECKPOINT_ID_TAG as RUN_CHECKPOINT_ID_TAG
 from drugrepo_assets.data.splits import split_subset
 from drugrepo_assets.definitions import all_asset_checks, all_assets
-from drugrepo_assets.io_managers import JsonIOManager, ParquetIOManager
+from drugrepo_assets.environments import serving_resources
 from drugrepo_assets.ml.checkpoint import load_checkpoint, save_checkpoint
 from drugrepo_assets.ml.evaluate import sigmoid
 from drugrepo_assets.ml.predict import score_table
@@ -45,7 +45,6 @@ from drugrepo_assets.serving.registry import (
     set_challenger,
 )
 from drugrepo_assets.serving.resources import ChallengerSettings, DriftSettings, RegistrySettings
-from drugrepo_assets.storage import StorageResource
 from drugrepo_assets_tests.api.servers import BIN, metric_value, poll_until, running_api, running_mlflow
 from drugrepo_assets_tests.assets.training_setup import resources, small_dataset
 
@@ -87,16 +86,12 @@ class World:
         )
 
     def serving_resources(self, request_log: Path) -> dict[str, Any]:
-        storage = str(self.base / "storage")
-        return {
-            "json_io_manager": JsonIOManager(base_path=storage),
-            "io_manager": ParquetIOManager(base_path=storage),
-            "storage": StorageResource(base_path=storage),
-            "mlflow_tracking": MlflowTracking(tracking_uri=self.mlflow_url),
-            "registry_settings": RegistrySettings(),
-            "challenger_settings": ChallengerSettings(),
-            "drift_settings": DriftSettings(request_log_dir=str(request_log)),
-        }
+        return serving_resources(
+            "local",
+            self.base,
+            mlflow_tracking=MlflowTracking(tracking_uri=self.mlflow_url),
+            drift_settings=DriftSettings(request_log_dir=str(request_log)),
+        )
 
     def serve(self, asset: Any, request_log: Path = Path("unused"), **resources: Any) -> ExecuteInProcessResult:
         """Materialise one serving asset for ``human``; ``resources`` replace the defaults by key."""
