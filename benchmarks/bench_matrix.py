@@ -42,11 +42,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from drugrepo_assets.data.rules import protein_refusal
+from drugrepo_assets.data.rules import PROTEIN_MAX_LENGTH, protein_refusal
 from drugrepo_assets.data.sources import bundled_root
 from drugrepo_assets.ml.checkpoint import load_checkpoint
-from drugrepo_assets.ml.featurize import PROTEIN_MAX_LENGTH, CompactMolecules, encode_proteins
+from drugrepo_assets.ml.featurize import CompactMolecules
 from drugrepo_assets.ml.native import kernel_info
+from drugrepo_assets.ml.protein import encode_proteins
 from drugrepo_assets.ml.runtime import configure_cpu
 from drugrepo_assets.ml.screen import ScreeningEngine
 from drugrepo_assets.screening.library import default_workers

@@ -28,11 +28,13 @@ import torch
 from drugrepo_assets.data.library import iter_library
 from drugrepo_assets.data.sources import bundled_root
 from drugrepo_assets.ml.checkpoint import load_checkpoint
-from drugrepo_assets.ml.featurize import CompactMolecules, encode_proteins
+from drugrepo_assets.ml.featurize import CompactMolecules
 from drugrepo_assets.ml.native import kernel_info
+from drugrepo_assets.ml.protein import encode_proteins
 from drugrepo_assets.ml.runtime import configure_cpu
 from drugrepo_assets.ml.screen import ScreeningEngine
 from drugrepo_assets.screening.library import FeaturePool, default_workers, iter_shards
+from drugrepo_assets.screening.plan import SHARD_SIZE
 
 sys.path.insert(0, str(Path(__file__).parent))
 from make_library import make_library
@@ -40,7 +42,6 @@ from proctree import run_measured
 
 HERE = Path(__file__).resolve().parent
 CHECKPOINT = HERE.parent.parent / "shared" / "golden" / "model_state.pt"
-SHARD_SIZE = 50_000  # the CLI's default
 TARGETS = 8
 TOP = 100
 

@@ -30,9 +30,9 @@ import torch
 from drugrepo_assets.data.sources import bundled_root
 from drugrepo_assets.ml.checkpoint import save_checkpoint
 from drugrepo_assets.ml.dataset import MoleculeStore, PairData
-from drugrepo_assets.ml.featurize import encode_proteins
 from drugrepo_assets.ml.model import DrugBAN
 from drugrepo_assets.ml.predict import predict_logits
+from drugrepo_assets.ml.protein import encode_proteins
 from drugrepo_assets.ml.runtime import configure_cpu
 from drugrepo_assets.ml.screen import ScreeningEngine
 

@@ -1,6 +1,6 @@
 """One Dagster tile op's rates on this machine: the figures the README's k8s arithmetic starts from.
 
-Runs the `score_tile` op of `drugrepo_assets.assets.screening` directly (no run, no step process), on
+Runs the `score_tile` op of `drugrepo_assets.assets.screening_tiles` directly (no run, no step process), on
 raw shards stored as `screening_library` stores them, against one target block, with the golden
 checkpoint:
 
@@ -72,7 +72,7 @@ def measure(molecules: int, targets: int, folder: Path) -> dict[str, Any]:
     """Two tiles of ``molecules`` × ``targets`` (terms computed, then read) and featurisation alone."""
     from dagster import build_op_context
 
-    from drugrepo_assets.assets.screening import TileTask, blocks_of, library_root, score_tile
+    from drugrepo_assets.assets.screening_tiles import TileTask, blocks_of, library_root, score_tile
     from drugrepo_assets.ml.native import kernel_info
     from drugrepo_assets.resources import ScreeningSettings
     from drugrepo_assets.screening.library import FeaturePool, default_workers

@@ -25,7 +25,7 @@ from dagster import (
 )
 
 from drugrepo_assets import checks
-from drugrepo_assets.assets import features, raw, screening, splits, training, validated
+from drugrepo_assets.assets import features, hpo, raw, screening, splits, training, validated
 from drugrepo_assets.automation import automation_sensor
 from drugrepo_assets.environments import ENV_VAR, asset_resources, current_env
 from drugrepo_assets.k8s import executor_for
@@ -40,7 +40,7 @@ SMOKE_SCREENING = ScreeningSettings(max_library=200)
 PROFILE_VAR = "DRUGREPO_TRAINING_PROFILE"
 EXECUTOR_VAR = "DRUGREPO_EXECUTOR"
 
-all_assets = load_assets_from_modules([raw, validated, splits, features, training, screening])
+all_assets = load_assets_from_modules([raw, validated, splits, features, training, hpo, screening])
 all_asset_checks = load_asset_checks_from_modules([checks])
 
 HPO = AssetSelection.assets("hpo_study")

@@ -19,7 +19,7 @@ from pydantic import Field, PrivateAttr
 from drugrepo_assets.data.sources import dataset_location, read_source
 from drugrepo_assets.ml.cdan import CDANConfig
 from drugrepo_assets.ml.model_config import DrugBANConfig
-from drugrepo_assets.ml.train import TrainConfig
+from drugrepo_assets.ml.train_config import TrainConfig
 from drugrepo_assets.screening.plan import BLOCK_SIZE, SHARD_SIZE
 from drugrepo_assets.storage import S3Endpoint
 
@@ -65,15 +65,19 @@ class TrainingProfile(ConfigurableResource):
     """
 
     name: str = Field(default="full", description="Profile name, recorded with every run and study.")
-    epochs: int = Field(default=100, description="Maximum number of epochs.")
-    patience: int | None = Field(default=20, description="Stop after this many epochs without a better val AUROC.")
-    batch_size: int = Field(default=64, description="Training batch size.")
-    lr: float = Field(default=5e-5, description="Adam learning rate.")
+    epochs: int = Field(default=TrainConfig.epochs, description="Maximum number of epochs.")
+    patience: int | None = Field(
+        default=TrainConfig.patience, description="Stop after this many epochs without a better val AUROC."
+    )
+    batch_size: int = Field(default=TrainConfig.batch_size, description="Training batch size.")
+    lr: float = Field(default=TrainConfig.lr, description="Adam learning rate.")
     max_train_pairs: int | None = Field(default=None, description="Cap on training pairs (None: all).")
     max_eval_pairs: int | None = Field(default=None, description="Cap on val and on test pairs (None: all).")
-    seed: int = Field(default=0, description="Seed of the model, the shuffling and the capped subsets.")
+    seed: int = Field(default=TrainConfig.seed, description="Seed of the model, the shuffling and the capped subsets.")
     threads: int | None = Field(default=None, description="torch CPU threads (None: torch's default).")
-    device: str = Field(default="auto", description='"auto" (CUDA when present, else CPU), "cpu" or "cuda".')
+    device: str = Field(
+        default=TrainConfig.device, description='"auto" (CUDA when present, else CPU), "cpu" or "cuda".'
+    )
     test_auroc_floor: float = Field(default=0.8, description="The model_evaluation gate: minimum test AUROC.")
     attention_examples: int = Field(default=3, description="Test pairs whose attention is drawn on the molecule.")
     cdan_init_epoch: int = Field(

@@ -1,4 +1,4 @@
-"""Training stage: the DrugBAN checkpoint, its evaluation, and an Optuna study of its hyperparameters.
+"""Training stage: the DrugBAN checkpoint and its evaluation (the Optuna study of its hyperparameters: `assets.hpo`).
 
 Thin over the ML core: pairs come from the stored features (no featurisation here), training is
 `ml.train.train`, evaluation `ml.pipeline.evaluate_model` (as ``drugrepo train``), pictures `ml.plots`.
@@ -7,10 +7,8 @@ values are typed records (`drugrepo_assets.records`: URIs, the checkpoint id and
 environment and both code locations load checkpoints the same way.
 """
 
-import json
-import math
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -18,20 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from dagster import (
-    AssetExecutionContext,
-    Config,
-    DynamicOut,
-    DynamicOutput,
-    Failure,
-    MetadataValue,
-    OpExecutionContext,
-    Out,
-    Output,
-    asset,
-    graph_asset,
-    op,
-)
+from dagster import AssetExecutionContext, Config, Failure, MetadataValue, Output, asset
 from pydantic import Field
 
 from drugrepo_assets.assets.features import feature_store
@@ -49,13 +34,7 @@ from drugrepo_assets.ml.plots import atom_attention, attention_png, pr_png, reli
 from drugrepo_assets.ml.runtime import configure_cpu
 from drugrepo_assets.ml.train import EpochRecord, TrainResult, resolve_device, train
 from drugrepo_assets.partitions import dataset_partitions
-from drugrepo_assets.records import (
-    CheckpointRecord,
-    EvaluationRecord,
-    HpoSlot,
-    HpoSummary,
-    HpoTrialOutcome,
-)
+from drugrepo_assets.records import CheckpointRecord, EvaluationRecord
 from drugrepo_assets.resources import HpoSettings, MlflowTracking, TrackedRun, TrainingProfile
 from drugrepo_assets.screening.domain import record_reference
 from drugrepo_assets.storage import StorageResource
@@ -76,7 +55,6 @@ CDAN_HISTORY_COLUMNS = {"model_loss": "float", "da_loss": "float"}
 """The history columns a CDAN training adds (`train.CDANEpochRecord`): classification and domain loss."""
 DA_METHODS: tuple[str, ...] = ("cdan",)
 """Domain adaptation methods `drugban_checkpoint` trains with (run config ``da``)."""
-TRIAL_COLUMNS = {"number": "int", "state": "string", "value": "float", "params": "string", "mlflow_run_url": "string"}
 
 
 class CheckpointConfig(Config):
@@ -91,12 +69,6 @@ class CheckpointConfig(Config):
     use_hpo_params: bool = Field(
         default=False, description="Train with the best parameters of this partition's Optuna study."
     )
-
-
-class HpoStudyConfig(Config):
-    """Run configuration of the `hpo_study` trials."""
-
-    strategy: str = Field(default="random", description="Split strategy the trials train on.")
 
 
 def load_pairs(
@@ -183,11 +155,12 @@ def _epoch_metrics(record: EpochRecord) -> dict[str, float]:
     }
 
 
-def _run_params(dataset: str, strategy: str, profile: TrainingProfile, extra: dict[str, Any]) -> dict[str, Any]:
+def run_params(dataset: str, strategy: str, profile: TrainingProfile, extra: dict[str, Any]) -> dict[str, Any]:
+    """The MLflow parameters every training run has (dataset, strategy, profile), with ``extra``."""
     return {"dataset": dataset, "strategy": strategy, "profile": profile.name, **extra}
 
 
-def _train_tracked(
+def train_tracked(
     run: TrackedRun,
     train_data: PairData,
     val_data: PairData,
@@ -280,14 +253,14 @@ def drugban_checkpoint(
         context.op_execution_context, f"drugban {dataset} {strategy}", "drugban_checkpoint"
     ) as run:
         run.log_params(
-            _run_params(
+            run_params(
                 dataset,
                 strategy,
                 profile,
                 {"da": "none" if da is None else "cdan", **{f"hpo.{k}": v for k, v in overrides.items()}},
             )
         )
-        result = _train_tracked(run, train_data, val_data, out_dir, profile, overrides, da=da, target_data=target_data)
+        result = train_tracked(run, train_data, val_data, out_dir, profile, overrides, da=da, target_data=target_data)
         ckpt_id = checkpoint_id(result.model)  # the weights of best.pt, as load_checkpoint checked them
         run.client.set_tag(run.run_id, CHECKPOINT_ID_TAG, ckpt_id)
     uri = storage.upload(result.best_path, "drugban_checkpoint", dataset, f"{folder}/best.pt")
@@ -314,29 +287,33 @@ def drugban_checkpoint(
         mlflow_run_url=run.url,
         dagster_run_id=context.run.run_id,
     )
-    return Output(
-        record,
-        metadata={
-            "checkpoint_id": MetadataValue.text(ckpt_id),
-            "best_epoch": MetadataValue.int(result.best_epoch),
-            "val_auroc": MetadataValue.float(result.best_val_auroc),
-            "wall_seconds": MetadataValue.float(round(result.wall_seconds, 2)),
-            "device": MetadataValue.text(result.device),
-            "checkpoint": MetadataValue.path(uri),
-            "domain_reference": MetadataValue.path(domain),
-            "mlflow_run": MetadataValue.url(run.url),
-            "strategy": MetadataValue.text(strategy),
-            "profile": MetadataValue.text(profile.name),
-            "train_pairs": MetadataValue.int(len(train_data)),
-            "hpo_params": MetadataValue.json(overrides),
-            "da": MetadataValue.text("none") if da is None else MetadataValue.json({"method": "cdan", **da.to_dict()}),
-            **({} if target_data is None else {"target_train_pairs": MetadataValue.int(len(target_data))}),
-            "history": metadata_table(
-                [asdict(h) for h in result.history],
-                HISTORY_COLUMNS if da is None else {**HISTORY_COLUMNS, **CDAN_HISTORY_COLUMNS},
-            ),
-        },
-    )
+    return Output(record, metadata=_checkpoint_metadata(record, result, da, target_data))
+
+
+def _checkpoint_metadata(
+    record: CheckpointRecord, result: TrainResult, da: CDANConfig | None, target_data: PairData | None
+) -> dict[str, Any]:
+    """What the UI shows of a checkpoint: its id and numbers, its files, its MLflow run, how it was trained."""
+    return {
+        "checkpoint_id": MetadataValue.text(record.checkpoint_id),
+        "best_epoch": MetadataValue.int(result.best_epoch),
+        "val_auroc": MetadataValue.float(result.best_val_auroc),
+        "wall_seconds": MetadataValue.float(round(result.wall_seconds, 2)),
+        "device": MetadataValue.text(result.device),
+        "checkpoint": MetadataValue.path(record.checkpoint),
+        "domain_reference": MetadataValue.path(str(record.domain_reference)),
+        "mlflow_run": MetadataValue.url(record.mlflow_run_url),
+        "strategy": MetadataValue.text(record.strategy),
+        "profile": MetadataValue.text(record.profile),
+        "train_pairs": MetadataValue.int(record.train_pairs),
+        "hpo_params": MetadataValue.json(record.hpo_params),
+        "da": MetadataValue.text("none") if da is None else MetadataValue.json({"method": "cdan", **da.to_dict()}),
+        **({} if target_data is None else {"target_train_pairs": MetadataValue.int(len(target_data))}),
+        "history": metadata_table(
+            [asdict(h) for h in result.history],
+            HISTORY_COLUMNS if da is None else {**HISTORY_COLUMNS, **CDAN_HISTORY_COLUMNS},
+        ),
+    }
 
 
 def _da_config(config: CheckpointConfig, profile: TrainingProfile) -> CDANConfig | None:
@@ -413,16 +390,9 @@ def model_evaluation(
         name: storage.write_bytes(png, "model_evaluation", ckpt.dataset, f"{context.run.run_id}/{name}")
         for name, png in pictures.items()
     }
-    run = mlflow_tracking.existing_run(ckpt.mlflow_run_id, ckpt.mlflow_experiment_id)
-    run.log_metrics({f"test_{k}": v for k, v in test.as_dict().items()})
     domains = _domain_aurocs(ckpt.strategy, val, test)
-    run.log_metrics(domains)
-    run.log_metrics({f"test_{k}": float(v) for k, v in calibrated["test"].items() if k not in ("n", "fitted")})
-    for name, png in pictures.items():
-        with tempfile.TemporaryDirectory() as tmp:
-            local = Path(tmp) / name
-            local.write_bytes(png)
-            run.log_artifact(local, "evaluation")
+    run = mlflow_tracking.existing_run(ckpt.mlflow_run_id, ckpt.mlflow_experiment_id)
+    _log_evaluation(run, test, domains, calibrated["test"], pictures)
     record = EvaluationRecord(
         checkpoint=ckpt.checkpoint,
         checkpoint_id=ckpt.checkpoint_id,
@@ -432,6 +402,35 @@ def model_evaluation(
         pictures=paths,
         mlflow_run_url=run.url,
     )
+    return Output(record, metadata=_evaluation_metadata(record, domains, calibrated, pictures))
+
+
+def _log_evaluation(
+    run: TrackedRun,
+    test: BinaryMetrics,
+    domains: dict[str, float],
+    calibrated: dict[str, Any],
+    pictures: dict[str, bytes],
+) -> None:
+    """The test metrics (raw, per domain and calibrated) and the pictures, logged to the training's MLflow run."""
+    run.log_metrics({f"test_{k}": v for k, v in test.as_dict().items()})
+    run.log_metrics(domains)
+    run.log_metrics({f"test_{k}": float(v) for k, v in calibrated.items() if k not in ("n", "fitted")})
+    for name, png in pictures.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / name
+            local.write_bytes(png)
+            run.log_artifact(local, "evaluation")
+
+
+def _evaluation_metadata(
+    record: EvaluationRecord,
+    domains: dict[str, float],
+    calibrated: dict[str, dict[str, Any]],
+    pictures: dict[str, bytes],
+) -> dict[str, Any]:
+    """What the UI shows of an evaluation: the metrics, the curves, calibration and attention pictures, the run."""
+    val, test = record.val, record.test
     curves = [
         image_markdown(name.removesuffix(".png"), png)
         for name, png in pictures.items()
@@ -440,24 +439,21 @@ def model_evaluation(
     attention = [
         image_markdown(name.removesuffix(".png"), png) for name, png in pictures.items() if name.startswith("attention")
     ]
-    return Output(
-        record,
-        metadata={
-            "checkpoint_id": MetadataValue.text(ckpt.checkpoint_id),
-            "test_auroc": MetadataValue.float(test.auroc),
-            "test_auprc": MetadataValue.float(test.auprc),
-            "val_auroc": MetadataValue.float(val.auroc),
-            **{name: MetadataValue.float(auroc) for name, auroc in domains.items()},
-            "threshold": MetadataValue.float(evaluation.threshold),
-            "test_metrics": MetadataValue.json(test.as_dict()),
-            "curves": MetadataValue.md("\n\n".join(curves)),
-            "calibration": MetadataValue.json(calibrated),
-            "reliability": MetadataValue.md(image_markdown("reliability_test", pictures[RELIABILITY_PICTURE])),
-            "attention": MetadataValue.md("\n\n".join(attention) or "no positive test pair"),
-            "pictures": MetadataValue.path(str(Path(next(iter(paths.values()))).parent)),
-            "mlflow_run": MetadataValue.url(run.url),
-        },
-    )
+    return {
+        "checkpoint_id": MetadataValue.text(record.checkpoint_id),
+        "test_auroc": MetadataValue.float(test.auroc),
+        "test_auprc": MetadataValue.float(test.auprc),
+        "val_auroc": MetadataValue.float(val.auroc),
+        **{name: MetadataValue.float(auroc) for name, auroc in domains.items()},
+        "threshold": MetadataValue.float(record.threshold),
+        "test_metrics": MetadataValue.json(test.as_dict()),
+        "curves": MetadataValue.md("\n\n".join(curves)),
+        "calibration": MetadataValue.json(calibrated),
+        "reliability": MetadataValue.md(image_markdown("reliability_test", pictures[RELIABILITY_PICTURE])),
+        "attention": MetadataValue.md("\n\n".join(attention) or "no positive test pair"),
+        "pictures": MetadataValue.path(str(Path(next(iter(record.pictures.values()))).parent)),
+        "mlflow_run": MetadataValue.url(record.mlflow_run_url),
+    }
 
 
 def _domain_aurocs(strategy: str, val: BinaryMetrics, test: BinaryMetrics) -> dict[str, float]:
@@ -495,152 +491,3 @@ def _pictures(
             name = f"attention_{rank + 1}_{pair['drug_id']}_{pair['target_id']}.png"
             pictures[name] = attention_png(pair["smiles"], weights)
     return pictures
-
-
-def _suggest(trial: Any) -> dict[str, Any]:
-    """The search space: learning rate, batch size and the bilinear attention's dropout."""
-    return {
-        "lr": trial.suggest_float("lr", 1e-5, 1e-3, log=True),
-        "batch_size": trial.suggest_categorical("batch_size", [32, 64]),
-        "ban_dropout": trial.suggest_float("ban_dropout", 0.0, 0.4),
-    }
-
-
-@op(out=DynamicOut(HpoSlot, io_manager_key="json_io_manager"))
-def hpo_trials(
-    context: OpExecutionContext,
-    config: HpoStudyConfig,
-    training_profile: TrainingProfile,
-    hpo_settings: HpoSettings,
-    mlflow_tracking: MlflowTracking,
-) -> Iterator[DynamicOutput[HpoSlot]]:
-    """Create (or open) the partition's study and fan out one trial per slot, each asking the storage."""
-    name = study_name(context.partition_key, config.strategy, training_profile)
-    hpo_settings.study(name)
-    with mlflow_tracking.start_run(context, f"hpo {name}", "hpo_study", tags={"optuna.study": name}) as parent:
-        parent.log_params({"study": name, "n_trials": hpo_settings.n_trials, "profile": training_profile.name})
-    for slot in range(hpo_settings.n_trials):
-        yield DynamicOutput(
-            HpoSlot(study=name, strategy=config.strategy, parent_run_id=parent.run_id, slot=slot),
-            mapping_key=f"slot_{slot}",
-        )
-
-
-@op(out=Out(HpoTrialOutcome, io_manager_key="json_io_manager"), tags=GPU_OP_TAGS, pool=GPU_POOL)
-def hpo_trial(
-    context: OpExecutionContext,
-    slot: HpoSlot,
-    dataset_splits: pd.DataFrame,
-    drug_graphs: pd.DataFrame,
-    protein_encodings: pd.DataFrame,
-    training_profile: TrainingProfile,
-    storage: StorageResource,
-    hpo_settings: HpoSettings,
-    mlflow_tracking: MlflowTracking,
-) -> HpoTrialOutcome:
-    """One Optuna trial: ask the shared storage for parameters, train with pruning, tell the outcome."""
-    import optuna
-
-    profile, dataset, strategy = training_profile, context.partition_key, slot.strategy
-    configure_cpu(profile.threads)
-    study = hpo_settings.study(slot.study)
-    trial = study.ask()
-    params = _suggest(trial)
-    train_data, val_data = load_training_pairs(
-        dataset_splits, drug_graphs, protein_encodings, storage, strategy, profile
-    )
-
-    def report(record: EpochRecord) -> None:
-        if math.isfinite(record.val_auroc):
-            trial.report(record.val_auroc, record.epoch)
-        if trial.should_prune():
-            raise optuna.TrialPruned(f"pruned at epoch {record.epoch}")
-
-    tags = {"optuna.study": slot.study, "optuna.trial": str(trial.number)}
-    state, value = "COMPLETE", None
-    with (
-        tempfile.TemporaryDirectory() as work,
-        mlflow_tracking.start_run(
-            context,
-            f"trial {trial.number} {slot.study}",
-            "hpo_study",
-            tags=tags,
-            parent_run_id=slot.parent_run_id,
-        ) as run,
-    ):
-        run.log_params(_run_params(dataset, strategy, profile, {f"hpo.{k}": v for k, v in params.items()}))
-        try:
-            result = _train_tracked(run, train_data, val_data, Path(work), profile, params, on_epoch=report)
-            value = result.best_val_auroc
-            study.tell(trial, value)
-        except optuna.TrialPruned:
-            state = "PRUNED"
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-        except RuntimeError as exc:  # no finite validation AUROC: a diverged configuration
-            state = "FAIL"
-            context.log.warning(f"trial {trial.number} failed: {exc}")
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-    context.log.info(f"trial {trial.number}: {state} {value} {params}")
-    return HpoTrialOutcome(
-        study=slot.study, number=trial.number, state=state, value=value, params=params, mlflow_run_url=run.url
-    )
-
-
-@op(out=Out(HpoSummary, io_manager_key="json_io_manager"))
-def hpo_summary(
-    context: OpExecutionContext,
-    trials: list[HpoTrialOutcome],
-    hpo_settings: HpoSettings,
-    mlflow_tracking: MlflowTracking,
-) -> Output[HpoSummary]:
-    """The study after this materialisation's trials: its best parameters and trial counts."""
-    study = hpo_settings.study(trials[0].study)
-    states: dict[str, int] = {}
-    for t in study.trials:
-        states[t.state.name] = states.get(t.state.name, 0) + 1
-    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
-    best = study.best_trial if complete else None
-    summary = HpoSummary(
-        study=study.study_name,
-        storage=_redacted(hpo_settings.resolved_storage_url()),
-        states=states,
-        best_value=best.value if best else None,
-        best_params=best.params if best else {},
-        best_trial=best.number if best else None,
-        this_run=sorted(trials, key=lambda t: t.number),
-    )
-    rows = [{**t.model_dump(), "params": json.dumps(t.params, sort_keys=True)} for t in summary.this_run]
-    return Output(
-        summary,
-        metadata={
-            "study": MetadataValue.text(study.study_name),
-            "trials": MetadataValue.int(len(study.trials)),
-            "states": MetadataValue.json(states),
-            "best_val_auroc": (
-                MetadataValue.float(summary.best_value)
-                if summary.best_value is not None
-                else MetadataValue.text("none")
-            ),
-            "best_params": MetadataValue.json(summary.best_params),
-            "this_run": metadata_table(rows, TRIAL_COLUMNS),
-        },
-    )
-
-
-def _redacted(url: str) -> str:
-    """A storage URL without its password, for metadata."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
-
-
-@graph_asset(partitions_def=dataset_partitions, group_name="training", kinds={"optuna", "mlflow"})
-def hpo_study(dataset_splits: pd.DataFrame, drug_graphs: pd.DataFrame, protein_encodings: pd.DataFrame) -> HpoSummary:
-    """An Optuna study of DrugBAN's lr, batch size and attention dropout, trials in parallel ops.
-
-    Each trial op (own GPU pod under k8s) asks the shared RDB storage for its parameters, reports
-    val AUROC per epoch for median pruning and tells the result; the value is the best parameters.
-    """
-    slots = hpo_trials()
-    outcomes = slots.map(lambda slot: hpo_trial(slot, dataset_splits, drug_graphs, protein_encodings))
-    return hpo_summary(outcomes.collect())

@@ -19,6 +19,7 @@ from drugrepo_assets.cli.common import (
     resolve_input,
     torch_device,
 )
+from drugrepo_assets.ml.train_config import TrainConfig
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from drugrepo_assets.data.validate import ValidationResult
     from drugrepo_assets.ml.cdan import CDANConfig
     from drugrepo_assets.ml.pipeline import Evaluation
-    from drugrepo_assets.ml.train import EpochRecord, TrainConfig, TrainResult
+    from drugrepo_assets.ml.train import EpochRecord, TrainResult
 
 __all__ = ["add_parser", "run", "split_strategy"]
 
@@ -183,11 +184,9 @@ def _configs(args: argparse.Namespace) -> tuple[TrainConfig, CDANConfig | None]:
     """The training settings; with ``--da cdan`` the reference's DA defaults (configs/DrugBAN_DA.yaml) where
     ``--lr``/``--batch-size`` are not given."""
     from drugrepo_assets.ml.cdan import CDAN_BATCH_SIZE, CDAN_LR, CDANConfig
-    from drugrepo_assets.ml.train import TrainConfig
 
-    defaults = TrainConfig()
     da = None
-    lr, batch_size = defaults.lr, defaults.batch_size
+    lr, batch_size = TrainConfig.lr, TrainConfig.batch_size
     if args.da:
         da = CDANConfig(init_epoch=args.da_init_epoch or CDANConfig().init_epoch)
         lr, batch_size = CDAN_LR, CDAN_BATCH_SIZE
@@ -203,16 +202,64 @@ def _configs(args: argparse.Namespace) -> tuple[TrainConfig, CDANConfig | None]:
     return config, da
 
 
-def run(args: argparse.Namespace) -> int:
-    """Train DrugBAN from pairs; write best.pt, last.pt, metrics.json, history.csv and the refused rows."""
+def _parts_to_train(args: argparse.Namespace, out: Path) -> dict[str, pd.DataFrame] | None:
+    """The parts read, validated (their refused rows written to ``out``) and capped; None, the error printed,
+    when they do not make a training."""
+    from drugrepo_assets.data.limits import InputFileError
+    from drugrepo_assets.data.splits import TARGET_TRAIN
+
+    try:
+        parts, rejected = _read_parts(args)
+    except (InputFileError, ValueError) as exc:
+        error("train", str(exc))
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    _write_rejected(out, rejected)
+    if args.max_train_pairs:
+        for name in ("train", TARGET_TRAIN):
+            if name in parts:
+                table = parts[name]
+                parts[name] = table.sample(n=min(args.max_train_pairs, len(table)), random_state=args.seed)
+    for name in ("train", "val"):
+        if parts[name]["label"].nunique() < 2:
+            error("train", f"the {name} part needs both labels (has {len(parts[name])} rows)")
+            return None
+    if args.da and not len(parts[TARGET_TRAIN]):
+        error("train", f"{args.target_train or 'the cluster split'}: no valid target-domain pairs to adapt to")
+        return None
+    return parts
+
+
+def _write_outputs(
+    out: Path, result: TrainResult, evaluation: Evaluation | None, metrics: dict[str, object], cross_domain: bool
+) -> None:
+    """Report the test metrics, write metrics.json and history.csv, and name the checkpoint."""
     import json
     from dataclasses import asdict
 
     import pandas as pd
 
-    from drugrepo_assets.data.limits import InputFileError
-    from drugrepo_assets.data.splits import TARGET_TRAIN
     from drugrepo_assets.files import write_local_atomic
+
+    if evaluation is not None:
+        test = evaluation.metrics["test"]
+        domain = "target-domain " if cross_domain else ""
+        print(
+            f"{domain}test AUROC {test.auroc:.4f}  AUPRC {test.auprc:.4f}  "
+            f"(probability threshold {evaluation.threshold:.3f} chosen on val)"
+        )
+    write_local_atomic(out / "metrics.json", lambda handle: handle.write(json.dumps(metrics, indent=2).encode()))
+    history = pd.DataFrame([asdict(h) for h in result.history])
+    write_local_atomic(out / "history.csv", lambda handle: handle.write(history.to_csv(index=False).encode()))
+    print(
+        f"best epoch {result.best_epoch} (val AUROC {result.best_val_auroc:.4f}); checkpoint {metrics['checkpoint_id']}; "
+        f"wrote {result.best_path}, {out / 'metrics.json'}"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train DrugBAN from pairs; write best.pt, last.pt, metrics.json, history.csv and the refused rows."""
+    from drugrepo_assets.data.splits import TARGET_TRAIN
     from drugrepo_assets.ml.checkpoint import CheckpointError
     from drugrepo_assets.ml.pipeline import pair_data, train_and_evaluate
     from drugrepo_assets.ml.runtime import configure_cpu
@@ -233,24 +280,7 @@ def run(args: argparse.Namespace) -> int:
     if (problem := _problem(args)) is not None:
         error("train", problem)
         return EXIT_BAD_INPUT
-    try:
-        parts, rejected = _read_parts(args)
-    except (InputFileError, ValueError) as exc:
-        error("train", str(exc))
-        return EXIT_BAD_INPUT
-    out.mkdir(parents=True, exist_ok=True)
-    _write_rejected(out, rejected)
-    if args.max_train_pairs:
-        for name in ("train", TARGET_TRAIN):
-            if name in parts:
-                table = parts[name]
-                parts[name] = table.sample(n=min(args.max_train_pairs, len(table)), random_state=args.seed)
-    for name in ("train", "val"):
-        if parts[name]["label"].nunique() < 2:
-            error("train", f"the {name} part needs both labels (has {len(parts[name])} rows)")
-            return EXIT_BAD_INPUT
-    if args.da and not len(parts[TARGET_TRAIN]):
-        error("train", f"{args.target_train or 'the cluster split'}: no valid target-domain pairs to adapt to")
+    if (parts := _parts_to_train(args, out)) is None:
         return EXIT_BAD_INPUT
     configure_cpu(args.threads)
     target = pair_data(parts.pop(TARGET_TRAIN), labelled=False) if args.da else None
@@ -271,20 +301,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     cross_domain = da is not None or bool(args.cluster_split) or (bool(args.data) and args.split == "cluster")
     metrics = _metrics(result, evaluation, config, {name: len(d) for name, d in data.items()}, da, cross_domain)
-    if evaluation is not None:
-        test = evaluation.metrics["test"]
-        domain = "target-domain " if cross_domain else ""
-        print(
-            f"{domain}test AUROC {test.auroc:.4f}  AUPRC {test.auprc:.4f}  "
-            f"(probability threshold {evaluation.threshold:.3f} chosen on val)"
-        )
-    write_local_atomic(out / "metrics.json", lambda handle: handle.write(json.dumps(metrics, indent=2).encode()))
-    history = pd.DataFrame([asdict(h) for h in result.history])
-    write_local_atomic(out / "history.csv", lambda handle: handle.write(history.to_csv(index=False).encode()))
-    print(
-        f"best epoch {result.best_epoch} (val AUROC {result.best_val_auroc:.4f}); checkpoint {metrics['checkpoint_id']}; "
-        f"wrote {result.best_path}, {out / 'metrics.json'}"
-    )
+    _write_outputs(out, result, evaluation, metrics, cross_domain)
     return EXIT_OK
 
 
@@ -316,24 +333,8 @@ def add_pair_inputs(parser: argparse.ArgumentParser) -> argparse._MutuallyExclus
     return source
 
 
-def add_parser(subparsers: Subparsers) -> None:
-    """Register ``train``."""
-    parser = subparsers.add_parser(
-        "train",
-        help="train DrugBAN (or with --da cdan, DrugBAN with CDAN) on CSV/Parquet pairs",
-        description=(
-            "Train DrugBAN (Adam, early stopping on validation AUROC, resumable). Give --train/--val "
-            "[--test] (DrugBAN's split files, or 'drugrepo validate' outputs), or --data with --split to "
-            "split one table. Inputs are read and validated as by 'drugrepo validate' (files, folders, "
-            "URLs, s3://); rejected rows are written beside the outputs. OUT gets best.pt (for predict, "
-            "screen and serve), best.pt.domain.parquet (its training drugs and targets, the applicability "
-            "domain of screens), last.pt, history.csv and metrics.json (checkpoint_id, and with --test "
-            "the probability threshold chosen on validation and the val/test metrics at it). With --da cdan "
-            "(and --target-train, --cluster-split or --split cluster) the training is CDAN's; metrics.json "
-            "then also names source_val_auroc and target_test_auroc."
-        ),
-    )
-    source = add_pair_inputs(parser)
+def _add_domain_adaptation(parser: argparse.ArgumentParser, source: argparse._MutuallyExclusiveGroup) -> None:
+    """The CDAN options: --cluster-split (a source of its own, in ``source``), --da, --target-train, --da-init-epoch."""
     source.add_argument(
         "--cluster-split",
         metavar="DIR",
@@ -357,15 +358,34 @@ def add_parser(subparsers: Subparsers) -> None:
         default=None,
         help="first epoch with the domain loss (default 10, the reference's; earlier epochs train the classifier only)",
     )
-    parser.add_argument("--out", required=True, metavar="DIR", help="a local folder (created if needed)")
-    parser.add_argument("--epochs", type=positive_int, default=100)
-    parser.add_argument("--batch-size", type=positive_int, default=None, help="default 64 (32 with --da cdan)")
-    parser.add_argument("--lr", type=positive_float, default=None, help="default 5e-5 (1e-4 with --da cdan)")
+
+
+def _add_training_settings(parser: argparse.ArgumentParser) -> None:
+    """How to train: epochs, batch size, lr, patience, seed and device (defaults `TrainConfig`'s), threads, caps, resume."""
     parser.add_argument(
-        "--patience", type=positive_int, default=20, help="epochs without validation gain before stopping"
+        "--epochs", type=positive_int, default=TrainConfig.epochs, help="epochs at most (default %(default)s)"
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        help=f"default {TrainConfig.batch_size} (32 with --da cdan)",
+    )
+    parser.add_argument(
+        "--lr", type=positive_float, default=None, help=f"default {TrainConfig.lr:g} (1e-4 with --da cdan)"
+    )
+    parser.add_argument(
+        "--patience",
+        type=positive_int,
+        default=TrainConfig.patience,
+        help="epochs without validation gain before stopping (default %(default)s)",
+    )
+    parser.add_argument("--seed", type=int, default=TrainConfig.seed, help="default %(default)s")
+    parser.add_argument(
+        "--device",
+        default=TrainConfig.device,
+        help="%(default)s (CUDA when present), cpu, cuda, cuda:1, ...",
+    )
     parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     parser.add_argument(
         "--max-train-pairs",
@@ -377,6 +397,28 @@ def add_parser(subparsers: Subparsers) -> None:
         "--max-minutes", type=positive_float, default=None, help="stop at the first epoch end past this time"
     )
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+
+
+def add_parser(subparsers: Subparsers) -> None:
+    """Register ``train``."""
+    parser = subparsers.add_parser(
+        "train",
+        help="train DrugBAN (or with --da cdan, DrugBAN with CDAN) on CSV/Parquet pairs",
+        description=(
+            "Train DrugBAN (Adam, early stopping on validation AUROC, resumable). Give --train/--val "
+            "[--test] (DrugBAN's split files, or 'drugrepo validate' outputs), or --data with --split to "
+            "split one table. Inputs are read and validated as by 'drugrepo validate' (files, folders, "
+            "URLs, s3://); rejected rows are written beside the outputs. OUT gets best.pt (for predict, "
+            "screen and serve), best.pt.domain.parquet (its training drugs and targets, the applicability "
+            "domain of screens), last.pt, history.csv and metrics.json (checkpoint_id, and with --test "
+            "the probability threshold chosen on validation and the val/test metrics at it). With --da cdan "
+            "(and --target-train, --cluster-split or --split cluster) the training is CDAN's; metrics.json "
+            "then also names source_val_auroc and target_test_auroc."
+        ),
+    )
+    _add_domain_adaptation(parser, add_pair_inputs(parser))
+    parser.add_argument("--out", required=True, metavar="DIR", help="a local folder (created if needed)")
+    _add_training_settings(parser)
     add_s3_endpoint(parser)
 
     def run_checked(args: argparse.Namespace) -> int:

@@ -23,9 +23,9 @@ from drugrepo_assets.ml.featurize import (
     GraphBatch,
     InvalidSmilesError,
     compact_answers,
-    encode_proteins,
 )
 from drugrepo_assets.ml.model import segment_ranges
+from drugrepo_assets.ml.protein import encode_proteins
 
 
 @dataclass

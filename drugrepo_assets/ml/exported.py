@@ -25,10 +25,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from drugrepo_assets.data.rules import PROTEIN_MAX_LENGTH
 from drugrepo_assets.files import write_local_atomic
 from drugrepo_assets.ml.dataset import MoleculeStore, PairData
 from drugrepo_assets.ml.feature_store import DRUG_KIND, PROTEIN_KIND, DrugGraphStore, ProteinCodeStore
-from drugrepo_assets.ml.featurize import ATOM_CODE_WIDTH, PROTEIN_MAX_LENGTH, CompactMolecules
+from drugrepo_assets.ml.featurize import ATOM_CODE_WIDTH, CompactMolecules
 
 __all__ = [
     "FORMAT",
@@ -89,7 +90,7 @@ def export_parts(parts: Mapping[str, pd.DataFrame], out: Path) -> dict[str, int]
     """Featurise the validated pairs of each part (``drug_id``, ``target_id``, ``smiles``, ``protein``,
     ``label``: `data.validate`) once per unique molecule and protein and write them to ``out``;
     returns the row count of every table written."""
-    from drugrepo_assets.ml.featurize import encode_proteins
+    from drugrepo_assets.ml.protein import encode_proteins
 
     frames = list(parts.values())
     pairs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["drug_id", "target_id"])

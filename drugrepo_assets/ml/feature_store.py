@@ -25,17 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from drugrepo_assets.data.rules import MAX_DRUG_ATOMS, PROTEIN_ALPHABET
+from drugrepo_assets.data.rules import MAX_DRUG_ATOMS, PROTEIN_ALPHABET, PROTEIN_MAX_LENGTH
 from drugrepo_assets.files import write_bytes_atomic
 from drugrepo_assets.ml.dataset import MoleculeStore, PairData
-from drugrepo_assets.ml.featurize import (
-    ATOM_CODE_WIDTH,
-    ATOM_FEATURE_DIM,
-    PROTEIN_MAX_LENGTH,
-    CompactMolecules,
-    compact_molecules,
-    encode_proteins,
-)
+from drugrepo_assets.ml.featurize import ATOM_CODE_WIDTH, ATOM_FEATURE_DIM, CompactMolecules, compact_molecules
+from drugrepo_assets.ml.protein import encode_proteins
 
 log = logging.getLogger(__name__)
 

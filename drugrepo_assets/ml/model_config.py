@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from drugrepo_assets.data.rules import MAX_DRUG_ATOMS
+from drugrepo_assets.data.rules import MAX_DRUG_ATOMS, PROTEIN_MAX_LENGTH
 from drugrepo_assets.ml.featurize import ATOM_FEATURE_DIM
 
 # What a checkpoint's config may declare: each size field's bounds, generously above DrugBAN's
@@ -87,7 +87,7 @@ class DrugBANConfig:
     ban_k: int = 3
     ban_dropout: float = 0.2
     max_drug_nodes: int = MAX_DRUG_ATOMS
-    max_protein_length: int = 1200
+    max_protein_length: int = PROTEIN_MAX_LENGTH
 
     def __post_init__(self) -> None:
         problem = self.problem()

@@ -18,8 +18,9 @@ from drugrepo_assets.data.sandbox import Sandbox
 from drugrepo_assets.ml.calibration import CALIBRATED_COLUMN, Temperature
 from drugrepo_assets.ml.dataset import MoleculeStore, PairData
 from drugrepo_assets.ml.evaluate import sigmoid
-from drugrepo_assets.ml.featurize import CompactMolecule, CompactMolecules, compact_answers, encode_proteins
+from drugrepo_assets.ml.featurize import CompactMolecule, CompactMolecules, compact_answers
 from drugrepo_assets.ml.model import DrugBAN
+from drugrepo_assets.ml.protein import encode_proteins
 
 
 @torch.no_grad()

@@ -23,10 +23,10 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from drugrepo_assets.data.rules import MAX_DRUG_ATOMS, clean_protein, protein_refusal
+from drugrepo_assets.data.rules import MAX_DRUG_ATOMS, PROTEIN_MAX_LENGTH, clean_protein, protein_refusal
 from drugrepo_assets.data.sandbox import Sandbox
 from drugrepo_assets.ml.dataset import MoleculeStore
-from drugrepo_assets.ml.featurize import PROTEIN_MAX_LENGTH, CompactMolecules, compact_molecules
+from drugrepo_assets.ml.featurize import CompactMolecules, compact_molecules
 from drugrepo_assets.ml.model import DrugBAN, DrugEncoding, EvalHead
 from drugrepo_assets.ml.native import fusion_kernel, kernel_supports, pack_gcn, pack_linear, pack_targets
 from drugrepo_assets.ml.native import screen as native_screen
@@ -323,7 +323,7 @@ def prepare_library(
 
 def prepare_targets(targets: pd.DataFrame, max_length: int = PROTEIN_MAX_LENGTH) -> tuple[Tensor, Prepared]:
     """Encode each target sequence; sequences the input rules refuse (`data.rules.protein_refusal`) are kept out with the reason."""
-    from drugrepo_assets.ml.featurize import encode_proteins
+    from drugrepo_assets.ml.protein import encode_proteins
 
     raw = targets["sequence"].astype(str)
     reasons = {i: str(r) for i, seq in enumerate(raw) if (r := protein_refusal(seq)) is not None}

@@ -43,25 +43,7 @@ from drugrepo_assets.ml.featurize import GraphBatch
 from drugrepo_assets.ml.model import DrugBAN
 from drugrepo_assets.ml.model_config import DrugBANConfig
 from drugrepo_assets.ml.predict import predict_logits
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings; defaults are the reference's (Adam, lr 5e-5, batch 64, 100 epochs)."""
-
-    epochs: int = 100
-    batch_size: int = 64
-    lr: float = 5e-5
-    patience: int | None = 20
-    seed: int = 0
-    eval_batch_size: int = 256
-    amp: bool = True
-    device: str = "auto"
-    max_seconds: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict for checkpoints and experiment tracking."""
-        return asdict(self)
+from drugrepo_assets.ml.train_config import TrainConfig
 
 
 @dataclass

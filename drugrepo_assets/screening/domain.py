@@ -35,10 +35,9 @@ import pyarrow.parquet as pq
 import torch
 from upath import UPath
 
-from drugrepo_assets.data.rules import PROTEIN_ALPHABET, Refusal
+from drugrepo_assets.data.rules import PROTEIN_ALPHABET, PROTEIN_MAX_LENGTH, Refusal
 from drugrepo_assets.data.sandbox import Sandbox, molecule_map
 from drugrepo_assets.files import storage_path, write_bytes_atomic
-from drugrepo_assets.ml.featurize import PROTEIN_MAX_LENGTH
 from drugrepo_assets.screening.fingerprints import (
     ECFP_BITS,
     ECFP_BYTES,

@@ -13,8 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 from rdkit.Chem import rdFingerprintGenerator
 
-from drugrepo_assets.data.rules import PROTEIN_ALPHABET, Refusal, clean_protein, parse_smiles
-from drugrepo_assets.ml.featurize import PROTEIN_MAX_LENGTH
+from drugrepo_assets.data.rules import PROTEIN_ALPHABET, PROTEIN_MAX_LENGTH, Refusal, clean_protein, parse_smiles
 
 __all__ = [
     "ECFP_BITS",

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from drugrepo_assets.files import write_bytes_atomic
-from drugrepo_assets.ml.featurize import encode_proteins
+from drugrepo_assets.ml.protein import encode_proteins
 from drugrepo_assets.ml.screen import ScreeningEngine, TargetTerms
 
 TARGET_TERMS_ENV = "DRUGREPO_TARGET_TERMS"

@@ -22,12 +22,12 @@ import pandas as pd
 import pytest
 from dagster import AssetKey, AssetSelection, DagsterEventType, DagsterInstance, materialize
 
-from drugrepo_assets.assets.screening import blocks_of
+from drugrepo_assets.assets.screening_tiles import blocks_of
 from drugrepo_assets.data.sources import bundled_root
 from drugrepo_assets.definitions import all_assets
 from drugrepo_assets.environments import asset_resources
 from drugrepo_assets.resources import ScreeningSettings
-from drugrepo_assets.screening.plan import tile_name
+from drugrepo_assets.screening.plan import SHARD_SIZE, tile_name
 from drugrepo_assets_tests.assets.screening_setup import stage_storage, validated_human, write_inputs
 
 pytestmark = pytest.mark.scale
@@ -230,7 +230,6 @@ def test_a_tile_that_fails_once_is_retried_alone(tmp_path: Path, golden_dir: Pat
 
 
 MOLECULES = 200_000
-SHARD_SIZE = 50_000
 TOP = 20
 
 

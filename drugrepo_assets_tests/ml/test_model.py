@@ -17,10 +17,11 @@ from drugrepo_assets.ml.checkpoint import (
     load_checkpoint,
 )
 from drugrepo_assets.ml.dataset import PairData
-from drugrepo_assets.ml.featurize import drug_graph, encode_proteins
+from drugrepo_assets.ml.featurize import drug_graph
 from drugrepo_assets.ml.model import DrugBAN, EvalHead
 from drugrepo_assets.ml.model_config import DrugBANConfig
 from drugrepo_assets.ml.predict import predict_logits
+from drugrepo_assets.ml.protein import encode_proteins
 
 SMILES = [
     "CC(=O)Oc1ccccc1C(=O)O",

@@ -27,8 +27,8 @@ from drugrepo_assets.ml import native
 from drugrepo_assets.ml import screen as screen_module
 from drugrepo_assets.ml.checkpoint import load_checkpoint
 from drugrepo_assets.ml.dataset import MoleculeStore
-from drugrepo_assets.ml.featurize import encode_proteins
 from drugrepo_assets.ml.kernels import variants
+from drugrepo_assets.ml.protein import encode_proteins
 from drugrepo_assets.ml.screen import ScreeningEngine
 
 REPO = Path(__file__).resolve().parents[2]

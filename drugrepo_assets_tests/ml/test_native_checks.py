@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from drugrepo_assets.ml import native, screen
 from drugrepo_assets.ml.dataset import MoleculeStore
-from drugrepo_assets.ml.featurize import encode_proteins
+from drugrepo_assets.ml.protein import encode_proteins
 from drugrepo_assets.ml.checkpoint import load_checkpoint
 
 golden, cache, cases = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])

@@ -15,10 +15,10 @@ from drugrepo_assets.data.sources import bundled_root
 from drugrepo_assets.ml import native
 from drugrepo_assets.ml.checkpoint import load_checkpoint
 from drugrepo_assets.ml.dataset import MoleculeStore, PairData
-from drugrepo_assets.ml.featurize import encode_proteins
 from drugrepo_assets.ml.model import DrugBAN
 from drugrepo_assets.ml.model_config import DrugBANConfig
 from drugrepo_assets.ml.predict import predict_logits
+from drugrepo_assets.ml.protein import encode_proteins
 from drugrepo_assets.ml.screen import ScreeningEngine, prepare_library, prepare_targets, rank_table
 
 

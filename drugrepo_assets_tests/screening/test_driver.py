@@ -16,7 +16,7 @@ from drugrepo_assets.data.library import iter_library, library_files
 from drugrepo_assets.data.sources import bundled_root
 from drugrepo_assets.ml.checkpoint import load_checkpoint
 from drugrepo_assets.ml.dataset import MoleculeStore
-from drugrepo_assets.ml.featurize import encode_proteins
+from drugrepo_assets.ml.protein import encode_proteins
 from drugrepo_assets.ml.screen import ScreeningEngine, rank_table
 from drugrepo_assets.screening.answers import build_answers
 from drugrepo_assets.screening.driver import (
