@@ -1,5 +1,6 @@
-"""Where an input lives: the one module that tells a local path from an ``s3://`` (or ``s3a://``) or
-``http(s)://`` location (or another URL, such as ``bundled:``), lists a folder's or an S3 prefix's files, and says why S3 refused.
+"""Where an input lives: the one module that tells a local path (or a ``file:`` URL) from an ``s3://`` (or
+``s3a://``) or ``http(s)://`` location, or a packaged dataset's ``bundled:<dataset>[/<file>]`` name, lists a
+folder's or an S3 prefix's files, and says why S3 refused.
 
 No Dagster and no reader rules: which files a reader takes (suffixes, hidden files, order of reading)
 stays with the reader, which filters what is listed here. Every other module asks here instead of
@@ -21,10 +22,12 @@ if TYPE_CHECKING:
 __all__ = [
     "Kind",
     "Location",
+    "bundled_name",
     "folder_files",
     "is_hidden",
     "is_local_protocol",
     "is_remote",
+    "local_path",
     "location_kind",
     "prefix_files",
     "s3_problem",
@@ -37,6 +40,7 @@ Kind = Literal["local", "s3", "http"]
 _KINDS: dict[str, Kind] = {"http": "http", "https": "http", "s3": "s3", "s3a": "s3"}
 _LOCAL_PROTOCOLS = ("", "file", "local")
 _S3A = re.compile(r"^s3a://", re.IGNORECASE)
+_BUNDLED = "bundled:"
 
 
 def _scheme(location: str) -> str:
@@ -54,6 +58,21 @@ def location_kind(location: str) -> Kind:
 def is_remote(location: str) -> bool:
     """True for a URL with a scheme other than ``file`` (``s3://``, ``https://``, ``bundled:`` ...); a Windows drive is local."""
     return _scheme(location) not in ("", "file")
+
+
+def bundled_name(location: str) -> tuple[str, str] | None:
+    """(dataset, file or folder within it, "" for the whole dataset) that a ``bundled:<dataset>[/<file>]``
+    name gives, or None for any other location; `data.sources.dataset_location` says where it lies."""
+    if not location.startswith(_BUNDLED):
+        return None
+    dataset, _, rest = location[len(_BUNDLED) :].partition("/")
+    return dataset, rest
+
+
+def local_path(location: str) -> Path | None:
+    """The path on this machine a location names (a ``file:`` URL's path too, as `Location.path` reads
+    it), or None for a remote one (``s3://``, ``https://``, ``bundled:`` ...)."""
+    return None if is_remote(location) else Location.of(location).path()
 
 
 def is_local_protocol(protocol: str | tuple[str, ...]) -> bool:

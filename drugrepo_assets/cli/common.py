@@ -57,8 +57,6 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
 
-BUNDLED_PREFIX = "bundled:"
-
 Subparsers = argparse._SubParsersAction
 """The object ``add_subparsers`` returns; each command module's ``add_parser`` registers on it."""
 
@@ -109,10 +107,9 @@ def is_remote(location: str) -> bool:
 
 def _local_path(location: str) -> Path | None:
     """The local path a location names (``file:`` URLs too), or None for a remote one."""
-    if is_remote(location):
-        return None
-    parsed = urlparse(location)
-    return Path(parsed.path if parsed.scheme.lower() == "file" else location).expanduser()
+    from drugrepo_assets.location import local_path
+
+    return local_path(location)
 
 
 def _remote_key(location: str) -> str:
@@ -333,13 +330,16 @@ def first_line(exc: BaseException) -> str:
 
 def resolve_input(text: str) -> str:
     """The location an input names: ``bundled:<dataset>[/<file>]`` is a packaged DrugBAN file or folder."""
-    if text.startswith(BUNDLED_PREFIX):
-        from drugrepo_assets.data.sources import dataset_location
+    from drugrepo_assets.location import bundled_name
 
-        dataset, _, rest = text[len(BUNDLED_PREFIX) :].partition("/")
-        location = dataset_location("bundled", dataset)
-        return f"{location}/{rest}" if rest else location
-    return text
+    name = bundled_name(text)
+    if name is None:
+        return text
+    from drugrepo_assets.data.sources import dataset_location
+
+    dataset, rest = name
+    location = dataset_location("bundled", dataset)
+    return f"{location}/{rest}" if rest else location
 
 
 def read_input_pairs(command: str, text: str, s3_endpoint_url: str | None) -> tuple[str, pd.DataFrame] | None:
