@@ -1,7 +1,7 @@
 """A declared dependency is used; a used module is declared: pyproject's ``[project] dependencies`` against
 every import of the package (its modules' syntax trees), and the images' constraints against both. The layers
-hold: the serving location never reaches the API, and the core (data, ml, screening, files, request records)
-never reaches Dagster, directly or through another module of the package."""
+hold: the serving location never reaches the API, and the core (data, ml, screening, files, location, request
+records) never reaches Dagster, directly or through another module of the package."""
 
 from __future__ import annotations
 
@@ -130,7 +130,7 @@ def test_the_serving_location_does_not_import_the_api() -> None:
     assert {m: found for m, found in reaching.items() if found} == {}
 
 
-CORE = tuple(f"drugrepo_assets.{name}" for name in ("data", "ml", "screening", "files", "request_records"))
+CORE = tuple(f"drugrepo_assets.{name}" for name in ("data", "ml", "screening", "files", "location", "request_records"))
 """The modules that run without Dagster (the CLI, the API and the benchmarks use them alone)."""
 
 
