@@ -17,6 +17,7 @@ from dagster import ConfigurableResource, InitResourceContext, OpExecutionContex
 from pydantic import Field, PrivateAttr
 
 from drugrepo_assets.data.sources import dataset_location, read_source
+from drugrepo_assets.location import Location
 from drugrepo_assets.ml.cdan import CDANConfig
 from drugrepo_assets.ml.model_config import DrugBANConfig
 from drugrepo_assets.ml.train_config import TrainConfig
@@ -259,7 +260,7 @@ class MlflowTracking(ConfigurableResource):
     def run_url(self, experiment_id: str, run_id: str) -> str:
         """Link to an MLflow run in the MLflow UI."""
         uri = self.resolved_tracking_uri()
-        base = self.ui_url or (uri if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000")
+        base = self.ui_url or (uri if Location.of(uri).is_http else "http://127.0.0.1:5000")
         return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
     def dagster_run_url(self, run_id: str) -> str:
