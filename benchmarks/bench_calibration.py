@@ -47,7 +47,7 @@ def main() -> None:
         "epoch": loaded.provenance.epoch,
         "temperature_source": source,
         "ece_bins": ECE_BINS,
-        "test_auroc": evaluation.metrics["test"].auroc,
+        "test_auroc": evaluation.metrics.test.auroc,
         "calibration": {name: c.as_dict() for name, c in evaluation.calibration().items()},
     }
     text = json.dumps(result, indent=2)

@@ -65,9 +65,9 @@ def _run(
         "cdan_config": None if da is None else da.to_dict(),
         "epochs_run": len(result.history),
         "best_epoch": result.best_epoch,
-        "source_val_auroc": evaluation.metrics["val"].auroc,
-        "target_test_auroc": evaluation.metrics["test"].auroc,
-        "target_test_auprc": evaluation.metrics["test"].auprc,
+        "source_val_auroc": evaluation.metrics.val.auroc,
+        "target_test_auroc": evaluation.metrics.test.auroc,
+        "target_test_auprc": evaluation.metrics.test.auprc,
         "history": [  # NaN (no domain loss in a warm-up epoch) as null: strict JSON
             {k: None if v != v else v for k, v in vars(h).items() if k in HISTORY_FIELDS} for h in result.history
         ],

@@ -81,7 +81,7 @@ def project_run(data: Path, seed: int, epochs: int, work: Path) -> dict[str, Any
     config = TrainConfig(epochs=epochs, seed=seed, device="cpu")
     result, evaluation = train_and_evaluate(parts, work / f"project-seed{seed}", config)
     assert evaluation is not None
-    test = evaluation.metrics["test"]
+    test = evaluation.metrics.test
     return {
         "best_epoch": result.best_epoch,
         "val_auroc": [h.val_auroc for h in result.history],

@@ -179,7 +179,7 @@ def _training(inputs: Path, device: torch.device, smoke: bool, deadline: float) 
         result, evaluation = train_and_evaluate(parts, Path(out), config)
     if evaluation is None:
         raise RuntimeError("the test part is empty")
-    test = evaluation.metrics["test"]
+    test = evaluation.metrics.test
     epochs = len(result.history)
     since_best = epochs - result.best_epoch
     patience_hit = config.patience is not None and since_best >= config.patience

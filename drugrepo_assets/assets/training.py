@@ -380,7 +380,7 @@ def model_evaluation(
         model, sets["val"][1], sets["test"][1], device, training_profile.train_config().eval_batch_size, temperature
     )
     calibrated = {name: c.as_dict() for name, c in evaluation.calibration().items()}
-    val, test = evaluation.metrics["val"], evaluation.metrics["test"]
+    val, test = evaluation.metrics.val, evaluation.metrics.test
     test_rows, test_data = sets["test"]
     pictures = _pictures(
         ckpt.dataset, model, device, test_rows, test_data, evaluation.scores["test"], test, training_profile

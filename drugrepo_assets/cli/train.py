@@ -166,8 +166,8 @@ def _metrics(
         metrics.update({name: m.as_dict() for name, m in evaluation.metrics.items()})
         metrics["calibration"] = {name: c.as_dict() for name, c in evaluation.calibration().items()}
         if cross_domain:
-            metrics["source_val_auroc"] = evaluation.metrics["val"].auroc
-            metrics["target_test_auroc"] = evaluation.metrics["test"].auroc
+            metrics["source_val_auroc"] = evaluation.metrics.val.auroc
+            metrics["target_test_auroc"] = evaluation.metrics.test.auroc
     return metrics
 
 
@@ -242,7 +242,7 @@ def _write_outputs(
     from drugrepo_assets.files import write_local_atomic
 
     if evaluation is not None:
-        test = evaluation.metrics["test"]
+        test = evaluation.metrics.test
         domain = "target-domain " if cross_domain else ""
         print(
             f"{domain}test AUROC {test.auroc:.4f}  AUPRC {test.auprc:.4f}  "

@@ -32,6 +32,22 @@ class BinaryMetrics:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class SplitMetrics:
+    """Validation and test metrics, both at the threshold chosen on validation (`evaluate`)."""
+
+    val: BinaryMetrics
+    test: BinaryMetrics
+
+    def items(self) -> tuple[tuple[str, BinaryMetrics], ...]:
+        """(split name, metrics) in the order written, val then test: the names metrics.json and MLflow use."""
+        return (("val", self.val), ("test", self.test))
+
+    def as_dict(self) -> dict[str, dict[str, float]]:
+        """Each split's plain dict, keyed by its name, as metrics.json and Dagster metadata write them."""
+        return {name: metrics.as_dict() for name, metrics in self.items()}
+
+
 def sigmoid(logits: np.ndarray) -> np.ndarray:
     """Interaction probability from logits, in float64 so that large logits neither overflow nor tie."""
     x = np.asarray(logits, dtype=np.float64)
@@ -86,10 +102,10 @@ def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> 
 
 def evaluate(
     val_labels: np.ndarray, val_scores: np.ndarray, test_labels: np.ndarray, test_scores: np.ndarray
-) -> dict[str, BinaryMetrics]:
+) -> SplitMetrics:
     """Validation and test metrics, both at the threshold chosen on validation."""
     threshold = choose_threshold(val_labels, val_scores)
-    return {
-        "val": binary_metrics(val_labels, val_scores, threshold),
-        "test": binary_metrics(test_labels, test_scores, threshold),
-    }
+    return SplitMetrics(
+        val=binary_metrics(val_labels, val_scores, threshold),
+        test=binary_metrics(test_labels, test_scores, threshold),
+    )

@@ -24,7 +24,7 @@ from drugrepo_assets.ml.calibration import (
 from drugrepo_assets.ml.cdan import CDANConfig
 from drugrepo_assets.ml.checkpoint import load_checkpoint
 from drugrepo_assets.ml.dataset import PairData
-from drugrepo_assets.ml.evaluate import BinaryMetrics, evaluate, sigmoid
+from drugrepo_assets.ml.evaluate import SplitMetrics, evaluate, sigmoid
 from drugrepo_assets.ml.model import DrugBAN
 from drugrepo_assets.ml.model_config import DrugBANConfig
 from drugrepo_assets.ml.predict import predict_logits
@@ -43,7 +43,7 @@ class Evaluation:
     """Validation and test metrics at the validation threshold, the scores (probabilities) and logits behind
     them, and the checkpoint's temperature (`ml.calibration`)."""
 
-    metrics: dict[str, BinaryMetrics]
+    metrics: SplitMetrics
     scores: dict[str, np.ndarray]
     logits: dict[str, np.ndarray] = field(default_factory=dict)
     labels: dict[str, np.ndarray] = field(default_factory=dict)
@@ -65,7 +65,7 @@ class Evaluation:
     @property
     def threshold(self) -> float:
         """The probability threshold chosen on validation."""
-        return self.metrics["val"].threshold
+        return self.metrics.val.threshold
 
 
 def evaluate_model(

@@ -51,7 +51,7 @@ def offline_metrics(
         checkpoint_id=checkpoint_id,
         strategy=strategy,
         threshold=evaluation.threshold,
-        test=evaluation.metrics["test"],
+        test=evaluation.metrics.test,
     )
 
 

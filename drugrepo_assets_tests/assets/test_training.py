@@ -150,7 +150,7 @@ def test_evaluation_is_the_pipelines_at_a_probability_threshold(stage: Stage) ->
     assert evaluation["threshold"] == evaluation["val"]["threshold"] == evaluation["test"]["threshold"]
     assert evaluation["threshold"] == pytest.approx(expected.threshold, abs=1e-6)
     for split in ("val", "test"):
-        assert evaluation[split] == pytest.approx(expected.metrics[split].as_dict(), abs=1e-6)
+        assert evaluation[split] == pytest.approx(expected.metrics.as_dict()[split], abs=1e-6)
     assert stage.metadata("model_evaluation")["threshold"] == evaluation["threshold"]
 
 

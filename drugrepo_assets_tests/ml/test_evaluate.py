@@ -36,8 +36,8 @@ def test_test_metrics_use_the_validation_threshold() -> None:
     val_labels, val_scores = np.array([0, 1, 0, 1]), np.array([0.2, 0.6, 0.4, 0.9])
     test_labels, test_scores = np.array([0, 1, 1, 0]), np.array([0.1, 0.65, 0.5, 0.3])
     result = evaluate(val_labels, val_scores, test_labels, test_scores)
-    assert result["val"].threshold == result["test"].threshold == pytest.approx(0.6)
-    assert result["test"].sensitivity == 0.5  # 0.5 < 0.6: the test set's own best cut is not used
+    assert result.val.threshold == result.test.threshold == pytest.approx(0.6)
+    assert result.test.sensitivity == 0.5  # 0.5 < 0.6: the test set's own best cut is not used
 
 
 def test_bad_inputs_are_refused() -> None:

@@ -106,7 +106,7 @@ def test_training_from_exported_features_imports_no_rdkit(exported: Path, tmp_pa
         "config = TrainConfig(epochs=1, batch_size=16, patience=None, device='cpu')\n"
         "result, evaluation = train_and_evaluate(parts, Path(sys.argv[2]), config)\n"
         "assert sys.modules['rdkit'] is None, 'RDKit was imported'\n"
-        "print(len(result.history), evaluation.metrics['test'].auroc)\n"
+        "print(len(result.history), evaluation.metrics.test.auroc)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "shim")}
     done = subprocess.run(

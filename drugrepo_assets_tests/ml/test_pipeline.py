@@ -82,11 +82,11 @@ def test_train_and_evaluate_chooses_the_probability_threshold_on_val(
         assert ((scores > 0) & (scores < 1)).all()
     val_labels = parts["val"].require_labels().numpy()
     assert 0.0 <= evaluation.threshold <= 1.0
-    assert evaluation.threshold == evaluation.metrics["val"].threshold == evaluation.metrics["test"].threshold
+    assert evaluation.threshold == evaluation.metrics.val.threshold == evaluation.metrics.test.threshold
     assert evaluation.threshold == choose_threshold(val_labels, evaluation.scores["val"])
     assert evaluation.threshold == pytest.approx(choose_threshold(val_labels, probabilities["val"]), rel=1e-5)
     test_labels = parts["test"].require_labels().numpy()
-    assert evaluation.metrics["test"] == binary_metrics(test_labels, evaluation.scores["test"], evaluation.threshold)
+    assert evaluation.metrics.test == binary_metrics(test_labels, evaluation.scores["test"], evaluation.threshold)
 
 
 def test_evaluate_model_needs_labelled_pairs(parts: dict[str, PairData], trained: tuple[TrainResult, Path]) -> None:
