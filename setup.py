@@ -1,9 +1,9 @@
 """The package's build step beyond pyproject.toml (where all the metadata lives): the CPU screening kernel.
 
-drugrepo_assets/ml/kernels/screen_fusion.c is compiled into plain shared libraries that native.py
+drugrepo_assets/screening/kernels/screen_fusion.c is compiled into plain shared libraries that native.py
 loads with ctypes (not Python extension modules), one per portable ISA variant of
 kernels/variants.py (x86-64-v4 only: without AVX-512 the kernel is slower than the torch path), as
-``drugrepo_assets/ml/kernels/screen_fusion.<variant>.so``: in the wheel (``pip install .``,
+``drugrepo_assets/screening/kernels/screen_fusion.<variant>.so``: in the wheel (``pip install .``,
 ``pip wheel .``, which makes it a platform wheel) and, for ``pip install -e .``, in the source tree.
 They go through ``build_ext`` as optional extensions, so a variant that does not compile, or a
 machine without a C compiler, only warns: the build succeeds without that prebuilt kernel and
@@ -23,7 +23,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).resolve().parent
-KERNELS = Path("drugrepo_assets", "ml", "kernels")
+KERNELS = Path("drugrepo_assets", "screening", "kernels")
 
 
 def _load_variants():

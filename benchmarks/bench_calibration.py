@@ -1,7 +1,7 @@
 """Calibration of a trained checkpoint: Brier score and ECE on validation and test, before and after temperature scaling.
 
 The temperature is the checkpoint's (`drugrepo train` fits it on validation and stores it in best.pt); a checkpoint
-that records none gets one fitted here on ``--val`` exactly as training fits it (`ml.calibration.fit_temperature`).
+that records none gets one fitted here on ``--val`` exactly as training fits it (`ml.model.calibration.fit_temperature`).
 Writes JSON (``--json``).
 
     python benchmarks/bench_calibration.py runs/human/best.pt \
@@ -18,10 +18,10 @@ from pathlib import Path
 from drugrepo_assets.cli.common import resolve_input
 from drugrepo_assets.data.columns import read_pairs
 from drugrepo_assets.data.validate import validate_pairs
-from drugrepo_assets.ml.calibration import ECE_BINS, Temperature, fit_temperature
-from drugrepo_assets.ml.checkpoint import load_checkpoint
-from drugrepo_assets.ml.pipeline import evaluate_model, pair_data
+from drugrepo_assets.ml.model.calibration import ECE_BINS, Temperature, fit_temperature
+from drugrepo_assets.ml.model.checkpoint import load_checkpoint
 from drugrepo_assets.ml.predict import predict_logits
+from drugrepo_assets.ml.training.pipeline import evaluate_model, pair_data
 
 
 def main() -> None:

@@ -28,9 +28,9 @@ from drugrepo_assets.cli.common import resolve_input
 from drugrepo_assets.data.columns import read_pairs
 from drugrepo_assets.data.splits import TARGET_TRAIN, cluster_split
 from drugrepo_assets.data.validate import validate_pairs
-from drugrepo_assets.ml.cdan import CDAN_BATCH_SIZE, CDAN_LR, CDANConfig
-from drugrepo_assets.ml.pipeline import pair_data, train_and_evaluate
-from drugrepo_assets.ml.train import TrainConfig
+from drugrepo_assets.ml.training.cdan import CDAN_BATCH_SIZE, CDAN_LR, CDANConfig
+from drugrepo_assets.ml.training.pipeline import pair_data, train_and_evaluate
+from drugrepo_assets.ml.training.train import TrainConfig
 
 VANILLA_LR = 5e-5
 """configs/DrugBAN_Non_DA.yaml's learning rate (its batch size is CDAN's, 32)."""

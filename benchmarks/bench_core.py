@@ -19,11 +19,11 @@ import torch
 import torch.nn.functional as F
 
 from drugrepo_assets.data.sources import bundled_root
-from drugrepo_assets.ml.dataset import PairData
-from drugrepo_assets.ml.featurize import drug_graph
-from drugrepo_assets.ml.model import DrugBAN
+from drugrepo_assets.ml.features.dataset import PairData
+from drugrepo_assets.ml.features.featurize import drug_graph
+from drugrepo_assets.ml.features.protein import encode_protein
+from drugrepo_assets.ml.model.drugban import DrugBAN
 from drugrepo_assets.ml.predict import predict_logits
-from drugrepo_assets.ml.protein import encode_protein
 from drugrepo_assets.ml.runtime import configure_cpu
 
 REFERENCE = {

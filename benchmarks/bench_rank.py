@@ -1,9 +1,9 @@
 """Ranking a screen's score data set: every pair (per-target fan-out) and the top K (merge of shard top-Ks).
 
 Writes a score data set of ``--molecules`` × ``--targets`` pairs in shards of `screening.plan.SHARD_SIZE` (random logits
-rounded to 1/64, so ties occur as in real scores) and times `ml.scores.rank_dataset` (each target's
+rounded to 1/64, so ties occur as in real scores) and times `screening.scores.rank_dataset` (each target's
 logits sorted once, 4 bytes a pair; every pair's rank and percentile by binary search) and
-`ml.scores.merge_top`, with this process's peak RSS. The score files are the engine's output
+`screening.scores.merge_top`, with this process's peak RSS. The score files are the engine's output
 format, so the model is not needed. Prints a table and writes JSON.
 
     python benchmarks/bench_rank.py [--molecules 1000000] [--targets 8] [--json benchmarks/results/rank.json]
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from drugrepo_assets.ml.scores import ShardScores, merge_top, part_name, rank_dataset, write_shard
 from drugrepo_assets.screening.plan import SHARD_SIZE
+from drugrepo_assets.screening.scores import ShardScores, merge_top, part_name, rank_dataset, write_shard
 
 sys.path.insert(0, str(Path(__file__).parent))
 from proctree import PeakTreeRSS

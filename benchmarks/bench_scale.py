@@ -27,13 +27,13 @@ import torch
 
 from drugrepo_assets.data.library import iter_library
 from drugrepo_assets.data.sources import bundled_root
-from drugrepo_assets.ml.checkpoint import load_checkpoint
-from drugrepo_assets.ml.featurize import CompactMolecules
-from drugrepo_assets.ml.native import kernel_info
-from drugrepo_assets.ml.protein import encode_proteins
+from drugrepo_assets.ml.features.featurize import CompactMolecules
+from drugrepo_assets.ml.features.protein import encode_proteins
+from drugrepo_assets.ml.model.checkpoint import load_checkpoint
 from drugrepo_assets.ml.runtime import configure_cpu
-from drugrepo_assets.ml.screen import ScreeningEngine
+from drugrepo_assets.screening.engine import ScreeningEngine
 from drugrepo_assets.screening.library import FeaturePool, default_workers, iter_shards
+from drugrepo_assets.screening.native import kernel_info
 from drugrepo_assets.screening.plan import SHARD_SIZE
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -28,13 +28,13 @@ import pandas as pd
 import torch
 
 from drugrepo_assets.data.sources import bundled_root
-from drugrepo_assets.ml.checkpoint import save_checkpoint
-from drugrepo_assets.ml.dataset import MoleculeStore, PairData
-from drugrepo_assets.ml.model import DrugBAN
+from drugrepo_assets.ml.features.dataset import MoleculeStore, PairData
+from drugrepo_assets.ml.features.protein import encode_proteins
+from drugrepo_assets.ml.model.checkpoint import save_checkpoint
+from drugrepo_assets.ml.model.drugban import DrugBAN
 from drugrepo_assets.ml.predict import predict_logits
-from drugrepo_assets.ml.protein import encode_proteins
 from drugrepo_assets.ml.runtime import configure_cpu
-from drugrepo_assets.ml.screen import ScreeningEngine
+from drugrepo_assets.screening.engine import ScreeningEngine
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_core import matmul_gflops

@@ -61,7 +61,7 @@ def _targets(n: int) -> pd.DataFrame:
 
 
 def _record(checkpoint: Path) -> Any:
-    from drugrepo_assets.ml.checkpoint import load_checkpoint
+    from drugrepo_assets.ml.model.checkpoint import load_checkpoint
     from drugrepo_assets.records import CheckpointRecord
 
     checkpoint_id = str(load_checkpoint(str(checkpoint)).checkpoint_id)
@@ -73,9 +73,9 @@ def measure(molecules: int, targets: int, folder: Path) -> dict[str, Any]:
     from dagster import build_op_context
 
     from drugrepo_assets.assets.screening_tiles import TileTask, blocks_of, library_root, score_tile
-    from drugrepo_assets.ml.native import kernel_info
     from drugrepo_assets.resources import ScreeningSettings
     from drugrepo_assets.screening.library import FeaturePool, default_workers
+    from drugrepo_assets.screening.native import kernel_info
     from drugrepo_assets.screening.stored_library import read_shard, store_file
     from drugrepo_assets.storage import StorageResource
 

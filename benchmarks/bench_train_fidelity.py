@@ -5,7 +5,7 @@ defaults (Adam lr 5e-5, batch 64, best epoch by validation AUROC, test scored by
 seed. Per seed the reference runs first, then the project, so that load on the machine hits both alike. The
 reference is its own ``main.py`` path (``configs/DrugBAN.yaml`` over ``get_cfg_defaults``, ``set_seed``,
 ``DTIDataset``, its ``DataLoader`` and ``Trainer.train``), run in its venv (``../shared/reference/setup.sh``)
-by this file with ``--reference-worker``; the project is `ml.pipeline.train_and_evaluate` with
+by this file with ``--reference-worker``; the project is `ml.training.pipeline.train_and_evaluate` with
 ``TrainConfig(epochs, seed)``. The two cannot share random streams (DGL against our own batching), so what is
 compared is the spread over seeds, not single runs. Prints a table; writes JSON (``--json``).
 
@@ -68,8 +68,8 @@ def project_run(data: Path, seed: int, epochs: int, work: Path) -> dict[str, Any
     """This project's training and test evaluation on the subsample (wall time includes featurisation)."""
     from drugrepo_assets.data.columns import read_pairs
     from drugrepo_assets.data.validate import validate_pairs
-    from drugrepo_assets.ml.pipeline import pair_data, train_and_evaluate
-    from drugrepo_assets.ml.train import TrainConfig
+    from drugrepo_assets.ml.training.pipeline import pair_data, train_and_evaluate
+    from drugrepo_assets.ml.training.train import TrainConfig
 
     t0, c0 = time.perf_counter(), time.process_time()
     parts = {}

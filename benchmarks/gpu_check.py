@@ -9,7 +9,7 @@ It measures, within ``--budget-seconds`` (default 480, 8 minutes, imports includ
    batch 64, Adam lr 5e-5, patience 20, bfloat16 autocast on CUDA), bounded by
    ``TrainConfig.max_seconds`` set to what is left of the budget less a reserve for the last epoch
    and the test; its test AUROC beside the paper's 0.982;
-3. the screening engine's pairs/s (`ml.screen.ScreeningEngine.score_compact`, the torch path a GPU
+3. the screening engine's pairs/s (`screening.engine.ScreeningEngine.score_compact`, the torch path a GPU
    runs: target terms, compact molecules expanded a chunk at a time) for 8 and 64 targets.
 
 Two steps, the first where RDKit is (it writes every input the second reads, and nothing else is read):
@@ -41,12 +41,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from drugrepo_assets.ml.checkpoint import load_checkpoint
-from drugrepo_assets.ml.exported import ExportedFeatures, read_parts
-from drugrepo_assets.ml.pipeline import train_and_evaluate
+from drugrepo_assets.ml.features.exported import ExportedFeatures, read_parts
+from drugrepo_assets.ml.model.checkpoint import load_checkpoint
 from drugrepo_assets.ml.predict import predict_logits
-from drugrepo_assets.ml.screen import ScreeningEngine
-from drugrepo_assets.ml.train import TrainConfig
+from drugrepo_assets.ml.training.pipeline import train_and_evaluate
+from drugrepo_assets.ml.training.train import TrainConfig
+from drugrepo_assets.screening.engine import ScreeningEngine
 
 RESULTS = Path(__file__).resolve().parent / "results" / "gpu_check.json"
 GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "golden"
@@ -67,7 +67,7 @@ SMOKE_MOLECULES = 64
 
 
 def _golden_table(golden: Path) -> Any:
-    """The golden pairs, in order, as `ml.exported` takes them: each molecule featurised from the SMILES text the
+    """The golden pairs, in order, as `ml.features.exported` takes them: each molecule featurised from the SMILES text the
     reference was given (as the forward-pass test does), so its id is that text's; no pair dropped."""
     import pandas as pd
 
@@ -101,8 +101,8 @@ def _human_parts(smoke: bool) -> dict[str, Any]:
 
 
 def prepare(out: Path, smoke: bool) -> None:
-    """Write every input of the check under ``out``: exported features (`ml.exported`), the golden model and logits."""
-    from drugrepo_assets.ml.exported import export_parts
+    """Write every input of the check under ``out``: exported features (`ml.features.exported`), the golden model and logits."""
+    from drugrepo_assets.ml.features.exported import export_parts
 
     (out / "golden").mkdir(parents=True, exist_ok=True)
     export_parts({"golden": _golden_table(GOLDEN)}, out / "golden")

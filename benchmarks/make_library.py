@@ -6,7 +6,7 @@ source molecule with one substituent (or, once a molecule's single substitutions
 substituents on two different atoms) from `SUBSTITUENTS` bonded to a heavy atom that carries a
 hydrogen. Every variant is built and sanitised with RDKit and written as its canonical SMILES, so
 every line parses, and the library holds `n` canonical-distinct molecules, each with at most
-`MAX_ATOMS` atoms as ``drugrepo_assets.ml.featurize.drug_graph`` counts nodes (canonical RDKit
+`MAX_ATOMS` atoms as ``drugrepo_assets.ml.features.featurize.drug_graph`` counts nodes (canonical RDKit
 SMILES carry no explicit H atoms beyond the few RDKit cannot remove, and those are counted).
 
 Output: a gzip text file, header ``smiles\\tid``, then ``SMILES<TAB>LIB0000001`` lines. The same
@@ -44,7 +44,7 @@ import pandas as pd
 from rdkit import Chem, RDLogger, rdBase
 
 BUNDLED = Path(__file__).resolve().parents[1] / "drugrepo_assets" / "bundled" / "drugban"
-MAX_ATOMS = 290  # drugrepo_assets.ml.featurize.MAX_DRUG_NODES
+MAX_ATOMS = 290  # drugrepo_assets.ml.features.featurize.MAX_DRUG_NODES
 HEADER = "smiles\tid\n"
 
 # Substituents, written so that atom 0 is the one bonded to the parent molecule.

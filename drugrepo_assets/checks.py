@@ -19,11 +19,11 @@ from dagster import AssetCheckResult, AssetIn, MetadataValue, PreviewWarning, as
 
 from drugrepo_assets.assets.training import load_pairs
 from drugrepo_assets.data.rules import PROTEIN_ALPHABET
-from drugrepo_assets.ml.checkpoint import load_checkpoint
 from drugrepo_assets.ml.evaluate import binary_metrics
+from drugrepo_assets.ml.model.checkpoint import load_checkpoint
 from drugrepo_assets.ml.predict import predict_logits
 from drugrepo_assets.ml.runtime import configure_cpu
-from drugrepo_assets.ml.train import resolve_device
+from drugrepo_assets.ml.training.train import resolve_device
 from drugrepo_assets.partitions import dataset_partitions
 from drugrepo_assets.records import CheckpointRecord, EvaluationRecord
 from drugrepo_assets.resources import TrainingProfile

@@ -30,7 +30,7 @@ def storage_path(uri: str, s3_endpoint_url: str | None = None) -> UPath:
     ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``, else AWS. S3 listings are not cached, so objects
     written by other pods are seen.
     """
-    # upath is imported here and below, not at the top: training on exported features (`ml.exported`) needs none
+    # upath is imported here and below, not at the top: training on exported features (`ml.features.exported`) needs none
     from upath import UPath
 
     options: dict[str, Any] = {}

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from drugrepo_assets.ml.evaluate import BinaryMetrics
-from drugrepo_assets.ml.train import EpochRecord
+from drugrepo_assets.ml.training.train import EpochRecord
 
 __all__ = [
     "ChallengerRecord",
@@ -43,7 +43,7 @@ class CheckpointRecord(Record):
     """The value of `drugban_checkpoint`: where the best epoch's file is, its id, how it was trained, its run."""
 
     checkpoint: str = Field(description="URI of best.pt under the storage.")
-    checkpoint_id: str = Field(description="`ml.checkpoint.checkpoint_id` of the file's weights.")
+    checkpoint_id: str = Field(description="`ml.model.checkpoint.checkpoint_id` of the file's weights.")
     domain_reference: str | None = Field(
         default=None, description="URI of its training drugs and targets (`screening.domain.reference_path`)."
     )

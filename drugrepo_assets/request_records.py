@@ -4,7 +4,7 @@
 Outside ``api/`` so that the serving location reads the log without importing the API. A record names
 the hashed key id, the model (``model_version``, ``checkpoint_id``, ``role``: one of `ROLES`), the request
 (``request_id``, shared by a request's pairs and roles; ``pair``, the position in the request), the input
-descriptors (`ml.descriptors`, flat in the line), logit and score. Raw SMILES and sequences are never written.
+descriptors (`ml.features.descriptors`, flat in the line), logit and score. Raw SMILES and sequences are never written.
 
 Layouts, both read by `scan_request_log` (every ``requests-*.jsonl`` of the folder or prefix):
 
@@ -68,7 +68,7 @@ class RequestRecord:
     pair: int | None = None
     """The pair's position in its request (joins a shadow record to the champion's)."""
     descriptors: Mapping[str, float] = field(default_factory=dict)
-    """`ml.descriptors` of the molecule (absent when refused or over budget) and of the protein."""
+    """`ml.features.descriptors` of the molecule (absent when refused or over budget) and of the protein."""
     logit: float | None = None
     score: float | None = None
 

@@ -18,9 +18,9 @@ from pydantic import Field, PrivateAttr
 
 from drugrepo_assets.data.sources import dataset_location, read_source
 from drugrepo_assets.location import Location
-from drugrepo_assets.ml.cdan import CDANConfig
-from drugrepo_assets.ml.model_config import DrugBANConfig
-from drugrepo_assets.ml.train_config import TrainConfig
+from drugrepo_assets.ml.model.model_config import DrugBANConfig
+from drugrepo_assets.ml.training.cdan import CDANConfig
+from drugrepo_assets.ml.training.train_config import TrainConfig
 from drugrepo_assets.screening.plan import BLOCK_SIZE, SHARD_SIZE
 from drugrepo_assets.storage import S3Endpoint
 

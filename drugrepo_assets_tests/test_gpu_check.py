@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from drugrepo_assets_tests.conftest import GOLDEN_DIR
-from drugrepo_assets_tests.ml.test_exported import NO_RDKIT
+from drugrepo_assets_tests.ml.features.test_exported import NO_RDKIT
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
 

@@ -27,7 +27,7 @@ from pydantic import BaseModel
 from upath import UPath
 
 from drugrepo_assets.io_managers import JsonIOManager, ParquetIOManager, ParquetUPathIOManager
-from drugrepo_assets.ml.train import EpochRecord
+from drugrepo_assets.ml.training.train import EpochRecord
 from drugrepo_assets.records import Record
 
 parts = StaticPartitionsDefinition(["alpha", "beta"])

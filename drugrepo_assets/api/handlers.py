@@ -32,7 +32,7 @@ from drugrepo_assets.api.request_log import LoggedBatch, RequestLog
 from drugrepo_assets.api.schemas import PredictRequest, ScreenRequest
 from drugrepo_assets.api.settings import ServingSettings
 from drugrepo_assets.data.rules import clean_protein
-from drugrepo_assets.ml.calibration import CALIBRATED_COLUMN
+from drugrepo_assets.ml.model.calibration import CALIBRATED_COLUMN
 from drugrepo_assets.request_records import CHAMPION, SHADOW
 
 log = logging.getLogger(__name__)
@@ -270,7 +270,7 @@ def _shadow(work: Work, score: ShadowScores) -> None:
 
 
 def _model_fields(served: ServedModel, role: str) -> dict[str, Any]:
-    """The answering model's fields of a response, its temperature and whether it was fitted (`ml.calibration`)."""
+    """The answering model's fields of a response, its temperature and whether it was fitted (`ml.model.calibration`)."""
     return {
         "model_version": served.version,
         "checkpoint_id": served.checkpoint_id,

@@ -1,6 +1,6 @@
 """The served model: loading it (a checkpoint file or an MLflow registry URI) and scoring with it.
 
-Scoring goes through the screening engine (`ml.screen.ScreeningEngine`), the same code as
+Scoring goes through the screening engine (`screening.engine.ScreeningEngine`), the same code as
 ``drugrepo screen``: a target's side (protein CNN + Gram terms) is computed once per target and cached,
 so a single pair costs one small GCN pass and one 768² contraction. Past the cache, a target's terms come
 from the store screens and replicas share (`api.stored_terms`, ``DRUGREPO_TARGET_TERMS``) when set. The logits are the model's, equal
@@ -28,13 +28,13 @@ from drugrepo_assets.api.molecules import Featuriser
 from drugrepo_assets.api.settings import MODELS_URI, ServingSettings
 from drugrepo_assets.api.stored_terms import CACHE, TermsSupply
 from drugrepo_assets.data.rules import Refusal, clean_protein, missing_refusal, protein_refusal, smiles_refusal
-from drugrepo_assets.ml.calibration import Temperature
-from drugrepo_assets.ml.checkpoint import load_checkpoint
-from drugrepo_assets.ml.dataset import MoleculeStore
 from drugrepo_assets.ml.evaluate import sigmoid
-from drugrepo_assets.ml.featurize import CompactMolecule, CompactMolecules
-from drugrepo_assets.ml.model import DrugBAN
-from drugrepo_assets.ml.screen import ScreeningEngine, rank_table
+from drugrepo_assets.ml.features.dataset import MoleculeStore
+from drugrepo_assets.ml.features.featurize import CompactMolecule, CompactMolecules
+from drugrepo_assets.ml.model.calibration import Temperature
+from drugrepo_assets.ml.model.checkpoint import load_checkpoint
+from drugrepo_assets.ml.model.drugban import DrugBAN
+from drugrepo_assets.screening.engine import ScreeningEngine, rank_table
 
 VALUE_CHARS = 200
 MESSAGE_CHARS = 500
@@ -43,8 +43,8 @@ MESSAGE_CHARS = 500
 @dataclass
 class ServedModel:
     """A loaded model and what identifies it: ``version`` (registry name/version, or ``checkpoint:<id>`` for a
-    file) for people, ``checkpoint_id`` (`ml.checkpoint.checkpoint_id`, as in score tables and registry tags) for caches,
-    and the checkpoint's ``temperature`` (`ml.calibration`) for ``calibrated_score``."""
+    file) for people, ``checkpoint_id`` (`ml.model.checkpoint.checkpoint_id`, as in score tables and registry tags) for caches,
+    and the checkpoint's ``temperature`` (`ml.model.calibration`) for ``calibrated_score``."""
 
     model: DrugBAN
     version: str

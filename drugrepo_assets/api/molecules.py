@@ -3,7 +3,7 @@
 RDKit's parse and sanitisation run in C++ without giving the GIL back, and a molecule inside every
 text limit can cost seconds and gigabytes (issue 21). So the app starts a `data.sandbox.molecule_sandbox`
 with it (closed with it) and every SMILES that passes the text rules is featurised there
-(`ml.featurize.compact_answers`): each molecule within ``DRUGREPO_MOLECULE_CPU_SECONDS`` and
+(`ml.features.featurize.compact_answers`): each molecule within ``DRUGREPO_MOLECULE_CPU_SECONDS`` and
 ``DRUGREPO_MOLECULE_MEMORY_MB``, one past them refused ``over_budget`` (422), and the pool's thread
 only waits on the workers' pipes, so the event loop and /healthz never wait on RDKit. The request
 log computes its descriptors in a sandbox of its own with the same budget, so logging never delays a
@@ -21,8 +21,8 @@ from prometheus_client import Counter
 from drugrepo_assets.api.settings import ServingSettings
 from drugrepo_assets.data.rules import Refusal
 from drugrepo_assets.data.sandbox import Budget, Sandbox, molecule_sandbox
-from drugrepo_assets.ml.descriptors import molecule_descriptors
-from drugrepo_assets.ml.featurize import CompactMolecule, compact_answers, compact_molecule
+from drugrepo_assets.ml.features.descriptors import molecule_descriptors
+from drugrepo_assets.ml.features.featurize import CompactMolecule, compact_answers, compact_molecule
 
 __all__ = ["DESCRIPTOR_WORKERS", "Featuriser", "budget", "descriptor_sandbox", "request_sandbox"]
 
@@ -57,7 +57,7 @@ class Featuriser:
         self.counter = counter
 
     def __call__(self, smiles: Sequence[str], max_atoms: int, library: bool) -> list[CompactMolecule | Refusal]:
-        """`ml.featurize.compact_molecule` of each SMILES, in order, each within the molecule budget."""
+        """`ml.features.featurize.compact_molecule` of each SMILES, in order, each within the molecule budget."""
         answers = compact_answers(smiles, max_atoms, library=library, sandbox=self.sandbox)
         if self.counter is not None:
             for outcome, count in collections.Counter(map(_outcome, answers)).items():
@@ -70,5 +70,5 @@ class Featuriser:
 
 
 def descriptor_sandbox(settings: ServingSettings) -> Sandbox[Any]:
-    """The request log's descriptor worker (`ml.descriptors.molecule_descriptors`), with the molecules' budget."""
+    """The request log's descriptor worker (`ml.features.descriptors.molecule_descriptors`), with the molecules' budget."""
     return molecule_sandbox(DESCRIPTOR_WORKERS, budget(settings), warm=[(molecule_descriptors, _WARM)])

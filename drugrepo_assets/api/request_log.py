@@ -33,7 +33,7 @@ from prometheus_client.registry import CollectorRegistry
 from drugrepo_assets.data.rules import Refusal
 from drugrepo_assets.data.sandbox import Sandbox, molecule_map
 from drugrepo_assets.files import is_local, storage_path, write_bytes_atomic
-from drugrepo_assets.ml.descriptors import molecule_descriptors, protein_descriptors
+from drugrepo_assets.ml.features.descriptors import molecule_descriptors, protein_descriptors
 from drugrepo_assets.request_records import CHAMPION, RequestRecord
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ class RequestLog:
     in between, then its batches are dropped and counted. ``flush_interval_seconds`` lets queued
     batches gather into one write (default: none locally, 30 s on S3, where every write is an object).
     ``registry`` gets the `status` counters as ``drugrepo_request_log_*`` metrics. ``descriptors`` is
-    the `data.sandbox.molecule_sandbox` (its owner closes it) where `ml.descriptors.molecule_descriptors`
+    the `data.sandbox.molecule_sandbox` (its owner closes it) where `ml.features.descriptors.molecule_descriptors`
     runs, each molecule within its budget; without it they are computed on the writer thread.
     """
 

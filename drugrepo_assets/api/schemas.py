@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from drugrepo_assets.ml.checkpoint import CHECKPOINT_ID_CHARS
+from drugrepo_assets.ml.model.checkpoint import CHECKPOINT_ID_CHARS
 
 
 def unicode_text(value: str) -> str:

@@ -131,6 +131,6 @@ class ApiState:
         fallback = LruTargetCache(self.settings.cache_size, self.settings.cache_max_bytes)
         if self.redis is None:
             return fallback
-        from drugrepo_assets.ml.screen import TargetTerms
+        from drugrepo_assets.screening.engine import TargetTerms
 
         return RedisTargetCache(self.redis, TargetTerms, self.settings.cache_ttl_seconds, fallback)

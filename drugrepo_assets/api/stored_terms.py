@@ -18,7 +18,7 @@ import torch
 from prometheus_client import Counter
 
 from drugrepo_assets.files import storage_path
-from drugrepo_assets.ml.screen import ScreeningEngine, TargetTerms
+from drugrepo_assets.screening.engine import ScreeningEngine, TargetTerms
 from drugrepo_assets.screening.terms import TargetTermStore, TermsError, block_terms, term_key
 
 log = logging.getLogger(__name__)

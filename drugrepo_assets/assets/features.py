@@ -9,7 +9,7 @@ import pandas as pd
 from dagster import MetadataValue, Output, asset
 
 from drugrepo_assets.automation import REFRESH
-from drugrepo_assets.ml.feature_store import EnsureResult, FeatureStore
+from drugrepo_assets.ml.features.feature_store import EnsureResult, FeatureStore
 from drugrepo_assets.partitions import dataset_partitions
 from drugrepo_assets.storage import StorageResource
 

@@ -21,7 +21,7 @@ from drugrepo_assets.assets.metadata import metadata_table
 from drugrepo_assets.assets.training import load_training_pairs, run_params, study_name, train_tracked
 from drugrepo_assets.k8s import GPU_OP_TAGS, GPU_POOL
 from drugrepo_assets.ml.runtime import configure_cpu
-from drugrepo_assets.ml.train import EpochRecord
+from drugrepo_assets.ml.training.train import EpochRecord
 from drugrepo_assets.partitions import dataset_partitions
 from drugrepo_assets.records import HpoSlot, HpoSummary, HpoTrialOutcome
 from drugrepo_assets.resources import HpoSettings, MlflowTracking, TrainingProfile

@@ -51,11 +51,11 @@ from drugrepo_assets.data.limits import InputFileError
 from drugrepo_assets.data.rules import clean_protein
 from drugrepo_assets.data.validate import target_id
 from drugrepo_assets.files import uri_of
-from drugrepo_assets.ml.enrichment import enrichment_plot, retrospective_report
 from drugrepo_assets.partitions import dataset_partitions
 from drugrepo_assets.records import CheckpointRecord
 from drugrepo_assets.resources import ScreeningSettings
 from drugrepo_assets.screening.driver import ScreenRun, known_logits
+from drugrepo_assets.screening.enrichment import enrichment_plot, retrospective_report
 from drugrepo_assets.screening.library import library_change
 from drugrepo_assets.screening.stored_library import (
     ShardRef,

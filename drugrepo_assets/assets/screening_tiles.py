@@ -32,14 +32,14 @@ from pydantic import BaseModel, ConfigDict
 from drugrepo_assets.assets.metadata import image_markdown, table_metadata
 from drugrepo_assets.files import uri_of, write_bytes_atomic
 from drugrepo_assets.k8s import GPU_OP_TAGS, GPU_POOL
-from drugrepo_assets.ml.checkpoint import load_checkpoint
+from drugrepo_assets.ml.model.checkpoint import load_checkpoint
 from drugrepo_assets.ml.runtime import configure_cpu
-from drugrepo_assets.ml.screen import ScreeningEngine
-from drugrepo_assets.ml.train import resolve_device
+from drugrepo_assets.ml.training.train import resolve_device
 from drugrepo_assets.records import CheckpointRecord
 from drugrepo_assets.resources import ScreeningSettings
 from drugrepo_assets.screening.domain import reference_for_checkpoint
 from drugrepo_assets.screening.driver import PICTURES, ScreenRun, answer, rejected_rows, write_answers
+from drugrepo_assets.screening.engine import ScreeningEngine
 from drugrepo_assets.screening.library import REJECTED_COLUMNS, FeaturePool, Featurised, default_workers
 from drugrepo_assets.screening.plan import TargetBlock, target_blocks, tile_name
 from drugrepo_assets.screening.stored_library import content_path, dataset_pairs, plan_refs, read_shard, write_content

@@ -1,7 +1,7 @@
 """Training stage: the DrugBAN checkpoint and its evaluation (the Optuna study of its hyperparameters: `assets.hpo`).
 
 Thin over the ML core: pairs come from the stored features (no featurisation here), training is
-`ml.train.train`, evaluation `ml.pipeline.evaluate_model` (as ``drugrepo train``), pictures `ml.plots`.
+`ml.training.train.train`, evaluation `ml.training.pipeline.evaluate_model` (as ``drugrepo train``), pictures `ml.training.plots`.
 Checkpoints and pictures are files under `StorageResource` (``<storage>/<asset>/<dataset>/...``); asset
 values are typed records (`drugrepo_assets.records`: URIs, the checkpoint id and numbers), so every
 environment and both code locations load checkpoints the same way.
@@ -24,15 +24,15 @@ from drugrepo_assets.assets.metadata import image_markdown, metadata_table
 from drugrepo_assets.data.splits import CROSS_DOMAIN_STRATEGIES, TARGET_TRAIN, split_subset
 from drugrepo_assets.files import uri_of
 from drugrepo_assets.k8s import GPU_OP_TAGS, GPU_POOL
-from drugrepo_assets.ml.cdan import CDANConfig
-from drugrepo_assets.ml.checkpoint import checkpoint_id, load_checkpoint
-from drugrepo_assets.ml.dataset import PairData
 from drugrepo_assets.ml.evaluate import BinaryMetrics
-from drugrepo_assets.ml.model import DrugBAN
-from drugrepo_assets.ml.pipeline import evaluate_model
-from drugrepo_assets.ml.plots import atom_attention, attention_png, pr_png, reliability_png, roc_png
+from drugrepo_assets.ml.features.dataset import PairData
+from drugrepo_assets.ml.model.checkpoint import checkpoint_id, load_checkpoint
+from drugrepo_assets.ml.model.drugban import DrugBAN
 from drugrepo_assets.ml.runtime import configure_cpu
-from drugrepo_assets.ml.train import EpochRecord, TrainResult, resolve_device, train
+from drugrepo_assets.ml.training.cdan import CDANConfig
+from drugrepo_assets.ml.training.pipeline import evaluate_model
+from drugrepo_assets.ml.training.plots import atom_attention, attention_png, pr_png, reliability_png, roc_png
+from drugrepo_assets.ml.training.train import EpochRecord, TrainResult, resolve_device, train
 from drugrepo_assets.partitions import dataset_partitions
 from drugrepo_assets.records import CheckpointRecord, EvaluationRecord
 from drugrepo_assets.resources import HpoSettings, MlflowTracking, TrackedRun, TrainingProfile
@@ -42,7 +42,7 @@ from drugrepo_assets.storage import StorageResource
 CHECKPOINT_ID_TAG = "drugrepo.checkpoint_id"
 """MLflow tag of the training run: the `checkpoint_id` of the checkpoint it logged."""
 RELIABILITY_PICTURE = "reliability_test.png"
-"""model_evaluation's reliability diagram of the test pairs, raw and temperature-scaled (`ml.calibration`)."""
+"""model_evaluation's reliability diagram of the test pairs, raw and temperature-scaled (`ml.model.calibration`)."""
 HISTORY_COLUMNS = {
     "epoch": "int",
     "train_loss": "float",
@@ -351,7 +351,7 @@ def model_evaluation(
     storage: StorageResource,
     mlflow_tracking: MlflowTracking,
 ) -> Output[EvaluationRecord]:
-    """Test metrics at the probability threshold chosen on validation (`ml.pipeline.evaluate_model`, as
+    """Test metrics at the probability threshold chosen on validation (`ml.training.pipeline.evaluate_model`, as
     ``drugrepo train``), ROC/PR curves and attention on molecules.
 
     Pictures are PNG files under the storage folder, shown in the UI and logged to the training's MLflow run.

@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     import pandas as pd
     import torch
 
-    from drugrepo_assets.ml.calibration import Temperature
-    from drugrepo_assets.ml.model import DrugBAN
+    from drugrepo_assets.ml.model.calibration import Temperature
+    from drugrepo_assets.ml.model.drugban import DrugBAN
 
 __all__ = [
     "CHECKPOINT_SUFFIXES",
@@ -304,7 +304,7 @@ def torch_device(command: str, name: str) -> torch.device | None:
     """The torch device ``--device`` names, or None after one error line (unknown name, no such GPU)."""
     import torch
 
-    from drugrepo_assets.ml.train import resolve_device
+    from drugrepo_assets.ml.training.train import resolve_device
 
     try:
         device = resolve_device(name)
@@ -375,7 +375,7 @@ def checkpoint_failure(path: str, exc: Exception) -> str:
     import pickle
     import zipfile
 
-    from drugrepo_assets.ml.checkpoint import CheckpointError
+    from drugrepo_assets.ml.model.checkpoint import CheckpointError
 
     detail = first_line(exc).removeprefix(f"{path}: ")
     if isinstance(exc, CheckpointError):
@@ -391,9 +391,9 @@ def checkpoint_failure(path: str, exc: Exception) -> str:
 
 
 def load_model(command: str, path: str) -> tuple[DrugBAN, str, Temperature] | None:
-    """The checkpoint's model, `checkpoint_id` and temperature (`ml.calibration`), or None after one error line ``checkpoint PATH: why``
+    """The checkpoint's model, `checkpoint_id` and temperature (`ml.model.calibration`), or None after one error line ``checkpoint PATH: why``
     (missing, empty, truncated, out of the format's bounds, altered, or not a DrugBAN checkpoint)."""
-    from drugrepo_assets.ml.checkpoint import load_checkpoint
+    from drugrepo_assets.ml.model.checkpoint import load_checkpoint
 
     problem = checkpoint_problem(path)
     if problem is None:

@@ -1,4 +1,4 @@
-"""``drugrepo export-features``: a split's featurised pairs as Parquet (`ml.exported`), for training without RDKit."""
+"""``drugrepo export-features``: a split's featurised pairs as Parquet (`ml.features.exported`), for training without RDKit."""
 
 from __future__ import annotations
 
@@ -56,10 +56,10 @@ def _parts(args: argparse.Namespace) -> dict[str, pd.DataFrame] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Validate and split the inputs as ``drugrepo train`` does, featurise them once and write OUT (`ml.exported`)."""
+    """Validate and split the inputs as ``drugrepo train`` does, featurise them once and write OUT (`ml.features.exported`)."""
     from pathlib import Path
 
-    from drugrepo_assets.ml.exported import DRUGS, MANIFEST, PROTEINS, export_parts
+    from drugrepo_assets.ml.features.exported import DRUGS, MANIFEST, PROTEINS, export_parts
 
     parts_named = ("train", "val", "test")
     writes = (MANIFEST, DRUGS, PROTEINS, *(f"{name}.parquet" for name in parts_named))
@@ -91,7 +91,7 @@ def add_parser(subparsers: Subparsers) -> None:
             "Read and validate pairs as 'drugrepo train' does (--train/--val [--test], or --data with --split), "
             "featurise each unique molecule (the compact drug encoding) and protein (DrugBAN's codes) once, and "
             "write OUT/manifest.json, OUT/drugs.parquet, OUT/proteins.parquet and OUT/<part>.parquet (drug_id, "
-            "target_id, label). drugrepo_assets.ml.exported.read_parts reads the folder back as training pairs "
+            "target_id, label). drugrepo_assets.ml.features.exported.read_parts reads the folder back as training pairs "
             "with torch, numpy and pyarrow alone. Refused rows are counted, not exported. Exit status 0 when "
             "written, 2 when an input was unreadable or OUT may not be written, 1 when writing failed."
         ),

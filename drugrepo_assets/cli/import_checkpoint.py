@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     if not check_out(COMMAND, args.out, folder=False, inputs=(args.reference,), suffixes=CHECKPOINT_SUFFIXES):
         return EXIT_BAD_INPUT
-    from drugrepo_assets.ml.checkpoint import import_reference_checkpoint
+    from drugrepo_assets.ml.model.checkpoint import import_reference_checkpoint
 
     try:
         ident = import_reference_checkpoint(args.reference, out_target(args.out))

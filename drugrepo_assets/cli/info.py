@@ -48,8 +48,8 @@ def _device() -> dict[str, Any]:
 
 
 def _kernel(device: dict[str, Any]) -> dict[str, Any]:
-    """`ml.native.kernel_info` with ``active``: whether screening on CPU runs the C kernel here."""
-    from drugrepo_assets.ml.native import kernel_info
+    """`screening.native.kernel_info` with ``active``: whether screening on CPU runs the C kernel here."""
+    from drugrepo_assets.screening.native import kernel_info
 
     info = kernel_info()
     return {"active": info.active, **asdict(info), "used_by_auto": info.active and device["auto"] == "cpu"}

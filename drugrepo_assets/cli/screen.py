@@ -28,9 +28,9 @@ if TYPE_CHECKING:
     import pandas as pd
     from upath import UPath
 
-    from drugrepo_assets.ml.calibration import Temperature
-    from drugrepo_assets.ml.screen import ScreeningEngine
+    from drugrepo_assets.ml.model.calibration import Temperature
     from drugrepo_assets.screening.driver import ScreenRun
+    from drugrepo_assets.screening.engine import ScreeningEngine
     from drugrepo_assets.screening.plan import TargetBlock
     from drugrepo_assets.screening.targets import TargetSet
     from drugrepo_assets.screening.terms import TargetTermStore
@@ -61,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
     from drugrepo_assets.data.limits import InputFileError
     from drugrepo_assets.files import storage_path, write_bytes_atomic
     from drugrepo_assets.ml.runtime import configure_cpu
-    from drugrepo_assets.ml.screen import ScreeningEngine
     from drugrepo_assets.screening.driver import MANIFEST, RANKED
+    from drugrepo_assets.screening.engine import ScreeningEngine
     from drugrepo_assets.screening.plan import target_blocks
     from drugrepo_assets.screening.terms import TARGET_TERMS_ENV, TargetTermStore
     from drugrepo_assets.screening.tiles import TILE_FOLDERS, TileSettings
@@ -154,9 +154,9 @@ def _screen_library(
     from tqdm import tqdm
 
     from drugrepo_assets.data.library import count_rows, iter_library, library_files
-    from drugrepo_assets.ml.native import kernel_info
     from drugrepo_assets.screening.driver import MANIFEST, check_manifest, discard_screen, screen_stream
     from drugrepo_assets.screening.library import default_workers, library_change
+    from drugrepo_assets.screening.native import kernel_info
 
     files = library_files(args.library, args.s3_endpoint_url)
     if args.restart and (root / MANIFEST).exists():
@@ -301,7 +301,7 @@ def _write_enrichment(root: UPath, pairs: pd.DataFrame, out: str) -> bool:
     """The retrospective report (EF 1 % / 5 %, BEDROC, AUROC per target with known actives) and its
     plot; False when no target has both known actives and inactives (nothing written)."""
     from drugrepo_assets.files import write_bytes_atomic
-    from drugrepo_assets.ml.enrichment import enrichment_plot, retrospective_report
+    from drugrepo_assets.screening.enrichment import enrichment_plot, retrospective_report
 
     report = retrospective_report(pairs)
     if report.empty:

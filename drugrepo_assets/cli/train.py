@@ -1,4 +1,4 @@
-"""``drugrepo train``: read and validate pairs, split them when asked, and run `ml.pipeline.train_and_evaluate`
+"""``drugrepo train``: read and validate pairs, split them when asked, and run `ml.training.pipeline.train_and_evaluate`
 (with ``--da cdan``, CDAN on unlabelled target-domain pairs)."""
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ from drugrepo_assets.cli.common import (
     resolve_input,
     torch_device,
 )
-from drugrepo_assets.ml.train_config import TrainConfig
+from drugrepo_assets.ml.training.train_config import TrainConfig
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from drugrepo_assets.data.validate import ValidationResult
-    from drugrepo_assets.ml.cdan import CDANConfig
-    from drugrepo_assets.ml.pipeline import Evaluation
-    from drugrepo_assets.ml.train import EpochRecord, TrainResult
+    from drugrepo_assets.ml.training.cdan import CDANConfig
+    from drugrepo_assets.ml.training.pipeline import Evaluation
+    from drugrepo_assets.ml.training.train import EpochRecord, TrainResult
 
 __all__ = ["add_parser", "run", "split_strategy"]
 
@@ -147,7 +147,7 @@ def _metrics(
     """metrics.json: the run, its checkpoint id and, with test pairs, the probability threshold chosen on
     validation; a cross-domain run (``--da``, or a cluster split) names its val AUROC the source domain's
     and its test AUROC the target domain's."""
-    from drugrepo_assets.ml.checkpoint import checkpoint_id
+    from drugrepo_assets.ml.model.checkpoint import checkpoint_id
 
     metrics: dict[str, object] = {
         "checkpoint_id": checkpoint_id(result.model),
@@ -183,7 +183,7 @@ def _problem(args: argparse.Namespace) -> str | None:
 def _configs(args: argparse.Namespace) -> tuple[TrainConfig, CDANConfig | None]:
     """The training settings; with ``--da cdan`` the reference's DA defaults (configs/DrugBAN_DA.yaml) where
     ``--lr``/``--batch-size`` are not given."""
-    from drugrepo_assets.ml.cdan import CDAN_BATCH_SIZE, CDAN_LR, CDANConfig
+    from drugrepo_assets.ml.training.cdan import CDAN_BATCH_SIZE, CDAN_LR, CDANConfig
 
     da = None
     lr, batch_size = TrainConfig.lr, TrainConfig.batch_size
@@ -260,9 +260,9 @@ def _write_outputs(
 def run(args: argparse.Namespace) -> int:
     """Train DrugBAN from pairs; write best.pt, last.pt, metrics.json, history.csv and the refused rows."""
     from drugrepo_assets.data.splits import TARGET_TRAIN
-    from drugrepo_assets.ml.checkpoint import CheckpointError
-    from drugrepo_assets.ml.pipeline import pair_data, train_and_evaluate
+    from drugrepo_assets.ml.model.checkpoint import CheckpointError
     from drugrepo_assets.ml.runtime import configure_cpu
+    from drugrepo_assets.ml.training.pipeline import pair_data, train_and_evaluate
     from drugrepo_assets.screening.domain import REFERENCE_SUFFIX, record_reference
 
     out = Path(args.out)

@@ -15,12 +15,12 @@ import torch
 from drugrepo_assets.data.columns import pair_column_names
 from drugrepo_assets.data.rules import clean_protein, protein_refusal
 from drugrepo_assets.data.sandbox import Sandbox
-from drugrepo_assets.ml.calibration import CALIBRATED_COLUMN, Temperature
-from drugrepo_assets.ml.dataset import MoleculeStore, PairData
 from drugrepo_assets.ml.evaluate import sigmoid
-from drugrepo_assets.ml.featurize import CompactMolecule, CompactMolecules, compact_answers
-from drugrepo_assets.ml.model import DrugBAN
-from drugrepo_assets.ml.protein import encode_proteins
+from drugrepo_assets.ml.features.dataset import MoleculeStore, PairData
+from drugrepo_assets.ml.features.featurize import CompactMolecule, CompactMolecules, compact_answers
+from drugrepo_assets.ml.features.protein import encode_proteins
+from drugrepo_assets.ml.model.calibration import CALIBRATED_COLUMN, Temperature
+from drugrepo_assets.ml.model.drugban import DrugBAN
 
 
 @torch.no_grad()
@@ -79,7 +79,7 @@ def score_table(
 
     The SMILES and protein columns are found under any of their names (`data.columns`) unless named.
     Molecules are featurised in ``sandbox`` (a `data.sandbox.molecule_sandbox`; else the process's shared one).
-    ``calibrated_score`` is sigmoid(logit / T) with the checkpoint's ``temperature`` (`ml.calibration`; None: T = 1).
+    ``calibrated_score`` is sigmoid(logit / T) with the checkpoint's ``temperature`` (`ml.model.calibration`; None: T = 1).
     """
     found = {
         field: names[0] for field, names in pair_column_names(table.columns, ("SMILES", "Protein")).items() if names

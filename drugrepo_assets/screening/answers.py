@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from drugrepo_assets.ml.calibration import CALIBRATED_COLUMN, Temperature
 from drugrepo_assets.ml.evaluate import sigmoid
-from drugrepo_assets.ml.scores import best_rows
+from drugrepo_assets.ml.model.calibration import CALIBRATED_COLUMN, Temperature
 from drugrepo_assets.screening.plan import TargetBlock, tile_name
+from drugrepo_assets.screening.scores import best_rows
 from drugrepo_assets.screening.tiles import (
     TileSettings,
     read_drug_top,

@@ -25,12 +25,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from drugrepo_assets.files import is_local, write_bytes_atomic
-from drugrepo_assets.ml.calibration import Temperature
-from drugrepo_assets.ml.scores import rank_dataset, shard_drug_ids, target_logits
-from drugrepo_assets.ml.screen import ScreeningEngine
+from drugrepo_assets.ml.model.calibration import Temperature
 from drugrepo_assets.screening.answers import Answers, build_answers
+from drugrepo_assets.screening.engine import ScreeningEngine
 from drugrepo_assets.screening.library import FeatureJob, FeaturePool, LibraryShard, iter_shards, shard_digest
 from drugrepo_assets.screening.plan import SHARD_SIZE, TargetBlock, tile_name
+from drugrepo_assets.screening.scores import rank_dataset, shard_drug_ids, target_logits
 from drugrepo_assets.screening.terms import TargetTermStore
 from drugrepo_assets.screening.tiles import (
     DRUGS,
@@ -163,7 +163,7 @@ def answer(
 ) -> Answers:
     """The screen's answer tables, each pair with its applicability domain (``domain``: the checkpoint's
     `screening.domain.DomainReference`; None leaves those columns empty) and the checkpoint id; ``temperature``:
-    the checkpoint's (`ml.calibration`), for ``calibrated_score``."""
+    the checkpoint's (`ml.model.calibration`), for ``calibrated_score``."""
     answers = build_answers(root, run.shards, run.blocks, settings, known, temperature)
     sequences = {t: s for b in run.blocks for t, s in zip(b.ids, b.sequences)}
     tables = [answers.per_target, answers.per_drug, answers.repurposing]
@@ -235,7 +235,7 @@ RANKED = "ranked"
 
 
 def rank_tiles(root: Any, run: ScreenRun, checkpoint_id: str) -> int:
-    """Every pair ranked within its target into ``ranked/target-t/<tile>.parquet`` (`ml.scores.rank_dataset`,
+    """Every pair ranked within its target into ``ranked/target-t/<tile>.parquet`` (`screening.scores.rank_dataset`,
     block by block); returns the pairs written."""
     return sum(
         rank_dataset(root, [tile_name(s, b.name) for s in run.shards], b.ids, checkpoint_id, first_target=b.start)

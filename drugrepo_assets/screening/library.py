@@ -21,7 +21,7 @@ import pandas as pd
 
 from drugrepo_assets.data.sandbox import Budget, molecule_sandbox
 from drugrepo_assets.data.sandbox import default_workers as default_workers  # where the CLI and assets find it
-from drugrepo_assets.ml.featurize import MAX_DRUG_NODES, CompactMolecules, compact_molecule, compact_molecules
+from drugrepo_assets.ml.features.featurize import MAX_DRUG_NODES, CompactMolecules, compact_molecule, compact_molecules
 
 REJECTED_COLUMNS = ["kind", "file", "line", "id", "value", "reason"]
 """A refused row, whatever refused it: what it is (molecule or target), where it was read, and why."""

@@ -2,7 +2,7 @@
 
 A scientist looks rather than reads: each picture shows a bounded slice of an answer table (the columns
 of `answers.py`), whatever the table's size, and draws an empty table or NaN z-scores without raising.
-Like `ml/plots.py`, everything returns bytes, so callers decide where the pictures go (the run folder,
+Like `ml/training/plots.py`, everything returns bytes, so callers decide where the pictures go (the run folder,
 Dagster UI metadata).
 """
 
@@ -18,7 +18,7 @@ from matplotlib.colors import Colormap, Normalize
 from matplotlib.image import AxesImage
 from matplotlib.lines import Line2D
 
-from drugrepo_assets.ml.plots import _png  # sets the Agg backend on import
+from drugrepo_assets.ml.training.plots import _png  # sets the Agg backend on import
 
 __all__ = [
     "Grid",

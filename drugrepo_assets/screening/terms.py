@@ -1,12 +1,12 @@
 """Target terms stored once per checkpoint: a protein is encoded once, then every screen, every Dagster
 tile and every API replica reads its terms.
 
-A target's terms are what the screening engine needs of it (`ml.screen.TargetTerms`): its Gram matrix
+A target's terms are what the screening engine needs of it (`screening.engine.TargetTerms`): its Gram matrix
 Gq [K, K] (symmetric) and sq [K]. They depend on the checkpoint and the sequence only, so they are
 content-addressed: ``<root>/<checkpoint_id>/<key[:2]>/<key>.npy`` with ``key`` = `term_key` of the
 sequence. A file holds sq then Gq's upper triangle, float32 (K + K(K+1)/2 floats: 1.18 MB at K = 768,
 half of the full matrix), so the terms read back are bit for bit those computed
-(`ml.screen.symmetric`). The root is a local folder or an ``s3://`` prefix; files are written
+(`screening.engine.symmetric`). The root is a local folder or an ``s3://`` prefix; files are written
 atomically, so concurrent writers of one target (two pods) leave one whole file.
 """
 
@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from drugrepo_assets.files import write_bytes_atomic
-from drugrepo_assets.ml.protein import encode_proteins
-from drugrepo_assets.ml.screen import ScreeningEngine, TargetTerms
+from drugrepo_assets.ml.features.protein import encode_proteins
+from drugrepo_assets.screening.engine import ScreeningEngine, TargetTerms
 
 TARGET_TERMS_ENV = "DRUGREPO_TARGET_TERMS"
 """Where screens and the API keep target terms when no location is given (a folder or ``s3://`` prefix)."""

@@ -5,7 +5,7 @@ Under a screen's root, a shard (content name ``s``) writes once:
 - ``rejected/<s>.parquet``: its rows refused (reader and featurisation), with file, line and reason.
 and each tile ``<s>-<b>`` (`plan.tile_name`):
 - ``scores/<tile>.parquet``: every pair, ``target_id, drug_id, logit``; one row group per target,
-  molecules in library order (`ml.scores.ShardScores.arrow`);
+  molecules in library order (`screening.scores.ShardScores.arrow`);
 - ``top/<tile>.parquet``: the best ``top`` molecules per target (with ``row``, the molecule's place in the shard);
 - ``drugtop/<tile>.parquet``: the best ``top_per_drug`` targets per molecule (``row, col, logit``), when asked;
 - ``stats/<tile>.npz``: per target and per molecule the count, sum and sum of squares of the logits (float64);
@@ -30,11 +30,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from drugrepo_assets.files import write_bytes_atomic
-from drugrepo_assets.ml.featurize import CompactMolecules
-from drugrepo_assets.ml.scores import ShardScores
-from drugrepo_assets.ml.screen import ScreeningEngine
+from drugrepo_assets.ml.features.featurize import CompactMolecules
+from drugrepo_assets.screening.engine import ScreeningEngine
 from drugrepo_assets.screening.library import Featurised, LibraryShard, refuse
 from drugrepo_assets.screening.plan import TargetBlock, tile_name
+from drugrepo_assets.screening.scores import ShardScores
 from drugrepo_assets.screening.terms import TargetTermStore, TermsUse, block_terms
 
 DRUGS, REJECTED, SCORES, TOP, DRUG_TOP, STATS, TILES = "drugs", "rejected", "scores", "top", "drugtop", "stats", "tiles"

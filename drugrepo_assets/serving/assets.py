@@ -30,10 +30,10 @@ from dagster import (
 
 from drugrepo_assets.assets.metadata import metadata_table
 from drugrepo_assets.data.splits import split_subset
-from drugrepo_assets.ml.checkpoint import load_checkpoint
-from drugrepo_assets.ml.dataset import PairData
-from drugrepo_assets.ml.descriptors import DESCRIPTOR_COLUMNS, pair_descriptor_table
-from drugrepo_assets.ml.pipeline import pair_data
+from drugrepo_assets.ml.features.dataset import PairData
+from drugrepo_assets.ml.features.descriptors import DESCRIPTOR_COLUMNS, pair_descriptor_table
+from drugrepo_assets.ml.model.checkpoint import load_checkpoint
+from drugrepo_assets.ml.training.pipeline import pair_data
 from drugrepo_assets.partitions import dataset_partitions
 from drugrepo_assets.records import (
     ChallengerRecord,

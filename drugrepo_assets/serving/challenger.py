@@ -1,7 +1,7 @@
 """Champion against challenger, without Dagster: both registry versions on the same test rows, both on the
 API's live traffic, and the one rule that says whether the challenger may replace the champion.
 
-Offline, each version is scored by `ml.pipeline.evaluate_model` on the same validation and test rows
+Offline, each version is scored by `ml.training.pipeline.evaluate_model` on the same validation and test rows
 (the challenger's split strategy, capped and seeded alike), each at its own validation threshold. When
 the splits changed since the champion was trained (new data), some of those test rows may have been
 among its training rows, which favours the champion: the gate then errs towards keeping it.
@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from drugrepo_assets.ml.dataset import PairData
-from drugrepo_assets.ml.model import DrugBAN
-from drugrepo_assets.ml.pipeline import evaluate_model
+from drugrepo_assets.ml.features.dataset import PairData
+from drugrepo_assets.ml.model.drugban import DrugBAN
+from drugrepo_assets.ml.training.pipeline import evaluate_model
 from drugrepo_assets.records import OnlineComparison, VersionMetrics
 from drugrepo_assets.request_records import CHALLENGER, CHAMPION, ROLES, SHADOW, RequestRecord
 from drugrepo_assets.serving.drift import compare

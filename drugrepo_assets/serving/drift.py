@@ -1,7 +1,7 @@
 """Drift of the model's inputs, with Evidently (0.7 API): descriptors of a reference set (the training
 pairs) against a current set (newly landed pairs, or the pairs the API was asked about).
 
-Columns are the descriptors of `ml.descriptors` (molecular weight, logP, TPSA, ring counts, heavy
+Columns are the descriptors of `ml.features.descriptors` (molecular weight, logP, TPSA, ring counts, heavy
 atoms; protein length and residue-group shares). Evidently picks each column's test by sample size
 (K-S p-value for small samples, normalised Wasserstein distance for large ones); the set has drifted
 when at least ``drift_share`` of its columns have. The same comparison serves the champion/challenger
@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from drugrepo_assets.ml.descriptors import DESCRIPTOR_COLUMNS
+from drugrepo_assets.ml.features.descriptors import DESCRIPTOR_COLUMNS
 from drugrepo_assets.records import ColumnDrift, DriftSummary
 
 

@@ -306,7 +306,7 @@ def challenger_checkpoint(golden: Path, out: Path) -> str:
     `save_checkpoint` at ``out``; returns its checkpoint id."""
     import torch
 
-    from drugrepo_assets.ml.checkpoint import checkpoint_id, load_checkpoint, save_checkpoint
+    from drugrepo_assets.ml.model.checkpoint import checkpoint_id, load_checkpoint, save_checkpoint
 
     model = load_checkpoint(str(golden)).model
     last_bias = [name for name, _ in model.named_parameters() if name.endswith(".bias")][-1]

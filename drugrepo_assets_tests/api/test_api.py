@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from drugrepo_assets.ml.checkpoint import CHECKPOINT_ID_CHARS, load_checkpoint
-from drugrepo_assets.ml.descriptors import DESCRIPTOR_COLUMNS
+from drugrepo_assets.ml.features.descriptors import DESCRIPTOR_COLUMNS
+from drugrepo_assets.ml.model.checkpoint import CHECKPOINT_ID_CHARS, load_checkpoint
 from drugrepo_assets.request_records import scan_request_log
 from drugrepo_assets_tests.api.servers import BIN, Api, metric_value, running_api
 

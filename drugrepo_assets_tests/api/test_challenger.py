@@ -25,7 +25,7 @@ from mlflow import MlflowClient
 
 from drugrepo_assets.api.challenger import Assigner
 from drugrepo_assets.api.settings import ServingSettings
-from drugrepo_assets.ml.checkpoint import load_checkpoint
+from drugrepo_assets.ml.model.checkpoint import load_checkpoint
 from drugrepo_assets.request_records import RequestRecord, scan_request_log
 from drugrepo_assets_tests.api.servers import (
     Api,

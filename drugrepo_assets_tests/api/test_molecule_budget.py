@@ -33,7 +33,7 @@ from drugrepo_assets.api.app import create_app
 from drugrepo_assets.api.molecules import budget
 from drugrepo_assets.api.settings import ServingSettings
 from drugrepo_assets.data.sandbox import BUDGET_VARIABLES, Budget, molecule_budget
-from drugrepo_assets.ml.descriptors import MOLECULE_COLUMNS
+from drugrepo_assets.ml.features.descriptors import MOLECULE_COLUMNS
 from drugrepo_assets.request_records import RequestRecord, scan_request_log
 from drugrepo_assets_tests.api.servers import (
     BIN,

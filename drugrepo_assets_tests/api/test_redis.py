@@ -16,7 +16,7 @@ from drugrepo_assets.api.cache import LruTargetCache, RedisTargetCache, dump_ter
 from drugrepo_assets.api.guard import key_id
 from drugrepo_assets.api.metrics import ApiMetrics
 from drugrepo_assets.api.redislink import RedisLink
-from drugrepo_assets.ml.screen import TargetTerms
+from drugrepo_assets.screening.engine import TargetTerms
 from drugrepo_assets_tests.api.servers import Api, metric_value, running_api, running_redis
 
 KEY = "redis-key"

@@ -356,7 +356,7 @@ def test_descriptors_are_computed_once_per_distinct_molecule_in_the_sandbox_and_
     tmp_path: Path, logs: list[RequestLog]
 ) -> None:
     from drugrepo_assets.data.sandbox import Budget, molecule_sandbox
-    from drugrepo_assets.ml.descriptors import MOLECULE_COLUMNS, molecule_descriptors
+    from drugrepo_assets.ml.features.descriptors import MOLECULE_COLUMNS, molecule_descriptors
 
     registry = CollectorRegistry()
     with molecule_sandbox(1, Budget(memory_bytes=2**20), warm=[(molecule_descriptors, "CCO")]) as sandbox:

@@ -12,9 +12,9 @@ import numpy as np
 import requests
 import torch
 
-from drugrepo_assets.ml.calibration import TEMPERATURE_KEY
-from drugrepo_assets.ml.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
-from drugrepo_assets.ml.model_config import DrugBANConfig
+from drugrepo_assets.ml.model.calibration import TEMPERATURE_KEY
+from drugrepo_assets.ml.model.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from drugrepo_assets.ml.model.model_config import DrugBANConfig
 from drugrepo_assets_tests.api.servers import running_api
 
 BIN = Path(sys.executable).parent

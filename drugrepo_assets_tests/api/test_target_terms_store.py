@@ -17,8 +17,8 @@ import torch
 from drugrepo_assets.api.settings import ServingSettings
 from drugrepo_assets.api.stored_terms import COMPUTED, CORRUPT, READ, STORE, WRITE, TermsSupply
 from drugrepo_assets.data.rules import clean_protein
-from drugrepo_assets.ml.checkpoint import load_checkpoint
-from drugrepo_assets.ml.screen import ScreeningEngine
+from drugrepo_assets.ml.model.checkpoint import load_checkpoint
+from drugrepo_assets.screening.engine import ScreeningEngine
 from drugrepo_assets.screening.terms import TARGET_TERMS_ENV, TargetTermStore, term_key
 from drugrepo_assets_tests.api.servers import BIN, Api, metric_value, running_api
 

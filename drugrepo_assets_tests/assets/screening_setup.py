@@ -12,7 +12,7 @@ import pandas as pd
 
 from drugrepo_assets.data.sources import DATASETS
 from drugrepo_assets.data.validate import validate_pairs
-from drugrepo_assets.ml.checkpoint import load_checkpoint
+from drugrepo_assets.ml.model.checkpoint import load_checkpoint
 from drugrepo_assets.records import CheckpointRecord
 from drugrepo_assets.screening.domain import record_reference
 from drugrepo_assets_tests.data.rows import real_rows

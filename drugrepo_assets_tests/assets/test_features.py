@@ -7,8 +7,8 @@ import torch
 from dagster import AssetSelection, DagsterInstance, ExecuteInProcessResult, materialize
 
 from drugrepo_assets.definitions import all_asset_checks, all_assets
-from drugrepo_assets.ml.dataset import PairData
-from drugrepo_assets.ml.feature_store import FeatureStore
+from drugrepo_assets.ml.features.dataset import PairData
+from drugrepo_assets.ml.features.feature_store import FeatureStore
 from drugrepo_assets_tests.assets.training_setup import resources, small_dataset
 
 FEATURES = AssetSelection.assets("drug_graphs", "protein_encodings", "rejected_pairs").upstream()

@@ -12,9 +12,9 @@ import pytest
 from dagster import AssetSelection, DagsterEventType, DagsterInstance, materialize
 
 from drugrepo_assets.definitions import all_asset_checks, all_assets
-from drugrepo_assets.ml.enrichment import retrospective_report
 from drugrepo_assets.records import CheckpointRecord
 from drugrepo_assets.resources import ScreeningSettings
+from drugrepo_assets.screening.enrichment import retrospective_report
 from drugrepo_assets_tests.assets.screening_setup import stage_storage, validated_human, write_inputs
 from drugrepo_assets_tests.assets.training_setup import resources
 

@@ -25,8 +25,8 @@ from mlflow import MlflowClient
 from drugrepo_assets.assets.training import CHECKPOINT_ID_TAG, load_pairs
 from drugrepo_assets.definitions import all_asset_checks, all_assets
 from drugrepo_assets.files import uri_of
-from drugrepo_assets.ml.checkpoint import CHECKPOINT_ID_CHARS, checkpoint_id, load_checkpoint, save_checkpoint
-from drugrepo_assets.ml.pipeline import evaluate_model
+from drugrepo_assets.ml.model.checkpoint import CHECKPOINT_ID_CHARS, checkpoint_id, load_checkpoint, save_checkpoint
+from drugrepo_assets.ml.training.pipeline import evaluate_model
 from drugrepo_assets.partitions import dataset_partitions
 from drugrepo_assets.records import CheckpointRecord
 from drugrepo_assets.resources import TrainingProfile
@@ -136,7 +136,7 @@ def test_the_checkpoint_has_the_domain_reference_of_its_training_pairs(stage: St
 
 
 def test_evaluation_is_the_pipelines_at_a_probability_threshold(stage: Stage) -> None:
-    """model_evaluation is `ml.pipeline.evaluate_model` (as drugrepo train): metrics and threshold on probabilities."""
+    """model_evaluation is `ml.training.pipeline.evaluate_model` (as drugrepo train): metrics and threshold on probabilities."""
     evaluation = stage.value("model_evaluation")
     checkpoint = CheckpointRecord.model_validate(stage.value("drugban_checkpoint"))
     storage = StorageResource(base_path=str(stage.base / "storage"))

@@ -17,8 +17,8 @@ from drugrepo_assets.assets.training import load_target_pairs
 from drugrepo_assets.data.clusters import pair_clusters
 from drugrepo_assets.data.splits import CLUSTER_SPLITS, SPLIT_COLUMNS, TARGET_TRAIN, cluster_split
 from drugrepo_assets.definitions import all_asset_checks, all_assets
-from drugrepo_assets.ml.cdan import CDAN_KEY, CDANConfig
-from drugrepo_assets.ml.checkpoint import load_checkpoint
+from drugrepo_assets.ml.model.checkpoint import load_checkpoint
+from drugrepo_assets.ml.training.cdan import CDAN_KEY, CDANConfig
 from drugrepo_assets.resources import TINY_PROFILE, DataSourceResource
 from drugrepo_assets.storage import StorageResource
 from drugrepo_assets_tests.assets.training_setup import resources

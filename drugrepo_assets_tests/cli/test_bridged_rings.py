@@ -21,8 +21,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drugrepo_assets.ml.checkpoint import load_checkpoint
-from drugrepo_assets.ml.model import DrugBAN
+from drugrepo_assets.ml.model.checkpoint import load_checkpoint
+from drugrepo_assets.ml.model.drugban import DrugBAN
 from drugrepo_assets.ml.predict import score_table
 from drugrepo_assets.screening.library import FeaturePool
 from drugrepo_assets_tests.cli.helpers import console_script

@@ -10,7 +10,7 @@ import pytest
 
 from drugrepo_assets.cli import main
 from drugrepo_assets.data.sources import bundled_root
-from drugrepo_assets.ml.exported import read_parts
+from drugrepo_assets.ml.features.exported import read_parts
 from drugrepo_assets_tests.cli.helpers import console_script, one_error_line
 
 

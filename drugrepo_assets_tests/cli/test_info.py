@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from drugrepo_assets.cli import main
-from drugrepo_assets.ml import native
+from drugrepo_assets.screening import native
 
 
 def _report(capsys: pytest.CaptureFixture[str], *args: str) -> dict:

@@ -37,8 +37,8 @@ def test_predict_reports_the_calibrated_probability_of_the_checkpoints_temperatu
 ) -> None:
     import numpy as np
 
-    from drugrepo_assets.ml.calibration import TEMPERATURE_KEY
-    from drugrepo_assets.ml.checkpoint import load_checkpoint, save_checkpoint
+    from drugrepo_assets.ml.model.calibration import TEMPERATURE_KEY
+    from drugrepo_assets.ml.model.checkpoint import load_checkpoint, save_checkpoint
 
     pairs = str(golden_dir / "model_pairs.csv")
     raw = ["predict", "--checkpoint", str(golden_dir / "model_state.pt"), "--pairs", pairs]

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from drugrepo_assets.cli import main
-from drugrepo_assets.ml.checkpoint import load_checkpoint
+from drugrepo_assets.ml.model.checkpoint import load_checkpoint
 from drugrepo_assets.ml.predict import score_table
 from drugrepo_assets_tests.data.rows import real_rows, write_csv
 from drugrepo_assets_tests.data.servers import S3Bucket

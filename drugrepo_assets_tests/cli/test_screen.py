@@ -15,8 +15,8 @@ from drugrepo_assets_tests.data.servers import S3Bucket
 def test_screen_ranks_library_against_fasta_targets(tmp_path: Path, golden_dir: Path) -> None:
     import numpy as np
 
-    from drugrepo_assets.ml.checkpoint import load_checkpoint
-    from drugrepo_assets.ml.dataset import PairData
+    from drugrepo_assets.ml.features.dataset import PairData
+    from drugrepo_assets.ml.model.checkpoint import load_checkpoint
     from drugrepo_assets.ml.predict import predict_logits
 
     golden = pd.read_csv(golden_dir / "model_pairs.csv")

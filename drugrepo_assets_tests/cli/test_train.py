@@ -10,8 +10,8 @@ import pytest
 from drugrepo_assets.cli import main
 from drugrepo_assets.data.columns import read_pairs
 from drugrepo_assets.data.validate import validate_pairs
-from drugrepo_assets.ml.checkpoint import checkpoint_id, load_checkpoint
 from drugrepo_assets.ml.evaluate import choose_threshold
+from drugrepo_assets.ml.model.checkpoint import checkpoint_id, load_checkpoint
 from drugrepo_assets.ml.predict import score_table
 from drugrepo_assets_tests.cli.helpers import HUMAN_TRAIN, one_error_line
 

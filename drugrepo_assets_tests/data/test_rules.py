@@ -23,10 +23,10 @@ from drugrepo_assets.data.rules import (
     smiles_refusal,
 )
 from drugrepo_assets.data.validate import validate_pairs
-from drugrepo_assets.ml.checkpoint import load_checkpoint
-from drugrepo_assets.ml.featurize import compact_molecules
+from drugrepo_assets.ml.features.featurize import compact_molecules
+from drugrepo_assets.ml.model.checkpoint import load_checkpoint
 from drugrepo_assets.ml.predict import score_table
-from drugrepo_assets.ml.screen import prepare_library, prepare_targets
+from drugrepo_assets.screening.engine import prepare_library, prepare_targets
 from drugrepo_assets_tests.edge_cases import PROTEIN_CASES, SMILES_CASES, protein_verdict, smiles_verdict
 
 PROTEIN = PROTEIN_CASES["plain"]

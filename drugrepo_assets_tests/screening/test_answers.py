@@ -12,11 +12,11 @@ import pytest
 
 from drugrepo_assets.data.library import iter_library
 from drugrepo_assets.data.sources import bundled_root
-from drugrepo_assets.ml.calibration import CALIBRATED_COLUMN, Temperature
-from drugrepo_assets.ml.checkpoint import load_checkpoint
-from drugrepo_assets.ml.screen import ScreeningEngine
+from drugrepo_assets.ml.model.calibration import CALIBRATED_COLUMN, Temperature
+from drugrepo_assets.ml.model.checkpoint import load_checkpoint
 from drugrepo_assets.screening.answers import ANSWER_COLUMNS, build_answers
 from drugrepo_assets.screening.driver import ScreenRun, screen_stream
+from drugrepo_assets.screening.engine import ScreeningEngine
 from drugrepo_assets.screening.plan import target_blocks, tile_name
 from drugrepo_assets.screening.terms import TargetTermStore
 from drugrepo_assets.screening.tiles import TileSettings, read_drugs, read_logits

@@ -14,10 +14,9 @@ import torch
 
 from drugrepo_assets.data.library import iter_library, library_files
 from drugrepo_assets.data.sources import bundled_root
-from drugrepo_assets.ml.checkpoint import load_checkpoint
-from drugrepo_assets.ml.dataset import MoleculeStore
-from drugrepo_assets.ml.protein import encode_proteins
-from drugrepo_assets.ml.screen import ScreeningEngine, rank_table
+from drugrepo_assets.ml.features.dataset import MoleculeStore
+from drugrepo_assets.ml.features.protein import encode_proteins
+from drugrepo_assets.ml.model.checkpoint import load_checkpoint
 from drugrepo_assets.screening.answers import build_answers
 from drugrepo_assets.screening.driver import (
     MANIFEST,
@@ -28,6 +27,7 @@ from drugrepo_assets.screening.driver import (
     screen_stream,
     shard_name,
 )
+from drugrepo_assets.screening.engine import ScreeningEngine, rank_table
 from drugrepo_assets.screening.library import iter_shards, library_change
 from drugrepo_assets.screening.plan import target_blocks
 from drugrepo_assets.screening.tiles import TileReport, TileSettings

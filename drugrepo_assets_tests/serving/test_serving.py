@@ -28,8 +28,8 @@ from drugrepo_assets.assets.training import CHECKPOINT_ID_TAG as RUN_CHECKPOINT_
 from drugrepo_assets.data.splits import split_subset
 from drugrepo_assets.definitions import all_asset_checks, all_assets
 from drugrepo_assets.environments import serving_resources
-from drugrepo_assets.ml.checkpoint import load_checkpoint, save_checkpoint
 from drugrepo_assets.ml.evaluate import sigmoid
+from drugrepo_assets.ml.model.checkpoint import load_checkpoint, save_checkpoint
 from drugrepo_assets.ml.predict import score_table
 from drugrepo_assets.request_records import scan_request_log
 from drugrepo_assets.resources import MlflowTracking, TrainingProfile

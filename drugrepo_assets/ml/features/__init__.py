@@ -1,0 +1,1 @@
+"""Featurisation: molecules and proteins to model inputs, the feature store, exported features."""

@@ -1,0 +1,1 @@
+"""The DrugBAN model, its config and bounds, the checkpoint file and calibrated probabilities."""
