@@ -55,7 +55,7 @@ def parse_csv(location: str, stream: ByteStream, budget: TableBudget) -> pd.Data
                     raise InputFileError(
                         location,
                         f"line {reader.line_num}: more than {MAX_BLANK_LINES:,} blank lines in a row "
-                        "(sources.MAX_BLANK_LINES)",
+                        "(limits.MAX_BLANK_LINES)",
                     )
             elif header is None:
                 header, blank = _column_names(record), 0
@@ -100,7 +100,7 @@ class CsvLines:
     def _too_long(self) -> InputFileError:
         return InputFileError(
             self.location,
-            f"line {self.lines + 1}: a row of more than {MAX_LINE_BYTES:,} bytes, the limit (sources.MAX_LINE_BYTES)",
+            f"line {self.lines + 1}: a row of more than {MAX_LINE_BYTES:,} bytes, the limit (limits.MAX_LINE_BYTES)",
         )
 
     def __iter__(self) -> Iterator[str]:

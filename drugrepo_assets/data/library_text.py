@@ -275,7 +275,7 @@ def _skipped_line(member: Member, number: int, skipped: int) -> int:
     if skipped >= MAX_BLANK_LINES:
         raise InputFileError(
             member.uri,
-            f"line {number}: more than {MAX_BLANK_LINES:,} blank or comment lines in a row (sources.MAX_BLANK_LINES)",
+            f"line {number}: more than {MAX_BLANK_LINES:,} blank or comment lines in a row (limits.MAX_BLANK_LINES)",
         )
     return skipped + 1
 

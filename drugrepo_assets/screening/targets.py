@@ -156,7 +156,7 @@ def read_target_set(location: str | Path, s3_endpoint_url: str | None = None) ->
             raise InputFileError(
                 location,
                 f"more than {MAX_TARGETS_BYTES:,} characters of target ids and sequences by {last['file'].iat[-1]} "
-                f"line {last['line'].iat[-1]}, the limit for a target list read whole (sources.MAX_TARGETS_BYTES)",
+                f"line {last['line'].iat[-1]}, the limit for a target list read whole (limits.MAX_TARGETS_BYTES)",
             )
         kept.append(chunk.rows)
         rejected.append(chunk.rejected)
@@ -209,7 +209,7 @@ def _blank_run(location: str, number: int, blank: int) -> int:
     """``blank`` + 1 for one more blank line in a row; past ``MAX_BLANK_LINES`` the file is refused."""
     if blank >= MAX_BLANK_LINES:
         raise InputFileError(
-            location, f"line {number}: more than {MAX_BLANK_LINES:,} blank lines in a row (sources.MAX_BLANK_LINES)"
+            location, f"line {number}: more than {MAX_BLANK_LINES:,} blank lines in a row (limits.MAX_BLANK_LINES)"
         )
     return blank + 1
 

@@ -126,7 +126,7 @@ def test_a_csv_row_over_the_line_limit_refuses_the_file(tmp_path: Path) -> None:
     quoted.write_bytes(
         b"SMILES,Protein,Y," + b",".join(b"c%d" % i for i in range(17)) + b"\n" + b",".join([field] * 20)
     )
-    limit = f"a row of more than {MAX_LINE_BYTES:,} bytes, the limit (sources.MAX_LINE_BYTES)"
+    limit = f"a row of more than {MAX_LINE_BYTES:,} bytes, the limit (limits.MAX_LINE_BYTES)"
     assert _error(read_source, str(long_line)).problem == f"line 3: {limit}"
     assert _error(read_source, str(quoted)).problem.endswith(limit)
 
@@ -139,7 +139,7 @@ def test_a_run_of_blank_lines_refuses_the_file_at_its_limit(tmp_path: Path) -> N
     refused = tmp_path / "refused.csv"
     refused.write_bytes(b"SMILES,Protein,Y\n" + b"\r\n" * (MAX_BLANK_LINES + 1) + row)
     assert _error(read_source, str(refused)).problem == (
-        f"line {MAX_BLANK_LINES + 2}: more than {MAX_BLANK_LINES:,} blank lines in a row (sources.MAX_BLANK_LINES)"
+        f"line {MAX_BLANK_LINES + 2}: more than {MAX_BLANK_LINES:,} blank lines in a row (limits.MAX_BLANK_LINES)"
     )
 
 
@@ -230,7 +230,7 @@ def test_a_run_of_blank_or_comment_lines_refuses_a_library(tmp_path: Path) -> No
     refused.write_bytes(gzip.compress(b"CCO m1\n" + b" \n#x\n" * MAX_BLANK_LINES))
     assert _error(lambda: list(iter_library(str(refused)))).problem == (
         f"line {MAX_BLANK_LINES + 2}: more than {MAX_BLANK_LINES:,} blank or comment lines in a row "
-        "(sources.MAX_BLANK_LINES)"
+        "(limits.MAX_BLANK_LINES)"
     )
 
 

@@ -420,7 +420,7 @@ def test_a_gzip_bomb_is_refused_naming_it_without_holding_it(tmp_path: Path) -> 
     assert error.path == str(path)
     # 400 MiB of commas on one line: the row limit passes first, long before the gzip cap (that one
     # is reached through a library stream, test_library), and neither holds the text.
-    assert error.problem == f"line 1: a row of more than {MAX_LINE_BYTES:,} bytes, the limit (sources.MAX_LINE_BYTES)"
+    assert error.problem == f"line 1: a row of more than {MAX_LINE_BYTES:,} bytes, the limit (limits.MAX_LINE_BYTES)"
     assert peak < GZIP_ALLOWANCE_BYTES + (32 << 20), f"peak {peak} bytes while refusing a gzip bomb"
 
 

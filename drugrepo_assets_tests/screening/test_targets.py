@@ -302,7 +302,7 @@ def test_a_target_list_read_whole_is_bounded(tmp_path: Path, monkeypatch: pytest
     assert error.path == str(path)
     assert error.problem == (
         f"more than 1,000,000 characters of target ids and sequences by {path} line 16383, the limit for a "
-        "target list read whole (sources.MAX_TARGETS_BYTES)"
+        "target list read whole (limits.MAX_TARGETS_BYTES)"
     )
 
 
@@ -342,7 +342,7 @@ def test_blank_runs_refuse_a_file(tmp_path: Path) -> None:
     fasta = tmp_path / "blank.fasta"
     fasta.write_bytes(b">P1\nMKV\n" + b"\n" * (MAX_BLANK_LINES + 1) + b">P2\nMKA\n")
     assert _error(str(fasta)).problem == (
-        f"line {MAX_BLANK_LINES + 3}: more than {MAX_BLANK_LINES:,} blank lines in a row (sources.MAX_BLANK_LINES)"
+        f"line {MAX_BLANK_LINES + 3}: more than {MAX_BLANK_LINES:,} blank lines in a row (limits.MAX_BLANK_LINES)"
     )
     table = tmp_path / "blank.csv"
     table.write_bytes(b"id,sequence\nP1,MKV\n" + b"\n" * (MAX_BLANK_LINES + 1) + b"P2,MKA\n")
