@@ -22,10 +22,13 @@ from drugrepo_assets.ml.features.protein import encode_proteins
 from drugrepo_assets.ml.model.calibration import CALIBRATED_COLUMN, Temperature
 from drugrepo_assets.ml.model.drugban import DrugBAN
 
+BATCH_SIZE = 256
+"""Pairs scored per model call by default (`predict_logits`, `score_table`; ``drugrepo predict --batch-size``)."""
+
 
 @torch.no_grad()
 def predict_logits(
-    model: DrugBAN, data: PairData, batch_size: int = 256, device: str | torch.device = "cpu"
+    model: DrugBAN, data: PairData, batch_size: int = BATCH_SIZE, device: str | torch.device = "cpu"
 ) -> np.ndarray:
     """Eval-mode logits of every pair, in input order.
 
@@ -70,7 +73,7 @@ def score_table(
     table: pd.DataFrame,
     smiles_col: str | None = None,
     protein_col: str | None = None,
-    batch_size: int = 256,
+    batch_size: int = BATCH_SIZE,
     device: str | torch.device = "cpu",
     sandbox: Sandbox | None = None,
     temperature: Temperature | None = None,

@@ -44,6 +44,9 @@ def symmetric(gram: Tensor) -> Tensor:
 PAIRS_PER_CALL = 8_192
 """Pairs scored per engine call when the targets are many (`ScreeningEngine.drugs_per_call`)."""
 
+DRUG_CHUNK = 1024
+"""Molecules scored at once by default (`ScreeningEngine`'s ``drug_chunk``; ``drugrepo screen --batch-size``)."""
+
 
 @dataclass
 class TargetTerms:
@@ -106,7 +109,7 @@ class ScreeningEngine:
         self,
         model: DrugBAN,
         device: str | torch.device = "cpu",
-        drug_chunk: int = 1024,
+        drug_chunk: int = DRUG_CHUNK,
         target_chunk: int = 64,
         native: bool | None = None,
     ) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -26,6 +25,7 @@ from torch import Tensor, nn
 from drugrepo_assets.ml.features.featurize import GraphBatch
 from drugrepo_assets.ml.model.checkpoint import CheckpointError
 from drugrepo_assets.ml.model.drugban import DrugBAN
+from drugrepo_assets.ml.training.train_config import CDAN_BATCH_SIZE, CDAN_LR, CDANConfig
 
 __all__ = [
     "CDAN",
@@ -50,27 +50,8 @@ __all__ = [
 
 N_CLASSES = 2
 """Logits of the reference's CDAN head (``DECODER.BINARY``)."""
-CDAN_LR = 1e-4
-"""The model's learning rate in the reference's configs/DrugBAN_DA.yaml (``SOLVER.LR``; vanilla's is 5e-5)."""
-CDAN_BATCH_SIZE = 32
-"""The batch size of source and of target pairs in configs/DrugBAN_DA.yaml (``SOLVER.BATCH_SIZE``; vanilla's is 64)."""
 CDAN_KEY = "cdan"
 """The checkpoint entry of a CDAN run (`saved_cdan`): beside the one-logit model, what resuming it needs."""
-
-
-@dataclass(frozen=True)
-class CDANConfig:
-    """CDAN settings; defaults are the reference's configs/DrugBAN_DA.yaml (and its configs.py for the rest)."""
-
-    da_lr: float = 5e-5
-    init_epoch: int = 10
-    random_dim: int = 256
-    use_entropy: bool = False
-    alpha: float = 1.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict for checkpoints."""
-        return asdict(self)
 
 
 class ReverseLayerF(torch.autograd.Function):

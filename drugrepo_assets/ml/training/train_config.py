@@ -1,13 +1,14 @@
 """`TrainConfig`, the one place of the training defaults (epochs, batch size, learning rate, patience, seed,
-device): `ml.training.train` trains with it, the Dagster `TrainingProfile` and ``drugrepo train``'s options take their
-defaults from it. Plain Python, so that building the command line's parser loads no torch."""
+device), and CDAN's (`CDANConfig`, `CDAN_LR`, `CDAN_BATCH_SIZE`): `ml.training.train` trains with them, the Dagster
+`TrainingProfile` and ``drugrepo train``'s options take their defaults from them. Plain Python, so that building
+the command line's parser loads no torch (`ml.training.cdan`, which uses CDAN's, does)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["TrainConfig"]
+__all__ = ["CDAN_BATCH_SIZE", "CDAN_LR", "CDANConfig", "TrainConfig"]
 
 
 @dataclass(frozen=True)
@@ -26,4 +27,25 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for checkpoints and experiment tracking."""
+        return asdict(self)
+
+
+CDAN_LR = 1e-4
+"""The model's learning rate in the reference's configs/DrugBAN_DA.yaml (``SOLVER.LR``; vanilla's is 5e-5)."""
+CDAN_BATCH_SIZE = 32
+"""The batch size of source and of target pairs in configs/DrugBAN_DA.yaml (``SOLVER.BATCH_SIZE``; vanilla's is 64)."""
+
+
+@dataclass(frozen=True)
+class CDANConfig:
+    """CDAN settings; defaults are the reference's configs/DrugBAN_DA.yaml (and its configs.py for the rest)."""
+
+    da_lr: float = 5e-5
+    init_epoch: int = 10
+    random_dim: int = 256
+    use_entropy: bool = False
+    alpha: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for checkpoints."""
         return asdict(self)
