@@ -163,70 +163,120 @@ def validate_pairs(raw: pd.DataFrame, sandbox: Sandbox | None = None) -> Validat
     ``sandbox`` (a `data.sandbox.molecule_sandbox`; else the process's shared one).
     """
     table = _normalise_raw(raw)
-    n = len(table)
-    smiles_in = table["SMILES"]
-    protein_in = table["Protein"]
-    label_in = table["Y"]
+    fields = _Stripped.of(table)
+    verdicts = _Verdicts.none(table.index)
+    _reject_missing(table, fields, verdicts)
+    _reject_by_rules(fields, verdicts)
+    canonical = _parse_open_smiles(fields.smiles, verdicts, sandbox)
+    keyed = _keyed_pairs(table, fields, canonical, verdicts)
+    _reject_repeats(keyed, verdicts)
+    ok = verdicts.open().to_numpy()
+    return _result(_valid_table(keyed, ok, table["SMILES"]), _rejected_table(table, verdicts, ~ok), len(table))
 
-    code = pd.Series(np.full(n, "", dtype=object), index=table.index)
-    reason = pd.Series(np.full(n, "", dtype=object), index=table.index)
 
-    def reject(mask: pd.Series, name: str, reasons: list[str]) -> None:
-        code[mask] = name
-        reason[mask] = reasons
+@dataclass(frozen=True)
+class _Stripped:
+    """The three fields of each row without surrounding whitespace, as the rules read them."""
 
-    smiles_s = smiles_in.str.strip()
-    protein_s = protein_in.str.strip()
-    label_s = label_in.str.strip()
+    smiles: pd.Series
+    protein: pd.Series
+    label: pd.Series
 
-    missing = (smiles_s == "") | (protein_s == "") | (label_s == "")
+    @classmethod
+    def of(cls, table: pd.DataFrame) -> _Stripped:
+        """The stripped fields of a `_normalise_raw` table."""
+        return cls(table["SMILES"].str.strip(), table["Protein"].str.strip(), table["Y"].str.strip())
+
+
+@dataclass(frozen=True)
+class _Verdicts:
+    """Each row's reason code and reason so far: both "" while the row has passed every rule asked."""
+
+    code: pd.Series
+    reason: pd.Series
+
+    @classmethod
+    def none(cls, index: pd.Index) -> _Verdicts:
+        """No row of ``index`` refused yet."""
+        n = len(index)
+        code = pd.Series(np.full(n, "", dtype=object), index=index)
+        reason = pd.Series(np.full(n, "", dtype=object), index=index)
+        return cls(code, reason)
+
+    def open(self) -> pd.Series:
+        """The rows no rule has refused yet (first failing rule wins)."""
+        return self.code == ""
+
+    def reject(self, mask: pd.Series, name: str, reasons: list[str]) -> None:
+        """Refuse the rows of ``mask`` with the code ``name`` and one reason each."""
+        self.code[mask] = name
+        self.reason[mask] = reasons
+
+    def refuse(self, mask: pd.Series, refusals: list[Refusal]) -> None:
+        """Refuse the rows of ``mask`` with the input rules' refusals, one each (its code and its text)."""
+        self.code[mask] = [r.code for r in refusals]
+        self.reason[mask] = [str(r) for r in refusals]
+
+
+def _reject_missing(table: pd.DataFrame, fields: _Stripped, verdicts: _Verdicts) -> None:
+    """``missing_value``: a row with a field empty (or only whitespace), its reason naming each such field."""
+    missing = (fields.smiles == "") | (fields.protein == "") | (fields.label == "")
     if missing.any():
-        reject(
-            missing,
-            "missing_value",
-            [_missing_reason(s, p, y) for s, p, y in zip(smiles_in[missing], protein_in[missing], label_in[missing])],
-        )
+        smiles, protein, label = table["SMILES"][missing], table["Protein"][missing], table["Y"][missing]
+        verdicts.reject(missing, "missing_value", [_missing_reason(s, p, y) for s, p, y in zip(smiles, protein, label)])
 
-    for _column, values, rule in (("Y", label_s, label_refusal), ("Protein", protein_s, protein_refusal)):
-        open_ = code == ""
-        verdicts = {v: rule(v) for v in pd.unique(values[open_])}
-        bad = open_ & values.map(lambda v, seen=verdicts: seen.get(v) is not None)
+
+def _reject_by_rules(fields: _Stripped, verdicts: _Verdicts) -> None:
+    """The label's refusal (``invalid_label``), then the protein's, each asked once per distinct value of the open rows."""
+    for values, rule in ((fields.label, label_refusal), (fields.protein, protein_refusal)):
+        open_ = verdicts.open()
+        verdict_of = {v: rule(v) for v in pd.unique(values[open_])}
+        bad = open_ & values.map(lambda v, seen=verdict_of: seen.get(v) is not None)
         if bad.any():
-            refusals = [r for v in values[bad] if (r := verdicts[v]) is not None]
-            code[bad] = [r.code for r in refusals]
-            reason[bad] = [str(r) for r in refusals]
+            verdicts.refuse(bad, [r for v in values[bad] if (r := verdict_of[v]) is not None])
 
-    open_ = code == ""
-    distinct = pd.unique(smiles_s[open_]).tolist()
+
+def _parse_open_smiles(smiles: pd.Series, verdicts: _Verdicts, sandbox: Sandbox | None) -> pd.Series:
+    """The canonical SMILES of each open row (None elsewhere), each distinct SMILES parsed once in
+    ``sandbox``; a row whose SMILES the rules refuse is rejected with that refusal."""
+    open_ = verdicts.open()
+    distinct = pd.unique(smiles[open_]).tolist()
     parsed = dict(zip(distinct, _parse_all(distinct, sandbox)))
-    canonical = pd.Series(np.full(n, None, dtype=object), index=table.index)
+    canonical = pd.Series(np.full(len(smiles), None, dtype=object), index=smiles.index)
     open_idx = np.flatnonzero(open_.to_numpy())
-    for i, s in zip(open_idx, smiles_s.to_numpy()[open_idx]):
+    for i, s in zip(open_idx, smiles.to_numpy()[open_idx]):
         canonical.iat[i] = parsed[s][0]
     bad_smiles = open_ & canonical.isna()
     if bad_smiles.any():
-        refusals = [r for s in smiles_s[bad_smiles] if (r := parsed[s][1]) is not None]
-        code[bad_smiles] = [r.code for r in refusals]
-        reason[bad_smiles] = [str(r) for r in refusals]
+        verdicts.refuse(bad_smiles, [r for s in smiles[bad_smiles] if (r := parsed[s][1]) is not None])
+    return canonical
 
-    open_ = code == ""
-    keyed = pd.DataFrame(
+
+def _keyed_pairs(table: pd.DataFrame, fields: _Stripped, canonical: pd.Series, verdicts: _Verdicts) -> pd.DataFrame:
+    """The open rows under their key (canonical SMILES, cleaned protein), with the parsed label and the source."""
+    open_ = verdicts.open()
+    return pd.DataFrame(
         {
             "smiles": canonical[open_],
-            "protein": protein_s[open_].map(clean_protein),
-            "label": label_s[open_].map(parse_label),
+            "protein": fields.protein[open_].map(clean_protein),
+            "label": fields.label[open_].map(parse_label),
             "source_file": table["source_file"][open_],
             "source_row": table["source_row"][open_],
         }
     )
+
+
+def _reject_repeats(keyed: pd.DataFrame, verdicts: _Verdicts) -> None:
+    """``duplicate``: a later row of a key with one label (the first is kept); ``conflicting_label``:
+    every row of a key with several labels."""
     groups = keyed.groupby(["smiles", "protein"], sort=False)
     conflict = groups["label"].transform("nunique") > 1
     repeat = keyed.duplicated(["smiles", "protein"], keep="first") & ~conflict
     if repeat.any():
         first_file = groups["source_file"].transform("first")
         first_row = groups["source_row"].transform("first")
-        reject(
-            repeat.reindex(table.index, fill_value=False),
+        verdicts.reject(
+            repeat.reindex(verdicts.code.index, fill_value=False),
             "duplicate",
             [
                 f"duplicate of the pair kept from {_place(f, r)} (same canonical SMILES, protein and label)"
@@ -235,25 +285,33 @@ def validate_pairs(raw: pd.DataFrame, sandbox: Sandbox | None = None) -> Validat
         )
     if conflict.any():
         clash = keyed[conflict]
-        notes: dict[tuple[str, str], str] = {}
-        for key, group in clash.groupby(["smiles", "protein"], sort=False):
-            labels = ", ".join(str(v) for v in sorted(group["label"].unique()))
-            places = [_place(f, r) for f, r in zip(group["source_file"], group["source_row"])]
-            shown = "; ".join(places[:_SHOWN_PLACES])
-            more = f" and {len(places) - _SHOWN_PLACES} more" if len(places) > _SHOWN_PLACES else ""
-            notes[key] = (
-                f"Y: conflicting labels {labels} for the same canonical SMILES and protein "
-                f"in {len(places)} rows ({shown}{more})"
-            )
-        reject(
-            conflict.reindex(table.index, fill_value=False),
+        notes = _conflict_notes(clash)
+        verdicts.reject(
+            conflict.reindex(verdicts.code.index, fill_value=False),
             "conflicting_label",
             [notes[(s, p)] for s, p in zip(clash["smiles"], clash["protein"])],
         )
 
-    ok = (code == "").to_numpy()
+
+def _conflict_notes(clash: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """The reason of each conflicting key: its labels and the rows that hold it (the first few named)."""
+    notes: dict[tuple[str, str], str] = {}
+    for key, group in clash.groupby(["smiles", "protein"], sort=False):
+        labels = ", ".join(str(v) for v in sorted(group["label"].unique()))
+        places = [_place(f, r) for f, r in zip(group["source_file"], group["source_row"])]
+        shown = "; ".join(places[:_SHOWN_PLACES])
+        more = f" and {len(places) - _SHOWN_PLACES} more" if len(places) > _SHOWN_PLACES else ""
+        notes[key] = (
+            f"Y: conflicting labels {labels} for the same canonical SMILES and protein "
+            f"in {len(places)} rows ({shown}{more})"
+        )
+    return notes
+
+
+def _valid_table(keyed: pd.DataFrame, ok: np.ndarray, smiles_in: pd.Series) -> pd.DataFrame:
+    """``valid``: the keyed rows still open (``ok`` by input row), with their ids and the SMILES as read."""
     kept = keyed.loc[ok[keyed.index.to_numpy()]] if len(keyed) else keyed
-    valid = pd.DataFrame(
+    return pd.DataFrame(
         {
             "drug_id": _ids(kept["smiles"], drug_id),
             "target_id": _ids(kept["protein"], target_id),
@@ -267,20 +325,25 @@ def validate_pairs(raw: pd.DataFrame, sandbox: Sandbox | None = None) -> Validat
         columns=list(VALID_COLUMNS),
     ).reset_index(drop=True)
 
-    bad = ~ok
-    rejected = pd.DataFrame(
+
+def _rejected_table(table: pd.DataFrame, verdicts: _Verdicts, bad: np.ndarray) -> pd.DataFrame:
+    """``rejected``: the ``bad`` rows as read, with their source and their verdict."""
+    return pd.DataFrame(
         {
-            "SMILES": smiles_in[bad],
-            "Protein": protein_in[bad],
-            "Y": label_in[bad],
+            "SMILES": table["SMILES"][bad],
+            "Protein": table["Protein"][bad],
+            "Y": table["Y"][bad],
             "source_file": table["source_file"][bad],
             "source_row": table["source_row"][bad].astype("int64"),
-            "reason_code": code[bad],
-            "reason": reason[bad],
+            "reason_code": verdicts.code[bad],
+            "reason": verdicts.reason[bad],
         },
         columns=list(REJECTED_COLUMNS),
     ).reset_index(drop=True)
 
+
+def _result(valid: pd.DataFrame, rejected: pd.DataFrame, n: int) -> ValidationResult:
+    """The result and its counts; AssertionError if the two tables do not hold the ``n`` input rows."""
     if len(valid) + len(rejected) != n:
         raise AssertionError(f"validation lost rows: {n} in, {len(valid)} valid + {len(rejected)} rejected")
     by_code = rejected["reason_code"].value_counts()

@@ -110,45 +110,99 @@ def build_answers(
 ) -> Answers:
     """The answer tables of a screen whose tiles (``shards`` in library order × ``blocks``) are all done under ``root``;
     ``calibrated_score`` uses the checkpoint's ``temperature`` (None: T = 1)."""
-    target_ids = [t for b in blocks for t in b.ids]
-    n_targets = len(target_ids)
     counts = [_shard_molecules(root, s, blocks) for s in shards]
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    n_drugs = int(offsets[-1])
-
-    t_n = np.zeros(n_targets, np.int64)
-    t_sum = np.zeros(n_targets)
-    t_sq = np.zeros(n_targets)
-    d_sum = np.zeros(n_drugs)
-    d_sq = np.zeros(n_drugs)
-    for i, shard in enumerate(shards):
-        for block in blocks:
-            stats = read_stats(root, tile_name(shard, block.name))
-            at = slice(block.start, block.start + len(block))
-            t_n[at] += stats.target_n
-            t_sum[at] += stats.target_sum
-            t_sq[at] += stats.target_sumsq
-            d_sum[offsets[i] : offsets[i + 1]] += stats.drug_sum
-            d_sq[offsets[i] : offsets[i + 1]] += stats.drug_sumsq
-    d_n = np.full(n_drugs, n_targets, np.int64)
-
+    axes = _Axes.read(root, shards, blocks, counts)
     by_target = _per_target(root, shards, blocks, settings.top)
     by_drug = (
         _per_drug(root, shards, blocks, counts, settings.top_per_drug)
         if settings.top_per_drug is not None
-        else _Pairs(*(np.zeros(0, np.int64),) * 3, np.zeros(0, np.float32))
+        else _concat(())
     )
     in_drug_of_target_rows, in_target_of_drug_rows = _cross_counts(root, shards, blocks, counts, by_target, by_drug)
+    rows = _Rows(axes, _DrugNames(root, shards), _known_set(known), temperature or Temperature())
+    per_target = rows.frame(by_target, _axis_higher(by_target.target, by_target.logit), in_drug_of_target_rows)
+    per_drug = rows.frame(by_drug, in_target_of_drug_rows, _axis_higher(axes.drug_of(by_drug), by_drug.logit))
+    return Answers(
+        per_target=_clean(per_target),
+        per_drug=_clean(per_drug),
+        repurposing=_clean(_repurposing(per_target, per_drug), ("repurposing_rank",)),
+    )
 
-    drugs = _DrugNames(root, shards)
-    known_pairs = _known_set(known)
 
-    def table(pairs: _Pairs, higher_target: np.ndarray, higher_drug: np.ndarray) -> pd.DataFrame:
-        gdrug = offsets[pairs.shard] + pairs.row
-        z_target = _z(pairs.logit, t_n[pairs.target], t_sum[pairs.target], t_sq[pairs.target])
-        z_drug = _z(pairs.logit, d_n[gdrug], d_sum[gdrug], d_sq[gdrug])
-        ids, smiles = drugs.lookup(pairs.shard, pairs.row)
-        targets = np.asarray(target_ids, dtype=object)[pairs.target] if len(pairs) else np.zeros(0, object)
+@dataclass
+class _Axes:
+    """The screen's two axes (targets in block order; molecules in library order, ``offsets`` the first of
+    each shard) and their logits' count, sum and sum of squares per target and per drug, for the z-scores."""
+
+    target_ids: list[str]
+    offsets: np.ndarray
+    t_n: np.ndarray
+    t_sum: np.ndarray
+    t_sq: np.ndarray
+    d_n: np.ndarray
+    d_sum: np.ndarray
+    d_sq: np.ndarray
+
+    @classmethod
+    def read(cls, root: Any, shards: Sequence[str], blocks: Sequence[TargetBlock], counts: Sequence[int]) -> _Axes:
+        """Both axes' sums from the tiles' statistics (`tiles.read_stats`), a tile at a time."""
+        target_ids = [t for b in blocks for t in b.ids]
+        n_targets = len(target_ids)
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        n_drugs = int(offsets[-1])
+        t_n, t_sum, t_sq = np.zeros(n_targets, np.int64), np.zeros(n_targets), np.zeros(n_targets)
+        d_sum, d_sq = np.zeros(n_drugs), np.zeros(n_drugs)
+        for i, shard in enumerate(shards):
+            for block in blocks:
+                stats = read_stats(root, tile_name(shard, block.name))
+                at = slice(block.start, block.start + len(block))
+                t_n[at] += stats.target_n
+                t_sum[at] += stats.target_sum
+                t_sq[at] += stats.target_sumsq
+                d_sum[offsets[i] : offsets[i + 1]] += stats.drug_sum
+                d_sq[offsets[i] : offsets[i + 1]] += stats.drug_sumsq
+        d_n = np.full(n_drugs, n_targets, np.int64)
+        return cls(target_ids, offsets, t_n, t_sum, t_sq, d_n, d_sum, d_sq)
+
+    @property
+    def n_targets(self) -> int:
+        """Targets screened."""
+        return len(self.target_ids)
+
+    @property
+    def n_drugs(self) -> int:
+        """Molecules screened."""
+        return int(self.offsets[-1])
+
+    def drug_of(self, pairs: _Pairs) -> np.ndarray:
+        """Each pair's molecule as its position in the library."""
+        return self.offsets[pairs.shard] + pairs.row
+
+    def z_scores(self, pairs: _Pairs, drug: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each pair's z-score within its target (over the library) and within its ``drug`` (over the targets)."""
+        z_target = _z(pairs.logit, self.t_n[pairs.target], self.t_sum[pairs.target], self.t_sq[pairs.target])
+        z_drug = _z(pairs.logit, self.d_n[drug], self.d_sum[drug], self.d_sq[drug])
+        return z_target, z_drug
+
+
+@dataclass
+class _Rows:
+    """What an answer table's rows hold beyond their pairs: the axes, the molecules' names, the known pairs
+    and the temperature of ``calibrated_score``."""
+
+    axes: _Axes
+    drugs: _DrugNames
+    known_pairs: set[tuple[str, str]]
+    temperature: Temperature
+
+    def frame(self, pairs: _Pairs, higher_target: np.ndarray, higher_drug: np.ndarray) -> pd.DataFrame:
+        """The rows of ``pairs`` (`ANSWER_COLUMNS`, then ``_drug`` and ``_target``, the axes' positions), given how
+        many logits are strictly higher within each pair's target and within its drug."""
+        n_drugs, n_targets = self.axes.n_drugs, self.axes.n_targets
+        gdrug = self.axes.drug_of(pairs)
+        z_target, z_drug = self.axes.z_scores(pairs, gdrug)
+        ids, smiles = self.drugs.lookup(pairs.shard, pairs.row)
+        targets = np.asarray(self.axes.target_ids, dtype=object)[pairs.target] if len(pairs) else np.zeros(0, object)
         frame = pd.DataFrame(
             {
                 "target_id": targets,
@@ -156,7 +210,7 @@ def build_answers(
                 "smiles": smiles,
                 "logit": pairs.logit.astype(np.float32),
                 "score": sigmoid(pairs.logit.astype(np.float32)),
-                CALIBRATED_COLUMN: (temperature or Temperature()).apply(pairs.logit.astype(np.float32)),
+                CALIBRATED_COLUMN: self.temperature.apply(pairs.logit.astype(np.float32)),
                 "rank_in_target": higher_target + 1,
                 "percentile_in_target": 100.0 * (n_drugs - higher_target) / max(n_drugs, 1),
                 "rank_in_drug": higher_drug + 1,
@@ -164,27 +218,23 @@ def build_answers(
                 "z_target": z_target,
                 "z_drug": z_drug,
                 "repurposing_z": np.fmin(z_target, z_drug),
-                "known": [(t, d) in known_pairs for t, d in zip(targets, ids)],
+                "known": [(t, d) in self.known_pairs for t, d in zip(targets, ids)],
             }
         )
         frame["_drug"] = gdrug
         frame["_target"] = pairs.target
         return frame
 
-    per_target = table(by_target, _axis_higher(by_target.target, by_target.logit), in_drug_of_target_rows)
-    per_drug_frame = table(
-        by_drug, in_target_of_drug_rows, _axis_higher(offsets[by_drug.shard] + by_drug.row, by_drug.logit)
-    )
-    both = pd.concat([per_target, per_drug_frame], ignore_index=True).drop_duplicates(["_drug", "_target"])
+
+def _repurposing(per_target: pd.DataFrame, per_drug: pd.DataFrame) -> pd.DataFrame:
+    """Every reported pair once, ranked by ``repurposing_z`` (ties: higher logit, library order, target
+    order; NaN last), its rank in ``repurposing_rank``."""
+    both = pd.concat([per_target, per_drug], ignore_index=True).drop_duplicates(["_drug", "_target"])
     both["_neg_z"], both["_neg_logit"] = -both["repurposing_z"], -both["logit"].astype(np.float64)
     order = ["_neg_z", "_neg_logit", "_drug", "_target"]
     repurposing = both.sort_values(order, kind="stable", na_position="last").reset_index(drop=True)
     repurposing.insert(0, "repurposing_rank", np.arange(1, len(repurposing) + 1))
-    return Answers(
-        per_target=_clean(per_target),
-        per_drug=_clean(per_drug_frame),
-        repurposing=_clean(repurposing, ("repurposing_rank",)),
-    )
+    return repurposing
 
 
 def _clean(frame: pd.DataFrame, first: tuple[str, ...] = ()) -> pd.DataFrame:

@@ -335,17 +335,33 @@ def screen(
     `pack_linear`) and each target's symmetric Gq (``targets`` from `pack_targets`):
     Σ_j (XᵀX)[k, j] · Gq[t, k, j] · H[j] [D, T, K] (``heads`` = H [K]), and Σ X [D, K].
     """
-    weights, dims = gcn
+    k = _packed_width(gcn[1], vnet)
+    idx = idx.to(torch.int64)
+    check_molecules(molecules, idx)
+    inputs = _KernelInputs.of(molecules, idx, gcn, vnet, targets, heads, k)
+    n, t = len(idx), inputs.targets.shape[2]
+    out, sums = torch.empty(n, t, k), torch.empty(n, k)
+    bad = (ctypes.c_int64 * 2)(-1, -1)
+    rc = inputs.run(lib, out, sums, threads, bad)
+    _check_return(rc, bad, idx, inputs, n, t)
+    return out, sums
+
+
+def _packed_width(dims: Tensor, vnet: Tensor) -> int:
+    """v_net's packed width K; ValueError unless it and every GCN width are multiples of NR."""
     k = vnet.shape[0] * vnet.shape[2]
     if k % NR or any(int(d) % NR for d in dims):
         raise ValueError(f"the kernel needs widths divisible by {NR}: GCN {dims.tolist()}, v_net {k}")
-    idx = idx.to(torch.int64)
-    check_molecules(molecules, idx)
-    feats, edges = molecules.node_feats.float().contiguous(), molecules.edge_index.contiguous()
-    d = dims.tolist()
-    expected = (feats.shape[1] + 1) * d[0] + sum(2 * (a + 1) * b + 2 * b for a, b in itertools.pairwise(d))
+    return k
+
+
+def _check_packing(
+    weights: Tensor, d: list[int], features: int, vnet: Tensor, targets: Tensor, heads: Tensor, k: int
+) -> None:
+    """ValueError unless the packed GCN takes ``features`` atom features and v_net, targets and heads fit its widths ``d``."""
+    expected = (features + 1) * d[0] + sum(2 * (a + 1) * b + 2 * b for a, b in itertools.pairwise(d))
     if weights.numel() != expected:
-        raise ValueError(f"the packed GCN does not take {feats.shape[1]} atom features (widths {d})")
+        raise ValueError(f"the packed GCN does not take {features} atom features (widths {d})")
     if (
         vnet.shape[1] != d[-1] + 1
         or targets.shape[:2] != (k // MR, k // NR)
@@ -355,54 +371,109 @@ def screen(
         raise ValueError(
             f"v_net {tuple(vnet.shape)}, targets {tuple(targets.shape)} and heads {heads.numel()} do not fit GCN widths {d}"
         )
-    node_start, atoms = molecules.node_offsets[idx].contiguous(), molecules.num_nodes[idx].contiguous()
-    edge_start = molecules.edge_offsets[idx].contiguous()
-    edge_count = (molecules.edge_offsets[idx + 1] - molecules.edge_offsets[idx]).contiguous()
-    weights, vnet, targets = weights.float().contiguous(), vnet.float().contiguous(), targets.float().contiguous()
-    dims, heads = dims.to(torch.int64).contiguous(), heads.float().contiguous()
-    n, t = len(idx), targets.shape[2]
-    out, sums = torch.empty(n, t, k), torch.empty(n, k)
-    bad = (ctypes.c_int64 * 2)(-1, -1)
-    rc = lib.drugban_screen(
-        feats.data_ptr(),
-        feats.shape[0],
-        edges.data_ptr(),
-        edges.shape[1],
-        node_start.data_ptr(),
-        atoms.data_ptr(),
-        edge_start.data_ptr(),
-        edge_count.data_ptr(),
-        n,
-        feats.shape[1],
-        weights.data_ptr(),
-        weights.numel(),
-        dims.data_ptr(),
-        len(dims) - 1,
-        vnet.data_ptr(),
-        vnet.numel(),
-        k,
-        targets.data_ptr(),
-        targets.numel(),
-        heads.data_ptr(),
-        t,
-        out.data_ptr(),
-        sums.data_ptr(),
-        threads,
-        bad,
-    )
+
+
+@dataclass(frozen=True)
+class _KernelInputs:
+    """The kernel's inputs, each contiguous in the dtype it reads: the store's atoms and edges, the chunk's
+    molecules (first atom, atoms, first edge, edges), the packed GCN and its widths, v_net, targets, heads."""
+
+    feats: Tensor
+    edges: Tensor
+    node_start: Tensor
+    atoms: Tensor
+    edge_start: Tensor
+    edge_count: Tensor
+    weights: Tensor
+    dims: Tensor
+    vnet: Tensor
+    targets: Tensor
+    heads: Tensor
+    k: int
+
+    @classmethod
+    def of(
+        cls,
+        molecules: MoleculeStore,
+        idx: Tensor,
+        gcn: tuple[Tensor, Tensor],
+        vnet: Tensor,
+        targets: Tensor,
+        heads: Tensor,
+        k: int,
+    ) -> _KernelInputs:
+        """The inputs for molecules ``idx`` (checked) of a store; ValueError where the packed parts do not fit."""
+        weights, dims = gcn
+        feats, edges = molecules.node_feats.float().contiguous(), molecules.edge_index.contiguous()
+        _check_packing(weights, dims.tolist(), feats.shape[1], vnet, targets, heads, k)
+        node_start, atoms = molecules.node_offsets[idx].contiguous(), molecules.num_nodes[idx].contiguous()
+        edge_start = molecules.edge_offsets[idx].contiguous()
+        edge_count = (molecules.edge_offsets[idx + 1] - molecules.edge_offsets[idx]).contiguous()
+        return cls(
+            feats,
+            edges,
+            node_start,
+            atoms,
+            edge_start,
+            edge_count,
+            weights.float().contiguous(),
+            dims.to(torch.int64).contiguous(),
+            vnet.float().contiguous(),
+            targets.float().contiguous(),
+            heads.float().contiguous(),
+            k,
+        )
+
+    def run(self, lib: ctypes.CDLL, out: Tensor, sums: Tensor, threads: int, bad: ctypes.Array[ctypes.c_int64]) -> int:
+        """The kernel's return code, having written ``out`` [D, T, K] and ``sums`` [D, K] (``bad``: where it refused)."""
+        return int(
+            lib.drugban_screen(
+                self.feats.data_ptr(),
+                self.feats.shape[0],
+                self.edges.data_ptr(),
+                self.edges.shape[1],
+                self.node_start.data_ptr(),
+                self.atoms.data_ptr(),
+                self.edge_start.data_ptr(),
+                self.edge_count.data_ptr(),
+                len(self.node_start),
+                self.feats.shape[1],
+                self.weights.data_ptr(),
+                self.weights.numel(),
+                self.dims.data_ptr(),
+                len(self.dims) - 1,
+                self.vnet.data_ptr(),
+                self.vnet.numel(),
+                self.k,
+                self.targets.data_ptr(),
+                self.targets.numel(),
+                self.heads.data_ptr(),
+                self.targets.shape[2],
+                out.data_ptr(),
+                sums.data_ptr(),
+                threads,
+                bad,
+            )
+        )
+
+
+def _check_return(
+    rc: int, bad: ctypes.Array[ctypes.c_int64], idx: Tensor, inputs: _KernelInputs, n: int, t: int
+) -> None:
+    """Nothing for 0; else the kernel's refusal raised: MemoryError (2), ValueError naming the molecule
+    (4, 5: bad[0], bad[1] the edge) or the sizes (other codes)."""
     if rc == 2:
         raise MemoryError(f"screening kernel failed (code {rc}): out of memory for {n} drugs × {t} targets")
     if rc in (4, 5):
-        molecule, count = int(idx[bad[0]]), int(atoms[bad[0]])
+        molecule, count = int(idx[bad[0]]), int(inputs.atoms[bad[0]])
         if rc == 5:  # the kernel checked that edge bad[1] is in the store
-            src, dst = edges[:, bad[1]].tolist()
+            src, dst = inputs.edges[:, bad[1]].tolist()
             where = f"edge {bad[1]} joins atoms {src} and {dst}, outside its {count} atoms"
         else:
             where = "its atoms or edges lie outside the store"
         raise ValueError(f"screening kernel refused molecule {molecule} of the store: {where}")
     if rc != 0:
         raise ValueError(f"screening kernel refused its inputs (code {rc}): sizes that do not fit together")
-    return out, sums
 
 
 def check_molecules(molecules: MoleculeStore, idx: Tensor) -> None:
