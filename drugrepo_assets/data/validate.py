@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -124,6 +125,7 @@ def canonicalize(smiles: str) -> str | None:
 
 
 def _missing_reason(smiles: str, protein: str, label: str) -> str:
+    """The reason of a ``missing_value`` row: each empty field's refusal."""
     refusals = (
         missing_refusal(name, value) for name, value in (("SMILES", smiles), ("Protein", protein), ("Y", label))
     )
@@ -131,10 +133,12 @@ def _missing_reason(smiles: str, protein: str, label: str) -> str:
 
 
 def _place(source_file: str, source_row: int) -> str:
+    """Where a row was read, as a reason names it."""
     return f"{source_file} row {source_row}"
 
 
 def _normalise_raw(raw: pd.DataFrame) -> pd.DataFrame:
+    """The pair fields as text ("" where empty) under the reference's names, and each row's source file and row."""
     raw = canonical_pairs(raw.reset_index(drop=True))
     table = pd.DataFrame(index=pd.RangeIndex(len(raw)))
     for column in PAIR_FIELDS:
@@ -352,12 +356,14 @@ def _result(valid: pd.DataFrame, rejected: pd.DataFrame, n: int) -> ValidationRe
     return ValidationResult(valid=valid, rejected=rejected, counts=counts)
 
 
-def _ids(values: pd.Series, make) -> pd.Series:
+def _ids(values: pd.Series, make: Callable[[str], str]) -> pd.Series:
+    """``make``'s id of each value, each distinct value hashed once."""
     cache = {v: make(v) for v in pd.unique(values)}
     return values.map(cache).astype(object)
 
 
 def _parquet_bytes(table: pd.DataFrame, schema: pa.Schema) -> bytes:
+    """``table`` as a Parquet file of ``schema``, in memory (written whole by `write_result`)."""
     buffer = io.BytesIO()
     pq.write_table(pa.Table.from_pandas(table, schema=schema, preserve_index=False), buffer)
     return buffer.getvalue()

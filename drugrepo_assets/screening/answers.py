@@ -238,6 +238,7 @@ def _repurposing(per_target: pd.DataFrame, per_drug: pd.DataFrame) -> pd.DataFra
 
 
 def _clean(frame: pd.DataFrame, first: tuple[str, ...] = ()) -> pd.DataFrame:
+    """An answer table as returned: ``first``, then `ANSWER_COLUMNS`, numbered from 0."""
     return frame[[*first, *ANSWER_COLUMNS]].reset_index(drop=True)
 
 
@@ -255,6 +256,7 @@ def _axis_higher(group: np.ndarray, logits: np.ndarray) -> np.ndarray:
 
 
 def _shard_molecules(root: Any, shard: str, blocks: Sequence[TargetBlock]) -> int:
+    """Molecules of ``shard``, from its first tile's marker; ValueError when that tile is not done."""
     marker = read_marker(root, tile_name(shard, blocks[0].name))
     if marker is None:
         raise ValueError(f"{root}: tile {tile_name(shard, blocks[0].name)} is not done")
@@ -306,6 +308,7 @@ def _per_drug(
 
 
 def _concat(parts: Sequence[_Pairs]) -> _Pairs:
+    """``parts`` as one `_Pairs`, in order (none: empty)."""
     if not parts:
         return _Pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
     return _Pairs(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("shard", "row", "target", "logit")))
@@ -363,6 +366,7 @@ class _DrugNames:
 
 
 def _known_set(known: pd.DataFrame | None) -> set[tuple[str, str]]:
+    """The (target id, drug id) of every known interaction."""
     if known is None or not len(known):
         return set()
     return set(zip(known["target_id"].astype(str), known["drug_id"].astype(str)))
