@@ -15,12 +15,15 @@ import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeAlias
 
 from drugrepo_assets.location import Location, is_local_protocol
 
 if TYPE_CHECKING:
     from upath import UPath
+
+StoragePath: TypeAlias = "UPath"
+"""A stored file or folder, local or ``s3://``: the `UPath` of `storage_path` (a local one is also a `pathlib.Path`)."""
 
 
 def storage_path(uri: str, s3_endpoint_url: str | None = None) -> UPath:

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
 import torch
 from prometheus_client import Counter
 
-from drugrepo_assets.files import storage_path
+from drugrepo_assets.files import StoragePath, storage_path
 from drugrepo_assets.screening.engine import ScreeningEngine, TargetTerms
 from drugrepo_assets.screening.terms import TargetTermStore, TermsError, block_terms, term_key
 
@@ -92,7 +91,7 @@ class _TolerantStore(TargetTermStore):
     """A `TargetTermStore` whose failed writes are counted and logged by ``supply`` instead of raised: the
     terms were computed, the request is answered, only the next replica's warm start is lost."""
 
-    def __init__(self, root: Any, checkpoint_id: str, supply: TermsSupply) -> None:
+    def __init__(self, root: StoragePath, checkpoint_id: str, supply: TermsSupply) -> None:
         super().__init__(root, checkpoint_id)
         self.supply = supply
 

@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from drugrepo_assets.files import is_local, write_bytes_atomic
+from drugrepo_assets.files import StoragePath, is_local, write_bytes_atomic
 from drugrepo_assets.ml.model.calibration import Temperature
 from drugrepo_assets.screening.answers import Answers, build_answers
 from drugrepo_assets.screening.engine import ScreeningEngine
@@ -82,7 +82,7 @@ class ScreenRun:
         return sum(t.kept for t in self.tiles)
 
 
-def check_manifest(root: Any, settings: dict[str, Any]) -> None:
+def check_manifest(root: StoragePath, settings: dict[str, Any]) -> None:
     """Record what a screen folder holds (the checkpoint, shard and block sizes: what a tile's content
     depends on beyond its name); a folder holding a screen with other settings is refused."""
     path = root / MANIFEST
@@ -95,12 +95,12 @@ def check_manifest(root: Any, settings: dict[str, Any]) -> None:
     write_bytes_atomic(path, json.dumps(settings, indent=2, sort_keys=True).encode())
 
 
-def _tiles_done(root: Any, name: str, blocks: Sequence[TargetBlock]) -> bool:
+def _tiles_done(root: StoragePath, name: str, blocks: Sequence[TargetBlock]) -> bool:
     return all(read_marker(root, tile_name(name, b.name)) is not None for b in blocks)
 
 
 def _featurised_ahead(
-    shards: Iterable[LibraryShard], pool: FeaturePool, root: Any, blocks: Sequence[TargetBlock]
+    shards: Iterable[LibraryShard], pool: FeaturePool, root: StoragePath, blocks: Sequence[TargetBlock]
 ) -> Iterator[tuple[LibraryShard, str, FeatureJob | None]]:
     """Each shard with its name and featurisation job (None: every tile done), the next one's started first."""
     queue: deque[tuple[LibraryShard, str, FeatureJob | None]] = deque()
@@ -117,7 +117,7 @@ def screen_stream(
     engine: ScreeningEngine,
     chunks: Iterable[Any],
     blocks: Sequence[TargetBlock],
-    root: Any,
+    root: StoragePath,
     settings: TileSettings,
     *,
     shard_size: int = SHARD_SIZE,
@@ -145,7 +145,7 @@ def screen_stream(
     return run
 
 
-def rejected_rows(root: Any, shards: Sequence[str]) -> pd.DataFrame:
+def rejected_rows(root: StoragePath, shards: Sequence[str]) -> pd.DataFrame:
     """The rows refused in each shard, in library order."""
     frames = [read_rejected(root, s) for s in shards]
     frames = [f for f in frames if len(f)]
@@ -153,7 +153,7 @@ def rejected_rows(root: Any, shards: Sequence[str]) -> pd.DataFrame:
 
 
 def answer(
-    root: Any,
+    root: StoragePath,
     run: ScreenRun,
     settings: TileSettings,
     checkpoint_id: str,
@@ -207,7 +207,7 @@ PICTURES = ("targets.png", "drugs.png", "matrix.png")
 """The pictures of the top of the matrix in a screen's folder."""
 
 
-def write_answers(root: Any, answers: Answers, per_drug: bool) -> list[str]:
+def write_answers(root: StoragePath, answers: Answers, per_drug: bool) -> list[str]:
     """Write the answer tables (``top``, ``top_per_drug`` when asked, ``repurposing``) as Parquet and CSV,
     and the pictures; returns the file names written."""
     from drugrepo_assets.screening.pictures import drug_heatmap, matrix_heatmap, target_heatmap
@@ -234,7 +234,7 @@ def write_answers(root: Any, answers: Answers, per_drug: bool) -> list[str]:
 RANKED = "ranked"
 
 
-def rank_tiles(root: Any, run: ScreenRun, checkpoint_id: str) -> int:
+def rank_tiles(root: StoragePath, run: ScreenRun, checkpoint_id: str) -> int:
     """Every pair ranked within its target into ``ranked/target-t/<tile>.parquet`` (`screening.scores.rank_dataset`,
     block by block); returns the pairs written."""
     return sum(
@@ -243,7 +243,7 @@ def rank_tiles(root: Any, run: ScreenRun, checkpoint_id: str) -> int:
     )
 
 
-def known_logits(root: Any, run: ScreenRun, known: pd.DataFrame) -> pd.DataFrame:
+def known_logits(root: StoragePath, run: ScreenRun, known: pd.DataFrame) -> pd.DataFrame:
     """Every scored pair of the targets with known actives: ``target_id, logit, active`` (``known``: active
     pairs by ``target_id`` and ``drug_id``, the library's ids). One target at a time, 5 bytes a pair."""
     frames = []
@@ -266,7 +266,7 @@ def known_logits(root: Any, run: ScreenRun, known: pd.DataFrame) -> pd.DataFrame
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["target_id", "logit", "active"])
 
 
-def prune_tiles(root: Any, run: ScreenRun) -> int:
+def prune_tiles(root: StoragePath, run: ScreenRun) -> int:
     """Remove the tiles under ``root`` that ``run`` does not hold (an earlier library's or target list's),
     so that ``scores/`` is exactly this screen's matrix; returns the files removed."""
     tiles = {tile_name(s, b.name) for s in run.shards for b in run.blocks}
@@ -285,7 +285,7 @@ def prune_tiles(root: Any, run: ScreenRun) -> int:
     return removed
 
 
-def discard_screen(root: Any, outputs: Iterable[str] = ()) -> None:
+def discard_screen(root: StoragePath, outputs: Iterable[str] = ()) -> None:
     """Remove a screen's files from ``root`` (its manifest, tiles, answers and the caller's ``outputs``) so
     that it starts over; anything else in the folder (a target-terms store among them) is left alone."""
     for name in (MANIFEST, *TILE_FOLDERS, RANKED, *outputs):

@@ -29,7 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from drugrepo_assets.files import write_bytes_atomic
+from drugrepo_assets.files import StoragePath, write_bytes_atomic
 from drugrepo_assets.ml.evaluate import sigmoid
 
 SCORES, TOP, RANKED = "scores", "top", "ranked"
@@ -51,17 +51,17 @@ def part_name(shard: int) -> str:
     return f"part-{shard:05d}"
 
 
-def _file(root: Any, folder: str, name: str) -> Any:
+def _file(root: StoragePath, folder: str, name: str) -> StoragePath:
     return root / folder / f"{name}.parquet"
 
 
-def _write_table(path: Any, table: pa.Table, row_group_size: int | None = None) -> None:
+def _write_table(path: StoragePath, table: pa.Table, row_group_size: int | None = None) -> None:
     buffer = io.BytesIO()
     pq.write_table(table, buffer, row_group_size=row_group_size, compression="zstd")
     write_bytes_atomic(path, buffer.getvalue())
 
 
-def _read_table(path: Any, **kwargs: Any) -> pa.Table:
+def _read_table(path: StoragePath, **kwargs: Any) -> pa.Table:
     with path.open("rb") as handle:
         return pq.read_table(handle, **kwargs)
 
@@ -115,7 +115,7 @@ class ShardScores:
         )
 
 
-def write_shard(root: Any, name: str, scores: ShardScores, top: int | None) -> None:
+def write_shard(root: StoragePath, name: str, scores: ShardScores, top: int | None) -> None:
     """Write shard ``shard``'s pairs (one row group per target) and, with ``top``, its best ``top`` per target."""
     if top is not None:
         table = scores.top(top)
@@ -129,7 +129,7 @@ def _first_of_equal(logits_desc: np.ndarray) -> np.ndarray:
     return np.searchsorted(neg, neg, side="left")
 
 
-def read_top(root: Any, name: str) -> pd.DataFrame:
+def read_top(root: StoragePath, name: str) -> pd.DataFrame:
     """A shard's stored top rows: ``target_id, drug_id, smiles, logit, row``."""
     return _read_table(_file(root, TOP, name)).to_pandas()
 
@@ -180,14 +180,14 @@ def rank_top(
 
 
 def merge_top(
-    root: Any, shards: Sequence[str], target_ids: Sequence[str], molecules: int, top: int, checkpoint_id: str
+    root: StoragePath, shards: Sequence[str], target_ids: Sequence[str], molecules: int, top: int, checkpoint_id: str
 ) -> pd.DataFrame:
     """The best ``top`` per target over the shards (in library order), ranked over all ``molecules``."""
     parts = (read_top(root, name).assign(shard=i) for i, name in enumerate(shards))
     return rank_top(parts, target_ids, molecules, top, checkpoint_id)
 
 
-def target_logits(root: Any, shards: Sequence[str], target: int) -> list[np.ndarray]:
+def target_logits(root: StoragePath, shards: Sequence[str], target: int) -> list[np.ndarray]:
     """Target ``target``'s logits from each shard's scores file (its row group only), in shard order."""
     out = []
     for name in shards:
@@ -200,14 +200,14 @@ def target_logits(root: Any, shards: Sequence[str], target: int) -> list[np.ndar
     return out
 
 
-def shard_drug_ids(root: Any, name: str, target: int, count: int) -> pa.Array:
+def shard_drug_ids(root: StoragePath, name: str, target: int, count: int) -> pa.Array:
     """The ``count`` molecule ids of a shard's row group ``target`` (every target lists the same ids)."""
     drug_ids = _read_table(_file(root, SCORES, name), columns=["drug_id"]).column("drug_id")
     return drug_ids.slice(target * count, count)
 
 
 def rank_dataset(
-    root: Any, shards: Sequence[str], target_ids: Sequence[str], checkpoint_id: str, first_target: int = 0
+    root: StoragePath, shards: Sequence[str], target_ids: Sequence[str], checkpoint_id: str, first_target: int = 0
 ) -> int:
     """Every pair ranked within its target into ``ranked/target-t/<shard>.parquet`` (t counted from
     ``first_target``: a block of a longer target list); returns the pairs written.

@@ -30,7 +30,7 @@ from drugrepo_assets.data.library import LibraryChunk, iter_library
 from drugrepo_assets.data.rules import canonical_smiles
 from drugrepo_assets.data.sandbox import Sandbox, molecule_map
 from drugrepo_assets.data.validate import drug_id
-from drugrepo_assets.files import uri_of, write_bytes_atomic
+from drugrepo_assets.files import StoragePath, uri_of, write_bytes_atomic
 from drugrepo_assets.screening.driver import shard_name
 from drugrepo_assets.screening.library import REJECTED_COLUMNS, LibraryShard, iter_shards
 
@@ -70,17 +70,17 @@ def _parquet(table: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
-def _read_parquet(path: Any) -> pd.DataFrame:
+def _read_parquet(path: StoragePath) -> pd.DataFrame:
     with path.open("rb") as handle:
         return pd.read_parquet(handle)
 
 
-def shard_path(root: Any, shard: str) -> Any:
+def shard_path(root: StoragePath, shard: str) -> StoragePath:
     """Where shard ``shard``'s rows are stored."""
     return root / SHARDS / f"{shard}.parquet"
 
 
-def write_shard(root: Any, shard: LibraryShard, source: str) -> ShardRef:
+def write_shard(root: StoragePath, shard: LibraryShard, source: str) -> ShardRef:
     """Store a shard's rows under its content name (kept if already there: the same rows give the same name)."""
     name = shard_name(shard)
     path = shard_path(root, name)
@@ -90,7 +90,7 @@ def write_shard(root: Any, shard: LibraryShard, source: str) -> ShardRef:
     return ShardRef(name, uri_of(path), len(shard.rows), source)
 
 
-def read_shard(root: Any, shard: str) -> LibraryShard:
+def read_shard(root: StoragePath, shard: str) -> LibraryShard:
     """A stored shard's rows, as a `LibraryShard` (its reader refusals are the library's rejected rows, not here)."""
     rows = _read_parquet(shard_path(root, shard))
     return LibraryShard(0, rows, pd.DataFrame(columns=REJECTED_COLUMNS))
@@ -103,7 +103,9 @@ def _rejected(parts: Iterable[pd.DataFrame]) -> pd.DataFrame:
     return frame[REJECTED_COLUMNS].astype(types)
 
 
-def _store_shards(shards: Iterable[LibraryShard], root: Any, source: str) -> tuple[list[ShardRef], pd.DataFrame]:
+def _store_shards(
+    shards: Iterable[LibraryShard], root: StoragePath, source: str
+) -> tuple[list[ShardRef], pd.DataFrame]:
     """Store each shard that holds rows; (their refs, the reader's refused rows)."""
     refs, refused = [], []
     for shard in shards:
@@ -130,7 +132,7 @@ def store_file(
     location: str,
     label: str,
     version: str | None,
-    root: Any,
+    root: StoragePath,
     shard_size: int,
     s3_endpoint_url: str | None = None,
 ) -> StoredFile:
@@ -150,14 +152,14 @@ def store_file(
     return StoredFile(refs, rejected, False)
 
 
-def store_rows(rows: pd.DataFrame, root: Any, shard_size: int, source: str) -> list[ShardRef]:
+def store_rows(rows: pd.DataFrame, root: StoragePath, shard_size: int, source: str) -> list[ShardRef]:
     """Store library rows held in memory (``id, smiles, file, line``: the datasets' own drugs) as shards."""
     empty = pd.DataFrame(columns=REJECTED_COLUMNS[1:])
     refs, _ = _store_shards(iter_shards([LibraryChunk(rows, empty)], shard_size), root, source)
     return refs
 
 
-def cap(refs: Sequence[ShardRef], root: Any, limit: int) -> list[ShardRef]:
+def cap(refs: Sequence[ShardRef], root: StoragePath, limit: int) -> list[ShardRef]:
     """The first ``limit`` rows of a library (the shard that straddles the limit cut and stored anew)."""
     out: list[ShardRef] = []
     total = 0
@@ -173,12 +175,12 @@ def cap(refs: Sequence[ShardRef], root: Any, limit: int) -> list[ShardRef]:
     return out
 
 
-def content_path(root: Any, shard: str) -> Any:
+def content_path(root: StoragePath, shard: str) -> StoragePath:
     """Where the content ids of shard ``shard``'s molecules are stored."""
     return root / CONTENT / f"{shard}.parquet"
 
 
-def write_content(root: Any, shard: str, rows: pd.DataFrame, sandbox: Sandbox[Any]) -> None:
+def write_content(root: StoragePath, shard: str, rows: pd.DataFrame, sandbox: Sandbox[Any]) -> None:
     """Record each row's content id (``id, content_id``; empty where the input rules refuse the SMILES),
     its canonical SMILES parsed in ``sandbox``."""
     answers = molecule_map(canonical_smiles, rows["smiles"].astype(str).tolist(), sandbox=sandbox)
@@ -187,7 +189,7 @@ def write_content(root: Any, shard: str, rows: pd.DataFrame, sandbox: Sandbox[An
     write_bytes_atomic(content_path(root, shard), _parquet(table))
 
 
-def dataset_pairs(root: Any, shards: Sequence[str], targets: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+def dataset_pairs(root: StoragePath, shards: Sequence[str], targets: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
     """A dataset's pairs as a screen names them: ``target_id, drug_id, label`` with the screen's target ids
     (``targets``: ``target_id, feature_id``, the content id of each sequence) and the library's molecule
     ids (found by content, shard by shard), for every dataset pair (``pairs``: content ``drug_id,

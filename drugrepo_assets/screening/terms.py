@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from drugrepo_assets.files import write_bytes_atomic
+from drugrepo_assets.files import StoragePath, write_bytes_atomic
 from drugrepo_assets.ml.features.protein import encode_proteins
 from drugrepo_assets.screening.engine import ScreeningEngine, TargetTerms
 
@@ -58,7 +58,7 @@ class TermsUse:
 class TargetTermStore:
     """Target terms of one checkpoint under ``root`` (a `Path` or `UPath`), read and written by `term_key`."""
 
-    def __init__(self, root: Any, checkpoint_id: str) -> None:
+    def __init__(self, root: StoragePath, checkpoint_id: str) -> None:
         self.root = root
         self.checkpoint_id = checkpoint_id
         self.folder = root / checkpoint_id

@@ -22,14 +22,13 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from drugrepo_assets.files import write_bytes_atomic
+from drugrepo_assets.files import StoragePath, write_bytes_atomic
 from drugrepo_assets.ml.features.featurize import CompactMolecules
 from drugrepo_assets.screening.engine import ScreeningEngine
 from drugrepo_assets.screening.library import Featurised, LibraryShard, refuse
@@ -74,7 +73,7 @@ class TileReport:
         return self.molecules * self.targets
 
 
-def _file(root: Any, folder: str, name: str, suffix: str = "parquet") -> Any:
+def _file(root: StoragePath, folder: str, name: str, suffix: str = "parquet") -> StoragePath:
     return root / folder / f"{name}.{suffix}"
 
 
@@ -86,13 +85,13 @@ def _parquet(table: pa.Table | pd.DataFrame, row_group_size: int | None = None) 
     return buffer.getvalue()
 
 
-def _table(root: Any, folder: str, name: str) -> pd.DataFrame:
+def _table(root: StoragePath, folder: str, name: str) -> pd.DataFrame:
     """The Parquet table ``folder/name`` under ``root``."""
     with _file(root, folder, name).open("rb") as handle:
         return pd.read_parquet(handle)
 
 
-def read_marker(root: Any, tile: str) -> TileReport | None:
+def read_marker(root: StoragePath, tile: str) -> TileReport | None:
     """A tile's marker, or None when the tile is not done."""
     path = _file(root, TILES, tile, "json")
     if not path.exists():
@@ -100,29 +99,29 @@ def read_marker(root: Any, tile: str) -> TileReport | None:
     return TileReport(**json.loads(path.read_text()))
 
 
-def read_drugs(root: Any, shard: str) -> pd.DataFrame:
+def read_drugs(root: StoragePath, shard: str) -> pd.DataFrame:
     """A shard's scored molecules: ``drug_id, smiles`` in library order."""
     return _table(root, DRUGS, shard)
 
 
-def read_rejected(root: Any, shard: str) -> pd.DataFrame:
+def read_rejected(root: StoragePath, shard: str) -> pd.DataFrame:
     """A shard's refused rows."""
     return _table(root, REJECTED, shard)
 
 
-def read_logits(root: Any, tile: str, molecules: int, targets: int) -> np.ndarray:
+def read_logits(root: StoragePath, tile: str, molecules: int, targets: int) -> np.ndarray:
     """A tile's logits [molecules, targets] from its scores file."""
     with _file(root, SCORES, tile).open("rb") as handle:
         column = pq.read_table(handle, columns=["logit"]).column("logit").to_numpy()
     return column.reshape(targets, molecules).T
 
 
-def read_top(root: Any, tile: str) -> pd.DataFrame:
+def read_top(root: StoragePath, tile: str) -> pd.DataFrame:
     """A tile's best molecules per target: ``target_id, drug_id, smiles, logit, row``."""
     return _table(root, TOP, tile)
 
 
-def read_drug_top(root: Any, tile: str) -> pd.DataFrame:
+def read_drug_top(root: StoragePath, tile: str) -> pd.DataFrame:
     """A tile's best targets per molecule: ``row, col, logit`` (col: the target's place in its block)."""
     return _table(root, DRUG_TOP, tile)
 
@@ -146,7 +145,7 @@ class TileStats:
         return cls(np.full(t, n, np.int64), x.sum(0), (x * x).sum(0), np.full(n, t, np.int64), x.sum(1), (x * x).sum(1))
 
 
-def read_stats(root: Any, tile: str) -> TileStats:
+def read_stats(root: StoragePath, tile: str) -> TileStats:
     """A tile's logit statistics."""
     with _file(root, STATS, tile, "npz").open("rb") as handle:
         data = np.load(io.BytesIO(handle.read()), allow_pickle=False)
@@ -163,7 +162,9 @@ def drug_top(logits: np.ndarray, k: int) -> pd.DataFrame:
     return pd.DataFrame({"row": rows, "col": cols, "logit": logits[rows, cols]})
 
 
-def _write_summaries(root: Any, tile: str, scores: ShardScores, settings: TileSettings, stats: TileStats) -> None:
+def _write_summaries(
+    root: StoragePath, tile: str, scores: ShardScores, settings: TileSettings, stats: TileStats
+) -> None:
     write_bytes_atomic(_file(root, TOP, tile), _parquet(scores.top(settings.top)))
     if settings.top_per_drug is not None:
         write_bytes_atomic(_file(root, DRUG_TOP, tile), _parquet(drug_top(scores.logits, settings.top_per_drug)))
@@ -172,7 +173,7 @@ def _write_summaries(root: Any, tile: str, scores: ShardScores, settings: TileSe
     write_bytes_atomic(_file(root, STATS, tile, "npz"), buffer.getvalue())
 
 
-def _write_marker(root: Any, report: TileReport) -> None:
+def _write_marker(root: StoragePath, report: TileReport) -> None:
     record = asdict(report)
     record.pop("kept")
     write_bytes_atomic(_file(root, TILES, report.tile, "json"), json.dumps(record).encode())
@@ -182,7 +183,7 @@ def _settings(settings: TileSettings) -> dict[str, int | None]:
     return {"top": settings.top, "top_per_drug": settings.top_per_drug}
 
 
-def _kept(root: Any, tile: str, settings: TileSettings, block: TargetBlock) -> TileReport | None:
+def _kept(root: StoragePath, tile: str, settings: TileSettings, block: TargetBlock) -> TileReport | None:
     """A tile found done; summarised again from its logits when they were kept with other settings."""
     report = read_marker(root, tile)
     if report is None:
@@ -208,7 +209,7 @@ def score_tiles(
     shard: LibraryShard,
     shard_name: str,
     blocks: Sequence[TargetBlock],
-    root: Any,
+    root: StoragePath,
     settings: TileSettings,
     featurise: Callable[[], Featurised],
     terms: TargetTermStore | None = None,
@@ -251,7 +252,7 @@ def score_tile(
     drugs: pd.DataFrame,
     shard_name: str,
     block: TargetBlock,
-    root: Any,
+    root: StoragePath,
     settings: TileSettings,
     terms: TargetTermStore | None = None,
 ) -> TileReport:

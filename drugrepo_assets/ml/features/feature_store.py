@@ -20,13 +20,12 @@ import io
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 
 from drugrepo_assets.data.rules import MAX_DRUG_ATOMS, PROTEIN_ALPHABET, PROTEIN_MAX_LENGTH
-from drugrepo_assets.files import write_bytes_atomic
+from drugrepo_assets.files import StoragePath, write_bytes_atomic
 from drugrepo_assets.ml.features.dataset import MoleculeStore, PairData
 from drugrepo_assets.ml.features.featurize import ATOM_CODE_WIDTH, ATOM_FEATURE_DIM, CompactMolecules, compact_molecules
 from drugrepo_assets.ml.features.protein import encode_proteins
@@ -58,7 +57,7 @@ ONE_HOT_CODES = 5  # the atom code's leading columns: feature columns of one-hot
 class CorruptShardError(ValueError):
     """A feature shard that cannot be read, or whose arrays fail their checksum or the store's checks."""
 
-    def __init__(self, path: Any, reason: str) -> None:
+    def __init__(self, path: StoragePath, reason: str) -> None:
         super().__init__(f"feature shard {path}: {reason}")
         self.path = str(path)
 
@@ -73,7 +72,7 @@ def checksum(arrays: Mapping[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def _write_npz(path: Any, arrays: dict[str, np.ndarray]) -> None:
+def _write_npz(path: StoragePath, arrays: dict[str, np.ndarray]) -> None:
     """Write a compressed npz with its checksum, atomically (temp file, fsync, rename locally; one PUT on S3)."""
     buffer = io.BytesIO()
     # numpy's stub types every **kwds entry against allow_pickle as well; these are array names.
@@ -81,7 +80,7 @@ def _write_npz(path: Any, arrays: dict[str, np.ndarray]) -> None:
     write_bytes_atomic(path, buffer.getvalue())
 
 
-def _read_npz(path: Any) -> dict[str, np.ndarray]:
+def _read_npz(path: StoragePath) -> dict[str, np.ndarray]:
     """A shard's arrays, its checksum verified (when it has one); CorruptShardError naming it otherwise."""
     try:
         with path.open("rb") as handle, np.load(handle, allow_pickle=False) as npz:
@@ -117,7 +116,7 @@ class _ShardedStore:
 
     kind: str
 
-    def __init__(self, root: Any) -> None:
+    def __init__(self, root: StoragePath) -> None:
         self.dir = root / self.kind
         self._index: dict[str, str] | None = None
         self._verified: set[str] = set()
@@ -325,7 +324,7 @@ class ProteinCodeStore(_ShardedStore):
 class FeatureStore:
     """Drug graphs and protein codes under one root folder (local path or `UPath`)."""
 
-    def __init__(self, root: Any) -> None:
+    def __init__(self, root: StoragePath) -> None:
         self.root = root
         self.drugs = DrugGraphStore(root)
         self.proteins = ProteinCodeStore(root)
