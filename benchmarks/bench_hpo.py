@@ -28,7 +28,7 @@ from dagster import (
     reconstructable,
 )
 
-from drugrepo_assets.resources import TINY_PROFILE
+from drugrepo_assets.lib.resources import TINY_PROFILE
 
 INSTANCE_YAML = "telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 2\n"
 PROFILE = TINY_PROFILE.model_dump()
@@ -69,7 +69,7 @@ def _resources_config(base: Path, threads: int, trials: int, study: str) -> dict
 def _prepare(base: Path, instance: DagsterInstance) -> None:
     """Materialise the data and feature stages of the human partition once (not timed)."""
     from drugrepo_assets.definitions import all_asset_checks, all_assets
-    from drugrepo_assets.environments import asset_resources
+    from drugrepo_assets.lib.environments import asset_resources
 
     resources = asset_resources("local", base)
     selection = AssetSelection.assets("dataset_splits", "drug_graphs", "protein_encodings").upstream()

@@ -1,6 +1,6 @@
 """One Dagster tile op's rates on this machine: the figures the README's k8s arithmetic starts from.
 
-Runs the `score_tile` op of `drugrepo_assets.assets.screening_tiles` directly (no run, no step process), on
+Runs the `score_tile` op of `drugrepo_assets.defs.screening.screening_tiles` directly (no run, no step process), on
 raw shards stored as `screening_library` stores them, against one target block, with the golden
 checkpoint:
 
@@ -61,8 +61,8 @@ def _targets(n: int) -> pd.DataFrame:
 
 
 def _record(checkpoint: Path) -> Any:
+    from drugrepo_assets.lib.records import CheckpointRecord
     from drugrepo_assets.ml.model.checkpoint import load_checkpoint
-    from drugrepo_assets.records import CheckpointRecord
 
     checkpoint_id = str(load_checkpoint(str(checkpoint)).checkpoint_id)
     return CheckpointRecord.imported(str(checkpoint), checkpoint_id, dataset="human", profile="golden")
@@ -72,12 +72,12 @@ def measure(molecules: int, targets: int, folder: Path) -> dict[str, Any]:
     """Two tiles of ``molecules`` × ``targets`` (terms computed, then read) and featurisation alone."""
     from dagster import build_op_context
 
-    from drugrepo_assets.assets.screening_tiles import TileTask, blocks_of, library_root, score_tile
-    from drugrepo_assets.resources import ScreeningSettings
+    from drugrepo_assets.defs.screening.screening_tiles import TileTask, blocks_of, library_root, score_tile
+    from drugrepo_assets.lib.resources import ScreeningSettings
+    from drugrepo_assets.lib.storage import StorageResource
     from drugrepo_assets.screening.library import FeaturePool, default_workers
     from drugrepo_assets.screening.native import kernel_info
     from drugrepo_assets.screening.stored_library import read_shard, store_file
-    from drugrepo_assets.storage import StorageResource
 
     storage = StorageResource(base_path=str(folder / "storage"))
     library = str(_library(molecules))

@@ -1,12 +1,13 @@
-"""`defs` of the asset code location, for the deployment `drugrepo_assets.environments` names (``DRUGREPO_ENV``).
+"""`defs` of the asset code location, for the deployment `drugrepo_assets.lib.environments` names (``DRUGREPO_ENV``).
 
-The resources are that environment's (`environments.asset_resources`), with ``DRUGREPO_GPU_IMAGE`` in
-staging/prod (the image of the GPU step pods, see `drugrepo_assets.k8s`). ``DRUGREPO_TRAINING_PROFILE``
-(``demo``, ``full`` or ``tiny``) overrides the environment's training profile, e.g. ``tiny`` for the
-end-to-end UI test; ``DRUGREPO_EXECUTOR=in_process`` (local only) runs each run's steps in one process
-instead of a process per step (the UI test: no per-step imports of torch and RDKit).
-``DRUGREPO_RETRAIN_CRON`` (a setting of each environment's drugrepo.env) times the retraining schedule
-(`drugrepo_assets.schedules`).
+Every asset, check, job and sensor is found in `drugrepo_assets.defs` (one folder per stage, see `load_defs_package`);
+this module adds what holds for the whole location in one environment. The resources are that
+environment's (`environments.asset_resources`), with ``DRUGREPO_GPU_IMAGE`` in staging/prod (the image of
+the GPU step pods, see `drugrepo_assets.lib.k8s`). ``DRUGREPO_TRAINING_PROFILE`` (``demo``, ``full`` or
+``tiny``) overrides the environment's training profile, e.g. ``tiny`` for the end-to-end UI test;
+``DRUGREPO_EXECUTOR=in_process`` (local only) runs each run's steps in one process instead of a process per
+step (the UI test: no per-step imports of torch and RDKit). ``DRUGREPO_RETRAIN_CRON`` (a setting of each
+environment's drugrepo.env) times the retraining schedule (`drugrepo_assets.lib.schedules`).
 """
 
 from __future__ import annotations
@@ -15,24 +16,26 @@ import os
 from typing import Any
 
 from dagster import (
-    AssetSelection,
+    AssetChecksDefinition,
+    AssetsDefinition,
     Definitions,
     ExecutorDefinition,
-    define_asset_job,
     in_process_executor,
-    load_asset_checks_from_modules,
-    load_assets_from_modules,
 )
 
-from drugrepo_assets import checks
-from drugrepo_assets.assets import features, hpo, raw, screening, splits, training, validated
-from drugrepo_assets.automation import automation_sensor
-from drugrepo_assets.environments import ENV_VAR, asset_resources, current_env
-from drugrepo_assets.k8s import executor_for
-from drugrepo_assets.notifications import slack_on_materialization, slack_on_run_failure
-from drugrepo_assets.resources import PROFILES, TINY_PROFILE, ScreeningSettings
-from drugrepo_assets.schedules import DEFAULT_RETRAIN_CRON, RETRAIN_CRON_VAR, retrain_schedule
-from drugrepo_assets.sensors import ingest_job, landing_sensor, retrain_job, retrain_sensor
+import drugrepo_assets.defs
+from drugrepo_assets.lib.defs_loader import load_defs_package
+from drugrepo_assets.lib.environments import ENV_VAR, asset_resources, current_env
+from drugrepo_assets.lib.k8s import executor_for
+from drugrepo_assets.lib.resources import PROFILES, TINY_PROFILE, ScreeningSettings
+from drugrepo_assets.lib.schedules import DEFAULT_RETRAIN_CRON, RETRAIN_CRON_VAR, retrain_schedule
+
+__all__ = [
+    "all_asset_checks",
+    "all_assets",
+    "build_defs",
+    "defs",
+]
 
 SMOKE_SCREENING = ScreeningSettings(max_library=200)
 """Screening settings of smoke tests: 200 molecules × the default targets."""
@@ -40,35 +43,13 @@ SMOKE_SCREENING = ScreeningSettings(max_library=200)
 PROFILE_VAR = "DRUGREPO_TRAINING_PROFILE"
 EXECUTOR_VAR = "DRUGREPO_EXECUTOR"
 
-all_assets = load_assets_from_modules([raw, validated, splits, features, training, hpo, screening])
-all_asset_checks = load_asset_checks_from_modules([checks])
 
-HPO = AssetSelection.assets("hpo_study")
-SCREENING = AssetSelection.groups("screening")
-SCREENING_INPUTS = AssetSelection.assets(
-    "screening_library", "screening_library_rejected", "screening_targets", "screening_targets_rejected"
-)
-
-materialize_all_job = define_asset_job(
-    "materialize_all_job",
-    selection=AssetSelection.all() - HPO - SCREENING,
-    description="Ingest to evaluation, with the checks, for one dataset partition (no HPO study, no screening).",
-)
-screening_inputs_job = define_asset_job(
-    "screening_inputs_job",
-    selection=SCREENING_INPUTS,
-    description="The screening library and targets (from every dataset's features, or the configured files).",
-)
-screening_job = define_asset_job(
-    "screening_job",
-    selection=SCREENING - SCREENING_INPUTS,
-    description="Screen the library against the targets with one dataset's checkpoint; the candidates.",
-)
-hpo_job = define_asset_job(
-    "hpo_job",
-    selection=HPO,
-    description="Run the HPO study's trials (in parallel steps) for one dataset partition.",
-)
+loaded = load_defs_package(drugrepo_assets.defs)
+"""Every asset, check, job and sensor under `drugrepo_assets.defs`."""
+all_assets = [a for a in loaded.assets or [] if isinstance(a, AssetsDefinition)]
+"""The location's assets (no checks), for `materialize` in tests and benchmarks."""
+all_asset_checks = [c for c in loaded.asset_checks or [] if isinstance(c, AssetChecksDefinition)]
+"""The location's asset checks."""
 
 
 def _executor(env: str, executor: str | None) -> ExecutorDefinition:
@@ -101,15 +82,12 @@ def build_defs(
     ``retrain_cron`` times the retraining schedule (default `DEFAULT_RETRAIN_CRON`).
     """
     resources = asset_resources(env, **_profile_overrides(profile))
-    return Definitions(
-        assets=all_assets,
-        asset_checks=all_asset_checks,
-        jobs=[materialize_all_job, screening_inputs_job, screening_job, hpo_job, ingest_job, retrain_job],
-        sensors=[landing_sensor, retrain_sensor, automation_sensor, slack_on_materialization, slack_on_run_failure],
+    policies = Definitions(
         schedules=[retrain_schedule(env, retrain_cron or DEFAULT_RETRAIN_CRON)],
         resources=resources,
         executor=_executor(env, executor),
     )
+    return Definitions.merge(loaded, policies)
 
 
 defs = build_defs(

@@ -18,9 +18,10 @@ from typing import Any
 
 from dagster import DagsterError, DagsterInstance, ExecuteInProcessResult
 
-from drugrepo_assets.definitions import defs, materialize_all_job, screening_inputs_job, screening_job
-from drugrepo_assets.partitions import dataset_partitions
-from drugrepo_assets.resources import PROFILES
+from drugrepo_assets.definitions import defs
+from drugrepo_assets.defs.automation.jobs import materialize_all_job, screening_inputs_job, screening_job
+from drugrepo_assets.lib.partitions import dataset_partitions
+from drugrepo_assets.lib.resources import PROFILES
 
 _STAGES = (
     "raw_pairs",

@@ -21,11 +21,12 @@ from dagster import (
     evaluate_automation_conditions,
 )
 
-from drugrepo_assets.automation import automation_sensor
-from drugrepo_assets.definitions import all_asset_checks, all_assets, hpo_job, materialize_all_job
-from drugrepo_assets.notifications import SlackNotifier, slack_on_materialization, slack_on_run_failure
-from drugrepo_assets.sensors import LandingZone, RetrainPolicy, ingest_job, landing_sensor, retrain_job, retrain_sensor
-from drugrepo_assets_tests.assets.training_setup import resources as training_resources
+from drugrepo_assets.definitions import all_asset_checks, all_assets
+from drugrepo_assets.defs.automation.automation import automation_sensor
+from drugrepo_assets.defs.automation.jobs import hpo_job, ingest_job, materialize_all_job, retrain_job
+from drugrepo_assets.defs.automation.notifications import SlackNotifier, slack_on_materialization, slack_on_run_failure
+from drugrepo_assets.defs.automation.sensors import LandingZone, RetrainPolicy, landing_sensor, retrain_sensor
+from drugrepo_assets_tests.defs.training.training_setup import resources as training_resources
 
 REFRESHED = ("validated_pairs", "rejected_pairs", "dataset_splits", "drug_graphs", "protein_encodings")
 

@@ -75,7 +75,7 @@ def test_settings_secrets_and_request_logs_agree(env: str, monkeypatch: pytest.M
     assert api.keys() == ["key-a", "key-b"] and api.mlflow_tracking_uri == settings["MLFLOW_TRACKING_URI"]
     assert api.redis_url, "several replicas need Redis for one cache and one rate limit"
     # Every replica writes its own objects to the environment's bucket; drift_report reads the same
-    # prefix through DRUGREPO_REQUEST_LOG_DIR (environments.py): no shared volume to mount.
+    # prefix through DRUGREPO_REQUEST_LOG_DIR (lib/environments.py): no shared volume to mount.
     bucket = settings["DRUGREPO_STORAGE_URI"].split("/")[2]
     assert api.request_log_dir == f"s3://{bucket}/requests"
     assert "volumeMounts" not in container and "volumes" not in pod
@@ -85,5 +85,5 @@ def test_settings_secrets_and_request_logs_agree(env: str, monkeypatch: pytest.M
         if d["dagsterApiGrpcArgs"][-1] == "drugrepo_assets.serving.definitions"
     ]
     assert "volumes" not in serving and "volumeMounts" not in serving
-    environments = (REPO / "drugrepo_assets" / "environments.py").read_text()
+    environments = (REPO / "drugrepo_assets" / "lib" / "environments.py").read_text()
     assert 'DriftSettings(request_log_dir=EnvVar("DRUGREPO_REQUEST_LOG_DIR"))' in environments

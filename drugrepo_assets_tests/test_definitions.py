@@ -19,9 +19,9 @@ from dagster import (
 
 from drugrepo_assets.data.sources import DATASETS
 from drugrepo_assets.definitions import build_defs, defs
-from drugrepo_assets.environments import ENVIRONMENTS, asset_resources
-from drugrepo_assets.schedules import RETRAIN_CRON_VAR
-from drugrepo_assets.sensors import RETRAIN_REASON_TAG, retrain_decision
+from drugrepo_assets.defs.automation.sensors import RETRAIN_REASON_TAG, retrain_decision
+from drugrepo_assets.lib.environments import ENVIRONMENTS, asset_resources
+from drugrepo_assets.lib.schedules import RETRAIN_CRON_VAR
 from drugrepo_assets_tests.test_deployments import read_env_file
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,7 +1,8 @@
 """A declared dependency is used; a used module is declared: pyproject's ``[project] dependencies`` against
 every import of the package (its modules' syntax trees), and the images' constraints against both. The layers
 hold: the serving location never reaches the API, and the core (data, ml, screening, files, location, request
-records) never reaches Dagster, directly or through another module of the package."""
+records) never reaches Dagster, directly or through another module of the package, nor any of the Dagster layers
+(lib/, defs/ and the definitions modules)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from collections import defaultdict
 from functools import cache
 from importlib.metadata import packages_distributions
 from pathlib import Path
+
+import pytest
 
 import drugrepo_assets
 
@@ -118,7 +121,7 @@ def test_the_module_walk_sees_the_package_and_its_imports() -> None:
     graph = _module_imports()
     assert "drugrepo_assets.request_records" in _reached("drugrepo_assets.serving.challenger")
     assert "drugrepo_assets.api.request_log" in _reached("drugrepo_assets.api.app")
-    assert "dagster" in graph["drugrepo_assets.serving.assets"]
+    assert "dagster" in graph["drugrepo_assets.serving.defs.assets"]
 
 
 def test_the_serving_location_does_not_import_the_api() -> None:
@@ -149,6 +152,33 @@ def test_the_core_imports_no_dagster() -> None:
     assert {m: found for m, found in reaching.items() if found} == {}
 
 
+DAGSTER_LAYERS = (
+    "drugrepo_assets.lib",
+    "drugrepo_assets.defs",
+    "drugrepo_assets.definitions",
+    "drugrepo_assets.serving.defs",
+    "drugrepo_assets.serving.definitions",
+)
+"""The Dagster layers: shared pieces that are not definitions (lib), each code location's definitions (defs)
+and the modules that load them (definitions)."""
+
+
+def test_the_core_imports_no_dagster_layer() -> None:
+    reaching = {
+        module: sorted(m for m in _reached(module) if _within(m, *DAGSTER_LAYERS))
+        for module in _module_imports()
+        if _within(module, *CORE)
+    }
+    assert {m: found for m, found in reaching.items() if found} == {}
+
+
+@pytest.mark.parametrize("layer", DAGSTER_LAYERS)
+def test_each_dagster_layer_exists_and_imports_dagster(layer: str) -> None:
+    graph = _module_imports()
+    modules = [m for m in graph if _within(m, layer)]
+    assert any(name.split(".")[0] == "dagster" for m in modules for name in graph[m]), f"{layer}: {modules}"
+
+
 def _providers() -> dict[str, set[str]]:
     """Top-level module → the (normalized) installed distributions that provide it."""
     return {module: {_normalized(d) for d in dists} for module, dists in packages_distributions().items()}
@@ -156,7 +186,7 @@ def _providers() -> dict[str, set[str]]:
 
 def test_the_walk_sees_imports_in_functions_and_type_checking_blocks() -> None:
     imports = _imports()
-    assert "drugrepo_assets/resources.py" in imports["optuna"]  # only imported inside methods and TYPE_CHECKING
+    assert "drugrepo_assets/lib/resources.py" in imports["optuna"]  # only imported inside methods and TYPE_CHECKING
     assert "drugrepo_assets/files.py" in imports["upath"]
     assert not {"os", "json", "__future__", "drugrepo_assets", "_typeshed"} & set(imports)
 

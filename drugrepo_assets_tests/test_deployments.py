@@ -32,13 +32,13 @@ from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
 from dagster_k8s import K8sRunLauncher
 from dagster_postgres.utils import pg_config
 
-from drugrepo_assets.assets.raw import raw_pairs
-from drugrepo_assets.assets.splits import dataset_splits
-from drugrepo_assets.assets.validated import validated_and_rejected_pairs
-from drugrepo_assets.environments import asset_resources
-from drugrepo_assets.io_managers import ParquetIOManager
-from drugrepo_assets.k8s import GPU_IMAGE_ENV, GPU_POOL
-from drugrepo_assets.resources import DataSourceResource, SplitSettings
+from drugrepo_assets.defs.ingest.raw import raw_pairs
+from drugrepo_assets.defs.ingest.splits import dataset_splits
+from drugrepo_assets.defs.ingest.validated import validated_and_rejected_pairs
+from drugrepo_assets.lib.environments import asset_resources
+from drugrepo_assets.lib.io_managers import ParquetIOManager
+from drugrepo_assets.lib.k8s import GPU_IMAGE_ENV, GPU_POOL
+from drugrepo_assets.lib.resources import DataSourceResource, SplitSettings
 from drugrepo_assets_tests.data.servers import S3Bucket, moto_endpoint, s3_bucket
 from drugrepo_assets_tests.postgres import Postgres, postgres_server
 from drugrepo_assets_tests.samples import OFFLINE_KUBECONFIG, write_sample_source

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from drugrepo_assets.k8s import CPU_STEP_K8S_CONFIG, GPU_IMAGE_ENV, GPU_NODE_SELECTOR, GPU_OP_TAGS, GPU_TOLERATIONS
+from drugrepo_assets.lib.k8s import CPU_STEP_K8S_CONFIG, GPU_IMAGE_ENV, GPU_NODE_SELECTOR, GPU_OP_TAGS, GPU_TOLERATIONS
 from drugrepo_assets_tests.terraform import UNKNOWN, Instance, ResourceValue, Unknown, has_unknown, parse
 from drugrepo_assets_tests.test_deployments import read_env_file
 from drugrepo_assets_tests.test_helm import values as helm_values
@@ -61,7 +61,7 @@ def node_groups(env: str) -> dict[str, ResourceValue]:
 
 
 def gpu_node_groups(env: str) -> dict[str, ResourceValue]:
-    """The node groups GPU steps select (drugrepo_assets.k8s.GPU_NODE_SELECTOR): the GPU pool."""
+    """The node groups GPU steps select (drugrepo_assets.lib.k8s.GPU_NODE_SELECTOR): the GPU pool."""
     return {
         address: group
         for address, group in node_groups(env).items()
@@ -70,7 +70,7 @@ def gpu_node_groups(env: str) -> dict[str, ResourceValue]:
 
 
 def helm_asks_for_gpu_nodes(env: str) -> bool:
-    """Whether helm/values-<env>.yaml runs GPU steps on their own image (drugrepo_assets.k8s GPU op tags)."""
+    """Whether helm/values-<env>.yaml runs GPU steps on their own image (drugrepo_assets.lib.k8s GPU op tags)."""
     if not (REPO / "helm" / f"values-{env}.yaml").exists():
         return False
     deployments = helm_values(env)["dagster-user-deployments"]["deployments"]

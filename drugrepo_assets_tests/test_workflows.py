@@ -27,8 +27,8 @@ import pytest
 import yaml
 
 from drugrepo_assets.cli import build_parser
-from drugrepo_assets.partitions import dataset_partitions
-from drugrepo_assets.sensors import ingest_job
+from drugrepo_assets.defs.automation.jobs import ingest_job
+from drugrepo_assets.lib.partitions import dataset_partitions
 from drugrepo_assets_tests.api.servers import Api, running_api
 from drugrepo_assets_tests.conftest import GOLDEN_DIR
 from drugrepo_assets_tests.test_docker import DOCKERFILES

@@ -22,13 +22,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from drugrepo_assets.lib.records import OnlineComparison, VersionMetrics
 from drugrepo_assets.ml.features.dataset import PairData
 from drugrepo_assets.ml.model.drugban import DrugBAN
 from drugrepo_assets.ml.training.pipeline import evaluate_model
-from drugrepo_assets.records import OnlineComparison, VersionMetrics
 from drugrepo_assets.request_records import CHALLENGER, CHAMPION, ROLES, SHADOW, RequestRecord
+from drugrepo_assets.serving.defs.resources import ChallengerSettings
 from drugrepo_assets.serving.drift import compare
-from drugrepo_assets.serving.resources import ChallengerSettings
 
 PAIR_KEYS: tuple[str, ...] = ("request_id", "pair")
 """Fields of a request-log record that join a shadow record to the champion's record of the same pair."""

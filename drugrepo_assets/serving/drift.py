@@ -15,8 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from drugrepo_assets.lib.records import ColumnDrift, DriftSummary
 from drugrepo_assets.ml.features.descriptors import DESCRIPTOR_COLUMNS
-from drugrepo_assets.records import ColumnDrift, DriftSummary
 
 
 def _column_drift(config: dict[str, Any], value: float) -> ColumnDrift:

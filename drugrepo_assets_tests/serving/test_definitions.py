@@ -11,8 +11,8 @@ import yaml
 from dagster import AssetKey, AssetMaterialization, DefaultScheduleStatus, build_schedule_context, instance_for_test
 
 from drugrepo_assets.definitions import defs as asset_defs
-from drugrepo_assets.environments import ENVIRONMENTS, serving_resources
-from drugrepo_assets.schedules import CHALLENGER_CRON_VAR
+from drugrepo_assets.lib.environments import ENVIRONMENTS, serving_resources
+from drugrepo_assets.lib.schedules import CHALLENGER_CRON_VAR
 from drugrepo_assets.serving.definitions import build_defs
 from drugrepo_assets.serving.definitions import defs as serving_defs
 from drugrepo_assets_tests.test_deployments import read_env_file

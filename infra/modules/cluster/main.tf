@@ -137,7 +137,7 @@ resource "aws_eks_node_group" "cpu" {
 }
 
 # GPU steps select nvidia.com/gpu.present=true and tolerate the nvidia.com/gpu taint
-# (drugrepo_assets.k8s.GPU_NODE_SELECTOR and GPU_TOLERATIONS); nothing else lands here.
+# (drugrepo_assets.lib.k8s.GPU_NODE_SELECTOR and GPU_TOLERATIONS); nothing else lands here.
 resource "aws_eks_node_group" "gpu" {
   count           = var.enable_gpu_pool ? 1 : 0
   cluster_name    = aws_eks_cluster.this.name

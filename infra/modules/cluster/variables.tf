@@ -39,7 +39,7 @@ variable "enable_gpu_pool" {
 }
 
 variable "gpu_pool" {
-  description = "The GPU node group: one node per GPU step (drugrepo_assets.k8s.GPU_OP_TAGS), scaled from zero."
+  description = "The GPU node group: one node per GPU step (drugrepo_assets.lib.k8s.GPU_OP_TAGS), scaled from zero."
   type = object({
     instance_type = string
     max_size      = number
