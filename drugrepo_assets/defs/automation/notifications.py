@@ -14,7 +14,6 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -37,6 +36,7 @@ from pydantic import Field
 from slack_sdk.web.client import WebClient
 
 from drugrepo_assets.defs.automation.sensors import LANDING_FILES_TAG, PARTITION_TAG
+from drugrepo_assets.location import local_path
 
 NOTIFY_ASSETS: tuple[str, ...] = (
     "drugban_checkpoint",
@@ -119,10 +119,9 @@ class SlackNotifier(SlackResource):
 
 
 def object_uri(location: str) -> str:
-    """An object's URI: ``s3://...`` (any URL) as it is, a local path as ``file://``."""
-    if "://" in location:
-        return location
-    return Path(location).resolve().as_uri()
+    """An object's URI: ``s3://...`` (any remote location) as it is, a local path as ``file://``."""
+    path = local_path(location)
+    return location if path is None else path.resolve().as_uri()
 
 
 def _metadata_values(metadata: Mapping[str, Any]) -> dict[str, Any]:

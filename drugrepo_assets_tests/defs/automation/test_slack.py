@@ -32,6 +32,7 @@ from dagster import (
 from drugrepo_assets.defs.automation.notifications import (
     SlackMessage,
     SlackNotifier,
+    object_uri,
     slack_on_materialization,
     slack_on_run_failure,
 )
@@ -267,3 +268,12 @@ def test_without_a_token_nothing_is_sent_and_one_warning_is_logged(
     assert len(receiver.requests) == before
     warning = "no Slack token configured: messages to #no-token-test are not sent"
     assert [r.getMessage() for r in caplog.records] == [warning]
+
+
+def test_links_to_stored_objects_keep_remote_uris_and_turn_local_paths_into_file_uris(tmp_path: Path) -> None:
+    """A link's URI is asked of location.py: ``s3a://`` and ``bundled:`` stay as written, ``file:`` and paths are files."""
+    assert object_uri("s3://bucket/scores/human.parquet") == "s3://bucket/scores/human.parquet"
+    assert object_uri("s3a://bucket/top.csv") == "s3a://bucket/top.csv"
+    assert object_uri("bundled:human") == "bundled:human"
+    assert object_uri(str(tmp_path / "top.csv")) == (tmp_path / "top.csv").resolve().as_uri()
+    assert object_uri((tmp_path / "a b.csv").as_uri()) == (tmp_path / "a b.csv").resolve().as_uri()
