@@ -144,22 +144,12 @@ def registered_model(
     client = mlflow_tracking.client()
     source = checkpoint_source(client, ckpt.mlflow_run_id, storage.local_copy(ckpt.checkpoint))
     auroc = model_evaluation.test.auroc
-    tags = {
-        "dataset": dataset,
-        "strategy": ckpt.strategy,
-        "profile": ckpt.profile,
-        "checkpoint_uri": ckpt.checkpoint,
-        CHECKPOINT_ID_TAG: ckpt.checkpoint_id,
-        "test_auroc": f"{auroc:.6f}",
-        "dagster.training_run_id": ckpt.dagster_run_id,
-        "dagster.run_id": context.run.run_id,
-    }
     version, created = register_checkpoint(
         client,
         name,
         source,
         ckpt.mlflow_run_id,
-        tags,
+        _version_tags(ckpt, dataset, auroc, context.run.run_id),
         description=f"DrugBAN {dataset}/{ckpt.strategy}, test AUROC {auroc:.4f}",
     )
     gates_passed = same_checkpoint and all(o.passed for o in outcomes)
@@ -206,6 +196,20 @@ def registered_model(
             "mlflow_run": MetadataValue.url(ckpt.mlflow_run_url),
         },
     )
+
+
+def _version_tags(ckpt: CheckpointRecord, dataset: str, test_auroc: float, run_id: str) -> dict[str, str]:
+    """The tags of a registered version: where its checkpoint comes from (dataset, run, file, id) and its test AUROC."""
+    return {
+        "dataset": dataset,
+        "strategy": ckpt.strategy,
+        "profile": ckpt.profile,
+        "checkpoint_uri": ckpt.checkpoint,
+        CHECKPOINT_ID_TAG: ckpt.checkpoint_id,
+        "test_auroc": f"{test_auroc:.6f}",
+        "dagster.training_run_id": ckpt.dagster_run_id,
+        "dagster.run_id": run_id,
+    }
 
 
 def _place_passing_version(client: "MlflowClient", name: str, version: str, settings: RegistrySettings) -> str:
