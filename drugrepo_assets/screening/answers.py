@@ -23,11 +23,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from drugrepo_assets.files import StoragePath
 from drugrepo_assets.ml.evaluate import sigmoid
 from drugrepo_assets.ml.model.calibration import CALIBRATED_COLUMN, Temperature
 from drugrepo_assets.screening.plan import TargetBlock, tile_name
@@ -101,7 +101,7 @@ class _Pairs:
 
 
 def build_answers(
-    root: Any,
+    root: StoragePath,
     shards: Sequence[str],
     blocks: Sequence[TargetBlock],
     settings: TileSettings,
@@ -144,7 +144,9 @@ class _Axes:
     d_sq: np.ndarray
 
     @classmethod
-    def read(cls, root: Any, shards: Sequence[str], blocks: Sequence[TargetBlock], counts: Sequence[int]) -> _Axes:
+    def read(
+        cls, root: StoragePath, shards: Sequence[str], blocks: Sequence[TargetBlock], counts: Sequence[int]
+    ) -> _Axes:
         """Both axes' sums from the tiles' statistics (`tiles.read_stats`), a tile at a time."""
         target_ids = [t for b in blocks for t in b.ids]
         n_targets = len(target_ids)
@@ -255,7 +257,7 @@ def _axis_higher(group: np.ndarray, logits: np.ndarray) -> np.ndarray:
     return higher
 
 
-def _shard_molecules(root: Any, shard: str, blocks: Sequence[TargetBlock]) -> int:
+def _shard_molecules(root: StoragePath, shard: str, blocks: Sequence[TargetBlock]) -> int:
     """Molecules of ``shard``, from its first tile's marker; ValueError when that tile is not done."""
     marker = read_marker(root, tile_name(shard, blocks[0].name))
     if marker is None:
@@ -263,7 +265,7 @@ def _shard_molecules(root: Any, shard: str, blocks: Sequence[TargetBlock]) -> in
     return marker.molecules
 
 
-def _per_target(root: Any, shards: Sequence[str], blocks: Sequence[TargetBlock], top: int) -> _Pairs:
+def _per_target(root: StoragePath, shards: Sequence[str], blocks: Sequence[TargetBlock], top: int) -> _Pairs:
     """The best ``top`` molecules of every target, target by target in list order (ties: library order)."""
     parts = []
     for block in blocks:
@@ -281,7 +283,7 @@ def _per_target(root: Any, shards: Sequence[str], blocks: Sequence[TargetBlock],
 
 
 def _per_drug(
-    root: Any, shards: Sequence[str], blocks: Sequence[TargetBlock], counts: Sequence[int], top: int
+    root: StoragePath, shards: Sequence[str], blocks: Sequence[TargetBlock], counts: Sequence[int], top: int
 ) -> _Pairs:
     """The best ``top`` targets of every molecule, molecule by molecule in library order (ties: target order)."""
     parts = []
@@ -315,7 +317,7 @@ def _concat(parts: Sequence[_Pairs]) -> _Pairs:
 
 
 def _cross_counts(
-    root: Any,
+    root: StoragePath,
     shards: Sequence[str],
     blocks: Sequence[TargetBlock],
     counts: Sequence[int],
@@ -350,7 +352,7 @@ class _DrugNames:
     """Molecule ids and SMILES by (shard position, row). No shard's table is held between lookups, so
     memory does not grow with the library."""
 
-    def __init__(self, root: Any, shards: Sequence[str]) -> None:
+    def __init__(self, root: StoragePath, shards: Sequence[str]) -> None:
         self.root, self.shards = root, shards
 
     def lookup(self, shard: np.ndarray, row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
