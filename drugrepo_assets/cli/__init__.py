@@ -1,8 +1,9 @@
 """The ``drugrepo`` command line: a thin layer over the core, one module per command.
 
 Each command module (``validate``, ``split``, ``train``, ``export_features``, ``predict``, ``screen``, ``serve``,
-``import_checkpoint``, ``rollback``, ``info``) has ``add_parser(subparsers)``, which registers the command and its ``run(args) -> int``;
-what they share is in ``common``. Every command reads what the others write: pair tables as CSV or
+``import_checkpoint``, ``rollback``, ``info``) has ``add_parser(subparsers)``, which registers the command and its
+``run(args) -> int`` (`common.add_command`); a run refuses by raising `common.CommandError`, which ``add_command``
+alone turns into the one error line and the exit code. What the commands share is in ``common``. Every command reads what the others write: pair tables as CSV or
 Parquet under our column names or the reference's (`data.columns`), checkpoints from ``train``.
 """
 

@@ -1,21 +1,27 @@
-"""What the ``drugrepo`` commands share: exit codes, the one-line error, argparse types, the ``--out``
-and ``--device`` checks, checkpoint loading and the input locations (``bundled:`` names).
+"""What the ``drugrepo`` commands share: registration (`add_command`) and the one place where a refusal
+(`CommandError`, and the exceptions `refused` maps to it) becomes the one-line error and the exit code;
+argparse types and the options several commands take; the ``--out`` and ``--device`` checks, checkpoint
+loading and the input locations (``bundled:`` names).
 
-Only the standard library is imported here at module level, so that ``drugrepo --help`` stays fast;
-pandas, RDKit and torch are imported by the functions that need them.
+Only the standard library (and the plain-Python `TrainConfig`) is imported here at module level, so that
+``drugrepo --help`` stays fast; pandas, RDKit and torch are imported by the functions that need them.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import stat
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
+
+from drugrepo_assets.ml.training.train_config import TrainConfig
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,25 +35,38 @@ __all__ = [
     "EXIT_BAD_INPUT",
     "EXIT_FAILURE",
     "EXIT_OK",
+    "CommandError",
+    "Run",
     "Subparsers",
+    "add_command",
+    "add_pair_inputs",
     "add_s3_endpoint",
+    "add_torch_options",
+    "check_checkpoint_file",
     "check_local_out",
     "check_out",
+    "checkpoint_errors",
     "checkpoint_failure",
     "checkpoint_problem",
     "error",
     "first_line",
     "is_remote",
     "load_model",
+    "message_line",
     "out_problem",
     "out_suffix",
     "out_target",
+    "pair_inputs_problem",
     "positive_float",
     "positive_int",
     "read_input_pairs",
+    "refused",
     "resolve_input",
+    "split_strategy",
     "torch_device",
+    "unreadable_input",
     "write_table",
+    "writing_output",
 ]
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
@@ -60,10 +79,92 @@ EXIT_BAD_INPUT = 2
 Subparsers = argparse._SubParsersAction
 """The object ``add_subparsers`` returns; each command module's ``add_parser`` registers on it."""
 
+Run = Callable[[argparse.Namespace], int]
+"""A command's ``run(args)``, which returns the exit status."""
+
+_E = TypeVar("_E", bound=Exception)
+
+
+class CommandError(Exception):
+    """A command's refusal, raised anywhere in its run: printed as its one error line (`error`), exit ``status``."""
+
+    def __init__(self, message: str, status: int = EXIT_BAD_INPUT) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 def error(command: str, message: str) -> None:
     """Print the one error line of a command: ``drugrepo COMMAND: error: MESSAGE``."""
     print(f"drugrepo {command}: error: {message}", file=sys.stderr)
+
+
+def add_command(
+    subparsers: Subparsers,
+    name: str,
+    run: Run,
+    usage: Callable[[argparse.Namespace], str | None] | None = None,
+    **kwargs: Any,
+) -> argparse.ArgumentParser:
+    """Register command ``name`` (``kwargs`` as ``add_parser`` takes them) to run ``run``; ``usage`` says why
+    the options given are a usage error argparse cannot see itself (None when they are not)."""
+    parser = subparsers.add_parser(name, **kwargs)
+    parser.set_defaults(func=functools.partial(_run_command, parser, name, run, usage))
+    return parser
+
+
+def _run_command(
+    parser: argparse.ArgumentParser,
+    name: str,
+    run: Run,
+    usage: Callable[[argparse.Namespace], str | None] | None,
+    args: argparse.Namespace,
+) -> int:
+    """Run a command: a ``usage`` problem is argparse's usage error (exit 2), a `CommandError` its one line and
+    status. The one place where a command's refusal becomes what the user sees."""
+    if usage is not None and (problem := usage(args)) is not None:
+        parser.error(problem)
+    try:
+        return run(args)
+    except CommandError as exc:
+        error(name, str(exc))
+        return exc.status
+
+
+@contextmanager
+def refused(*kinds: type[_E], status: int = EXIT_BAD_INPUT, say: Callable[[_E], str] = str) -> Iterator[None]:
+    """Inside it, an exception of ``kinds`` is the command's refusal: a `CommandError` saying ``say(exc)``
+    (one line, never a traceback), exit ``status``."""
+    try:
+        yield
+    except kinds as exc:
+        raise CommandError(say(exc), status) from exc
+
+
+def message_line(exc: BaseException) -> str:
+    """The first line of an exception's message as it is (pydantic's and MLflow's run on for many lines)."""
+    return str(exc).splitlines()[0]
+
+
+@contextmanager
+def unreadable_input(given: str | None = None) -> Iterator[None]:
+    """Inside it, an input that cannot be used is refused (exit 2): an `InputFileError` names its file itself,
+    a ValueError (an unknown ``bundled:`` name, a library changed meanwhile) follows ``given: `` when given."""
+    from drugrepo_assets.data.limits import InputFileError
+
+    def say(exc: ValueError) -> str:
+        return str(exc) if given is None else f"{given}: {exc}"
+
+    with refused(InputFileError), refused(ValueError, say=say):
+        yield
+
+
+def writing_output(out: str) -> AbstractContextManager[None]:
+    """Inside it, an OSError is a failed write of ``out``: ``OUT: cannot write output (why)``, exit 1."""
+
+    def say(exc: OSError) -> str:
+        return f"{out}: cannot write output ({exc.strerror or exc})"
+
+    return refused(OSError, status=EXIT_FAILURE, say=say)
 
 
 def positive_int(text: str) -> int:
@@ -96,6 +197,50 @@ def add_s3_endpoint(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="S3-compatible endpoint (MinIO, moto); default: AWS or $AWS_ENDPOINT_URL",
     )
+
+
+def add_torch_options(parser: argparse.ArgumentParser) -> None:
+    """``--device`` (checked by `torch_device`) and ``--threads`` of the commands that run the model."""
+    parser.add_argument(
+        "--device",
+        default=TrainConfig.device,
+        help="%(default)s (CUDA when present), cpu, cuda, cuda:1, ...",
+    )
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+
+
+def split_strategy(text: str) -> str:
+    """An argparse type: one of `data.splits.SPLIT_STRATEGIES` (imported only when ``--split`` is given,
+    so that ``drugrepo --help`` does not load pandas)."""
+    from drugrepo_assets.data.splits import SPLIT_STRATEGIES
+
+    if text not in SPLIT_STRATEGIES:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(SPLIT_STRATEGIES)}")
+    return text
+
+
+def add_pair_inputs(parser: argparse.ArgumentParser) -> argparse._MutuallyExclusiveGroup:
+    """The pair inputs of `train` and `export-features`: --train/--val [--test], or --data with --split
+    (`pair_inputs_problem` is their usage rule); returns the group of the required source, for a command
+    to add its own."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--train", metavar="FILE", help="training pairs")
+    source.add_argument("--data", metavar="FILE", help="one table to split with --split")
+    parser.add_argument("--val", metavar="FILE", help="validation pairs (with --train)")
+    parser.add_argument("--test", metavar="FILE", help="test pairs (with --train; optional)")
+    parser.add_argument(
+        "--split",
+        type=split_strategy,
+        default="random",
+        metavar="STRATEGY",
+        help="how --data is split: random (default), cold_drug, cold_target or cluster",
+    )
+    return source
+
+
+def pair_inputs_problem(args: argparse.Namespace) -> str | None:
+    """The usage rule of `add_pair_inputs` that argparse cannot state: --train needs --val."""
+    return "--train needs --val" if args.train and not args.val else None
 
 
 def is_remote(location: str) -> bool:
@@ -256,26 +401,23 @@ def _local_problem(path: Path, folder: bool, inputs: list[tuple[str, str]], writ
 
 
 def check_out(
-    command: str,
     out: str,
     folder: bool,
     inputs: Iterable[str | None] = (),
     writes: Sequence[str] = (),
     suffixes: Sequence[str] | None = None,
-) -> bool:
-    """True when ``out`` may be written (`out_problem`); else one error line (the caller exits 2 before any work)."""
+) -> None:
+    """Refuse (exit 2, before any work) an ``out`` that must not be written (`out_problem`)."""
     problem = out_problem(out, folder, inputs, writes, suffixes)
     if problem is not None:
-        error(command, f"--out {out}: {problem}")
-    return problem is None
+        raise CommandError(f"--out {out}: {problem}")
 
 
-def check_local_out(command: str, out: str, inputs: Iterable[str | None] = (), writes: Sequence[str] = ()) -> bool:
+def check_local_out(out: str, inputs: Iterable[str | None] = (), writes: Sequence[str] = ()) -> None:
     """`check_out` for a folder that must be on this machine (checkpoints are written locally)."""
     if is_remote(out):
-        error(command, f"--out {out}: give a local folder (checkpoints are written on this machine)")
-        return False
-    return check_out(command, out, folder=True, inputs=inputs, writes=writes)
+        raise CommandError(f"--out {out}: give a local folder (checkpoints are written on this machine)")
+    check_out(out, folder=True, inputs=inputs, writes=writes)
 
 
 def write_table(out: str, table: pd.DataFrame, s3_endpoint_url: str | None = None) -> None:
@@ -300,25 +442,20 @@ def write_table(out: str, table: pd.DataFrame, s3_endpoint_url: str | None = Non
     write_bytes_atomic(storage_path(target, s3_endpoint_url) if is_remote(target) else Path(target), data)
 
 
-def torch_device(command: str, name: str) -> torch.device | None:
-    """The torch device ``--device`` names, or None after one error line (unknown name, no such GPU)."""
+def torch_device(name: str) -> torch.device:
+    """The torch device ``--device`` names; refused (exit 2) when unknown or absent (no such GPU)."""
     import torch
 
     from drugrepo_assets.ml.training.train import resolve_device
 
-    try:
+    with refused(RuntimeError, say=lambda _: f"--device {name}: not a device name (use auto, cpu, cuda or cuda:N)"):
         device = resolve_device(name)
-    except RuntimeError:
-        error(command, f"--device {name}: not a device name (use auto, cpu, cuda or cuda:N)")
-        return None
     if device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if (device.index is not None and device.index >= count) or not count:
-            error(command, f"--device {name}: no such CUDA device ({count} available)")
-            return None
+            raise CommandError(f"--device {name}: no such CUDA device ({count} available)")
     elif device.type != "cpu":
-        error(command, f"--device {name}: not supported (use auto, cpu, cuda or cuda:N)")
-        return None
+        raise CommandError(f"--device {name}: not supported (use auto, cpu, cuda or cuda:N)")
     return device
 
 
@@ -342,19 +479,14 @@ def resolve_input(text: str) -> str:
     return f"{location}/{rest}" if rest else location
 
 
-def read_input_pairs(command: str, text: str, s3_endpoint_url: str | None) -> tuple[str, pd.DataFrame] | None:
-    """The location INPUT names and its pair table, or None after a one-line error (unreadable input)."""
+def read_input_pairs(text: str, s3_endpoint_url: str | None) -> tuple[str, pd.DataFrame]:
+    """The location INPUT names and its pair table; refused (exit 2) when unreadable."""
     from drugrepo_assets.data.columns import read_pairs
-    from drugrepo_assets.data.limits import InputFileError
 
-    try:
+    with unreadable_input(text):
         location = resolve_input(text)
-        return location, read_pairs(location, s3_endpoint_url=s3_endpoint_url)
-    except InputFileError as exc:
-        error(command, str(exc))
-    except ValueError as exc:
-        error(command, f"{text}: {exc}")
-    return None
+        pairs = read_pairs(location, s3_endpoint_url=s3_endpoint_url)
+    return location, pairs
 
 
 def checkpoint_problem(path: str) -> str | None:
@@ -390,17 +522,26 @@ def checkpoint_failure(path: str, exc: Exception) -> str:
     return ("truncated or not a checkpoint" if "zip archive" in detail else "not a DrugBAN checkpoint") + f" ({detail})"
 
 
-def load_model(command: str, path: str) -> tuple[DrugBAN, str, Temperature] | None:
-    """The checkpoint's model, `checkpoint_id` and temperature (`ml.model.calibration`), or None after one error line ``checkpoint PATH: why``
-    (missing, empty, truncated, out of the format's bounds, altered, or not a DrugBAN checkpoint)."""
+def check_checkpoint_file(path: str) -> None:
+    """Refuse (exit 2) a checkpoint file that is missing, a folder or empty: ``checkpoint PATH: why``."""
+    problem = checkpoint_problem(path)
+    if problem is not None:
+        raise CommandError(f"checkpoint {path}: {problem}")
+
+
+def checkpoint_errors(path: str) -> AbstractContextManager[None]:
+    """Inside it, every failure is the checkpoint's refusal in one line naming the file, never a traceback:
+    ``checkpoint PATH: why`` (`checkpoint_failure`), exit 2."""
+    return refused(Exception, say=lambda exc: f"checkpoint {path}: {checkpoint_failure(path, exc)}")
+
+
+def load_model(path: str) -> tuple[DrugBAN, str, Temperature]:
+    """The checkpoint's model, `checkpoint_id` and temperature (`ml.model.calibration`); refused (exit 2,
+    ``checkpoint PATH: why``) when missing, empty, truncated, out of the format's bounds, altered, or not a
+    DrugBAN checkpoint."""
     from drugrepo_assets.ml.model.checkpoint import load_checkpoint
 
-    problem = checkpoint_problem(path)
-    if problem is None:
-        try:
-            loaded = load_checkpoint(path)
-            return loaded.model, loaded.checkpoint_id, loaded.temperature
-        except Exception as exc:  # every failure is one line naming the file, never a traceback
-            problem = checkpoint_failure(path, exc)
-    error(command, f"checkpoint {path}: {problem}")
-    return None
+    check_checkpoint_file(path)
+    with checkpoint_errors(path):
+        loaded = load_checkpoint(path)
+    return loaded.model, loaded.checkpoint_id, loaded.temperature

@@ -6,16 +6,17 @@ import argparse
 from typing import TYPE_CHECKING
 
 from drugrepo_assets.cli.common import (
-    EXIT_BAD_INPUT,
-    EXIT_FAILURE,
     EXIT_OK,
     Subparsers,
+    add_command,
+    add_pair_inputs,
     add_s3_endpoint,
     check_local_out,
-    error,
+    pair_inputs_problem,
     read_input_pairs,
+    refused,
+    writing_output,
 )
-from drugrepo_assets.cli.train import add_pair_inputs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,33 +26,26 @@ __all__ = ["add_parser", "run"]
 COMMAND = "export-features"
 
 
-def _valid(location: str, name: str, s3_endpoint_url: str | None) -> pd.DataFrame | None:
-    """One input's valid pairs (its refused rows counted on stdout), or None after a one-line error."""
+def _valid(location: str, name: str, s3_endpoint_url: str | None) -> pd.DataFrame:
+    """One input's valid pairs (its refused rows counted on stdout); refused (exit 2) when unreadable."""
     from drugrepo_assets.data.validate import validate_pairs
 
-    read = read_input_pairs(COMMAND, location, s3_endpoint_url)
-    if read is None:
-        return None
-    result = validate_pairs(read[1])
+    result = validate_pairs(read_input_pairs(location, s3_endpoint_url)[1])
     if result.counts["rejected"]:
         print(f"{name}: {result.counts['rejected']} of {result.counts['input_rows']} rows rejected (not exported)")
     return result.valid
 
 
-def _parts(args: argparse.Namespace) -> dict[str, pd.DataFrame] | None:
+def _parts(args: argparse.Namespace) -> dict[str, pd.DataFrame]:
     """The valid pairs of each part: the given files, or ``--data`` split by ``--split``."""
     from drugrepo_assets.data.splits import split_pairs, split_parts
 
     if args.data:
-        valid = _valid(args.data, "data", args.s3_endpoint_url)
-        return None if valid is None else split_parts(split_pairs(valid, args.split, seed=args.seed))
+        return split_parts(split_pairs(_valid(args.data, "data", args.s3_endpoint_url), args.split, seed=args.seed))
     parts = {}
     for name, location in (("train", args.train), ("val", args.val), ("test", args.test)):
         if location:
-            valid = _valid(location, name, args.s3_endpoint_url)
-            if valid is None:
-                return None
-            parts[name] = valid
+            parts[name] = _valid(location, name, args.s3_endpoint_url)
     return parts
 
 
@@ -63,19 +57,10 @@ def run(args: argparse.Namespace) -> int:
 
     parts_named = ("train", "val", "test")
     writes = (MANIFEST, DRUGS, PROTEINS, *(f"{name}.parquet" for name in parts_named))
-    if not check_local_out(COMMAND, args.out, (args.data, args.train, args.val, args.test), writes):
-        return EXIT_BAD_INPUT
+    check_local_out(args.out, (args.data, args.train, args.val, args.test), writes)
     parts = _parts(args)
-    if parts is None:
-        return EXIT_BAD_INPUT
-    try:
+    with refused(ValueError), writing_output(args.out):
         counts = export_parts(parts, Path(args.out))
-    except ValueError as exc:
-        error(COMMAND, str(exc))
-        return EXIT_BAD_INPUT
-    except OSError as exc:
-        error(COMMAND, f"{args.out}: cannot write output ({exc.strerror or exc})")
-        return EXIT_FAILURE
     sizes = ", ".join(f"{name} {counts[name]}" for name in parts)
     print(f"pairs: {sizes}; {counts['drugs']} molecules, {counts['proteins']} proteins")
     print(f"wrote {Path(args.out) / MANIFEST} and its tables")
@@ -84,8 +69,11 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: Subparsers) -> None:
     """Register ``export-features``."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         COMMAND,
+        run,
+        usage=pair_inputs_problem,
         help="featurise a split once and write it as Parquet, for training where RDKit is not installed",
         description=(
             "Read and validate pairs as 'drugrepo train' does (--train/--val [--test], or --data with --split), "
@@ -100,10 +88,3 @@ def add_parser(subparsers: Subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the --data split (default 0)")
     parser.add_argument("--out", required=True, metavar="DIR", help="a local folder (created if needed)")
     add_s3_endpoint(parser)
-
-    def run_checked(args: argparse.Namespace) -> int:
-        if args.train and not args.val:
-            parser.error("--train needs --val")
-        return run(args)
-
-    parser.set_defaults(func=run_checked)

@@ -12,13 +12,12 @@ import argparse
 
 from drugrepo_assets.cli.common import (
     CHECKPOINT_SUFFIXES,
-    EXIT_BAD_INPUT,
     EXIT_OK,
     Subparsers,
+    add_command,
+    check_checkpoint_file,
     check_out,
-    checkpoint_failure,
-    checkpoint_problem,
-    error,
+    checkpoint_errors,
     out_target,
 )
 
@@ -29,27 +28,22 @@ COMMAND = "import-checkpoint"
 
 def run(args: argparse.Namespace) -> int:
     """Check the reference file and ``--out``, then write the checkpoint and print its id."""
-    problem = checkpoint_problem(args.reference)
-    if problem is not None:
-        error(COMMAND, f"checkpoint {args.reference}: {problem}")
-        return EXIT_BAD_INPUT
-    if not check_out(COMMAND, args.out, folder=False, inputs=(args.reference,), suffixes=CHECKPOINT_SUFFIXES):
-        return EXIT_BAD_INPUT
+    check_checkpoint_file(args.reference)
+    check_out(args.out, folder=False, inputs=(args.reference,), suffixes=CHECKPOINT_SUFFIXES)
     from drugrepo_assets.ml.model.checkpoint import import_reference_checkpoint
 
-    try:
+    with checkpoint_errors(args.reference):
         ident = import_reference_checkpoint(args.reference, out_target(args.out))
-    except Exception as exc:  # one line naming the file, never a traceback
-        error(COMMAND, f"checkpoint {args.reference}: {checkpoint_failure(args.reference, exc)}")
-        return EXIT_BAD_INPUT
     print(f"{args.out}: checkpoint {ident}, imported from {args.reference}")
     return EXIT_OK
 
 
 def add_parser(subparsers: Subparsers) -> None:
     """Register ``import-checkpoint``."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         COMMAND,
+        run,
         help="write a reference DrugBAN state_dict as a checkpoint that records its id",
         description=(
             "Read a bare reference DrugBAN state_dict (checked against the format's bounds) and write it as a "
@@ -59,4 +53,3 @@ def add_parser(subparsers: Subparsers) -> None:
     )
     parser.add_argument("reference", metavar="REF", help="the reference state_dict (.pth or .pt)")
     parser.add_argument("--out", required=True, metavar="CKPT", help="the checkpoint file to write")
-    parser.set_defaults(func=run)

@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from drugrepo_assets.cli.common import EXIT_OK, Subparsers
+from drugrepo_assets.cli.common import EXIT_OK, Subparsers, add_command
 
 __all__ = ["PACKAGES", "add_parser", "collect", "run"]
 
@@ -88,8 +88,10 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: Subparsers) -> None:
     """Register ``info`` and its alias ``doctor``."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "info",
+        run,
         aliases=["doctor"],
         help="print versions, the torch device and whether the C screening kernel is active",
         description=(
@@ -99,4 +101,3 @@ def add_parser(subparsers: Subparsers) -> None:
         ),
     )
     parser.add_argument("--json", action="store_true", help="one JSON object, for machines")
-    parser.set_defaults(func=run)

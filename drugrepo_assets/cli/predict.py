@@ -7,17 +7,18 @@ import sys
 from typing import TYPE_CHECKING
 
 from drugrepo_assets.cli.common import (
-    EXIT_BAD_INPUT,
     EXIT_FAILURE,
     EXIT_OK,
     Subparsers,
+    add_command,
     add_s3_endpoint,
+    add_torch_options,
     check_out,
-    error,
     load_model,
     positive_int,
     resolve_input,
     torch_device,
+    unreadable_input,
     write_table,
 )
 
@@ -45,35 +46,22 @@ def _read(args: argparse.Namespace, location: str) -> tuple[pd.DataFrame, str, s
 
 def run(args: argparse.Namespace) -> int:
     """Score every row of --pairs with --checkpoint into --out (CSV or Parquet); bad rows keep their place with a reason."""
-    from drugrepo_assets.data.limits import InputFileError
-    from drugrepo_assets.ml.predict import score_table
+    from drugrepo_assets.ml.predict import BATCH_SIZE, score_table
     from drugrepo_assets.ml.runtime import configure_cpu
 
-    if not check_out("predict", args.out, folder=False, inputs=(args.pairs, args.checkpoint)):
-        return EXIT_BAD_INPUT
-    device = torch_device("predict", args.device)
-    if device is None:
-        return EXIT_BAD_INPUT
-    try:
+    check_out(args.out, folder=False, inputs=(args.pairs, args.checkpoint))
+    device = torch_device(args.device)
+    with unreadable_input(args.pairs):
         location = resolve_input(args.pairs)
         table, smiles_col, protein_col = _read(args, location)
-    except InputFileError as exc:
-        error("predict", str(exc))
-        return EXIT_BAD_INPUT
-    except ValueError as exc:
-        error("predict", f"{args.pairs}: {exc}")
-        return EXIT_BAD_INPUT
     one_file = bool((table["source_file"] == location).all())
     sources = table[["source_file", "source_row"]]
     if one_file:  # the output is the input's own columns; a folder's rows keep their file and row
         table = table.drop(columns=["source_file", "source_row"])
-    loaded = load_model("predict", args.checkpoint)
-    if loaded is None:
-        return EXIT_BAD_INPUT
-    model, _, temperature = loaded
+    model, _, temperature = load_model(args.checkpoint)
     configure_cpu(args.threads)
     scored = score_table(
-        model.to(device), table, smiles_col, protein_col, args.batch_size, device, temperature=temperature
+        model.to(device), table, smiles_col, protein_col, args.batch_size or BATCH_SIZE, device, temperature=temperature
     )
     write_table(args.out, scored.table, args.s3_endpoint_url)
     print(f"scored {len(table) - scored.n_failed} of {len(table)} pairs; wrote {args.out}")
@@ -96,8 +84,10 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: Subparsers) -> None:
     """Register ``predict``."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "predict",
+        run,
         help="score (SMILES, protein) pairs with a checkpoint",
         description=(
             "Score every row of --pairs (a CSV/Parquet file, a folder of them, an http(s) URL, an s3:// "
@@ -122,9 +112,8 @@ def add_parser(subparsers: Subparsers) -> None:
     )
     parser.add_argument("--smiles-col", default=None, help="the SMILES column (default: SMILES or smiles)")
     parser.add_argument("--protein-col", default=None, help="the protein column (default: Protein or protein)")
-    parser.add_argument("--batch-size", type=positive_int, default=256)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=positive_int, default=None)
+    # default None: the core's (`ml.predict.BATCH_SIZE`), read in run, as the module loads torch
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="pairs scored per model call")
+    add_torch_options(parser)
     parser.add_argument("--strict", action="store_true", help="exit 1 when any row could not be scored")
     add_s3_endpoint(parser)
-    parser.set_defaults(func=run)

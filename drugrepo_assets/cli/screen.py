@@ -9,15 +9,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from drugrepo_assets.cli.common import (
-    EXIT_BAD_INPUT,
     EXIT_OK,
+    CommandError,
     Subparsers,
+    add_command,
     add_s3_endpoint,
+    add_torch_options,
     check_out,
-    error,
     load_model,
     positive_int,
+    refused,
     torch_device,
+    unreadable_input,
 )
 from drugrepo_assets.screening.plan import BLOCK_SIZE, SHARD_SIZE
 
@@ -58,48 +61,35 @@ OUTPUTS = (
 def run(args: argparse.Namespace) -> int:
     """Screen --library against --targets with --checkpoint into --out: answers per target, per drug and
     for the whole matrix; enrichment with --known."""
-    from drugrepo_assets.data.limits import InputFileError
     from drugrepo_assets.files import storage_path, write_bytes_atomic
     from drugrepo_assets.ml.runtime import configure_cpu
     from drugrepo_assets.screening.driver import MANIFEST, RANKED
-    from drugrepo_assets.screening.engine import ScreeningEngine
+    from drugrepo_assets.screening.engine import DRUG_CHUNK, ScreeningEngine
     from drugrepo_assets.screening.plan import target_blocks
     from drugrepo_assets.screening.terms import TARGET_TERMS_ENV, TargetTermStore
     from drugrepo_assets.screening.tiles import TILE_FOLDERS, TileSettings
 
     inputs = (args.library, args.targets, args.known, args.checkpoint)
     writes = (MANIFEST, *TILE_FOLDERS, RANKED, *OUTPUTS)
-    if not check_out("screen", args.out, folder=True, inputs=inputs, writes=writes):
-        return EXIT_BAD_INPUT
-    device = torch_device("screen", args.device)
-    if device is None:
-        return EXIT_BAD_INPUT
+    check_out(args.out, folder=True, inputs=inputs, writes=writes)
+    device = torch_device(args.device)
     root = storage_path(args.out, args.s3_endpoint_url)
-    if (read := _read_targets(args)) is None:
-        return EXIT_BAD_INPUT
-    targets, known = read
-    loaded = load_model("screen", args.checkpoint)
-    if loaded is None:
-        return EXIT_BAD_INPUT
-    model, ckpt, temperature = loaded
+    targets, known = _read_targets(args)
+    model, ckpt, temperature = load_model(args.checkpoint)
     configure_cpu(args.threads)
-    engine = ScreeningEngine(model, device=device, drug_chunk=args.batch_size)
+    engine = ScreeningEngine(model, device=device, drug_chunk=args.batch_size or DRUG_CHUNK)
     blocks = target_blocks(targets.kept, args.target_block)
     settings = TileSettings(top=args.top, top_per_drug=args.top_per_drug)
     terms_root = args.target_terms or os.environ.get(TARGET_TERMS_ENV)
     terms = TargetTermStore(storage_path(terms_root, args.s3_endpoint_url) if terms_root else root / "terms", ckpt)
     made = _missing_folders(root)
     own_terms = None if terms_root or (root / "terms").exists() else root / "terms"
-    try:
+    with unreadable_input():
         screened = _screen_library(args, engine, blocks, root, settings, terms, ckpt)
-    except (InputFileError, ValueError) as exc:
-        error("screen", str(exc))
-        return EXIT_BAD_INPUT
     rejected, molecules_refused = _refused(root, targets.rejected, screened)
     if not screened.molecules:
         _discard_run(root, made, own_terms)
-        error("screen", f"{args.library}: {_no_molecules(rejected[rejected['kind'] == 'molecule'])}")
-        return EXIT_BAD_INPUT
+        raise CommandError(f"{args.library}: {_no_molecules(rejected[rejected['kind'] == 'molecule'])}")
     write_bytes_atomic(root / "rejected.csv", rejected.to_csv(index=False).encode())
     if len(rejected):
         print(
@@ -118,25 +108,21 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _read_targets(args: argparse.Namespace) -> tuple[TargetSet, pd.DataFrame | None] | None:
-    """The targets and the --known actives (None without it); None, the error printed, when they cannot be read
-    or no target is valid."""
+def _read_targets(args: argparse.Namespace) -> tuple[TargetSet, pd.DataFrame | None]:
+    """The targets and the --known actives (None without it); refused (exit 2) when they cannot be read or no
+    target is valid."""
     from drugrepo_assets.data.limits import InputFileError
     from drugrepo_assets.screening.targets import read_target_set
 
-    try:
+    with refused(InputFileError):
         targets = read_target_set(args.targets, args.s3_endpoint_url)
         known = _read_known(args.known, args.s3_endpoint_url) if args.known else None
-    except InputFileError as exc:
-        error("screen", str(exc))
-        return None
     if not len(targets.kept):
         why = ""
         if len(targets.rejected):
             first = targets.rejected.iloc[0]
             why = f" ({len(targets.rejected)} refused, first: {first['file']} line {first['line']}: {first['reason']})"
-        error("screen", f"{args.targets}: no valid target{why}")
-        return None
+        raise CommandError(f"{args.targets}: no valid target{why}")
     return targets, known
 
 
@@ -368,17 +354,19 @@ def _add_work_options(parser: argparse.ArgumentParser) -> None:
         metavar="W",
         help="featurisation processes (default: one per core)",
     )
+    # default None: the engine's (`screening.engine.DRUG_CHUNK`), read in run, as the module loads torch
     parser.add_argument(
-        "--batch-size", type=positive_int, default=1024, metavar="B", help="molecules scored per engine call"
+        "--batch-size", type=positive_int, default=None, metavar="B", help="molecules scored per engine call"
     )
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=positive_int, default=None)
+    add_torch_options(parser)
 
 
 def add_parser(subparsers: Subparsers) -> None:
     """Register ``screen``."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "screen",
+        run,
         help="score a compound library against targets: the repurposing matrix, answered per target and per drug",
         description=(
             "Score every molecule of LIBRARY (a file, folder, http(s) URL or s3:// prefix of .smi/.csv/.tsv "
@@ -407,4 +395,3 @@ def add_parser(subparsers: Subparsers) -> None:
         action="store_true",
         help="discard the screen already in OUT (its scores and outputs) and start over",
     )
-    parser.set_defaults(func=run)

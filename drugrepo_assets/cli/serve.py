@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import argparse
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
 
 from drugrepo_assets.cli.common import (
-    EXIT_BAD_INPUT,
     EXIT_FAILURE,
     EXIT_OK,
+    CommandError,
     Subparsers,
-    checkpoint_failure,
-    checkpoint_problem,
-    error,
+    add_command,
+    check_checkpoint_file,
+    checkpoint_errors,
     first_line,
+    message_line,
+    refused,
 )
+
+if TYPE_CHECKING:
+    from drugrepo_assets.api.settings import ServingSettings
 
 __all__ = ["add_parser", "run"]
 
@@ -35,37 +42,39 @@ def run(args: argparse.Namespace) -> int:
         }.items()
         if v is not None
     }
-    try:
+    with refused(ValidationError, say=message_line):
         settings = ServingSettings(**overrides)
-    except ValidationError as exc:
-        error("serve", str(exc).splitlines()[0])
-        return EXIT_BAD_INPUT
-    problem = checkpoint_problem(settings.checkpoint) if settings.checkpoint else None
-    if problem is not None:
-        error("serve", f"checkpoint {settings.checkpoint}: {problem}")
-        return EXIT_BAD_INPUT
+    if settings.checkpoint:
+        check_checkpoint_file(settings.checkpoint)
     if not settings.keys():
-        error("serve", "no API key: set DRUGREPO_API_KEYS (comma-separated)")
-        return EXIT_BAD_INPUT
+        raise CommandError("no API key: set DRUGREPO_API_KEYS (comma-separated)")
     from drugrepo_assets.api.model_service import load_served_model
     from drugrepo_assets.api.server import serve
 
-    try:  # before uvicorn starts, whose start-up failure is a traceback and exit 3
+    with _load_errors(settings):  # before uvicorn starts, whose start-up failure is a traceback and exit 3
         served = load_served_model(settings)
-    except Exception as exc:  # one line naming the model, as predict and screen give
-        if settings.checkpoint:
-            error("serve", f"checkpoint {settings.checkpoint}: {checkpoint_failure(settings.checkpoint, exc)}")
-            return EXIT_BAD_INPUT
-        error("serve", f"model {settings.resolved_model_uri()}: {first_line(exc)}")
-        return EXIT_FAILURE
     serve(settings, served)
     return EXIT_OK
 
 
+def _load_errors(settings: ServingSettings) -> AbstractContextManager[None]:
+    """How a model that does not load is refused, in one line naming it as predict and screen do: a checkpoint
+    file as theirs (exit 2), a registry model by its URI (exit 1)."""
+    if settings.checkpoint:
+        return checkpoint_errors(settings.checkpoint)
+
+    def say(exc: Exception) -> str:
+        return f"model {settings.resolved_model_uri()}: {first_line(exc)}"
+
+    return refused(Exception, status=EXIT_FAILURE, say=say)
+
+
 def add_parser(subparsers: Subparsers) -> None:
     """Register ``serve``."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "serve",
+        run,
         help="run the prediction API (FastAPI + uvicorn)",
         description=(
             "Serve POST /v1/predict and /v1/screen with a checkpoint file (the best.pt of 'drugrepo train', a "
@@ -82,4 +91,3 @@ def add_parser(subparsers: Subparsers) -> None:
     parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="port to bind (default 8000)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default 1)")
-    parser.set_defaults(func=run)

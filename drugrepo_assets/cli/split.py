@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 
 from drugrepo_assets.cli.common import (
-    EXIT_BAD_INPUT,
-    EXIT_FAILURE,
     EXIT_OK,
     Subparsers,
+    add_command,
     add_s3_endpoint,
     check_out,
-    error,
     read_input_pairs,
+    writing_output,
 )
 
 __all__ = ["REJECTED_FILE", "add_parser", "run"]
@@ -29,26 +28,19 @@ def run(args: argparse.Namespace) -> int:
     from drugrepo_assets.files import storage_path, uri_of, write_bytes_atomic
 
     writes = (*REFERENCE_FILES.values(), REJECTED_FILE)
-    if not check_out("split", args.out, folder=True, inputs=(args.input,), writes=writes):
-        return EXIT_BAD_INPUT
-    read = read_input_pairs("split", args.input, args.s3_endpoint_url)
-    if read is None:
-        return EXIT_BAD_INPUT
-    location, raw = read
+    check_out(args.out, folder=True, inputs=(args.input,), writes=writes)
+    location, raw = read_input_pairs(args.input, args.s3_endpoint_url)
     result = validate_pairs(raw)
     clusters = pair_clusters(result.valid)
     table = cluster_split(result.valid, seed=args.seed, clusters=clusters)
     root = storage_path(args.out, args.s3_endpoint_url)
     written = []
     tables = {**reference_tables(table, clusters), REJECTED_FILE: result.rejected}
-    try:
+    with writing_output(args.out):
         for name, frame in tables.items():
             path = root / name
             write_bytes_atomic(path, frame.to_csv(index=False).encode())
             written.append(path)
-    except OSError as exc:
-        error("split", f"{args.out}: cannot write output ({exc.strerror or exc})")
-        return EXIT_FAILURE
     s = table.attrs["cluster_summary"]
     print(f"input: {location}")
     print(
@@ -71,8 +63,10 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: Subparsers) -> None:
     """Register ``split``."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "split",
+        run,
         help="DrugBAN's cluster split: source and target domains of unseen drug and protein clusters",
         description=(
             "Read INPUT (a CSV/Parquet file, a folder, an http(s) URL, an s3:// key or prefix, or "
@@ -91,4 +85,3 @@ def add_parser(subparsers: Subparsers) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder or s3:// prefix (created if needed)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the cluster draw and of the cuts (default 0)")
     add_s3_endpoint(parser)
-    parser.set_defaults(func=run)

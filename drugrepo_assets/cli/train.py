@@ -8,28 +8,32 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from drugrepo_assets.cli.common import (
-    EXIT_BAD_INPUT,
     EXIT_OK,
+    CommandError,
     Subparsers,
+    add_command,
+    add_pair_inputs,
     add_s3_endpoint,
+    add_torch_options,
     check_local_out,
-    error,
+    pair_inputs_problem,
     positive_float,
     positive_int,
+    refused,
     resolve_input,
     torch_device,
+    unreadable_input,
 )
-from drugrepo_assets.ml.training.train_config import TrainConfig
+from drugrepo_assets.ml.training.train_config import CDAN_BATCH_SIZE, CDAN_LR, CDANConfig, TrainConfig
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from drugrepo_assets.data.validate import ValidationResult
-    from drugrepo_assets.ml.training.cdan import CDANConfig
     from drugrepo_assets.ml.training.pipeline import Evaluation
     from drugrepo_assets.ml.training.train import EpochRecord, TrainResult
 
-__all__ = ["add_parser", "run", "split_strategy"]
+__all__ = ["add_parser", "run"]
 
 _INPUTS = ("data", "train", "val", "test", "target_train")
 _DA_METHODS = ("cdan",)
@@ -183,12 +187,10 @@ def _problem(args: argparse.Namespace) -> str | None:
 def _configs(args: argparse.Namespace) -> tuple[TrainConfig, CDANConfig | None]:
     """The training settings; with ``--da cdan`` the reference's DA defaults (configs/DrugBAN_DA.yaml) where
     ``--lr``/``--batch-size`` are not given."""
-    from drugrepo_assets.ml.training.cdan import CDAN_BATCH_SIZE, CDAN_LR, CDANConfig
-
     da = None
     lr, batch_size = TrainConfig.lr, TrainConfig.batch_size
     if args.da:
-        da = CDANConfig(init_epoch=args.da_init_epoch or CDANConfig().init_epoch)
+        da = CDANConfig(init_epoch=args.da_init_epoch or CDANConfig.init_epoch)
         lr, batch_size = CDAN_LR, CDAN_BATCH_SIZE
     config = TrainConfig(
         epochs=args.epochs,
@@ -202,17 +204,13 @@ def _configs(args: argparse.Namespace) -> tuple[TrainConfig, CDANConfig | None]:
     return config, da
 
 
-def _parts_to_train(args: argparse.Namespace, out: Path) -> dict[str, pd.DataFrame] | None:
-    """The parts read, validated (their refused rows written to ``out``) and capped; None, the error printed,
-    when they do not make a training."""
-    from drugrepo_assets.data.limits import InputFileError
+def _parts_to_train(args: argparse.Namespace, out: Path) -> dict[str, pd.DataFrame]:
+    """The parts read, validated (their refused rows written to ``out``) and capped; refused (exit 2) when they
+    do not make a training."""
     from drugrepo_assets.data.splits import TARGET_TRAIN
 
-    try:
+    with unreadable_input():
         parts, rejected = _read_parts(args)
-    except (InputFileError, ValueError) as exc:
-        error("train", str(exc))
-        return None
     out.mkdir(parents=True, exist_ok=True)
     _write_rejected(out, rejected)
     if args.max_train_pairs:
@@ -222,11 +220,9 @@ def _parts_to_train(args: argparse.Namespace, out: Path) -> dict[str, pd.DataFra
                 parts[name] = table.sample(n=min(args.max_train_pairs, len(table)), random_state=args.seed)
     for name in ("train", "val"):
         if parts[name]["label"].nunique() < 2:
-            error("train", f"the {name} part needs both labels (has {len(parts[name])} rows)")
-            return None
+            raise CommandError(f"the {name} part needs both labels (has {len(parts[name])} rows)")
     if args.da and not len(parts[TARGET_TRAIN]):
-        error("train", f"{args.target_train or 'the cluster split'}: no valid target-domain pairs to adapt to")
-        return None
+        raise CommandError(f"{args.target_train or 'the cluster split'}: no valid target-domain pairs to adapt to")
     return parts
 
 
@@ -275,13 +271,11 @@ def run(args: argparse.Namespace) -> int:
         "history.csv",
         *(f"{name}_rejected.parquet" for name in _INPUTS),
     )
-    if not check_local_out("train", args.out, inputs, writes) or torch_device("train", args.device) is None:
-        return EXIT_BAD_INPUT
+    check_local_out(args.out, inputs, writes)
+    torch_device(args.device)
     if (problem := _problem(args)) is not None:
-        error("train", problem)
-        return EXIT_BAD_INPUT
-    if (parts := _parts_to_train(args, out)) is None:
-        return EXIT_BAD_INPUT
+        raise CommandError(problem)
+    parts = _parts_to_train(args, out)
     configure_cpu(args.threads)
     target = pair_data(parts.pop(TARGET_TRAIN), labelled=False) if args.da else None
     data = {name: pair_data(table) for name, table in parts.items() if name != TARGET_TRAIN}
@@ -292,45 +286,14 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"training on {sizes} pairs; device {config.device}; up to {config.epochs} epochs{adapt}")
     record_reference(out / "best.pt", parts["train"])  # before best.pt, so a checkpoint never lacks its reference
-    try:
+    with refused(CheckpointError):  # a last.pt that is not this kind of run's
         result, evaluation = train_and_evaluate(
             data, out, config, resume=args.resume, on_epoch=_report, da=da, target_data=target
         )
-    except CheckpointError as exc:  # a last.pt that is not this kind of run's
-        error("train", str(exc))
-        return EXIT_BAD_INPUT
     cross_domain = da is not None or bool(args.cluster_split) or (bool(args.data) and args.split == "cluster")
     metrics = _metrics(result, evaluation, config, {name: len(d) for name, d in data.items()}, da, cross_domain)
     _write_outputs(out, result, evaluation, metrics, cross_domain)
     return EXIT_OK
-
-
-def split_strategy(text: str) -> str:
-    """An argparse type: one of `data.splits.SPLIT_STRATEGIES` (imported only when ``--split`` is given,
-    so that ``drugrepo --help`` does not load pandas)."""
-    from drugrepo_assets.data.splits import SPLIT_STRATEGIES
-
-    if text not in SPLIT_STRATEGIES:
-        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(SPLIT_STRATEGIES)}")
-    return text
-
-
-def add_pair_inputs(parser: argparse.ArgumentParser) -> argparse._MutuallyExclusiveGroup:
-    """The pair inputs of `train` and `export-features`: --train/--val [--test], or --data with --split;
-    returns the group of the required source, for a command to add its own."""
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--train", metavar="FILE", help="training pairs")
-    source.add_argument("--data", metavar="FILE", help="one table to split with --split")
-    parser.add_argument("--val", metavar="FILE", help="validation pairs (with --train)")
-    parser.add_argument("--test", metavar="FILE", help="test pairs (with --train; optional)")
-    parser.add_argument(
-        "--split",
-        type=split_strategy,
-        default="random",
-        metavar="STRATEGY",
-        help="how --data is split: random (default), cold_drug, cold_target or cluster",
-    )
-    return source
 
 
 def _add_domain_adaptation(parser: argparse.ArgumentParser, source: argparse._MutuallyExclusiveGroup) -> None:
@@ -356,7 +319,10 @@ def _add_domain_adaptation(parser: argparse.ArgumentParser, source: argparse._Mu
         "--da-init-epoch",
         type=positive_int,
         default=None,
-        help="first epoch with the domain loss (default 10, the reference's; earlier epochs train the classifier only)",
+        help=(
+            f"first epoch with the domain loss (default {CDANConfig.init_epoch}, the reference's; earlier epochs "
+            "train the classifier only)"
+        ),
     )
 
 
@@ -369,10 +335,10 @@ def _add_training_settings(parser: argparse.ArgumentParser) -> None:
         "--batch-size",
         type=positive_int,
         default=None,
-        help=f"default {TrainConfig.batch_size} (32 with --da cdan)",
+        help=f"default {TrainConfig.batch_size} ({CDAN_BATCH_SIZE} with --da cdan)",
     )
     parser.add_argument(
-        "--lr", type=positive_float, default=None, help=f"default {TrainConfig.lr:g} (1e-4 with --da cdan)"
+        "--lr", type=positive_float, default=None, help=f"default {TrainConfig.lr:g} ({CDAN_LR:g} with --da cdan)"
     )
     parser.add_argument(
         "--patience",
@@ -381,12 +347,7 @@ def _add_training_settings(parser: argparse.ArgumentParser) -> None:
         help="epochs without validation gain before stopping (default %(default)s)",
     )
     parser.add_argument("--seed", type=int, default=TrainConfig.seed, help="default %(default)s")
-    parser.add_argument(
-        "--device",
-        default=TrainConfig.device,
-        help="%(default)s (CUDA when present), cpu, cuda, cuda:1, ...",
-    )
-    parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    add_torch_options(parser)
     parser.add_argument(
         "--max-train-pairs",
         type=positive_int,
@@ -401,8 +362,11 @@ def _add_training_settings(parser: argparse.ArgumentParser) -> None:
 
 def add_parser(subparsers: Subparsers) -> None:
     """Register ``train``."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "train",
+        run,
+        usage=pair_inputs_problem,
         help="train DrugBAN (or with --da cdan, DrugBAN with CDAN) on CSV/Parquet pairs",
         description=(
             "Train DrugBAN (Adam, early stopping on validation AUROC, resumable). Give --train/--val "
@@ -420,10 +384,3 @@ def add_parser(subparsers: Subparsers) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="a local folder (created if needed)")
     _add_training_settings(parser)
     add_s3_endpoint(parser)
-
-    def run_checked(args: argparse.Namespace) -> int:
-        if args.train and not args.val:
-            parser.error("--train needs --val")
-        return run(args)
-
-    parser.set_defaults(func=run_checked)

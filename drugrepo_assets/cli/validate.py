@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 
 from drugrepo_assets.cli.common import (
-    EXIT_BAD_INPUT,
-    EXIT_FAILURE,
     EXIT_OK,
     Subparsers,
+    add_command,
     add_s3_endpoint,
     check_out,
-    error,
     read_input_pairs,
+    writing_output,
 )
 
 __all__ = ["add_parser", "run"]
@@ -26,18 +25,11 @@ def run(args: argparse.Namespace) -> int:
     from drugrepo_assets.data.validate import REASON_CODES, validate_pairs, write_result
     from drugrepo_assets.files import uri_of
 
-    if not check_out("validate", args.out, folder=True, inputs=(args.input,), writes=_WRITES):
-        return EXIT_BAD_INPUT
-    read = read_input_pairs("validate", args.input, args.s3_endpoint_url)
-    if read is None:
-        return EXIT_BAD_INPUT
-    location, raw = read
+    check_out(args.out, folder=True, inputs=(args.input,), writes=_WRITES)
+    location, raw = read_input_pairs(args.input, args.s3_endpoint_url)
     result = validate_pairs(raw)
-    try:
+    with writing_output(args.out):
         written = write_result(result, args.out, s3_endpoint_url=args.s3_endpoint_url)
-    except OSError as exc:
-        error("validate", f"{args.out}: cannot write output ({exc.strerror or exc})")
-        return EXIT_FAILURE
     counts = result.counts
     files = raw["source_file"].nunique()
     print(f"input: {location} ({files} file{'s' if files != 1 else ''})")
@@ -54,8 +46,10 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: Subparsers) -> None:
     """Register ``validate``."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "validate",
+        run,
         help="check drug–target pairs and split them into valid and rejected tables",
         description=(
             "Read INPUT (a CSV/Parquet file, a folder, an http(s) URL, an s3:// key or prefix, or "
@@ -68,4 +62,3 @@ def add_parser(subparsers: Subparsers) -> None:
     parser.add_argument("input", metavar="INPUT", help="file, folder, URL, S3 URI or bundled:<dataset>")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder or s3:// prefix (created if needed)")
     add_s3_endpoint(parser)
-    parser.set_defaults(func=run)
