@@ -307,6 +307,96 @@ class _Run:
         return {CDAN_KEY: saved_cdan(self.model, self.cdan, self.optimizer_da if last else None)}
 
 
+@dataclass
+class _Progress:
+    """Where a run stands between epochs: its history, the best epoch and its validation AUROC, epochs since it."""
+
+    history: list[EpochRecord] = field(default_factory=list)
+    start_epoch: int = 1
+    best_epoch: int = 0
+    best_auroc: float = -math.inf
+    since_best: int = 0
+
+    @classmethod
+    def resumed(cls, run: _Run, state: dict[str, Any]) -> _Progress:
+        """Where the run of a last.pt (``state``: its entries beyond the model) stopped."""
+        history = [run.record_type(**h) for h in state["history"]]
+        start_epoch = int(state["epoch"]) + 1
+        best_epoch, best_auroc = int(state["best_epoch"]), float(state["best_val_auroc"])
+        return cls(history, start_epoch, best_epoch, best_auroc, start_epoch - 1 - best_epoch)
+
+
+@dataclass
+class _Epochs:
+    """One training run's epochs: what each trains and is scored on, and the two checkpoints each writes."""
+
+    run: _Run
+    train_data: PairData
+    val_data: PairData
+    target_data: PairData | None
+    config: TrainConfig
+    device: torch.device
+    last_path: Path
+    best_path: Path
+    val_labels: np.ndarray
+
+    def run_epoch(self, epoch: int, progress: _Progress) -> EpochRecord:
+        """Train epoch ``epoch``, score it on the validation pairs and write its checkpoints; its record."""
+        record, scorer, val_scores = self._train_and_score(epoch)
+        progress.history.append(record)
+        if val_scores is not None and record.val_auroc > progress.best_auroc:
+            progress.best_epoch, progress.best_auroc, progress.since_best = epoch, record.val_auroc, 0
+            self._save_best(scorer, epoch, progress.best_auroc, val_scores)
+        else:
+            progress.since_best += 1
+        self._save_last(scorer, epoch, progress)
+        return record
+
+    def _train_and_score(self, epoch: int) -> tuple[EpochRecord, DrugBAN, np.ndarray | None]:
+        """One epoch trained and scored: its record, the one-logit model, its validation logits (None unless all finite)."""
+        t_epoch = time.perf_counter()
+        losses, pairs = self.run.train_epoch(self.train_data, self.target_data, self.config, epoch, self.device)
+        train_seconds = time.perf_counter() - t_epoch
+        scorer = self.run.scoring_model()
+        val_scores = predict_logits(scorer, self.val_data, self.config.eval_batch_size, self.device)
+        val = binary_metrics(self.val_labels, val_scores, 0.0) if np.isfinite(val_scores).all() else None
+        record = self.run.record_type(
+            epoch=epoch,
+            val_auroc=val.auroc if val else float("nan"),
+            val_auprc=val.auprc if val else float("nan"),
+            seconds=time.perf_counter() - t_epoch,
+            pairs_per_s=pairs / train_seconds,
+            **losses,
+        )
+        return record, scorer, val_scores if val is not None else None
+
+    def _save_best(self, scorer: DrugBAN, epoch: int, val_auroc: float, val_scores: np.ndarray) -> None:
+        """best.pt: the scored model, with the temperature fitted on the validation logits just scored."""
+        save_checkpoint(
+            str(self.best_path),
+            scorer,
+            epoch=epoch,
+            val_auroc=val_auroc,
+            train_config=self.config.to_dict(),
+            **{TEMPERATURE_KEY: fit_temperature(self.val_labels, val_scores)},
+            **self.run.extras(last=False),
+        )
+
+    def _save_last(self, scorer: DrugBAN, epoch: int, progress: _Progress) -> None:
+        """last.pt: the scored model with all a resumed run needs (optimiser, history, the best so far)."""
+        save_checkpoint(
+            str(self.last_path),
+            scorer,
+            optimizer=self.run.optimizer.state_dict(),
+            epoch=epoch,
+            history=[asdict(h) for h in progress.history],
+            best_epoch=progress.best_epoch,
+            best_val_auroc=progress.best_auroc,
+            train_config=self.config.to_dict(),
+            **self.run.extras(last=True),
+        )
+
+
 def _train(
     train_data: PairData,
     val_data: PairData,
@@ -318,82 +408,71 @@ def _train(
     resume: bool,
     on_epoch: Callable[[EpochRecord], None] | None,
 ) -> TrainResult:
+    """`train` past its checks: start (or resume) the run, train its epochs, return the best one."""
+    last_path, best_path = _checkpoint_paths(out_dir)
+    device = resolve_device(config.device)
+    run, progress = _start(last_path, resume, config, model_config, da, device)
+    t0 = time.perf_counter()
+    val_labels = val_data.require_labels().numpy()
+    epochs = _Epochs(run, train_data, val_data, target_data, config, device, last_path, best_path, val_labels)
+    stopped_early = _run_epochs(epochs, progress, on_epoch, t0)
+    return _best_result(epochs, progress, t0, stopped_early)
+
+
+def _checkpoint_paths(out_dir: Path) -> tuple[Path, Path]:
+    """last.pt and best.pt in ``out_dir`` (created), a killed run's half-written temporaries of them removed."""
     out_dir.mkdir(parents=True, exist_ok=True)
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
     for path in (last_path, best_path):
         remove_partial_writes(path)  # a killed run's half-written checkpoint; the file itself is whole
-    device = resolve_device(config.device)
+    return last_path, best_path
+
+
+def _start(
+    last_path: Path,
+    resume: bool,
+    config: TrainConfig,
+    model_config: DrugBANConfig,
+    da: CDANConfig | None,
+    device: torch.device,
+) -> tuple[_Run, _Progress]:
+    """A new run, or with ``resume`` the one ``last_path`` holds where there is one, and where it stands."""
     run = _Run.new(config, model_config, da, device)
-    history: list[EpochRecord] = []
-    start_epoch, best_epoch, best_auroc, since_best = 1, 0, -math.inf, 0
-    if resume and last_path.exists():
-        run, state = _Run.resumed(last_path, config, da, device)
-        history = [run.record_type(**h) for h in state["history"]]
-        start_epoch = int(state["epoch"]) + 1
-        best_epoch, best_auroc = int(state["best_epoch"]), float(state["best_val_auroc"])
-        since_best = start_epoch - 1 - best_epoch
-    t0 = time.perf_counter()
-    val_labels = val_data.require_labels().numpy()
-    stopped_early = False
-    for epoch in range(start_epoch, config.epochs + 1):
-        if config.patience is not None and since_best >= config.patience:
-            stopped_early = True
-            break
-        t_epoch = time.perf_counter()
-        losses, pairs = run.train_epoch(train_data, target_data, config, epoch, device)
-        train_seconds = time.perf_counter() - t_epoch
-        scorer = run.scoring_model()
-        val_scores = predict_logits(scorer, val_data, config.eval_batch_size, device)
-        val = binary_metrics(val_labels, val_scores, 0.0) if np.isfinite(val_scores).all() else None
-        record = run.record_type(
-            epoch=epoch,
-            val_auroc=val.auroc if val else float("nan"),
-            val_auprc=val.auprc if val else float("nan"),
-            seconds=time.perf_counter() - t_epoch,
-            pairs_per_s=pairs / train_seconds,
-            **losses,
-        )
-        history.append(record)
-        if val is not None and record.val_auroc > best_auroc:
-            best_epoch, best_auroc, since_best = epoch, record.val_auroc, 0
-            save_checkpoint(
-                str(best_path),
-                scorer,
-                epoch=epoch,
-                val_auroc=best_auroc,
-                train_config=config.to_dict(),
-                **{TEMPERATURE_KEY: fit_temperature(val_labels, val_scores)},  # on the logits just scored
-                **run.extras(last=False),
-            )
-        else:
-            since_best += 1
-        save_checkpoint(
-            str(last_path),
-            scorer,
-            optimizer=run.optimizer.state_dict(),
-            epoch=epoch,
-            history=[asdict(h) for h in history],
-            best_epoch=best_epoch,
-            best_val_auroc=best_auroc,
-            train_config=config.to_dict(),
-            **run.extras(last=True),
-        )
+    if not (resume and last_path.exists()):
+        return run, _Progress()
+    run, state = _Run.resumed(last_path, config, da, device)
+    return run, _Progress.resumed(run, state)
+
+
+def _run_epochs(
+    epochs: _Epochs, progress: _Progress, on_epoch: Callable[[EpochRecord], None] | None, t0: float
+) -> bool:
+    """The epochs from where ``progress`` stands to the last; True when patience or ``max_seconds`` ended them early."""
+    config = epochs.config
+    for epoch in range(progress.start_epoch, config.epochs + 1):
+        if config.patience is not None and progress.since_best >= config.patience:
+            return True
+        record = epochs.run_epoch(epoch, progress)
         if on_epoch is not None:
             on_epoch(record)
         if config.max_seconds is not None and time.perf_counter() - t0 >= config.max_seconds and epoch < config.epochs:
-            stopped_early = True
-            break
-    if best_epoch == 0:
+            return True
+    return False
+
+
+def _best_result(epochs: _Epochs, progress: _Progress, t0: float, stopped_early: bool) -> TrainResult:
+    """The run's outcome, best.pt's model loaded; RuntimeError when no epoch had a finite validation AUROC."""
+    if progress.best_epoch == 0:
         raise RuntimeError("no epoch produced a finite validation AUROC (NaN losses?)")
-    best_model = load_checkpoint(str(best_path), map_location=device).model
+    best_model = load_checkpoint(str(epochs.best_path), map_location=epochs.device).model
     return TrainResult(
         model=best_model,
-        best_epoch=best_epoch,
-        best_val_auroc=best_auroc,
-        history=history,
-        best_path=best_path,
-        last_path=last_path,
-        device=str(device),
+        best_epoch=progress.best_epoch,
+        best_val_auroc=progress.best_auroc,
+        history=progress.history,
+        best_path=epochs.best_path,
+        last_path=epochs.last_path,
+        device=str(epochs.device),
         wall_seconds=time.perf_counter() - t0,
         stopped_early=stopped_early,
     )
