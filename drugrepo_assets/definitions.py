@@ -44,11 +44,11 @@ PROFILE_VAR = "DRUGREPO_TRAINING_PROFILE"
 EXECUTOR_VAR = "DRUGREPO_EXECUTOR"
 
 
-loaded = load_defs_package(drugrepo_assets.defs)
-"""Every asset, check, job and sensor under `drugrepo_assets.defs`."""
-all_assets = [a for a in loaded.assets or [] if isinstance(a, AssetsDefinition)]
+all_assets = [a for a in load_defs_package(drugrepo_assets.defs).assets or [] if isinstance(a, AssetsDefinition)]
 """The location's assets (no checks), for `materialize` in tests and benchmarks."""
-all_asset_checks = [c for c in loaded.asset_checks or [] if isinstance(c, AssetChecksDefinition)]
+all_asset_checks = [
+    c for c in load_defs_package(drugrepo_assets.defs).asset_checks or [] if isinstance(c, AssetChecksDefinition)
+]
 """The location's asset checks."""
 
 
@@ -87,7 +87,7 @@ def build_defs(
         resources=resources,
         executor=_executor(env, executor),
     )
-    return Definitions.merge(loaded, policies)
+    return Definitions.merge(load_defs_package(drugrepo_assets.defs), policies)
 
 
 defs = build_defs(

@@ -20,9 +20,6 @@ from drugrepo_assets.lib.environments import current_env, serving_resources
 from drugrepo_assets.lib.schedules import CHALLENGER_CRON_VAR, DEFAULT_CHALLENGER_CRON, challenger_schedule
 from drugrepo_assets.serving.defs.jobs import challenger_job
 
-loaded = load_defs_package(drugrepo_assets.serving.defs)
-"""Every asset and job under `drugrepo_assets.serving.defs`."""
-
 
 def build_defs(env: str, challenger_cron: str | None = None) -> Definitions:
     """The serving location's definitions for one environment (``local``, ``staging`` or ``prod``);
@@ -32,7 +29,7 @@ def build_defs(env: str, challenger_cron: str | None = None) -> Definitions:
         schedules=[challenger_schedule(env, challenger_job, challenger_cron or DEFAULT_CHALLENGER_CRON)],
         resources=resources,
     )
-    return Definitions.merge(loaded, policies)
+    return Definitions.merge(load_defs_package(drugrepo_assets.serving.defs), policies)
 
 
 defs = build_defs(current_env(), os.environ.get(CHALLENGER_CRON_VAR))
