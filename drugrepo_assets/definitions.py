@@ -55,7 +55,7 @@ all_asset_checks = [
 def _executor(env: str, executor: str | None) -> ExecutorDefinition:
     """The environment's executor, or the in-process one when asked for locally."""
     if not executor:
-        return executor_for(env, all_assets, os.environ)
+        return executor_for(env, all_assets, os.environ, __name__)
     if executor != "in_process" or env != "local":
         raise ValueError(f"{EXECUTOR_VAR}={executor!r}: only 'in_process', and only with {ENV_VAR}=local")
     return in_process_executor

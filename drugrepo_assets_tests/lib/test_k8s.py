@@ -6,6 +6,9 @@ executor of `drugrepo_assets.lib.k8s`, and the Job from dagster-k8s's own `const
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -37,9 +40,11 @@ from drugrepo_assets.lib.k8s import (
     is_gpu_op,
     k8s_executor_config,
 )
+from drugrepo_assets_tests.lib.forked_steps import OUT_VAR
 from drugrepo_assets_tests.samples import OFFLINE_KUBECONFIG
 
 REPO = Path(__file__).resolve().parents[2]
+MATERIALIZE = [sys.executable, "-m", "dagster", "asset", "materialize", "-m"]
 LOCATION_IMAGE = "registry.drugrepo.internal/drugrepo/assets:0.1.0"
 GPU_IMAGE = "registry.drugrepo.internal/drugrepo/gpu-worker:0.1.0"
 
@@ -197,9 +202,26 @@ def test_every_gpu_op_of_the_location_uses_the_shared_tags_and_the_gpu_pool() ->
 
 
 def test_executors_per_environment() -> None:
-    assert executor_for("local", all_assets, {}).name == "multi_or_in_process_executor"
-    staging = executor_for("staging", all_assets, {GPU_IMAGE_ENV: GPU_IMAGE})
+    assert executor_for("local", all_assets, {}, "m").name == "multi_or_in_process_executor"
+    staging = executor_for("staging", all_assets, {GPU_IMAGE_ENV: GPU_IMAGE}, "m")
     assert staging.name == "k8s"
     config = k8s_executor_config(GPU_IMAGE, gpu_op_names(all_assets))
     assert set(config["per_step_k8s_config"]) == set(gpu_op_names(all_assets))
     assert "per_step_k8s_config" not in k8s_executor_config(None, ["x"])
+
+
+def test_local_steps_fork_from_a_preloaded_server(tmp_path: Path) -> None:
+    """Each step of a local run starts from multiprocessing's fork server (Dagster preloads the job's module there),
+    not by spawning a fresh interpreter that imports everything again (a spawned step's parent is the run itself)."""
+    (tmp_path / "home").mkdir()
+    done = subprocess.run(
+        [*MATERIALIZE, "drugrepo_assets_tests.lib.forked_steps", "--select", "*"],
+        env={**os.environ, "DAGSTER_HOME": str(tmp_path / "home"), OUT_VAR: str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for step in ("first_step", "second_step"):
+        parent, preloaded = (tmp_path / step).read_text().splitlines()
+        assert "multiprocessing.forkserver" in parent and preloaded == "preloaded: True", (step, parent, preloaded)
