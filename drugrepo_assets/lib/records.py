@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from drugrepo_assets.ml.evaluate import BinaryMetrics
-from drugrepo_assets.ml.training.train import EpochRecord
+from drugrepo_assets.ml.training.train_config import EpochRecord
 
 __all__ = [
     "ChallengerRecord",

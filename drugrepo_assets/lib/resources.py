@@ -20,8 +20,7 @@ from drugrepo_assets.data.sources import dataset_location, read_source
 from drugrepo_assets.lib.storage import S3Endpoint
 from drugrepo_assets.location import Location
 from drugrepo_assets.ml.model.model_config import DrugBANConfig
-from drugrepo_assets.ml.training.cdan import CDANConfig
-from drugrepo_assets.ml.training.train_config import TrainConfig
+from drugrepo_assets.ml.training.train_config import CDANConfig, TrainConfig
 from drugrepo_assets.screening.plan import BLOCK_SIZE, SHARD_SIZE
 
 if TYPE_CHECKING:

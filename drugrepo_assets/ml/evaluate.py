@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
 
 @dataclass(frozen=True)
@@ -69,6 +68,8 @@ def _check(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 def choose_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     """The score threshold maximising F1 on these (validation) labels; predict positive if ≥ it."""
+    from sklearn.metrics import precision_recall_curve  # here, not at module level: scikit-learn imports in ~1 s
+
     labels, scores = _check(labels, scores)
     precision, recall, thresholds = precision_recall_curve(labels, scores)
     f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
@@ -77,6 +78,8 @@ def choose_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
 
 def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> BinaryMetrics:
     """AUROC, AUPRC and accuracy / sensitivity (TPR) / specificity (TNR) / F1 at ``threshold``."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
     labels, scores = _check(labels, scores)
     pred = scores >= threshold
     pos = labels == 1

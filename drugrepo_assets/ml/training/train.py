@@ -43,28 +43,7 @@ from drugrepo_assets.ml.training.cdan import (
     saved_cdan,
     two_class_model,
 )
-from drugrepo_assets.ml.training.train_config import TrainConfig
-
-
-@dataclass
-class EpochRecord:
-    """What one epoch produced."""
-
-    epoch: int
-    train_loss: float
-    val_auroc: float
-    val_auprc: float
-    seconds: float
-    pairs_per_s: float
-
-
-@dataclass
-class CDANEpochRecord(EpochRecord):
-    """What one CDAN epoch produced: ``train_loss`` is the total, as the reference logs it; ``da_loss`` is
-    NaN in the warm-up epochs (before ``init_epoch``), which train the classification loss only."""
-
-    model_loss: float = math.nan
-    da_loss: float = math.nan
+from drugrepo_assets.ml.training.train_config import CDANEpochRecord, EpochRecord, TrainConfig
 
 
 @dataclass

@@ -1,14 +1,17 @@
 """`TrainConfig`, the one place of the training defaults (epochs, batch size, learning rate, patience, seed,
 device), and CDAN's (`CDANConfig`, `CDAN_LR`, `CDAN_BATCH_SIZE`): `ml.training.train` trains with them, the Dagster
-`TrainingProfile` and ``drugrepo train``'s options take their defaults from them. Plain Python, so that building
-the command line's parser loads no torch (`ml.training.cdan`, which uses CDAN's, does)."""
+`TrainingProfile` and ``drugrepo train``'s options take their defaults from them. What an epoch produced
+(`EpochRecord`, `CDANEpochRecord`) is here too, as the stored records hold it. Plain Python, so that building
+the command line's parser and loading the Dagster definitions load no torch (`ml.training.cdan`, which uses
+CDAN's, does)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["CDAN_BATCH_SIZE", "CDAN_LR", "CDANConfig", "TrainConfig"]
+__all__ = ["CDAN_BATCH_SIZE", "CDAN_LR", "CDANConfig", "CDANEpochRecord", "EpochRecord", "TrainConfig"]
 
 
 @dataclass(frozen=True)
@@ -49,3 +52,24 @@ class CDANConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for checkpoints."""
         return asdict(self)
+
+
+@dataclass
+class EpochRecord:
+    """What one epoch produced."""
+
+    epoch: int
+    train_loss: float
+    val_auroc: float
+    val_auprc: float
+    seconds: float
+    pairs_per_s: float
+
+
+@dataclass
+class CDANEpochRecord(EpochRecord):
+    """What one CDAN epoch produced: ``train_loss`` is the total, as the reference logs it; ``da_loss`` is
+    NaN in the warm-up epochs (before ``init_epoch``), which train the classification loss only."""
+
+    model_loss: float = math.nan
+    da_loss: float = math.nan
