@@ -120,6 +120,7 @@ def _validate_env(env: str, home: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize("env", ENVS)
 def test_dagster_definitions_validate_passes(env: str, tmp_path: Path) -> None:
+    """Both code locations of workspace.yaml load and validate with the environment's settings and dummy secrets."""
     dagster = Path(sys.executable).parent / "dagster"
     run = subprocess.run(
         [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
@@ -129,8 +130,10 @@ def test_dagster_definitions_validate_passes(env: str, tmp_path: Path) -> None:
         text=True,
         timeout=300,
     )
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert "Validation successful" in run.stdout + run.stderr
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out
+    assert "Validation successful for code location drugrepo_assets." in out
+    assert "Validation successful for code location drugrepo_serving." in out
 
 
 @asset(pool=GPU_POOL)

@@ -1,8 +1,5 @@
 """The serving code location loads beside the asset location and declares its cross-location deps."""
 
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -78,22 +75,9 @@ def test_challenger_schedule_of_each_environment(env: str) -> None:
     ]
 
 
-def test_workspace_loads_both_code_locations(tmp_path: Path) -> None:
+def test_workspace_names_both_code_locations() -> None:
+    """workspace.yaml loads both modules; that both load and validate there, in every environment, is
+    test_deployments.test_dagster_definitions_validate_passes (its local case: the laptop defaults)."""
     workspace = yaml.safe_load((REPO / "workspace.yaml").read_text())
     modules = {entry["python_module"]["module_name"] for entry in workspace["load_from"]}
     assert modules == {"drugrepo_assets.definitions", "drugrepo_assets.serving.definitions"}
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DRUGREPO_", "DAGSTER_"))} | {
-        "DAGSTER_HOME": str(tmp_path)
-    }
-    run = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    out = run.stdout + run.stderr
-    assert run.returncode == 0, out
-    assert "Validation successful for code location drugrepo_assets." in out
-    assert "Validation successful for code location drugrepo_serving." in out
