@@ -5,21 +5,27 @@ Features live once in the feature store under ``<storage>/features``, keyed by `
 asset's value is a small Parquet manifest: the ids of its partition and the shard holding each.
 """
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 from dagster import MetadataValue, Output, asset
 
 from drugrepo_assets.defs.automation.automation import REFRESH
 from drugrepo_assets.lib.partitions import dataset_partitions
 from drugrepo_assets.lib.storage import StorageResource
-from drugrepo_assets.ml.features.feature_store import EnsureResult, FeatureStore
+
+if TYPE_CHECKING:
+    from drugrepo_assets.ml.features.feature_store import EnsureResult, FeatureStore
 
 
-def feature_store(storage: StorageResource) -> FeatureStore:
+def feature_store(storage: StorageResource) -> "FeatureStore":
     """The content-addressed store shared by every dataset partition: ``<storage base>/features``."""
+    from drugrepo_assets.ml.features.feature_store import FeatureStore
+
     return FeatureStore(storage.base() / "features")
 
 
-def _manifest_output(items: pd.DataFrame, key: str, result: EnsureResult, location: str) -> Output[pd.DataFrame]:
+def _manifest_output(items: pd.DataFrame, key: str, result: "EnsureResult", location: str) -> Output[pd.DataFrame]:
     manifest = items.assign(shard=items[key].map(result.shard_of)).reset_index(drop=True)
     return Output(
         manifest,

@@ -3,10 +3,10 @@ one its record names and reproduces its val AUROC, and a test AUROC floor.
 """
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
 from dagster import AssetCheckResult, AssetIn, MetadataValue, asset_check
 
 from drugrepo_assets.defs.training.training import load_pairs
@@ -15,10 +15,9 @@ from drugrepo_assets.lib.records import CheckpointRecord, EvaluationRecord
 from drugrepo_assets.lib.resources import TrainingProfile
 from drugrepo_assets.lib.storage import StorageResource
 from drugrepo_assets.ml.evaluate import binary_metrics
-from drugrepo_assets.ml.model.checkpoint import load_checkpoint
-from drugrepo_assets.ml.predict import predict_logits
-from drugrepo_assets.ml.runtime import configure_cpu
-from drugrepo_assets.ml.training.train import resolve_device
+
+if TYPE_CHECKING:
+    import torch
 
 REPRODUCE_TOLERANCE = 1e-4
 
@@ -46,12 +45,17 @@ def reproduce_val_auroc(
     drug_graphs: pd.DataFrame,
     protein_encodings: pd.DataFrame,
     storage: StorageResource,
-    device: torch.device,
+    device: "torch.device",
 ) -> tuple[bool, str, dict[str, MetadataValue]]:
     """Load the checkpoint file and recompute its val AUROC on the same pairs: (passed, why, metadata).
 
     The file must also be the one the record names: its `checkpoint_id` is the record's.
     """
+    import torch
+
+    from drugrepo_assets.ml.model.checkpoint import load_checkpoint
+    from drugrepo_assets.ml.predict import predict_logits
+
     try:
         loaded = load_checkpoint(str(storage.local_copy(ckpt.checkpoint)), map_location=device)
     except Exception as exc:  # any unreadable or foreign file is a refusal, not a crash of the check
@@ -101,6 +105,9 @@ def drugban_checkpoint_reproduces(
     training_profile: TrainingProfile,
 ) -> AssetCheckResult:
     """Refuse a checkpoint file that is corrupt, holds NaN weights or does not score as logged."""
+    from drugrepo_assets.ml.runtime import configure_cpu
+    from drugrepo_assets.ml.training.train import resolve_device
+
     configure_cpu(training_profile.threads)
     passed, why, metadata = reproduce_val_auroc(
         drugban_checkpoint,

@@ -24,8 +24,7 @@ from drugrepo_assets.lib.partitions import dataset_partitions
 from drugrepo_assets.lib.records import HpoSlot, HpoSummary, HpoTrialOutcome
 from drugrepo_assets.lib.resources import HpoSettings, MlflowTracking, TrainingProfile
 from drugrepo_assets.lib.storage import StorageResource
-from drugrepo_assets.ml.runtime import configure_cpu
-from drugrepo_assets.ml.training.train import EpochRecord
+from drugrepo_assets.ml.training.train_config import EpochRecord
 
 TRIAL_COLUMNS = {"number": "int", "state": "string", "value": "float", "params": "string", "mlflow_run_url": "string"}
 
@@ -79,6 +78,8 @@ def hpo_trial(
 ) -> HpoTrialOutcome:
     """One Optuna trial: ask the shared storage for parameters, train with pruning, tell the outcome."""
     import optuna
+
+    from drugrepo_assets.ml.runtime import configure_cpu
 
     profile, dataset, strategy = training_profile, context.partition_key, slot.strategy
     configure_cpu(profile.threads)

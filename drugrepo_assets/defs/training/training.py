@@ -11,11 +11,10 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import torch
 from dagster import AssetExecutionContext, Config, Failure, MetadataValue, Output, asset
 from pydantic import Field
 
@@ -29,15 +28,14 @@ from drugrepo_assets.lib.records import CheckpointRecord, EvaluationRecord
 from drugrepo_assets.lib.resources import HpoSettings, MlflowTracking, TrackedRun, TrainingProfile
 from drugrepo_assets.lib.storage import StorageResource
 from drugrepo_assets.ml.evaluate import BinaryMetrics
-from drugrepo_assets.ml.features.dataset import PairData
-from drugrepo_assets.ml.model.checkpoint import checkpoint_id, load_checkpoint
-from drugrepo_assets.ml.model.drugban import DrugBAN
-from drugrepo_assets.ml.runtime import configure_cpu
-from drugrepo_assets.ml.training.cdan import CDANConfig
-from drugrepo_assets.ml.training.pipeline import evaluate_model
-from drugrepo_assets.ml.training.plots import atom_attention, attention_png, pr_png, reliability_png, roc_png
-from drugrepo_assets.ml.training.train import EpochRecord, TrainResult, resolve_device, train
-from drugrepo_assets.screening.domain import record_reference
+from drugrepo_assets.ml.training.train_config import CDANConfig, EpochRecord
+
+if TYPE_CHECKING:
+    import torch
+
+    from drugrepo_assets.ml.features.dataset import PairData
+    from drugrepo_assets.ml.model.drugban import DrugBAN
+    from drugrepo_assets.ml.training.train import TrainResult
 
 CHECKPOINT_ID_TAG = "drugrepo.checkpoint_id"
 """MLflow tag of the training run: the `checkpoint_id` of the checkpoint it logged."""
@@ -52,7 +50,7 @@ HISTORY_COLUMNS = {
     "pairs_per_s": "float",
 }
 CDAN_HISTORY_COLUMNS = {"model_loss": "float", "da_loss": "float"}
-"""The history columns a CDAN training adds (`train.CDANEpochRecord`): classification and domain loss."""
+"""The history columns a CDAN training adds (`train_config.CDANEpochRecord`): classification and domain loss."""
 DA_METHODS: tuple[str, ...] = ("cdan",)
 """Domain adaptation methods `drugban_checkpoint` trains with (run config ``da``)."""
 
@@ -80,7 +78,7 @@ def load_pairs(
     split: str,
     max_pairs: int | None,
     seed: int,
-) -> tuple[pd.DataFrame, PairData]:
+) -> tuple[pd.DataFrame, "PairData"]:
     """The (capped) rows of one split and their `PairData`, built from the stored features."""
     rows = split_subset(splits, strategy, split, max_pairs, seed=seed)
     return rows, _pair_data(rows, drug_graphs, protein_encodings, storage, labelled=True)
@@ -93,7 +91,7 @@ def load_training_pairs(
     storage: StorageResource,
     strategy: str,
     profile: TrainingProfile,
-) -> tuple[PairData, PairData]:
+) -> tuple["PairData", "PairData"]:
     """The train and validation pairs of one strategy, capped as the profile says: what every training reads."""
     tables = (splits, drug_graphs, protein_encodings, storage, strategy)
     _, train = load_pairs(*tables, "train", profile.max_train_pairs, profile.seed)
@@ -108,7 +106,7 @@ def load_target_pairs(
     storage: StorageResource,
     strategy: str,
     profile: TrainingProfile,
-) -> PairData:
+) -> "PairData":
     """The ``target_train`` pairs of one strategy without their labels, what CDAN adapts to; capped like the
     train pairs by a seeded draw that does not look at labels (no target label reaches training)."""
     rows = splits[(splits["strategy"] == strategy) & (splits["split"] == TARGET_TRAIN)]
@@ -128,7 +126,7 @@ def _pair_data(
     protein_encodings: pd.DataFrame,
     storage: StorageResource,
     labelled: bool,
-) -> PairData:
+) -> "PairData":
     """The `PairData` of split rows from the stored features, with their labels or (``labelled`` false) without."""
     return feature_store(storage).pair_data(
         rows["drug_id"].tolist(),
@@ -162,18 +160,20 @@ def run_params(dataset: str, strategy: str, profile: TrainingProfile, extra: dic
 
 def train_tracked(
     run: TrackedRun,
-    train_data: PairData,
-    val_data: PairData,
+    train_data: "PairData",
+    val_data: "PairData",
     out_dir: Path,
     profile: TrainingProfile,
     overrides: dict[str, Any],
     on_epoch: Callable[[EpochRecord], None] | None = None,
     *,
     da: CDANConfig | None = None,
-    target_data: PairData | None = None,
-) -> TrainResult:
+    target_data: "PairData | None" = None,
+) -> "TrainResult":
     """Train (with ``da`` and ``target_data``: CDAN's training) with per-epoch metrics going to MLflow (and to
     ``on_epoch``); log the best checkpoint."""
+    from drugrepo_assets.ml.training.train import train
+
     train_config, model_config = profile.train_config(overrides), profile.drugban_config(overrides)
     run.log_params(
         {
@@ -230,6 +230,10 @@ def drugban_checkpoint(
     discriminator beside the one-logit model. Value: the checkpoint's URI and id, its metrics and
     history, and the MLflow run that logged it (tagged with the same id).
     """
+    from drugrepo_assets.ml.model.checkpoint import checkpoint_id
+    from drugrepo_assets.ml.runtime import configure_cpu
+    from drugrepo_assets.screening.domain import record_reference
+
     profile, dataset, strategy = training_profile, context.partition_key, config.strategy
     da = _da_config(config, profile)
     configure_cpu(profile.threads)
@@ -291,7 +295,7 @@ def drugban_checkpoint(
 
 
 def _checkpoint_metadata(
-    record: CheckpointRecord, result: TrainResult, da: CDANConfig | None, target_data: PairData | None
+    record: CheckpointRecord, result: "TrainResult", da: CDANConfig | None, target_data: "PairData | None"
 ) -> dict[str, Any]:
     """What the UI shows of a checkpoint: its id and numbers, its files, its MLflow run, how it was trained."""
     return {
@@ -356,6 +360,12 @@ def model_evaluation(
 
     Pictures are PNG files under the storage folder, shown in the UI and logged to the training's MLflow run.
     """
+    from drugrepo_assets.ml.model.checkpoint import load_checkpoint
+    from drugrepo_assets.ml.runtime import configure_cpu
+    from drugrepo_assets.ml.training.pipeline import evaluate_model
+    from drugrepo_assets.ml.training.plots import reliability_png
+    from drugrepo_assets.ml.training.train import resolve_device
+
     ckpt = drugban_checkpoint
     configure_cpu(training_profile.threads)
     device = resolve_device(training_profile.device)
@@ -466,15 +476,19 @@ def _domain_aurocs(strategy: str, val: BinaryMetrics, test: BinaryMetrics) -> di
 
 def _pictures(
     dataset: str,
-    model: DrugBAN,
-    device: torch.device,
+    model: "DrugBAN",
+    device: "torch.device",
     rows: pd.DataFrame,
-    data: PairData,
+    data: "PairData",
     probabilities: np.ndarray,
     metrics: BinaryMetrics,
     profile: TrainingProfile,
 ) -> dict[str, bytes]:
     """ROC and PR curves of the test probabilities, and the attention of the best-scored positive pairs, as PNGs."""
+    import torch
+
+    from drugrepo_assets.ml.training.plots import atom_attention, attention_png, pr_png, roc_png
+
     if data.labels is None:
         raise ValueError("pictures of an evaluation need labelled test pairs")
     labels = data.labels.numpy()
