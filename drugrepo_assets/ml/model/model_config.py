@@ -120,6 +120,22 @@ class DrugBANConfig:
             )
         return None
 
+    @classmethod
+    def of_width(cls, width: int) -> DrugBANConfig:
+        """The reference's shape with every layer scaled to ``width`` (the reference is ``of_width(128)``: embeddings,
+        GCN and CNN channels ``width``, BAN ``2 * width``, MLP ``4 * width`` then ``width``), e.g. a small model for
+        smoke runs where the size proves nothing."""
+        layers = (width,) * 3
+        return cls(
+            node_in_embedding=width,
+            hidden_feats=layers,
+            protein_emb_dim=width,
+            num_filters=layers,
+            mlp_in_dim=2 * width,
+            mlp_hidden_dim=4 * width,
+            mlp_out_dim=width,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """Plain-typed dict (lists, ints, floats) that ``torch.load(weights_only=True)`` accepts."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

@@ -12,7 +12,7 @@ from drugrepo_assets.lib.resources import HpoSettings, TrainingProfile
 from drugrepo_assets_tests.defs.training.training_setup import resources, small_dataset
 
 PROFILE = TrainingProfile(
-    name="tiny", epochs=2, batch_size=32, max_train_pairs=64, max_eval_pairs=32, test_auroc_floor=0.0
+    name="tiny", epochs=2, batch_size=32, max_train_pairs=64, max_eval_pairs=32, test_auroc_floor=0.0, model_width=16
 )
 STUDY = "drugban-human-random-tiny"
 

@@ -43,6 +43,7 @@ PROFILE = TrainingProfile(
     max_eval_pairs=64,
     test_auroc_floor=0.0,
     attention_examples=2,
+    model_width=16,
 )
 TRAINING = AssetSelection.all() - AssetSelection.assets("hpo_study") - AssetSelection.groups("screening")
 GATED = {"drugban_checkpoint_losses_finite", "drugban_checkpoint_reproduces", "model_evaluation_auroc_floor"}
