@@ -2,7 +2,7 @@
 loopback (1 s scrapes and evaluations) scraping two real ``drugrepo serve`` processes — and the dashboards.
 
 Live, the rules run as written except for their durations: every range window and ``for:`` is divided by
-``SPEED`` (5m -> 15s) so that an alert goes pending, fires and resolves within a test; promtool's unit tests
+``SPEED`` (5m -> 10s) so that an alert goes pending, fires and resolves within a test; promtool's unit tests
 cover the real durations. The targets: ``main`` serves the golden champion with a challenger (split, 20 %)
 behind a pool of one worker and no waiting line, so a long /v1/screen makes small requests answer 503;
 ``broken`` has a challenger file that does not load, and is stopped to take it down.
@@ -48,7 +48,7 @@ RULE_FILES = [MONITORING / "rules" / "recording.yml", MONITORING / "rules" / "al
 README = MONITORING / "README.md"
 RUNBOOK = "https://git.drugrepo.internal/drugrepo/drugrepo/-/blob/main/deployments/monitoring/README.md#"
 SEVERITIES = {"critical", "warning", "info"}
-SPEED = 20
+SPEED = 30
 KEY = "monitoring-key"
 PROTEIN = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ"
 SMILES = ["CC(=O)Oc1ccccc1C(=O)O", "CCO", "c1ccccc1O", "CC(C)Cc1ccc(cc1)C(C)C(=O)O"]
