@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -27,11 +27,9 @@ import pyarrow.compute as pc
 from drugrepo_assets.files import StoragePath, is_local, write_bytes_atomic
 from drugrepo_assets.ml.model.calibration import Temperature
 from drugrepo_assets.screening.answers import Answers, build_answers
-from drugrepo_assets.screening.engine import ScreeningEngine
 from drugrepo_assets.screening.library import FeatureJob, FeaturePool, LibraryShard, iter_shards, shard_digest
 from drugrepo_assets.screening.plan import SHARD_SIZE, TargetBlock, tile_name
 from drugrepo_assets.screening.scores import rank_dataset, shard_drug_ids, target_logits
-from drugrepo_assets.screening.terms import TargetTermStore
 from drugrepo_assets.screening.tiles import (
     DRUGS,
     REJECTED,
@@ -42,6 +40,10 @@ from drugrepo_assets.screening.tiles import (
     read_rejected,
     score_tiles,
 )
+
+if TYPE_CHECKING:
+    from drugrepo_assets.screening.engine import ScreeningEngine
+    from drugrepo_assets.screening.terms import TargetTermStore
 
 MANIFEST = "manifest.json"
 SHARD_NAME_LENGTH = 16

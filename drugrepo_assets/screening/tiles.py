@@ -22,6 +22,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -30,11 +31,13 @@ import pyarrow.parquet as pq
 
 from drugrepo_assets.files import StoragePath, write_bytes_atomic
 from drugrepo_assets.ml.features.featurize import CompactMolecules
-from drugrepo_assets.screening.engine import ScreeningEngine
 from drugrepo_assets.screening.library import Featurised, LibraryShard, refuse
 from drugrepo_assets.screening.plan import TargetBlock, tile_name
 from drugrepo_assets.screening.scores import ShardScores
-from drugrepo_assets.screening.terms import TargetTermStore, TermsUse, block_terms
+
+if TYPE_CHECKING:
+    from drugrepo_assets.screening.engine import ScreeningEngine
+    from drugrepo_assets.screening.terms import TargetTermStore
 
 DRUGS, REJECTED, SCORES, TOP, DRUG_TOP, STATS, TILES = "drugs", "rejected", "scores", "top", "drugtop", "stats", "tiles"
 TILE_FOLDERS = (DRUGS, REJECTED, SCORES, TOP, DRUG_TOP, STATS, TILES)
@@ -258,6 +261,8 @@ def score_tile(
 ) -> TileReport:
     """One tile: the shard's molecules against the block's targets, ``engine.target_chunk`` targets' terms
     at a time (read from ``terms``, or computed and stored there); its files, then its marker."""
+    from drugrepo_assets.screening.terms import TermsUse, block_terms
+
     tile = tile_name(shard_name, block.name)
     logits = np.empty((len(molecules), len(block)), dtype=np.float32)
     use = TermsUse()

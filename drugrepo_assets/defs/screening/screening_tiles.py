@@ -12,7 +12,7 @@ every screening asset (`defs.screening.screening`).
 import io
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from dagster import (
@@ -35,17 +35,14 @@ from drugrepo_assets.lib.metadata import image_markdown, table_metadata
 from drugrepo_assets.lib.records import CheckpointRecord
 from drugrepo_assets.lib.resources import ScreeningSettings
 from drugrepo_assets.lib.storage import StorageResource
-from drugrepo_assets.ml.model.checkpoint import load_checkpoint
-from drugrepo_assets.ml.runtime import configure_cpu
-from drugrepo_assets.ml.training.train import resolve_device
-from drugrepo_assets.screening.domain import reference_for_checkpoint
 from drugrepo_assets.screening.driver import PICTURES, ScreenRun, answer, rejected_rows, write_answers
-from drugrepo_assets.screening.engine import ScreeningEngine
 from drugrepo_assets.screening.library import REJECTED_COLUMNS, FeaturePool, Featurised, default_workers
 from drugrepo_assets.screening.plan import TargetBlock, target_blocks, tile_name
 from drugrepo_assets.screening.stored_library import content_path, dataset_pairs, plan_refs, read_shard, write_content
-from drugrepo_assets.screening.terms import TargetTermStore
 from drugrepo_assets.screening.tiles import TileReport, TileSettings, score_tiles
+
+if TYPE_CHECKING:
+    from drugrepo_assets.screening.terms import TargetTermStore
 
 TILE_RETRIES = RetryPolicy(max_retries=2, delay=2, backoff=Backoff.EXPONENTIAL)
 """A tile op that fails (a lost pod, a transient store error) is retried alone; its files make it idempotent."""
@@ -75,8 +72,10 @@ def scores_root(storage: StorageResource, dataset: str, checkpoint: str) -> Any:
     return storage.base() / "screening_scores" / dataset / checkpoint
 
 
-def terms_store(storage: StorageResource, checkpoint_id: str) -> TargetTermStore:
+def terms_store(storage: StorageResource, checkpoint_id: str) -> "TargetTermStore":
     """The target terms of a checkpoint under ``<storage>/target_terms``."""
+    from drugrepo_assets.screening.terms import TargetTermStore
+
     return TargetTermStore(storage.base() / TARGET_TERMS, checkpoint_id)
 
 
@@ -169,6 +168,11 @@ def score_tile(
 ) -> Output[TileResult]:
     """One tile: its shard read and featurised here, scored against its one target block (CUDA when
     present) by `tiles.score_tiles`, its files written under the scores root; kept if already done."""
+    from drugrepo_assets.ml.model.checkpoint import load_checkpoint
+    from drugrepo_assets.ml.runtime import configure_cpu
+    from drugrepo_assets.ml.training.train import resolve_device
+    from drugrepo_assets.screening.engine import ScreeningEngine
+
     start = time.perf_counter()
     configure_cpu(screening.threads)
     device = resolve_device(screening.device)
@@ -261,6 +265,9 @@ def merge_tiles(
     """The answers from the tiles' summaries (`driver.answer`): per target, per drug when asked, the
     repurposing table, each pair with its applicability domain and whether the dataset knows it;
     written with the pictures under the scores root (`driver.write_answers`)."""
+    from drugrepo_assets.ml.model.checkpoint import load_checkpoint
+    from drugrepo_assets.screening.domain import reference_for_checkpoint
+
     ordered = sorted(tiles, key=lambda r: (r.task.position, r.task.block))
     first = ordered[0]
     root = storage.path_of(first.root)
