@@ -24,6 +24,7 @@ from mlflow import MlflowClient
 from drugrepo_assets.api.model_service import load_served_model
 from drugrepo_assets.api.request_log import LoggedBatch, RequestLog
 from drugrepo_assets.api.settings import ServingSettings
+from drugrepo_assets.cli import main as cli_main
 from drugrepo_assets.data.splits import split_subset
 from drugrepo_assets.definitions import all_asset_checks, all_assets
 from drugrepo_assets.defs.training.training import CHECKPOINT_ID_TAG as RUN_CHECKPOINT_ID_TAG
@@ -119,8 +120,10 @@ def _checks(result: ExecuteInProcessResult) -> dict[str, bool]:
 
 
 def test_alias_moves_only_when_every_gate_passed_and_rolls_back(
-    world: World, tmp_path: Path, golden_dir: Path, monkeypatch: pytest.MonkeyPatch
+    world: World, tmp_path: Path, golden_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Registration gated by the checks, the challenger stage, the API serving the alias (answering with the
+    checkpoint id the training run and the registry version hold), `drugrepo rollback` and the API following it."""
     client = MlflowClient(tracking_uri=world.mlflow_url)
     # 1. A checkpoint whose evaluation misses the AUROC floor: registered, not promoted.
     failed = world.train(TRAINING, floor=1.01)
@@ -163,7 +166,11 @@ def test_alias_moves_only_when_every_gate_passed_and_rolls_back(
     assert third.version == "2" and third.promoted and third.champion_version == "2"
     assert third.challenger_version is None and alias_version(client, NAME, "challenger") is None
     assert client.get_model_version(NAME, "2").tags[PREVIOUS_TAG] == "1"
-    checkpoint_2 = world.value("drugban_checkpoint")["checkpoint"]
+    trained_2 = world.value("drugban_checkpoint")
+    checkpoint_2 = trained_2["checkpoint"]
+    id_2 = load_checkpoint(checkpoint_2).checkpoint_id
+    assert client.get_run(trained_2["mlflow_run_id"]).data.tags[RUN_CHECKPOINT_ID_TAG] == id_2
+    assert client.get_model_version(NAME, "2").tags[VERSION_CHECKPOINT_ID_TAG] == id_2 == trained_2["checkpoint_id"]
 
     # 4. The API serves models:/drugban-human@champion from the server: version 2's weights.
     pairs = pd.read_csv(golden_dir / "model_pairs.csv", dtype=str).head(8)
@@ -178,17 +185,20 @@ def test_alias_moves_only_when_every_gate_passed_and_rolls_back(
         assert httpx.get(api.url + "/readyz").json()["model_version"] == f"{NAME}/2"
         response = httpx.post(api.url + "/v1/predict", json=body, headers={"X-API-Key": KEY}, timeout=60).json()
         expected = score_table(load_checkpoint(checkpoint_2).model, pairs).table["logit"].to_numpy()
-        assert response["model_version"] == f"{NAME}/2"
+        assert response["model_version"] == f"{NAME}/2" and response["checkpoint_id"] == id_2
+        served = httpx.get(api.url + "/metrics").text
+        assert metric_value(served, "drugrepo_model_info", {"version": f"{NAME}/2", "checkpoint_id": id_2}) == 1
         np.testing.assert_allclose([p["logit"] for p in response["predictions"]], expected, atol=1e-4, rtol=0)
 
-        # 5. Rollback: the alias goes back to version 1; with no earlier version, a second rollback refuses.
-        rollback = [str(BIN / "drugrepo"), "rollback", "--model", NAME, "--tracking-uri", world.mlflow_url]
-        moved = subprocess.run(rollback, capture_output=True, text=True)
+        # 5. Rollback (the installed console script): the alias goes back to version 1; with no earlier version,
+        #    a second rollback (the same CLI entry point, in this process: no second interpreter start) refuses.
+        rollback = ["rollback", "--model", NAME, "--tracking-uri", world.mlflow_url]
+        moved = subprocess.run([str(BIN / "drugrepo"), *rollback], capture_output=True, text=True)
         assert moved.returncode == 0, moved.stderr
         assert f"{NAME}@champion: version 2 -> 1" in moved.stdout
         assert alias_version(client, NAME, "champion") == "1"
-        again = subprocess.run(rollback, capture_output=True, text=True)
-        assert again.returncode == 1 and "no previous version" in again.stderr
+        capsys.readouterr()
+        assert cli_main(rollback) == 1 and "no previous version" in capsys.readouterr().err
         assert alias_version(client, NAME, "champion") == "1"
 
         # 6. The running API follows the alias: version 1 is served within a few refreshes, no restart.
@@ -223,11 +233,11 @@ def _screen_checkpoint_ids(checkpoint: str, pairs: pd.DataFrame, out: Path) -> s
     return set(pd.read_csv(out / "run" / "top.csv", dtype=str)["checkpoint_id"])
 
 
-def test_one_checkpoint_id_in_score_table_mlflow_run_registry_version_and_api(
+def test_one_checkpoint_id_in_score_table_mlflow_run_and_registry_version(
     world: World, tmp_path: Path, golden_dir: Path
 ) -> None:
-    """For one checkpoint file, the score table, the training run, the registry version and the API serving
-    that version name it by the same string."""
+    """For one checkpoint file, the score table, the training run and the registry version name it by the same
+    string (the API serving a version answers with it too: test_alias_moves_only_when_every_gate_passed...)."""
     if not (world.base / "storage" / "drugban_checkpoint" / "human.json").exists():
         assert world.train(TRAINING, floor=0.0).success
     registered = world.serve(registered_model).output_for_node("registered_model")
@@ -237,20 +247,9 @@ def test_one_checkpoint_id_in_score_table_mlflow_run_registry_version_and_api(
     version_id = client.get_model_version(NAME, registered.version).tags[VERSION_CHECKPOINT_ID_TAG]
     pairs = pd.read_csv(golden_dir / "model_pairs.csv", dtype=str).head(6)
     table_ids = _screen_checkpoint_ids(checkpoint["checkpoint"], pairs, tmp_path / "screen")
-    env = {
-        "DRUGREPO_API_KEYS": KEY,
-        "MLFLOW_TRACKING_URI": world.mlflow_url,
-        "DRUGREPO_MODEL_URI": f"models:/{NAME}/{registered.version}",
-    }
-    body = {"pairs": [{"smiles": s, "protein": p} for s, p in zip(pairs["SMILES"], pairs["Protein"])]}
-    with running_api(tmp_path / "api", [], env) as api:
-        response = httpx.post(api.url + "/v1/predict", json=body, headers={"X-API-Key": KEY}, timeout=60).json()
-        text = httpx.get(api.url + "/metrics").text
     file_id = load_checkpoint(checkpoint["checkpoint"]).checkpoint_id
     assert table_ids == {file_id}
     assert checkpoint["checkpoint_id"] == run_id == version_id == registered.checkpoint_id == file_id
-    assert response["checkpoint_id"] == file_id and response["model_version"] == f"{NAME}/{registered.version}"
-    assert metric_value(text, "drugrepo_model_info", {"checkpoint_id": file_id}) == 1
 
 
 def _log_requests(folder: Path, smiles: list[str], proteins: list[str]) -> None:
