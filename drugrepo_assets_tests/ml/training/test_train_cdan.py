@@ -15,15 +15,12 @@ from drugrepo_assets.data.sources import bundled_root
 from drugrepo_assets.ml.features.dataset import PairData
 from drugrepo_assets.ml.model.calibration import TEMPERATURE_KEY
 from drugrepo_assets.ml.model.checkpoint import CheckpointError, load_checkpoint
-from drugrepo_assets.ml.model.model_config import DrugBANConfig
 from drugrepo_assets.ml.predict import predict_logits
 from drugrepo_assets.ml.training.cdan import CDAN_KEY, CDANConfig, restore_cdan
 from drugrepo_assets.ml.training.train import TrainConfig, _cycled_batches, _Run, train
-from drugrepo_assets_tests.ml.training.reference_training import TINY
+from drugrepo_assets_tests.ml.training.small import SMALL
 
 Parts = tuple[PairData, PairData, PairData]
-SMALL = DrugBANConfig.from_dict({**TINY, "ban_dropout": 0.2})
-"""A small DrugBAN (the fidelity tests'), dropout on: resuming must replay its random draws too."""
 
 
 @pytest.fixture(scope="module")

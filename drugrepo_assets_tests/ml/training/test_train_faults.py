@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-# Trains on the first 80 pairs of the bundled human split (48 train, 32 validation), as
+from drugrepo_assets_tests.ml.training.small import SMALL
+
+# Trains the small DrugBAN (`small.SMALL`, given as JSON: what is proved is the checkpoint files,
+# not learning) on the first 80 pairs of the bundled human split (48 train, 32 validation), as
 # test_train.py does. With a file name, the N-th torch.save of a checkpoint whose (temporary) file
 # name contains it writes half of its bytes, flushes them to disk and SIGKILLs the process.
 TRAIN = r"""
@@ -24,9 +27,11 @@ import pandas as pd
 import torch
 from drugrepo_assets.data.sources import bundled_root
 from drugrepo_assets.ml.features.dataset import PairData
+from drugrepo_assets.ml.model.model_config import DrugBANConfig
 from drugrepo_assets.ml.training.train import TrainConfig, train
 
 out, epochs, resume, kill_name, kill_at = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "resume", sys.argv[4], int(sys.argv[5])
+model_config = DrugBANConfig.from_dict(json.loads(sys.argv[6]))
 real_save, seen = torch.save, []
 
 def save(obj, f, *args, **kwargs):
@@ -48,7 +53,7 @@ torch.save = save
 rows = pd.read_csv(bundled_root() / "human" / "random" / "train.csv").head(80)
 make = lambda t: PairData.from_lists(t.SMILES.tolist(), t.Protein.tolist(), t.Y.tolist())
 config = TrainConfig(epochs=epochs, batch_size=16, patience=None, seed=2, lr=1e-4)
-result = train(make(rows.head(48)), make(rows.tail(32)), Path(out), config, resume=resume)
+result = train(make(rows.head(48)), make(rows.tail(32)), Path(out), config, model_config, resume=resume)
 print(json.dumps({"best_epoch": result.best_epoch, "history": [asdict(h) for h in result.history]}))
 """
 
@@ -59,7 +64,10 @@ def _train(
     out: Path, epochs: int, resume: bool = False, kill_name: str = "", kill_at: int = 0
 ) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-c", TRAIN, str(out), str(epochs), "resume" if resume else "fresh", kill_name, str(kill_at)],
+        [
+            *(sys.executable, "-c", TRAIN, str(out), str(epochs), "resume" if resume else "fresh"),
+            *(kill_name, str(kill_at), json.dumps(SMALL.to_dict())),
+        ],
         capture_output=True,
         text=True,
     )
