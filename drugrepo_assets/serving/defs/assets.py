@@ -43,12 +43,8 @@ from drugrepo_assets.lib.records import (
 )
 from drugrepo_assets.lib.resources import MlflowTracking
 from drugrepo_assets.lib.storage import StorageResource
-from drugrepo_assets.ml.features.dataset import PairData
 from drugrepo_assets.ml.features.descriptors import DESCRIPTOR_COLUMNS, pair_descriptor_table
-from drugrepo_assets.ml.model.checkpoint import load_checkpoint
-from drugrepo_assets.ml.training.pipeline import pair_data
 from drugrepo_assets.request_records import CHALLENGER, CHAMPION, ROLES, SHADOW, scan_request_log
-from drugrepo_assets.serving.challenger import challenger_verdict, offline_metrics, online_comparison
 from drugrepo_assets.serving.defs.gates import GateOutcome, gate_outcomes
 from drugrepo_assets.serving.defs.resources import ChallengerSettings, DriftSettings, RegistrySettings
 from drugrepo_assets.serving.drift import compare
@@ -66,6 +62,8 @@ from drugrepo_assets.serving.registry import (
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+
+    from drugrepo_assets.ml.features.dataset import PairData
 
 TRAINING_LOCATION = "drugrepo_assets"
 
@@ -355,6 +353,9 @@ def champion_challenger(
     Promotion records the previous champion (``drugrepo rollback`` goes back to it) and removes the
     challenger alias; either way both versions are tagged with the decision (`challenger.*`).
     """
+    from drugrepo_assets.ml.training.pipeline import pair_data
+    from drugrepo_assets.serving.challenger import challenger_verdict, online_comparison
+
     dataset = context.partition_key
     name = registered_name(registry_settings.model_prefix, dataset)
     client = mlflow_tracking.client()
@@ -432,9 +433,12 @@ def _no_comparison(name: str, dataset: str, champion: str | None, challenger: st
 
 
 def _version_metrics(
-    client: "MlflowClient", name: str, version: str, val: PairData, test: PairData, device: str
+    client: "MlflowClient", name: str, version: str, val: "PairData", test: "PairData", device: str
 ) -> VersionMetrics:
     """One registry version's offline metrics: its checkpoint downloaded, loaded and evaluated."""
+    from drugrepo_assets.ml.model.checkpoint import load_checkpoint
+    from drugrepo_assets.serving.challenger import offline_metrics
+
     with tempfile.TemporaryDirectory(prefix="drugrepo-compare-") as folder:
         loaded = load_checkpoint(str(version_checkpoint(client, name, version, Path(folder))), map_location=device)
     strategy = client.get_model_version(name, version).tags.get("strategy", "")
