@@ -88,9 +88,10 @@ def k8s_executor(gpu_image: str | None, gpu_ops: Iterable[str]) -> ExecutorDefin
 
 def local_executor(location_module: str) -> ExecutorDefinition:
     """Dagster's default executor (a process per step, or ``in_process``) whose step processes fork from a server
-    that has imported ``location_module`` once, instead of each importing torch, RDKit and the definitions again
-    (``spawn``, Dagster's default: seconds per step). A run's own ``start_method`` still wins."""
-    forkserver = {"forkserver": {"preload_modules": [location_module]}}
+    that has imported torch and ``location_module`` once, instead of each importing them again (``spawn``, Dagster's
+    default: seconds per step). torch is named as the definitions do not import it (a step that trains or scores
+    does). A run's own ``start_method`` still wins."""
+    forkserver = {"forkserver": {"preload_modules": ["torch", location_module]}}
 
     def forkserver_by_default(config: dict[str, Any]) -> dict[str, Any]:
         if "multiprocess" not in config:
@@ -107,8 +108,8 @@ def local_executor(location_module: str) -> ExecutorDefinition:
 def executor_for(
     env: str, assets: Iterable[Any], environ: Mapping[str, str], location_module: str
 ) -> ExecutorDefinition:
-    """The executor of one environment: `local_executor` (preloading ``location_module``) locally, Kubernetes Jobs
-    elsewhere.
+    """The executor of one environment: `local_executor` (preloading torch and ``location_module``) locally,
+    Kubernetes Jobs elsewhere.
 
     Without `GPU_IMAGE_ENV` GPU steps run on the code location's own image (set it in deployments).
     """
