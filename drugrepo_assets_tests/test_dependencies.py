@@ -2,12 +2,16 @@
 every import of the package (its modules' syntax trees), and the images' constraints against both. The layers
 hold: the serving location never reaches the API, and the core (data, ml, screening, files, location, request
 records) never reaches Dagster, directly or through another module of the package, nor any of the Dagster layers
-(lib/, defs/ and the definitions modules)."""
+(lib/, defs/ and the definitions modules). Loading a code location's definitions, what every Dagster process does
+first, imports none of the heavy libraries (torch, scikit-learn, ...): a step imports what it uses."""
 
 from __future__ import annotations
 
 import ast
+import json
+import os
 import re
+import subprocess
 import sys
 import tomllib
 from collections import defaultdict
@@ -227,3 +231,21 @@ def test_the_images_pin_every_runtime_dependency() -> None:
     lines = (ROOT / "docker" / "constraints.txt").read_text(encoding="utf-8").splitlines()
     pinned = {_requirement_name(line) for line in lines if "==" in line and not line.startswith("#")}
     assert sorted(_declared() - pinned) == []
+
+
+HEAVY_LIBRARIES = ("torch", "sklearn", "scipy", "matplotlib", "optuna", "evidently", "mlflow")
+"""Libraries that take from a third of a second to seconds to import: a code server, ``dagster definitions
+validate`` or a run worker that loads the definitions does not import them; the steps that use them do."""
+
+
+@pytest.mark.parametrize("module", ["drugrepo_assets.definitions", "drugrepo_assets.serving.definitions"])
+def test_loading_the_definitions_imports_no_heavy_library(module: str) -> None:
+    code = (
+        f"import importlib, json, sys; importlib.import_module({module!r}); "
+        f"print(json.dumps([{module!r} in sys.modules, sorted(m for m in {HEAVY_LIBRARIES!r} if m in sys.modules)]))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRUGREPO_")}  # the local defaults
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env, check=True
+    )
+    assert json.loads(done.stdout.splitlines()[-1]) == [True, []]
