@@ -65,6 +65,7 @@ def _profile(floor: float) -> TrainingProfile:
         max_eval_pairs=48,
         test_auroc_floor=floor,
         attention_examples=1,
+        model_width=16,
     )
 
 
