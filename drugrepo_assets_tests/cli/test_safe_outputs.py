@@ -1,4 +1,5 @@
-"""Safe outputs (issue 21, findings 7, 8, 14), through the installed ``drugrepo`` script: --out is never a device,
+"""Safe outputs (issue 21, findings 7, 8, 14), through the installed ``drugrepo`` script (refusals of inputs and
+suffixes through ``main`` in this process, the same code without the script's start): --out is never a device,
 a FIFO, a symlink out of its folder, an input or inside an input folder; a file's format follows its suffix; a
 screen of a library with nothing to score leaves no run folder."""
 
@@ -33,16 +34,26 @@ def refused(completed: subprocess.CompletedProcess[str], command: str, out: str 
     return line.removeprefix(prefix)
 
 
+def refused_here(capsys: pytest.CaptureFixture[str], args: list[str], command: str, out: str | Path) -> str:
+    """`refused` of ``drugrepo ARGS`` run in this process: the same refusal, without the script's ~3 s start."""
+    code = main(args)
+    captured = capsys.readouterr()
+    return refused(subprocess.CompletedProcess(args, code, captured.out, captured.err), command, out)
+
+
 @pytest.fixture
 def pairs(tmp_path: Path, golden_dir: Path) -> pd.DataFrame:
     """Three of the golden pairs (SMILES, Protein, Y)."""
     return pd.read_csv(golden_dir / "model_pairs.csv").head(3)
 
 
+def predict_args(golden_dir: Path, source: Path | str, out: Path | str) -> list[str]:
+    """``drugrepo predict`` of ``source`` with the golden checkpoint into ``out``."""
+    return ["predict", "--checkpoint", str(golden_dir / "model_state.pt"), "--pairs", str(source), "--out", str(out)]
+
+
 def predict(golden_dir: Path, source: Path | str, out: Path | str) -> subprocess.CompletedProcess[str]:
-    return drugrepo(
-        "predict", "--checkpoint", str(golden_dir / "model_state.pt"), "--pairs", str(source), "--out", str(out)
-    )
+    return drugrepo(*predict_args(golden_dir, source, out))
 
 
 def test_predict_refuses_a_device_out_and_leaves_it_a_device(tmp_path: Path, golden_dir: Path, pairs) -> None:
@@ -83,7 +94,9 @@ def test_predict_refuses_a_symlink_out_of_its_folder_and_follows_one_inside(
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 @pytest.mark.parametrize("via", ["itself", "a symlink", "a hard link"])
-def test_predict_refuses_its_own_input_as_out(tmp_path: Path, golden_dir: Path, pairs, suffix: str, via: str) -> None:
+def test_predict_refuses_its_own_input_as_out(
+    tmp_path: Path, golden_dir: Path, capsys: pytest.CaptureFixture[str], pairs, suffix: str, via: str
+) -> None:
     source = tmp_path / f"in{suffix}"
     pairs.to_csv(source, index=False) if suffix == ".csv" else pairs.to_parquet(source, index=False)
     before = source.read_bytes()
@@ -92,24 +105,28 @@ def test_predict_refuses_its_own_input_as_out(tmp_path: Path, golden_dir: Path, 
         out.symlink_to(source.name)
     elif via == "a hard link":
         os.link(source, out)
-    assert refused(predict(golden_dir, source, out), "predict", out) == f"is the input {source}"
+    assert refused_here(capsys, predict_args(golden_dir, source, out), "predict", out) == f"is the input {source}"
     assert source.read_bytes() == before
 
 
-def test_predict_refuses_an_out_inside_its_input_folder(tmp_path: Path, golden_dir: Path, pairs) -> None:
+def test_predict_refuses_an_out_inside_its_input_folder(
+    tmp_path: Path, golden_dir: Path, capsys: pytest.CaptureFixture[str], pairs
+) -> None:
     folder = tmp_path / "pairs"
     folder.mkdir()
     pairs.to_csv(folder / "a.csv", index=False)
     out = folder / "scored" / "o.csv"
-    reason = refused(predict(golden_dir, folder, out), "predict", out)
+    reason = refused_here(capsys, predict_args(golden_dir, folder, out), "predict", out)
     assert reason == f"is inside the input folder {folder} (a rerun would read the outputs as input)"
     assert sorted(p.name for p in folder.iterdir()) == ["a.csv"]
 
 
-def test_predict_refuses_an_unknown_suffix(tmp_path: Path, golden_dir: Path, pairs) -> None:
+def test_predict_refuses_an_unknown_suffix(
+    tmp_path: Path, golden_dir: Path, capsys: pytest.CaptureFixture[str], pairs
+) -> None:
     pairs.to_csv(tmp_path / "in.csv", index=False)
     out = tmp_path / "o.txt"
-    reason = refused(predict(golden_dir, tmp_path / "in.csv", out), "predict", out)
+    reason = refused_here(capsys, predict_args(golden_dir, tmp_path / "in.csv", out), "predict", out)
     assert reason == "unknown suffix: the output's format follows it (.csv, .csv.gz, .parquet, .pq)"
     assert not out.exists()
 
@@ -136,26 +153,29 @@ def test_predict_writes_the_format_its_suffix_names(tmp_path: Path, golden_dir: 
     assert main(again) == 0  # what predict writes it reads
 
 
-def test_screen_refuses_an_out_inside_the_library_folder(tmp_path: Path, golden_dir: Path) -> None:
+def test_screen_refuses_an_out_inside_the_library_folder(
+    tmp_path: Path, golden_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     golden_inputs(tmp_path, golden_dir)
     library = tmp_path / "library"
     library.mkdir()
     (tmp_path / "lib.smi").rename(library / "lib.smi")
     out = library / "run"
-    completed = drugrepo(*screen_args(tmp_path, golden_dir, library=str(library), out=str(out)))
-    reason = refused(completed, "screen", out)
+    reason = refused_here(capsys, screen_args(tmp_path, golden_dir, library=str(library), out=str(out)), "screen", out)
     assert reason == f"is inside the input folder {library} (a rerun would read the outputs as input)"
     assert sorted(p.name for p in library.iterdir()) == ["lib.smi"]
 
 
-def test_screen_refuses_an_out_that_would_overwrite_an_input(tmp_path: Path, golden_dir: Path) -> None:
+def test_screen_refuses_an_out_that_would_overwrite_an_input(
+    tmp_path: Path, golden_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     golden_inputs(tmp_path, golden_dir)
     run = tmp_path / "run"
     run.mkdir()
     (tmp_path / "lib.smi").rename(run / "top.csv")  # a library named as one of the screen's outputs
     before = (run / "top.csv").read_bytes()
-    completed = drugrepo(*screen_args(tmp_path, golden_dir, library=str(run / "top.csv"), out=str(run)))
-    assert refused(completed, "screen", run) == f"would overwrite the input {run / 'top.csv'} (top.csv)"
+    args = screen_args(tmp_path, golden_dir, library=str(run / "top.csv"), out=str(run))
+    assert refused_here(capsys, args, "screen", run) == f"would overwrite the input {run / 'top.csv'} (top.csv)"
     assert (run / "top.csv").read_bytes() == before
 
 
