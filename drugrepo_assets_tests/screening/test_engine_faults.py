@@ -18,10 +18,12 @@ import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
 
+from drugrepo_assets.cli import main
 from drugrepo_assets.data.sources import bundled_root
 from drugrepo_assets_tests.molecules import screening_candidates
 
-MOLECULES, SHARD_SIZE, TARGETS = 600, 150, 2
+MOLECULES, SHARD_SIZE, TARGETS = 40, 10, 2
+"""Four shards of molecules (tiles), as a large library has: what is proved is the files, not the scores."""
 
 KILL_WRAPPER = r"""
 import io, os, signal, sys
@@ -75,8 +77,9 @@ def inputs(tmp_path_factory: pytest.TempPathFactory, golden_dir: Path) -> dict[s
     }
 
 
-def _screen(inputs: dict[str, str], out: Path, kill: str = "") -> subprocess.CompletedProcess:
-    args = [
+def _args(inputs: dict[str, str], out: Path) -> list[str]:
+    """``drugrepo screen`` of the inputs into ``out``, in shards of SHARD_SIZE molecules."""
+    return [
         "screen",
         "--checkpoint",
         inputs["checkpoint"],
@@ -94,7 +97,11 @@ def _screen(inputs: dict[str, str], out: Path, kill: str = "") -> subprocess.Com
         "1",
         "--quiet",
     ]
-    return subprocess.run([sys.executable, "-c", CLI, kill, *args], capture_output=True, text=True)
+
+
+def _killed_screen(inputs: dict[str, str], out: Path, kill: str) -> subprocess.CompletedProcess:
+    """The screen in a subprocess that SIGKILLs itself halfway through the file ``kill`` names (see above)."""
+    return subprocess.run([sys.executable, "-c", CLI, kill, *_args(inputs, out)], capture_output=True, text=True)
 
 
 def _scores(out: Path) -> pd.DataFrame:
@@ -106,23 +113,24 @@ def _scores(out: Path) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def uninterrupted(inputs, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("uninterrupted")
-    run = _screen(inputs, out)
-    assert run.returncode == 0, run.stderr[-3000:]
+    assert main(_args(inputs, out)) == 0
     return out
 
 
 @pytest.mark.parametrize("kill", ["scores:3", "top:3", "tiles:3"])
 def test_a_screen_killed_mid_write_resumes_to_the_same_scores(
-    inputs, uninterrupted: Path, tmp_path: Path, kill: str
+    inputs, uninterrupted: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], kill: str
 ) -> None:
-    """Killed halfway through the third tile's scores, top or marker file: the rerun keeps tiles 1 and 2."""
-    killed = _screen(inputs, tmp_path, kill)
+    """Killed halfway through the third tile's scores, top or marker file: the rerun keeps tiles 1 and 2.
+
+    Only the killed screen needs a process of its own; the uninterrupted run and the rerun are ``main`` here."""
+    killed = _killed_screen(inputs, tmp_path, kill)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert len(list((tmp_path / "tiles").glob("*.json"))) == 2
-    rerun = _screen(inputs, tmp_path)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert "(2 tiles kept from an earlier run)" in rerun.stdout  # the first two tiles were not scored again
-    assert f"scored {MOLECULES * TARGETS} pairs" in rerun.stdout
+    assert main(_args(inputs, tmp_path)) == 0
+    rerun = capsys.readouterr().out
+    assert "(2 tiles kept from an earlier run)" in rerun  # the first two tiles were not scored again
+    assert f"scored {MOLECULES * TARGETS} pairs" in rerun
     scores = _scores(tmp_path)
     assert len(scores) == MOLECULES * TARGETS and not scores.duplicated(["target_id", "drug_id"]).any()
     assert_frame_equal(scores, _scores(uninterrupted))
