@@ -95,6 +95,8 @@ def _args(inputs: dict[str, str], out: Path) -> list[str]:
         str(SHARD_SIZE),
         "--workers",
         "1",
+        "--threads",  # the same in the killed process as here, whatever an earlier test of this process set
+        "1",
         "--quiet",
     ]
 
