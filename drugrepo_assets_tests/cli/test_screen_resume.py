@@ -1,4 +1,5 @@
-"""Honest resumption through the installed ``drugrepo`` script: tiles are named by the molecules and targets
+"""Honest resumption through the installed ``drugrepo`` script (a longer target list through ``main`` in this
+process, the same code without the script's start): tiles are named by the molecules and targets
 they score, so a rerun on an edited or grown library, or a longer target list, scores only the tiles that
 are new and ends equal to a fresh screen (issue 21's finding 6 — stale and new shards merged — cannot
 happen: the answers and ``scores/`` hold exactly this run's tiles). An S3 library behaves alike, and
@@ -67,19 +68,21 @@ def test_an_edited_and_grown_library_scores_only_its_new_tiles_and_equals_a_fres
         assert (run / table).read_text() == (tmp_path / "fresh" / table).read_text(), table
 
 
-def test_more_targets_score_only_the_new_blocks(tmp_path: Path, golden_dir: Path) -> None:
+def test_more_targets_score_only_the_new_blocks(
+    tmp_path: Path, golden_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     golden = pd.read_csv(golden_dir / "model_pairs.csv")
     proteins = golden["Protein"].unique()[:3].tolist()
     golden_inputs(tmp_path, golden_dir)
     (tmp_path / "two.fasta").write_text("".join(f">T{i}\n{p}\n" for i, p in enumerate(proteins[:2])))
     (tmp_path / "three.fasta").write_text("".join(f">T{i}\n{p}\n" for i, p in enumerate(proteins)))
     options = {"top": "2", "shard-size": "2", "target-block": "2"}
-    first = drugrepo(*screen_args(tmp_path, golden_dir, targets=str(tmp_path / "two.fasta"), **options))
-    assert first.returncode == 0, first.stderr
-    more = drugrepo(*screen_args(tmp_path, golden_dir, targets=str(tmp_path / "three.fasta"), **options))
-    assert more.returncode == 0, more.stderr
+    assert main(screen_args(tmp_path, golden_dir, targets=str(tmp_path / "two.fasta"), **options)) == 0
+    capsys.readouterr()
+    assert main(screen_args(tmp_path, golden_dir, targets=str(tmp_path / "three.fasta"), **options)) == 0
+    more = capsys.readouterr().out
     # 4 molecules in 2 shards; block 0 (T0, T1) is kept in both shards, block 1 (T2) is new
-    assert kept_tiles(more.stdout) == 2 and "4 tiles" in more.stdout
+    assert kept_tiles(more) == 2 and "4 tiles" in more
     assert sorted(set(pd.read_csv(tmp_path / "run" / "top.csv")["target_id"])) == ["T0", "T1", "T2"]
     terms = list((tmp_path / "run" / "terms").rglob("*.npy"))
     assert len(terms) == 3  # each target's terms computed once, the first two reused by the second run
