@@ -26,6 +26,7 @@ from drugrepo_assets.ml.features.exported import (
     read_parts,
 )
 from drugrepo_assets.ml.training.pipeline import pair_data
+from drugrepo_assets_tests.ml.training.small import SMALL
 
 NO_RDKIT = "import sys\nfor name in ('rdkit', 'upath', 'dagster'):\n    sys.modules[name] = None\n"
 """A sitecustomize that makes RDKit (and upath and Dagster, absent on the GPU machine too) unimportable."""
@@ -105,18 +106,25 @@ def test_training_from_exported_features_imports_no_rdkit(exported: Path, tmp_pa
     script = (
         "import sys\n"
         "from pathlib import Path\n"
+        "import json\n"
         "from drugrepo_assets.ml.features.exported import read_parts\n"
+        "from drugrepo_assets.ml.model.model_config import DrugBANConfig\n"
         "from drugrepo_assets.ml.training.pipeline import train_and_evaluate\n"
         "from drugrepo_assets.ml.training.train import TrainConfig\n"
         "parts = read_parts(sys.argv[1])\n"
         "config = TrainConfig(epochs=1, batch_size=16, patience=None, device='cpu')\n"
-        "result, evaluation = train_and_evaluate(parts, Path(sys.argv[2]), config)\n"
+        "small = DrugBANConfig.from_dict(json.loads(sys.argv[3]))\n"
+        "result, evaluation = train_and_evaluate(parts, Path(sys.argv[2]), config, small)\n"
         "assert sys.modules['rdkit'] is None, 'RDKit was imported'\n"
         "print(len(result.history), evaluation.metrics.test.auroc)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "shim")}
+    small = json.dumps(SMALL.to_dict())  # the imports are proved, not learning: the small DrugBAN trains
     done = subprocess.run(
-        [sys.executable, "-c", script, str(exported), str(tmp_path / "run")], env=env, capture_output=True, text=True
+        [sys.executable, "-c", script, str(exported), str(tmp_path / "run"), small],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr
     epochs, auroc = done.stdout.split()
