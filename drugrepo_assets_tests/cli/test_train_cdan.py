@@ -29,27 +29,28 @@ def _files(tmp_path: Path) -> dict[str, Path]:
     return paths
 
 
-def test_cdan_from_the_cli_names_both_domains_resumes_and_predicts(tmp_path: Path) -> None:
+def test_cdan_from_the_cli_names_both_domains_resumes_and_predicts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Training and resuming run ``main`` here; best.pt is predicted by the script, a process that never trained."""
     files = _files(tmp_path)
     out = tmp_path / "run"
     command = [
-        console_script(),
         "train",
         *("--train", str(files["train"]), "--val", str(files["val"]), "--test", str(files["test"])),
         *("--da", "cdan", "--target-train", str(files["target_train"]), "--da-init-epoch", "2"),
         *("--out", str(out), "--batch-size", "16", "--threads", "1", "--seed", "2"),
     ]
-    first = subprocess.run([*command, "--epochs", "2"], capture_output=True, text=True, check=False)
-    assert first.returncode == 0, first.stderr
-    assert "CDAN on 16 unlabelled target pairs from epoch 2" in first.stdout
-    assert "target-domain test AUROC" in first.stdout
+    assert main([*command, "--epochs", "2"]) == 0
+    first = capsys.readouterr().out
+    assert "CDAN on 16 unlabelled target pairs from epoch 2" in first
+    assert "target-domain test AUROC" in first
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["source_val_auroc"] == metrics["val"]["auroc"]
     assert metrics["target_test_auroc"] == metrics["test"]["auroc"]
     assert metrics["da"]["method"] == "cdan" and metrics["da"]["init_epoch"] == 2
     assert metrics["train_config"]["lr"] == 1e-4  # the reference's DA learning rate, --lr not given
-    resumed = subprocess.run([*command, "--epochs", "3", "--resume"], capture_output=True, text=True, check=False)
-    assert resumed.returncode == 0, resumed.stderr
+    assert main([*command, "--epochs", "3", "--resume"]) == 0
     history = pd.read_csv(out / "history.csv")
     assert history["epoch"].tolist() == [1, 2, 3]
     assert history["da_loss"].isna().tolist() == [True, False, False]
