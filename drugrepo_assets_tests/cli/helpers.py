@@ -14,6 +14,8 @@ from drugrepo_assets_tests.data.rows import real_rows
 
 HUMAN = real_rows("human/random/train.csv", [1, 2, 3])
 HUMAN_TRAIN = bundled_root() / "human" / "random" / "train.csv"
+SMALL_MODEL = ["--model-width", "16"]
+"""``drugrepo train``'s reference DrugBAN shape at width 16, for tests of the command's files, not of learning."""
 
 
 def console_script() -> str:

@@ -23,7 +23,7 @@ from types import ModuleType
 import pandas as pd
 
 from drugrepo_assets.data.sandbox import BUDGET_VARIABLES
-from drugrepo_assets_tests.cli.helpers import console_script, golden_inputs
+from drugrepo_assets_tests.cli.helpers import SMALL_MODEL, console_script, golden_inputs
 from drugrepo_assets_tests.data.rows import real_rows, write_csv
 from drugrepo_assets_tests.molecules import FINDING_CAGE, NEAR_BUDGET_CAGE, RING_CAGE, screening_candidates
 
@@ -99,7 +99,7 @@ def test_predict_refuses_each_cage_naming_file_and_row_and_scores_the_good_rows(
 def test_train_refuses_each_cage_with_its_code_and_row_and_trains_on_the_good_rows(tmp_path: Path) -> None:
     pairs, cages = _pairs(tmp_path / "pairs.csv")
     out = tmp_path / "t"
-    options = ("--epochs", "1", "--batch-size", "16", "--max-train-pairs", "16")  # the refusals are read, not learning
+    options = ("--epochs", "1", "--batch-size", "16", "--max-train-pairs", "16", *SMALL_MODEL)
     _run("train", "--data", str(pairs), "--out", str(out), *options, tmp_path=tmp_path)
     rejected = pd.read_parquet(out / "data_rejected.parquet")
     assert dict(zip(rejected["source_row"], rejected["reason_code"])) == cages

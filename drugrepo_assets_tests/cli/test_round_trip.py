@@ -20,13 +20,15 @@ import pytest
 from drugrepo_assets.cli import main
 from drugrepo_assets.ml.model.checkpoint import load_checkpoint
 from drugrepo_assets.ml.predict import score_table
+from drugrepo_assets_tests.cli.helpers import SMALL_MODEL
 from drugrepo_assets_tests.data.rows import real_rows, write_csv
 from drugrepo_assets_tests.data.servers import S3Bucket
 from drugrepo_assets_tests.molecules import screening_candidates
 
 ROWS = real_rows("human/random/train.csv", range(1, 97))
 BAD = [("C1CC", ROWS[0][1], "1"), (ROWS[1][0], ROWS[1][1], "yes")]
-TRAIN_OPTIONS = ["--epochs", "1", "--batch-size", "16", "--threads", "1", "--seed", "3"]
+TRAIN_OPTIONS = ["--epochs", "1", "--batch-size", "16", "--threads", "1", "--seed", "3", *SMALL_MODEL]
+"""One epoch of a small DrugBAN (width 16): the chain's files and checkpoint ids are proved, not learning."""
 
 
 def run(*args: str) -> None:

@@ -13,7 +13,7 @@ from drugrepo_assets.data.validate import validate_pairs
 from drugrepo_assets.ml.evaluate import choose_threshold
 from drugrepo_assets.ml.model.checkpoint import checkpoint_id, load_checkpoint
 from drugrepo_assets.ml.predict import score_table
-from drugrepo_assets_tests.cli.helpers import HUMAN_TRAIN, one_error_line
+from drugrepo_assets_tests.cli.helpers import HUMAN_TRAIN, SMALL_MODEL, one_error_line
 
 
 def test_train_command_writes_checkpoint_and_val_threshold_metrics(tmp_path: Path) -> None:
@@ -35,7 +35,7 @@ def test_train_command_writes_checkpoint_and_val_threshold_metrics(tmp_path: Pat
         "--test",
         str(tmp_path / "test.csv"),
     ]
-    assert main([*args, "--out", str(out), "--epochs", "1", "--batch-size", "32", "--threads", "2"]) == 0
+    assert main([*args, "--out", str(out), "--epochs", "1", "--batch-size", "32", "--threads", "2", *SMALL_MODEL]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["pairs"] == {"train": 32, "val": 16, "test": 16}
     assert metrics["best_epoch"] == 1
@@ -61,7 +61,7 @@ def test_train_without_test_pairs_records_no_threshold(tmp_path: Path, capsys: p
     rows.iloc[32:].to_csv(tmp_path / "val.csv", index=False)
     out = tmp_path / "run"
     args = ["train", "--train", str(tmp_path / "train.csv"), "--val", str(tmp_path / "val.csv"), "--out", str(out)]
-    assert main([*args, "--epochs", "1", "--batch-size", "16", "--threads", "1"]) == 0
+    assert main([*args, "--epochs", "1", "--batch-size", "16", "--threads", "1", *SMALL_MODEL]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["threshold"] is None and "val" not in metrics and "test" not in metrics
     assert metrics["checkpoint_id"] == load_checkpoint(str(out / "best.pt")).checkpoint_id
@@ -100,6 +100,7 @@ def test_train_leaves_no_rejected_file_of_an_earlier_run(tmp_path: Path) -> None
         "16",
         "--threads",
         "1",
+        *SMALL_MODEL,
     ]
     assert main(["train", "--train", str(tmp_path / "train_bad.csv"), *common]) == 0
     assert len(pd.read_parquet(out / "train_rejected.parquet")) == 1

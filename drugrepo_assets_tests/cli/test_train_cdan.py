@@ -11,7 +11,7 @@ import pytest
 
 from drugrepo_assets.cli import main
 from drugrepo_assets.data.splits import REFERENCE_FILES
-from drugrepo_assets_tests.cli.helpers import HUMAN_TRAIN, console_script, one_error_line
+from drugrepo_assets_tests.cli.helpers import HUMAN_TRAIN, SMALL_MODEL, console_script, one_error_line
 
 
 def _files(tmp_path: Path) -> dict[str, Path]:
@@ -39,7 +39,7 @@ def test_cdan_from_the_cli_names_both_domains_resumes_and_predicts(
         "train",
         *("--train", str(files["train"]), "--val", str(files["val"]), "--test", str(files["test"])),
         *("--da", "cdan", "--target-train", str(files["target_train"]), "--da-init-epoch", "2"),
-        *("--out", str(out), "--batch-size", "16", "--threads", "1", "--seed", "2"),
+        *("--out", str(out), "--batch-size", "16", "--threads", "1", "--seed", "2", *SMALL_MODEL),
     ]
     assert main([*command, "--epochs", "2"]) == 0
     first = capsys.readouterr().out
@@ -75,7 +75,7 @@ def test_a_cluster_split_folder_is_read_as_its_parts(tmp_path: Path) -> None:
         (folder / name).write_bytes(files[part].read_bytes())
     out = tmp_path / "run"
     args = ["train", "--cluster-split", str(folder), "--out", str(out), "--epochs", "1", "--batch-size", "16"]
-    assert main([*args, "--threads", "1"]) == 0
+    assert main([*args, "--threads", "1", *SMALL_MODEL]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["pairs"] == {"train": 16, "val": 16, "test": 8}
     assert metrics["target_test_auroc"] == metrics["test"]["auroc"] and "da" not in metrics
