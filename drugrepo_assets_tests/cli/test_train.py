@@ -12,6 +12,7 @@ from drugrepo_assets.data.columns import read_pairs
 from drugrepo_assets.data.validate import validate_pairs
 from drugrepo_assets.ml.evaluate import choose_threshold
 from drugrepo_assets.ml.model.checkpoint import checkpoint_id, load_checkpoint
+from drugrepo_assets.ml.model.model_config import DrugBANConfig
 from drugrepo_assets.ml.predict import score_table
 from drugrepo_assets_tests.cli.helpers import HUMAN_TRAIN, SMALL_MODEL, one_error_line
 
@@ -54,6 +55,7 @@ def test_train_command_writes_checkpoint_and_val_threshold_metrics(tmp_path: Pat
 
 
 def test_train_without_test_pairs_records_no_threshold(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --model-width (the one test here at the default): the checkpoint is the reference DrugBAN."""
     import json
 
     rows = pd.read_csv(HUMAN_TRAIN).head(48)
@@ -61,10 +63,11 @@ def test_train_without_test_pairs_records_no_threshold(tmp_path: Path, capsys: p
     rows.iloc[32:].to_csv(tmp_path / "val.csv", index=False)
     out = tmp_path / "run"
     args = ["train", "--train", str(tmp_path / "train.csv"), "--val", str(tmp_path / "val.csv"), "--out", str(out)]
-    assert main([*args, "--epochs", "1", "--batch-size", "16", "--threads", "1", *SMALL_MODEL]) == 0
+    assert main([*args, "--epochs", "1", "--batch-size", "16", "--threads", "1"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["threshold"] is None and "val" not in metrics and "test" not in metrics
-    assert metrics["checkpoint_id"] == load_checkpoint(str(out / "best.pt")).checkpoint_id
+    loaded = load_checkpoint(str(out / "best.pt"))
+    assert metrics["checkpoint_id"] == loaded.checkpoint_id and loaded.model.config == DrugBANConfig()
     assert f"checkpoint {metrics['checkpoint_id']}" in capsys.readouterr().out
 
 
