@@ -7,7 +7,7 @@ the GPU step pods, see `drugrepo_assets.lib.k8s`). ``DRUGREPO_TRAINING_PROFILE``
 ``tiny``) overrides the environment's training profile, e.g. ``tiny`` for the end-to-end UI test;
 ``DRUGREPO_EXECUTOR=in_process`` (local only) runs each run's steps in one process instead of a process per
 step (the UI test: no per-step imports of torch and RDKit). ``DRUGREPO_RETRAIN_CRON`` (a setting of each
-environment's drugrepo.env) times the retraining schedule (`drugrepo_assets.lib.schedules`).
+environment's drugrepo.env) times the retraining schedule (`drugrepo_assets.defs.automation.schedules`).
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ from dagster import (
 )
 
 import drugrepo_assets.defs
+from drugrepo_assets.defs.automation.schedules import retrain_schedule
 from drugrepo_assets.lib.defs_loader import load_defs_package
 from drugrepo_assets.lib.environments import ENV_VAR, asset_resources, current_env
 from drugrepo_assets.lib.k8s import executor_for
 from drugrepo_assets.lib.resources import PROFILES, TINY_PROFILE, ScreeningSettings
-from drugrepo_assets.lib.schedules import DEFAULT_RETRAIN_CRON, RETRAIN_CRON_VAR, retrain_schedule
+from drugrepo_assets.lib.schedules import DEFAULT_RETRAIN_CRON, RETRAIN_CRON_VAR
 
 __all__ = [
     "all_asset_checks",

@@ -24,8 +24,9 @@ from dagster import (
 from drugrepo_assets.definitions import all_asset_checks, all_assets
 from drugrepo_assets.defs.automation.automation import automation_sensor
 from drugrepo_assets.defs.automation.jobs import hpo_job, ingest_job, materialize_all_job, retrain_job
-from drugrepo_assets.defs.automation.notifications import SlackNotifier, slack_on_materialization, slack_on_run_failure
-from drugrepo_assets.defs.automation.sensors import LandingZone, RetrainPolicy, landing_sensor, retrain_sensor
+from drugrepo_assets.defs.automation.notifications import slack_on_materialization, slack_on_run_failure
+from drugrepo_assets.defs.automation.sensors import landing_sensor, retrain_sensor
+from drugrepo_assets.lib.automation_resources import LandingZone, RetrainPolicy, SlackNotifier
 from drugrepo_assets_tests.defs.training.training_setup import resources as training_resources
 
 REFRESHED = ("validated_pairs", "rejected_pairs", "dataset_splits", "drug_graphs", "protein_encodings")

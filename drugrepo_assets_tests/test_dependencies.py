@@ -176,6 +176,16 @@ def test_the_core_imports_no_dagster_layer() -> None:
     assert {m: found for m, found in reaching.items() if found} == {}
 
 
+def test_lib_imports_no_definitions_of_the_asset_location() -> None:
+    """lib/ holds what the definitions share (resources, I/O managers, the schedules' pieces); defs/ builds on it."""
+    reaching = {
+        module: sorted(m for m in _reached(module) if _within(m, "drugrepo_assets.defs"))
+        for module in _module_imports()
+        if _within(module, "drugrepo_assets.lib")
+    }
+    assert {m: found for m, found in reaching.items() if found} == {}
+
+
 @pytest.mark.parametrize("layer", DAGSTER_LAYERS)
 def test_each_dagster_layer_exists_and_imports_dagster(layer: str) -> None:
     graph = _module_imports()

@@ -17,8 +17,7 @@ from typing import Any
 
 from dagster import EnvVar
 
-from drugrepo_assets.defs.automation.notifications import SlackNotifier
-from drugrepo_assets.defs.automation.sensors import LandingZone, RetrainPolicy
+from drugrepo_assets.lib.automation_resources import LandingZone, RetrainPolicy, SlackNotifier
 from drugrepo_assets.lib.io_managers import JsonIOManager, ParquetIOManager
 from drugrepo_assets.lib.resources import (
     DEMO_PROFILE,

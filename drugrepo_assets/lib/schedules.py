@@ -1,5 +1,6 @@
-"""Schedules, per environment: periodic retraining (asset location) and the champion/challenger comparison
-(serving location), one run per dataset partition that has something to do.
+"""Schedules, per environment: periodic retraining (asset location; its schedule, built on `environment_schedule`, is
+`drugrepo_assets.defs.automation.schedules.retrain_schedule`) and the champion/challenger comparison (serving
+location), one run per dataset partition that has something to do.
 
 Each cron expression is a setting of the environment (``deployments/<env>/drugrepo.env``:
 ``DRUGREPO_RETRAIN_CRON``, ``DRUGREPO_CHALLENGER_CRON``), read when the code location loads: a
@@ -31,8 +32,6 @@ from dagster import (
 )
 
 from drugrepo_assets.data.sources import DATASETS
-from drugrepo_assets.defs.automation.jobs import retrain_job
-from drugrepo_assets.defs.automation.sensors import RETRAIN_REASON_TAG, RetrainPolicy, retrain_decision
 
 if TYPE_CHECKING:
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
@@ -53,35 +52,6 @@ def default_status(env: str) -> DefaultScheduleStatus:
     return DefaultScheduleStatus.RUNNING if env in RUNNING_ENVS else DefaultScheduleStatus.STOPPED
 
 
-def retrain_schedule(env: str, cron: str = DEFAULT_RETRAIN_CRON) -> ScheduleDefinition:
-    """`retrain_job` at ``cron`` for every partition whose valid pairs changed since its checkpoint (any growth)."""
-
-    def retrain(context: ScheduleEvaluationContext, retrain_policy: RetrainPolicy) -> list[RunRequest] | SkipReason:
-        policy = RetrainPolicy(min_growth=0.0, train_when_missing=retrain_policy.train_when_missing)
-        decisions = [retrain_decision(context.instance, dataset, policy) for dataset in DATASETS]
-        tick = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else "now"
-        requests = [
-            RunRequest(
-                run_key=f"scheduled-retrain:{d.dataset}:{tick}",
-                partition_key=d.dataset,
-                tags={RETRAIN_REASON_TAG: f"schedule {cron}: {d.reason}"},
-            )
-            for d in decisions
-            if d.retrain
-        ]
-        return requests or SkipReason("; ".join(f"{d.dataset}: {d.reason}" for d in decisions))
-
-    return _schedule(
-        retrain,
-        "retrain_schedule",
-        retrain_job,
-        cron,
-        env,
-        RETRAIN_CRON_VAR,
-        "Retrain and re-evaluate every dataset partition whose valid pairs changed since its checkpoint.",
-    )
-
-
 def challenger_schedule(
     env: str, job: UnresolvedAssetJobDefinition, cron: str = DEFAULT_CHALLENGER_CRON
 ) -> ScheduleDefinition:
@@ -93,7 +63,7 @@ def challenger_schedule(
         requests = [RunRequest(run_key=f"challenger:{d}:{tick}", partition_key=d) for d in registered]
         return requests or SkipReason("no dataset has a registered model yet")
 
-    return _schedule(
+    return environment_schedule(
         compare,
         "challenger_schedule",
         job,
@@ -115,7 +85,7 @@ def _partitions_with(context: ScheduleEvaluationContext, asset: str, partitions:
     ]
 
 
-def _schedule(
+def environment_schedule(
     fn: Callable[..., list[RunRequest] | SkipReason],
     name: str,
     job: UnresolvedAssetJobDefinition,

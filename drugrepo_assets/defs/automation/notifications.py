@@ -11,11 +11,8 @@ run was reading. Without a token nothing is sent and one warning is logged per p
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlencode
 
 from dagster import (
     AssetKey,
@@ -27,15 +24,12 @@ from dagster import (
     SensorResult,
     SkipReason,
     TableMetadataValue,
-    get_dagster_logger,
     run_failure_sensor,
     sensor,
 )
-from dagster_slack import SlackResource
-from pydantic import Field
-from slack_sdk.web.client import WebClient
 
 from drugrepo_assets.defs.automation.sensors import LANDING_FILES_TAG, PARTITION_TAG
+from drugrepo_assets.lib.automation_resources import SlackMessage, SlackNotifier
 from drugrepo_assets.location import local_path
 
 NOTIFY_ASSETS: tuple[str, ...] = (
@@ -56,66 +50,6 @@ CANDIDATE_KEYS: tuple[str, ...] = ("top_candidates", "best_per_target")
 """Table metadata entries (`lib.metadata.table_metadata`) listing the best candidates, in order of preference."""
 MAX_CANDIDATES = 5
 MAX_ERROR_CHARS = 600
-
-_warned_no_token: set[str] = set()
-
-
-@dataclass
-class SlackMessage:
-    """One Slack message: mrkdwn lines, links rendered as ``<url|label>`` after them."""
-
-    title: str
-    lines: list[str] = field(default_factory=list)
-    links: dict[str, str] = field(default_factory=dict)
-
-    def text(self) -> str:
-        """The message as Slack mrkdwn."""
-        link_line = " · ".join(f"<{url}|{label}>" for label, url in self.links.items())
-        return "\n".join([self.title, *self.lines, *([link_line] if link_line else [])])
-
-
-class SlackNotifier(SlackResource):
-    """dagster-slack's `SlackResource` with a channel, the Dagster UI's URL and an optional token.
-
-    ``base_url`` is slack_sdk's API root (tests point it at a loopback receiver). Without a token
-    `post` sends nothing and logs one warning per process.
-    """
-
-    # SlackResource requires a token; here it is optional (a deployment without one sends nothing)
-    token: str | None = Field(default=None, description="Slack bot token; None or empty: no messages.")  # type: ignore[assignment]
-    channel: str = Field(default="#drugrepo", description="Channel the messages go to.")
-    base_url: str = Field(default=WebClient.BASE_URL, description="Slack Web API root of slack_sdk's WebClient.")
-    dagster_url: str = Field(default="http://localhost:3000", description="Base URL of the Dagster UI for links.")
-
-    def get_client(self) -> WebClient:
-        """A `slack_sdk.WebClient` on ``base_url``."""
-        return WebClient(token=self.token, base_url=self.base_url)
-
-    def post(self, message: SlackMessage, log: logging.Logger | None = None) -> bool:
-        """Send ``message``; False (and no request) without a token or when Slack refuses it."""
-        from slack_sdk.errors import SlackApiError, SlackClientError
-
-        log = log or get_dagster_logger()
-        if not self.token:
-            if self.channel not in _warned_no_token:
-                _warned_no_token.add(self.channel)
-                log.warning(f"no Slack token configured: messages to {self.channel} are not sent")
-            return False
-        try:
-            self.get_client().chat_postMessage(channel=self.channel, text=message.text(), unfurl_links=False)
-        except (SlackApiError, SlackClientError, OSError) as exc:
-            log.error(f"Slack message to {self.channel} not sent: {exc}")
-            return False
-        return True
-
-    def asset_url(self, asset_key: AssetKey, partition: str | None = None) -> str:
-        """The asset's page in the Dagster UI (its partition's view when given)."""
-        url = f"{self.dagster_url.rstrip('/')}/assets/{'/'.join(quote(p, safe='') for p in asset_key.path)}"
-        return url + (f"?{urlencode({'view': 'partitions', 'partition': partition})}" if partition else "")
-
-    def run_url(self, run_id: str) -> str:
-        """The run's page in the Dagster UI."""
-        return f"{self.dagster_url.rstrip('/')}/runs/{run_id}"
 
 
 def object_uri(location: str) -> str:

@@ -24,18 +24,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from dagster import (
     AssetKey,
     AssetRecordsFilter,
-    ConfigurableResource,
     DagsterInstance,
     DagsterRunStatus,
     DefaultSensorStatus,
     EventLogRecord,
-    InitResourceContext,
     IntMetadataValue,
     RunRequest,
     RunsFilter,
@@ -44,12 +40,10 @@ from dagster import (
     SkipReason,
     sensor,
 )
-from pydantic import Field, PrivateAttr
 
 from drugrepo_assets.data.sources import DATASETS, is_data_file
 from drugrepo_assets.defs.automation.jobs import ingest_job, retrain_job
-from drugrepo_assets.files import uri_of
-from drugrepo_assets.lib.storage import S3Endpoint
+from drugrepo_assets.lib.automation_resources import LandingZone, RetrainPolicy
 
 LANDING_FILES_TAG = "drugrepo/landing_files"
 """Run tag of a landing-triggered run: the URIs of the files new or changed since the last run, one per line."""
@@ -64,57 +58,6 @@ IN_PROGRESS = [
     DagsterRunStatus.STARTED,
     DagsterRunStatus.CANCELING,
 ]
-
-
-class LandingZone(S3Endpoint, ConfigurableResource):
-    """Where new data lands: ``<root>/<dataset>/<file>``, a local folder or an ``s3://`` prefix (on `S3Endpoint`'s endpoint)."""
-
-    root: str | None = Field(default=None, description="Local folder or s3:// prefix; default $DAGSTER_HOME/landing.")
-    _instance_root: str | None = PrivateAttr(default=None)
-
-    def setup_for_execution(self, context: InitResourceContext) -> None:
-        """Fall back on ``$DAGSTER_HOME/landing`` when no root is configured."""
-        if self.root is None and context.instance is not None:
-            self._instance_root = str(Path(context.instance.root_directory) / "landing")
-
-    def uri(self) -> str:
-        """The landing root in use (a plain path when local)."""
-        root = self.root or self._instance_root
-        if root is None:
-            raise ValueError("LandingZone needs root when no Dagster instance is at hand")
-        return uri_of(self.path_of(root))
-
-    def file_uri(self, relative: str) -> str:
-        """URI of one landed file given its path relative to the root."""
-        return uri_of(self.path_of(self.uri()).joinpath(*relative.split("/")))
-
-    def files(self) -> dict[str, str]:
-        """Every visible file below the root (relative path → version); empty when the root is missing."""
-        base = self.path_of(self.uri())
-        if not base.exists():
-            return {}
-        prefix = base.path.rstrip("/") + "/"
-        found: dict[str, str] = {}
-        for name, info in base.fs.find(base.path, withdirs=False, detail=True).items():
-            relative = name[len(prefix) :] if name.startswith(prefix) else name
-            if relative and not any(part.startswith(".") for part in relative.split("/")):
-                found[relative] = file_version(info)
-        return found
-
-    def source_config(self) -> dict[str, Any]:
-        """Run config of ``data_source`` that reads every dataset partition from the landing location."""
-        config: dict[str, Any] = {"root": self.uri()}
-        if self.s3_endpoint_url:
-            config["s3_endpoint_url"] = self.s3_endpoint_url
-        return config
-
-
-def file_version(info: dict[str, Any]) -> str:
-    """A file's version from its listing: the ETag on S3, else size and modification time."""
-    etag = info.get("ETag") or info.get("etag")
-    if etag:
-        return str(etag).strip('"')
-    return f"{info.get('size')}:{info.get('mtime') or info.get('LastModified')}"
 
 
 def landing_problem(relative: str) -> str | None:
@@ -205,20 +148,6 @@ def _run_key(dataset: str, generation: int, versions: dict[str, str]) -> str:
     """Key of a dataset's run: its generation (never reused) and the versions of all its files."""
     digest = hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()[:16]
     return f"landing:{dataset}:{generation}:{digest}"
-
-
-class RetrainPolicy(ConfigurableResource):
-    """When `retrain_sensor` retrains a partition: valid pairs grew by ``min_growth`` since the last training."""
-
-    min_growth: float = Field(
-        default=0.10,
-        ge=0.0,
-        description="Relative growth of validated_pairs rows that triggers retraining (0.1 = 10%).",
-    )
-    train_when_missing: bool = Field(
-        default=False,
-        description="Also train partitions without a checkpoint (off: the first training is a deliberate launch).",
-    )
 
 
 @dataclass(frozen=True)

@@ -28,10 +28,10 @@ from drugrepo_assets.defs.automation.sensors import (
     LANDING_FILES_TAG,
     LANDING_REMOVED_TAG,
     RETRAIN_REASON_TAG,
-    LandingZone,
     landing_sensor,
     retrain_sensor,
 )
+from drugrepo_assets.lib.automation_resources import LandingZone
 from drugrepo_assets_tests.data.rows import real_rows, write_csv
 from drugrepo_assets_tests.data.servers import S3Bucket, moto_endpoint, s3_bucket
 from drugrepo_assets_tests.living import REFRESHED, Location, location

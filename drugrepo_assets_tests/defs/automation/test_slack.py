@@ -29,14 +29,9 @@ from dagster import (
     materialize,
 )
 
-from drugrepo_assets.defs.automation.notifications import (
-    SlackMessage,
-    SlackNotifier,
-    object_uri,
-    slack_on_materialization,
-    slack_on_run_failure,
-)
+from drugrepo_assets.defs.automation.notifications import object_uri, slack_on_materialization, slack_on_run_failure
 from drugrepo_assets.defs.automation.sensors import landing_sensor, retrain_sensor
+from drugrepo_assets.lib.automation_resources import SlackMessage, SlackNotifier
 from drugrepo_assets.lib.metadata import table_metadata
 from drugrepo_assets_tests.data.rows import real_rows, write_csv
 from drugrepo_assets_tests.living import Location, location
