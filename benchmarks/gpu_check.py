@@ -62,7 +62,7 @@ SCREEN_TARGETS = (8, 64)
 SCREEN_MOLECULES = 20_000
 SCREEN_SECONDS = 20.0
 """Each target count is timed in rounds until this many seconds (at least one round after a warm-up)."""
-SMOKE_PAIRS = {"train": 192, "val": 64, "test": 64}
+SMOKE_PAIRS = {"train": 64, "val": 64, "test": 64}
 SMOKE_MOLECULES = 64
 
 

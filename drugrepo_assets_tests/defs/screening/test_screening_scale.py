@@ -229,7 +229,7 @@ def test_a_tile_that_fails_once_is_retried_alone(tmp_path: Path, golden_dir: Pat
         assert (metadata["tiles_scored_now"].value, metadata["tiles_kept"].value) == (2, 0)
 
 
-MOLECULES = 1_200
+MOLECULES = 600
 SHARDS = 6  # the fan-out is what is tested; the size is measured by benchmarks/bench_scale.py, not asserted
 TOP = 20
 
@@ -246,7 +246,7 @@ def _make_library(data: Path) -> Path:
 def test_a_generated_library_in_many_shards_through_the_multiprocess_executor_equals_the_cli(
     tmp_path: Path, golden_dir: Path
 ) -> None:
-    """The benchmarks' generated library (1,200 molecules) × 2 targets as 6 shards of 200, one step process per
+    """The benchmarks' generated library (600 molecules) × 2 targets as 6 shards of 100, one step process per
     tile: the merged top table equals `drugrepo screen`'s on the same files."""
     library = _make_library(REPO / "benchmarks" / ".data")
     proteins = pd.read_csv(bundled_root() / "human" / "random" / "train.csv")["Protein"].value_counts().index[:2]
