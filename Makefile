@@ -81,11 +81,11 @@ lint: $(INSTALLED)
 	$(BIN)/mypy
 
 test: lint postgres redis chromium prometheus checkov
-	$(BIN)/pytest -q -n 2
+	$(BIN)/pytest -q -n 3
 
 # the fast core: no real services, no library-scale runs
 test-fast: $(INSTALLED)
-	$(BIN)/pytest -q -n 2 -m "not services and not scale"
+	$(BIN)/pytest -q -n 3 -m "not services and not scale"
 
 dev: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml

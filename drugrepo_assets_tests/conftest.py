@@ -79,7 +79,7 @@ def starts_a_service(item: pytest.Item) -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """One torch (OpenMP) thread per process unless ``OMP_NUM_THREADS`` is set: `make test` runs two workers on two
+    """One torch (OpenMP) thread per process unless ``OMP_NUM_THREADS`` is set: `make test` runs three workers on two
     cores, where a second thread in each worker and each process it starts only spins against the others (a
     `drugrepo train` on a loaded machine used 40 s of CPU with two threads, 22 s with one). Subprocesses inherit it."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -87,8 +87,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Add the ``services`` marker to every test that starts a real service (see the module's docstring), and put the
-    files with a ``slow`` test first, so that ``-n 2 --dist loadfile`` (in collection order: ``--no-loadscope-reorder``)
-    starts them at once instead of ending on one of them while the other worker is idle."""
+    files with a ``slow`` test first, so that ``-n 3 --dist loadfile`` (in collection order: ``--no-loadscope-reorder``)
+    starts them at once instead of ending on one of them while the other workers are idle."""
     for item in items:
         if starts_a_service(item):
             item.add_marker(pytest.mark.services)
