@@ -128,13 +128,18 @@ def test_the_module_walk_sees_the_package_and_its_imports() -> None:
     assert "dagster" in graph["drugrepo_assets.serving.defs.assets"]
 
 
-def test_the_serving_location_does_not_import_the_api() -> None:
+def _forbidden_reaches(sources: tuple[str, ...], forbidden: tuple[str, ...]) -> dict[str, list[str]]:
+    """Each module within ``sources`` that reaches a module within ``forbidden``, with those it reaches."""
     reaching = {
-        module: sorted(m for m in _reached(module) if _within(m, "drugrepo_assets.api"))
+        module: sorted(m for m in _reached(module) if _within(m, *forbidden))
         for module in _module_imports()
-        if _within(module, "drugrepo_assets.serving")
+        if _within(module, *sources)
     }
-    assert {m: found for m, found in reaching.items() if found} == {}
+    return {m: found for m, found in reaching.items() if found}
+
+
+def test_the_serving_location_does_not_import_the_api() -> None:
+    assert _forbidden_reaches(("drugrepo_assets.serving",), ("drugrepo_assets.api",)) == {}
 
 
 CORE = tuple(f"drugrepo_assets.{name}" for name in ("data", "ml", "screening", "files", "location", "request_records"))
@@ -168,22 +173,12 @@ and the modules that load them (definitions)."""
 
 
 def test_the_core_imports_no_dagster_layer() -> None:
-    reaching = {
-        module: sorted(m for m in _reached(module) if _within(m, *DAGSTER_LAYERS))
-        for module in _module_imports()
-        if _within(module, *CORE)
-    }
-    assert {m: found for m, found in reaching.items() if found} == {}
+    assert _forbidden_reaches(CORE, DAGSTER_LAYERS) == {}
 
 
 def test_lib_imports_no_definitions_of_the_asset_location() -> None:
     """lib/ holds what the definitions share (resources, I/O managers, the schedules' pieces); defs/ builds on it."""
-    reaching = {
-        module: sorted(m for m in _reached(module) if _within(m, "drugrepo_assets.defs"))
-        for module in _module_imports()
-        if _within(module, "drugrepo_assets.lib")
-    }
-    assert {m: found for m, found in reaching.items() if found} == {}
+    assert _forbidden_reaches(("drugrepo_assets.lib",), ("drugrepo_assets.defs",)) == {}
 
 
 @pytest.mark.parametrize("layer", DAGSTER_LAYERS)
