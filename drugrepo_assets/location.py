@@ -1,6 +1,6 @@
 """Where an input lives: the one module that tells a local path (or a ``file:`` URL) from an ``s3://`` (or
-``s3a://``) or ``http(s)://`` location, or a packaged dataset's ``bundled:<dataset>[/<file>]`` name, lists a
-folder's or an S3 prefix's files, and says why S3 refused.
+``s3a://``) or ``http(s)://`` location, or a packaged dataset's ``bundled:<dataset>[/<file>]`` name, carries
+the S3 endpoint a location is reached at, lists a folder's or an S3 prefix's files, and says why S3 refused.
 
 No Dagster and no reader rules: which files a reader takes (suffixes, hidden files, order of reading)
 stays with the reader, which filters what is listed here. Every other module asks here instead of
@@ -10,6 +10,7 @@ everywhere alike.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Kind",
     "Location",
+    "as_location",
     "bundled_name",
     "folder_files",
     "is_hidden",
@@ -92,16 +94,23 @@ def is_hidden(rel: str) -> bool:
 
 @dataclass(frozen=True)
 class Location:
-    """One input location as given, and what kind of place it is."""
+    """One location as given, what kind of place it is, and the S3 endpoint it is reached at."""
 
     text: str
     """The location as the user wrote it (kept for messages)."""
     kind: Kind
+    endpoint: str | None = None
+    """The S3-compatible endpoint (MinIO, moto, ...) of an ``s3://`` location; None: s3fs's own choice,
+    ``$AWS_ENDPOINT_URL_S3`` (then ``$AWS_ENDPOINT_URL``), else AWS. Other kinds ignore it."""
 
     @classmethod
-    def of(cls, text: str) -> Location:
-        """The location ``text`` names."""
-        return cls(str(text), location_kind(str(text)))
+    def of(cls, text: str, endpoint: str | None = None) -> Location:
+        """The location ``text`` names, on ``endpoint`` when it is in S3 ("" counts as none)."""
+        return cls(str(text), location_kind(str(text)), endpoint or None)
+
+    def at(self, text: str) -> Location:
+        """Another location on this one's endpoint: a file of this folder or prefix, a resolved name."""
+        return Location.of(text, self.endpoint)
 
     @property
     def is_s3(self) -> bool:
@@ -138,6 +147,11 @@ class Location:
     def key(self) -> str:
         """The S3 key or prefix, without a leading slash ("" for a whole bucket)."""
         return self.s3_path.partition("/")[2].lstrip("/")
+
+
+def as_location(where: Location | str | os.PathLike[str]) -> Location:
+    """``where`` as a `Location`: a plain string or path is `Location.of` it, on the default S3 endpoint."""
+    return where if isinstance(where, Location) else Location.of(os.fspath(where))
 
 
 def folder_files(folder: Path) -> list[tuple[str, Path]]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from drugrepo_assets.location import Location, bundled_name, is_remote, local_path, location_kind
+from drugrepo_assets.location import Location, as_location, bundled_name, is_remote, local_path, location_kind
 
 
 @pytest.mark.parametrize(
@@ -62,3 +62,11 @@ def test_the_local_path_of_a_location() -> None:
     assert local_path("data/t.csv") == Path("data/t.csv")
     assert local_path("s3://b/t.csv") is None
     assert local_path("bundled:human") is None
+
+
+def test_a_location_carries_its_s3_endpoint() -> None:
+    endpoint = "http://127.0.0.1:9"
+    location = Location.of("s3a://bucket/libs/v1", endpoint=endpoint)
+    assert (location.endpoint, location.at("s3://bucket/libs/v1/a.smi").endpoint) == (endpoint, endpoint)
+    plain = as_location("s3://bucket/libs/v1")
+    assert plain == Location.of("s3://bucket/libs/v1") and plain.endpoint is None
