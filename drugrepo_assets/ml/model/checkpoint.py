@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.overrides import TorchFunctionMode
 
 from drugrepo_assets.files import write_local_atomic
 from drugrepo_assets.ml.model.calibration import Temperature, checkpoint_temperature
@@ -120,6 +121,27 @@ def state_dict_problem(state_dict: object, expected: Mapping[str, Tensor]) -> st
     return None
 
 
+_NORMAL_FILLS = (Tensor.normal_, torch.nn.init.normal_)
+
+
+class _NoValuesOnMeta(TorchFunctionMode):
+    """Skips the two value computations of DrugBAN's ``__init__`` while it is built on the meta device
+    (``normal_`` fills, a weight norm): a meta tensor holds no values, and torch's meta kernels for these
+    are Python references that import ``torch._dynamo`` (about 1 s of CPU in every process that loads a model)."""
+
+    def __torch_function__(  # type: ignore[override]
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
+        kwargs = kwargs or {}
+        if func in _NORMAL_FILLS:
+            tensor = args[0] if args else kwargs["tensor"]
+            if tensor.is_meta:
+                return tensor
+        if func is torch.linalg.vector_norm and args[0].is_meta and len(args) == 1 and not kwargs:
+            return torch.empty((), dtype=args[0].dtype, device="meta")
+        return func(*args, **kwargs)
+
+
 def build_model(config: DrugBANConfig, state_dict: Mapping[str, Tensor], device: str | torch.device = "cpu") -> DrugBAN:
     """The model of ``config`` holding ``state_dict``, checked before any memory is allocated.
 
@@ -127,7 +149,7 @@ def build_model(config: DrugBANConfig, state_dict: Mapping[str, Tensor], device:
     `MAX_PARAMETERS` and its state_dict's keys, shapes and dtypes must be ``state_dict``'s; only then
     does it get memory (uninitialised: the strict load writes every entry). ValueError says why not.
     """
-    with torch.device("meta"):
+    with torch.device("meta"), _NoValuesOnMeta():
         model = DrugBAN(config)
     expected = model.state_dict()
     parameters = sum(math.prod(t.shape) for t in expected.values())
