@@ -129,7 +129,7 @@ class _NoValuesOnMeta(TorchFunctionMode):
     (``normal_`` fills, a weight norm): a meta tensor holds no values, and torch's meta kernels for these
     are Python references that import ``torch._dynamo`` (about 1 s of CPU in every process that loads a model)."""
 
-    def __torch_function__(  # type: ignore[override]
+    def __torch_function__(
         self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
     ) -> Any:
         kwargs = kwargs or {}
