@@ -1,6 +1,6 @@
 """A declared dependency is used; a used module is declared: pyproject's ``[project] dependencies`` against
 every import of the package (its modules' syntax trees), and the images' constraints against both. The layers
-hold: the serving location never reaches the API, and the core (data, ml, screening, files, location, request
+hold: the serving location never reaches the API, and the core (data, ml, screening, figures, files, location, request
 records) never reaches Dagster, directly or through another module of the package, nor any of the Dagster layers
 (lib/, defs/ and the definitions modules). Loading a code location's definitions, what every Dagster process does
 first, imports none of the heavy libraries (torch, scikit-learn, ...): a step imports what it uses."""
@@ -142,7 +142,7 @@ def test_the_serving_location_does_not_import_the_api() -> None:
     assert _forbidden_reaches(("drugrepo_assets.serving",), ("drugrepo_assets.api",)) == {}
 
 
-CORE = tuple(f"drugrepo_assets.{name}" for name in ("data", "ml", "screening", "files", "location", "request_records"))
+CORE = tuple(f"drugrepo_assets.{name}" for name in ("data", "ml", "screening", "figures", "files", "location", "request_records"))
 """The modules that run without Dagster (the CLI, the API and the benchmarks use them alone)."""
 
 

@@ -159,7 +159,7 @@ def enrichment_plot(table: pd.DataFrame) -> bytes:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter
 
-    from drugrepo_assets.ml.training.plots import _png  # sets the Agg backend on import
+    from drugrepo_assets.figures import png_bytes
 
     targets = _scorable_targets(table)
     figure, ax = plt.subplots(figsize=(4, 3.5))
@@ -185,4 +185,4 @@ def enrichment_plot(table: pd.DataFrame) -> bytes:
     )
     if len(targets) <= 12:
         ax.legend(loc="upper left", fontsize="small")
-    return _png(figure)
+    return png_bytes(figure)

@@ -18,7 +18,7 @@ from matplotlib.colors import Colormap, Normalize
 from matplotlib.image import AxesImage
 from matplotlib.lines import Line2D
 
-from drugrepo_assets.ml.training.plots import _png  # sets the Agg backend on import
+from drugrepo_assets.figures import png_bytes
 
 __all__ = [
     "Grid",
@@ -139,7 +139,7 @@ def matrix_heatmap(repurposing: pd.DataFrame, max_drugs: int = 30, max_targets: 
         fontsize=8,
     )
     _colorbar(ax, image, "repurposing z = min(z target, z drug)", grid.known)
-    return _png(figure)
+    return png_bytes(figure)
 
 
 def _ranked_grid(table: pd.DataFrame, axis: _Axis, top: int, max_rows: int) -> Grid:
@@ -194,7 +194,7 @@ def _ranked_heatmap(grid: Grid, axis: _Axis) -> bytes:
         fontsize=8,
     )
     _colorbar(ax, image, f"z within the {axis.noun}", grid.known)
-    return _png(figure)
+    return png_bytes(figure)
 
 
 def _draw_cells(ax: Axes, z: np.ndarray, cmap_name: str) -> AxesImage:
@@ -227,7 +227,7 @@ def _nothing_to_show(what: str) -> bytes:
     figure, ax = plt.subplots(figsize=(4, 1.2))
     ax.axis("off")
     ax.text(0.5, 0.5, f"{what}: nothing to show", ha="center", va="center", fontsize=9)
-    return _png(figure)
+    return png_bytes(figure)
 
 
 def _ids(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

@@ -5,12 +5,7 @@ Everything returns bytes, so callers decide where the pictures go (files, MLflow
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
-
-import matplotlib
-
-matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -20,16 +15,10 @@ from rdkit.Chem import rdmolfiles
 from rdkit.Chem.Draw import SimilarityMaps, rdMolDraw2D
 from sklearn.metrics import precision_recall_curve, roc_curve
 
+from drugrepo_assets.figures import png_bytes
 from drugrepo_assets.ml.features.featurize import GraphBatch
 from drugrepo_assets.ml.model.calibration import Reliability
 from drugrepo_assets.ml.model.drugban import DrugBAN
-
-
-def _png(figure: plt.Figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    plt.close(figure)
-    return buffer.getvalue()
 
 
 def roc_png(labels: np.ndarray, scores: np.ndarray, title: str, auroc: float) -> bytes:
@@ -40,7 +29,7 @@ def roc_png(labels: np.ndarray, scores: np.ndarray, title: str, auroc: float) ->
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title, xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="lower right")
-    return _png(figure)
+    return png_bytes(figure)
 
 
 def pr_png(labels: np.ndarray, scores: np.ndarray, title: str, auprc: float) -> bytes:
@@ -51,7 +40,7 @@ def pr_png(labels: np.ndarray, scores: np.ndarray, title: str, auprc: float) -> 
     ax.axhline(float(np.mean(labels)), linestyle="--", color="grey", linewidth=0.8)
     ax.set(xlabel="recall", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="lower left")
-    return _png(figure)
+    return png_bytes(figure)
 
 
 def reliability_png(curves: Mapping[str, Reliability], title: str) -> bytes:
@@ -64,7 +53,7 @@ def reliability_png(curves: Mapping[str, Reliability], title: str) -> bytes:
         ax.plot(x, y, marker="o", markersize=3, label=label)
     ax.set(xlabel="mean predicted probability", ylabel="fraction positive", title=title, xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="upper left", fontsize="small")
-    return _png(figure)
+    return png_bytes(figure)
 
 
 def atom_attention(model: DrugBAN, graphs: GraphBatch, proteins: torch.Tensor) -> list[np.ndarray]:
