@@ -172,7 +172,7 @@ def _launch_materialize_all(page: Page) -> None:
     page.locator("button", has_text="Materialize all").click()
     dialog = page.get_by_role("dialog")
     dialog.get_by_role("button", name="All", exact=True).click()
-    assert dialog.get_by_text(f"{len(DATASETS)} partitions").is_visible()
+    dialog.get_by_text(f"{len(DATASETS)} partitions").wait_for(timeout=30_000)  # visible, or TimeoutError
     dialog.get_by_role("button", name="Launch backfill").click()
 
 
