@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeAlias
 
-from drugrepo_assets.location import Location, is_local_protocol
+from drugrepo_assets.location import Location, as_location, is_local_protocol
 
 if TYPE_CHECKING:
     from upath import UPath
@@ -26,22 +26,23 @@ StoragePath: TypeAlias = "UPath"
 """A stored file or folder, local or ``s3://``: the `UPath` of `storage_path` (a local one is also a `pathlib.Path`)."""
 
 
-def storage_path(uri: str, s3_endpoint_url: str | None = None) -> UPath:
+def storage_path(location: Location | str) -> UPath:
     """`UPath` of a local path or object-store URI: every S3 access of the package goes through here.
 
-    ``s3_endpoint_url`` points s3fs at MinIO, moto, ...; without it s3fs (like boto3) honours
-    ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``, else AWS. S3 listings are not cached, so objects
-    written by other pods are seen.
+    An ``s3://`` location's `Location.endpoint` points s3fs at MinIO, moto, ...; without one s3fs (like
+    boto3) honours ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``, else AWS (a plain string has none).
+    S3 listings are not cached, so objects written by other pods are seen.
     """
     # upath is imported here and below, not at the top: training on exported features (`ml.features.exported`) needs none
     from upath import UPath
 
+    where = as_location(location)
     options: dict[str, Any] = {}
-    if Location.of(uri).is_s3:
+    if where.is_s3:
         options["use_listings_cache"] = False
-        if s3_endpoint_url:
-            options["endpoint_url"] = s3_endpoint_url
-    return UPath(uri, **options)
+        if where.endpoint:
+            options["endpoint_url"] = where.endpoint
+    return UPath(where.text, **options)
 
 
 def is_local(path: UPath) -> bool:

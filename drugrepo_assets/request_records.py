@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from drugrepo_assets.files import is_local, storage_path
+from drugrepo_assets.location import Location, as_location
 
 __all__ = [
     "CHALLENGER",
@@ -158,8 +159,8 @@ def _parse(data: bytes, records: list[RequestRecord]) -> int:
     return malformed
 
 
-def _contents(location: str | Path, s3_endpoint_url: str | None) -> Iterator[bytes]:
-    root = storage_path(str(location), s3_endpoint_url)
+def _contents(location: Location | str | Path) -> Iterator[bytes]:
+    root = storage_path(as_location(location))
     if is_local(root):
         folder = Path(root.path)
         for path in sorted(folder.glob(FILE_GLOB)) if folder.is_dir() else []:
@@ -174,12 +175,12 @@ def _contents(location: str | Path, s3_endpoint_url: str | None) -> Iterator[byt
             yield from (blobs[path] for path in found)
 
 
-def scan_request_log(location: str | Path, s3_endpoint_url: str | None = None) -> RequestLogScan:
+def scan_request_log(location: Location | str | Path) -> RequestLogScan:
     """Every record of every request-log file in a folder or ``s3://`` prefix (an absent folder has none);
     malformed lines are counted, not raised."""
     records: list[RequestRecord] = []
     malformed = files = 0
-    for data in _contents(location, s3_endpoint_url):
+    for data in _contents(location):
         files += 1
         malformed += _parse(data, records)
     return RequestLogScan(records, malformed, files)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from drugrepo_assets.files import storage_path
 from drugrepo_assets.location import Location, as_location, bundled_name, is_remote, local_path, location_kind
 
 
@@ -64,9 +65,11 @@ def test_the_local_path_of_a_location() -> None:
     assert local_path("bundled:human") is None
 
 
-def test_a_location_carries_its_s3_endpoint() -> None:
+def test_a_location_carries_its_s3_endpoint_to_s3fs() -> None:
     endpoint = "http://127.0.0.1:9"
     location = Location.of("s3a://bucket/libs/v1", endpoint=endpoint)
     assert (location.endpoint, location.at("s3://bucket/libs/v1/a.smi").endpoint) == (endpoint, endpoint)
+    assert storage_path(location).storage_options["endpoint_url"] == endpoint
     plain = as_location("s3://bucket/libs/v1")
     assert plain == Location.of("s3://bucket/libs/v1") and plain.endpoint is None
+    assert "endpoint_url" not in storage_path("s3://bucket/libs/v1").storage_options

@@ -33,6 +33,7 @@ from prometheus_client.registry import CollectorRegistry
 from drugrepo_assets.data.rules import Refusal
 from drugrepo_assets.data.sandbox import Sandbox, molecule_map
 from drugrepo_assets.files import is_local, storage_path, write_bytes_atomic
+from drugrepo_assets.location import Location, as_location
 from drugrepo_assets.ml.features.descriptors import molecule_descriptors, protein_descriptors
 from drugrepo_assets.request_records import CHAMPION, RequestRecord
 
@@ -117,7 +118,7 @@ class _StatusCollector:
 
 
 class RequestLog:
-    """Asynchronous, bounded writer of `LoggedBatch` records to a folder or ``s3://`` prefix.
+    """Asynchronous, bounded writer of `LoggedBatch` records to a folder or ``s3://`` prefix (on its `Location.endpoint`).
 
     ``close`` writes what is queued and stops; `status` tells whether it is healthy and what it lost.
 
@@ -132,7 +133,7 @@ class RequestLog:
 
     def __init__(
         self,
-        folder: str | Path,
+        folder: Location | str | Path,
         *,
         max_queued_pairs: int = DEFAULT_MAX_QUEUED_PAIRS,
         max_attempts: int = 5,
@@ -140,7 +141,6 @@ class RequestLog:
         max_backoff_seconds: float = 30.0,
         flush_interval_seconds: float | None = None,
         max_pairs_per_write: int = 10_000,
-        s3_endpoint_url: str | None = None,
         hostname: str | None = None,
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], datetime] = _utc_now,
@@ -149,7 +149,7 @@ class RequestLog:
     ) -> None:
         if max_queued_pairs < 1 or max_attempts < 1 or max_pairs_per_write < 1:
             raise ValueError("max_queued_pairs, max_attempts and max_pairs_per_write must be at least 1")
-        self._root = storage_path(str(folder), s3_endpoint_url)
+        self._root = storage_path(as_location(folder))
         self._local = is_local(self._root)
         self.folder: Any = Path(self._root.path) if self._local else self._root
         self.max_queued_pairs = max_queued_pairs

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import torch
 
+    from drugrepo_assets.location import Location
     from drugrepo_assets.ml.model.calibration import Temperature
     from drugrepo_assets.ml.model.drugban import DrugBAN
 
@@ -420,7 +421,7 @@ def check_local_out(out: str, inputs: Iterable[str | None] = (), writes: Sequenc
     check_out(out, folder=True, inputs=inputs, writes=writes)
 
 
-def write_table(out: str, table: pd.DataFrame, s3_endpoint_url: str | None = None) -> None:
+def write_table(out: Location | str, table: pd.DataFrame) -> None:
     """Publish ``table`` at the file ``out`` (checked by `check_out`) in the format its suffix names,
     atomically: a temporary sibling renamed over the final path (a link inside its folder: over its
     target), or one S3 PUT."""
@@ -428,8 +429,10 @@ def write_table(out: str, table: pd.DataFrame, s3_endpoint_url: str | None = Non
     import io
 
     from drugrepo_assets.files import storage_path, write_bytes_atomic
+    from drugrepo_assets.location import as_location
 
-    suffix = out_suffix(out)
+    where = as_location(out)
+    suffix = out_suffix(where.text)
     if suffix in (".parquet", ".pq"):
         buffer = io.BytesIO()
         table.to_parquet(buffer, index=False)
@@ -438,8 +441,8 @@ def write_table(out: str, table: pd.DataFrame, s3_endpoint_url: str | None = Non
         data = table.to_csv(index=False).encode()
         if suffix == ".csv.gz":
             data = gzip.compress(data, mtime=0)
-    target = out_target(out)
-    write_bytes_atomic(storage_path(target, s3_endpoint_url) if is_remote(target) else Path(target), data)
+    target = out_target(where.text)
+    write_bytes_atomic(storage_path(where.at(target)) if is_remote(target) else Path(target), data)
 
 
 def torch_device(name: str) -> torch.device:
@@ -479,13 +482,15 @@ def resolve_input(text: str) -> str:
     return f"{location}/{rest}" if rest else location
 
 
-def read_input_pairs(text: str, s3_endpoint_url: str | None) -> tuple[str, pd.DataFrame]:
+def read_input_pairs(given: Location | str) -> tuple[str, pd.DataFrame]:
     """The location INPUT names and its pair table; refused (exit 2) when unreadable."""
     from drugrepo_assets.data.columns import read_pairs
+    from drugrepo_assets.location import as_location
 
-    with unreadable_input(text):
-        location = resolve_input(text)
-        pairs = read_pairs(location, s3_endpoint_url=s3_endpoint_url)
+    where = as_location(given)
+    with unreadable_input(where.text):
+        location = resolve_input(where.text)
+        pairs = read_pairs(where.at(location))
     return location, pairs
 
 

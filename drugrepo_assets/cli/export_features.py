@@ -21,16 +21,18 @@ from drugrepo_assets.cli.common import (
 if TYPE_CHECKING:
     import pandas as pd
 
+    from drugrepo_assets.location import Location
+
 __all__ = ["add_parser", "run"]
 
 COMMAND = "export-features"
 
 
-def _valid(location: str, name: str, s3_endpoint_url: str | None) -> pd.DataFrame:
+def _valid(location: Location | str, name: str) -> pd.DataFrame:
     """One input's valid pairs (its refused rows counted on stdout); refused (exit 2) when unreadable."""
     from drugrepo_assets.data.validate import validate_pairs
 
-    result = validate_pairs(read_input_pairs(location, s3_endpoint_url)[1])
+    result = validate_pairs(read_input_pairs(location)[1])
     if result.counts["rejected"]:
         print(f"{name}: {result.counts['rejected']} of {result.counts['input_rows']} rows rejected (not exported)")
     return result.valid
@@ -39,13 +41,15 @@ def _valid(location: str, name: str, s3_endpoint_url: str | None) -> pd.DataFram
 def _parts(args: argparse.Namespace) -> dict[str, pd.DataFrame]:
     """The valid pairs of each part: the given files, or ``--data`` split by ``--split``."""
     from drugrepo_assets.data.splits import split_pairs, split_parts
+    from drugrepo_assets.location import Location
 
     if args.data:
-        return split_parts(split_pairs(_valid(args.data, "data", args.s3_endpoint_url), args.split, seed=args.seed))
+        data = _valid(Location.of(args.data, args.s3_endpoint_url), "data")
+        return split_parts(split_pairs(data, args.split, seed=args.seed))
     parts = {}
     for name, location in (("train", args.train), ("val", args.val), ("test", args.test)):
         if location:
-            parts[name] = _valid(location, name, args.s3_endpoint_url)
+            parts[name] = _valid(Location.of(location, args.s3_endpoint_url), name)
     return parts
 
 

@@ -35,10 +35,11 @@ def _read(args: argparse.Namespace, location: str) -> tuple[pd.DataFrame, str, s
     given (the reader checks them), else found under any of their names (`data.columns`)."""
     from drugrepo_assets.data.columns import coalesce_pair_columns
     from drugrepo_assets.data.sources import read_source
+    from drugrepo_assets.location import Location
 
     given = {"SMILES": args.smiles_col, "Protein": args.protein_col}
     named = tuple(name for name in given.values() if name)
-    table = read_source(location, s3_endpoint_url=args.s3_endpoint_url, required=named, keep_order=True)
+    table = read_source(Location.of(location, args.s3_endpoint_url), required=named, keep_order=True)
     table, found = coalesce_pair_columns(table, location, [field for field, name in given.items() if not name])
     columns = {**found, **{field: name for field, name in given.items() if name}}
     return table, columns["SMILES"], columns["Protein"]
@@ -46,6 +47,7 @@ def _read(args: argparse.Namespace, location: str) -> tuple[pd.DataFrame, str, s
 
 def run(args: argparse.Namespace) -> int:
     """Score every row of --pairs with --checkpoint into --out (CSV or Parquet); bad rows keep their place with a reason."""
+    from drugrepo_assets.location import Location
     from drugrepo_assets.ml.predict import BATCH_SIZE, score_table
     from drugrepo_assets.ml.runtime import configure_cpu
 
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     scored = score_table(
         model.to(device), table, smiles_col, protein_col, args.batch_size or BATCH_SIZE, device, temperature=temperature
     )
-    write_table(args.out, scored.table, args.s3_endpoint_url)
+    write_table(Location.of(args.out, args.s3_endpoint_url), scored.table)
     print(f"scored {len(table) - scored.n_failed} of {len(table)} pairs; wrote {args.out}")
     if (note := temperature.note()) is not None:
         print(f"predict: {note}", file=sys.stderr)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from upath import UPath
 
+    from drugrepo_assets.location import Location
     from drugrepo_assets.ml.model.calibration import Temperature
     from drugrepo_assets.screening.driver import ScreenRun
     from drugrepo_assets.screening.engine import ScreeningEngine
@@ -62,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     """Screen --library against --targets with --checkpoint into --out: answers per target, per drug and
     for the whole matrix; enrichment with --known."""
     from drugrepo_assets.files import storage_path, write_bytes_atomic
+    from drugrepo_assets.location import Location
     from drugrepo_assets.ml.runtime import configure_cpu
     from drugrepo_assets.screening.driver import MANIFEST, RANKED
     from drugrepo_assets.screening.engine import DRUG_CHUNK, ScreeningEngine
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     writes = (MANIFEST, *TILE_FOLDERS, RANKED, *OUTPUTS)
     check_out(args.out, folder=True, inputs=inputs, writes=writes)
     device = torch_device(args.device)
-    root = storage_path(args.out, args.s3_endpoint_url)
+    root = storage_path(Location.of(args.out, args.s3_endpoint_url))
     targets, known = _read_targets(args)
     model, ckpt, temperature = load_model(args.checkpoint)
     configure_cpu(args.threads)
@@ -81,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     blocks = target_blocks(targets.kept, args.target_block)
     settings = TileSettings(top=args.top, top_per_drug=args.top_per_drug)
     terms_root = args.target_terms or os.environ.get(TARGET_TERMS_ENV)
-    terms = TargetTermStore(storage_path(terms_root, args.s3_endpoint_url) if terms_root else root / "terms", ckpt)
+    terms_folder = storage_path(Location.of(terms_root, args.s3_endpoint_url)) if terms_root else root / "terms"
+    terms = TargetTermStore(terms_folder, ckpt)
     made = _missing_folders(root)
     own_terms = None if terms_root or (root / "terms").exists() else root / "terms"
     with unreadable_input():
@@ -112,11 +115,12 @@ def _read_targets(args: argparse.Namespace) -> tuple[TargetSet, pd.DataFrame | N
     """The targets and the --known actives (None without it); refused (exit 2) when they cannot be read or no
     target is valid."""
     from drugrepo_assets.data.limits import InputFileError
+    from drugrepo_assets.location import Location
     from drugrepo_assets.screening.targets import read_target_set
 
     with refused(InputFileError):
-        targets = read_target_set(args.targets, args.s3_endpoint_url)
-        known = _read_known(args.known, args.s3_endpoint_url) if args.known else None
+        targets = read_target_set(Location.of(args.targets, args.s3_endpoint_url))
+        known = _read_known(Location.of(args.known, args.s3_endpoint_url)) if args.known else None
     if not len(targets.kept):
         why = ""
         if len(targets.rejected):
@@ -140,15 +144,17 @@ def _screen_library(
     from tqdm import tqdm
 
     from drugrepo_assets.data.library import count_rows, iter_library, library_files
+    from drugrepo_assets.location import Location
     from drugrepo_assets.screening.driver import MANIFEST, check_manifest, discard_screen, screen_stream
     from drugrepo_assets.screening.library import default_workers, library_change
     from drugrepo_assets.screening.native import kernel_info
 
-    files = library_files(args.library, args.s3_endpoint_url)
+    library = Location.of(args.library, args.s3_endpoint_url)
+    files = library_files(library)
     if args.restart and (root / MANIFEST).exists():
         discard_screen(root, OUTPUTS)
     check_manifest(root, {"checkpoint_id": ckpt})
-    total = count_rows(args.library, args.s3_endpoint_url)
+    total = count_rows(library)
     n_targets = sum(len(block) for block in blocks)
     print(
         f"engine: {'C kernel' if engine.native else 'torch'} on {engine.device} ({kernel_info().kernel}); "
@@ -172,7 +178,7 @@ def _screen_library(
     with bar:
         screened = screen_stream(
             engine,
-            iter_library(args.library, s3_endpoint_url=args.s3_endpoint_url),
+            iter_library(library),
             blocks,
             root,
             settings,
@@ -182,7 +188,7 @@ def _screen_library(
             progress=progress,
         )
         bar.total = bar.n  # the row count was an estimate (headers, comments, refused rows)
-    changed = library_change(args.library, files, library_files(args.library, args.s3_endpoint_url))
+    changed = library_change(args.library, files, library_files(library))
     if changed:
         raise ValueError(f"{changed} while it was being screened into {args.out}; run the screen again")
     return screened
@@ -274,13 +280,13 @@ def _no_molecules(refused: pd.DataFrame) -> str:
     return f"no molecule could be scored ({len(refused)} refused, first: {where}: {first['reason']})"
 
 
-def _read_known(location: str, s3_endpoint_url: str | None) -> pd.DataFrame:
+def _read_known(location: Location | str) -> pd.DataFrame:
     """Known actives: a CSV/Parquet file or folder (or an earlier screen's top.parquet) with ``target_id``
     and ``drug_id`` columns (the targets' and library's ids), read as the pair tables are (an
     :class:`InputFileError` otherwise)."""
     from drugrepo_assets.data.sources import read_source
 
-    return read_source(location, s3_endpoint_url=s3_endpoint_url, required=("target_id", "drug_id"))
+    return read_source(location, required=("target_id", "drug_id"))
 
 
 def _write_enrichment(root: UPath, pairs: pd.DataFrame, out: str) -> bool:

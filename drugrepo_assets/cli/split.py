@@ -26,14 +26,15 @@ def run(args: argparse.Namespace) -> int:
     from drugrepo_assets.data.splits import REFERENCE_FILES, cluster_split, reference_tables
     from drugrepo_assets.data.validate import validate_pairs
     from drugrepo_assets.files import storage_path, uri_of, write_bytes_atomic
+    from drugrepo_assets.location import Location
 
     writes = (*REFERENCE_FILES.values(), REJECTED_FILE)
     check_out(args.out, folder=True, inputs=(args.input,), writes=writes)
-    location, raw = read_input_pairs(args.input, args.s3_endpoint_url)
+    location, raw = read_input_pairs(Location.of(args.input, args.s3_endpoint_url))
     result = validate_pairs(raw)
     clusters = pair_clusters(result.valid)
     table = cluster_split(result.valid, seed=args.seed, clusters=clusters)
-    root = storage_path(args.out, args.s3_endpoint_url)
+    root = storage_path(Location.of(args.out, args.s3_endpoint_url))
     written = []
     tables = {**reference_tables(table, clusters), REJECTED_FILE: result.rejected}
     with writing_output(args.out):

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from drugrepo_assets.data.validate import ValidationResult
+    from drugrepo_assets.location import Location
     from drugrepo_assets.ml.model.model_config import DrugBANConfig
     from drugrepo_assets.ml.training.pipeline import Evaluation
     from drugrepo_assets.ml.training.train import EpochRecord, TrainResult
@@ -41,12 +42,14 @@ _DA_METHODS = ("cdan",)
 """The domain adaptation methods of ``--da`` (the reference's ``DA.METHOD``: CDAN)."""
 
 
-def _validated(location: str, name: str, s3_endpoint_url: str | None) -> ValidationResult:
+def _validated(location: Location | str, name: str) -> ValidationResult:
     """One input read (either column naming) and validated; its refused rows are counted, never dropped silently."""
     from drugrepo_assets.data.columns import read_pairs
     from drugrepo_assets.data.validate import validate_pairs
+    from drugrepo_assets.location import as_location
 
-    result = validate_pairs(read_pairs(resolve_input(location), s3_endpoint_url=s3_endpoint_url))
+    where = as_location(location)
+    result = validate_pairs(read_pairs(where.at(resolve_input(where.text))))
     if result.counts["rejected"]:
         print(
             f"{name}: {result.counts['rejected']} of {result.counts['input_rows']} rows rejected "
@@ -55,7 +58,7 @@ def _validated(location: str, name: str, s3_endpoint_url: str | None) -> Validat
     return result
 
 
-def _unlabelled(location: str, name: str, s3_endpoint_url: str | None) -> ValidationResult:
+def _unlabelled(location: Location | str, name: str) -> ValidationResult:
     """Target-domain pairs read for their SMILES and protein only (a label column, if any, is ignored) and
     validated as `_validated` does; its refused rows are written without a label."""
     import pandas as pd
@@ -63,10 +66,12 @@ def _unlabelled(location: str, name: str, s3_endpoint_url: str | None) -> Valida
     from drugrepo_assets.data.columns import coalesce_pair_columns
     from drugrepo_assets.data.sources import read_source
     from drugrepo_assets.data.validate import validate_pairs
+    from drugrepo_assets.location import as_location
 
-    where = resolve_input(location)
-    read = read_source(where, s3_endpoint_url=s3_endpoint_url, required=())
-    table, names = coalesce_pair_columns(read, where, ("SMILES", "Protein"))
+    given = as_location(location)
+    where = given.at(resolve_input(given.text))
+    read = read_source(where, required=())
+    table, names = coalesce_pair_columns(read, where.text, ("SMILES", "Protein"))
     raw = pd.DataFrame({"SMILES": table[names["SMILES"]], "Protein": table[names["Protein"]], "Y": "0"})
     for column in ("source_file", "source_row"):
         if column in table.columns:
@@ -92,9 +97,10 @@ def _read_parts(args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame], dict
     """The valid pairs of each part (train, val, maybe test and, with ``--da``, target_train) and the
     refused rows of each input."""
     from drugrepo_assets.data.splits import TARGET_TRAIN, split_pairs, split_parts
+    from drugrepo_assets.location import Location
 
     if args.data:
-        result = _validated(args.data, "data", args.s3_endpoint_url)
+        result = _validated(Location.of(args.data, args.s3_endpoint_url), "data")
         table = split_pairs(result.valid, args.split, seed=args.seed)
         parts = split_parts(table)
         if args.da and not args.target_train:
@@ -107,11 +113,13 @@ def _read_parts(args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame], dict
             given = {name: files[name] for name in given}
             if args.da and not args.target_train:
                 args.target_train = files[TARGET_TRAIN]
-        results = {name: _validated(where, name, args.s3_endpoint_url) for name, where in given.items() if where}
+        results = {
+            name: _validated(Location.of(where, args.s3_endpoint_url), name) for name, where in given.items() if where
+        }
         parts = {name: r.valid for name, r in results.items()}
         rejected = {name: r.rejected for name, r in results.items()}
     if args.da and args.target_train:
-        target = _unlabelled(args.target_train, TARGET_TRAIN, args.s3_endpoint_url)
+        target = _unlabelled(Location.of(args.target_train, args.s3_endpoint_url), TARGET_TRAIN)
         parts[TARGET_TRAIN], rejected[TARGET_TRAIN] = target.valid, target.rejected
     return parts, rejected
 

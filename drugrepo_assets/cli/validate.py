@@ -24,12 +24,13 @@ def run(args: argparse.Namespace) -> int:
     """Validate INPUT into OUT/valid.parquet and OUT/rejected.parquet and print the counts."""
     from drugrepo_assets.data.validate import REASON_CODES, validate_pairs, write_result
     from drugrepo_assets.files import uri_of
+    from drugrepo_assets.location import Location
 
     check_out(args.out, folder=True, inputs=(args.input,), writes=_WRITES)
-    location, raw = read_input_pairs(args.input, args.s3_endpoint_url)
+    location, raw = read_input_pairs(Location.of(args.input, args.s3_endpoint_url))
     result = validate_pairs(raw)
     with writing_output(args.out):
-        written = write_result(result, args.out, s3_endpoint_url=args.s3_endpoint_url)
+        written = write_result(result, Location.of(args.out, args.s3_endpoint_url))
     counts = result.counts
     files = raw["source_file"].nunique()
     print(f"input: {location} ({files} file{'s' if files != 1 else ''})")

@@ -16,6 +16,7 @@ import pandas as pd
 
 from drugrepo_assets.data.limits import InputFileError
 from drugrepo_assets.data.sources import REQUIRED_COLUMNS, read_source
+from drugrepo_assets.location import Location, as_location
 
 __all__ = [
     "PAIR_ALIASES",
@@ -90,7 +91,8 @@ def canonical_pairs(table: pd.DataFrame, location: str = "table") -> pd.DataFram
     return renamed[[*PAIR_FIELDS, *rest, *[c for c in _ADDED if c in renamed.columns]]]
 
 
-def read_pairs(location: str, *, s3_endpoint_url: str | None = None) -> pd.DataFrame:
+def read_pairs(location: Location | str) -> pd.DataFrame:
     """Read pairs under the reference's names, as `read_source` returns DrugBAN's files, whatever names they had."""
-    table = read_source(location, s3_endpoint_url=s3_endpoint_url, required=())
-    return canonical_pairs(table, location)
+    where = as_location(location)
+    table = read_source(where, required=())
+    return canonical_pairs(table, where.text)

@@ -25,7 +25,7 @@ from fsspec import AbstractFileSystem
 from drugrepo_assets.data.limits import BLOCK_BYTES, ByteStream, InputFileError, gunzip_stream
 from drugrepo_assets.data.remote_files import http_get
 from drugrepo_assets.files import storage_path
-from drugrepo_assets.location import Kind, Location, folder_files, is_hidden, prefix_files, s3_problem
+from drugrepo_assets.location import Kind, Location, as_location, folder_files, is_hidden, prefix_files, s3_problem
 
 __all__ = [
     "READ_ERRORS",
@@ -92,11 +92,12 @@ def _warn_skipped(location: str, skipped: list[str], formats: FileFormats) -> No
         )
 
 
-def members(location: str, s3_endpoint_url: str | None, formats: FileFormats) -> list[Member]:
+def members(location: Location | str, formats: FileFormats) -> list[Member]:
     """The files of a location in reading order: one file, or a folder's or S3 prefix's files in
     ``formats`` (recursively, sorted by path; others and hidden ones skipped, named in a log warning).
     A location without any such file is an :class:`InputFileError` naming it."""
-    where = Location.of(location)
+    where = as_location(location)
+    location = where.text
     if where.is_http:
         name = unquote(urlparse(location).path)
         found = formats.format_of(name)
@@ -107,7 +108,7 @@ def members(location: str, s3_endpoint_url: str | None, formats: FileFormats) ->
             )
         return [Member(location, location, PurePosixPath(name).name, where.kind, *found)]
     if where.is_s3:
-        return _s3_members(where, s3_endpoint_url, formats)
+        return _s3_members(where, formats)
     path = where.path()
     if path.is_dir():
         files, skipped = [], []
@@ -129,10 +130,10 @@ def members(location: str, s3_endpoint_url: str | None, formats: FileFormats) ->
     return [Member(location, location, path.name, "local", *found)]
 
 
-def _s3_members(where: Location, endpoint_url: str | None, formats: FileFormats) -> list[Member]:
+def _s3_members(where: Location, formats: FileFormats) -> list[Member]:
     """The files of an S3 key or prefix (`members`)."""
     location = where.text
-    root = storage_path(location, endpoint_url)
+    root = storage_path(where)
     fs, key = root.fs, root.path.rstrip("/")
     bucket_only = "/" not in key
     try:

@@ -99,12 +99,12 @@ class LibraryChunk:
 # --- the stream -------------------------------------------------------------------------------
 
 
-def library_files(location: str, s3_endpoint_url: str | None = None) -> list[tuple[str, str | None]]:
+def library_files(location: Location | str) -> list[tuple[str, str | None]]:
     """(label, version) of each file of a library, in reading order: the label as the ``file``
     column shows it, the version its size and modification time (local), its ETag (S3), or None
     (http(s): unknown), so a caller can tell a file it has already read."""
     out: list[tuple[str, str | None]] = []
-    for member in members(str(location), s3_endpoint_url, LIBRARY_FORMATS):
+    for member in members(location, LIBRARY_FORMATS):
         if member.kind == "local":
             stat = Path(member.uri).stat()
             out.append((member.label, f"{stat.st_size}:{stat.st_mtime_ns}"))
@@ -116,7 +116,7 @@ def library_files(location: str, s3_endpoint_url: str | None = None) -> list[tup
 
 
 def iter_library(
-    location: str, chunk_rows: int = 100_000, s3_endpoint_url: str | None = None, only: str | None = None
+    location: Location | str, chunk_rows: int = 100_000, only: str | None = None
 ) -> Iterator[LibraryChunk]:
     """Stream a compound library: a file, a folder or a prefix; local, ``http(s)://`` (a file) or ``s3://``.
 
@@ -129,7 +129,7 @@ def iter_library(
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
     builder = _ChunkBuilder()
-    for member in members(str(location), s3_endpoint_url, LIBRARY_FORMATS):
+    for member in members(location, LIBRARY_FORMATS):
         if only is not None and member.label != only:
             continue
         default_id = _generated_id(member.id_prefix)
@@ -144,10 +144,10 @@ def iter_library(
         yield builder.take()
 
 
-def count_rows(location: str, s3_endpoint_url: str | None = None) -> int | None:
+def count_rows(location: Location | str) -> int | None:
     """About how many rows a local library holds (its text files' lines, its Parquet files' rows),
     for a progress bar's ETA; None for a library over http(s) or S3, which would have to be fetched."""
-    files = members(str(location), s3_endpoint_url, LIBRARY_FORMATS)
+    files = members(location, LIBRARY_FORMATS)
     if any(m.kind != "local" for m in files):
         return None
     import pyarrow as pa
@@ -260,7 +260,7 @@ def read_library(path: str | Path) -> pd.DataFrame:
     if local and Path(location).is_file() and LIBRARY_FORMATS.format_of(location) is None:
         member = Member(location, location, Path(location).name, "local", "csv", False)
     else:
-        found = members(location, None, LIBRARY_FORMATS)
+        found = members(location, LIBRARY_FORMATS)
         if len(found) != 1:
             raise InputFileError(location, "is a folder, not a file")
         member = found[0]

@@ -144,13 +144,12 @@ def _http_walk(walk: _Walk, folder: str, depth: int) -> None:
             walk.found[rel] = target
 
 
-def s3_bytes(uri: str, endpoint_url: str | None, limit: int) -> bytes:
-    """The S3 object ``uri`` whole, refused past ``limit`` bytes (its size asked first, then at most one byte more read)."""
-    location = Location.of(uri)
-    bucket, key = location.bucket, location.key
+def s3_bytes(location: Location, limit: int) -> bytes:
+    """The S3 object ``location`` whole, refused past ``limit`` bytes (its size asked first, then at most one byte more read)."""
+    uri, bucket, key = location.text, location.bucket, location.key
     if not bucket or not key:
         raise InputFileError(uri, "not an S3 object URI (expected s3://bucket/key)")
-    fs = storage_path(uri, endpoint_url).fs
+    fs = storage_path(location).fs
     try:
         size = int(fs.size(f"{bucket}/{key}") or 0)
         if size > limit:

@@ -29,7 +29,7 @@ from drugrepo_assets.data.limits import InputFileError, TableBudget, read_limits
 from drugrepo_assets.data.parquet_table import parse_parquet
 from drugrepo_assets.data.remote_files import http_body, http_folder_files, s3_bytes
 from drugrepo_assets.files import storage_path
-from drugrepo_assets.location import Location, folder_files, is_hidden, prefix_files, s3_problem
+from drugrepo_assets.location import Location, as_location, folder_files, is_hidden, prefix_files, s3_problem
 
 __all__ = [
     "DATASETS",
@@ -72,9 +72,8 @@ def is_data_file(name: str) -> bool:
 
 
 def read_table(
-    location: str,
+    location: Location | str,
     *,
-    s3_endpoint_url: str | None = None,
     required: Sequence[str] = REQUIRED_COLUMNS,
     keep_order: bool = False,
 ) -> pd.DataFrame:
@@ -82,18 +81,17 @@ def read_table(
 
     Adds ``source_file`` (the location) and ``source_row`` (1-based data row, header not counted).
     ``required``: the columns the file must have; they come first unless ``keep_order`` keeps the
-    file's own column order. S3 is reached through s3fs (`drugrepo_assets.files.storage_path`):
-    ``s3_endpoint_url`` names an S3-compatible store, else AWS or ``$AWS_ENDPOINT_URL_S3``.
+    file's own column order. S3 is reached through s3fs (`drugrepo_assets.files.storage_path`), on the
+    location's `Location.endpoint` (a plain string: AWS or ``$AWS_ENDPOINT_URL_S3``).
     The file is held whole, so it is read under `read_limits` (a file past one is refused, named).
     """
     budget = TableBudget(read_limits())
-    return _read_table(str(location), budget, s3_endpoint_url, tuple(required), keep_order)
+    return _read_table(as_location(location), budget, tuple(required), keep_order)
 
 
 def read_source(
-    location: str,
+    location: Location | str,
     *,
-    s3_endpoint_url: str | None = None,
     required: Sequence[str] = REQUIRED_COLUMNS,
     keep_order: bool = False,
 ) -> pd.DataFrame:
@@ -104,13 +102,13 @@ def read_source(
     ``keep_order`` as for :func:`read_table`; each file must have the required columns. A folder's
     files share one `read_limits` budget: the file that passes it is refused, named.
     """
-    where = Location.of(str(location))
+    where = as_location(location)
     location = where.text
     required = tuple(required)
     budget = TableBudget(read_limits())
 
     def table(uri: str) -> pd.DataFrame:
-        return _read_table(uri, budget, s3_endpoint_url, required, keep_order)
+        return _read_table(where.at(uri), budget, required, keep_order)
 
     def tables(parts: list[tuple[str, str]]) -> pd.DataFrame:
         return _concat(location, [(rel, table(uri)) for rel, uri in parts], required, keep_order)
@@ -118,7 +116,7 @@ def read_source(
     if where.is_s3:
         if where.key and not where.key.endswith("/") and is_data_file(where.key):
             return table(location)
-        return tables(_s3_members(where, s3_endpoint_url))
+        return tables(_s3_members(where))
     if where.is_http:
         if is_data_file(urlparse(location).path):
             return table(location)
@@ -132,12 +130,10 @@ def read_source(
     return table(location)
 
 
-def _read_table(
-    location: str, budget: TableBudget, s3_endpoint_url: str | None, required: tuple[str, ...], keep_order: bool
-) -> pd.DataFrame:
+def _read_table(where: Location, budget: TableBudget, required: tuple[str, ...], keep_order: bool) -> pd.DataFrame:
     """One file of a pair table, its bytes counted in ``budget``: http(s) and S3 bodies are fetched
     (at most the text limit), a local file is read as a stream."""
-    where = Location.of(location)
+    location = where.text
     limit = budget.limits.table_bytes
     decoded = False
     source: bytes | Path
@@ -148,7 +144,7 @@ def _read_table(
     elif where.is_s3:
         name = location
         _check_suffix(location, name)
-        source = s3_bytes(location, s3_endpoint_url, limit)
+        source = s3_bytes(where, limit)
     else:
         source = where.path()
         name = source.name
@@ -175,13 +171,13 @@ def _open_local(location: str, path: Path) -> IO[bytes]:
         raise InputFileError(location, f"cannot read file ({exc.strerror or exc})") from None
 
 
-def _s3_members(where: Location, endpoint_url: str | None) -> list[tuple[str, str]]:
+def _s3_members(where: Location) -> list[tuple[str, str]]:
     """The data files below an S3 prefix (recursively, sorted; hidden ones left out): (relative key, URI)."""
     uri, bucket, key = where.text, where.bucket, where.key
     if not bucket:
         raise InputFileError(uri, "not an S3 URI (expected s3://bucket/prefix)")
     folder = f"{bucket}/{key.strip('/')}" if key.strip("/") else bucket
-    fs = storage_path(uri, endpoint_url).fs
+    fs = storage_path(where).fs
     try:
         found = prefix_files(fs, folder)
     except Exception as exc:  # s3fs and botocore raise many types; s3_problem names them

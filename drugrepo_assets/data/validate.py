@@ -36,6 +36,7 @@ from drugrepo_assets.data.rules import (
     protein_refusal,
 )
 from drugrepo_assets.data.sandbox import Sandbox, molecule_map
+from drugrepo_assets.location import Location, as_location
 
 if TYPE_CHECKING:
     from upath import UPath
@@ -369,14 +370,12 @@ def _parquet_bytes(table: pd.DataFrame, schema: pa.Schema) -> bytes:
     return buffer.getvalue()
 
 
-def write_result(
-    result: ValidationResult, out_dir: str | Path, *, s3_endpoint_url: str | None = None
-) -> tuple[UPath, UPath]:
+def write_result(result: ValidationResult, out_dir: Location | str | Path) -> tuple[UPath, UPath]:
     """Write ``valid.parquet`` and ``rejected.parquet`` with fixed schemas into ``out_dir`` (a folder or
     an ``s3://`` prefix), each whole and atomically; returns their locations."""
     from drugrepo_assets.files import storage_path, write_bytes_atomic
 
-    root = storage_path(str(out_dir), s3_endpoint_url)
+    root = storage_path(as_location(out_dir))
     valid_path, rejected_path = root / "valid.parquet", root / "rejected.parquet"
     write_bytes_atomic(valid_path, _parquet_bytes(result.valid, VALID_SCHEMA))
     write_bytes_atomic(rejected_path, _parquet_bytes(result.rejected, REJECTED_SCHEMA))

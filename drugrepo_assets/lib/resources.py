@@ -48,7 +48,7 @@ class DataSourceResource(S3Endpoint, ConfigurableResource):
 
     def read(self, dataset: str) -> pd.DataFrame:
         """Read one dataset partition as strings; raises `InputFileError` for an unusable file."""
-        return read_source(self.location(dataset), s3_endpoint_url=self.s3_endpoint_url)
+        return read_source(self.location_of(self.location(dataset)))
 
 
 class SplitSettings(ConfigurableResource):

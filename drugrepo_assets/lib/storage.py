@@ -20,6 +20,7 @@ from drugrepo_assets.files import (
     uri_of,
     write_bytes_atomic,
 )
+from drugrepo_assets.location import Location
 
 AssetKeyLike = AssetKey | str | Sequence[str]
 
@@ -49,9 +50,13 @@ class S3Endpoint(Config):
         "default: $AWS_ENDPOINT_URL_S3, else AWS.",
     )
 
+    def location_of(self, uri: str) -> Location:
+        """The `Location` of a local path, URL or ``s3://`` URI, on this resource's S3 endpoint."""
+        return Location.of(uri, self.s3_endpoint_url)
+
     def path_of(self, uri: str) -> UPath:
         """`UPath` of a local path or ``s3://`` URI, on this resource's S3 endpoint."""
-        return storage_path(uri, self.s3_endpoint_url)
+        return storage_path(self.location_of(uri))
 
 
 class StorageResource(S3Endpoint, ConfigurableResource):

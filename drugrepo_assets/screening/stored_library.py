@@ -31,6 +31,7 @@ from drugrepo_assets.data.rules import canonical_smiles
 from drugrepo_assets.data.sandbox import Sandbox, molecule_map
 from drugrepo_assets.data.validate import drug_id
 from drugrepo_assets.files import StoragePath, uri_of, write_bytes_atomic
+from drugrepo_assets.location import Location
 from drugrepo_assets.screening.driver import shard_name
 from drugrepo_assets.screening.library import REJECTED_COLUMNS, LibraryShard, iter_shards
 
@@ -129,12 +130,7 @@ def _file_key(label: str, version: str) -> str:
 
 
 def store_file(
-    location: str,
-    label: str,
-    version: str | None,
-    root: StoragePath,
-    shard_size: int,
-    s3_endpoint_url: str | None = None,
+    location: Location | str, label: str, version: str | None, root: StoragePath, shard_size: int
 ) -> StoredFile:
     """Store file ``label`` of library ``location`` as shards of ``shard_size`` rows, unless this
     ``version`` of it was stored before (a file of unknown version, over http(s), is read every time)."""
@@ -143,7 +139,7 @@ def store_file(
         saved = json.loads(record.read_text())
         rejected = _rejected([_read_parquet(root / FILES / saved["rejected"])])
         return StoredFile([ShardRef(**r) for r in saved["shards"]], rejected, True)
-    chunks = iter_library(location, s3_endpoint_url=s3_endpoint_url, only=label)
+    chunks = iter_library(location, only=label)
     refs, rejected = _store_shards(iter_shards(chunks, shard_size), root, label)
     if record is not None:
         name = record.name.replace(".json", ".rejected.parquet")

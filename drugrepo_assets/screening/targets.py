@@ -52,7 +52,7 @@ from drugrepo_assets.data.limits import (
     read_limits,
 )
 from drugrepo_assets.data.rules import MAX_PROTEIN_CHARS, clean_protein, protein_refusal
-from drugrepo_assets.location import location_kind
+from drugrepo_assets.location import Location, as_location
 
 __all__ = [
     "REJECTED_COLUMNS",
@@ -112,7 +112,7 @@ class TargetSet:
     rejected: pd.DataFrame
 
 
-def iter_targets(location: str, s3_endpoint_url: str | None = None, chunk_rows: int = 2048) -> Iterator[TargetChunk]:
+def iter_targets(location: Location | str, chunk_rows: int = 2048) -> Iterator[TargetChunk]:
     """Stream a target list from a file, a folder, an S3 prefix or an http(s) URL, ``chunk_rows`` records
     at a time (kept and refused together; a chunk may end inside a file and hold rows of several).
 
@@ -123,7 +123,7 @@ def iter_targets(location: str, s3_endpoint_url: str | None = None, chunk_rows: 
         raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
     seen = _SeenIds()
     builder = _ChunkBuilder()
-    for member in _target_members(str(location), s3_endpoint_url):
+    for member in _target_members(as_location(location)):
         seen.open_file(member.label)
         for record in _records(member, batch_rows=min(chunk_rows, 65_536)):
             sequence = clean_protein(record.sequence)
@@ -138,30 +138,30 @@ def iter_targets(location: str, s3_endpoint_url: str | None = None, chunk_rows: 
         yield builder.take()
 
 
-def read_target_set(location: str | Path, s3_endpoint_url: str | None = None) -> TargetSet:
+def read_target_set(location: Location | str | Path) -> TargetSet:
     """The whole target list of a location (`iter_targets`), for callers that need it at once.
 
     A list of more than ``MAX_TARGETS_BYTES`` characters (ids, sequences and refused rows' text) is an
     :class:`InputFileError` (found once a chunk passes it), as is a location without any record ("no
     sequences").
     """
-    location = str(location)
+    where = as_location(location)
     kept: list[pd.DataFrame] = []
     rejected: list[pd.DataFrame] = []
     held = 0
-    for chunk in iter_targets(location, s3_endpoint_url, chunk_rows=_SET_CHUNK_ROWS):
+    for chunk in iter_targets(where, chunk_rows=_SET_CHUNK_ROWS):
         held += _text_size(chunk)
         if held > MAX_TARGETS_BYTES:
             last = chunk.rows if len(chunk.rows) else chunk.rejected
             raise InputFileError(
-                location,
+                where.text,
                 f"more than {MAX_TARGETS_BYTES:,} characters of target ids and sequences by {last['file'].iat[-1]} "
                 f"line {last['line'].iat[-1]}, the limit for a target list read whole (limits.MAX_TARGETS_BYTES)",
             )
         kept.append(chunk.rows)
         rejected.append(chunk.rejected)
     if not kept:
-        raise InputFileError(location, "no sequences")
+        raise InputFileError(where.text, "no sequences")
     return TargetSet(kept=pd.concat(kept, ignore_index=True), rejected=pd.concat(rejected, ignore_index=True))
 
 
@@ -177,13 +177,14 @@ def read_checked_targets(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 # --- the files ---------------------------------------------------------------------------------
 
 
-def _target_members(location: str, s3_endpoint_url: str | None) -> list[Member]:
+def _target_members(where: Location) -> list[Member]:
     """The location's files (`data.input_files.members`); a single local file of another name is read as text."""
-    if location_kind(location) == "local":
+    if where.kind == "local":
+        location = where.text
         path = Path(location).expanduser()
         if path.is_file() and TARGET_FORMATS.format_of(path.name) is None:
             return [Member(location, location, path.name, "local", "text", False)]
-    return members(location, s3_endpoint_url, TARGET_FORMATS)
+    return members(where, TARGET_FORMATS)
 
 
 class _Record(NamedTuple):

@@ -20,6 +20,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from drugrepo_assets.api.request_log import LoggedBatch, RequestLog
+from drugrepo_assets.location import Location
 from drugrepo_assets.request_records import RequestRecord, scan_request_log
 from drugrepo_assets_tests.data.servers import S3Bucket, moto_endpoint, s3_bucket
 
@@ -271,7 +272,7 @@ def test_requests_are_logged_to_s3_as_immutable_objects_and_read_back(
     s3_bucket: S3Bucket, logs: list[RequestLog]
 ) -> None:
     uri = f"s3://{s3_bucket.name}/serving/requests"
-    log = RequestLog(uri, s3_endpoint_url=s3_bucket.endpoint_url, flush_interval_seconds=3600)
+    log = RequestLog(Location.of(uri, s3_bucket.endpoint_url), flush_interval_seconds=3600)
     logs.append(log)
     log.submit(_batch("first", 2))
     assert log.flush(DEADLINE)
@@ -287,7 +288,7 @@ def test_requests_are_logged_to_s3_as_immutable_objects_and_read_back(
         Key="serving/requests/requests-20240101-x-0123abcd-000000.jsonl",
         Body=b'{"key_id": "whole"}\n{"key_id": "to',
     )
-    scan = scan_request_log(uri, s3_endpoint_url=s3_bucket.endpoint_url)
+    scan = scan_request_log(Location.of(uri, s3_bucket.endpoint_url))
     assert _keys(scan.records) == sorted(["first"] * 2 + ["second"] * 3 + ["third"] + ["whole"])
     assert (scan.malformed_lines, scan.files) == (1, 3)
     assert log.status()["healthy"] and log.status()["written_pairs"] == 6

@@ -19,6 +19,7 @@ from drugrepo_assets.data.library import (
 )
 from drugrepo_assets.data.limits import MAX_LINE_BYTES, InputFileError
 from drugrepo_assets.data.rules import MAX_SMILES_CHARS
+from drugrepo_assets.location import Location
 from drugrepo_assets_tests.data.servers import HttpFolder, S3Bucket
 
 HUGE = 5 * 1024 * 1024  # a 5 MB line
@@ -152,7 +153,7 @@ def _rejected(chunks: list[LibraryChunk]) -> list[tuple]:
     return list(rejected.itertuples(index=False, name=None))
 
 
-def _error(location: str, **kwargs: object) -> str:
+def _error(location: Location | str, **kwargs: object) -> str:
     with pytest.raises(InputFileError) as info:
         list(iter_library(location, **kwargs))
     return str(info.value)
@@ -272,14 +273,14 @@ def test_the_mixed_folder_from_an_s3_prefix(
     client.put_object(Bucket=bucket, Key="libs/v1.smi", Body=b"CCO not-in-v1\n")
     prefix = f"s3://{bucket}/libs/v1"
     with caplog.at_level(logging.WARNING, logger="drugrepo_assets.data.input_files"):
-        chunks = list(iter_library(prefix, chunk_rows=4, s3_endpoint_url=endpoint))
+        chunks = list(iter_library(Location.of(prefix, endpoint), chunk_rows=4))
     assert _rows(chunks) == GOOD
     assert _rejected(chunks) == REJECTED
     assert "README.md" in caplog.text
-    assert _rows(list(iter_library(prefix + "/", s3_endpoint_url=endpoint))) == GOOD
+    assert _rows(list(iter_library(Location.of(prefix + "/", endpoint)))) == GOOD
 
     key = f"s3://{bucket}/libs/v1/b/zinc.smi.gz"
-    single = list(iter_library(key, s3_endpoint_url=endpoint))
+    single = list(iter_library(Location.of(key, endpoint)))
     assert _rows(single) == [(i, s, key, n) for i, s, f, n in GOOD if f == "b/zinc.smi.gz"]
     assert [r[1] for r in _rejected(single)] == [4, 5]
 
@@ -289,14 +290,12 @@ def test_s3_errors(s3_bucket: S3Bucket) -> None:
     client.put_object(Bucket=bucket, Key="docs/README.md", Body=b"x")
     client.put_object(Bucket=bucket, Key="bad/x.smi.gz", Body=b"not gzip")
     nothing = f"s3://{bucket}/nothing"
-    assert (
-        _error(nothing, s3_endpoint_url=endpoint) == f"{nothing}: no library files ({_SUFFIXES}) under this S3 prefix"
-    )
+    assert _error(Location.of(nothing, endpoint)) == f"{nothing}: no library files ({_SUFFIXES}) under this S3 prefix"
     missing = f"s3://{bucket}/nothing/x.smi"
-    assert _error(missing, s3_endpoint_url=endpoint) == f"{missing}: no such S3 key"
+    assert _error(Location.of(missing, endpoint)) == f"{missing}: no such S3 key"
     readme = f"s3://{bucket}/docs/README.md"
-    assert _error(readme, s3_endpoint_url=endpoint) == f"{readme}: not a library file (expected {_SUFFIXES})"
-    assert _error(f"s3://{bucket}/bad", s3_endpoint_url=endpoint).startswith(
+    assert _error(Location.of(readme, endpoint)) == f"{readme}: not a library file (expected {_SUFFIXES})"
+    assert _error(Location.of(f"s3://{bucket}/bad", endpoint)).startswith(
         f"s3://{bucket}/bad/x.smi.gz: not a valid gzip file"
     )
 

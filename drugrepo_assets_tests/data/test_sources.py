@@ -23,6 +23,7 @@ from drugrepo_assets.data.sources import (
     read_source,
     read_table,
 )
+from drugrepo_assets.location import Location
 from drugrepo_assets_tests.data.rows import real_rows, write_csv
 from drugrepo_assets_tests.data.servers import HttpFolder, S3Bucket
 
@@ -34,7 +35,7 @@ def _rows(table: pd.DataFrame) -> list[tuple[str, str, str]]:
     return list(zip(table["SMILES"], table["Protein"], table["Y"]))
 
 
-def _error(location: str, **kwargs: object) -> InputFileError:
+def _error(location: Location | str, **kwargs: object) -> InputFileError:
     with pytest.raises(InputFileError) as info:
         read_source(location, **kwargs)
     return info.value
@@ -313,16 +314,16 @@ def test_s3_key_and_prefix(s3_bucket: S3Bucket, tmp_path: Path) -> None:
     )
 
     key = f"s3://{bucket}/drugban/human/random/train.csv"
-    single = read_source(key, s3_endpoint_url=endpoint)
+    single = read_source(Location.of(key, endpoint))
     assert _rows(single) == HUMAN
     assert set(single["source_file"]) == {key}
 
     prefix = dataset_location(f"s3://{bucket}/drugban/", "human")
-    table = read_source(prefix, s3_endpoint_url=endpoint)
+    table = read_source(Location.of(prefix, endpoint))
     assert list(table["source_file"]) == ["cold/val.csv.gz"] * 2 + ["random/train.csv"] * 3
     assert list(table["source_row"]) == [1, 2, 1, 2, 3]
     assert _rows(table) == [*BIOSNAP, *HUMAN]
-    assert _rows(read_source(prefix + "/", s3_endpoint_url=endpoint)) == [*BIOSNAP, *HUMAN]
+    assert _rows(read_source(Location.of(prefix + "/", endpoint))) == [*BIOSNAP, *HUMAN]
 
 
 def test_an_s3a_pair_table_reads_like_an_s3_one(s3_bucket: S3Bucket, tmp_path: Path) -> None:
@@ -331,8 +332,8 @@ def test_an_s3a_pair_table_reads_like_an_s3_one(s3_bucket: S3Bucket, tmp_path: P
     client.put_object(Bucket=bucket, Key="pairs/human/train.csv", Body=body)
     client.put_object(Bucket=bucket, Key="pairs/human/cold/val.csv", Body=body)
     for path in ("pairs/human/train.csv", "pairs/human"):
-        s3 = read_source(f"s3://{bucket}/{path}", s3_endpoint_url=endpoint)
-        s3a = read_source(f"s3a://{bucket}/{path}", s3_endpoint_url=endpoint)
+        s3 = read_source(Location.of(f"s3://{bucket}/{path}", endpoint))
+        s3a = read_source(Location.of(f"s3a://{bucket}/{path}", endpoint))
         assert _rows(s3a) == _rows(s3)
         assert list(s3a["source_row"]) == list(s3["source_row"])
     assert _rows(s3a) == HUMAN * 2
@@ -343,15 +344,15 @@ def test_s3_errors(s3_bucket: S3Bucket) -> None:
     client, bucket, endpoint = s3_bucket
     client.put_object(Bucket=bucket, Key="empty/x.csv", Body=b"")
     missing = f"s3://{bucket}/drugban/nope.csv"
-    assert str(_error(missing, s3_endpoint_url=endpoint)) == f"{missing}: no such S3 key"
+    assert str(_error(Location.of(missing, endpoint))) == f"{missing}: no such S3 key"
     prefix = f"s3://{bucket}/nothing"
-    assert str(_error(prefix, s3_endpoint_url=endpoint)) == (
+    assert str(_error(Location.of(prefix, endpoint))) == (
         f"{prefix}: no data files (.csv, .csv.gz, .parquet, .pq) under this S3 prefix"
     )
     no_bucket = "s3://no-such-bucket-drugrepo/x.csv"
-    assert str(_error(no_bucket, s3_endpoint_url=endpoint)) == f"{no_bucket}: no such S3 bucket"
+    assert str(_error(Location.of(no_bucket, endpoint))) == f"{no_bucket}: no such S3 bucket"
     empty = f"s3://{bucket}/empty"
-    assert str(_error(empty, s3_endpoint_url=endpoint)) == f"s3://{bucket}/empty/x.csv: empty file"
+    assert str(_error(Location.of(empty, endpoint))) == f"s3://{bucket}/empty/x.csv: empty file"
 
 
 # --- hostile inputs: ragged rows, gzip bombs, folder indexes that link back up ------------------------

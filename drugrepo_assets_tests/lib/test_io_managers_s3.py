@@ -27,6 +27,7 @@ from drugrepo_assets.files import storage_path
 from drugrepo_assets.lib.io_managers import JsonIOManager, ParquetIOManager, ParquetUPathIOManager
 from drugrepo_assets.lib.records import Record
 from drugrepo_assets.lib.resources import DataSourceResource, SplitSettings
+from drugrepo_assets.location import Location
 from drugrepo_assets_tests.data.servers import S3Bucket, moto_endpoint, s3_bucket
 from drugrepo_assets_tests.samples import write_sample_source
 
@@ -127,14 +128,14 @@ def test_typed_and_plain_records_round_trip(where: str, s3_bucket: S3Bucket, tmp
         "record_type": "Stored",
         "plain": {"partition": "beta", "values": [1, 2.5, None]},
     }
-    assert json.loads(storage_path(f"{base}/consumer/beta.json", endpoint).read_bytes()) == value
-    assert json.loads(storage_path(f"{base}/record/beta.json", endpoint).read_bytes()) == value["record"]
+    assert json.loads(storage_path(Location.of(f"{base}/consumer/beta.json", endpoint)).read_bytes()) == value
+    assert json.loads(storage_path(Location.of(f"{base}/record/beta.json", endpoint)).read_bytes()) == value["record"]
     if where == "s3":
         assert _keys(s3_bucket, "store/") == [f"store/{name}/beta.json" for name in ("consumer", "plain", "record")]
 
 
 def test_a_table_that_fails_mid_serialisation_leaves_the_stored_version(s3_bucket: S3Bucket) -> None:
-    base = storage_path(f"s3://{s3_bucket.name}/t", s3_bucket.endpoint_url)
+    base = storage_path(Location.of(f"s3://{s3_bucket.name}/t", s3_bucket.endpoint_url))
     manager = ParquetUPathIOManager(base_path=base)
     final = base / "table.parquet"
     manager.dump_to_path(build_output_context(), pd.DataFrame({"a": [1, 2]}), final)
@@ -163,7 +164,7 @@ def test_an_upload_cut_off_mid_transfer_leaves_no_object(
         return await original(self, method, *args, **kwargs)
 
     monkeypatch.setattr(S3FileSystem, "_call_s3", cut_after_first_part)
-    target = storage_path(f"s3://{s3_bucket.name}/ckpt/best.pt", s3_bucket.endpoint_url)
+    target = storage_path(Location.of(f"s3://{s3_bucket.name}/ckpt/best.pt", s3_bucket.endpoint_url))
     with pytest.raises(ConnectionResetError):
         files.upload_file_atomic(big, target, part_size=5 * 2**20)
     assert parts_sent[:1] == [1] and len(parts_sent) >= 2
@@ -179,6 +180,7 @@ def test_an_upload_cut_off_mid_transfer_leaves_no_object(
 TERMINATED_UPLOADER = """
 import signal, sys
 from drugrepo_assets.files import put_multipart, storage_path
+from drugrepo_assets.location import Location
 
 def terminate(*_):
     raise KeyboardInterrupt  # how a run reacts to SIGTERM: Dagster raises an interrupt (a BaseException)
@@ -186,7 +188,7 @@ def terminate(*_):
 signal.signal(signal.SIGTERM, terminate)
 with open(sys.argv[3], "rb") as source:
     try:
-        put_multipart(source, storage_path(sys.argv[1], sys.argv[2]), 5 * 2**20)
+        put_multipart(source, storage_path(Location.of(sys.argv[1], sys.argv[2])), 5 * 2**20)
     except KeyboardInterrupt:
         sys.exit(3)
 """

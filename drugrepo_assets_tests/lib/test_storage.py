@@ -10,6 +10,7 @@ from s3fs import S3FileSystem
 
 from drugrepo_assets.files import remove_partial_writes, storage_path, write_local_atomic
 from drugrepo_assets.lib.storage import StorageResource
+from drugrepo_assets.location import Location
 from drugrepo_assets_tests.data.servers import S3Bucket, moto_endpoint, s3_bucket
 
 __all__ = ["moto_endpoint", "s3_bucket"]
@@ -69,8 +70,8 @@ def test_without_an_endpoint_the_store_is_the_one_aws_endpoint_url_s3_names(
 
 
 def test_an_endpoint_only_applies_to_s3_paths(tmp_path: Path) -> None:
-    assert storage_path(str(tmp_path), "http://127.0.0.1:9").storage_options == {}
-    s3 = storage_path("s3://bucket/prefix", "http://127.0.0.1:9")
+    assert storage_path(Location.of(str(tmp_path), "http://127.0.0.1:9")).storage_options == {}
+    s3 = storage_path(Location.of("s3://bucket/prefix", "http://127.0.0.1:9"))
     assert s3.storage_options["endpoint_url"] == "http://127.0.0.1:9"
 
 

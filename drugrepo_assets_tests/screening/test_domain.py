@@ -24,6 +24,7 @@ from drugrepo_assets.data.sandbox import Budget, Sandbox, molecule_sandbox
 from drugrepo_assets.data.sources import bundled_root
 from drugrepo_assets.data.validate import validate_pairs
 from drugrepo_assets.files import storage_path
+from drugrepo_assets.location import Location
 from drugrepo_assets.screening import domain
 from drugrepo_assets.screening.domain import (
     DomainReference,
@@ -169,7 +170,7 @@ def test_a_reference_round_trips_through_its_file(sandbox: Sandbox, tmp_path: Pa
 
 def test_a_reference_round_trips_on_s3(sandbox: Sandbox, s3_bucket: S3Bucket) -> None:
     ref = build_reference(_drugs(DRUGS[:5]), _targets(PROTEINS[:3]), sandbox)
-    checkpoint = storage_path(f"s3://{s3_bucket.name}/run/best.pt", s3_bucket.endpoint_url)
+    checkpoint = storage_path(Location.of(f"s3://{s3_bucket.name}/run/best.pt", s3_bucket.endpoint_url))
     write_reference(reference_path(checkpoint), ref)
     listed = s3_bucket.client.list_objects_v2(Bucket=s3_bucket.name)["Contents"]  # type: ignore[attr-defined]
     assert [o["Key"] for o in listed] == ["run/best.pt.domain.parquet"]

@@ -15,6 +15,7 @@ import pytest
 
 from drugrepo_assets.data.limits import MAX_BLANK_LINES, InputFileError
 from drugrepo_assets.data.rules import MAX_PROTEIN_CHARS, protein_refusal
+from drugrepo_assets.location import Location
 from drugrepo_assets.screening import targets as targets_module
 from drugrepo_assets.screening.targets import (
     REJECTED_COLUMNS,
@@ -44,7 +45,7 @@ def _refused(chunks: list[TargetChunk]) -> list[tuple]:
     return [(r.file, r.line, r.id, r.value, r.reason) for r in rows]
 
 
-def _error(location: str, **kwargs: object) -> InputFileError:
+def _error(location: Location | str, **kwargs: object) -> InputFileError:
     with pytest.raises(InputFileError) as info:
         read_target_set(location, **kwargs)  # type: ignore[arg-type]
     return info.value
@@ -232,18 +233,17 @@ def test_an_s3_prefix_and_key(s3_bucket: S3Bucket) -> None:
         client.put_object(Bucket=bucket, Key=f"targets/v1/{name}", Body=data)
     client.put_object(Bucket=bucket, Key="targets/v10/x.fasta", Body=b">X\nMKV\n")
     for scheme in ("s3", "s3a"):
-        chunks = list(iter_targets(f"{scheme}://{bucket}/targets/v1", s3_endpoint_url=endpoint, chunk_rows=2))
+        chunks = list(iter_targets(Location.of(f"{scheme}://{bucket}/targets/v1", endpoint), chunk_rows=2))
         assert _kept(chunks) == FOLDER_KEPT
         assert _refused(chunks) == FOLDER_REFUSED
     key = f"s3://{bucket}/targets/v1/b/c.csv.gz"
-    assert read_target_set(key, s3_endpoint_url=endpoint).kept.values.tolist() == [
+    assert read_target_set(Location.of(key, endpoint)).kept.values.tolist() == [
         ["C1", "MKC", key, 2],
         ["A2", "MKA", key, 3],
     ]
     nothing = f"s3://{bucket}/nothing"
     assert (
-        str(_error(nothing, s3_endpoint_url=endpoint))
-        == f"{nothing}: no targets files ({SUFFIXES}) under this S3 prefix"
+        str(_error(Location.of(nothing, endpoint))) == f"{nothing}: no targets files ({SUFFIXES}) under this S3 prefix"
     )
 
 

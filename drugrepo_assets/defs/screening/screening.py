@@ -158,15 +158,16 @@ def _file_library(
     source: str, root: Any, screening: ScreeningSettings, storage: StorageResource
 ) -> tuple[list[ShardRef], pd.DataFrame, list[str]]:
     """A user's library location as raw shards: (shards, refused rows, labels of the files read now)."""
-    files = library_files(source, storage.s3_endpoint_url)
+    library = storage.location_of(source)
+    files = library_files(library)
     stored: list[StoredFile] = []
     read = []
     for label, version in files:
-        part = store_file(source, label, version, root, screening.shard_size, storage.s3_endpoint_url)
+        part = store_file(library, label, version, root, screening.shard_size)
         stored.append(part)
         if not part.reused:
             read.append(label)
-    changed = library_change(source, files, library_files(source, storage.s3_endpoint_url))
+    changed = library_change(source, files, library_files(library))
     if changed:
         raise Failure(description=f"{changed} while it was being read; materialise screening_library again")
     refs = [r for part in stored for r in part.refs]
@@ -194,7 +195,7 @@ def _user_targets(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A target data set (file, folder, S3 prefix or URL) as ``target_id, sequence, feature_id, known_positives``
     (the datasets' positives of the same sequence), and its refused rows."""
-    targets = read_target_set(location, storage.s3_endpoint_url)
+    targets = read_target_set(storage.location_of(location))
     sequences = targets.kept["sequence"].astype(str)
     features = [target_id(s) for s in sequences]
     pairs = pd.concat(validated.values())

@@ -278,7 +278,7 @@ def drift_report(
     train = _sample(train, s.max_rows, s.seed)
     landed = _sample(landed, s.max_rows, s.seed)
     reference = pair_descriptor_table(train["smiles"], train["protein"])
-    request_log = scan_request_log(s.resolved_request_log_dir(), s.s3_endpoint_url)
+    request_log = scan_request_log(s.location_of(s.resolved_request_log_dir()))
     if request_log.malformed_lines:
         context.log.warning(f"request log: skipped {request_log.malformed_lines} malformed lines")
     # A shadow record repeats a pair the champion answered: the requests' inputs are the answered pairs only.
@@ -374,7 +374,7 @@ def champion_challenger(
     metrics = {
         version: _version_metrics(client, name, version, val, test, s.device) for version in (champion, challenger)
     }
-    scan = scan_request_log(drift_settings.resolved_request_log_dir(), drift_settings.s3_endpoint_url)
+    scan = scan_request_log(drift_settings.location_of(drift_settings.resolved_request_log_dir()))
     online, html = online_comparison(
         scan.records, name, metrics[champion], metrics[challenger], drift_settings.drift_share, drift_settings.min_rows
     )
