@@ -29,8 +29,8 @@ from drugrepo_assets.lib.resources import (
     SplitSettings,
     TrainingProfile,
 )
+from drugrepo_assets.lib.serving_resources import ChallengerSettings, DriftSettings, RegistrySettings
 from drugrepo_assets.lib.storage import StorageResource
-from drugrepo_assets.serving.defs.resources import ChallengerSettings, DriftSettings, RegistrySettings
 
 __all__ = [
     "DEFAULT_ENV",

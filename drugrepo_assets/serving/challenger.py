@@ -23,11 +23,11 @@ import pandas as pd
 import torch
 
 from drugrepo_assets.lib.records import OnlineComparison, VersionMetrics
+from drugrepo_assets.lib.serving_resources import ChallengerSettings
 from drugrepo_assets.ml.features.dataset import PairData
 from drugrepo_assets.ml.model.drugban import DrugBAN
 from drugrepo_assets.ml.training.pipeline import evaluate_model
 from drugrepo_assets.request_records import CHALLENGER, CHAMPION, ROLES, SHADOW, RequestRecord
-from drugrepo_assets.serving.defs.resources import ChallengerSettings
 from drugrepo_assets.serving.drift import compare
 
 PAIR_KEYS: tuple[str, ...] = ("request_id", "pair")

@@ -10,10 +10,10 @@ import pytest
 
 from drugrepo_assets.api.request_log import LoggedBatch, RequestLog
 from drugrepo_assets.lib.records import DriftSummary, OnlineComparison, VersionMetrics
+from drugrepo_assets.lib.serving_resources import ChallengerSettings
 from drugrepo_assets.ml.evaluate import BinaryMetrics
 from drugrepo_assets.request_records import RequestRecord, scan_request_log
 from drugrepo_assets.serving.challenger import challenger_verdict, online_comparison, spearman
-from drugrepo_assets.serving.defs.resources import ChallengerSettings
 from drugrepo_assets.serving.drift import compare
 
 NAME = "drugban-human"

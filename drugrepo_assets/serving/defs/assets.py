@@ -29,6 +29,7 @@ from dagster import (
 )
 
 from drugrepo_assets.data.splits import split_subset
+from drugrepo_assets.lib.gates import GateOutcome, gate_outcomes
 from drugrepo_assets.lib.metadata import metadata_table
 from drugrepo_assets.lib.partitions import dataset_partitions
 from drugrepo_assets.lib.records import (
@@ -42,11 +43,10 @@ from drugrepo_assets.lib.records import (
     VersionMetrics,
 )
 from drugrepo_assets.lib.resources import MlflowTracking
+from drugrepo_assets.lib.serving_resources import ChallengerSettings, DriftSettings, RegistrySettings
 from drugrepo_assets.lib.storage import StorageResource
 from drugrepo_assets.ml.features.descriptors import DESCRIPTOR_COLUMNS, pair_descriptor_table
 from drugrepo_assets.request_records import CHALLENGER, CHAMPION, ROLES, SHADOW, scan_request_log
-from drugrepo_assets.serving.defs.gates import GateOutcome, gate_outcomes
-from drugrepo_assets.serving.defs.resources import ChallengerSettings, DriftSettings, RegistrySettings
 from drugrepo_assets.serving.drift import compare
 from drugrepo_assets.serving.registry import (
     CHECKPOINT_ID_TAG,

@@ -30,12 +30,12 @@ from drugrepo_assets.definitions import all_asset_checks, all_assets
 from drugrepo_assets.defs.training.training import CHECKPOINT_ID_TAG as RUN_CHECKPOINT_ID_TAG
 from drugrepo_assets.lib.environments import serving_resources
 from drugrepo_assets.lib.resources import MlflowTracking, TrainingProfile
+from drugrepo_assets.lib.serving_resources import ChallengerSettings, DriftSettings, RegistrySettings
 from drugrepo_assets.ml.evaluate import sigmoid
 from drugrepo_assets.ml.model.checkpoint import load_checkpoint, save_checkpoint
 from drugrepo_assets.ml.predict import score_table
 from drugrepo_assets.request_records import scan_request_log
 from drugrepo_assets.serving.defs.assets import champion_challenger, drift_report, external_assets, registered_model
-from drugrepo_assets.serving.defs.resources import ChallengerSettings, DriftSettings, RegistrySettings
 from drugrepo_assets.serving.registry import CHECKPOINT_ID_TAG as VERSION_CHECKPOINT_ID_TAG
 from drugrepo_assets.serving.registry import (
     PREVIOUS_TAG,

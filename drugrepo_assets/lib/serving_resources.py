@@ -8,8 +8,8 @@ from pathlib import Path
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
+from drugrepo_assets.lib.gates import GATING_CHECKS
 from drugrepo_assets.lib.storage import S3Endpoint
-from drugrepo_assets.serving.defs.gates import GATING_CHECKS
 from drugrepo_assets.serving.registry import CHALLENGER_ALIAS, CHAMPION_ALIAS
 
 
