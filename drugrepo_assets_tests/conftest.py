@@ -87,13 +87,19 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Add the ``services`` marker to every test that starts a real service (see the module's docstring), and put the
-    files with a ``slow`` test first, so that ``-n 3 --dist loadfile`` (in collection order: ``--no-loadscope-reorder``)
-    starts them at once instead of ending on one of them while the other workers are idle."""
+    files with a ``slow(seconds)`` test first, longest first, so that ``-n 3 --dist loadfile`` (in collection order:
+    ``--no-loadscope-reorder``) starts the long ones at once and ends on short files instead of on one long file while
+    the other workers are idle. The seconds are a scheduling hint only: nothing asserts them."""
     for item in items:
         if starts_a_service(item):
             item.add_marker(pytest.mark.services)
-    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_files)
+    seconds: dict[Path, float] = {}
+    for item in items:
+        if (marker := item.get_closest_marker("slow")) is not None:
+            if len(marker.args) != 1:
+                raise pytest.UsageError(f"{item.nodeid}: mark it slow(seconds), about how long its file runs")
+            seconds[item.path] = max(seconds.get(item.path, 0.0), float(marker.args[0]))
+    items.sort(key=lambda item: -seconds.get(item.path, 0.0))
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from drugrepo_assets import demo
 from drugrepo_assets.data.sources import DATASETS
 
 
-@pytest.mark.slow
+@pytest.mark.slow(50)
 def test_demo_materialises_every_dataset_into_the_persistent_instance(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -43,6 +43,8 @@ from drugrepo_assets_tests.data.servers import S3Bucket, moto_endpoint, s3_bucke
 from drugrepo_assets_tests.postgres import Postgres, postgres_server
 from drugrepo_assets_tests.samples import OFFLINE_KUBECONFIG, write_sample_source
 
+pytestmark = pytest.mark.slow(50)
+
 __all__ = ["moto_endpoint", "postgres_server", "s3_bucket"]
 
 REPO = Path(__file__).resolve().parents[1]

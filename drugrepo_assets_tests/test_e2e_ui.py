@@ -31,7 +31,7 @@ from playwright.sync_api import Page, sync_playwright
 from drugrepo_assets.data.sources import DATASETS
 from drugrepo_assets_tests.processes import free_port
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(260)
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"

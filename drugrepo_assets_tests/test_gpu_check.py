@@ -15,6 +15,8 @@ import pytest
 from drugrepo_assets_tests.conftest import GOLDEN_DIR
 from drugrepo_assets_tests.ml.features.test_exported import NO_RDKIT
 
+pytestmark = pytest.mark.slow(40)
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
 
 

@@ -39,6 +39,8 @@ from drugrepo_assets_tests.api.servers import Api, challenger_checkpoint, poll_u
 from drugrepo_assets_tests.postgres import Postgres, postgres_server
 from drugrepo_assets_tests.processes import free_port, stop, wait_until
 
+pytestmark = pytest.mark.slow(60)
+
 __all__ = ["postgres_server"]
 
 

@@ -34,7 +34,7 @@ from drugrepo_assets.serving.registry import alias_version, checkpoint_source, p
 from drugrepo_assets_tests.api.servers import running_mlflow
 from drugrepo_assets_tests.processes import free_port, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(90)
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BIN = Path(sys.executable).parent

@@ -36,6 +36,8 @@ from drugrepo_assets_tests.api.servers import (
     running_mlflow,
 )
 
+pytestmark = pytest.mark.slow(65)
+
 KEY = "cc-key"
 ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
 PROTEIN = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ"

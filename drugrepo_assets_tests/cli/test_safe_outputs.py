@@ -18,6 +18,8 @@ from drugrepo_assets.cli import main
 from drugrepo_assets.cli.common import out_problem
 from drugrepo_assets_tests.cli.helpers import console_script, golden_inputs, one_error_line, screen_args
 
+pytestmark = pytest.mark.slow(40)
+
 
 def drugrepo(*args: str) -> subprocess.CompletedProcess[str]:
     """The console script run as a user runs it (a FIFO ``--out`` that were opened would block: the timeout fails it)."""

@@ -36,6 +36,8 @@ from drugrepo_assets_tests.data.rows import real_rows, write_csv
 from drugrepo_assets_tests.data.servers import S3Bucket, moto_endpoint, s3_bucket
 from drugrepo_assets_tests.living import REFRESHED, Location, location
 
+pytestmark = pytest.mark.slow(60)
+
 __all__ = ["moto_endpoint", "s3_bucket"]
 
 RUN_KEY_TAG = "dagster/run_key"

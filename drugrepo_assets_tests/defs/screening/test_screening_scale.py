@@ -30,7 +30,7 @@ from drugrepo_assets.lib.resources import ScreeningSettings
 from drugrepo_assets.screening.plan import tile_name
 from drugrepo_assets_tests.defs.screening.screening_setup import stage_storage, validated_human, write_inputs
 
-pytestmark = [pytest.mark.scale, pytest.mark.slow]
+pytestmark = [pytest.mark.scale, pytest.mark.slow(140)]
 
 REPO = Path(__file__).resolve().parents[3]
 INPUTS = "screening_library,screening_library_rejected,screening_targets,screening_targets_rejected"

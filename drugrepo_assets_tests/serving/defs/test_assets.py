@@ -49,6 +49,8 @@ from drugrepo_assets.serving.registry import (
 from drugrepo_assets_tests.api.servers import BIN, metric_value, poll_until, running_api, running_mlflow
 from drugrepo_assets_tests.defs.training.training_setup import resources, small_dataset
 
+pytestmark = pytest.mark.slow(85)
+
 NAME = "drugban-human"
 KEY = "serving-test-key"
 TRAINING = AssetSelection.all() - AssetSelection.assets("hpo_study") - AssetSelection.groups("screening")
