@@ -126,7 +126,11 @@ def running_redis(folder: Path) -> Iterator[str]:
 
 @contextmanager
 def running_mlflow(folder: Path) -> Iterator[str]:
-    """A real ``mlflow server`` with a SQLite store in ``folder``; yields its base URL once /health answers."""
+    """A real ``mlflow server`` with a SQLite store in ``folder``; yields its base URL once /health answers.
+
+    The server runs as the project uses it, for tracking and the model registry: without MLflow 3's job execution
+    (``MLFLOW_SERVER_ENABLE_JOB_EXECUTION``, GenAI jobs no code here submits), which would start seven huey consumer
+    processes and a job runner beside it, about 28 s of CPU per server start on this machine."""
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = folder / "mlflow.log"
@@ -144,8 +148,9 @@ def running_mlflow(folder: Path) -> Iterator[str]:
         "--workers",
         "1",
     ]
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     with open(log, "wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(process, lambda: _http_ok(f"{url}/health"), log, "mlflow server")
