@@ -217,7 +217,12 @@ class Sandbox(Generic[R]):
                 while pending and (worker := self._acquire(block=not busy)) is not None:
                     start, end = pending.popleft()
                     worker.done.value = 0  # a worker that ends before its first item blames that item
-                    worker.conn.send(list(items[start:end]))
+                    try:
+                        worker.conn.send(list(items[start:end]))
+                    except OSError:  # it ended while idle (killed from outside): a fresh worker takes the batch
+                        pending.appendleft((start, end))
+                        self._renew(worker)
+                        continue
                     busy[worker] = (start, end)
                 ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
                 for worker, (start, end) in list(busy.items()):

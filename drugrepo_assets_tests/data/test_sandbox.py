@@ -125,6 +125,19 @@ def test_an_exception_of_the_function_is_raised_in_the_caller_and_the_sandbox_go
         assert sandbox.map(["c"]) == ["C"]
 
 
+def test_a_worker_killed_while_idle_is_replaced_and_its_batch_answered() -> None:
+    """An idle worker ended from outside (the OOM killer, an operator's kill) costs the next caller nothing: the
+    batch sent to its closed pipe goes to a fresh worker instead of raising BrokenPipeError."""
+    with Sandbox(answer, workers=1) as sandbox:
+        assert sandbox.map(["a"]) == ["A"]
+        [idle] = sandbox._idle
+        os.kill(idle.process.pid, signal.SIGKILL)
+        idle.process.join()
+        assert sandbox.map(["b", "c"]) == ["B", "C"]
+        [fresh] = sandbox._idle
+        assert fresh is not idle and fresh.process.is_alive()
+
+
 def test_close_ends_the_workers_and_a_caller_in_flight() -> None:
     sandbox = Sandbox(answer, workers=2, budget=Budget(cpu_seconds=600))
     pids = [w.process.pid for w in sandbox._idle]
