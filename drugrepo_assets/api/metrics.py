@@ -59,7 +59,7 @@ class ApiMetrics:
         self.target_terms_store_errors = Counter(
             "drugrepo_target_terms_store_errors",
             "Failures of the target-terms store, by kind (corrupt: a stored file that is not the checkpoint's terms, "
-            "replaced; read; write): the terms were computed and the request answered.",
+            "replaced; read; write; budget: past the replica's write budget): the terms were computed and the request answered.",
             ["kind"],
             registry=self.registry,
         )

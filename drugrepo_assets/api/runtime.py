@@ -25,8 +25,14 @@ __all__ = ["Runtime", "terms_supply"]
 
 
 def terms_supply(settings: ServingSettings, metrics: ApiMetrics) -> TermsSupply:
-    """The target terms past the cache: the store of ``DRUGREPO_TARGET_TERMS`` (if set), sources and failures counted."""
-    return TermsSupply(settings.target_terms, metrics.target_terms, metrics.target_terms_store_errors)
+    """The target terms past the cache: the store of ``DRUGREPO_TARGET_TERMS`` (if set) within the replica's write
+    budget, sources and failures counted."""
+    return TermsSupply(
+        settings.target_terms,
+        metrics.target_terms,
+        metrics.target_terms_store_errors,
+        write_budget_bytes=settings.target_terms_write_mib * 2**20,
+    )
 
 
 @dataclass

@@ -96,6 +96,13 @@ class ServingSettings(BaseSettings):
         "(screening.terms): on a cache miss a target's terms are read from it, else computed and written there, "
         "so replicas warm each other; the S3 endpoint is AWS_ENDPOINT_URL_S3's. Unset: computed.",
     )
+    target_terms_write_mib: int = Field(
+        default=1024,
+        ge=0,
+        description="Most MiB of target terms one replica writes to the target-terms store (1.2 MB a target at the "
+        "reference width); past it a new target's terms are computed and not stored (counted, kind budget), so "
+        "requests for ever new sequences cannot fill the store. 0: the replica only reads the store.",
+    )
     request_log_dir: str = Field(
         default_factory=default_request_log_dir,
         description="Folder or s3:// prefix of the JSONL request logs (one file, or one object per flush, per replica).",

@@ -42,6 +42,11 @@ def _triangle(width: int) -> tuple[np.ndarray, np.ndarray]:
     return np.triu_indices(width)
 
 
+def terms_bytes(width: int) -> int:
+    """Bytes of float32 values in one target's terms file for a model of term width K: sq and Gq's upper triangle."""
+    return 4 * (width + width * (width + 1) // 2)
+
+
 @dataclass
 class TermsUse:
     """How a block's terms were obtained: targets read from the store, and computed now (and stored)."""

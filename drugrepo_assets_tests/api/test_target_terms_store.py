@@ -14,12 +14,14 @@ import pandas as pd
 import pytest
 import torch
 
+from drugrepo_assets.api.metrics import ApiMetrics
+from drugrepo_assets.api.runtime import terms_supply
 from drugrepo_assets.api.settings import ServingSettings
-from drugrepo_assets.api.stored_terms import COMPUTED, CORRUPT, READ, STORE, WRITE, TermsSupply
+from drugrepo_assets.api.stored_terms import BUDGET, COMPUTED, CORRUPT, READ, STORE, WRITE, TermsSupply
 from drugrepo_assets.data.rules import clean_protein
 from drugrepo_assets.ml.model.checkpoint import load_checkpoint
 from drugrepo_assets.screening.engine import ScreeningEngine
-from drugrepo_assets.screening.terms import TARGET_TERMS_ENV, TargetTermStore, term_key
+from drugrepo_assets.screening.terms import TARGET_TERMS_ENV, TargetTermStore, term_key, terms_bytes
 from drugrepo_assets_tests.api.servers import BIN, Api, metric_value, running_api
 
 KEY = "key-terms"
@@ -204,6 +206,38 @@ def test_a_store_that_cannot_be_read_or_written_leaves_the_terms_computed(
     assert registry.get_sample_value("errors_total", {"kind": READ}) == 2
     logged = [r.getMessage() for r in caplog.records if r.name == "drugrepo_assets.api.stored_terms"]
     assert [sum(f"{kind} failure" in m for m in logged) for kind in (WRITE, READ)] == [1, 1]  # once per kind
+
+
+def test_a_replica_stops_storing_at_its_write_budget_and_still_answers(
+    engine: ScreeningEngine, golden_pairs: pd.DataFrame, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Requests for ever new sequences cannot fill the store: past the budget a target's terms are computed,
+    answered and counted (kind budget, logged once), not stored; what was stored is still read."""
+    from prometheus_client import CollectorRegistry, Counter
+
+    registry = CollectorRegistry()
+    sources = Counter("terms", "", ["source"], registry=registry)
+    failures = Counter("errors", "", ["kind"], registry=registry)
+    proteins = [clean_protein(p) for p in golden_pairs["Protein"].drop_duplicates().iloc[:3]]
+    supply = TermsSupply(str(tmp_path / "terms"), sources, failures, write_budget_bytes=terms_bytes(engine.term_width))
+    store = supply.store("ckpt")
+    assert store is not None
+    for protein in proteins:
+        terms, source = supply.terms(engine, protein, store)
+        expected, _ = TermsSupply().terms(engine, protein, None)
+        assert source == COMPUTED and torch.equal(terms.gq, expected.gq) and torch.equal(terms.sq, expected.sq)
+    assert [Path(store.path(term_key(p))).exists() for p in proteins] == [True, False, False]
+    assert Path(store.path(term_key(proteins[0]))).stat().st_size >= terms_bytes(engine.term_width)
+    assert registry.get_sample_value("errors_total", {"kind": BUDGET}) == 2
+    logged = [r.getMessage() for r in caplog.records if r.name == "drugrepo_assets.api.stored_terms"]
+    assert sum(f"{BUDGET} failure" in m for m in logged) == 1
+    assert supply.terms(engine, proteins[0], store)[1] == STORE
+
+
+def test_the_write_budget_is_read_from_drugrepo_target_terms_write_mib(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ServingSettings().target_terms_write_mib == 1024
+    monkeypatch.setenv("DRUGREPO_TARGET_TERMS_WRITE_MIB", "3")
+    assert terms_supply(ServingSettings(), ApiMetrics()).write_budget_bytes == 3 * 2**20
 
 
 def test_the_store_location_is_read_from_drugrepo_target_terms(monkeypatch: pytest.MonkeyPatch) -> None:
