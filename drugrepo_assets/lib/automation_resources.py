@@ -7,35 +7,26 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from dagster import AssetKey, ConfigurableResource, InitResourceContext, get_dagster_logger
+from dagster import AssetKey, ConfigurableResource, get_dagster_logger
 from dagster_slack import SlackResource
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 from slack_sdk.web.client import WebClient
 
 from drugrepo_assets.files import uri_of
-from drugrepo_assets.lib.storage import S3Endpoint
+from drugrepo_assets.lib.storage import InstanceHome, S3Endpoint
 
 
-class LandingZone(S3Endpoint, ConfigurableResource):
+class LandingZone(S3Endpoint, InstanceHome):
     """Where new data lands: ``<root>/<dataset>/<file>``, a local folder or an ``s3://`` prefix (on `S3Endpoint`'s endpoint)."""
 
     root: str | None = Field(default=None, description="Local folder or s3:// prefix; default $DAGSTER_HOME/landing.")
-    _instance_root: str | None = PrivateAttr(default=None)
-
-    def setup_for_execution(self, context: InitResourceContext) -> None:
-        """Fall back on ``$DAGSTER_HOME/landing`` when no root is configured."""
-        if self.root is None and context.instance is not None:
-            self._instance_root = str(Path(context.instance.root_directory) / "landing")
 
     def uri(self) -> str:
         """The landing root in use (a plain path when local)."""
-        root = self.root or self._instance_root
-        if root is None:
-            raise ValueError("LandingZone needs root when no Dagster instance is at hand")
+        root = self.root or str(self.instance_folder("landing", "root"))
         return uri_of(self.path_of(root))
 
     def file_uri(self, relative: str) -> str:

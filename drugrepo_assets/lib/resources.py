@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from dagster import ConfigurableResource, InitResourceContext, OpExecutionContext
-from pydantic import Field, PrivateAttr
+from dagster import ConfigurableResource, OpExecutionContext
+from pydantic import Field
 
 from drugrepo_assets.data.sources import dataset_location, read_source
-from drugrepo_assets.lib.storage import S3Endpoint
+from drugrepo_assets.lib.storage import InstanceHome, S3Endpoint
 from drugrepo_assets.location import Location
 from drugrepo_assets.ml.model.model_config import DrugBANConfig
 from drugrepo_assets.ml.training.train_config import CDANConfig, TrainConfig
@@ -190,7 +190,7 @@ class ScreeningSettings(ConfigurableResource):
     device: str = Field(default="auto", description='"auto" (CUDA when present, else CPU), "cpu" or "cuda".')
 
 
-class MlflowTracking(ConfigurableResource):
+class MlflowTracking(InstanceHome):
     """MLflow experiment tracking through `MlflowClient`: one MLflow run per training or trial.
 
     Without ``tracking_uri`` runs go to a SQLite store under ``$DAGSTER_HOME/mlflow`` (view it with
@@ -213,20 +213,12 @@ class MlflowTracking(ConfigurableResource):
         "http(s), else http://127.0.0.1:5000 (`mlflow ui`).",
     )
     dagster_url: str = Field(default="http://localhost:3000", description="Base URL of the Dagster UI.")
-    _home: str | None = PrivateAttr(default=None)
-
-    def setup_for_execution(self, context: InitResourceContext) -> None:
-        """Remember the instance folder for the default local store."""
-        if context.instance is not None:
-            self._home = context.instance.root_directory
 
     def resolved_tracking_uri(self) -> str:
         """The tracking URI in use."""
         if self.tracking_uri:
             return self.tracking_uri
-        if self._home is None:
-            raise ValueError("MlflowTracking needs tracking_uri when no Dagster instance is at hand")
-        folder = Path(self._home) / "mlflow"
+        folder = self.instance_folder("mlflow", "tracking_uri")
         folder.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{folder / 'mlflow.db'}"
 
@@ -239,9 +231,9 @@ class MlflowTracking(ConfigurableResource):
         from mlflow import MlflowClient
 
         uri = self.resolved_tracking_uri()
-        if self.tracking_uri or self._home is None:
+        if self.tracking_uri:
             return MlflowClient(tracking_uri=uri)
-        with open(Path(self._home) / "mlflow" / ".create.lock", "w") as lock:
+        with open(self.instance_folder("mlflow", "tracking_uri") / ".create.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             client = MlflowClient(tracking_uri=uri)
             client.search_experiments(max_results=1)
@@ -255,8 +247,8 @@ class MlflowTracking(ConfigurableResource):
         if found is not None:
             return found.experiment_id
         location = self.artifact_location
-        if location is None and not self.tracking_uri and self._home is not None:
-            location = str(Path(self._home) / "mlflow" / "artifacts")
+        if location is None and not self.tracking_uri:
+            location = str(self.instance_folder("mlflow", "tracking_uri") / "artifacts")
         try:
             return client.create_experiment(self.experiment_name, artifact_location=location)
         except MlflowException:
@@ -340,7 +332,7 @@ class TrackedRun:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
 
 
-class HpoSettings(ConfigurableResource):
+class HpoSettings(InstanceHome):
     """Where the Optuna studies live and how many trials one `hpo_study` materialisation adds.
 
     Without ``storage_url`` studies go to a SQLite file under ``$DAGSTER_HOME/optuna``; off a
@@ -354,20 +346,12 @@ class HpoSettings(ConfigurableResource):
     pruner_startup_trials: int = Field(default=2, description="MedianPruner: trials finished before pruning starts.")
     pruner_warmup_epochs: int = Field(default=0, description="MedianPruner: epochs of a trial before it may be pruned.")
     sampler_seed: int | None = Field(default=None, description="Seed of the TPE sampler (None: random).")
-    _home: str | None = PrivateAttr(default=None)
-
-    def setup_for_execution(self, context: InitResourceContext) -> None:
-        """Remember the instance folder for the default SQLite storage."""
-        if context.instance is not None:
-            self._home = context.instance.root_directory
 
     def resolved_storage_url(self) -> str:
         """The storage URL in use."""
         if self.storage_url:
             return self.storage_url
-        if self._home is None:
-            raise ValueError("HpoSettings needs storage_url when no Dagster instance is at hand")
-        folder = Path(self._home) / "optuna"
+        folder = self.instance_folder("optuna", "storage_url")
         folder.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{folder / 'optuna.db'}"
 

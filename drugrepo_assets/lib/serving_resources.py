@@ -3,13 +3,11 @@ gate, and drift settings."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from dagster import ConfigurableResource, InitResourceContext
-from pydantic import Field, PrivateAttr
+from dagster import ConfigurableResource
+from pydantic import Field
 
 from drugrepo_assets.lib.gates import GATING_CHECKS
-from drugrepo_assets.lib.storage import S3Endpoint
+from drugrepo_assets.lib.storage import InstanceHome, S3Endpoint
 from drugrepo_assets.serving.registry import CHALLENGER_ALIAS, CHAMPION_ALIAS
 
 
@@ -66,7 +64,7 @@ class ChallengerSettings(ConfigurableResource):
     device: str = Field(default="cpu", description="Torch device of the offline evaluation.")
 
 
-class DriftSettings(S3Endpoint, ConfigurableResource):
+class DriftSettings(S3Endpoint, InstanceHome):
     """Where the API's request logs are (a folder, or an ``s3://`` prefix on `S3Endpoint`'s endpoint) and how drift is judged."""
 
     request_log_dir: str | None = Field(
@@ -78,17 +76,9 @@ class DriftSettings(S3Endpoint, ConfigurableResource):
     drift_share: float = Field(default=0.5, gt=0, le=1, description="Share of drifted columns that means drift.")
     min_rows: int = Field(default=5, ge=2, description="Fewest rows on each side worth comparing.")
     seed: int = Field(default=0, description="Seed of the row sampling.")
-    _home: str | None = PrivateAttr(default=None)
-
-    def setup_for_execution(self, context: InitResourceContext) -> None:
-        """Remember the instance folder for the default request-log folder."""
-        if context.instance is not None:
-            self._home = context.instance.root_directory
 
     def resolved_request_log_dir(self) -> str:
         """The request-log folder or s3:// prefix in use."""
         if self.request_log_dir:
             return self.request_log_dir
-        if self._home is None:
-            raise ValueError("DriftSettings needs request_log_dir when no Dagster instance is at hand")
-        return str(Path(self._home) / "serving" / "requests")
+        return str(self.instance_folder("serving", "request_log_dir") / "requests")

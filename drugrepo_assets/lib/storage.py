@@ -59,6 +59,24 @@ class S3Endpoint(Config):
         return storage_path(self.location_of(uri))
 
 
+class InstanceHome(ConfigurableResource):
+    """A resource whose default lives in a folder of the Dagster instance (``$DAGSTER_HOME/<name>``): the
+    instance's folder is remembered at setup, for the defaults to be resolved under it."""
+
+    _home: str | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        """Remember the instance folder for the defaults under it."""
+        if context.instance is not None:
+            self._home = context.instance.root_directory
+
+    def instance_folder(self, name: str, setting: str) -> Path:
+        """``$DAGSTER_HOME/<name>``; ValueError naming the ``setting`` to give when no Dagster instance is at hand."""
+        if self._home is None:
+            raise ValueError(f"{type(self).__name__} needs {setting} when no Dagster instance is at hand")
+        return Path(self._home) / name
+
+
 class StorageResource(S3Endpoint, ConfigurableResource):
     """Files of file-valued assets (checkpoints, feature arrays, reports) on a local folder or S3.
 
